@@ -1,0 +1,3 @@
+from jobsd.cli import main
+
+raise SystemExit(main())

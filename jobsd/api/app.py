@@ -1,0 +1,49 @@
+"""The app factory: routes from the blueprints, one boundary for errors.
+
+The per-request boundary is here and nowhere else: an `ApiError` becomes its
+JSON:API document, a Werkzeug HTTP error (unknown route, wrong method,
+oversized body) becomes the same shape, and anything unexpected becomes a
+logged 500 without a stack trace on the wire.
+"""
+
+from __future__ import annotations
+
+from quart import Response
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from jobsd import errors
+from jobsd.api import jsonapi
+from jobsd.api.context import ApiContext
+from jobsd.api.jobs import jobs_blueprint
+from jobsd.api.meta import meta_blueprint
+from jobsd.api.runs import runs_blueprint
+from jobsd.api.usage import usage_blueprint
+
+
+def create_app(ctx: ApiContext) -> QuartTrio:
+    app = QuartTrio("jobsd")
+    app.config["MAX_CONTENT_LENGTH"] = jsonapi.MAX_BODY_BYTES
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
+    app.url_map.strict_slashes = False
+    for blueprint in (
+        jobs_blueprint(ctx),
+        runs_blueprint(ctx),
+        usage_blueprint(ctx),
+        meta_blueprint(ctx),
+    ):
+        app.register_blueprint(blueprint)
+
+    @app.errorhandler(errors.ApiError)
+    async def api_error(exc: errors.ApiError) -> Response:
+        return jsonapi.error_response(exc)
+
+    @app.errorhandler(HTTPException)
+    async def http_error(exc: HTTPException) -> Response:
+        return jsonapi.http_exception_response(exc)
+
+    @app.errorhandler(Exception)
+    async def unexpected(exc: Exception) -> Response:
+        return jsonapi.internal_error_response(exc)
+
+    return app

@@ -1,0 +1,42 @@
+"""What the API actor is given: the store, the live config, the channels.
+
+The API never touches SQLite or httpx itself. It writes through the store
+and hands work to the executors over channels; `Settings` is the one
+reference the daemon swaps on a config reload (SIGHUP), read whole by each
+request so a request never sees half of an old config and half of a new.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import trio
+
+from jobsd.config import AccountConfig, Config, PlanConfig
+from jobsd.messages import CancelRun, RunOrder
+from jobsd.store import Store
+
+
+@dataclass
+class Settings:
+    config: Config
+
+
+@dataclass
+class Health:
+    """Set by the daemon: `ready` once every actor runs, cleared as the stop begins."""
+
+    ready: bool = False
+    stopping: bool = False
+
+
+@dataclass(frozen=True)
+class ApiContext:
+    store: Store
+    settings: Settings
+    orders: trio.MemorySendChannel[RunOrder]
+    cancels: trio.MemorySendChannel[CancelRun]
+    health: Health = field(default_factory=Health)
+
+    def plan_of(self, account: AccountConfig) -> PlanConfig:
+        return self.settings.config.plan_of(account)

@@ -1,0 +1,435 @@
+"""Job request documents in, a validated `JobSpec` out.
+
+The one place that decides whether a POST/PUT body describes a job. It is pure
+(no I/O, no clock) so tests can drive it with tables and hypothesis. The spec
+asks for every bad field in one 422, so checks never raise: each appends an
+ErrorItem with its JSON pointer and returns a placeholder, and the document is
+refused at the end if anything was collected. Only the two 409s raise at once
+(a `type` that is not `job`, an `id` that contradicts the path): the request is
+aimed at the wrong resource, so field errors would be beside the point. POST
+and PUT share the parser, so an omitted optional field is its default on both.
+
+Decisions where the spec is silent:
+- Types are JSON Schema's: `"true"` is not a boolean, `true` is not an integer,
+  an integral number such as `30.0` is an integer (taken as 30), `30.5` is not.
+- No string may hold an unpaired surrogate (json.loads makes them from
+  `"\\ud800"`; UTF-8 cannot encode them) or NUL; only `body`, sent verbatim,
+  may hold NUL. The schedule is stored as written (the scheduler re-parses it).
+- `url` also refuses whitespace, control and invisible (format) characters,
+  a malformed host, and a port outside 1-65535 (an empty one included).
+- Header values also refuse VT, FF and leading or trailing space/tab: HTTP/1.1
+  cannot carry them (h11 refuses to send them), so every run would fail.
+- A PUT path that breaks the slug rule is 404: no job can have that id.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import unicodedata
+from enum import Enum
+from typing import Final
+from urllib.parse import urlsplit
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from jobsd.errors import ErrorItem, ScheduleError, ValidationFailed, conflict, invalid, not_found
+from jobsd.messages import Header, HttpConfig, JobSpec
+from jobsd.schedule import parse_schedule
+
+METHODS: Final = ("POST", "GET", "PUT", "PATCH", "DELETE")  # the default first
+CONFIG_FIELDS: Final = frozenset(
+    {"method", "url", "headers", "success_status", "tls_verify", "ca_cert", "body", "timeout"}
+)
+REFUSED_HEADERS: Final = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+DEFAULT_TIMEOUT_S: Final = 30
+_ATTRS: Final = "/data/attributes"
+_CONF: Final = "/data/attributes/configuration"
+_MiB: Final = 1024 * 1024
+
+
+class _Missing(Enum):
+    MISSING = 0
+
+
+MISSING: Final = _Missing.MISSING
+
+
+def parse_job_document(doc: object, *, path_slug: str | None, max_timeout_s: int) -> JobSpec:
+    """Validate a decoded POST (`path_slug` None) or PUT body; raise ApiError if refused."""
+    if path_slug is not None and not is_slug(path_slug):
+        raise not_found("No job has this id: job ids are 1-100 characters of a-z 0-9 - _.")
+    errs = _Errors()
+    data = _envelope(errs, doc)
+    if data is None:
+        raise ValidationFailed(errs.items)
+    _refuse_conflicts(data, path_slug)
+    slug = _slug(errs, data, path_slug)
+    spec = _attributes(errs, data.get("attributes", MISSING), slug, max_timeout_s)
+    if errs.items:
+        raise ValidationFailed(errs.items)
+    return spec
+
+
+def is_slug(text: str) -> bool:
+    return _SLUG.fullmatch(text) is not None
+
+
+class _Errors:
+    def __init__(self) -> None:
+        self.items: list[ErrorItem] = []
+
+    def add(self, code: str, pointer: str, detail: str) -> None:
+        # Escaped so that an error about a bad string can always be encoded.
+        pointer = pointer.encode("utf-8", "backslashreplace").decode("utf-8")
+        detail = detail.encode("utf-8", "backslashreplace").decode("utf-8")
+        self.items.append(invalid(code, pointer, detail))
+
+
+def _kind(value: object) -> str:
+    """The JSON type of a decoded value, for details a person can act on."""
+    if value is None or isinstance(value, bool | str | int | float):
+        names = {type(None): "null", bool: "a boolean", str: "a string", int: "an integer"}
+        return names.get(type(value), "a number")
+    return "an array" if isinstance(value, list) else "an object"
+
+
+def _object(errs: _Errors, value: object, ptr: str, what: str) -> dict[str, object] | None:
+    if value is MISSING:
+        errs.add("required", ptr, f"{what} is required.")
+    elif not isinstance(value, dict):
+        errs.add("invalid_type", ptr, f"{what} must be an object, not {_kind(value)}.")
+    else:
+        return value
+    return None
+
+
+def _envelope(errs: _Errors, doc: object) -> dict[str, object] | None:
+    if not isinstance(doc, dict):
+        errs.add("invalid_type", "", f"The body must be an object with `data`, not {_kind(doc)}.")
+        return None
+    return _object(errs, doc.get("data", MISSING), "/data", "`data` (the job resource)")
+
+
+def _refuse_conflicts(data: dict[str, object], path_slug: str | None) -> None:
+    kind = data.get("type", MISSING)
+    if isinstance(kind, str) and kind != "job":
+        raise conflict(
+            "type_mismatch", 'This endpoint takes resources of type "job".', "/data/type"
+        )
+    given = data.get("id")
+    if path_slug is not None and isinstance(given, str) and given != path_slug:
+        detail = "`data.id` differs from the job id in the path; omit it or send the same id."
+        raise conflict("id_mismatch", detail, "/data/id")
+
+
+def _slug(errs: _Errors, data: dict[str, object], path_slug: str | None) -> str:
+    kind = data.get("type", "job")  # a string other than "job" was a 409 already
+    if not isinstance(kind, str):
+        errs.add("invalid_type", "/data/type", f'`type` must be "job", not {_kind(kind)}.')
+    given = data.get("id", MISSING)
+    if path_slug is not None:  # PUT: `id` may be omitted or null (JobResource)
+        if given is not MISSING and given is not None and not isinstance(given, str):
+            errs.add("invalid_type", "/data/id", f"`id` must be a string, not {_kind(given)}.")
+        return path_slug
+    if given is MISSING:
+        errs.add("required", "/data/id", "`id` is required: the job's slug, e.g. nightly-backup.")
+    elif not isinstance(given, str):
+        errs.add("invalid_type", "/data/id", f"`id` must be a string, not {_kind(given)}.")
+    elif not is_slug(given):
+        detail = "`id` must be 1-100 characters of a-z 0-9 - _, starting with a letter or digit."
+        errs.add("invalid_slug", "/data/id", detail)
+    else:
+        return given
+    return ""
+
+
+def _string(
+    errs: _Errors,
+    value: object,
+    ptr: str,
+    *,
+    max_len: int,
+    min_len: int = 0,
+    chars_code: str | None = "invalid_characters",
+    allow_nul: bool = False,
+) -> str | None:
+    """A present value as a string within its limits (code points, as JSON Schema counts)."""
+    name = ptr.rsplit("/", 1)[-1]
+    if value is MISSING:
+        errs.add("required", ptr, f"`{name}` is required.")
+    elif not isinstance(value, str):
+        errs.add("invalid_type", ptr, f"`{name}` must be a string, not {_kind(value)}.")
+    elif len(value) < min_len:
+        errs.add("too_short", ptr, f"`{name}` must not be empty.")
+    elif len(value) > max_len:
+        errs.add("too_long", ptr, f"`{name}` is {len(value)} characters; the limit is {max_len}.")
+    elif chars_code is not None and (
+        (not allow_nul and "\x00" in value) or _SURROGATE.search(value)
+    ):
+        nul = "" if allow_nul else "NUL characters or "
+        errs.add(chars_code, ptr, f"`{name}` must not contain {nul}unpaired surrogates.")
+    else:
+        return value
+    return None
+
+
+def _boolean(errs: _Errors, obj: dict[str, object], key: str, ptr: str) -> bool:
+    value = obj.get(key, True)  # both booleans of the spec default to true
+    if not isinstance(value, bool):
+        errs.add("invalid_type", ptr, f"`{key}` must be true or false, not {_kind(value)}.")
+        return True
+    return value
+
+
+def _choice(
+    errs: _Errors, obj: dict[str, object], key: str, ptr: str, allowed: tuple[str, ...]
+) -> str:
+    """An enum (or a const, with one value); omitted is the default, `allowed[0]`."""
+    value = obj.get(key, allowed[0])
+    if not isinstance(value, str):
+        errs.add("invalid_type", ptr, f"`{key}` must be a string, not {_kind(value)}.")
+    elif value not in allowed:
+        code = "invalid_method" if key == "method" else "invalid_value"
+        choices = f'"{allowed[0]}"' if len(allowed) == 1 else f"one of {', '.join(allowed)}"
+        errs.add(code, ptr, f"`{key}` must be {choices} (exact case).")
+    else:
+        return value
+    return allowed[0]
+
+
+def _attributes(errs: _Errors, value: object, slug: str, max_timeout_s: int) -> JobSpec:
+    attrs = _object(errs, value, _ATTRS, "`attributes`")
+    if attrs is None:
+        return JobSpec(slug, "", None, True, "", HttpConfig(url=""))
+    name = _string(errs, attrs.get("name", MISSING), f"{_ATTRS}/name", min_len=1, max_len=200)
+    description = attrs.get("description")
+    if description is not None:
+        description = _string(errs, description, f"{_ATTRS}/description", max_len=2000)
+    enabled = _boolean(errs, attrs, "enabled", f"{_ATTRS}/enabled")
+    _choice(errs, attrs, "type", f"{_ATTRS}/type", ("http",))
+    _choice(errs, attrs, "concurrency_policy", f"{_ATTRS}/concurrency_policy", ("ALLOW",))
+    schedule = _schedule(errs, attrs.get("schedule", MISSING))
+    conf = _object(errs, attrs.get("configuration", MISSING), _CONF, "`configuration`")
+    config = HttpConfig(url="") if conf is None else _configuration(errs, conf, max_timeout_s)
+    return JobSpec(slug, name or "", description, enabled, schedule, config)
+
+
+def _schedule(errs: _Errors, value: object) -> str:
+    ptr = f"{_ATTRS}/schedule"
+    text = _string(errs, value, ptr, max_len=2**31, chars_code="invalid_schedule")
+    if text is None:
+        return ""
+    try:
+        parse_schedule(text)
+    except ScheduleError as e:
+        errs.add("invalid_schedule", ptr, e.detail)
+    return text
+
+
+def _configuration(errs: _Errors, conf: dict[str, object], max_timeout_s: int) -> HttpConfig:
+    for key in conf:
+        if key not in CONFIG_FIELDS:
+            escaped = key.replace("~", "~0").replace("/", "~1")
+            allowed = ", ".join(sorted(CONFIG_FIELDS))
+            errs.add("unknown_field", f"{_CONF}/{escaped}", f"Unknown field; allowed: {allowed}.")
+    ptr = f"{_CONF}/url"
+    url = _string(errs, conf.get("url", MISSING), ptr, min_len=1, max_len=2048, chars_code=None)
+    if url and (problem := _url_problem(url)):
+        errs.add("invalid_url", ptr, f"`url` {problem}.")
+    ptr = f"{_CONF}/success_status"
+    status = conf.get("success_status", "2xx")
+    if not isinstance(status, str):
+        errs.add(
+            "invalid_type",
+            ptr,
+            f'`success_status` must be a string like "2xx", not {_kind(status)}.',
+        )
+        status = "2xx"
+    elif not _SUCCESS_STATUS.fullmatch(status):
+        detail = '`success_status` must be a code 100-599 such as "204" or a class "1xx"-"5xx".'
+        errs.add("invalid_success_status", ptr, detail)
+    return HttpConfig(
+        url=url or "",
+        method=_choice(errs, conf, "method", f"{_CONF}/method", METHODS),
+        headers=_headers(errs, conf.get("headers", [])),
+        success_status=status,
+        tls_verify=_boolean(errs, conf, "tls_verify", f"{_CONF}/tls_verify"),
+        ca_cert=_ca_cert(errs, conf.get("ca_cert")),
+        body=_body(errs, conf.get("body")),
+        timeout_s=_timeout(errs, conf.get("timeout", MISSING), max_timeout_s),
+    )
+
+
+def _headers(errs: _Errors, value: object) -> tuple[Header, ...]:
+    ptr = f"{_CONF}/headers"
+    if not isinstance(value, list):
+        errs.add(
+            "invalid_type",
+            ptr,
+            f"`headers` must be an array of {{name, value}}, not {_kind(value)}.",
+        )
+        return ()
+    headers: list[Header] = []
+    for i, item in enumerate(value):
+        obj = _object(errs, item, f"{ptr}/{i}", "A header")
+        if obj is None:
+            continue
+        at = f"{ptr}/{i}"
+        name = _string(
+            errs, obj.get("name", MISSING), f"{at}/name", min_len=1, max_len=200, chars_code=None
+        )
+        if name is not None and not _TOKEN.fullmatch(name):
+            errs.add(
+                "invalid_header",
+                f"{at}/name",
+                "A header name is a token: letters, digits "
+                "and !#$%&'*+-.^_`|~ only, no spaces or colons (RFC 9110).",
+            )
+        elif name is not None and name.lower() in REFUSED_HEADERS:
+            errs.add("invalid_header", f"{at}/name", f"{name} is set by jobsd itself; remove it.")
+        val = _string(errs, obj.get("value", MISSING), f"{at}/value", max_len=8192, chars_code=None)
+        if val is not None and (_BAD_VALUE.search(val) or val != val.strip(" \t")):
+            errs.add(
+                "invalid_header",
+                f"{at}/value",
+                "A header value must not contain CR, LF, NUL, "
+                "VT, FF or unpaired surrogates, nor begin or end with a space or tab.",
+            )
+        if name is not None and val is not None:
+            headers.append(Header(name, val))
+    return tuple(headers)
+
+
+def _ca_cert(errs: _Errors, value: object) -> str | None:
+    ptr = f"{_CONF}/ca_cert"
+    text = None if value is None else _string(errs, value, ptr, max_len=65536, chars_code=None)
+    if text is None:
+        return None
+    pem, problem = _reencode_certificates(text)
+    if problem:
+        errs.add("invalid_ca_cert", ptr, f"`ca_cert` {problem}.")
+    return pem
+
+
+def _body(errs: _Errors, value: object) -> str | None:
+    ptr = f"{_CONF}/body"
+    body = None if value is None else _string(errs, value, ptr, max_len=_MiB, allow_nul=True)
+    if body is not None and (size := len(body.encode("utf-8"))) > _MiB:
+        errs.add("too_long", ptr, f"`body` is {size} bytes as UTF-8; the limit is 1 MiB.")
+    return body
+
+
+def _timeout(errs: _Errors, value: object, max_timeout_s: int) -> int:
+    ptr = f"{_CONF}/timeout"
+    default = min(DEFAULT_TIMEOUT_S, max_timeout_s)
+    if value is MISSING:
+        return default
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        errs.add(
+            "invalid_type", ptr, f"`timeout` must be a whole number of seconds, not {_kind(value)}."
+        )
+    elif value < 1:
+        errs.add("invalid_timeout", ptr, "`timeout` must be at least 1 second.")
+    elif value > max_timeout_s:
+        detail = f"`timeout` is above your plan's maximum of {max_timeout_s} seconds."
+        errs.add("timeout_above_plan", ptr, detail)
+    else:
+        return value
+    return default
+
+
+# -- field rules ------------------------------------------------------------------
+
+_SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_TOKEN = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
+_BAD_VALUE = re.compile("[\x00\r\n\x0b\x0c\ud800-\udfff]")
+_SUCCESS_STATUS = re.compile(r"[1-5](?:[0-9][0-9]|xx)")
+_HOST = re.compile(r"[A-Za-z0-9_-]{1,63}(?:\.[A-Za-z0-9_-]{1,63})*\.?")
+_PORT = re.compile(r"[0-9]{1,5}")
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"})
+
+
+def _url_problem(url: str) -> str | None:
+    if any(unicodedata.category(c) in _INVISIBLE for c in url):
+        return "must not contain spaces, control or invisible characters; percent-encode them"
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "is not a well-formed URL"
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return "must be an absolute http:// or https:// URL with a host"
+    if "@" in parts.netloc:
+        return "must not carry a user name or password (user:pass@); send them in a header"
+    if parts.netloc.startswith("["):
+        host, _, rest = parts.netloc[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else None
+        if "%" in host or not _is_ipv6(host) or (rest and port is None):
+            return "has a malformed IPv6 address; write it like http://[2001:db8::1]:8080/"
+    else:
+        host, colon, port_text = parts.netloc.partition(":")
+        port = port_text if colon else None
+        if not host.isascii():
+            try:
+                host = host.encode("idna").decode("ascii")
+            except UnicodeError:
+                return "has a host name that is not a valid international domain name"
+        if not _HOST.fullmatch(host) or len(host.rstrip(".")) > 253:
+            return "has a malformed host name"
+    if port is not None and not (_PORT.fullmatch(port) and 1 <= int(port) <= 65535):
+        return "has a port that is not a number 1-65535"
+    return None
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+_BEGIN, _END = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
+_SPACE = re.compile(r"\s*", re.ASCII)
+_BASE64 = re.compile(r"[A-Za-z0-9+/=\s]+", re.ASCII)
+_OTHER_LABEL = re.compile(r"-----BEGIN ([A-Z0-9 ]{1,40})-----")
+
+
+def _reencode_certificates(text: str) -> tuple[str | None, str | None]:
+    """(every block re-encoded, None) or (None, the problem).
+
+    Re-encoding is what guarantees that nothing but certificates is stored:
+    OpenSSL would silently skip a pasted private key (OUTBOUND.md).
+    """
+    pems: list[str] = []
+    pos = _skip_space(text, 0)
+    while pos < len(text):
+        n = len(pems) + 1
+        if not text.startswith(_BEGIN, pos):
+            if other := _OTHER_LABEL.match(text, pos):
+                return None, f"block {n} is a {other[1]}; only CERTIFICATE blocks are accepted"
+            return None, f"has text outside the certificate blocks (before block {n})"
+        end = text.find(_END, pos)
+        if end < 0:
+            return None, f"block {n} has no {_END} line"
+        body = text[pos + len(_BEGIN) : end]
+        if not _BASE64.fullmatch(body):
+            return None, f"block {n} is not base64 between its BEGIN and END lines"
+        try:
+            cert = x509.load_pem_x509_certificate(f"{_BEGIN}{body}{_END}\n".encode("ascii"))
+        except ValueError:
+            return None, f"block {n} is not a parseable X.509 certificate"
+        pems.append(cert.public_bytes(Encoding.PEM).decode("ascii"))
+        pos = _skip_space(text, end + len(_END))
+    if not pems:
+        return None, f"must hold one or more {_BEGIN} blocks"
+    return "".join(pems), None
+
+
+def _skip_space(text: str, pos: int) -> int:
+    match = _SPACE.match(text, pos)
+    return pos if match is None else match.end()

@@ -1,0 +1,127 @@
+"""JSON:API on the wire: media types, strict JSON bodies, documents, errors.
+
+Every answer leaves through here, so every error, including the ones
+Quart and Werkzeug raise themselves (404 route, 405 method, 413 body), is a
+JSON:API error document with `application/vnd.api+json`; nothing ever
+answers with HTML or a stack trace. Request bodies are decoded strictly:
+invalid UTF-8, NaN/Infinity, numbers Python refuses, and nesting deep
+enough to exhaust the parser are all a 400, never a 500.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from quart import Response, request
+from werkzeug.exceptions import HTTPException
+
+from jobsd import errors
+
+MEDIA_TYPE = "application/vnd.api+json"
+ACCEPTED_BODY_TYPES = frozenset({MEDIA_TYPE, "application/json"})
+MAX_BODY_BYTES = 2 * 1024 * 1024
+_MAX_DEPTH = 64
+
+log = logging.getLogger("jobsd.api")
+
+
+def document(payload: dict[str, Any], status: int = 200, **headers: str) -> Response:
+    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    response = Response(body, status=status, content_type=MEDIA_TYPE)
+    for name, value in headers.items():
+        response.headers[name.replace("_", "-")] = value
+    return response
+
+
+def no_content() -> Response:
+    return Response("", status=204)
+
+
+def error_response(err: errors.ApiError) -> Response:
+    response = document({"errors": [item.to_json() for item in err.items]}, status=err.status)
+    for name, value in err.headers.items():
+        response.headers[name] = value
+    return response
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _depth(value: Any, limit: int) -> int:
+    """Nesting depth, iteratively, stopping as soon as `limit` is passed."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    deepest = 0
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return deepest
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
+
+
+async def json_body() -> Any:
+    """The request's JSON document, checked for media type, size and syntax."""
+    content_type = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    if content_type not in ACCEPTED_BODY_TYPES:
+        raise errors.unsupported_media(
+            f"send the body as {MEDIA_TYPE} or application/json"
+            + (f", not {content_type}" if content_type else "")
+        )
+    raw = await request.get_data(cache=False, as_text=False)
+    if isinstance(raw, str):  # pragma: no cover - as_text=False gives bytes
+        raw = raw.encode("utf-8")
+    if len(raw) > MAX_BODY_BYTES:
+        raise errors.payload_too_large("the request body is over 2 MiB")
+    try:
+        text = raw.decode("utf-8")
+        doc = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise errors.bad_request(
+            "malformed_json", "the JSON document is nested too deeply"
+        ) from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise errors.bad_request("malformed_json", f"the body is not valid JSON: {exc}") from None
+    if _depth(doc, _MAX_DEPTH) > _MAX_DEPTH:
+        raise errors.bad_request("malformed_json", "the JSON document is nested too deeply")
+    return doc
+
+
+def http_exception_response(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    if status == 413:
+        return error_response(errors.payload_too_large("the request body is over 2 MiB"))
+    code = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}.get(
+        status, "http_error"
+    )
+    detail = {
+        404: "no such resource",
+        405: f"{request.method} is not allowed here",
+    }.get(status, exc.description or exc.name)
+    err = errors.ApiError(status, [errors.ErrorItem(status, code, exc.name, str(detail))])
+    response = error_response(err)
+    if status == 405:
+        allowed = exc.get_headers()
+        for name, value in allowed:
+            if name.lower() == "allow":
+                response.headers["Allow"] = value
+    return response
+
+
+def internal_error_response(exc: BaseException) -> Response:
+    log.error("unhandled error in %s %s: %r", request.method, request.path, exc, exc_info=exc)
+    err = errors.ApiError(
+        500,
+        [
+            errors.ErrorItem(
+                500, "internal_error", "Internal Server Error", "the server failed; see its log"
+            )
+        ],
+    )
+    return error_response(err)

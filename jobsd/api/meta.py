@@ -1,0 +1,110 @@
+"""`/healthz` and `/api/v1/openapi.json`: the unauthenticated endpoints.
+
+The spec served is the shared contract plus our additions (the health
+endpoint and the error responses every operation can give), built once at
+import so every request gets the same bytes.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from importlib import resources
+from typing import Any
+
+from quart import Blueprint, Response
+
+from jobsd import errors
+from jobsd.api import jsonapi
+from jobsd.api.context import ApiContext
+
+_ERROR_STATUSES = {
+    "400": "Bad request: malformed JSON or a bad query parameter (named in source.parameter)",
+    "401": "Missing or unknown bearer token",
+    "403": "Forbidden by the plan (code active_jobs_limit)",
+    "404": "No such resource for this account",
+    "409": "Conflict (slug taken, id or type mismatch, run already terminal, job deleted)",
+    "413": "Request body over 2 MiB",
+    "415": "Request body not application/vnd.api+json or application/json",
+    "422": "Invalid fields, each with its source.pointer",
+}
+
+
+def base_spec() -> dict[str, Any]:
+    text = resources.files("jobsd").joinpath("openapi.json").read_text(encoding="utf-8")
+    spec: dict[str, Any] = json.loads(text)
+    return spec
+
+
+def served_spec() -> dict[str, Any]:
+    spec = copy.deepcopy(base_spec())
+    spec["components"]["schemas"]["ErrorDocument"] = {
+        "type": "object",
+        "required": ["errors"],
+        "properties": {
+            "errors": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["status", "code", "title", "detail"],
+                    "properties": {
+                        "status": {"type": "string"},
+                        "code": {"type": "string"},
+                        "title": {"type": "string"},
+                        "detail": {"type": "string"},
+                        "source": {
+                            "type": "object",
+                            "properties": {
+                                "pointer": {"type": "string"},
+                                "parameter": {"type": "string"},
+                            },
+                        },
+                    },
+                },
+            }
+        },
+    }
+    error_ref = {
+        "content": {jsonapi.MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ErrorDocument"}}}
+    }
+    for operations in spec["paths"].values():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            for status, description in _ERROR_STATUSES.items():
+                responses.setdefault(status, {"description": description, **error_ref})
+    spec["paths"]["/healthz"] = {
+        "get": {
+            "summary": "Health",
+            "description": "200 once storage is open and every actor runs; 503 while "
+            "starting or stopping. No authentication.",
+            "operationId": "healthz",
+            "responses": {
+                "200": {"description": "Serving"},
+                "503": {"description": "Starting or stopping", **error_ref},
+            },
+        }
+    }
+    return spec
+
+
+SERVED_SPEC = json.dumps(served_spec(), separators=(",", ":"))
+
+
+def meta_blueprint(ctx: ApiContext) -> Blueprint:
+    bp = Blueprint("meta", __name__)
+
+    @bp.get("/healthz")
+    async def healthz() -> Response:
+        if ctx.health.ready and not ctx.health.stopping:
+            return jsonapi.document({"meta": {"status": "ok"}})
+        state = "stopping" if ctx.health.stopping else "starting"
+        err = errors.ApiError(
+            503, [errors.ErrorItem(503, state, "Service Unavailable", f"jobsd is {state}")]
+        )
+        return jsonapi.error_response(err)
+
+    @bp.get("/api/v1/openapi.json")
+    async def openapi() -> Response:
+        return Response(SERVED_SPEC, content_type="application/json")
+
+    return bp

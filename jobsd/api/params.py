@@ -1,0 +1,50 @@
+"""Query parameters, strictly: a bad one is a 400 naming it.
+
+Each endpoint declares the parameter families it understands; an unknown
+member of a JSON:API family (`page[...]`, `filter[...]`, `meta[...]`) is an
+error rather than silently ignored, so a typo such as `page[sise]` is
+caught instead of quietly returning the defaults.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+
+from werkzeug.datastructures import MultiDict
+
+from jobsd import errors
+
+_FAMILY = re.compile(r"^(page|filter|meta|sort|include|fields)\[[^\]]*\]$|^(sort|include)$")
+_DIGITS = re.compile(r"^[0-9]{1,9}$")
+
+
+class Query:
+    def __init__(self, args: MultiDict[str, str], known: Collection[str]) -> None:
+        self._args = args
+        for name in args:
+            if name not in known and _FAMILY.match(name):
+                raise errors.bad_parameter(name, f"{name} is not a parameter of this endpoint")
+            if name in known and len(args.getlist(name)) > 1:
+                raise errors.bad_parameter(name, f"{name} may be given only once")
+
+    def text(self, name: str) -> str | None:
+        return self._args.get(name)
+
+    def integer(self, name: str, default: int, low: int, high: int | None = None) -> int:
+        raw = self._args.get(name)
+        if raw is None:
+            return default
+        value = int(raw) if _DIGITS.match(raw) else None
+        if value is None or value < low or (high is not None and value > high):
+            bound = f"between {low} and {high}" if high is not None else f">= {low}"
+            raise errors.bad_parameter(name, f"{name} must be an integer {bound}, not '{raw}'")
+        return value
+
+    def boolean(self, name: str) -> bool | None:
+        raw = self._args.get(name)
+        if raw is None:
+            return None
+        if raw not in ("true", "false"):
+            raise errors.bad_parameter(name, f"{name} must be true or false, not '{raw}'")
+        return raw == "true"

@@ -1,0 +1,85 @@
+"""`/api/v1/runs`: list (keyset cursor), get, cancel, rerun."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlencode
+
+from jobsd.cursors import decode_after, encode_after
+from quart import Blueprint, Response, request
+
+from jobsd import errors
+from jobsd.api import jsonapi
+from jobsd.api.auth import current_account
+from jobsd.api.context import ApiContext
+from jobsd.api.params import Query
+from jobsd.api.render import render_run
+from jobsd.messages import CancelRun, RunOrder
+
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def _run_id(raw: str) -> str:
+    """A canonical run id; anything that is not a UUID names no run (404)."""
+    if not _UUID.match(raw):
+        raise errors.not_found(f"no run with id '{raw}'")
+    return raw.lower()
+
+
+def runs_blueprint(ctx: ApiContext) -> Blueprint:
+    bp = Blueprint("runs", __name__)
+
+    @bp.get("/api/v1/runs")
+    async def list_runs() -> Response:
+        account = current_account(ctx)
+        query = Query(request.args, ("filter[job]", "page[size]", "page[after]"))
+        size = query.integer("page[size]", 100, 1, 1000)
+        slug = query.text("filter[job]")
+        after_raw = query.text("page[after]")
+        after: int | None = None
+        if after_raw is not None:
+            try:
+                after = decode_after(after_raw)
+            except ValueError:
+                raise errors.bad_parameter(
+                    "page[after]", "page[after] is not a cursor this server issued"
+                ) from None
+        runs, next_after = await ctx.store.runs.list_runs(
+            account.id, slug=slug, after_seq=after, limit=size
+        )
+        next_url = None
+        if next_after is not None:
+            params = {"page[size]": str(size), "page[after]": encode_after(next_after)}
+            if slug is not None:
+                params = {"filter[job]": slug, **params}
+            next_url = f"{request.host_url.rstrip('/')}{request.path}?{urlencode(params)}"
+        return jsonapi.document(
+            {
+                "data": [render_run(r) for r in runs],
+                "meta": {"page_size": size},
+                "links": {"next": next_url},
+            }
+        )
+
+    @bp.get("/api/v1/runs/<run_id>")
+    async def get_run(run_id: str) -> Response:
+        account = current_account(ctx)
+        run = await ctx.store.runs.get_run(account.id, _run_id(run_id))
+        return jsonapi.document({"data": render_run(run)})
+
+    @bp.post("/api/v1/runs/<run_id>/actions/cancel")
+    async def cancel_run(run_id: str) -> Response:
+        account = current_account(ctx)
+        run, was_running = await ctx.store.runs.cancel_run(account.id, _run_id(run_id))
+        if was_running:
+            await ctx.cancels.send(CancelRun(run.id))
+        return jsonapi.document({"data": render_run(run)})
+
+    @bp.post("/api/v1/runs/<run_id>/actions/rerun")
+    async def rerun_run(run_id: str) -> Response:
+        account = current_account(ctx)
+        run = await ctx.store.runs.enqueue_rerun(account.id, _run_id(run_id))
+        await ctx.orders.send(RunOrder(run.id))
+        return jsonapi.document({"data": render_run(run)})
+
+    return bp

@@ -1,0 +1,71 @@
+"""The one time source.
+
+Wall-clock UTC is derived from trio's clock: an anchor pairs one reading of
+the system's UTC time with one reading of `trio.current_time()`, and every
+later instant is the anchor plus elapsed trio time. The scheduler therefore
+runs on exactly the clock tests control with `trio.testing.MockClock`: a
+year of cron firing under an autojump clock asserts exact instants, and no
+module but this one reads the system time.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import trio
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def system_utc_now() -> datetime:
+    """The system's UTC time, for code that runs outside trio (the CLI)."""
+    return datetime.now(UTC)
+
+
+class Clock:
+    """Wall UTC as a function of trio time; see the module note."""
+
+    def __init__(self, wall_anchor: datetime | None = None) -> None:
+        if wall_anchor is None:
+            wall_anchor = system_utc_now()
+        if wall_anchor.tzinfo is None:
+            raise ValueError("wall_anchor must be timezone-aware")
+        self._wall_anchor = wall_anchor.astimezone(UTC)
+        self._trio_anchor = trio.current_time()
+
+    def now(self) -> datetime:
+        return self.from_trio(trio.current_time())
+
+    def from_trio(self, trio_time: float) -> datetime:
+        # Rounded to the microsecond, so that waking at `to_trio(w)` reads
+        # exactly `w` again: instants are stored as integer microseconds.
+        elapsed_us = round((trio_time - self._trio_anchor) * 1_000_000)
+        return self._wall_anchor + timedelta(microseconds=elapsed_us)
+
+    def to_trio(self, wall: datetime) -> float:
+        """The trio deadline at which the wall clock reads `wall`."""
+        return self._trio_anchor + (wall - self._wall_anchor).total_seconds()
+
+
+def to_us(instant: datetime) -> int:
+    """Microseconds since the Unix epoch: how instants are stored."""
+    delta = instant - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_us(us: int) -> datetime:
+    return EPOCH + timedelta(microseconds=us)
+
+
+def iso(instant: datetime | None) -> str | None:
+    """RFC 3339 in UTC with a `Z`; fractions only when there are any."""
+    if instant is None:
+        return None
+    instant = instant.astimezone(UTC)
+    spec = "seconds" if instant.microsecond == 0 else "microseconds"
+    return instant.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
+
+
+def month_of(instant: datetime) -> str:
+    """The usage period (`YYYY-MM`, UTC) an instant falls in."""
+    return instant.astimezone(UTC).strftime("%Y-%m")

@@ -1,0 +1,301 @@
+"""The config file: TOML in, frozen pydantic models out.
+
+A deployment's config is read once at start, so every mistake must stop the
+daemon there with a message naming the exact key (`scheduler.workers`,
+`plans.free.max_timeout`, `accounts[0].plan`) — never surface later as odd
+behaviour. Hence: unknown keys are refused at every level, numbers are strict
+(TOML `"64"` or `true` is not an integer), and cross-references (an account's
+plan, token digests, account ids) are checked here, not by their users.
+`etc/jobsd.toml` documents every key with its unit; a test walks these
+models and that file so the two cannot drift.
+
+Decisions the spec leaves open:
+- Paths must be absolute: under systemd the working directory is `/`, so a
+  relative path would mean something different in a shell than in service.
+- `outbound.allow_cidrs` entries are parsed strictly: `10.1.2.3/8` (host bits
+  set) is refused rather than widened silently; a bare address means /32 or
+  /128.
+- `listen` port 0 asks the OS for a free port (tests use it).
+- Durations are whole seconds; `max_timeout` is capped at one day so a typo
+  cannot hold an executor for weeks.
+- An account with `tokens_sha256 = []` is allowed: it keeps its data but
+  nobody can authenticate as it (a way to lock an account out).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import re
+import secrets
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, ValidationError
+
+from jobsd.errors import ConfigError
+
+TOKEN_PREFIX = "jobsd_"
+_NAME = re.compile(r"[a-z0-9_-]{1,64}")
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+_LISTEN = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^\[\]:]+)):(?P<port>[0-9]{1,5})")
+_HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*")
+
+
+def _split_listen(listen: str) -> tuple[str, int]:
+    match = _LISTEN.fullmatch(listen)
+    if match is None:
+        raise ValueError('expected "host:port", e.g. "127.0.0.1:8080" or "[::1]:8080"')
+    port = int(match["port"])
+    if port > 65535:
+        raise ValueError(f"port {port} is above 65535")
+    if match["v6"] is not None:
+        try:
+            return str(ipaddress.IPv6Address(match["v6"])), port
+        except ValueError:
+            raise ValueError(f"{match['v6']!r} is not an IPv6 address") from None
+    host = match["host"]
+    if host.replace(".", "").isdigit():
+        try:
+            return str(ipaddress.IPv4Address(host)), port
+        except ValueError:
+            raise ValueError(f"{host!r} is not an IPv4 address") from None
+    if len(host) > 253 or not _HOSTNAME.fullmatch(host):
+        raise ValueError(f"{host!r} is not a valid host name")
+    return host, port
+
+
+def _check_listen(listen: str) -> str:
+    _split_listen(listen)
+    return listen
+
+
+def _check_absolute(path: Path) -> Path:
+    if "\0" in str(path):
+        raise ValueError("a path may not contain a NUL character")
+    if not path.is_absolute():
+        raise ValueError("must be an absolute path")
+    return path
+
+
+def _parse_cidr(value: object) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    if not isinstance(value, str):
+        raise ValueError("must be a string such as '127.0.0.0/8'")
+    try:
+        return ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a network in CIDR form ({exc})") from None
+
+
+def _matching(pattern: re.Pattern[str], message: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not pattern.fullmatch(value):
+            raise ValueError(message)
+        return value
+
+    return AfterValidator(check)
+
+
+Seconds = Annotated[int, Field(strict=True, ge=0)]
+Limit = Annotated[int, Field(strict=True, ge=-1)]  # -1 = unlimited
+Name = Annotated[
+    str, Field(strict=True), _matching(_NAME, "must be 1-64 characters of a-z 0-9 - _")
+]
+Digest = Annotated[
+    str, Field(strict=True), _matching(_DIGEST, "must be 64 lowercase hex characters: a SHA-256")
+]
+Listen = Annotated[str, Field(strict=True), AfterValidator(_check_listen)]
+AbsolutePath = Annotated[Path, AfterValidator(_check_absolute)]
+Cidr = Annotated[ipaddress.IPv4Network | ipaddress.IPv6Network, PlainValidator(_parse_cidr)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ServerConfig(_Section):
+    listen: Listen = "127.0.0.1:8080"
+    max_connections: Annotated[int, Field(strict=True, ge=1, le=65536)] = 256
+    keep_alive_timeout_s: Annotated[int, Field(strict=True, ge=1, le=3600)] = 5
+    max_request_header_bytes: Annotated[int, Field(strict=True, ge=1024, le=1048576)] = 16384
+
+    @property
+    def host(self) -> str:
+        """The bind address without IPv6 brackets."""
+        return _split_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return _split_listen(self.listen)[1]
+
+
+class StorageConfig(_Section):
+    path: AbsolutePath = Path("/var/lib/jobsd/jobsd.sqlite3")
+
+
+class SecretsConfig(_Section):
+    key_file: AbsolutePath = Path("/var/lib/jobsd/secret.key")
+
+
+class SchedulerConfig(_Section):
+    workers: Annotated[int, Field(strict=True, ge=1, le=1024)] = 64
+    misfire_grace_s: Seconds = 60
+    shutdown_grace_s: Seconds = 10
+
+
+class OutboundConfig(_Section):
+    allow_cidrs: tuple[Cidr, ...] = ()
+
+
+class RetentionConfig(_Section):
+    days: Annotated[int, Field(strict=True, ge=1)] = 90
+    max_runs_per_job: Annotated[int, Field(strict=True, ge=1)] = 10000
+
+
+class PlanConfig(_Section):
+    """No defaults: a plan is a promise to customers, so every limit is explicit."""
+
+    runs_included: Limit
+    active_jobs_limit: Limit
+    max_timeout: Annotated[int, Field(strict=True, ge=1, le=86400)]
+
+
+class AccountConfig(_Section):
+    id: Name
+    plan: Name
+    tokens_sha256: tuple[Digest, ...]
+
+
+class Config(_Section):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    secrets: SecretsConfig = Field(default_factory=SecretsConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    outbound: OutboundConfig = Field(default_factory=OutboundConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    plans: dict[Name, PlanConfig] = Field(default_factory=dict)
+    accounts: tuple[AccountConfig, ...] = ()
+
+    def model_post_init(self, context: Any, /) -> None:
+        # Raised as ConfigError (not ValueError) so pydantic lets it through
+        # with the exact key instead of wrapping it at the root.
+        ids: set[str] = set()
+        owners: dict[str, int] = {}
+        for i, account in enumerate(self.accounts):
+            if account.id in ids:
+                raise ConfigError(f"accounts[{i}].id", f"account id {account.id!r} appears twice")
+            ids.add(account.id)
+            if account.plan not in self.plans:
+                raise ConfigError(
+                    f"accounts[{i}].plan",
+                    f"plan {account.plan!r} is not defined (no [plans.{account.plan}] table)",
+                )
+            for j, digest in enumerate(account.tokens_sha256):
+                if digest in owners:
+                    raise ConfigError(
+                        f"accounts[{i}].tokens_sha256[{j}]",
+                        f"digest already listed under accounts[{owners[digest]}];"
+                        " a token belongs to one account",
+                    )
+                owners[digest] = i
+
+    def account_for_digest(self, digest: str) -> AccountConfig | None:
+        """Compares against every digest, match or not, so timing reveals nothing."""
+        probe = digest.encode("utf-8")
+        found: AccountConfig | None = None
+        for account in self.accounts:
+            for candidate in account.tokens_sha256:
+                if hmac.compare_digest(probe, candidate.encode("ascii")):
+                    found = account
+        return found
+
+    def plan_of(self, account: AccountConfig) -> PlanConfig:
+        return self.plans[account.plan]
+
+
+_MESSAGES = {
+    "extra_forbidden": "unknown key",
+    "missing": "required key is missing",
+    "model_type": "must be a table",
+    "dict_type": "must be a table",
+    "tuple_type": "must be an array",
+    "int_type": "must be an integer",
+    "string_type": "must be a string",
+    "path_type": "must be a string (a file path)",
+}
+
+
+def _error_from(exc: ValidationError) -> ConfigError:
+    first = exc.errors(include_url=False, include_input=False)[0]
+    key = ""
+    for part in first["loc"]:
+        if isinstance(part, int):
+            key += f"[{part}]"
+        elif part != "[key]":  # a bad table name: the name itself is the key
+            key += f".{part}" if key else part
+    ctx = first.get("ctx", {})
+    if first["type"] == "greater_than_equal":
+        bound = ctx["ge"]
+        message = "must be -1 (unlimited) or >= 0" if bound == -1 else f"must be >= {bound}"
+    elif first["type"] == "less_than_equal":
+        message = f"must be <= {ctx['le']}"
+    else:
+        message = _MESSAGES.get(first["type"]) or first["msg"].removeprefix("Value error, ")
+    return ConfigError(key or "<root>", message)
+
+
+def _validate(data: dict[str, Any]) -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise _error_from(exc) from None
+
+
+def parse_config(text: str, source: str = "<config>") -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        where = re.search(r"\(at line (\d+), column (\d+)\)$", str(exc))
+        key = f"{source}:{where[1]}:{where[2]}" if where else source
+        raise ConfigError(key, f"not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(source, "not valid TOML: nested too deeply") from None
+    return _validate(data)
+
+
+def load_config(path: Path) -> Config:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            str(path), f"cannot read the config file: {exc.strerror or exc}"
+        ) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(str(path), "the config file is not valid UTF-8") from None
+    return parse_config(text, source=str(path))
+
+
+def builtin_config(data_dir: Path, token_sha256: str) -> Config:
+    """What `jobsd serve` runs on without --config: one unlimited local account."""
+    data_dir = data_dir.absolute()
+    return _validate(
+        {
+            "storage": {"path": data_dir / "jobsd.sqlite3"},
+            "secrets": {"key_file": data_dir / "secret.key"},
+            "plans": {"local": {"runs_included": -1, "active_jobs_limit": -1, "max_timeout": 300}},
+            "accounts": [{"id": "local", "plan": "local", "tokens_sha256": [token_sha256]}],
+        }
+    )
+
+
+def new_token() -> str:
+    """256 random bits behind a prefix that secret scanners can match."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def token_sha256(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()

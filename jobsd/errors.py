@@ -1,0 +1,141 @@
+"""The exception tree.
+
+    JobsdError
+    ├── ConfigError            bad config file; names the key (exit 2 at start)
+    ├── StorageError           the database cannot be used as it is
+    │   └── SchemaTooNewError  written by a newer jobsd
+    ├── ScheduleError          a schedule string that cannot fire
+    ├── SealError              a header value that cannot be opened
+    └── ApiError               becomes one JSON:API error document
+        ├── ValidationFailed   422, one entry per bad field
+        ├── NotFound           404
+        ├── Conflict           409
+        ├── Forbidden          403
+        ├── BadRequest         400 (bad query parameter or malformed JSON)
+        ├── Unauthorized       401
+        ├── PayloadTooLarge    413
+        └── UnsupportedMedia   415
+
+Exceptions propagate. They are caught in two places only: the per-run
+boundary in the executor (a recorded FAILED run) and the per-request boundary
+in the API (a JSON:API error).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class JobsdError(Exception):
+    pass
+
+
+class ConfigError(JobsdError):
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+        self.message = message
+
+
+class StorageError(JobsdError):
+    pass
+
+
+class SchemaTooNewError(StorageError):
+    pass
+
+
+class ScheduleError(JobsdError):
+    """`detail` says, for a person, what is wrong with the schedule."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class SealError(JobsdError):
+    pass
+
+
+@dataclass(frozen=True)
+class ErrorItem:
+    """One member of a JSON:API `errors` array."""
+
+    status: int
+    code: str
+    title: str
+    detail: str
+    pointer: str | None = None
+    parameter: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        doc: dict[str, object] = {
+            "status": str(self.status),
+            "code": self.code,
+            "title": self.title,
+            "detail": self.detail,
+        }
+        if self.pointer is not None:
+            doc["source"] = {"pointer": self.pointer}
+        elif self.parameter is not None:
+            doc["source"] = {"parameter": self.parameter}
+        return doc
+
+
+@dataclass
+class ApiError(JobsdError):
+    status: int = 500
+    items: list[ErrorItem] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return "; ".join(f"{i.code}: {i.detail}" for i in self.items)
+
+
+def _single(status: int, code: str, title: str, detail: str, **source: str) -> ApiError:
+    return ApiError(status, [ErrorItem(status, code, title, detail, **source)])
+
+
+class ValidationFailed(ApiError):
+    def __init__(self, items: list[ErrorItem]) -> None:
+        super().__init__(422, items)
+
+
+def not_found(detail: str) -> ApiError:
+    return _single(404, "not_found", "Not Found", detail)
+
+
+def conflict(code: str, detail: str, pointer: str | None = None) -> ApiError:
+    if pointer is None:
+        return _single(409, code, "Conflict", detail)
+    return _single(409, code, "Conflict", detail, pointer=pointer)
+
+
+def forbidden(code: str, detail: str) -> ApiError:
+    return _single(403, code, "Forbidden", detail)
+
+
+def bad_parameter(parameter: str, detail: str) -> ApiError:
+    return _single(400, "invalid_parameter", "Bad Request", detail, parameter=parameter)
+
+
+def bad_request(code: str, detail: str) -> ApiError:
+    return _single(400, code, "Bad Request", detail)
+
+
+def unauthorized(detail: str) -> ApiError:
+    err = _single(401, "unauthorized", "Unauthorized", detail)
+    err.headers["WWW-Authenticate"] = 'Bearer realm="jobsd"'
+    return err
+
+
+def payload_too_large(detail: str) -> ApiError:
+    return _single(413, "payload_too_large", "Payload Too Large", detail)
+
+
+def unsupported_media(detail: str) -> ApiError:
+    return _single(415, "unsupported_media_type", "Unsupported Media Type", detail)
+
+
+def invalid(code: str, pointer: str, detail: str, title: str = "Invalid field") -> ErrorItem:
+    return ErrorItem(422, code, title, detail, pointer=pointer)

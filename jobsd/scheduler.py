@@ -1,0 +1,147 @@
+"""The scheduler actor: fires each job at each of its instants.
+
+It keeps a timer (`TimerWheel`) over only the jobs due within a short
+horizon, refilled from the store's `next_run_at` index every half horizon,
+so memory grows with the jobs due soon, not with all jobs. Job changes
+arrive over a channel after they commit; a missed or stale change is healed
+by the next refill, because the store, not this actor's memory, decides
+whether a slot fires: `fire_slot` advances the job only if it is still due
+at the instant the scheduler believes, and the unique `(job, scheduled_for)`
+index makes a slot fire at most once even across crashes.
+
+Lateness policy (catch-up after downtime, one-offs fire late rather than
+never) lives in `jobsd.schedule.plan_fire`; this module only applies it.
+A full executor pool blocks `orders.send`: backpressure that shows up
+honestly as the runs' pending time.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Protocol
+
+import trio
+
+from jobsd.clock import Clock, from_us, to_us
+from jobsd.messages import JobChanged, RunOrder
+from jobsd.schedule import Schedule, parse_schedule, plan_fire
+from jobsd.store.runs import DueJob
+from jobsd.timerwheel import TimerWheel
+
+log = logging.getLogger("jobsd.scheduler")
+
+
+class SlotStore(Protocol):
+    async def due_before(self, until: datetime, limit: int) -> list[DueJob]: ...
+
+    async def fire_slot(
+        self, job_pk: int, *, due: datetime, slot: datetime | None, next_run_at: datetime | None
+    ) -> tuple[bool, str | None]: ...
+
+
+class Scheduler:
+    def __init__(
+        self,
+        store: SlotStore,
+        clock: Clock,
+        orders: trio.MemorySendChannel[RunOrder],
+        changes: trio.MemoryReceiveChannel[JobChanged],
+        *,
+        misfire_grace_s: int,
+        horizon_s: float = 60.0,
+        refill_limit: int = 10_000,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._orders = orders
+        self._changes = changes
+        self._grace_s = misfire_grace_s
+        self._horizon = timedelta(seconds=horizon_s)
+        self._refill_limit = refill_limit
+        self._wheel: TimerWheel[int] = TimerWheel()
+        self._schedules: dict[int, Schedule] = {}
+        self._covered_until = from_us(0)
+        self._refill_at = self._covered_until
+
+    @property
+    def tracked(self) -> int:
+        """Jobs held in memory: bounded by the jobs due within the horizon."""
+        return len(self._wheel)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        await self._refill(self._clock.now())
+        task_status.started()
+        while True:
+            now = self._clock.now()
+            if now >= self._refill_at:
+                await self._refill(now)
+            for job_pk, due_us in self._wheel.pop_due(to_us(now)):
+                await self._fire(job_pk, from_us(due_us), max(now, from_us(due_us)))
+            await self._wait_for_work()
+
+    async def _wait_for_work(self) -> None:
+        wake = self._refill_at
+        deadline_us = self._wheel.next_deadline()
+        if deadline_us is not None:
+            wake = min(wake, from_us(deadline_us))
+        with trio.move_on_at(self._clock.to_trio(wake)):
+            try:
+                change = await self._changes.receive()
+            except trio.EndOfChannel:
+                await trio.sleep_forever()
+            self._apply(change)
+            while True:
+                try:
+                    self._apply(self._changes.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+
+    def _apply(self, change: JobChanged) -> None:
+        if change.next_run_at is None or change.next_run_at > self._covered_until:
+            self._forget(change.job_pk)
+            return
+        self._track(change.job_pk, change.schedule, change.next_run_at)
+
+    def _track(self, job_pk: int, schedule: str | Schedule, due: datetime) -> None:
+        self._schedules[job_pk] = (
+            parse_schedule(schedule) if isinstance(schedule, str) else schedule
+        )
+        self._wheel.add(job_pk, to_us(due))
+
+    def _forget(self, job_pk: int) -> None:
+        self._wheel.remove(job_pk)
+        self._schedules.pop(job_pk, None)
+
+    async def _refill(self, now: datetime) -> None:
+        until = now + self._horizon
+        due = await self._store.due_before(until, self._refill_limit)
+        if len(due) >= self._refill_limit:
+            # Too many to hold: cover only up to the last one loaded.
+            until = due[-1].next_run_at
+        for item in due:
+            if item.next_run_at <= until:
+                self._track(item.job_pk, item.schedule, item.next_run_at)
+        self._covered_until = until
+        self._refill_at = now + self._horizon / 2 if until > now else now + timedelta(seconds=1)
+
+    async def _fire(self, job_pk: int, due: datetime, now: datetime) -> None:
+        schedule = self._schedules.get(job_pk)
+        if schedule is None:
+            return
+        slot, next_run_at = plan_fire(schedule, due=due, now=now, misfire_grace_s=self._grace_s)
+        advanced, run_id = await self._store.fire_slot(
+            job_pk, due=due, slot=slot, next_run_at=next_run_at
+        )
+        if advanced and next_run_at is not None and next_run_at <= self._covered_until:
+            self._wheel.add(job_pk, to_us(next_run_at))
+        else:
+            self._forget(job_pk)
+        if run_id is not None:
+            await self._orders.send(RunOrder(run_id))
+
+
+async def run_scheduler(
+    scheduler: Scheduler, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    await scheduler.run(task_status=task_status)

@@ -1,0 +1,168 @@
+"""SQLite on threads, behind awaitables.
+
+One writer thread owns the only write connection. Callers hand it a
+function of the connection; it drains whatever has queued up, runs the
+batch inside one `BEGIN IMMEDIATE` transaction with a savepoint around each
+function (so one failure rolls back only its own changes), commits once,
+and only then wakes the callers. Concurrent writes therefore cost one fsync
+between them, and a caller is never told "done" before its data is durable.
+
+Reads use a small pool of read-only connections on trio's worker threads,
+so a long listing never waits behind the writer (WAL lets both proceed).
+
+Waiting for a write is shielded from cancellation: once a write has been
+handed over it will happen, and the caller learns its result rather than
+leaving it in doubt.
+"""
+
+from __future__ import annotations
+
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import trio
+
+from jobsd.store.schema import configure
+
+T = TypeVar("T")
+
+_BATCH_MAX = 256
+_STOP = object()
+
+
+class _Pending:
+    __slots__ = ("done", "error", "value")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+
+class Engine:
+    def __init__(self, path: Path, *, readers: int = 4) -> None:
+        self._path = path
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._token = trio.lowlevel.current_trio_token()
+        self._inflight = trio.Semaphore(1024)
+        self._read_conns: list[sqlite3.Connection] = []
+        self._read_limiter = trio.CapacityLimiter(readers)
+        self._readers = readers
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def start(self, prepare: Callable[[sqlite3.Connection], None]) -> None:
+        """Open the write connection, run `prepare` on it, start the thread."""
+        conn = sqlite3.connect(
+            self._path, isolation_level=None, check_same_thread=False, timeout=5.0
+        )
+        try:
+            configure(conn)
+            prepare(conn)
+        except BaseException:
+            conn.close()
+            raise
+        self._thread = threading.Thread(
+            target=self._loop, args=(conn,), name="jobsd-store-writer", daemon=True
+        )
+        self._thread.start()
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._closed:
+            raise RuntimeError("the store is closed")
+        pending = _Pending()
+        async with self._inflight:
+            self._queue.put((fn, pending))
+            with trio.CancelScope(shield=True):
+                await pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+        return pending.value  # type: ignore[no-any-return]
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        async with self._read_limiter:
+            conn = self._read_conns.pop() if self._read_conns else self._open_reader()
+            try:
+                return await trio.to_thread.run_sync(fn, conn, abandon_on_cancel=False)
+            finally:
+                self._read_conns.append(conn)
+
+    def _open_reader(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            f"file:{self._path}?mode=ro",
+            uri=True,
+            check_same_thread=False,
+            timeout=5.0,
+            isolation_level=None,
+        )
+        configure(conn, readonly=True)
+        return conn
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            await trio.to_thread.run_sync(self._thread.join)
+        for conn in self._read_conns:
+            conn.close()
+        self._read_conns.clear()
+
+    # -- the writer thread ----------------------------------------------------
+
+    def _loop(self, conn: sqlite3.Connection) -> None:
+        try:
+            while True:
+                first = self._queue.get()
+                if first is _STOP:
+                    return
+                batch = [first]
+                stop_after = False
+                while len(batch) < _BATCH_MAX:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is _STOP:
+                        stop_after = True
+                        break
+                    batch.append(item)
+                self._run_batch(conn, batch)
+                if stop_after:
+                    return
+        finally:
+            conn.close()
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
+        outcomes: list[tuple[_Pending, Any, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for fn, pending in batch:
+                conn.execute("SAVEPOINT op")
+                try:
+                    value = fn(conn)
+                except BaseException as exc:
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    outcomes.append((pending, None, exc))
+                else:
+                    conn.execute("RELEASE op")
+                    outcomes.append((pending, value, None))
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            outcomes = [(pending, None, exc) for _, pending in batch]
+        for pending, value, error in outcomes:
+            self._token.run_sync_soon(_settle, pending, value, error)
+
+
+def _settle(pending: _Pending, value: Any, error: BaseException | None) -> None:
+    pending.value = value
+    pending.error = error
+    pending.done.set()

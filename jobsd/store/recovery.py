@@ -1,0 +1,49 @@
+"""Start-up recovery: make the record true again after a crash.
+
+Runs left RUNNING were in flight when the process died: nobody knows whether
+their request completed, so they become FAILED/WORKER_LOST (never silently
+retried, never lost). Runs left PENDING were committed but never started:
+they are returned to be executed now, except those whose job was deleted,
+which become CANCELED. Missed cron slots and late one-offs need nothing
+here: their `next_run_at` is in the past and the scheduler's catch-up rule
+(`jobsd.schedule.plan_fire`) decides on the first pass.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from jobsd.store.engine import Engine
+
+LOST_ERROR = "the daemon stopped while this run's request was in flight (crash or kill)"
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    lost: int
+    canceled: int
+    pending: tuple[str, ...]
+
+
+def recover_tx(conn: sqlite3.Connection, now_us: int) -> Recovery:
+    lost = conn.execute(
+        "UPDATE runs SET status = 'FAILED', failure_reason = 'WORKER_LOST', error = ?, "
+        "finished_at_us = ? WHERE status = 'RUNNING'",
+        (LOST_ERROR, now_us),
+    ).rowcount
+    canceled = conn.execute(
+        "UPDATE runs SET status = 'CANCELED', finished_at_us = ?, "
+        "error = 'the job was deleted before this run started' "
+        "WHERE status = 'PENDING' "
+        "AND job_id IN (SELECT id FROM jobs WHERE deleted_at_us IS NOT NULL)",
+        (now_us,),
+    ).rowcount
+    pending = tuple(
+        str(r[0]) for r in conn.execute("SELECT id FROM runs WHERE status = 'PENDING' ORDER BY seq")
+    )
+    return Recovery(lost=lost, canceled=canceled, pending=pending)
+
+
+async def recover(engine: Engine, now_us: int) -> Recovery:
+    return await engine.write(lambda conn: recover_tx(conn, now_us))

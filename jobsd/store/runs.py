@@ -1,0 +1,239 @@
+"""Runs in the store: enqueue, claim, finish, cancel, list, and scheduled slots.
+
+The scheduler's slot firing and the executors' claims are single
+transactions here, which is what makes "at most once per slot" and "never
+started after it was canceled" properties of the database rather than of
+any actor's memory.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from jobsd import errors
+from jobsd.clock import Clock, from_us, month_of, to_us
+from jobsd.crypto import KeyRing
+from jobsd.messages import HttpConfig, Outcome, Run
+from jobsd.plans import may_meter
+from jobsd.runs import RunStatus, Trigger
+from jobsd.store import jobs_sql, runs_sql
+from jobsd.store.engine import Engine
+
+
+@dataclass(frozen=True, slots=True)
+class DueJob:
+    job_pk: int
+    schedule: str
+    next_run_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A run an executor now owns. `config` None: refused for quota, already recorded."""
+
+    run_id: str
+    account_id: str
+    config: HttpConfig | None
+
+
+def _run_not_found(run_id: str) -> errors.ApiError:
+    return errors.not_found(f"no run with id '{run_id}'")
+
+
+class RunStore:
+    def __init__(self, engine: Engine, keyring: KeyRing, clock: Clock) -> None:
+        self._engine = engine
+        self._keyring = keyring
+        self._clock = clock
+
+    # -- API --------------------------------------------------------------------
+
+    async def enqueue_manual(self, account_id: str, slug: str) -> Run:
+        now_us = to_us(self._clock.now())
+
+        def tx(conn: sqlite3.Connection) -> Run:
+            job = jobs_sql.live_row(conn, account_id, slug)
+            if job is None:
+                raise errors.not_found(f"no job with id '{slug}'")
+            run_id = runs_sql.insert(
+                conn,
+                account_id=account_id,
+                job_pk=job["id"],
+                job_slug=slug,
+                trigger=Trigger.MANUAL,
+                created_at_us=now_us,
+            )
+            assert run_id is not None
+            return _fetch(conn, run_id)
+
+        return await self._engine.write(tx)
+
+    async def enqueue_rerun(self, account_id: str, source_id: str) -> Run:
+        now_us = to_us(self._clock.now())
+
+        def tx(conn: sqlite3.Connection) -> Run:
+            source = runs_sql.of_account(conn, account_id, source_id)
+            if source is None:
+                raise _run_not_found(source_id)
+            job = jobs_sql.row_by_pk(conn, source["job_id"])
+            if job is None or job["deleted_at_us"] is not None:
+                raise errors.conflict(
+                    "job_deleted",
+                    f"the job '{source['job_slug']}' of run {source_id} was deleted; "
+                    "a rerun needs the job that made the run",
+                )
+            run_id = runs_sql.insert(
+                conn,
+                account_id=account_id,
+                job_pk=job["id"],
+                job_slug=job["slug"],
+                trigger=Trigger.RERUN,
+                created_at_us=now_us,
+                rerun_of=source_id,
+            )
+            assert run_id is not None
+            return _fetch(conn, run_id)
+
+        return await self._engine.write(tx)
+
+    async def get_run(self, account_id: str, run_id: str) -> Run:
+        def q(conn: sqlite3.Connection) -> Run:
+            row = runs_sql.of_account(conn, account_id, run_id)
+            if row is None:
+                raise _run_not_found(run_id)
+            return runs_sql.to_run(row)
+
+        return await self._engine.read(q)
+
+    async def list_runs(
+        self, account_id: str, *, slug: str | None, after_seq: int | None, limit: int
+    ) -> tuple[list[Run], int | None]:
+        """A page newest first, and the seq to continue after (None on the last page)."""
+
+        def q(conn: sqlite3.Connection) -> tuple[list[Run], int | None]:
+            rows = runs_sql.page(conn, account_id, slug=slug, after_seq=after_seq, limit=limit + 1)
+            more = len(rows) > limit
+            rows = rows[:limit]
+            next_after = int(rows[-1]["seq"]) if more and rows else None
+            return [runs_sql.to_run(r) for r in rows], next_after
+
+        return await self._engine.read(q)
+
+    async def cancel_run(self, account_id: str, run_id: str) -> tuple[Run, bool]:
+        """Cancel; also say whether it was RUNNING (its request must be abandoned)."""
+        now_us = to_us(self._clock.now())
+
+        def tx(conn: sqlite3.Connection) -> tuple[Run, bool]:
+            row = runs_sql.of_account(conn, account_id, run_id)
+            if row is None:
+                raise _run_not_found(run_id)
+            status = RunStatus(row["status"])
+            if status.terminal or not runs_sql.cancel(conn, run_id, now_us=now_us):
+                raise errors.conflict(
+                    "run_terminal", f"run {run_id} is already {status.value} and cannot be canceled"
+                )
+            return _fetch(conn, run_id), status is RunStatus.RUNNING
+
+        return await self._engine.write(tx)
+
+    # -- scheduler --------------------------------------------------------------
+
+    async def due_before(self, until: datetime, limit: int) -> list[DueJob]:
+        rows = await self._engine.read(lambda c: jobs_sql.due_before(c, to_us(until), limit))
+        return [DueJob(pk, sched, from_us(us)) for pk, sched, us in rows]
+
+    async def fire_slot(
+        self, job_pk: int, *, due: datetime, slot: datetime | None, next_run_at: datetime | None
+    ) -> tuple[bool, str | None]:
+        """Advance a due job and insert its SCHEDULE run, atomically.
+
+        Nothing happens unless the job is still enabled, live and due at
+        `due` (the scheduler's view may be stale): then (False, None). The
+        run is not inserted when its slot already has one. Returns whether
+        the job advanced, and the new run's id.
+        """
+        now_us = to_us(self._clock.now())
+        next_us = None if next_run_at is None else to_us(next_run_at)
+
+        def tx(conn: sqlite3.Connection) -> tuple[bool, str | None]:
+            cur = conn.execute(
+                "UPDATE jobs SET next_run_at_us = ?, enabled = CASE WHEN ? IS NULL THEN 0 "
+                "ELSE enabled END WHERE id = ? AND enabled = 1 AND deleted_at_us IS NULL "
+                "AND next_run_at_us = ?",
+                (next_us, next_us, job_pk, to_us(due)),
+            )
+            if cur.rowcount != 1:
+                return False, None
+            if slot is None:
+                return True, None
+            job = jobs_sql.row_by_pk(conn, job_pk)
+            assert job is not None
+            return True, runs_sql.insert(
+                conn,
+                account_id=job["account_id"],
+                job_pk=job_pk,
+                job_slug=job["slug"],
+                trigger=Trigger.SCHEDULE,
+                created_at_us=now_us,
+                scheduled_for_us=to_us(slot),
+            )
+
+        return await self._engine.write(tx)
+
+    # -- executors --------------------------------------------------------------
+
+    async def claim(self, run_id: str, runs_included_of: Callable[[str], int]) -> Claim | None:
+        """PENDING -> RUNNING, metered; or FAILED/QUOTA_EXCEEDED. None: not ours to run."""
+        now = self._clock.now()
+        keyring = self._keyring
+
+        def tx(conn: sqlite3.Connection) -> Claim | None:
+            row = runs_sql.by_id(conn, run_id)
+            if row is None or row["status"] != RunStatus.PENDING.value:
+                return None
+            job = jobs_sql.row_by_pk(conn, row["job_id"])
+            assert job is not None
+            account_id = str(row["account_id"])
+            period = month_of(now)
+            included = runs_included_of(account_id)
+            if not may_meter(included, runs_sql.runs_used(conn, account_id, period)):
+                runs_sql.refuse_for_quota(
+                    conn,
+                    run_id,
+                    now_us=to_us(now),
+                    job_version=job["version"],
+                    runs_included=included,
+                    period=period,
+                )
+                return Claim(run_id, account_id, None)
+            if not runs_sql.start(
+                conn, run_id, now_us=to_us(now), job_version=job["version"], period=period
+            ):
+                return None
+            runs_sql.meter(conn, account_id, period)
+            return Claim(run_id, account_id, jobs_sql.to_job(job, keyring).spec.config)
+
+        return await self._engine.write(tx)
+
+    async def finish(self, run_id: str, outcome: Outcome) -> bool:
+        now_us = to_us(self._clock.now())
+        return await self._engine.write(
+            lambda c: runs_sql.finish(c, run_id, outcome, now_us=now_us)
+        )
+
+    async def mark_lost(self, run_ids: list[str], error: str) -> int:
+        now_us = to_us(self._clock.now())
+
+        def tx(conn: sqlite3.Connection) -> int:
+            return sum(runs_sql.mark_lost(conn, r, now_us=now_us, error=error) for r in run_ids)
+
+        return await self._engine.write(tx)
+
+
+def _fetch(conn: sqlite3.Connection, run_id: str) -> Run:
+    row = runs_sql.by_id(conn, run_id)
+    assert row is not None
+    return runs_sql.to_run(row)

@@ -1,0 +1,224 @@
+"""Run rows: SQL, the mapping to `Run`, and every status transition.
+
+Each transition is a conditional UPDATE whose WHERE names the states it may
+leave (from `jobsd.runs.sources_of`), and whose row count is checked by the
+caller: a run canceled a moment ago is simply not claimed, and a run that
+was claimed is never claimed twice.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from datetime import datetime
+
+from jobsd.clock import from_us
+from jobsd.messages import Outcome, Run
+from jobsd.runs import FailureReason, RunStatus, Trigger, sources_of
+
+COLUMNS = (
+    "seq, id, account_id, job_id, job_slug, job_version, trigger, rerun_of, scheduled_for_us, "
+    "status, created_at_us, started_at_us, finished_at_us, failure_reason, error, request, result"
+)
+
+
+def _opt_time(us: int | None) -> datetime | None:
+    return None if us is None else from_us(us)
+
+
+def _opt_json(raw: str | None) -> dict[str, object] | None:
+    return None if raw is None else json.loads(raw)  # type: ignore[no-any-return]
+
+
+def to_run(row: sqlite3.Row) -> Run:
+    reason = row["failure_reason"]
+    return Run(
+        id=row["id"],
+        account_id=row["account_id"],
+        job_pk=row["job_id"],
+        job_slug=row["job_slug"],
+        job_version=row["job_version"],
+        trigger=Trigger(row["trigger"]),
+        rerun_of=row["rerun_of"],
+        scheduled_for=_opt_time(row["scheduled_for_us"]),
+        status=RunStatus(row["status"]),
+        created_at=from_us(row["created_at_us"]),
+        started_at=_opt_time(row["started_at_us"]),
+        finished_at=_opt_time(row["finished_at_us"]),
+        failure_reason=None if reason is None else FailureReason(reason),
+        error=row["error"],
+        request=_opt_json(row["request"]),
+        result=_opt_json(row["result"]),
+    )
+
+
+def _where_from(dst: RunStatus) -> str:
+    return "status IN (" + ", ".join(f"'{s.value}'" for s in sources_of(dst)) + ")"
+
+
+def insert(
+    conn: sqlite3.Connection,
+    *,
+    account_id: str,
+    job_pk: int,
+    job_slug: str,
+    trigger: Trigger,
+    created_at_us: int,
+    scheduled_for_us: int | None = None,
+    rerun_of: str | None = None,
+) -> str | None:
+    """Insert a PENDING run; None when its scheduled slot already has one."""
+    run_id = str(uuid.uuid4())
+    cur = conn.execute(
+        "INSERT OR IGNORE INTO runs (id, account_id, job_id, job_slug, trigger, rerun_of, "
+        "scheduled_for_us, status, created_at_us) VALUES (?, ?, ?, ?, ?, ?, ?, 'PENDING', ?)",
+        (
+            run_id,
+            account_id,
+            job_pk,
+            job_slug,
+            trigger.value,
+            rerun_of,
+            scheduled_for_us,
+            created_at_us,
+        ),
+    )
+    return run_id if cur.rowcount == 1 else None
+
+
+def by_id(conn: sqlite3.Connection, run_id: str) -> sqlite3.Row | None:
+    row: sqlite3.Row | None = conn.execute(
+        f"SELECT {COLUMNS} FROM runs WHERE id = ?", (run_id,)
+    ).fetchone()
+    return row
+
+
+def of_account(conn: sqlite3.Connection, account_id: str, run_id: str) -> sqlite3.Row | None:
+    row: sqlite3.Row | None = conn.execute(
+        f"SELECT {COLUMNS} FROM runs WHERE id = ? AND account_id = ?", (run_id, account_id)
+    ).fetchone()
+    return row
+
+
+def start(
+    conn: sqlite3.Connection, run_id: str, *, now_us: int, job_version: int, period: str
+) -> bool:
+    cur = conn.execute(
+        f"UPDATE runs SET status = 'RUNNING', started_at_us = ?, job_version = ?, "
+        f"metered_period = ? WHERE id = ? AND {_where_from(RunStatus.RUNNING)}",
+        (now_us, job_version, period, run_id),
+    )
+    return cur.rowcount == 1
+
+
+def refuse_for_quota(
+    conn: sqlite3.Connection,
+    run_id: str,
+    *,
+    now_us: int,
+    job_version: int,
+    runs_included: int,
+    period: str,
+) -> bool:
+    cur = conn.execute(
+        "UPDATE runs SET status = 'FAILED', failure_reason = 'QUOTA_EXCEEDED', error = ?, "
+        "finished_at_us = ?, job_version = ? WHERE id = ? AND status = 'PENDING'",
+        (
+            f"the plan's {runs_included} runs for {period} are used up; no request was sent",
+            now_us,
+            job_version,
+            run_id,
+        ),
+    )
+    return cur.rowcount == 1
+
+
+def finish(conn: sqlite3.Connection, run_id: str, outcome: Outcome, *, now_us: int) -> bool:
+    cur = conn.execute(
+        f"UPDATE runs SET status = ?, failure_reason = ?, error = ?, request = ?, result = ?, "
+        f"finished_at_us = ? WHERE id = ? AND {_where_from(outcome.status)} "
+        f"AND status = 'RUNNING'",
+        (
+            outcome.status.value,
+            None if outcome.failure_reason is None else outcome.failure_reason.value,
+            outcome.error,
+            json.dumps(outcome.request),
+            None if outcome.result is None else json.dumps(outcome.result),
+            now_us,
+            run_id,
+        ),
+    )
+    return cur.rowcount == 1
+
+
+def cancel(conn: sqlite3.Connection, run_id: str, *, now_us: int) -> bool:
+    cur = conn.execute(
+        f"UPDATE runs SET status = 'CANCELED', finished_at_us = ? "
+        f"WHERE id = ? AND {_where_from(RunStatus.CANCELED)}",
+        (now_us, run_id),
+    )
+    return cur.rowcount == 1
+
+
+def cancel_pending_of_job(conn: sqlite3.Connection, job_pk: int, *, now_us: int) -> list[str]:
+    ids = [
+        str(r[0])
+        for r in conn.execute(
+            "SELECT id FROM runs WHERE job_id = ? AND status = 'PENDING'", (job_pk,)
+        )
+    ]
+    conn.execute(
+        "UPDATE runs SET status = 'CANCELED', finished_at_us = ?, "
+        "error = 'the job was deleted before this run started' "
+        "WHERE job_id = ? AND status = 'PENDING'",
+        (now_us, job_pk),
+    )
+    return ids
+
+
+def mark_lost(conn: sqlite3.Connection, run_id: str, *, now_us: int, error: str) -> bool:
+    cur = conn.execute(
+        "UPDATE runs SET status = 'FAILED', failure_reason = 'WORKER_LOST', error = ?, "
+        "finished_at_us = ? WHERE id = ? AND status = 'RUNNING'",
+        (error, now_us, run_id),
+    )
+    return cur.rowcount == 1
+
+
+def page(
+    conn: sqlite3.Connection,
+    account_id: str,
+    *,
+    slug: str | None,
+    after_seq: int | None,
+    limit: int,
+) -> list[sqlite3.Row]:
+    where = "account_id = ?"
+    params: list[object] = [account_id]
+    if slug is not None:
+        where += " AND job_slug = ?"
+        params.append(slug)
+    if after_seq is not None:
+        where += " AND seq < ?"
+        params.append(after_seq)
+    rows = conn.execute(
+        f"SELECT {COLUMNS} FROM runs WHERE {where} ORDER BY seq DESC LIMIT ?",
+        (*params, limit),
+    ).fetchall()
+    return list(rows)
+
+
+def meter(conn: sqlite3.Connection, account_id: str, period: str) -> None:
+    conn.execute(
+        "INSERT INTO usage (account_id, period, runs_used) VALUES (?, ?, 1) "
+        "ON CONFLICT (account_id, period) DO UPDATE SET runs_used = runs_used + 1",
+        (account_id, period),
+    )
+
+
+def runs_used(conn: sqlite3.Connection, account_id: str, period: str) -> int:
+    row = conn.execute(
+        "SELECT runs_used FROM usage WHERE account_id = ? AND period = ?", (account_id, period)
+    ).fetchone()
+    return 0 if row is None else int(row[0])

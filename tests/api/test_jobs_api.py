@@ -1,0 +1,263 @@
+"""The Jobs API through the real app and a real store: every status code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import JSONAPI, TOKEN_B, Harness, job_doc, make_harness
+
+
+def pointers(body: dict[str, Any]) -> set[str]:
+    return {e["source"]["pointer"] for e in body["errors"] if "pointer" in e.get("source", {})}
+
+
+async def test_create_get_roundtrip(harness: Harness) -> None:
+    doc = job_doc(
+        "warm-cache",
+        description="nightly",
+        configuration={
+            "url": "https://example.invalid/warm",
+            "method": "PUT",
+            "headers": [{"name": "Authorization", "value": "Bearer s3cr3t"}],
+            "body": '{"scope":"all"}',
+            "timeout": 12,
+        },
+    )
+    r = await harness.post("/api/v1/jobs", doc)
+    assert r.status_code == 201, await r.get_json()
+    assert r.headers["Content-Type"] == JSONAPI
+    assert r.headers["Location"] == "/api/v1/jobs/warm-cache"
+    body = await r.get_json()
+    attrs = body["data"]["attributes"]
+    assert body["data"]["id"] == "warm-cache" and body["data"]["type"] == "job"
+    assert attrs["version"] == 1
+    assert attrs["enabled"] is True
+    assert attrs["deleted_at"] is None
+    assert attrs["next_run_at"] == "2026-06-06T02:00:00Z"
+    assert attrs["configuration"]["headers"] == [{"name": "Authorization", "value": "Bearer s3cr3t"}]
+    assert attrs["configuration"]["success_status"] == "2xx"
+    assert attrs["configuration"]["tls_verify"] is True
+    assert attrs["configuration"]["ca_cert"] is None
+    got = await harness.get("/api/v1/jobs/warm-cache")
+    assert got.status_code == 200
+    assert (await got.get_json()) == body
+
+
+async def test_defaults_and_plan_timeout(tmp_path: Path) -> None:
+    async with make_harness(tmp_path, max_timeout=20) as h:
+        r = await h.post("/api/v1/jobs", job_doc("a"))
+        attrs = (await r.get_json())["data"]["attributes"]
+        assert attrs["configuration"]["timeout"] == 20
+        assert attrs["configuration"]["method"] == "POST"
+        assert attrs["configuration"]["headers"] == []
+        assert attrs["description"] is None
+        r = await h.post("/api/v1/jobs", job_doc("b", configuration={"url": "https://x.invalid", "timeout": 21}))
+        assert r.status_code == 422
+        assert pointers(await r.get_json()) == {"/data/attributes/configuration/timeout"}
+
+
+async def test_slug_conflict_and_reuse_after_delete(harness: Harness) -> None:
+    assert (await harness.post("/api/v1/jobs", job_doc("dup"))).status_code == 201
+    r = await harness.post("/api/v1/jobs", job_doc("dup"))
+    assert r.status_code == 409
+    assert (await harness.delete("/api/v1/jobs/dup")).status_code == 204
+    assert (await harness.get("/api/v1/jobs/dup")).status_code == 404
+    assert (await harness.delete("/api/v1/jobs/dup")).status_code == 404
+    r = await harness.post("/api/v1/jobs", job_doc("dup"))
+    assert r.status_code == 201
+    assert (await r.get_json())["data"]["attributes"]["version"] == 1
+
+
+async def test_type_mismatch_is_409(harness: Harness) -> None:
+    doc = job_doc("x")
+    doc["data"]["type"] = "jobs"
+    assert (await harness.post("/api/v1/jobs", doc)).status_code == 409
+
+
+async def test_every_bad_field_at_once(harness: Harness) -> None:
+    doc = job_doc(
+        "Bad Slug!",
+        name="",
+        schedule="61 * * * *",
+        configuration={
+            "url": "ftp://x",
+            "headers": [{"name": "Host", "value": "x"}],
+            "success_status": "6xx",
+            "timeout": 0,
+            "bogus": 1,
+        },
+    )
+    r = await harness.post("/api/v1/jobs", doc)
+    assert r.status_code == 422
+    got = pointers(await r.get_json())
+    expected = {
+        "/data/id",
+        "/data/attributes/name",
+        "/data/attributes/schedule",
+        "/data/attributes/configuration/url",
+        "/data/attributes/configuration/success_status",
+        "/data/attributes/configuration/timeout",
+    }
+    assert expected <= got
+    assert any(p.startswith("/data/attributes/configuration/headers/0") for p in got)
+    assert any(p.startswith("/data/attributes/configuration/bogus") or p == "/data/attributes/configuration" for p in got)
+    listing = await (await harness.get("/api/v1/jobs")).get_json()
+    assert listing["data"] == []
+
+
+async def test_put_replaces_and_bumps_version(harness: Harness) -> None:
+    await harness.post("/api/v1/jobs", job_doc("p", description="d", configuration={"url": "https://a.invalid", "method": "GET"}))
+    r = await harness.put("/api/v1/jobs/p", job_doc("p", schedule="*/5 * * * *"))
+    assert r.status_code == 200, await r.get_json()
+    attrs = (await r.get_json())["data"]["attributes"]
+    assert attrs["version"] == 2
+    assert attrs["description"] is None  # omitted -> default
+    assert attrs["configuration"]["method"] == "POST"
+    assert attrs["next_run_at"] == "2026-06-05T02:05:00Z"
+    r = await harness.put("/api/v1/jobs/p", job_doc("p", schedule="*/5 * * * *", enabled=False))
+    attrs = (await r.get_json())["data"]["attributes"]
+    assert attrs["version"] == 3 and attrs["next_run_at"] is None
+    # id in the body that differs from the path
+    assert (await harness.put("/api/v1/jobs/p", job_doc("q"))).status_code == 409
+    # PUT without an id is fine
+    doc = job_doc("p")
+    del doc["data"]["id"]
+    assert (await harness.put("/api/v1/jobs/p", doc)).status_code == 200
+    assert (await harness.put("/api/v1/jobs/nope", job_doc("nope"))).status_code == 404
+
+
+async def test_active_jobs_limit(tmp_path: Path) -> None:
+    async with make_harness(tmp_path, active_jobs_limit=2) as h:
+        for slug in ("a", "b"):
+            assert (await h.post("/api/v1/jobs", job_doc(slug))).status_code == 201
+        r = await h.post("/api/v1/jobs", job_doc("c"))
+        assert r.status_code == 403
+        assert (await r.get_json())["errors"][0]["code"] == "active_jobs_limit"
+        assert (await h.post("/api/v1/jobs", job_doc("c", enabled=False))).status_code == 201
+        r = await h.put("/api/v1/jobs/c", job_doc("c", enabled=True))
+        assert r.status_code == 403
+        got = await (await h.get("/api/v1/jobs/c")).get_json()
+        assert got["data"]["attributes"]["enabled"] is False and got["data"]["attributes"]["version"] == 1
+        await h.put("/api/v1/jobs/a", job_doc("a", enabled=False))
+        assert (await h.put("/api/v1/jobs/c", job_doc("c", enabled=True))).status_code == 200
+        usage = await (await h.get("/api/v1/usage")).get_json()
+        assert usage["data"]["attributes"]["active_jobs"] == 2
+        assert usage["data"]["attributes"]["active_jobs_limit"] == 2
+
+
+async def test_other_account_sees_404(harness: Harness) -> None:
+    await harness.post("/api/v1/jobs", job_doc("mine"))
+    assert (await harness.get("/api/v1/jobs/mine", token=TOKEN_B)).status_code == 404
+    assert (await harness.delete("/api/v1/jobs/mine", token=TOKEN_B)).status_code == 404
+    assert (await harness.put("/api/v1/jobs/mine", job_doc("mine"), token=TOKEN_B)).status_code == 404
+    assert (await harness.post("/api/v1/jobs/mine/actions/run", token=TOKEN_B)).status_code == 404
+    listing = await (await harness.get("/api/v1/jobs", token=TOKEN_B)).get_json()
+    assert listing["data"] == []
+    # the same slug is free in another account
+    assert (await harness.post("/api/v1/jobs", job_doc("mine"), token=TOKEN_B)).status_code == 201
+
+
+async def test_auth(harness: Harness) -> None:
+    r = await harness.client.get("/api/v1/jobs")
+    assert r.status_code == 401
+    assert r.headers["WWW-Authenticate"].startswith("Bearer")
+    r = await harness.get("/api/v1/jobs", token="jobsd_wrong")
+    assert r.status_code == 401
+    r = await harness.client.get("/api/v1/jobs", headers={"Authorization": "Basic abc"})
+    assert r.status_code == 401
+    assert (await r.get_json())["errors"][0]["status"] == "401"
+
+
+async def test_media_types_and_malformed(harness: Harness) -> None:
+    r = await harness.post("/api/v1/jobs", headers={"Content-Type": "text/plain"}, data=b"{}")
+    assert r.status_code == 415
+    r = await harness.post("/api/v1/jobs", headers={"Content-Type": "application/json"}, data=b"{nope")
+    assert r.status_code == 400
+    r = await harness.post("/api/v1/jobs", headers={"Content-Type": JSONAPI}, data=b"\xff\xfe")
+    assert r.status_code == 400
+    r = await harness.post("/api/v1/jobs", headers={"Content-Type": JSONAPI}, data=b"[" * 100_000)
+    assert r.status_code == 400
+    r = await harness.post("/api/v1/jobs", headers={"Content-Type": JSONAPI}, data=b"NaN")
+    assert r.status_code == 400
+    big = b'{"data": "' + b"x" * (2 * 1024 * 1024) + b'"}'
+    r = await harness.post("/api/v1/jobs", headers={"Content-Type": JSONAPI}, data=big)
+    assert r.status_code == 413
+    r = await harness.post("/api/v1/jobs", headers={"Content-Type": "application/json; charset=utf-8"}, json=job_doc("ok"))
+    assert r.status_code == 201
+
+
+async def test_unknown_route_and_method(harness: Harness) -> None:
+    r = await harness.get("/api/v1/nothing")
+    assert r.status_code == 404
+    assert r.headers["Content-Type"] == JSONAPI
+    assert (await r.get_json())["errors"][0]["status"] == "404"
+    r = await harness.client.patch("/api/v1/jobs/x", headers={})
+    assert r.status_code == 405
+    assert (await r.get_json())["errors"][0]["status"] == "405"
+
+
+async def test_list_pagination_and_filters(harness: Harness) -> None:
+    for i in range(7):
+        await harness.post("/api/v1/jobs", job_doc(f"job-{i}", enabled=i % 2 == 0))
+    body = await (await harness.get("/api/v1/jobs", query_string={"page[size]": "3"})).get_json()
+    assert [j["id"] for j in body["data"]] == ["job-6", "job-5", "job-4"]
+    assert body["meta"]["pagination"] == {"page": 1, "size": 3}
+    body = await (await harness.get("/api/v1/jobs", query_string={"page[size]": "3", "page[number]": "3", "meta[total]": "true"})).get_json()
+    assert [j["id"] for j in body["data"]] == ["job-0"]
+    assert body["meta"]["pagination"] == {"page": 3, "size": 3, "total": 7, "total_pages": 3}
+    body = await (await harness.get("/api/v1/jobs", query_string={"page[number]": "9"})).get_json()
+    assert body["data"] == []
+    body = await (await harness.get("/api/v1/jobs", query_string={"filter[enabled]": "false"})).get_json()
+    assert [j["id"] for j in body["data"]] == ["job-5", "job-3", "job-1"]
+    for name, value in [("page[size]", "0"), ("page[size]", "1001"), ("page[number]", "0"),
+                        ("page[number]", "x"), ("filter[enabled]", "yes"), ("meta[total]", "1"),
+                        ("page[sise]", "3")]:
+        r = await harness.get("/api/v1/jobs", query_string={name: value})
+        assert r.status_code == 400, (name, value)
+        assert (await r.get_json())["errors"][0]["source"] == {"parameter": name}
+
+
+async def test_delete_cancels_pending_runs_and_keeps_history(harness: Harness) -> None:
+    await harness.post("/api/v1/jobs", job_doc("d"))
+    run = await (await harness.post("/api/v1/jobs/d/actions/run")).get_json()
+    assert run["data"]["attributes"]["status"] == "PENDING"
+    assert run["data"]["attributes"]["trigger"] == "MANUAL"
+    assert (await harness.delete("/api/v1/jobs/d")).status_code == 204
+    got = await (await harness.get(f"/api/v1/runs/{run['data']['id']}")).get_json()
+    assert got["data"]["attributes"]["status"] == "CANCELED"
+    listed = await (await harness.get("/api/v1/runs", query_string={"filter[job]": "d"})).get_json()
+    assert [r["id"] for r in listed["data"]] == [run["data"]["id"]]
+
+
+async def test_run_now_on_paused_job_and_orders(harness: Harness) -> None:
+    await harness.post("/api/v1/jobs", job_doc("paused", enabled=False))
+    r = await harness.post("/api/v1/jobs/paused/actions/run")
+    assert r.status_code == 200
+    run_id = (await r.get_json())["data"]["id"]
+    assert harness.orders.receive_nowait().run_id == run_id
+    assert (await harness.post("/api/v1/jobs/missing/actions/run")).status_code == 404
+
+
+async def test_healthz_and_openapi(harness: Harness) -> None:
+    r = await harness.client.get("/healthz")
+    assert r.status_code == 200
+    harness.ctx.health.stopping = True
+    r = await harness.client.get("/healthz")
+    assert r.status_code == 503
+    spec = await (await harness.client.get("/api/v1/openapi.json")).get_json()
+    assert "/api/v1/jobs" in spec["paths"] and "/healthz" in spec["paths"]
+
+
+async def test_usage_periods(harness: Harness) -> None:
+    body = await (await harness.get("/api/v1/usage")).get_json()
+    assert body["data"]["id"] == "current"
+    assert body["data"]["attributes"]["period"] == "2026-06"
+    assert body["data"]["attributes"]["runs_used"] == 0
+    assert body["data"]["attributes"]["runs_included"] == 100
+    body = await (await harness.get("/api/v1/usage", query_string={"filter[period]": "2026-05"})).get_json()
+    assert body["data"]["attributes"]["period"] == "2026-05"
+    for bad in ("2026-07", "2026-13", "last", "2026-6", ""):
+        r = await harness.get("/api/v1/usage", query_string={"filter[period]": bad})
+        assert r.status_code == 400, bad
+        assert (await r.get_json())["errors"][0]["source"] == {"parameter": "filter[period]"}

@@ -1,0 +1,132 @@
+"""Fixtures shared by the suite: a config, a real store, the real app.
+
+Nothing is session-wide: every test gets its own SQLite file under
+`tmp_path`, its own key file and its own channels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from jobsd.api.app import create_app
+from jobsd.api.context import ApiContext, Health, Settings
+from jobsd.clock import Clock
+from jobsd.config import Config, parse_config, token_sha256
+from jobsd.crypto import KeyRing
+from jobsd.messages import CancelRun, JobChanged, RunOrder
+from jobsd.store import Store, open_store
+
+TOKEN_A = "jobsd_test-token-for-account-acme"
+TOKEN_B = "jobsd_test-token-for-account-other"
+JSONAPI = "application/vnd.api+json"
+
+
+def config_text(tmp_path: Path, *, runs_included: int = 100, active_jobs_limit: int = 5,
+                max_timeout: int = 60, extra: str = "") -> str:
+    return f"""
+[storage]
+path = "{tmp_path / 'jobsd.sqlite3'}"
+[secrets]
+key_file = "{tmp_path / 'secret.key'}"
+[server]
+listen = "127.0.0.1:0"
+[scheduler]
+workers = 4
+[outbound]
+allow_cidrs = ["127.0.0.1/32"]
+[plans.free]
+runs_included = {runs_included}
+active_jobs_limit = {active_jobs_limit}
+max_timeout = {max_timeout}
+[plans.big]
+runs_included = -1
+active_jobs_limit = -1
+max_timeout = 300
+[[accounts]]
+id = "acme"
+plan = "free"
+tokens_sha256 = ["{token_sha256(TOKEN_A)}"]
+[[accounts]]
+id = "other"
+plan = "big"
+tokens_sha256 = ["{token_sha256(TOKEN_B)}"]
+{extra}
+"""
+
+
+def make_config(tmp_path: Path, **kwargs: Any) -> Config:
+    return parse_config(config_text(tmp_path, **kwargs))
+
+
+def auth(token: str = TOKEN_A) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def job_doc(slug: str = "nightly", **attrs: Any) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
+        "name": f"Job {slug}",
+        "schedule": "0 2 * * *",
+        "configuration": {"url": "https://example.invalid/hook"},
+    }
+    attributes.update(attrs)
+    return {"data": {"type": "job", "id": slug, "attributes": attributes}}
+
+
+@dataclass
+class Harness:
+    client: Any
+    ctx: ApiContext
+    store: Store
+    config: Config
+    orders: trio.MemoryReceiveChannel[RunOrder]
+    cancels: trio.MemoryReceiveChannel[CancelRun]
+    changes: trio.MemoryReceiveChannel[JobChanged]
+
+    async def post(self, path: str, doc: Any = None, token: str = TOKEN_A, **kw: Any) -> Any:
+        if doc is not None:
+            kw.setdefault("json", doc)
+            kw.setdefault("headers", {"Content-Type": JSONAPI})
+        headers = {**auth(token), **kw.pop("headers", {})}
+        return await self.client.post(path, headers=headers, **kw)
+
+    async def put(self, path: str, doc: Any, token: str = TOKEN_A) -> Any:
+        return await self.client.put(
+            path, json=doc, headers={**auth(token), "Content-Type": JSONAPI}
+        )
+
+    async def get(self, path: str, token: str = TOKEN_A, **kw: Any) -> Any:
+        return await self.client.get(path, headers=auth(token), **kw)
+
+    async def delete(self, path: str, token: str = TOKEN_A) -> Any:
+        return await self.client.delete(path, headers=auth(token))
+
+
+@pytest.fixture
+async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
+    async with make_harness(tmp_path) as h:
+        yield h
+
+
+from contextlib import asynccontextmanager  # noqa: E402
+
+
+@asynccontextmanager
+async def make_harness(tmp_path: Path, **config_kwargs: Any) -> AsyncIterator[Harness]:
+    config = make_config(tmp_path, **config_kwargs)
+    keyring = KeyRing.load_or_create(config.secrets.key_file)
+    clock = Clock(datetime(2026, 6, 5, 2, 0, tzinfo=UTC))
+    changes_tx, changes_rx = trio.open_memory_channel[JobChanged](10_000)
+    orders_tx, orders_rx = trio.open_memory_channel[RunOrder](10_000)
+    cancels_tx, cancels_rx = trio.open_memory_channel[CancelRun](10_000)
+    async with open_store(config.storage.path, keyring, clock, changes_tx) as store:
+        health = Health(ready=True)
+        ctx = ApiContext(store, Settings(config), orders_tx, cancels_tx, health)
+        app = create_app(ctx)
+        yield Harness(app.test_client(), ctx, store, config, orders_rx, cancels_rx, changes_rx)

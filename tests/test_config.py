@@ -1,0 +1,396 @@
+"""The config file: defaults, errors that name their key, and docs that match code."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, get_args, get_origin
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel
+
+from jobsd.config import (
+    Config,
+    OutboundConfig,
+    RetentionConfig,
+    SchedulerConfig,
+    SecretsConfig,
+    ServerConfig,
+    StorageConfig,
+    builtin_config,
+    load_config,
+    new_token,
+    parse_config,
+    token_sha256,
+)
+from jobsd.errors import ConfigError
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "etc" / "jobsd.toml"
+DIGEST_A = token_sha256("token-a")
+DIGEST_B = token_sha256("token-b")
+PLAN = "[plans.free]\nruns_included = 1\nactive_jobs_limit = 1\nmax_timeout = 30\n"
+
+
+def account(id_: str = "acme", plan: str = "free", digests: str = f'["{DIGEST_A}"]') -> str:
+    return f'[[accounts]]\nid = "{id_}"\nplan = "{plan}"\ntokens_sha256 = {digests}\n'
+
+
+def error_key(text: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    assert info.value.message
+    return info.value.key
+
+
+# -- defaults -----------------------------------------------------------------
+
+
+def test_every_default() -> None:
+    config = parse_config("")
+    assert config == Config()
+    assert config.server.listen == "127.0.0.1:8080"
+    assert (config.server.host, config.server.port) == ("127.0.0.1", 8080)
+    assert config.server.max_connections == 256
+    assert config.server.keep_alive_timeout_s == 5
+    assert config.server.max_request_header_bytes == 16384
+    assert config.storage.path == Path("/var/lib/jobsd/jobsd.sqlite3")
+    assert config.secrets.key_file == Path("/var/lib/jobsd/secret.key")
+    assert config.scheduler.workers == 64
+    assert config.scheduler.misfire_grace_s == 60
+    assert config.scheduler.shutdown_grace_s == 10
+    assert config.outbound.allow_cidrs == ()
+    assert config.retention.days == 90
+    assert config.retention.max_runs_per_job == 10000
+    assert config.plans == {}
+    assert config.accounts == ()
+
+
+def test_an_empty_section_is_all_defaults() -> None:
+    assert parse_config("[server]\n[scheduler]\n[retention]\n") == Config()
+
+
+def test_ipv6_listen_and_port_zero() -> None:
+    server = parse_config('[server]\nlisten = "[::1]:0"').server
+    assert (server.host, server.port) == ("::1", 0)
+    assert parse_config('[server]\nlisten = "localhost:9000"').server.host == "localhost"
+
+
+def test_allow_cidrs_parse_to_networks() -> None:
+    text = '[outbound]\nallow_cidrs = ["127.0.0.0/8", "::1", "10.0.0.0/8"]'
+    nets = parse_config(text).outbound.allow_cidrs
+    assert nets == (
+        ipaddress.ip_network("127.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),
+        ipaddress.ip_network("10.0.0.0/8"),
+    )
+
+
+def test_config_is_frozen() -> None:
+    config = parse_config(PLAN + account())
+    with pytest.raises(ValueError):
+        config.scheduler.workers = 3  # type: ignore[misc]
+
+
+# -- bad values name their key ---------------------------------------------------
+
+
+BAD_VALUES = [
+    ('[server]\nlisten = "localhost"', "server.listen"),
+    ('[server]\nlisten = "[::1]:99999"', "server.listen"),
+    ('[server]\nlisten = "1.2.3.4.5:80"', "server.listen"),
+    ('[server]\nlisten = "[nope]:80"', "server.listen"),
+    ("[server]\nlisten = 8080", "server.listen"),
+    ("[server]\nmax_connections = 0", "server.max_connections"),
+    ("[server]\nkeep_alive_timeout_s = 1.5", "server.keep_alive_timeout_s"),
+    ("[server]\nmax_request_header_bytes = 100", "server.max_request_header_bytes"),
+    ('[storage]\npath = "relative.sqlite3"', "storage.path"),
+    ("[storage]\npath = 5", "storage.path"),
+    ('[storage]\npath = "/var/lib/a\\u0000b"', "storage.path"),
+    ('[secrets]\nkey_file = ""', "secrets.key_file"),
+    ("[scheduler]\nworkers = 0", "scheduler.workers"),
+    ("[scheduler]\nworkers = 1025", "scheduler.workers"),
+    ('[scheduler]\nworkers = "64"', "scheduler.workers"),
+    ("[scheduler]\nworkers = true", "scheduler.workers"),
+    ("[scheduler]\nworkers = 64.0", "scheduler.workers"),
+    ("[scheduler]\nmisfire_grace_s = -1", "scheduler.misfire_grace_s"),
+    ("[scheduler]\nshutdown_grace_s = -1", "scheduler.shutdown_grace_s"),
+    ('[outbound]\nallow_cidrs = ["10.0.0.1/8"]', "outbound.allow_cidrs[0]"),
+    ('[outbound]\nallow_cidrs = ["127.0.0.0/8", "nope"]', "outbound.allow_cidrs[1]"),
+    ('[outbound]\nallow_cidrs = ["127.0.0.0/8", 5]', "outbound.allow_cidrs[1]"),
+    ('[outbound]\nallow_cidrs = "127.0.0.0/8"', "outbound.allow_cidrs"),
+    ("[retention]\ndays = 0", "retention.days"),
+    ("[retention]\nmax_runs_per_job = 0", "retention.max_runs_per_job"),
+    (PLAN.replace("runs_included = 1", "runs_included = -2"), "plans.free.runs_included"),
+    (
+        PLAN.replace("active_jobs_limit = 1", 'active_jobs_limit = "1"'),
+        "plans.free.active_jobs_limit",
+    ),
+    (PLAN.replace("max_timeout = 30", "max_timeout = 0"), "plans.free.max_timeout"),
+    (PLAN.replace("max_timeout = 30", "max_timeout = 86401"), "plans.free.max_timeout"),
+    (PLAN.replace("max_timeout = 30\n", ""), "plans.free.max_timeout"),
+    (PLAN.replace("free", '"Free!"'), "plans.Free!"),
+    ("plans = 5", "plans"),
+    ("accounts = 5", "accounts"),
+    ("[server]\n[server]", "<config>:2:8"),
+    (PLAN + account(id_="Acme"), "accounts[0].id"),
+    (PLAN + account(id_=""), "accounts[0].id"),
+    (PLAN + account(id_="a" * 65), "accounts[0].id"),
+    (
+        PLAN + account() + account("b", digests=f'["{DIGEST_B.upper()}"]'),
+        "accounts[1].tokens_sha256[0]",
+    ),
+    (PLAN + account(digests=f'["{DIGEST_A}", "abc"]'), "accounts[0].tokens_sha256[1]"),
+    (PLAN + account(digests=f'"{DIGEST_A}"'), "accounts[0].tokens_sha256"),
+    (PLAN + account().replace('plan = "free"\n', ""), "accounts[0].plan"),
+    (PLAN + account().replace("tokens_sha256", "#"), "accounts[0].tokens_sha256"),
+]
+
+
+@pytest.mark.parametrize(("text", "key"), BAD_VALUES)
+def test_a_bad_value_names_its_key(text: str, key: str) -> None:
+    assert error_key(text) == key
+
+
+UNKNOWN_KEYS = [
+    ("extra = 1", "extra"),
+    ("[extra]", "extra"),
+    ("[server]\nextra = 1", "server.extra"),
+    ("[storage]\nextra = 1", "storage.extra"),
+    ("[secrets]\nextra = 1", "secrets.extra"),
+    ("[scheduler]\nWorkers = 1", "scheduler.Workers"),
+    ("[outbound]\nextra = 1", "outbound.extra"),
+    ("[retention]\nextra = 1", "retention.extra"),
+    (PLAN + "extra = 1\n", "plans.free.extra"),
+    (PLAN + account() + "extra = 1\n", "accounts[0].extra"),
+    (PLAN + account() + "[accounts.extra]\n", "accounts[0].extra"),
+]
+
+
+@pytest.mark.parametrize(("text", "key"), UNKNOWN_KEYS)
+def test_unknown_keys_are_refused_at_every_level(text: str, key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    assert (info.value.key, info.value.message) == (key, "unknown key")
+
+
+def test_an_undefined_plan_is_refused() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(PLAN + account() + account("b", plan="gold", digests="[]"))
+    assert info.value.key == "accounts[1].plan"
+    assert "gold" in info.value.message
+
+
+def test_a_digest_may_not_appear_twice() -> None:
+    text = (
+        PLAN
+        + account(digests=f'["{DIGEST_A}"]')
+        + account("b", digests=f'["{DIGEST_B}", "{DIGEST_A}"]')
+    )
+    assert error_key(text) == "accounts[1].tokens_sha256[1]"
+    assert (
+        error_key(PLAN + account(digests=f'["{DIGEST_A}", "{DIGEST_A}"]'))
+        == "accounts[0].tokens_sha256[1]"
+    )
+
+
+def test_account_ids_are_unique() -> None:
+    assert error_key(PLAN + account() + account(digests="[]")) == "accounts[1].id"
+
+
+# -- files ----------------------------------------------------------------------
+
+
+def test_load_config_reports_the_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.toml"
+    with pytest.raises(ConfigError) as info:
+        load_config(missing)
+    assert info.value.key == str(missing)
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[server]\nlisten = \n")
+    with pytest.raises(ConfigError) as info:
+        load_config(bad)
+    assert info.value.key == f"{bad}:2:10"
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b"\xff\xfe[server]")
+    with pytest.raises(ConfigError) as info:
+        load_config(binary)
+    assert info.value.key == str(binary)
+    good = tmp_path / "good.toml"
+    good.write_text(PLAN + account())
+    assert load_config(good).accounts[0].id == "acme"
+
+
+# -- accounts and tokens --------------------------------------------------------------
+
+
+def test_account_for_digest_and_plan_of() -> None:
+    config = parse_config(PLAN + account() + account("b", digests=f'["{DIGEST_B}"]'))
+    found = config.account_for_digest(DIGEST_B)
+    assert found is not None and found.id == "b"
+    assert config.plan_of(found).max_timeout == 30
+    assert config.account_for_digest(token_sha256("other")) is None
+    assert config.account_for_digest("") is None
+    assert config.account_for_digest("é") is None
+
+
+def test_builtin_config(tmp_path: Path) -> None:
+    token = new_token()
+    config = builtin_config(tmp_path, token_sha256(token))
+    assert config.server.listen == "127.0.0.1:8080"
+    assert config.storage.path == tmp_path / "jobsd.sqlite3"
+    assert config.secrets.key_file == tmp_path / "secret.key"
+    local = config.account_for_digest(token_sha256(token))
+    assert local is not None and local.id == "local"
+    plan = config.plan_of(local)
+    assert (plan.runs_included, plan.active_jobs_limit, plan.max_timeout) == (-1, -1, 300)
+    assert config.scheduler == SchedulerConfig()
+
+
+def test_tokens() -> None:
+    tokens = {new_token() for _ in range(20)}
+    assert len(tokens) == 20
+    for token in tokens:
+        assert re.fullmatch(r"jobsd_[A-Za-z0-9_-]{43}", token)
+    assert token_sha256("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+# -- etc/jobsd.toml and the models agree ------------------------------------------------
+
+
+def model_keys(model: type[BaseModel], prefix: str = "") -> set[str]:
+    keys: set[str] = set()
+    for name, field in model.model_fields.items():
+        ann, path = field.annotation, prefix + name
+        args = get_args(ann)
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            keys |= model_keys(ann, path + ".")
+        elif get_origin(ann) is dict and issubclass(args[1], BaseModel):
+            keys |= model_keys(args[1], path + ".*.")
+        elif (
+            get_origin(ann) is tuple
+            and isinstance(args[0], type)
+            and issubclass(args[0], BaseModel)
+        ):
+            keys |= model_keys(args[0], path + "[].")
+        else:
+            keys.add(path)
+    return keys
+
+
+def toml_keys(data: dict[str, Any], prefix: str = "") -> set[str]:
+    keys: set[str] = set()
+    for name, value in data.items():
+        if prefix == "" and name == "plans":
+            for plan in value.values():
+                keys |= toml_keys(plan, "plans.*.")
+        elif prefix == "" and name == "accounts":
+            for acct in value:
+                keys |= toml_keys(acct, "accounts[].")
+        elif isinstance(value, dict):
+            keys |= toml_keys(value, f"{prefix}{name}.")
+        else:
+            keys.add(prefix + name)
+    return keys
+
+
+def test_the_example_documents_exactly_the_model_keys() -> None:
+    text = EXAMPLE.read_text()
+    parse_config(text, source=str(EXAMPLE))
+    assert toml_keys(tomllib.loads(text)) == model_keys(Config)
+    assert "plans.*.max_timeout" in model_keys(Config)  # the walk reached the nested models
+
+
+def test_the_example_shows_the_defaults() -> None:
+    config = parse_config(EXAMPLE.read_text())
+    assert config.server == ServerConfig()
+    assert config.storage == StorageConfig()
+    assert config.secrets == SecretsConfig()
+    assert config.scheduler == SchedulerConfig()
+    assert config.outbound == OutboundConfig()
+    assert config.retention == RetentionConfig()
+    free = config.plans["free"]
+    assert (free.runs_included, free.active_jobs_limit, free.max_timeout) == (3000, 10, 30)
+    assert len(config.plans) == 2
+    (acme,) = config.accounts
+    assert (acme.id, acme.plan, acme.tokens_sha256) == (
+        "acme",
+        "free",
+        (token_sha256("change-me"),),
+    )
+
+
+def test_every_key_line_of_the_example_carries_a_comment() -> None:
+    lines = EXAMPLE.read_text().splitlines()
+    key_lines = [line for line in lines if re.match(r"\s*[A-Za-z0-9_]+\s*=", line)]
+    assert len(key_lines) >= len(model_keys(Config))
+    for line in key_lines:
+        assert re.search(r"\S\s+#\s*\S", line), f"no comment on: {line}"
+    assert "jobsd token" in EXAMPLE.read_text()
+
+
+# -- garbage in, ConfigError out ------------------------------------------------------------
+
+NAMES = [
+    "server",
+    "storage",
+    "secrets",
+    "scheduler",
+    "outbound",
+    "retention",
+    "plans",
+    "accounts",
+    "listen",
+    "workers",
+    "path",
+    "allow_cidrs",
+    "days",
+    "plan",
+    "id",
+    "tokens_sha256",
+    "plans.free",
+    "max_timeout",
+    "runs_included",
+    "x",
+    '"a.b"',
+    "free",
+]
+LITERALS = (
+    'true false [] {} 1979-05-27T07:32:00Z 07:32:00 "" -1 0 "free" "/abs" [[1],[2]] {a=1}'
+    ' "127.0.0.1:8080" ["::1"] ' + f'["{DIGEST_A}"] ' + "[" * 50
+).split()
+VALUES = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70).map(str),
+    st.floats(allow_nan=True).map(repr),
+    st.sampled_from(LITERALS),
+    st.text(max_size=12).map(lambda s: '"' + s.replace("\\", "").replace('"', "") + '"'),
+)
+LINES = st.one_of(
+    st.sampled_from(NAMES).map(lambda n: f"[{n}]"),
+    st.sampled_from(NAMES).map(lambda n: f"[[{n}]]"),
+    st.tuples(st.sampled_from(NAMES), VALUES).map(lambda kv: f"{kv[0]} = {kv[1]}"),
+    st.text(alphabet="[]{}=\".,#'\\ \tab1-_\n", max_size=20),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(LINES, max_size=12).map("\n".join))
+def test_garbage_raises_only_config_error(text: str) -> None:
+    try:
+        config = parse_config(text)
+    except ConfigError as exc:
+        assert exc.key and exc.message
+    else:
+        assert isinstance(config, Config)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(max_size=200))
+def test_arbitrary_text_raises_only_config_error(text: str) -> None:
+    try:
+        parse_config(text)
+    except ConfigError as exc:
+        assert exc.key and exc.message

@@ -1,0 +1,197 @@
+"""The store on real SQLite files: invariants, transitions, secrecy."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import trio
+
+from jobsd.clock import Clock, to_us
+from jobsd.crypto import KeyRing
+from jobsd.errors import ApiError, SchemaTooNewError, StorageError
+from jobsd.messages import Header, HttpConfig, JobSpec, Outcome
+from jobsd.runs import FailureReason, RunStatus
+from jobsd.store import open_store
+from jobsd.store.recovery import recover
+from jobsd.store.schema import LATEST
+
+T0 = datetime(2026, 6, 5, 2, 0, tzinfo=UTC)
+SECRET = "Bearer very-secret-value-1234567890"
+
+
+def spec(slug: str = "job", *, enabled: bool = True, schedule: str = "*/5 * * * *") -> JobSpec:
+    return JobSpec(
+        slug=slug, name="n", description=None, enabled=enabled, schedule=schedule,
+        config=HttpConfig(url="https://example.invalid/", headers=(Header("Authorization", SECRET),)),
+    )
+
+
+def keyring(tmp_path: Path) -> KeyRing:
+    return KeyRing.load_or_create(tmp_path / "secret.key")
+
+
+async def test_header_values_never_in_plaintext(tmp_path: Path) -> None:
+    db = tmp_path / "jobsd.sqlite3"
+    async with open_store(db, keyring(tmp_path), Clock(T0)) as store:
+        job = await store.jobs.create_job("acme", -1, spec())
+        assert job.spec.config.headers[0].value == SECRET
+        assert (await store.jobs.get_job("acme", "job")).spec.config.headers[0].value == SECRET
+    for path in tmp_path.iterdir():
+        if path.name.startswith("jobsd.sqlite3"):
+            data = path.read_bytes()
+            assert b"very-secret-value" not in data, path
+    with sqlite3.connect(db) as conn:
+        raw = conn.execute("SELECT headers FROM jobs").fetchone()[0]
+    assert "very-secret" not in raw and "Authorization" in raw
+
+
+async def test_sealed_value_moved_to_other_job_does_not_open(tmp_path: Path) -> None:
+    db = tmp_path / "jobsd.sqlite3"
+    async with open_store(db, keyring(tmp_path), Clock(T0)) as store:
+        await store.jobs.create_job("acme", -1, spec("a"))
+        await store.jobs.create_job("acme", -1, spec("b"))
+    with sqlite3.connect(db) as conn:
+        raw = conn.execute("SELECT headers FROM jobs WHERE slug = 'a'").fetchone()[0]
+        conn.execute("UPDATE jobs SET headers = ? WHERE slug = 'b'", (raw,))
+    async with open_store(db, keyring(tmp_path), Clock(T0)) as store:
+        assert (await store.jobs.get_job("acme", "a")).spec.config.headers[0].value == SECRET
+        with pytest.raises(Exception, match="(?i)open|seal|auth|tag"):
+            await store.jobs.get_job("acme", "b")
+
+
+async def test_wal_and_schema_version(tmp_path: Path) -> None:
+    db = tmp_path / "jobsd.sqlite3"
+    async with open_store(db, keyring(tmp_path), Clock(T0)):
+        pass
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == LATEST
+        conn.execute("UPDATE schema_version SET version = ?", (LATEST + 1,))
+    with pytest.raises(SchemaTooNewError, match="upgrade jobsd"):
+        async with open_store(db, keyring(tmp_path), Clock(T0)):
+            pass
+
+
+async def test_corrupt_database_refused(tmp_path: Path) -> None:
+    db = tmp_path / "jobsd.sqlite3"
+    db.write_bytes(b"this is not a database" * 100)
+    with pytest.raises((StorageError, sqlite3.DatabaseError)):
+        async with open_store(db, keyring(tmp_path), Clock(T0)):
+            pass
+
+
+async def test_slot_fires_at_most_once(tmp_path: Path) -> None:
+    async with open_store(tmp_path / "db", keyring(tmp_path), Clock(T0)) as store:
+        job = await store.jobs.create_job("acme", -1, spec())
+        due = job.next_run_at
+        assert due == T0 + timedelta(minutes=5)
+        nxt = due + timedelta(minutes=5)
+        advanced, run_id = await store.runs.fire_slot(job.pk, due=due, slot=due, next_run_at=nxt)
+        assert advanced and run_id
+        # The same slot again (a stale scheduler view): nothing happens.
+        assert await store.runs.fire_slot(job.pk, due=due, slot=due, next_run_at=nxt) == (False, None)
+        # Even when forced through the job row, the unique index holds.
+        with sqlite3.connect(tmp_path / "db") as conn:
+            conn.execute("UPDATE jobs SET next_run_at_us = ?", (to_us(due),))
+        advanced, again = await store.runs.fire_slot(job.pk, due=due, slot=due, next_run_at=nxt)
+        assert advanced and again is None
+        runs, _ = await store.runs.list_runs("acme", slug=None, after_seq=None, limit=10)
+        assert len(runs) == 1 and runs[0].scheduled_for == due
+
+
+async def test_one_off_disables_itself(tmp_path: Path) -> None:
+    async with open_store(tmp_path / "db", keyring(tmp_path), Clock(T0)) as store:
+        job = await store.jobs.create_job("acme", -1, spec(schedule="2026-06-05T03:00:00Z"))
+        advanced, run_id = await store.runs.fire_slot(
+            job.pk, due=job.next_run_at, slot=job.next_run_at, next_run_at=None)
+        assert advanced and run_id
+        fresh = await store.jobs.get_job("acme", "job")
+        assert fresh.spec.enabled is False and fresh.next_run_at is None
+        assert (await store.jobs.usage("acme", "2026-06"))[1] == 0
+
+
+async def test_claim_meters_and_refuses_over_quota(tmp_path: Path) -> None:
+    async with open_store(tmp_path / "db", keyring(tmp_path), Clock(T0)) as store:
+        await store.jobs.create_job("acme", -1, spec())
+        first = await store.runs.enqueue_manual("acme", "job")
+        second = await store.runs.enqueue_manual("acme", "job")
+        claim = await store.runs.claim(first.id, lambda _: 1)
+        assert claim is not None and claim.config is not None
+        assert claim.config.headers[0].value == SECRET
+        assert await store.runs.claim(first.id, lambda _: 1) is None  # never twice
+        refused = await store.runs.claim(second.id, lambda _: 1)
+        assert refused is not None and refused.config is None
+        run = await store.runs.get_run("acme", second.id)
+        assert run.status is RunStatus.FAILED
+        assert run.failure_reason is FailureReason.QUOTA_EXCEEDED
+        assert (await store.jobs.usage("acme", "2026-06"))[0] == 1
+        outcome = Outcome(RunStatus.SUCCEEDED, None, None, {"method": "POST"}, {"status": 200})
+        assert await store.runs.finish(first.id, outcome)
+        assert not await store.runs.finish(first.id, outcome)
+        done = await store.runs.get_run("acme", first.id)
+        assert done.status is RunStatus.SUCCEEDED and done.job_version == 1
+        assert done.started_at is not None and done.finished_at is not None
+
+
+async def test_cancel_rules(tmp_path: Path) -> None:
+    async with open_store(tmp_path / "db", keyring(tmp_path), Clock(T0)) as store:
+        await store.jobs.create_job("acme", -1, spec())
+        pending = await store.runs.enqueue_manual("acme", "job")
+        run, was_running = await store.runs.cancel_run("acme", pending.id)
+        assert run.status is RunStatus.CANCELED and not was_running
+        assert await store.runs.claim(pending.id, lambda _: -1) is None
+        with pytest.raises(ApiError) as err:
+            await store.runs.cancel_run("acme", pending.id)
+        assert err.value.status == 409
+        with pytest.raises(ApiError) as err:
+            await store.runs.cancel_run("other", pending.id)
+        assert err.value.status == 404
+        running = await store.runs.enqueue_manual("acme", "job")
+        await store.runs.claim(running.id, lambda _: -1)
+        run, was_running = await store.runs.cancel_run("acme", running.id)
+        assert was_running and run.status is RunStatus.CANCELED
+
+
+async def test_rerun_of_deleted_job_is_409_even_if_slug_reused(tmp_path: Path) -> None:
+    async with open_store(tmp_path / "db", keyring(tmp_path), Clock(T0)) as store:
+        await store.jobs.create_job("acme", -1, spec())
+        old = await store.runs.enqueue_manual("acme", "job")
+        rerun = await store.runs.enqueue_rerun("acme", old.id)
+        assert rerun.rerun_of == old.id
+        await store.jobs.delete_job("acme", "job")
+        await store.jobs.create_job("acme", -1, spec())
+        with pytest.raises(ApiError) as err:
+            await store.runs.enqueue_rerun("acme", old.id)
+        assert err.value.status == 409
+
+
+async def test_recovery(tmp_path: Path) -> None:
+    async with open_store(tmp_path / "db", keyring(tmp_path), Clock(T0)) as store:
+        await store.jobs.create_job("acme", -1, spec())
+        lost = await store.runs.enqueue_manual("acme", "job")
+        await store.runs.claim(lost.id, lambda _: -1)
+        waiting = await store.runs.enqueue_manual("acme", "job")
+        report = await recover(store.engine, to_us(T0))
+        assert report.lost == 1 and report.pending == (waiting.id,)
+        run = await store.runs.get_run("acme", lost.id)
+        assert run.failure_reason is FailureReason.WORKER_LOST and run.finished_at is not None
+
+
+async def test_concurrent_creates_same_slug(tmp_path: Path) -> None:
+    async with open_store(tmp_path / "db", keyring(tmp_path), Clock(T0)) as store:
+        results: list[str] = []
+
+        async def one() -> None:
+            try:
+                await store.jobs.create_job("acme", 3, spec("same"))
+                results.append("ok")
+            except ApiError as exc:
+                results.append(str(exc.status))
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(30):
+                nursery.start_soon(one)
+        assert results.count("ok") == 1 and results.count("409") == 29
