@@ -120,7 +120,7 @@ async def run_daemon(
     task_status: trio.TaskStatus[ApiContext] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     config = options.config
-    stop = stop or trio.Event()
+    stop = trio.Event() if stop is None else stop
     clock = options.clock or Clock()
     keyring = KeyRing.load_or_create(config.secrets.key_file)
     settings = Settings(config)

@@ -49,7 +49,7 @@ class Scheduler:
         changes: trio.MemoryReceiveChannel[JobChanged],
         *,
         misfire_grace_s: int,
-        horizon_s: float = 60.0,
+        horizon_s: float = 3600.0,
         refill_limit: int = 10_000,
     ) -> None:
         self._store = store
@@ -74,10 +74,11 @@ class Scheduler:
         task_status.started()
         while True:
             now = self._clock.now()
-            if now >= self._refill_at:
-                await self._refill(now)
             for job_pk, due_us in self._wheel.pop_due(to_us(now)):
                 await self._fire(job_pk, from_us(due_us), max(now, from_us(due_us)))
+            if now >= self._refill_at:
+                await self._refill(now)
+                continue
             await self._wait_for_work()
 
     async def _wait_for_work(self) -> None:
@@ -116,14 +117,15 @@ class Scheduler:
     async def _refill(self, now: datetime) -> None:
         until = now + self._horizon
         due = await self._store.due_before(until, self._refill_limit)
-        if len(due) >= self._refill_limit:
-            # Too many to hold: cover only up to the last one loaded.
+        full = len(due) >= self._refill_limit
+        if full:
+            # Too many to hold: cover only up to the last one loaded, and
+            # load again as soon as that instant is reached.
             until = due[-1].next_run_at
         for item in due:
-            if item.next_run_at <= until:
-                self._track(item.job_pk, item.schedule, item.next_run_at)
-        self._covered_until = until
-        self._refill_at = now + self._horizon / 2 if until > now else now + timedelta(seconds=1)
+            self._track(item.job_pk, item.schedule, item.next_run_at)
+        self._covered_until = until if not full else until - timedelta(microseconds=1)
+        self._refill_at = until
 
     async def _fire(self, job_pk: int, due: datetime, now: datetime) -> None:
         schedule = self._schedules.get(job_pk)

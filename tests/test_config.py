@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -376,7 +377,7 @@ LINES = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(LINES, max_size=12).map("\n".join))
 def test_garbage_raises_only_config_error(text: str) -> None:
     try:
@@ -390,6 +391,54 @@ def test_garbage_raises_only_config_error(text: str) -> None:
 @settings(max_examples=100, deadline=None)
 @given(st.text(max_size=200))
 def test_arbitrary_text_raises_only_config_error(text: str) -> None:
+    try:
+        parse_config(text)
+    except ConfigError as exc:
+        assert exc.key and exc.message
+
+
+def to_toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ", ".join(to_toml(item) for item in value) + "]"
+    pairs = (f"{json.dumps(k)} = {to_toml(v)}" for k, v in value.items())
+    return "{" + ", ".join(pairs) + "}"
+
+
+FIELDS = sorted({key.rsplit(".", 1)[-1] for key in model_keys(Config)} | {"extra"})
+GOOD_STRINGS = ["127.0.0.1:0", "[::1]:80", "/var/x", DIGEST_A, "free", "10.0.0.0/8", "acme"]
+LEAF = st.one_of(
+    st.integers(min_value=-3, max_value=70000),
+    st.integers(),
+    st.booleans(),
+    st.floats(),
+    st.text(max_size=10),
+    st.sampled_from(GOOD_STRINGS),
+)
+FIELD_VALUE = st.one_of(LEAF, st.lists(LEAF, max_size=3))
+SECTION = st.dictionaries(st.sampled_from(FIELDS), FIELD_VALUE, max_size=4)
+DOCUMENT = st.fixed_dictionaries(
+    {},
+    optional={
+        **dict.fromkeys(
+            ["server", "storage", "secrets", "scheduler", "outbound", "retention"], SECTION
+        ),
+        "plans": st.dictionaries(st.sampled_from(["free", "pro", "Bad!"]), SECTION, max_size=2),
+        "accounts": st.lists(SECTION, max_size=3),
+        "extra": LEAF,
+    },
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(DOCUMENT)
+def test_config_shaped_garbage_raises_only_config_error(document: dict[str, Any]) -> None:
+    text = "\n".join(f"{key} = {to_toml(value)}" for key, value in document.items())
     try:
         parse_config(text)
     except ConfigError as exc:

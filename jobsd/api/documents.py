@@ -17,8 +17,10 @@ Decisions where the spec is silent:
   may hold NUL. The schedule is stored as written (the scheduler re-parses it).
 - `url` also refuses whitespace, control and invisible (format) characters,
   a malformed host, and a port outside 1-65535 (an empty one included).
-- Header values also refuse VT, FF and leading or trailing space/tab: HTTP/1.1
-  cannot carry them (h11 refuses to send them), so every run would fail.
+- A header value follows RFC 9110's field-value grammar, in ASCII: visible
+  characters with inner spaces/tabs. Beyond CR/LF/NUL that refuses other
+  controls and leading/trailing whitespace (h11 will not send them) and
+  non-ASCII (httpx encodes str values as ASCII): every run would fail.
 - A PUT path that breaks the slug rule is 404: no job can have that id.
 """
 
@@ -150,7 +152,7 @@ def _string(
     value: object,
     ptr: str,
     *,
-    max_len: int,
+    max_len: int | None,
     min_len: int = 0,
     chars_code: str | None = "invalid_characters",
     allow_nul: bool = False,
@@ -163,7 +165,7 @@ def _string(
         errs.add("invalid_type", ptr, f"`{name}` must be a string, not {_kind(value)}.")
     elif len(value) < min_len:
         errs.add("too_short", ptr, f"`{name}` must not be empty.")
-    elif len(value) > max_len:
+    elif max_len is not None and len(value) > max_len:
         errs.add("too_long", ptr, f"`{name}` is {len(value)} characters; the limit is {max_len}.")
     elif chars_code is not None and (
         (not allow_nul and "\x00" in value) or _SURROGATE.search(value)
@@ -218,7 +220,7 @@ def _attributes(errs: _Errors, value: object, slug: str, max_timeout_s: int) -> 
 
 def _schedule(errs: _Errors, value: object) -> str:
     ptr = f"{_ATTRS}/schedule"
-    text = _string(errs, value, ptr, max_len=2**31, chars_code="invalid_schedule")
+    text = _string(errs, value, ptr, max_len=None, chars_code="invalid_schedule")
     if text is None:
         return ""
     try:
@@ -229,11 +231,6 @@ def _schedule(errs: _Errors, value: object) -> str:
 
 
 def _configuration(errs: _Errors, conf: dict[str, object], max_timeout_s: int) -> HttpConfig:
-    for key in conf:
-        if key not in CONFIG_FIELDS:
-            escaped = key.replace("~", "~0").replace("/", "~1")
-            allowed = ", ".join(sorted(CONFIG_FIELDS))
-            errs.add("unknown_field", f"{_CONF}/{escaped}", f"Unknown field; allowed: {allowed}.")
     ptr = f"{_CONF}/url"
     url = _string(errs, conf.get("url", MISSING), ptr, min_len=1, max_len=2048, chars_code=None)
     if url and (problem := _url_problem(url)):
@@ -250,7 +247,7 @@ def _configuration(errs: _Errors, conf: dict[str, object], max_timeout_s: int) -
     elif not _SUCCESS_STATUS.fullmatch(status):
         detail = '`success_status` must be a code 100-599 such as "204" or a class "1xx"-"5xx".'
         errs.add("invalid_success_status", ptr, detail)
-    return HttpConfig(
+    config = HttpConfig(
         url=url or "",
         method=_choice(errs, conf, "method", f"{_CONF}/method", METHODS),
         headers=_headers(errs, conf.get("headers", [])),
@@ -260,6 +257,12 @@ def _configuration(errs: _Errors, conf: dict[str, object], max_timeout_s: int) -
         body=_body(errs, conf.get("body")),
         timeout_s=_timeout(errs, conf.get("timeout", MISSING), max_timeout_s),
     )
+    for key in conf:
+        if key not in CONFIG_FIELDS:
+            escaped = key.replace("~", "~0").replace("/", "~1")
+            allowed = ", ".join(sorted(CONFIG_FIELDS))
+            errs.add("unknown_field", f"{_CONF}/{escaped}", f"Unknown field; allowed: {allowed}.")
+    return config
 
 
 def _headers(errs: _Errors, value: object) -> tuple[Header, ...]:
@@ -281,22 +284,12 @@ def _headers(errs: _Errors, value: object) -> tuple[Header, ...]:
             errs, obj.get("name", MISSING), f"{at}/name", min_len=1, max_len=200, chars_code=None
         )
         if name is not None and not _TOKEN.fullmatch(name):
-            errs.add(
-                "invalid_header",
-                f"{at}/name",
-                "A header name is a token: letters, digits "
-                "and !#$%&'*+-.^_`|~ only, no spaces or colons (RFC 9110).",
-            )
+            errs.add("invalid_header", f"{at}/name", _TOKEN_RULE)
         elif name is not None and name.lower() in REFUSED_HEADERS:
             errs.add("invalid_header", f"{at}/name", f"{name} is set by jobsd itself; remove it.")
         val = _string(errs, obj.get("value", MISSING), f"{at}/value", max_len=8192, chars_code=None)
-        if val is not None and (_BAD_VALUE.search(val) or val != val.strip(" \t")):
-            errs.add(
-                "invalid_header",
-                f"{at}/value",
-                "A header value must not contain CR, LF, NUL, "
-                "VT, FF or unpaired surrogates, nor begin or end with a space or tab.",
-            )
+        if val is not None and not _FIELD_VALUE.fullmatch(val):
+            errs.add("invalid_header", f"{at}/value", _FIELD_VALUE_RULE)
         if name is not None and val is not None:
             headers.append(Header(name, val))
     return tuple(headers)
@@ -347,7 +340,15 @@ def _timeout(errs: _Errors, value: object, max_timeout_s: int) -> int:
 _SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _TOKEN = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
-_BAD_VALUE = re.compile("[\x00\r\n\x0b\x0c\ud800-\udfff]")
+_TOKEN_RULE = (
+    "A header name is an RFC 9110 token: letters, digits and !#$%&'*+-.^_`|~ only,"
+    " no spaces or colons."
+)
+_FIELD_VALUE = re.compile(r"(?:[\x21-\x7e](?:[\t\x20-\x7e]*[\x21-\x7e])?)?")
+_FIELD_VALUE_RULE = (
+    "A header value is printable ASCII with inner spaces or tabs: no CR, LF, NUL or other"
+    " control characters, no non-ASCII, no leading or trailing space."
+)
 _SUCCESS_STATUS = re.compile(r"[1-5](?:[0-9][0-9]|xx)")
 _HOST = re.compile(r"[A-Za-z0-9_-]{1,63}(?:\.[A-Za-z0-9_-]{1,63})*\.?")
 _PORT = re.compile(r"[0-9]{1,5}")

@@ -1,0 +1,82 @@
+"""A real HTTP target on 127.0.0.1 for end-to-end tests.
+
+Served by hypercorn's trio worker on an ephemeral port. It records every
+request it receives, so tests can check what jobsd actually sent (header
+values in plaintext on the wire) against what jobsd recorded (redacted).
+Paths choose behaviour: `/status/<code>`, `/hang` (never answers),
+anything else 200 with a small JSON body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Target:
+    url: str = ""
+    received: list[Received] = field(default_factory=list)
+    arrived: trio.Event = field(default_factory=trio.Event)
+
+    async def app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        self.received.append(Received(scope["method"], scope["path"], headers, body))
+        self.arrived.set()
+        self.arrived = trio.Event()
+        status = 200
+        if scope["path"].startswith("/status/"):
+            status = int(scope["path"].rsplit("/", 1)[1])
+        if scope["path"] == "/hang":
+            await trio.sleep_forever()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"x-target", b"yes")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b'{"ok":true}'})
+
+
+@asynccontextmanager
+async def open_target() -> AsyncIterator[Target]:
+    target = Target()
+    config = Config()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = None
+    config.errorlog = None
+    config.graceful_timeout = 0.1
+    async with trio.open_nursery() as nursery:
+        bound = await nursery.start(serve, target.app, config)  # type: ignore[arg-type]
+        target.url = bound[0]
+        yield target
+        nursery.cancel_scope.cancel()

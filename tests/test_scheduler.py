@@ -1,0 +1,223 @@
+"""The scheduler on trio's MockClock: exact instants, a year in milliseconds.
+
+The slot store here is an in-memory stand-in with the real store's
+contract (advance only if still due at `due`; one run per slot), so the
+scheduler's timing can be asserted to the microsecond without SQLite's
+threads letting the autojump clock run ahead. The real store's side of the
+contract is proven in test_store.py; the two meet in test_daemon.py.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import trio
+import trio.testing
+
+from jobsd.clock import Clock
+from jobsd.messages import JobChanged, RunOrder
+from jobsd.schedule import first_fire, parse_schedule
+from jobsd.scheduler import Scheduler
+from jobsd.store.runs import DueJob
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@dataclass
+class MemorySlots:
+    clock: Clock
+    jobs: dict[int, tuple[str, datetime | None]] = field(default_factory=dict)
+    fired: list[tuple[int, datetime, datetime]] = field(default_factory=list)
+    slots: set[tuple[int, datetime]] = field(default_factory=set)
+    refills: int = 0
+
+    def put(self, pk: int, schedule: str, next_run_at: datetime | None) -> JobChanged:
+        self.jobs[pk] = (schedule, next_run_at)
+        return JobChanged(pk, schedule, next_run_at)
+
+    async def due_before(self, until: datetime, limit: int) -> list[DueJob]:
+        self.refills += 1
+        due = sorted(
+            (DueJob(pk, s, n) for pk, (s, n) in self.jobs.items() if n is not None and n <= until),
+            key=lambda d: d.next_run_at,
+        )
+        return due[:limit]
+
+    async def fire_slot(
+        self, job_pk: int, *, due: datetime, slot: datetime | None, next_run_at: datetime | None
+    ) -> tuple[bool, str | None]:
+        schedule, current = self.jobs.get(job_pk, ("", None))
+        if current != due:
+            return False, None
+        self.jobs[job_pk] = (schedule, next_run_at)
+        if slot is None or (job_pk, slot) in self.slots:
+            return True, None
+        self.slots.add((job_pk, slot))
+        self.fired.append((job_pk, slot, self.clock.now()))
+        return True, f"run-{len(self.fired)}"
+
+
+@dataclass
+class Rig:
+    store: MemorySlots
+    scheduler: Scheduler
+    changes: trio.MemorySendChannel[JobChanged]
+    orders: list[RunOrder]
+    clock: Clock
+
+    async def change(self, pk: int, schedule: str, enabled: bool = True) -> None:
+        nxt = first_fire(parse_schedule(schedule), now=self.clock.now()) if enabled else None
+        await self.changes.send(self.store.put(pk, schedule, nxt))
+
+
+@asynccontextmanager
+async def rig(
+    *,
+    grace_s: int = 60,
+    horizon_s: float = 3600.0,
+    limit: int = 10_000,
+    jobs: tuple[tuple[int, str, datetime], ...] = (),
+) -> AsyncIterator[Rig]:
+    """A scheduler over `MemorySlots`; `jobs` are in the store before it starts."""
+    clock = Clock(T0)
+    store = MemorySlots(clock)
+    for pk, schedule, next_run_at in jobs:
+        store.put(pk, schedule, next_run_at)
+    changes_tx, changes_rx = trio.open_memory_channel[JobChanged](100)
+    orders_tx, orders_rx = trio.open_memory_channel[RunOrder](64)
+    orders: list[RunOrder] = []
+    scheduler = Scheduler(
+        store, clock, orders_tx, changes_rx, misfire_grace_s=grace_s, horizon_s=horizon_s,
+        refill_limit=limit,
+    )
+
+    async def drain() -> None:
+        async for order in orders_rx:
+            orders.append(order)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(drain)
+        await nursery.start(scheduler.run)
+        yield Rig(store, scheduler, changes_tx, orders, clock)
+        nursery.cancel_scope.cancel()
+
+
+async def _fire_for(schedule: str, seconds: float) -> tuple[list[datetime], float]:
+    started = time.perf_counter()
+    async with rig() as r:
+        await r.change(1, schedule)
+        await trio.sleep(seconds)
+    elapsed = time.perf_counter() - started
+    # Each fired at exactly its instant on the scheduler's clock.
+    assert all(at == slot for _, slot, at in r.store.fired)
+    assert len(r.orders) == len(r.store.fired)
+    return [slot for _, slot, _ in r.store.fired], elapsed
+
+
+async def test_four_weeks_of_every_five_minutes(autojump_clock: trio.testing.MockClock) -> None:
+    slots, elapsed = await _fire_for("*/5 * * * *", 28 * 86_400 + 1)
+    assert slots == [T0 + timedelta(minutes=5 * (i + 1)) for i in range(28 * 288)]
+    print(f"4 weeks of */5: {len(slots)} fires in {elapsed:.2f} s real time")
+
+
+async def test_a_year_hourly_across_every_month(autojump_clock: trio.testing.MockClock) -> None:
+    slots, _ = await _fire_for("0 * * * *", 365 * 86_400 + 1)
+    assert slots == [T0 + timedelta(hours=i + 1) for i in range(365 * 24)]
+
+
+@pytest.mark.slow
+async def test_a_year_of_every_five_minutes(autojump_clock: trio.testing.MockClock) -> None:
+    slots, elapsed = await _fire_for("*/5 * * * *", 365 * 86_400 + 1)
+    assert len(slots) == 105_120
+    assert slots == [T0 + timedelta(minutes=5 * (i + 1)) for i in range(105_120)]
+    print(f"a year of */5: {len(slots)} fires in {elapsed:.2f} s real time")
+
+
+async def test_one_off_fires_once(autojump_clock: trio.testing.MockClock) -> None:
+    async with rig() as r:
+        await r.change(1, "2026-01-01T00:10:00Z")
+        await r.change(2, "now")
+        await r.change(3, "2025-12-31T23:00:00Z")  # past: as soon as possible
+        await trio.sleep(86_400)
+    by_job = {pk: (slot, at) for pk, slot, at in r.store.fired}
+    assert len(r.store.fired) == 3
+    assert by_job[1] == (T0 + timedelta(minutes=10),) * 2
+    assert by_job[2] == (T0, T0)
+    assert by_job[3][0] == datetime(2025, 12, 31, 23, tzinfo=UTC) and by_job[3][1] == T0
+    assert all(n is None for _, n in r.store.jobs.values())
+
+
+async def test_pause_resume_edit_delete_take_effect_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with rig() as r:
+        await r.change(1, "* * * * *")
+        await trio.sleep(3 * 60 + 30)  # fires at 00:01, 00:02, 00:03
+        assert len(r.store.fired) == 3
+        await r.change(1, "* * * * *", enabled=False)  # pause
+        await trio.sleep(10 * 60)
+        assert len(r.store.fired) == 3
+        await r.change(1, "* * * * *")  # resume at 00:13:30: next 00:14, no catch-up
+        await trio.sleep(60)
+        assert [s for _, s, _ in r.store.fired][-1] == T0 + timedelta(minutes=14)
+        assert len(r.store.fired) == 4
+        await r.change(1, "0 * * * *")  # edit: next at 01:00
+        await trio.sleep(3600)
+        assert [s for _, s, _ in r.store.fired][-1] == T0 + timedelta(hours=1)
+        r.store.jobs.pop(1)  # delete
+        await r.changes.send(JobChanged(1, "0 * * * *", None))
+        await trio.sleep(5 * 3600)
+        assert len(r.store.fired) == 5
+        assert r.scheduler.tracked == 0
+
+
+async def test_far_jobs_are_not_held(autojump_clock: trio.testing.MockClock) -> None:
+    far = tuple((pk, "0 0 1 1 *", datetime(2027, 1, 1, tzinfo=UTC)) for pk in range(1, 1001))
+    near = ((5000, "*/1 * * * *", T0 + timedelta(minutes=1)),)
+    async with rig(horizon_s=60, jobs=far + near) as r:
+        await trio.sleep(30)
+        # Only the one due within the horizon lives in memory.
+        assert r.scheduler.tracked <= 1
+        await trio.sleep(120)
+        assert len(r.store.fired) == 2
+
+
+async def test_refill_limit_bounds_memory(autojump_clock: trio.testing.MockClock) -> None:
+    jobs = tuple((pk, "* * * * *", T0 + timedelta(seconds=30 + pk // 10)) for pk in range(1, 501))
+    async with rig(limit=50, jobs=jobs) as r:
+        await trio.sleep(1)
+        assert r.scheduler.tracked <= 50
+        await trio.sleep(100)
+        # every job fired its slot, none twice
+        assert len({pk for pk, _, _ in r.store.fired}) == 500
+        assert len(r.store.slots) == len(r.store.fired)
+
+
+async def test_missed_slots_catch_up_within_grace(autojump_clock: trio.testing.MockClock) -> None:
+    # Down since 23:00: job 1 missed 23:30 (too old) and 00:00 (now); job 2 missed
+    # 23:59 by exactly the grace.
+    jobs = (
+        (1, "*/30 * * * *", datetime(2025, 12, 31, 23, 30, tzinfo=UTC)),
+        (2, "59 23 * * *", datetime(2025, 12, 31, 23, 59, tzinfo=UTC)),
+    )
+    async with rig(grace_s=60, jobs=jobs) as r:
+        await trio.sleep(1)
+        fired = {pk: slot for pk, slot, _ in r.store.fired}
+        # job 1: latest missed slot is 00:00 == now: fires it (its intended instant)
+        assert fired[1] == T0
+        # job 2: missed by 60 s, exactly the grace: one catch-up run
+        assert fired[2] == datetime(2025, 12, 31, 23, 59, tzinfo=UTC)
+        assert r.store.jobs[2][1] == datetime(2026, 1, 1, 23, 59, tzinfo=UTC)
+
+
+async def test_missed_beyond_grace_skips(autojump_clock: trio.testing.MockClock) -> None:
+    jobs = ((1, "0 12 * * *", datetime(2025, 12, 31, 12, tzinfo=UTC)),)
+    async with rig(grace_s=60, jobs=jobs) as r:
+        await trio.sleep(1)
+        assert r.store.fired == []
+        assert r.store.jobs[1][1] == datetime(2026, 1, 1, 12, tzinfo=UTC)
