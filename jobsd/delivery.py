@@ -30,8 +30,17 @@ import ipaddress
 import socket
 import ssl
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Sequence,
+)
 from contextlib import aclosing
+from typing import Protocol, runtime_checkable
 
 import httpcore2
 import httpx2
@@ -123,7 +132,7 @@ class _PolicyBackend(httpcore2.AsyncNetworkBackend):
             pass
         try:
             answers = await self._resolver(host, port)
-        except OSError as exc:
+        except (OSError, UnicodeError) as exc:  # UnicodeError: a label IDNA refuses
             raise httpcore2.ConnectError(f"DNS lookup of {host} failed: {describe(exc)}") from exc
         if not answers:
             raise httpcore2.ConnectError(f"DNS lookup of {host} returned no address")
@@ -141,6 +150,49 @@ class _PolicyBackend(httpcore2.AsyncNetworkBackend):
         await trio.sleep(seconds)
 
 
+class _Body:
+    """The pool's body stream behind a plain iterator. httpx2 stops iterating
+    (at our cap) without closing the pool's async generator, leaving it to
+    the garbage collector; here closing the response closes it."""
+
+    def __init__(self, stream: AsyncIterable[bytes]) -> None:
+        self._stream = stream
+        self._chunks: AsyncIterator[bytes] | None = None
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        self._chunks = aiter(self._stream)
+        return self
+
+    async def __anext__(self) -> bytes:
+        assert self._chunks is not None
+        return await anext(self._chunks)
+
+    async def aclose(self) -> None:
+        try:
+            if isinstance(self._chunks, AsyncGenerator):
+                await self._chunks.aclose()
+        finally:
+            if isinstance(self._stream, _Closable):
+                await self._stream.aclose()  # shields itself; releases the connection
+
+
+@runtime_checkable
+class _Closable(Protocol):
+    async def aclose(self) -> None: ...
+
+
+class _PolicyPool(httpcore2.AsyncConnectionPool):
+    async def handle_async_request(self, request: httpcore2.Request) -> httpcore2.Response:
+        response = await super().handle_async_request(request)
+        assert isinstance(response.stream, AsyncIterable)
+        return httpcore2.Response(
+            status=response.status,
+            headers=response.headers,
+            content=_Body(response.stream),
+            extensions=response.extensions,
+        )
+
+
 class _PolicyTransport(httpx2.AsyncHTTPTransport):
     """httpx's transport over our backend: HTTP/1.1, no proxy, no environment."""
 
@@ -148,7 +200,7 @@ class _PolicyTransport(httpx2.AsyncHTTPTransport):
         super().__init__(verify=ssl_context, trust_env=False)
         # httpx2 cannot take a network backend, so its pool is replaced by one
         # built the same way over ours.
-        self._pool = httpcore2.AsyncConnectionPool(
+        self._pool = _PolicyPool(
             ssl_context=ssl_context, max_connections=None, network_backend=backend
         )
 
@@ -285,7 +337,7 @@ class Delivery:
             client.stream(
                 config.method,
                 config.url,
-                headers=[(h.name, h.value) for h in config.headers],
+                headers=[(h.name.encode(), h.value.encode()) for h in config.headers],
                 content=(config.body or "").encode("utf-8"),
             ) as response,
         ):
@@ -308,19 +360,19 @@ class Delivery:
 
     def _judge(self, config: HttpConfig, request: dict[str, object], reading: _Reading) -> Outcome:
         assert reading.status is not None
+        matched = status_matches(reading.status, config.success_status)
         notes = []
-        if not status_matches(reading.status, config.success_status):
+        if not matched:
             notes.append(
                 f"status {reading.status} does not match success_status {config.success_status}"
             )
         if reading.capped:
             notes.append(f"stopped reading the body at the {self._cap_bytes}-byte cap")
-        error = "; ".join(notes) or None
-        if status_matches(reading.status, config.success_status):
-            return Outcome(
-                RunStatus.SUCCEEDED, None, error, request, reading.result(self._keep_bytes)
-            )
-        return self._failed(request, FailureReason.NON_SUCCESS_STATUS, error or "", reading)
+        error = "; ".join(notes)
+        if not matched:
+            return self._failed(request, FailureReason.NON_SUCCESS_STATUS, error, reading)
+        result = reading.result(self._keep_bytes)
+        return Outcome(RunStatus.SUCCEEDED, None, error or None, request, result)
 
     def _failed(
         self, request: dict[str, object], reason: FailureReason, error: str, reading: _Reading

@@ -19,8 +19,10 @@ Decisions where the spec is silent:
 - Vixie rule for days: when day-of-month and day-of-week are both restricted
   and neither field starts with `*`, a day matches if either matches;
   otherwise both must (so `0 0 */2 * 1` is odd-numbered Mondays, as in
-  Vixie). `n/step` means `n-max/step`. A range must not run backwards
-  (`sat-sun` is refused; write `sat,sun`). A step may exceed its range.
+  Vixie). `n/step` means `n-last/step`, where the last day of the week is
+  6 (Saturday; `7` is only another name for Sunday). A range must not run
+  backwards (`sat-sun` is refused; write `sat,sun`). A step may exceed its
+  range. A `*` may appear inside a list (as in Vixie).
 - Instants: `YYYY-MM-DD[T|t|space]HH:MM[:SS[.fraction]]` then `Z`, `z` or
   `+HH:MM`/`+HHMM`/`+HH`; fractions past microseconds are truncated.
 - A text over 1000 characters is refused before any parsing.

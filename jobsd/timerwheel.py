@@ -6,7 +6,7 @@ rescheduling a job is O(log n) with no search; heap entries that no longer
 match the dict are stale and skipped when they surface. So that a job edited
 over and over cannot grow memory without bound, the heap is rebuilt from the
 live entries whenever stale ones outnumber them: the heap never holds more
-than twice the live entries plus one, and each rebuild is paid for by the
+than twice the live entries, and each rebuild is paid for by the
 stale pushes before it.
 
 Deadlines are int microseconds since the Unix epoch (UTC), as the store keeps
@@ -51,6 +51,7 @@ class TimerWheel(Generic[K]):
         while True:
             self._drop_stale_top()
             if not self._heap or self._heap[0][0] > now_us:
+                self._compact_if_stale()
                 return due
             deadline_us, _, key = heapq.heappop(self._heap)
             del self._live[key]

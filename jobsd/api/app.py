@@ -8,7 +8,7 @@ logged 500 without a stack trace on the wire.
 
 from __future__ import annotations
 
-from quart import Response
+from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
@@ -33,6 +33,17 @@ def create_app(ctx: ApiContext) -> QuartTrio:
         meta_blueprint(ctx),
     ):
         app.register_blueprint(blueprint)
+
+    @app.after_request
+    async def drain_body(response: Response) -> Response:
+        # A request body left unread desynchronises hypercorn's keep-alive
+        # connection (the next request on it hangs), so read what is left,
+        # bounded by MAX_CONTENT_LENGTH, before answering.
+        try:
+            await request.get_data(cache=False)
+        except Exception:  # noqa: BLE001 - oversized or broken: close instead
+            response.headers["Connection"] = "close"
+        return response
 
     @app.errorhandler(errors.ApiError)
     async def api_error(exc: errors.ApiError) -> Response:

@@ -13,6 +13,8 @@ from jobsd.api.params import Query
 from jobsd.api.render import render_job, render_run
 from jobsd.messages import RunOrder
 
+MAX_OFFSET = 2**62
+
 
 def jobs_blueprint(ctx: ApiContext) -> Blueprint:
     bp = Blueprint("jobs", __name__)
@@ -41,7 +43,8 @@ def jobs_blueprint(ctx: ApiContext) -> Blueprint:
         jobs, total = await ctx.store.jobs.list_jobs(
             account.id,
             enabled=enabled,
-            offset=page_offset(number, size),
+            # Past any real table; keeps SQLite's 64-bit OFFSET from overflowing.
+            offset=min(page_offset(number, size), MAX_OFFSET),
             limit=size,
             with_total=with_total,
         )

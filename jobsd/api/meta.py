@@ -36,8 +36,29 @@ def base_spec() -> dict[str, Any]:
     return spec
 
 
+# Rules SEMANTICS.md states in prose, written into the served spec's schemas
+# so that clients and fuzzers see them: (path, parameter) -> schema additions.
+_PARAMETER_RULES: dict[tuple[str, str], dict[str, Any]] = {
+    ("/api/v1/jobs", "page[number]"): {"minimum": 1},
+    ("/api/v1/jobs", "page[size]"): {"minimum": 1, "maximum": 1000},
+    ("/api/v1/usage", "filter[period]"): {"pattern": "^(current|[0-9]{4}-(0[1-9]|1[0-2]))$"},
+}
+
+
+def _tighten_parameters(spec: dict[str, Any]) -> None:
+    for path, operations in spec["paths"].items():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                rule = _PARAMETER_RULES.get((path, parameter["name"]))
+                if rule is not None:
+                    parameter["schema"].update(rule)
+                if path == "/api/v1/runs" and parameter["name"] == "page[size]":
+                    parameter["schema"]["anyOf"][0]["maximum"] = 1000
+
+
 def served_spec() -> dict[str, Any]:
     spec = copy.deepcopy(base_spec())
+    _tighten_parameters(spec)
     spec["components"]["schemas"]["ErrorDocument"] = {
         "type": "object",
         "required": ["errors"],

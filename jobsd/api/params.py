@@ -16,7 +16,7 @@ from werkzeug.datastructures import MultiDict
 from jobsd import errors
 
 _FAMILY = re.compile(r"^(page|filter|meta|sort|include|fields)\[[^\]]*\]$|^(sort|include)$")
-_DIGITS = re.compile(r"^[0-9]{1,9}$")
+_DIGITS = re.compile(r"^[0-9]{1,18}$")
 
 
 class Query:

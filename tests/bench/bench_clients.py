@@ -8,6 +8,10 @@ show), run in a subprocess so it does not share the client's CPU:
                   run, over the address-policy backend);
 - fresh-policy:   a fresh AsyncClient per request over the policy backend;
 - shared-policy:  one AsyncClient over the policy backend for every request;
+- shared-close:   the shared client, but every request says
+                  `Connection: close`: sharing without keep-alive, which
+                  separates the cost of building clients from the gain of
+                  reusing connections;
 - fresh-default / shared-default: the same with httpx2's own backend.
 
 Each cell sends a bounded number of requests and is cut at a time limit.
@@ -45,7 +49,7 @@ Send = Callable[[dict[str, object]], Awaitable[None]]
 
 async def _app(scope: dict[str, object], receive: Receive, send: Send) -> None:
     if scope["type"] == "lifespan":
-        while (message := await receive())["type"] != "lifespan.shutdown":
+        while (await receive())["type"] != "lifespan.shutdown":
             await send({"type": "lifespan.startup.complete"})
         await send({"type": "lifespan.shutdown.complete"})
         return
@@ -54,7 +58,9 @@ async def _app(scope: dict[str, object], receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": b"ok" * 256})
 
 
-_CANNED = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 512\r\n\r\n" + b"ok" * 256
+_CANNED = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 512\r\n\r\n" + b"ok" * 256
+)
 
 
 async def _canned_connection(stream: trio.abc.Stream) -> None:
@@ -114,34 +120,55 @@ def serve(tls_dir: str | None) -> None:
     trio.run(main)
 
 
-async def cell(send_one: Callable[[], Awaitable[None]], concurrency: int, total: int) -> str:
-    latencies: list[float] = []
-    errors: list[str] = []
-    remaining = iter(range(total))
-
-    async def worker() -> None:
-        for _ in remaining:
-            started = time.perf_counter()
-            try:
-                await send_one()
-            except Exception as exc:
-                errors.append(repr(exc))
-            latencies.append(time.perf_counter() - started)
-
-    started = time.perf_counter()
-    with trio.move_on_after(CELL_LIMIT_S) as scope:
-        async with trio.open_nursery() as nursery:
-            for _ in range(concurrency):
-                nursery.start_soon(worker)
-    elapsed = time.perf_counter() - started
-    done = len(latencies)
-    p50 = statistics.median(latencies) * 1000 if latencies else float("nan")
-    p99 = sorted(latencies)[int(done * 0.99) - 1] * 1000 if done >= 100 else float("nan")
-    cut = " CUT" if scope.cancelled_caught else ""
-    return f"{done / elapsed:8.0f} req/s  p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  err {len(errors)}{cut}" + (f" first: {errors[0][:80]}" if errors else "")
+Variant = Callable[[], Awaitable[None]]
 
 
-async def bench(url: str, total: int, ca_pem: str | None) -> None:
+class Cell:
+    """The figures for one variant at one concurrency, over several rounds."""
+
+    def __init__(self) -> None:
+        self.rates: list[float] = []
+        self.latencies: list[float] = []
+        self.errors: list[str] = []
+        self.cut = False
+
+    async def measure(self, send_one: Variant, concurrency: int, total: int) -> None:
+        remaining = iter(range(total))
+        done = 0
+
+        async def worker() -> None:
+            nonlocal done
+            for _ in remaining:
+                started = time.perf_counter()
+                try:
+                    await send_one()
+                except Exception as exc:
+                    self.errors.append(repr(exc))
+                self.latencies.append(time.perf_counter() - started)
+                done += 1
+
+        started = time.perf_counter()
+        with trio.move_on_after(CELL_LIMIT_S) as scope:
+            async with trio.open_nursery() as nursery:
+                for _ in range(concurrency):
+                    nursery.start_soon(worker)
+        self.rates.append(done / (time.perf_counter() - started))
+        self.cut |= scope.cancelled_caught
+
+    def line(self) -> str:
+        ordered = sorted(self.latencies)
+        p50 = ordered[len(ordered) // 2] * 1000
+        p99 = ordered[int(len(ordered) * 0.99) - 1] * 1000
+        text = (
+            f"{statistics.median(self.rates):7.0f} req/s (median of {len(self.rates)})"
+            f"  p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  errors {len(self.errors)}"
+        )
+        if self.errors:
+            text += f" first: {self.errors[0][:80]}"
+        return text + (" CUT AT TIME LIMIT" if self.cut else "")
+
+
+async def bench(url: str, total: int, rounds: int, ca_pem: str | None) -> None:
     import ssl
 
     ctx = ssl.create_default_context()
@@ -157,8 +184,9 @@ async def bench(url: str, total: int, ca_pem: str | None) -> None:
         if outcome.failure_reason is not None:
             raise RuntimeError(outcome.error)
 
-    async def read(client: httpx2.AsyncClient) -> None:
-        async with client.stream("GET", url) as response:
+    async def read(client: httpx2.AsyncClient, close: bool = False) -> None:
+        headers = {"Connection": "close"} if close else None
+        async with client.stream("GET", url, headers=headers) as response:
             async for _ in response.aiter_raw():
                 pass
             response.raise_for_status()
@@ -175,19 +203,23 @@ async def bench(url: str, total: int, ca_pem: str | None) -> None:
         async with make() as client:
             await read(client)
 
-    print(f"{url}  ({total} requests per cell)")
+    print(f"{url}  ({total} requests per cell and round, {rounds} rounds, interleaved)")
     for concurrency in (1, 16, 64):
         async with policy_client() as shared_policy, default_client() as shared_default:
-            variants: dict[str, Callable[[], Awaitable[None]]] = {
+            variants: dict[str, Variant] = {
                 "perform": perform,
                 "fresh-policy": lambda: fresh(policy_client),
                 "shared-policy": lambda: read(shared_policy),
+                "shared-close": lambda: read(shared_policy, close=True),
                 "fresh-default": lambda: fresh(default_client),
                 "shared-default": lambda: read(shared_default),
             }
-            for name, send_one in variants.items():
-                line = await cell(send_one, concurrency, total)
-                print(f"  c={concurrency:<3} {name:<15} {line}", flush=True)
+            cells = {name: Cell() for name in variants}
+            for _ in range(rounds):
+                for name, send_one in variants.items():
+                    await cells[name].measure(send_one, concurrency, total)
+            for name, figures in cells.items():
+                print(f"  c={concurrency:<3} {name:<15} {figures.line()}", flush=True)
 
 
 def main() -> None:
@@ -196,7 +228,8 @@ def main() -> None:
     parser.add_argument("--server", choices=["canned", "hypercorn"], default="canned")
     parser.add_argument("--tls-dir", help=argparse.SUPPRESS)
     parser.add_argument("--tls", action="store_true", help="HTTPS with a throwaway CA")
-    parser.add_argument("--requests", type=int, default=512)
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     if args.serve:
         (serve if args.serve == "hypercorn" else serve_canned)(args.tls_dir)
@@ -205,8 +238,7 @@ def main() -> None:
         command = [sys.executable, __file__, "--serve", args.server]
         ca_pem = None
         if args.tls:
-            sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-            from tls_ca import make_ca
+            from tests.tls_ca import make_ca
 
             ca = make_ca()
             ca.server_context(Path(tmp), ["127.0.0.1"])
@@ -216,7 +248,7 @@ def main() -> None:
             try:
                 assert server.stdout is not None
                 url = server.stdout.readline().strip() + "/"
-                trio.run(bench, url, min(args.requests, 5000), ca_pem)
+                trio.run(bench, url, min(args.requests, 5000), min(args.rounds, 10), ca_pem)
             finally:
                 server.terminate()
                 server.wait(timeout=10)

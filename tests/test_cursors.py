@@ -1,0 +1,149 @@
+"""Cursors and page arithmetic: round trips, refusals, and the promise that
+walking runs newest first while new runs arrive never repeats or skips one.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jobsd.cursors import (
+    MAX_SEQ,
+    decode_after,
+    encode_after,
+    page_offset,
+    paginate_keyset,
+    total_pages,
+)
+
+seqs = st.integers(0, MAX_SEQ)
+
+
+@settings(max_examples=300)
+@given(seqs)
+def test_cursor_round_trips_and_is_url_safe(seq: int) -> None:
+    text = encode_after(seq)
+    assert decode_after(text) == seq
+    assert len(text) == 12 and text.isascii()
+    assert all(c.isalnum() or c in "-_" for c in text)
+
+
+@pytest.mark.parametrize("seq", [-1, MAX_SEQ + 1, 2**64])
+def test_encode_refuses_out_of_range(seq: int) -> None:
+    with pytest.raises(ValueError):
+        encode_after(seq)
+
+
+def _raw(version: int, seq: int) -> str:
+    return base64.urlsafe_b64encode(struct.pack(">BQ", version, seq)).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "garbage",
+        "AQAAAAAAAAAB=",  # padding is not ours
+        "AQAAAAAAAAAB\n",
+        " AQAAAAAAAAAB",
+        "AQAAAAAAAAA+",  # not the URL-safe alphabet
+        "AQAAAAAAAAAÅ",
+        "AQAAAAAAAAAB" * 2,
+        _raw(2, 5),  # a version we do not know
+        _raw(0, 5),
+        _raw(1, MAX_SEQ + 1),  # beyond SQLite's integers ("negative" as signed)
+        _raw(1, 2**64 - 1),
+        "1",
+        "MTIz",
+    ],
+)
+def test_decode_refuses_what_is_not_a_cursor(text: str) -> None:
+    with pytest.raises(ValueError):
+        decode_after(text)
+
+
+@settings(max_examples=500)
+@given(
+    st.one_of(
+        st.text(max_size=30),
+        st.text(
+            alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=+/",
+            max_size=16,
+        ),
+        st.binary(min_size=9, max_size=9).map(lambda b: base64.urlsafe_b64encode(b).decode()),
+    )
+)
+def test_decode_raises_only_value_error(text: str) -> None:
+    try:
+        seq = decode_after(text)
+    except ValueError:
+        return
+    assert 0 <= seq <= MAX_SEQ
+    assert encode_after(seq) == text  # only the canonical spelling decodes
+
+
+def test_page_arithmetic() -> None:
+    assert page_offset(1, 50) == 0
+    assert page_offset(3, 50) == 100
+    assert total_pages(0, 50) == 0
+    assert total_pages(1, 50) == 1
+    assert total_pages(50, 50) == 1
+    assert total_pages(51, 50) == 2
+    for bad in ((0, 10), (1, 0), (-1, 10)):
+        with pytest.raises(ValueError):
+            page_offset(*bad)
+    for bad in ((-1, 10), (10, 0)):
+        with pytest.raises(ValueError):
+            total_pages(*bad)
+
+
+@given(st.integers(0, 10_000), st.integers(1, 1000))
+def test_pages_cover_the_total_exactly(total: int, size: int) -> None:
+    pages = total_pages(total, size)
+    assert (pages - 1) * size < total <= pages * size or (total == 0 and pages == 0)
+    if pages:
+        assert page_offset(pages, size) < total <= page_offset(pages + 1, size)
+
+
+def test_paginate_keyset_examples() -> None:
+    items = [9, 7, 5, 3, 1]
+    assert paginate_keyset(items, None, 2) == ([9, 7], 7)
+    assert paginate_keyset(items, 7, 2) == ([5, 3], 3)
+    assert paginate_keyset(items, 3, 2) == ([1], None)
+    assert paginate_keyset(items, None, 5) == ([9, 7, 5, 3, 1], None)  # no empty last page
+    assert paginate_keyset([], None, 3) == ([], None)
+    with pytest.raises(ValueError):
+        paginate_keyset(items, None, 0)
+
+
+@settings(max_examples=200)
+@given(
+    st.integers(0, 60),
+    st.integers(1, 7),
+    st.lists(st.integers(0, 5), max_size=30),
+)
+def test_walking_while_runs_arrive_sees_each_original_run_once(
+    initial: int, size: int, arrivals: list[int]
+) -> None:
+    """New runs (higher seqs) land between page fetches; the cursor travels as text."""
+    runs = list(range(1, initial + 1))
+    original = sorted(runs, reverse=True)
+    seen: list[int] = []
+    cursor: str | None = None
+    for step in range(initial + 2):  # bounded: each page but the last holds `size` runs
+        after = None if cursor is None else decode_after(cursor)
+        page, next_seq = paginate_keyset(sorted(runs, reverse=True), after, size)
+        seen += page
+        if next_seq is None:
+            break
+        cursor = encode_after(next_seq)
+        runs += range(
+            max(runs) + 1, max(runs) + 1 + (arrivals[step] if step < len(arrivals) else 0)
+        )
+    else:
+        pytest.fail("the walk did not end")
+    assert seen == original
