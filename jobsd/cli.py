@@ -14,8 +14,16 @@ import sys
 from pathlib import Path
 
 import trio
+from pydantic import ValidationError
 
-from jobsd.config import Config, builtin_config, load_config, new_token, token_sha256
+from jobsd.config import (
+    Config,
+    ServerConfig,
+    builtin_config,
+    load_config,
+    new_token,
+    token_sha256,
+)
 from jobsd.daemon import DaemonOptions, run_daemon
 from jobsd.errors import ConfigError, StorageError
 
@@ -31,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
         default=Path("."),
         help="where the database and key file live without --config (default: .)",
     )
+    serve.add_argument(
+        "--listen", help="host:port to listen on, overriding the config (e.g. 127.0.0.1:0)"
+    )
     check = sub.add_parser("check-config", help="validate a config file")
     check.add_argument("file", type=Path)
     sub.add_parser("token", help="print a new API token and its config line")
@@ -44,6 +55,8 @@ def _serve(args: argparse.Namespace) -> int:
     else:
         token = new_token()
         config = builtin_config(args.data_dir, token_sha256(token))
+    if args.listen is not None:
+        config = _with_listen(config, args.listen)
 
     def announce(bound: list[str]) -> None:
         urls = ", ".join(bound)
@@ -60,6 +73,14 @@ def _serve(args: argparse.Namespace) -> int:
     options = DaemonOptions(config=config, config_path=args.config, announce=announce)
     trio.run(run_daemon, options)
     return 0
+
+
+def _with_listen(config: Config, listen: str) -> Config:
+    try:
+        server = ServerConfig(**{**config.server.model_dump(), "listen": listen})
+    except ValidationError as exc:
+        raise ConfigError("--listen", exc.errors()[0]["msg"]) from None
+    return config.model_copy(update={"server": server})
 
 
 def _check(path: Path) -> Config:

@@ -12,11 +12,14 @@ once, has every answer checked, and dials only a checked IP literal. httpcore
 still sends the URL's host as SNI and checks the certificate against it, and
 httpx builds `Host` from the URL.
 
-Each `perform` uses its own client and connection pool (measured in
-tests/bench/bench_clients.py): a job's connection, cookies and keep-alive
-state never outlive its run, so one job cannot reuse what another job's
-request set up, a stale pooled connection cannot fail a run, and cancelling a
-run closes everything it opened.
+Each `perform` uses its own client and connection pool. Measured
+(tests/bench/bench_clients.py), one shared pool is faster only when it reuses
+a kept-alive connection to the same origin, which cron traffic (a job fires
+at most once a minute) rarely does; without reuse both cost the same. A
+fresh pool per run means a run's connection, cookies and keep-alive state
+never outlive it: no run reuses what another account's run set up, a
+connection the server closed while idle cannot fail a run, the TLS settings
+need no pool per context, and cancelling a run closes everything it opened.
 
 Outcomes: a response whose status matches `success_status` is SUCCEEDED,
 any other is NON_SUCCESS_STATUS with the response recorded. A body read to

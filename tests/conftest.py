@@ -28,13 +28,19 @@ TOKEN_B = "jobsd_test-token-for-account-other"
 JSONAPI = "application/vnd.api+json"
 
 
-def config_text(tmp_path: Path, *, runs_included: int = 100, active_jobs_limit: int = 5,
-                max_timeout: int = 60, extra: str = "") -> str:
+def config_text(
+    tmp_path: Path,
+    *,
+    runs_included: int = 100,
+    active_jobs_limit: int = 5,
+    max_timeout: int = 60,
+    extra: str = "",
+) -> str:
     return f"""
 [storage]
-path = "{tmp_path / 'jobsd.sqlite3'}"
+path = "{tmp_path / "jobsd.sqlite3"}"
 [secrets]
-key_file = "{tmp_path / 'secret.key'}"
+key_file = "{tmp_path / "secret.key"}"
 [server]
 listen = "127.0.0.1:0"
 [scheduler]

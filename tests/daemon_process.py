@@ -36,7 +36,11 @@ class DaemonProcess:
         stderr = self.stderr_path.open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "jobsd", *self.args],
-            cwd=self.cwd, env=self.env, stdout=subprocess.PIPE, stderr=stderr, text=True,
+            cwd=self.cwd,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
         )
         assert self.proc.stdout is not None
         deadline = time.monotonic() + timeout_s
@@ -98,7 +102,9 @@ class DaemonProcess:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -20,7 +20,7 @@ import trio
 from jobsd.clock import Clock
 from jobsd.daemon import DaemonOptions, run_daemon
 from tests.conftest import JSONAPI, TOKEN_A, make_config
-from tests.target import Target, open_target
+from tests.target import open_target
 
 ANCHOR = datetime(2026, 6, 5, 1, 59, 58, tzinfo=UTC)
 

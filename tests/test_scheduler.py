@@ -92,7 +92,12 @@ async def rig(
     orders_tx, orders_rx = trio.open_memory_channel[RunOrder](64)
     orders: list[RunOrder] = []
     scheduler = Scheduler(
-        store, clock, orders_tx, changes_rx, misfire_grace_s=grace_s, horizon_s=horizon_s,
+        store,
+        clock,
+        orders_tx,
+        changes_rx,
+        misfire_grace_s=grace_s,
+        horizon_s=horizon_s,
         refill_limit=limit,
     )
 

@@ -25,12 +25,29 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_SPEC = ROOT.parent / "shared" / "spec" / "openapi.json"
 
 
-def schemathesis(location: str, url: str, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+def schemathesis(
+    location: str, url: str, tmp_path: Path, *extra: str
+) -> subprocess.CompletedProcess[str]:
     cmd = [
-        sys.executable, "-m", "schemathesis.cli", "run", location, "--url", url,
-        "-H", f"Authorization: Bearer {TOKEN_A}",
-        "--max-examples", "25", "--workers", "1", "--max-time", "60",
-        "--request-timeout", "20", "--seed", "1",
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
+        "run",
+        location,
+        "--url",
+        url,
+        "-H",
+        f"Authorization: Bearer {TOKEN_A}",
+        "--max-examples",
+        "25",
+        "--workers",
+        "1",
+        "--max-time",
+        "60",
+        "--request-timeout",
+        "20",
+        "--seed",
+        "1",
         *extra,
     ]
     return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=240)
@@ -47,17 +64,27 @@ def daemon(tmp_path: Path):  # type: ignore[no-untyped-def]
 def test_shared_spec_conformance(daemon: DaemonProcess, tmp_path: Path) -> None:
     spec = SHARED_SPEC if SHARED_SPEC.exists() else ROOT / "jobsd" / "openapi.json"
     result = schemathesis(
-        str(spec), daemon.url, tmp_path,
-        "--checks", "not_a_server_error,response_schema_conformance,content_type_conformance",
-        "--phases", "examples,coverage,fuzzing",
+        str(spec),
+        daemon.url,
+        tmp_path,
+        "--checks",
+        "not_a_server_error,response_schema_conformance,content_type_conformance",
+        "--phases",
+        "examples,coverage,fuzzing",
     )
     assert result.returncode == 0, result.stdout[-6000:] + daemon.stderr()[-3000:]
 
 
 def test_served_spec_all_checks(daemon: DaemonProcess, tmp_path: Path) -> None:
     result = schemathesis(
-        f"{daemon.url}/api/v1/openapi.json", daemon.url, tmp_path,
-        "--checks", "all", "--exclude-checks", "positive_data_acceptance",
-        "--phases", "examples,coverage,fuzzing",
+        f"{daemon.url}/api/v1/openapi.json",
+        daemon.url,
+        tmp_path,
+        "--checks",
+        "all",
+        "--exclude-checks",
+        "positive_data_acceptance",
+        "--phases",
+        "examples,coverage,fuzzing",
     )
     assert result.returncode == 0, result.stdout[-6000:] + daemon.stderr()[-3000:]

@@ -55,9 +55,7 @@ class ThrowawayCA:
             .not_valid_after(now + timedelta(days=1))
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-            )
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
                 critical=False,
@@ -68,9 +66,7 @@ class ThrowawayCA:
         key_file = directory / "server.key"
         cert_file.write_bytes(cert.public_bytes(_PEM))
         key_file.write_bytes(
-            key.private_bytes(
-                _PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
+            key.private_bytes(_PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
         )
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(cert_file, key_file)
@@ -103,9 +99,7 @@ def make_ca(common_name: str = "jobsd throwaway test CA") -> ThrowawayCA:
             ),
             critical=True,
         )
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
-        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
     return ThrowawayCA(key=key, cert=cert)

@@ -41,7 +41,7 @@ def create_app(ctx: ApiContext) -> QuartTrio:
         # bounded by MAX_CONTENT_LENGTH, before answering.
         try:
             await request.get_data(cache=False)
-        except Exception:  # noqa: BLE001 - oversized or broken: close instead
+        except Exception:
             response.headers["Connection"] = "close"
         return response
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from jobsd.cursors import page_offset, total_pages
 from quart import Blueprint, Response, request
 
 from jobsd.api import jsonapi
@@ -11,6 +10,7 @@ from jobsd.api.context import ApiContext
 from jobsd.api.documents import parse_job_document
 from jobsd.api.params import Query
 from jobsd.api.render import render_job, render_run
+from jobsd.cursors import page_offset, total_pages
 from jobsd.messages import RunOrder
 
 MAX_OFFSET = 2**62

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from urllib.parse import urlencode
 
-from jobsd.cursors import decode_after, encode_after
 from quart import Blueprint, Response, request
 
 from jobsd import errors
@@ -14,6 +13,7 @@ from jobsd.api.auth import current_account
 from jobsd.api.context import ApiContext
 from jobsd.api.params import Query
 from jobsd.api.render import render_run
+from jobsd.cursors import decode_after, encode_after
 from jobsd.messages import CancelRun, RunOrder
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")

@@ -35,7 +35,9 @@ async def test_create_get_roundtrip(harness: Harness) -> None:
     assert attrs["enabled"] is True
     assert attrs["deleted_at"] is None
     assert attrs["next_run_at"] == "2026-06-06T02:00:00Z"
-    assert attrs["configuration"]["headers"] == [{"name": "Authorization", "value": "Bearer s3cr3t"}]
+    assert attrs["configuration"]["headers"] == [
+        {"name": "Authorization", "value": "Bearer s3cr3t"}
+    ]
     assert attrs["configuration"]["success_status"] == "2xx"
     assert attrs["configuration"]["tls_verify"] is True
     assert attrs["configuration"]["ca_cert"] is None
@@ -52,7 +54,9 @@ async def test_defaults_and_plan_timeout(tmp_path: Path) -> None:
         assert attrs["configuration"]["method"] == "POST"
         assert attrs["configuration"]["headers"] == []
         assert attrs["description"] is None
-        r = await h.post("/api/v1/jobs", job_doc("b", configuration={"url": "https://x.invalid", "timeout": 21}))
+        r = await h.post(
+            "/api/v1/jobs", job_doc("b", configuration={"url": "https://x.invalid", "timeout": 21})
+        )
         assert r.status_code == 422
         assert pointers(await r.get_json()) == {"/data/attributes/configuration/timeout"}
 
@@ -101,13 +105,20 @@ async def test_every_bad_field_at_once(harness: Harness) -> None:
     }
     assert expected <= got
     assert any(p.startswith("/data/attributes/configuration/headers/0") for p in got)
-    assert any(p.startswith("/data/attributes/configuration/bogus") or p == "/data/attributes/configuration" for p in got)
+    assert any(
+        p.startswith("/data/attributes/configuration/bogus")
+        or p == "/data/attributes/configuration"
+        for p in got
+    )
     listing = await (await harness.get("/api/v1/jobs")).get_json()
     assert listing["data"] == []
 
 
 async def test_put_replaces_and_bumps_version(harness: Harness) -> None:
-    await harness.post("/api/v1/jobs", job_doc("p", description="d", configuration={"url": "https://a.invalid", "method": "GET"}))
+    await harness.post(
+        "/api/v1/jobs",
+        job_doc("p", description="d", configuration={"url": "https://a.invalid", "method": "GET"}),
+    )
     r = await harness.put("/api/v1/jobs/p", job_doc("p", schedule="*/5 * * * *"))
     assert r.status_code == 200, await r.get_json()
     attrs = (await r.get_json())["data"]["attributes"]
@@ -138,7 +149,10 @@ async def test_active_jobs_limit(tmp_path: Path) -> None:
         r = await h.put("/api/v1/jobs/c", job_doc("c", enabled=True))
         assert r.status_code == 403
         got = await (await h.get("/api/v1/jobs/c")).get_json()
-        assert got["data"]["attributes"]["enabled"] is False and got["data"]["attributes"]["version"] == 1
+        assert (
+            got["data"]["attributes"]["enabled"] is False
+            and got["data"]["attributes"]["version"] == 1
+        )
         await h.put("/api/v1/jobs/a", job_doc("a", enabled=False))
         assert (await h.put("/api/v1/jobs/c", job_doc("c", enabled=True))).status_code == 200
         usage = await (await h.get("/api/v1/usage")).get_json()
@@ -150,7 +164,9 @@ async def test_other_account_sees_404(harness: Harness) -> None:
     await harness.post("/api/v1/jobs", job_doc("mine"))
     assert (await harness.get("/api/v1/jobs/mine", token=TOKEN_B)).status_code == 404
     assert (await harness.delete("/api/v1/jobs/mine", token=TOKEN_B)).status_code == 404
-    assert (await harness.put("/api/v1/jobs/mine", job_doc("mine"), token=TOKEN_B)).status_code == 404
+    assert (
+        await harness.put("/api/v1/jobs/mine", job_doc("mine"), token=TOKEN_B)
+    ).status_code == 404
     assert (await harness.post("/api/v1/jobs/mine/actions/run", token=TOKEN_B)).status_code == 404
     listing = await (await harness.get("/api/v1/jobs", token=TOKEN_B)).get_json()
     assert listing["data"] == []
@@ -172,7 +188,9 @@ async def test_auth(harness: Harness) -> None:
 async def test_media_types_and_malformed(harness: Harness) -> None:
     r = await harness.post("/api/v1/jobs", headers={"Content-Type": "text/plain"}, data=b"{}")
     assert r.status_code == 415
-    r = await harness.post("/api/v1/jobs", headers={"Content-Type": "application/json"}, data=b"{nope")
+    r = await harness.post(
+        "/api/v1/jobs", headers={"Content-Type": "application/json"}, data=b"{nope"
+    )
     assert r.status_code == 400
     r = await harness.post("/api/v1/jobs", headers={"Content-Type": JSONAPI}, data=b"\xff\xfe")
     assert r.status_code == 400
@@ -183,7 +201,11 @@ async def test_media_types_and_malformed(harness: Harness) -> None:
     big = b'{"data": "' + b"x" * (2 * 1024 * 1024) + b'"}'
     r = await harness.post("/api/v1/jobs", headers={"Content-Type": JSONAPI}, data=big)
     assert r.status_code == 413
-    r = await harness.post("/api/v1/jobs", headers={"Content-Type": "application/json; charset=utf-8"}, json=job_doc("ok"))
+    r = await harness.post(
+        "/api/v1/jobs",
+        headers={"Content-Type": "application/json; charset=utf-8"},
+        json=job_doc("ok"),
+    )
     assert r.status_code == 201
 
 
@@ -203,16 +225,29 @@ async def test_list_pagination_and_filters(harness: Harness) -> None:
     body = await (await harness.get("/api/v1/jobs", query_string={"page[size]": "3"})).get_json()
     assert [j["id"] for j in body["data"]] == ["job-6", "job-5", "job-4"]
     assert body["meta"]["pagination"] == {"page": 1, "size": 3}
-    body = await (await harness.get("/api/v1/jobs", query_string={"page[size]": "3", "page[number]": "3", "meta[total]": "true"})).get_json()
+    body = await (
+        await harness.get(
+            "/api/v1/jobs",
+            query_string={"page[size]": "3", "page[number]": "3", "meta[total]": "true"},
+        )
+    ).get_json()
     assert [j["id"] for j in body["data"]] == ["job-0"]
     assert body["meta"]["pagination"] == {"page": 3, "size": 3, "total": 7, "total_pages": 3}
     body = await (await harness.get("/api/v1/jobs", query_string={"page[number]": "9"})).get_json()
     assert body["data"] == []
-    body = await (await harness.get("/api/v1/jobs", query_string={"filter[enabled]": "false"})).get_json()
+    body = await (
+        await harness.get("/api/v1/jobs", query_string={"filter[enabled]": "false"})
+    ).get_json()
     assert [j["id"] for j in body["data"]] == ["job-5", "job-3", "job-1"]
-    for name, value in [("page[size]", "0"), ("page[size]", "1001"), ("page[number]", "0"),
-                        ("page[number]", "x"), ("filter[enabled]", "yes"), ("meta[total]", "1"),
-                        ("page[sise]", "3")]:
+    for name, value in [
+        ("page[size]", "0"),
+        ("page[size]", "1001"),
+        ("page[number]", "0"),
+        ("page[number]", "x"),
+        ("filter[enabled]", "yes"),
+        ("meta[total]", "1"),
+        ("page[sise]", "3"),
+    ]:
         r = await harness.get("/api/v1/jobs", query_string={name: value})
         assert r.status_code == 400, (name, value)
         assert (await r.get_json())["errors"][0]["source"] == {"parameter": name}
@@ -255,7 +290,9 @@ async def test_usage_periods(harness: Harness) -> None:
     assert body["data"]["attributes"]["period"] == "2026-06"
     assert body["data"]["attributes"]["runs_used"] == 0
     assert body["data"]["attributes"]["runs_included"] == 100
-    body = await (await harness.get("/api/v1/usage", query_string={"filter[period]": "2026-05"})).get_json()
+    body = await (
+        await harness.get("/api/v1/usage", query_string={"filter[period]": "2026-05"})
+    ).get_json()
     assert body["data"]["attributes"]["period"] == "2026-05"
     for bad in ("2026-07", "2026-13", "last", "2026-6", ""):
         r = await harness.get("/api/v1/usage", query_string={"filter[period]": bad})

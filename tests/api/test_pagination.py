@@ -39,8 +39,11 @@ async def test_jobs_pages_cover_every_job_once(
             body = await (
                 await h.get(
                     "/api/v1/jobs",
-                    query_string={"page[size]": str(size), "page[number]": str(number),
-                                  "meta[total]": "true"},
+                    query_string={
+                        "page[size]": str(size),
+                        "page[number]": str(number),
+                        "meta[total]": "true",
+                    },
                 )
             ).get_json()
             assert body["meta"]["pagination"]["total"] == count
@@ -103,8 +106,12 @@ async def test_runs_filter_and_bad_cursor(tmp_path: Path) -> None:
         ).get_json()
         assert [r["attributes"]["job"] for r in body["data"]] == ["a"]
         assert "filter%5Bjob%5D=a" in body["links"]["next"]
-        for name, value in [("page[after]", "garbage"), ("page[size]", "0"),
-                            ("page[size]", "1001"), ("page[size]", "x")]:
+        for name, value in [
+            ("page[after]", "garbage"),
+            ("page[size]", "0"),
+            ("page[size]", "1001"),
+            ("page[size]", "x"),
+        ]:
             r = await h.get("/api/v1/runs", query_string={name: value})
             assert r.status_code == 400
             assert (await r.get_json())["errors"][0]["source"]["parameter"] == name

@@ -1,0 +1,77 @@
+"""The `jobsd` command as a person runs it: real processes."""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx2
+
+from jobsd.config import builtin_config
+from tests.daemon_process import DaemonProcess
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def jobsd(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "jobsd", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_token_prints_a_token_and_its_digest(tmp_path: Path) -> None:
+    out = jobsd("token", cwd=tmp_path)
+    assert out.returncode == 0
+    token = out.stdout.split("token: ", 1)[1].split()[0]
+    assert token.startswith("jobsd_") and len(token) > 40
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    assert f'tokens_sha256 = ["{digest}"]' in out.stdout
+
+
+def test_check_config_names_the_bad_key(tmp_path: Path) -> None:
+    assert jobsd("check-config", str(ROOT / "etc" / "jobsd.toml"), cwd=tmp_path).returncode == 0
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[scheduler]\nworkers = 0\n")
+    out = jobsd("check-config", str(bad), cwd=tmp_path)
+    assert out.returncode == 2
+    assert "scheduler.workers" in out.stderr
+    bad.write_text("[scheduler]\nwrokers = 4\n")
+    out = jobsd("check-config", str(bad), cwd=tmp_path)
+    assert out.returncode == 2 and "scheduler.wrokers" in out.stderr
+    out = jobsd("serve", "--config", str(bad), cwd=tmp_path)
+    assert out.returncode == 2 and "scheduler.wrokers" in out.stderr
+
+
+def test_builtin_defaults() -> None:
+    config = builtin_config(Path("/data"), "0" * 64)
+    assert config.server.listen == "127.0.0.1:8080"
+    assert config.storage.path == Path("/data/jobsd.sqlite3")
+    assert config.secrets.key_file == Path("/data/secret.key")
+    assert [a.id for a in config.accounts] == ["local"]
+
+
+def test_serve_on_builtin_defaults(tmp_path: Path) -> None:
+    # Only the port differs from a bare `jobsd serve`: tests never use fixed ports.
+    daemon = DaemonProcess(["serve", "--listen", "127.0.0.1:0"], tmp_path)
+    with daemon:
+        printed = "".join(daemon.stdout_lines) + daemon.read_line() + daemon.read_line()
+        token = printed.split("API token (shown once, valid until restart): ", 1)[1].split()[0]
+        key = tmp_path / "secret.key"
+        assert stat.S_IMODE(key.stat().st_mode) == 0o600
+        assert (tmp_path / "jobsd.sqlite3").exists()
+        headers = {"Authorization": f"Bearer {token}"}
+        r = httpx2.get(f"{daemon.url}/api/v1/jobs", headers=headers, trust_env=False)
+        assert r.status_code == 200
+        r = httpx2.get(f"{daemon.url}/api/v1/usage", headers=headers, trust_env=False)
+        assert r.json()["data"]["attributes"]["runs_included"] == -1
+        daemon.signal(signal.SIGTERM)
+        assert daemon.proc is not None and daemon.proc.wait(timeout=30) == 0
+        assert token not in daemon.stderr()
