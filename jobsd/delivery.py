@@ -296,9 +296,15 @@ class Delivery:
         self._insecure: ssl.SSLContext | None = None
         self._with_ca: OrderedDict[str, ssl.SSLContext] = OrderedDict()
 
-    async def perform(self, config: HttpConfig) -> Outcome:
+    async def perform(
+        self, config: HttpConfig, *, stamp: Sequence[tuple[str, str]] = ()
+    ) -> Outcome:
         """Never raises for what the remote side or the network does; only
-        trio.Cancelled (the run was cancelled) propagates."""
+        trio.Cancelled (the run was cancelled) propagates.
+
+        `stamp` is jobsd's own headers (run id, scheduled instant) that let a
+        target deduplicate and correlate; they are not the job's secrets and
+        are not part of the recorded snapshot of the job's request."""
         request: dict[str, object] = {
             "method": config.method,
             "url": config.url,
@@ -313,7 +319,7 @@ class Delivery:
             return self._failed(request, FailureReason.CONNECTION_ERROR, error, reading)
         with trio.move_on_after(config.timeout_s):
             try:
-                await self._exchange(config, ssl_context, reading)
+                await self._exchange(config, ssl_context, reading, stamp)
             except AddressRefused as exc:
                 return self._failed(request, FailureReason.SSRF_BLOCKED, str(exc), reading)
             except (httpx2.HTTPError, httpx2.InvalidURL) as exc:
@@ -326,7 +332,11 @@ class Delivery:
         return self._failed(request, FailureReason.TIMEOUT, error, reading)
 
     async def _exchange(
-        self, config: HttpConfig, ssl_context: ssl.SSLContext, reading: _Reading
+        self,
+        config: HttpConfig,
+        ssl_context: ssl.SSLContext,
+        reading: _Reading,
+        stamp: Sequence[tuple[str, str]],
     ) -> None:
         client = httpx2.AsyncClient(
             transport=_PolicyTransport(ssl_context, self._backend),
@@ -340,7 +350,8 @@ class Delivery:
             client.stream(
                 config.method,
                 config.url,
-                headers=[(h.name.encode(), h.value.encode()) for h in config.headers],
+                headers=[(h.name.encode(), h.value.encode()) for h in config.headers]
+                + [(name.encode(), value.encode()) for name, value in stamp],
                 content=(config.body or "").encode("utf-8"),
             ) as response,
         ):

@@ -25,7 +25,7 @@ rather than crashing the pool and losing every other run in flight.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import trio
@@ -46,7 +46,9 @@ class RunRecords(Protocol):
 
 
 class Performer(Protocol):
-    async def perform(self, config: HttpConfig) -> Outcome: ...
+    async def perform(
+        self, config: HttpConfig, *, stamp: Sequence[tuple[str, str]] = ()
+    ) -> Outcome: ...
 
 
 class ExecutorPool:
@@ -130,7 +132,7 @@ class ExecutorPool:
             outcome: Outcome | None = None
             with scope:
                 try:
-                    outcome = await self._delivery.perform(claim.config)
+                    outcome = await self._delivery.perform(claim.config, stamp=claim.stamp())
                 except Exception as exc:  # the per-run boundary
                     log.exception("run %s failed inside jobsd", run_id)
                     outcome = Outcome(

@@ -94,6 +94,9 @@ async def test_every_schedule_kind_fires(tmp_path: Path) -> None:
         assert attrs["job_version"] == 1
         sent = [r for r in target.received if r.path == "/now"]
         assert sent[0].headers["x-api-key"] == "k3y-in-plaintext-on-the-wire"
+        assert sent[0].headers["x-jobsd-run-id"] == now_runs[0]["id"]
+        assert sent[0].headers["x-jobsd-job"] == "now-job"
+        assert sent[0].headers["x-jobsd-scheduled-for"] == attrs["scheduled_for"]
 
         cron_runs = await wait_runs(client, "minutely", 1)
         assert cron_runs[0]["attributes"]["scheduled_for"] == "2026-06-05T02:00:00Z"

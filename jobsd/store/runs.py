@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from jobsd import errors
-from jobsd.clock import Clock, from_us, month_of, to_us
+from jobsd.clock import Clock, from_us, iso, month_of, to_us
 from jobsd.crypto import KeyRing
 from jobsd.messages import HttpConfig, Outcome, Run
 from jobsd.plans import may_meter
@@ -37,6 +37,15 @@ class Claim:
     run_id: str
     account_id: str
     config: HttpConfig | None
+    job_slug: str = ""
+    scheduled_for: datetime | None = None
+
+    def stamp(self) -> list[tuple[str, str]]:
+        """jobsd's own request headers: who sent this, for which run and slot."""
+        headers = [("X-Jobsd-Run-Id", self.run_id), ("X-Jobsd-Job", self.job_slug)]
+        if self.scheduled_for is not None:
+            headers.append(("X-Jobsd-Scheduled-For", iso(self.scheduled_for) or ""))
+        return headers
 
 
 def _run_not_found(run_id: str) -> errors.ApiError:
@@ -214,7 +223,14 @@ class RunStore:
             ):
                 return None
             runs_sql.meter(conn, account_id, period)
-            return Claim(run_id, account_id, jobs_sql.to_job(job, keyring).spec.config)
+            scheduled_us = row["scheduled_for_us"]
+            return Claim(
+                run_id,
+                account_id,
+                jobs_sql.to_job(job, keyring).spec.config,
+                job_slug=str(row["job_slug"]),
+                scheduled_for=None if scheduled_us is None else from_us(scheduled_us),
+            )
 
         return await self._engine.write(tx)
 
