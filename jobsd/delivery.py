@@ -6,7 +6,7 @@ costly or must be bounded process-wide: the address policy, the TLS contexts
 cancelled lookup keeps its thread, so DNS gets its own limiter and cannot
 starve trio's default one).
 
-The address policy is enforced where the socket is opened: `_PolicyBackend`
+The address policy is enforced where the socket is opened: `jobsd.dialer.PolicyBackend`
 is the httpcore network backend, so every connection httpx makes resolves
 once, has every answer checked, and dials only a checked IP literal. httpcore
 still sends the URL's host as SNI and checks the certificate against it, and
@@ -29,205 +29,31 @@ network failure after the headers arrived still records the partial result.
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 import ssl
 from collections import OrderedDict
 from collections.abc import (
-    AsyncGenerator,
-    AsyncIterable,
-    AsyncIterator,
-    Awaitable,
-    Callable,
-    Iterable,
     Sequence,
 )
 from contextlib import aclosing
-from typing import Protocol, runtime_checkable
 
-import httpcore2
 import httpx2
 import trio
 
-from jobsd.address_policy import AddressPolicy, IPAddress
+from jobsd.address_policy import AddressPolicy
+from jobsd.dialer import (
+    AddressRefused,
+    PolicyBackend,
+    PolicyTransport,
+    Resolver,
+    default_resolver,
+    describe,
+    root_cause,
+)
 from jobsd.messages import HttpConfig, Outcome
 from jobsd.runs import FailureReason, RunStatus
 
-Resolver = Callable[[str, int], Awaitable[Sequence[IPAddress]]]
-
 USER_AGENT = "jobsd/0.1"
 CA_CONTEXTS_KEPT = 64
-
-
-class AddressRefused(Exception):
-    """Every address of a host is refused by the policy; nothing was dialled.
-
-    Not an httpcore error, so httpx passes it through unmapped and `perform`
-    can tell SSRF from a failed connection.
-    """
-
-    def __init__(self, host: str, reasons: Sequence[str]) -> None:
-        self.host = host
-        self.reasons = tuple(reasons)
-        literal = len(reasons) == 1 and reasons[0].startswith(f"{host} ")
-        detail = "; ".join(reasons)
-        super().__init__(
-            detail if literal else f"{host} resolves only to refused addresses: {detail}"
-        )
-
-
-def default_resolver(limiter: trio.CapacityLimiter) -> Resolver:
-    """getaddrinfo in a thread counted by `limiter`, not trio's default limiter."""
-
-    async def resolve(host: str, port: int) -> Sequence[IPAddress]:
-        infos = await trio.to_thread.run_sync(
-            socket.getaddrinfo,
-            host,
-            port,
-            0,
-            socket.SOCK_STREAM,
-            limiter=limiter,
-            abandon_on_cancel=True,
-        )
-        return [ipaddress.ip_address(info[4][0]) for info in infos]
-
-    return resolve
-
-
-class _PolicyBackend(httpcore2.AsyncNetworkBackend):
-    def __init__(self, policy: AddressPolicy, resolver: Resolver) -> None:
-        self._policy = policy
-        self._resolver = resolver
-        self._dial = httpcore2.TrioBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore2.SOCKET_OPTION] | None = None,
-    ) -> httpcore2.AsyncNetworkStream:
-        allowed: list[IPAddress] = []
-        refused: list[str] = []
-        for ip in await self._answers(host, port):
-            reason = self._policy.refusal(ip)
-            if reason is None:
-                allowed.append(ip)
-            else:
-                refused.append(reason)
-        if not allowed:
-            raise AddressRefused(host, refused)
-        failures: list[str] = []
-        for ip in allowed:
-            try:
-                return await self._dial.connect_tcp(
-                    str(ip), port, timeout, local_address, socket_options
-                )
-            except httpcore2.ConnectError as exc:
-                failures.append(f"{ip}: {root_cause(exc)}")
-        raise httpcore2.ConnectError(f"cannot connect to {host} port {port}: {'; '.join(failures)}")
-
-    async def _answers(self, host: str, port: int) -> list[IPAddress]:
-        try:
-            return [ipaddress.ip_address(host)]
-        except ValueError:
-            pass
-        try:
-            answers = await self._resolver(host, port)
-        except (OSError, UnicodeError) as exc:  # UnicodeError: a label IDNA refuses
-            raise httpcore2.ConnectError(f"DNS lookup of {host} failed: {describe(exc)}") from exc
-        if not answers:
-            raise httpcore2.ConnectError(f"DNS lookup of {host} returned no address")
-        return list(dict.fromkeys(answers))
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[httpcore2.SOCKET_OPTION] | None = None,
-    ) -> httpcore2.AsyncNetworkStream:
-        raise httpcore2.ConnectError("unix sockets are never dialled")
-
-    async def sleep(self, seconds: float) -> None:
-        await trio.sleep(seconds)
-
-
-class _Body:
-    """The pool's body stream behind a plain iterator. httpx2 stops iterating
-    (at our cap) without closing the pool's async generator, leaving it to
-    the garbage collector; here closing the response closes it."""
-
-    def __init__(self, stream: AsyncIterable[bytes]) -> None:
-        self._stream = stream
-        self._chunks: AsyncIterator[bytes] | None = None
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        self._chunks = aiter(self._stream)
-        return self
-
-    async def __anext__(self) -> bytes:
-        assert self._chunks is not None
-        return await anext(self._chunks)
-
-    async def aclose(self) -> None:
-        try:
-            if isinstance(self._chunks, AsyncGenerator):
-                await self._chunks.aclose()
-        finally:
-            if isinstance(self._stream, _Closable):
-                await self._stream.aclose()  # shields itself; releases the connection
-
-
-@runtime_checkable
-class _Closable(Protocol):
-    async def aclose(self) -> None: ...
-
-
-class _PolicyPool(httpcore2.AsyncConnectionPool):
-    async def handle_async_request(self, request: httpcore2.Request) -> httpcore2.Response:
-        response = await super().handle_async_request(request)
-        assert isinstance(response.stream, AsyncIterable)
-        return httpcore2.Response(
-            status=response.status,
-            headers=response.headers,
-            content=_Body(response.stream),
-            extensions=response.extensions,
-        )
-
-
-class _PolicyTransport(httpx2.AsyncHTTPTransport):
-    """httpx's transport over our backend: HTTP/1.1, no proxy, no environment."""
-
-    def __init__(self, ssl_context: ssl.SSLContext, backend: _PolicyBackend) -> None:
-        super().__init__(verify=ssl_context, trust_env=False)
-        # httpx2 cannot take a network backend, so its pool is replaced by one
-        # built the same way over ours.
-        self._pool = _PolicyPool(
-            ssl_context=ssl_context, max_connections=None, network_backend=backend
-        )
-
-
-def root_cause(exc: BaseException) -> BaseException:
-    """The innermost exception, where trio and httpx keep the specific error."""
-    root = exc
-    for _ in range(8):
-        if isinstance(root, BaseExceptionGroup) and root.exceptions:
-            root = root.exceptions[0]
-        elif root.__cause__ is not None:
-            root = root.__cause__
-        elif root.__context__ is not None:
-            root = root.__context__
-        else:
-            break
-    return root
-
-
-def describe(exc: BaseException) -> str:
-    """An exception's message plus its root cause's, when that adds something."""
-    top = str(exc).strip() or type(exc).__name__
-    deep = str(root_cause(exc)).strip()
-    return f"{top}: {deep}" if deep and deep not in top else top
 
 
 _DEFAULT_HEADERS = {
@@ -289,7 +115,7 @@ class Delivery:
     ) -> None:
         if resolver is None:
             resolver = default_resolver(trio.CapacityLimiter(dns_threads))
-        self._backend = _PolicyBackend(policy, resolver)
+        self._backend = PolicyBackend(policy, resolver)
         self._keep_bytes = body_keep_bytes
         self._cap_bytes = body_cap_bytes
         self._verifying: ssl.SSLContext | None = None
@@ -339,7 +165,7 @@ class Delivery:
         stamp: Sequence[tuple[str, str]],
     ) -> None:
         client = httpx2.AsyncClient(
-            transport=_PolicyTransport(ssl_context, self._backend),
+            transport=PolicyTransport(ssl_context, self._backend),
             trust_env=False,
             follow_redirects=False,
             timeout=None,
@@ -414,3 +240,14 @@ class Delivery:
                 self._with_ca.popitem(last=False)
         self._with_ca.move_to_end(config.ca_cert)
         return context
+
+
+__all__ = [
+    "AddressRefused",
+    "Delivery",
+    "Resolver",
+    "default_resolver",
+    "describe",
+    "root_cause",
+    "status_matches",
+]

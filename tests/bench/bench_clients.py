@@ -48,7 +48,8 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from jobsd.address_policy import AddressPolicy
-from jobsd.delivery import Delivery, _PolicyBackend, _PolicyTransport, default_resolver
+from jobsd.delivery import Delivery
+from jobsd.dialer import PolicyBackend, PolicyTransport, default_resolver
 from jobsd.messages import HttpConfig
 
 CELL_LIMIT_S = 60.0
@@ -186,7 +187,7 @@ async def bench(url: str, total: int, rounds: int, ca_pem: str | None) -> None:
     if ca_pem:
         ctx.load_verify_locations(cadata=ca_pem)
     policy = AddressPolicy(["127.0.0.1/32"])
-    backend = _PolicyBackend(policy, default_resolver(trio.CapacityLimiter(8)))
+    backend = PolicyBackend(policy, default_resolver(trio.CapacityLimiter(8)))
     delivery = Delivery(policy)
     config = HttpConfig(url=url, method="GET", ca_cert=ca_pem, timeout_s=30)
 
@@ -203,7 +204,7 @@ async def bench(url: str, total: int, rounds: int, ca_pem: str | None) -> None:
             response.raise_for_status()
 
     def policy_client() -> httpx2.AsyncClient:
-        transport = _PolicyTransport(ctx, backend)
+        transport = PolicyTransport(ctx, backend)
         return httpx2.AsyncClient(transport=transport, trust_env=False, timeout=None)
 
     def default_client() -> httpx2.AsyncClient:
