@@ -26,16 +26,20 @@ Decisions where the spec is silent:
 
 from __future__ import annotations
 
-import ipaddress
-import re
-import unicodedata
 from enum import Enum
 from typing import Final
-from urllib.parse import urlsplit
 
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
-
+from jobsd.api.fields import (
+    FIELD_VALUE,
+    FIELD_VALUE_RULE,
+    SLUG,
+    SUCCESS_STATUS,
+    SURROGATE,
+    TOKEN,
+    TOKEN_RULE,
+    reencode_certificates,
+    url_problem,
+)
 from jobsd.errors import ErrorItem, ScheduleError, ValidationFailed, conflict, invalid, not_found
 from jobsd.messages import Header, HttpConfig, JobSpec
 from jobsd.schedule import parse_schedule
@@ -75,7 +79,7 @@ def parse_job_document(doc: object, *, path_slug: str | None, max_timeout_s: int
 
 
 def is_slug(text: str) -> bool:
-    return _SLUG.fullmatch(text) is not None
+    return SLUG.fullmatch(text) is not None
 
 
 class _Errors:
@@ -168,7 +172,7 @@ def _string(
     elif max_len is not None and len(value) > max_len:
         errs.add("too_long", ptr, f"`{name}` is {len(value)} characters; the limit is {max_len}.")
     elif chars_code is not None and (
-        (not allow_nul and "\x00" in value) or _SURROGATE.search(value)
+        (not allow_nul and "\x00" in value) or SURROGATE.search(value)
     ):
         nul = "" if allow_nul else "NUL characters or "
         errs.add(chars_code, ptr, f"`{name}` must not contain {nul}unpaired surrogates.")
@@ -233,7 +237,7 @@ def _schedule(errs: _Errors, value: object) -> str:
 def _configuration(errs: _Errors, conf: dict[str, object], max_timeout_s: int) -> HttpConfig:
     ptr = f"{_CONF}/url"
     url = _string(errs, conf.get("url", MISSING), ptr, min_len=1, max_len=2048, chars_code=None)
-    if url and (problem := _url_problem(url)):
+    if url and (problem := url_problem(url)):
         errs.add("invalid_url", ptr, f"`url` {problem}.")
     ptr = f"{_CONF}/success_status"
     status = conf.get("success_status", "2xx")
@@ -244,7 +248,7 @@ def _configuration(errs: _Errors, conf: dict[str, object], max_timeout_s: int) -
             f'`success_status` must be a string like "2xx", not {_kind(status)}.',
         )
         status = "2xx"
-    elif not _SUCCESS_STATUS.fullmatch(status):
+    elif not SUCCESS_STATUS.fullmatch(status):
         detail = '`success_status` must be a code 100-599 such as "204" or a class "1xx"-"5xx".'
         errs.add("invalid_success_status", ptr, detail)
     config = HttpConfig(
@@ -283,13 +287,13 @@ def _headers(errs: _Errors, value: object) -> tuple[Header, ...]:
         name = _string(
             errs, obj.get("name", MISSING), f"{at}/name", min_len=1, max_len=200, chars_code=None
         )
-        if name is not None and not _TOKEN.fullmatch(name):
-            errs.add("invalid_header", f"{at}/name", _TOKEN_RULE)
+        if name is not None and not TOKEN.fullmatch(name):
+            errs.add("invalid_header", f"{at}/name", TOKEN_RULE)
         elif name is not None and name.lower() in REFUSED_HEADERS:
             errs.add("invalid_header", f"{at}/name", f"{name} is set by jobsd itself; remove it.")
         val = _string(errs, obj.get("value", MISSING), f"{at}/value", max_len=8192, chars_code=None)
-        if val is not None and not _FIELD_VALUE.fullmatch(val):
-            errs.add("invalid_header", f"{at}/value", _FIELD_VALUE_RULE)
+        if val is not None and not FIELD_VALUE.fullmatch(val):
+            errs.add("invalid_header", f"{at}/value", FIELD_VALUE_RULE)
         if name is not None and val is not None:
             headers.append(Header(name, val))
     return tuple(headers)
@@ -300,7 +304,7 @@ def _ca_cert(errs: _Errors, value: object) -> str | None:
     text = None if value is None else _string(errs, value, ptr, max_len=65536, chars_code=None)
     if text is None:
         return None
-    pem, problem = _reencode_certificates(text)
+    pem, problem = reencode_certificates(text)
     if problem:
         errs.add("invalid_ca_cert", ptr, f"`ca_cert` {problem}.")
     return pem
@@ -333,104 +337,3 @@ def _timeout(errs: _Errors, value: object, max_timeout_s: int) -> int:
     else:
         return value
     return default
-
-
-# -- field rules ------------------------------------------------------------------
-
-_SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
-_SURROGATE = re.compile("[\ud800-\udfff]")
-_TOKEN = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
-_TOKEN_RULE = (
-    "A header name is an RFC 9110 token: letters, digits and !#$%&'*+-.^_`|~ only,"
-    " no spaces or colons."
-)
-_FIELD_VALUE = re.compile(r"(?:[\x21-\x7e](?:[\t\x20-\x7e]*[\x21-\x7e])?)?")
-_FIELD_VALUE_RULE = (
-    "A header value is printable ASCII with inner spaces or tabs: no CR, LF, NUL or other"
-    " control characters, no non-ASCII, no leading or trailing space."
-)
-_SUCCESS_STATUS = re.compile(r"[1-5](?:[0-9][0-9]|xx)")
-_HOST = re.compile(r"[A-Za-z0-9_-]{1,63}(?:\.[A-Za-z0-9_-]{1,63})*\.?")
-_PORT = re.compile(r"[0-9]{1,5}")
-_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"})
-
-
-def _url_problem(url: str) -> str | None:
-    if any(unicodedata.category(c) in _INVISIBLE for c in url):
-        return "must not contain spaces, control or invisible characters; percent-encode them"
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "is not a well-formed URL"
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        return "must be an absolute http:// or https:// URL with a host"
-    if "@" in parts.netloc:
-        return "must not carry a user name or password (user:pass@); send them in a header"
-    if parts.netloc.startswith("["):
-        host, _, rest = parts.netloc[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else None
-        if "%" in host or not _is_ipv6(host) or (rest and port is None):
-            return "has a malformed IPv6 address; write it like http://[2001:db8::1]:8080/"
-    else:
-        host, colon, port_text = parts.netloc.partition(":")
-        port = port_text if colon else None
-        if not host.isascii():
-            try:
-                host = host.encode("idna").decode("ascii")
-            except UnicodeError:
-                return "has a host name that is not a valid international domain name"
-        if not _HOST.fullmatch(host) or len(host.rstrip(".")) > 253:
-            return "has a malformed host name"
-    if port is not None and not (_PORT.fullmatch(port) and 1 <= int(port) <= 65535):
-        return "has a port that is not a number 1-65535"
-    return None
-
-
-def _is_ipv6(text: str) -> bool:
-    try:
-        ipaddress.IPv6Address(text)
-    except ValueError:
-        return False
-    return True
-
-
-_BEGIN, _END = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
-_SPACE = re.compile(r"\s*", re.ASCII)
-_BASE64 = re.compile(r"[A-Za-z0-9+/=\s]+", re.ASCII)
-_OTHER_LABEL = re.compile(r"-----BEGIN ([A-Z0-9 ]{1,40})-----")
-
-
-def _reencode_certificates(text: str) -> tuple[str | None, str | None]:
-    """(every block re-encoded, None) or (None, the problem).
-
-    Re-encoding is what guarantees that nothing but certificates is stored:
-    OpenSSL would silently skip a pasted private key (OUTBOUND.md).
-    """
-    pems: list[str] = []
-    pos = _skip_space(text, 0)
-    while pos < len(text):
-        n = len(pems) + 1
-        if not text.startswith(_BEGIN, pos):
-            if other := _OTHER_LABEL.match(text, pos):
-                return None, f"block {n} is a {other[1]}; only CERTIFICATE blocks are accepted"
-            return None, f"has text outside the certificate blocks (before block {n})"
-        end = text.find(_END, pos)
-        if end < 0:
-            return None, f"block {n} has no {_END} line"
-        body = text[pos + len(_BEGIN) : end]
-        if not _BASE64.fullmatch(body):
-            return None, f"block {n} is not base64 between its BEGIN and END lines"
-        try:
-            cert = x509.load_pem_x509_certificate(f"{_BEGIN}{body}{_END}\n".encode("ascii"))
-        except ValueError:
-            return None, f"block {n} is not a parseable X.509 certificate"
-        pems.append(cert.public_bytes(Encoding.PEM).decode("ascii"))
-        pos = _skip_space(text, end + len(_END))
-    if not pems:
-        return None, f"must hold one or more {_BEGIN} blocks"
-    return "".join(pems), None
-
-
-def _skip_space(text: str, pos: int) -> int:
-    match = _SPACE.match(text, pos)
-    return pos if match is None else match.end()
