@@ -118,8 +118,8 @@ class ExecutorPool:
                     return
                 finally:
                     self._idle.discard(taking)
-            if taking.cancelled_caught:
-                return
+            if taking.cancelled_caught or self._stopping:
+                return  # an order taken as the stop began stays PENDING for the next start
             await self._execute(order.run_id)
 
     async def _execute(self, run_id: str) -> None:
@@ -143,11 +143,13 @@ class ExecutorPool:
                         None,
                     )
             with trio.CancelScope(shield=True):
-                if run_id in self._lost:
-                    await self._runs.mark_lost([run_id], self._lost_error)
-                elif outcome is not None:
-                    # A user's cancel already recorded CANCELED; finish() then matches nothing.
+                if outcome is not None:
+                    # A response that made it in just as the grace ran out is
+                    # still the truth. A user's cancel already recorded
+                    # CANCELED; finish() then matches nothing.
                     await self._runs.finish(run_id, outcome)
+                elif run_id in self._lost:
+                    await self._runs.mark_lost([run_id], self._lost_error)
         finally:
             self._in_flight.pop(run_id, None)
             self._lost.discard(run_id)
