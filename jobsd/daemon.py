@@ -1,25 +1,47 @@
-"""The nursery tree and signal handling: wiring only.
+"""The nursery tree: wiring only.
 
-    store (open_store)                       closes last
-    └── nursery
-        ├── executor pool                    stops after the front, with grace
-        ├── signals (TERM/INT stop, HUP reload), watchdog pings
-        └── front
-            ├── scheduler                    stops first: nothing new fires
-            └── api (hypercorn)              stops accepting at once
+    signals (TERM/INT stop, HUP reload)      from the first moment to the last
+    └── store (open_store)                   closes last
+        └── actors
+            ├── executor pool                stops after the front, with grace
+            ├── watchdog pings               while the store answers (store_answers)
+            └── front
+                ├── scheduler                stops first: nothing new fires
+                └── api (hypercorn)          stops accepting at once
 
-Nesting order is shutdown order. On SIGTERM/SIGINT `/healthz` turns 503 and
-systemd hears STOPPING=1, the API stops accepting and the scheduler stops,
-running requests get `shutdown_grace_s`, the ones still running are
-recorded WORKER_LOST, and the store closes; the process then exits 0.
+Nesting order is shutdown order. A stop (SIGTERM, SIGINT, or the `stop`
+event) runs, in this order and without waiting in between:
+1. `/healthz` turns 503 and systemd hears STOPPING=1 (`Lifecycle.begin_stop`);
+2. the API refuses new work: hypercorn closes its listening sockets, so a
+   new connection is refused outright (no 503 to retry against), idle
+   keep-alive connections are closed, and a request already being handled
+   is answered with `Connection: close` (for up to `GRACEFUL_TIMEOUT_S`);
+3. the scheduler is cancelled: nothing new fires;
+4. the executors stop taking orders (queued runs stay PENDING in the
+   database and run after the next start) and running requests get
+   `shutdown_grace_s` to finish; those still running are then recorded
+   FAILED/WORKER_LOST with an error that says so. The API drains meanwhile,
+   so the whole stop takes about `shutdown_grace_s` at most, not the sum;
+5. the store closes and the process exits 0.
+
+Refusing connections rather than answering 503 is deliberate: a closed port
+is the signal every client and proxy understands, and no request can slip
+new work in during the grace. `/healthz` therefore answers 503 only to a
+request already under way as the stop begins; everyone else sees the port
+closed, as they will during the restart that usually follows.
+
+Start: systemd hears READY=1 only once `/healthz` answers 200 (the API is
+bound and every actor runs; `Lifecycle.mark_ready`). SIGHUP reloads
+accounts, plans and tokens (`jobsd.reload`). Signal handling and the stop's
+first step live in `jobsd.lifecycle`, the notify protocol in `jobsd.notify`.
 """
 
 from __future__ import annotations
 
 import logging
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -33,8 +55,10 @@ from jobsd.crypto import KeyRing
 from jobsd.delivery import Delivery, Resolver
 from jobsd.errors import ConfigError
 from jobsd.executor import ExecutorPool
+from jobsd.lifecycle import Lifecycle, essential, run_signals, store_answers
 from jobsd.messages import CancelRun, JobChanged, RunOrder
-from jobsd.notify import Notifier
+from jobsd.notify import Notifier, run_watchdog
+from jobsd.reload import Reloader, runs_included_now
 from jobsd.scheduler import Scheduler
 from jobsd.store import open_store
 from jobsd.store.recovery import recover
@@ -50,53 +74,9 @@ class DaemonOptions:
     config: Config
     config_path: Path | None = None
     announce: Callable[[list[str]], None] = lambda bound: None
-    notifier: Notifier = field(default_factory=Notifier)
+    notifier: Notifier = field(default_factory=Notifier.from_environ)
     resolver: Resolver | None = None
     clock: Clock | None = None
-
-
-def _reload(settings: Settings, path: Path | None, notifier: Notifier) -> None:
-    """Swap in the file's accounts, plans and tokens; keep the old on any error."""
-    if path is None:
-        log.warning("SIGHUP ignored: jobsd runs on built-in defaults, there is no file to reload")
-        return
-    notifier.reloading()
-    try:
-        fresh = load_config(path)
-    except ConfigError as exc:
-        log.error("reload refused, the running config stays: %s", exc)
-    else:
-        old = settings.config
-        kept = {
-            k
-            for k in ("server", "storage", "secrets", "scheduler", "outbound", "retention")
-            if getattr(fresh, k) != getattr(old, k)
-        }
-        if kept:
-            log.warning(
-                "reload: %s changed and take effect at the next restart", ", ".join(sorted(kept))
-            )
-        settings.config = old.model_copy(update={"plans": fresh.plans, "accounts": fresh.accounts})
-        log.info("reloaded accounts, plans and tokens from %s", path)
-    notifier.ready("reloaded")
-
-
-async def _handle_signals(
-    stop: trio.Event,
-    settings: Settings,
-    path: Path | None,
-    notifier: Notifier,
-    *,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-        task_status.started()
-        async for signum in signals:
-            if signum == signal.SIGHUP:
-                _reload(settings, path, notifier)
-            else:
-                log.info("received %s: stopping", signal.Signals(signum).name)
-                stop.set()
 
 
 async def _feed(intake: trio.MemorySendChannel[RunOrder], run_ids: tuple[str, ...]) -> None:
@@ -105,12 +85,25 @@ async def _feed(intake: trio.MemorySendChannel[RunOrder], run_ids: tuple[str, ..
         await intake.send(RunOrder(run_id))
 
 
-async def _watchdog(notifier: Notifier) -> None:
-    if notifier.watchdog_s is None:
-        return
-    while True:
-        notifier.watchdog()
-        await trio.sleep(notifier.watchdog_s / 3)
+async def _run_scheduler(
+    scope: trio.CancelScope,
+    scheduler: Scheduler,
+    lifecycle: Lifecycle,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    with scope:
+        await essential("scheduler", lifecycle, scheduler.run, task_status=task_status)
+
+
+async def _file_as_started(options: DaemonOptions) -> Config:
+    """The config file itself, without command-line overrides: the reload baseline."""
+    if options.config_path is None:
+        return options.config
+    try:
+        return await trio.to_thread.run_sync(load_config, options.config_path)
+    except ConfigError:
+        return options.config
 
 
 async def run_daemon(
@@ -120,11 +113,32 @@ async def run_daemon(
     task_status: trio.TaskStatus[ApiContext] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     config = options.config
-    stop = trio.Event() if stop is None else stop
+    lifecycle = Lifecycle(
+        Health(),
+        options.notifier,
+        trio.Event() if stop is None else stop,
+        config.scheduler.shutdown_grace_s,
+    )
+    settings = Settings(config)
+    reloader = Reloader(
+        settings, options.config_path, options.notifier, await _file_as_started(options)
+    )
+    async with trio.open_nursery() as signals:
+        await signals.start(run_signals, lifecycle, reloader)
+        await _serve(options, settings, lifecycle, task_status)
+        signals.cancel_scope.cancel()
+    log.info("stopped")
+
+
+async def _serve(
+    options: DaemonOptions,
+    settings: Settings,
+    lifecycle: Lifecycle,
+    task_status: trio.TaskStatus[ApiContext],
+) -> None:
+    config = options.config
     clock = options.clock or Clock()
     keyring = KeyRing.load_or_create(config.secrets.key_file)
-    settings = Settings(config)
-    health = Health()
     changes_tx, changes_rx = trio.open_memory_channel[JobChanged](CHANGES_BUFFER)
     orders_tx, orders_rx = trio.open_memory_channel[RunOrder](config.scheduler.workers)
     intake_tx, intake_rx = trio.open_memory_channel[RunOrder](INTAKE_BUFFER)
@@ -132,14 +146,6 @@ async def run_daemon(
     delivery = Delivery(
         AddressPolicy([str(n) for n in config.outbound.allow_cidrs]), resolver=options.resolver
     )
-
-    def runs_included_of(account_id: str) -> int:
-        current = settings.config
-        for account in current.accounts:
-            if account.id == account_id:
-                return current.plan_of(account).runs_included
-        return 0  # an account removed from the config may no longer spend runs
-
     async with open_store(config.storage.path, keyring, clock, changes_tx) as store:
         recovery = await recover(store.engine, to_us(clock.now()))
         if recovery.lost or recovery.canceled or recovery.pending:
@@ -149,10 +155,13 @@ async def run_daemon(
                 recovery.canceled,
                 len(recovery.pending),
             )
+        if lifecycle.stop.is_set():
+            log.info("asked to stop while starting: not serving")
+            return
         pool = ExecutorPool(
             store.runs,
             delivery,
-            runs_included_of,
+            runs_included_now(settings),
             workers=config.scheduler.workers,
             orders=orders_rx,
             forward_to=orders_tx,
@@ -166,33 +175,28 @@ async def run_daemon(
             changes_rx,
             misfire_grace_s=config.scheduler.misfire_grace_s,
         )
-        ctx = ApiContext(store, settings, intake_tx, cancels_tx, health)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(pool.run)
-            nursery.start_soon(_feed, intake_tx, recovery.pending)
-            await nursery.start(
-                _handle_signals, stop, settings, options.config_path, options.notifier
-            )
+        ctx = ApiContext(store, settings, intake_tx, cancels_tx, lifecycle.health)
+        async with trio.open_nursery() as actors:
+            await actors.start(essential, "executor pool", lifecycle, pool.run)
+            actors.start_soon(_feed, intake_tx, recovery.pending)
             async with trio.open_nursery() as front:
                 scheduler_scope = trio.CancelScope()
-
-                async def scheduler_task(
-                    *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-                ) -> None:
-                    with scheduler_scope:
-                        await scheduler.run(task_status=task_status)
-
-                await front.start(scheduler_task)
-                bound: list[str] = await front.start(run_api, ctx, config.server, stop.wait)
-                health.ready = True
-                options.notifier.ready(f"serving on {', '.join(bound)}")
-                nursery.start_soon(_watchdog, options.notifier)
+                await front.start(_run_scheduler, scheduler_scope, scheduler, lifecycle)
+                bound: list[str] = await front.start(
+                    essential,
+                    "API server",
+                    lifecycle,
+                    run_api,
+                    ctx,
+                    config.server,
+                    lifecycle.stop.wait,
+                )
+                lifecycle.mark_ready(bound)
+                await actors.start(run_watchdog, options.notifier, partial(store_answers, store))
                 options.announce(bound)
                 task_status.started(ctx)
-                await stop.wait()
-                health.stopping = True
-                options.notifier.stopping()
+                await lifecycle.stop.wait()
+                lifecycle.begin_stop("asked to stop")
                 scheduler_scope.cancel()
-            await pool.stop(config.scheduler.shutdown_grace_s)
-            nursery.cancel_scope.cancel()
-    log.info("stopped")
+                await pool.stop(config.scheduler.shutdown_grace_s)
+            actors.cancel_scope.cancel()

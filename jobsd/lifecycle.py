@@ -1,0 +1,118 @@
+"""Starting, stopping and reloading: the signals and the moments they mark.
+
+`Lifecycle` owns the one `stop` event and what must happen the instant a
+stop begins, before any actor winds down: `/healthz` turns 503 and systemd
+hears STOPPING=1. The signal task calls `begin_stop` itself, so those two
+happen in the same step as the signal is read; an embedding caller (tests)
+that sets the event directly gets them as soon as the daemon wakes.
+
+Signals are received from the very start of the daemon, so a SIGTERM that
+arrives while the database is being opened or recovered still ends in a
+clean exit 0 instead of the default death by signal. A second SIGTERM or
+SIGINT while stopping is only logged: the stop is already bounded by
+`shutdown_grace_s`, and systemd's TimeoutStopSec is the backstop.
+
+`essential` wraps actors that must run for as long as the daemon serves:
+one that returns while no stop was asked for is a bug, and raising brings
+the daemon down (systemd restarts it) instead of serving half a daemon.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sqlite3
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from jobsd.api.context import Health
+from jobsd.notify import Notifier
+from jobsd.reload import Reloader
+from jobsd.store import Store
+
+log = logging.getLogger("jobsd")
+
+# Time beyond shutdown_grace_s that a stop may need: recording abandoned runs,
+# closing the store, and the interpreter's exit. Told to systemd on STOPPING=1.
+STOP_MARGIN_S = 15.0
+
+
+class Lifecycle:
+    def __init__(
+        self, health: Health, notifier: Notifier, stop: trio.Event, shutdown_grace_s: float
+    ) -> None:
+        self.health = health
+        self.notifier = notifier
+        self.stop = stop
+        self._grace_s = shutdown_grace_s
+
+    @property
+    def stopping(self) -> bool:
+        return self.health.stopping
+
+    def begin_stop(self, why: str) -> None:
+        """Idempotent: the first call turns health to 503 and tells systemd."""
+        if not self.health.stopping:
+            self.health.stopping = True
+            log.info("stopping (%s): in-flight runs get up to %g s", why, self._grace_s)
+            self.notifier.stopping(f"stopping ({why})", extend_s=self._grace_s + STOP_MARGIN_S)
+        self.stop.set()
+
+    def mark_ready(self, bound: list[str]) -> None:
+        """Called once `/healthz` would answer 200; only then may systemd hear READY=1."""
+        self.health.ready = True
+        if not self.health.stopping:  # READY=1 after STOPPING=1 would confuse systemd
+            self.notifier.ready(f"serving on {', '.join(bound)}")
+
+
+async def run_signals(
+    lifecycle: Lifecycle,
+    reloader: Reloader,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """TERM and INT stop, HUP reloads; reloads run one at a time, in order."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        task_status.started()
+        async for signum in signals:
+            name = signal.Signals(signum).name
+            if signum != signal.SIGHUP:
+                if lifecycle.stopping:
+                    log.info("received %s while stopping: the stop is already under way", name)
+                lifecycle.begin_stop(f"received {name}")
+            elif lifecycle.stopping:
+                log.info("received SIGHUP while stopping: ignored")
+            else:
+                await reloader.reload()
+
+
+async def essential(
+    name: str,
+    lifecycle: Lifecycle,
+    actor: Callable[..., Awaitable[Any]],
+    *args: Any,
+    task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run `actor(*args, task_status=...)`; its return before a stop is an error."""
+    await actor(*args, task_status=task_status)
+    if not lifecycle.stop.is_set():
+        raise RuntimeError(f"the {name} stopped while jobsd was not stopping")
+
+
+def _round_trip(conn: sqlite3.Connection) -> None:
+    conn.execute("SELECT 1").fetchone()
+
+
+async def store_answers(store: Store) -> None:
+    """The watchdog's probe: one transaction through the store's only writer thread.
+
+    Its answer comes back on the event loop, so it proves the loop, the
+    writer thread and SQLite all move; a wedged writer would also wedge
+    every claim, finish and fire. The scheduler and the executors are not
+    probed: they may wait for long, legitimately (a full pool holds the
+    scheduler back, a run may take its whole timeout), and if either dies
+    the daemon dies with it (`essential`), which stops the pings too.
+    """
+    await store.engine.write(_round_trip)

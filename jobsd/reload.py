@@ -1,0 +1,124 @@
+"""Config reload on SIGHUP: accounts, plans and tokens, nothing else.
+
+A reload swaps one reference (`Settings.config`) in a single step on the
+event loop, so a request reads either the old config or the new, never a
+mix, and no actor restarts: runs in flight keep going. The file is read and
+validated in full before anything changes; a file that does not load is
+refused with its reason logged (naming the key) and the running config
+stays.
+
+What a change means for work already under way:
+- Tokens and accounts apply to the next request: a new token works at
+  once, a removed one gets 401.
+- `runs_included` is read when a run is claimed (a run is metered when its
+  request starts), so runs queued before the reload are metered under the
+  plan in force when they start. A removed account's runs are refused as
+  QUOTA_EXCEEDED: nobody may spend runs for it any longer.
+- `max_timeout` and `active_jobs_limit` are checked when a job is written;
+  lowering them leaves existing jobs as they are until they are next saved.
+- The other sections (server, storage, secrets, scheduler, outbound,
+  retention) are bound into running actors; a change to them is logged as
+  waiting for a restart and otherwise ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import trio
+
+from jobsd.api.context import Settings
+from jobsd.config import Config, load_config
+from jobsd.errors import ConfigError
+from jobsd.notify import Notifier
+
+log = logging.getLogger("jobsd.reload")
+
+RESTART_ONLY = ("server", "storage", "secrets", "scheduler", "outbound", "retention")
+
+
+def runs_included_now(settings: Settings) -> Callable[[str], int]:
+    """The executors' view of quotas: the live config, read at claim time."""
+
+    def runs_included_of(account_id: str) -> int:
+        current = settings.config
+        for account in current.accounts:
+            if account.id == account_id:
+                return current.plan_of(account).runs_included
+        return 0
+
+    return runs_included_of
+
+
+def describe_change(old: Config, new: Config) -> list[str]:
+    """What a reload changes, for the log: ids and counts, never digests."""
+    notes: list[str] = []
+    old_accounts = {a.id: a for a in old.accounts}
+    new_accounts = {a.id: a for a in new.accounts}
+    for account_id in sorted(new_accounts.keys() - old_accounts.keys()):
+        notes.append(f"account {account_id!r} added")
+    for account_id in sorted(old_accounts.keys() - new_accounts.keys()):
+        notes.append(
+            f"account {account_id!r} removed: its tokens are refused and its runs fail"
+            " QUOTA_EXCEEDED until it is restored"
+        )
+    for account_id in sorted(old_accounts.keys() & new_accounts.keys()):
+        before, after = old_accounts[account_id], new_accounts[account_id]
+        if before.plan != after.plan:
+            notes.append(
+                f"account {account_id!r} moved from plan {before.plan!r} to {after.plan!r}"
+            )
+        added = len(set(after.tokens_sha256) - set(before.tokens_sha256))
+        removed = len(set(before.tokens_sha256) - set(after.tokens_sha256))
+        if added or removed:
+            notes.append(f"account {account_id!r}: {added} token(s) added, {removed} removed")
+    for name in sorted(old.plans.keys() & new.plans.keys()):
+        before_plan, after_plan = old.plans[name].model_dump(), new.plans[name].model_dump()
+        for key in sorted(before_plan):
+            if before_plan[key] != after_plan[key]:
+                notes.append(f"plan {name!r}: {key} {before_plan[key]} -> {after_plan[key]}")
+    for name in sorted(new.plans.keys() ^ old.plans.keys()):
+        notes.append(f"plan {name!r} {'added' if name in new.plans else 'removed'}")
+    return notes
+
+
+class Reloader:
+    def __init__(
+        self, settings: Settings, path: Path | None, notifier: Notifier, started_with: Config
+    ) -> None:
+        """`started_with`: the file as it was at start, for spotting restart-only edits.
+
+        Comparing with the running config instead would report command-line
+        overrides (`--listen`) as edits on every reload.
+        """
+        self._settings = settings
+        self._path = path
+        self._notifier = notifier
+        self._started_with = started_with
+
+    async def reload(self) -> bool:
+        """Apply the file's accounts, plans and tokens; True if applied."""
+        if self._path is None:
+            log.warning("SIGHUP ignored: jobsd runs on built-in defaults, no file to reload")
+            return False
+        self._notifier.reloading(f"reloading {self._path}")
+        try:
+            fresh = await trio.to_thread.run_sync(load_config, self._path)
+        except ConfigError as exc:
+            log.error("reload refused, the running config stays: %s", exc)
+            self._notifier.ready(f"reload refused ({exc}); running on the previous config")
+            return False
+        current = self._settings.config
+        pending = [k for k in RESTART_ONLY if getattr(fresh, k) != getattr(self._started_with, k)]
+        if pending:
+            log.warning("reload: [%s] changed; that takes a restart", "], [".join(pending))
+        for note in describe_change(current, fresh):
+            log.info("reload: %s", note)
+        self._settings.config = current.model_copy(
+            update={"plans": fresh.plans, "accounts": fresh.accounts}
+        )
+        log.info("reloaded accounts, plans and tokens from %s", self._path)
+        self._notifier.ready("serving; config reloaded")
+        return True
