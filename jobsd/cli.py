@@ -1,9 +1,12 @@
-"""`jobsd serve | check-config | token`.
+"""`jobsd serve | check-config | token | backup | rotate-key | check-keys`.
 
 Errors name the bad key and exit with status 2, so a unit that fails to
 start says why in `systemctl status`. `serve` without `--config` runs on
 built-in defaults under the current directory and prints a fresh token
-once: the shortest path from `pip install` to a working `curl`.
+once: the shortest path from `pip install` to a working `curl`. The
+maintenance commands find the database and key file the same way (`--config`,
+else `--data-dir`, default `.`) and run beside a serving daemon; their work
+lives in `jobsd.store.backup` and `jobsd.rotation`, this module only prints.
 """
 
 from __future__ import annotations
@@ -13,9 +16,9 @@ import logging
 import sys
 from pathlib import Path
 
-import trio
 from pydantic import ValidationError
 
+from jobsd import rotation
 from jobsd.config import (
     Config,
     ServerConfig,
@@ -24,8 +27,9 @@ from jobsd.config import (
     new_token,
     token_sha256,
 )
-from jobsd.daemon import DaemonOptions, run_daemon
 from jobsd.errors import ConfigError, StorageError
+from jobsd.store.backup import backup_database
+from jobsd.store.rekey import Survey
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,10 +49,50 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file")
     check.add_argument("file", type=Path)
     sub.add_parser("token", help="print a new API token and its config line")
+    backup = _with_location(
+        sub.add_parser("backup", help="copy the live database to DEST, online, and verify it")
+    )
+    backup.add_argument("dest", type=Path, metavar="DEST")
+    backup.add_argument("--force", action="store_true", help="overwrite an existing DEST")
+    rotate = _with_location(
+        sub.add_parser("rotate-key", help="add a new active key and re-seal stored values")
+    )
+    mode = rotate.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--retire", metavar="KEY_ID", help="remove a key no stored value is sealed under"
+    )
+    mode.add_argument(
+        "--reseal",
+        action="store_true",
+        help="only re-seal values under the active key (finish an interrupted rotation)",
+    )
+    _with_location(sub.add_parser("check-keys", help="list stored values the keys cannot open"))
     return parser
 
 
+def _with_location(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--config", type=Path, help="TOML config file (default: built-in)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("."),
+        help="where the database and key file live without --config (default: .)",
+    )
+    return parser
+
+
+def _located(args: argparse.Namespace) -> Config:
+    if args.config is not None:
+        return load_config(args.config)
+    return builtin_config(args.data_dir, token_sha256(""))
+
+
 def _serve(args: argparse.Namespace) -> int:
+    # Imported here: the maintenance commands (run from cron) need none of the server.
+    import trio
+
+    from jobsd.daemon import DaemonOptions, run_daemon
+
     token: str | None = None
     if args.config is not None:
         config = load_config(args.config)
@@ -96,6 +140,80 @@ def _token() -> None:
     print(f'tokens_sha256 = ["{token_sha256(token)}"]')
 
 
+def _backup(args: argparse.Namespace) -> int:
+    config = _located(args)
+    report = backup_database(config.storage.path, args.dest, force=args.force)
+    print(
+        f"backed up {config.storage.path} to {report.dest}: {report.size_bytes} bytes, "
+        f"schema version {report.schema_version}, quick_check ok"
+    )
+    print(
+        f"header values in it open only with the key file ({config.secrets.key_file}): "
+        "keep a copy of that too, apart from the database copies"
+    )
+    return 0
+
+
+def _rotate_key(args: argparse.Namespace) -> int:
+    config = _located(args)
+    key_path, db_path = config.secrets.key_file, config.storage.path
+    if args.retire is not None:
+        ring = rotation.retire(key_path, db_path, args.retire)
+        print(f"retired key {args.retire}; the key file holds {', '.join(ring.key_ids)}")
+        return 0
+    done = rotation.rotate(key_path, db_path, new_key=not args.reseal)
+    if args.reseal:
+        print(f"active key {done.active_id} (no key added)")
+    else:
+        print(f"added key {done.active_id}, now active; previously active: {done.previous_id}")
+    if done.reseal is None or done.survey is None:
+        print(f"no database at {db_path} yet: nothing to re-seal")
+        return 0
+    print(
+        f"re-sealed {done.reseal.resealed} header values under {done.active_id} "
+        f"({done.reseal.passes} passes, {done.reseal.raced} rows changed meanwhile and redone)"
+    )
+    status = _print_survey(done.survey)
+    stale = [
+        k for k in done.key_ids if k != done.active_id and not done.survey.values_by_key.get(k)
+    ]
+    for key_id in stale:
+        print(
+            f"no value is sealed under {key_id} any more; once no backup you may restore "
+            "needs it, remove it with:"
+        )
+        print(f"  jobsd rotate-key {_location_args(args)}--retire {key_id}")
+    return status
+
+
+def _check_keys(args: argparse.Namespace) -> int:
+    config = _located(args)
+    return _print_survey(rotation.check(config.secrets.key_file, config.storage.path))
+
+
+def _print_survey(survey: Survey) -> int:
+    """Print values per key and every value that does not open; 1 if any."""
+    counts = ", ".join(f"{k}: {n}" for k, n in sorted(survey.values_by_key.items()))
+    print(f"header values per key: {counts or 'none stored'}")
+    if not survey.unopenable:
+        print("every stored header value opens with the key file")
+        return 0
+    print(f"{len(survey.unopenable)} header values cannot be opened with the key file:")
+    for bad in survey.unopenable:
+        job = f"{bad.job_slug} (deleted)" if bad.deleted else bad.job_slug
+        print(f"  account {bad.account_id}, job {job}, header {bad.header}: {bad.why}")
+    print("put the missing key back in the key file, or set these headers again (PUT the job)")
+    return 1
+
+
+def _location_args(args: argparse.Namespace) -> str:
+    if args.config is not None:
+        return f"--config {args.config} "
+    if args.data_dir != Path("."):
+        return f"--data-dir {args.data_dir} "
+    return ""
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -109,6 +227,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "check-config":
             _check(args.file)
             return 0
+        if args.command == "backup":
+            return _backup(args)
+        if args.command == "rotate-key":
+            return _rotate_key(args)
+        if args.command == "check-keys":
+            return _check_keys(args)
         _token()
         return 0
     except ConfigError as exc:

@@ -7,7 +7,10 @@ value gets a fresh random 96-bit nonce and is bound, as associated data, to
 another row fails to open. The key id travels in the value
 (`v1.<key_id>.<base64url(nonce + ciphertext + tag)>`, unpadded) so keys can
 rotate: add a key and make it active, re-seal stored values in the
-background (`key_id_of` finds the stale ones), then drop the old key.
+background (`key_id_of` finds the stale ones), then drop the old key. A ring
+remembers the file it was loaded from (`source`), so the store can follow
+that file while the daemon runs (`jobsd.store.keyring`), and `jobsd
+rotate-key` (`jobsd.rotation`) does the rest.
 
 The key file (`secrets.key_file`) is text, so an operator can rotate or
 inspect it with an editor:
@@ -19,7 +22,9 @@ inspect it with an editor:
 One line per key: an id (1-64 of A-Z a-z 0-9 - _), the key in standard
 base64, and the word `active` on exactly one line. It is created 0600 and
 published with link(2), so a crash never leaves a half-written file and two
-starting processes cannot both create one; a file that group or others may
+starting processes cannot both create one. A rotated file replaces the old
+with rename(2) and keeps its owner (root rotating the key of a service user
+must not leave a file the service cannot read). A file that group or others may
 access, or that does not parse, stops the daemon (`ConfigError` naming
 `secrets.key_file`). Messages never quote key material.
 """
@@ -73,7 +78,9 @@ def header_aad(account_id: str, job_pk: int, header_name: str) -> bytes:
 class KeyRing:
     """An immutable set of keys, one of them active for sealing."""
 
-    def __init__(self, keys: Mapping[str, bytes], active_id: str) -> None:
+    def __init__(
+        self, keys: Mapping[str, bytes], active_id: str, *, source: Path | None = None
+    ) -> None:
         for key_id, key in keys.items():
             if not _KEY_ID.fullmatch(key_id) or len(key) != _KEY_BYTES:
                 raise ValueError(
@@ -84,6 +91,7 @@ class KeyRing:
         self._keys = dict(keys)
         self._active_id = active_id
         self._aead = {key_id: AESGCM(key) for key_id, key in keys.items()}
+        self._source = source
 
     def __repr__(self) -> str:
         return f"KeyRing(active_id={self._active_id!r}, key_ids={self.key_ids!r})"
@@ -95,6 +103,19 @@ class KeyRing:
     @property
     def key_ids(self) -> tuple[str, ...]:
         return tuple(self._keys)
+
+    @property
+    def source(self) -> Path | None:
+        """The key file this ring was read from; None for a ring built in memory."""
+        return self._source
+
+    @classmethod
+    def load(cls, path: Path) -> KeyRing:
+        """Read an existing key file; a missing one is a ConfigError, never created."""
+        try:
+            return cls._load(path)
+        except FileNotFoundError:
+            raise ConfigError(_KEY, f"{path} does not exist") from None
 
     @classmethod
     def load_or_create(cls, path: Path) -> KeyRing:
@@ -112,13 +133,15 @@ class KeyRing:
         new_id = secrets.token_hex(4)
         while new_id in self._keys:
             new_id = secrets.token_hex(4)
-        return KeyRing({**self._keys, new_id: os.urandom(_KEY_BYTES)}, new_id)
+        keys = {**self._keys, new_id: os.urandom(_KEY_BYTES)}
+        return KeyRing(keys, new_id, source=self._source)
 
     def without_key(self, key_id: str) -> KeyRing:
         """Retire a key once nothing is sealed under it; the active key stays."""
         if key_id == self._active_id:
             raise ValueError("cannot retire the active key; activate another first")
-        return KeyRing({k: v for k, v in self._keys.items() if k != key_id}, self._active_id)
+        keys = {k: v for k, v in self._keys.items() if k != key_id}
+        return KeyRing(keys, self._active_id, source=self._source)
 
     def save(self, path: Path) -> None:
         self._publish(path, replace=True)
@@ -205,7 +228,7 @@ class KeyRing:
                 active.append(key_id)
         if len(active) != 1:
             raise ConfigError(_KEY, f"{path}: exactly one key must be marked active")
-        return cls(keys, active[0])
+        return cls(keys, active[0], source=path)
 
     def _publish(self, path: Path, *, replace: bool) -> None:
         lines = [_FILE_NOTE]
@@ -218,6 +241,8 @@ class KeyRing:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             with os.fdopen(fd, "wb") as file:
                 os.fchmod(file.fileno(), 0o600)
+                if replace:
+                    _keep_owner(file.fileno(), path)
                 file.write("".join(lines).encode("ascii"))
                 file.flush()
                 os.fsync(file.fileno())
@@ -236,6 +261,17 @@ class KeyRing:
             raise ConfigError(_KEY, f"cannot write {path}: {exc.strerror or exc}") from None
         finally:
             tmp.unlink(missing_ok=True)
+
+
+def _keep_owner(fd: int, path: Path) -> None:
+    # Only root can give a file away; anyone else writes files they already own.
+    if os.geteuid() != 0:
+        return
+    try:
+        old = os.stat(path)
+    except FileNotFoundError:
+        return
+    os.fchown(fd, old.st_uid, old.st_gid)
 
 
 def _bind(key_id: str, aad: bytes) -> bytes:

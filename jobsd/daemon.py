@@ -5,6 +5,7 @@
         └── actors
             ├── executor pool                stops after the front, with grace
             ├── watchdog pings               while the store answers (store_answers)
+            ├── retention                    prunes run history in small batches
             └── front
                 ├── scheduler                stops first: nothing new fires
                 └── api (hypercorn)          stops accepting at once
@@ -59,6 +60,7 @@ from jobsd.lifecycle import Lifecycle, essential, run_signals, store_answers
 from jobsd.messages import CancelRun, JobChanged, RunOrder
 from jobsd.notify import Notifier, run_watchdog
 from jobsd.reload import Reloader, runs_included_now
+from jobsd.retention import run_retention
 from jobsd.scheduler import Scheduler
 from jobsd.store import open_store
 from jobsd.store.recovery import recover
@@ -179,6 +181,15 @@ async def _serve(
         async with trio.open_nursery() as actors:
             await actors.start(essential, "executor pool", lifecycle, pool.run)
             actors.start_soon(_feed, intake_tx, recovery.pending)
+            await actors.start(
+                essential,
+                "retention",
+                lifecycle,
+                run_retention,
+                store.retention,
+                config.retention,
+                clock,
+            )
             async with trio.open_nursery() as front:
                 scheduler_scope = trio.CancelScope()
                 await front.start(_run_scheduler, scheduler_scope, scheduler, lifecycle)

@@ -1,9 +1,12 @@
 """The store: the one owner of SQLite.
 
 `open_store` checks the file (`PRAGMA quick_check`), applies numbered
-migrations, starts the writer thread, and yields a `Store` whose `jobs` and
-`runs` parts expose typed awaitables. It closes last, after every actor
-that might still write has stopped.
+migrations, starts the writer thread, and yields a `Store` whose `jobs`,
+`runs` and `retention` parts expose typed awaitables. It closes last, after
+every actor that might still write has stopped.
+
+A key ring read from a key file is followed (`jobsd.store.keyring`): the
+store picks up a key added by `jobsd rotate-key` without a restart.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from jobsd.crypto import KeyRing
 from jobsd.messages import JobChanged
 from jobsd.store.engine import Engine
 from jobsd.store.jobs import JobStore
+from jobsd.store.keyring import Sealer, follow
+from jobsd.store.retention import RetentionStore
 from jobsd.store.runs import Claim, DueJob, RunStore
 from jobsd.store.schema import migrate, quick_check
 
@@ -30,6 +35,7 @@ class Store:
     jobs: JobStore
     runs: RunStore
     engine: Engine
+    retention: RetentionStore
 
 
 def _prepare(conn: sqlite3.Connection) -> None:
@@ -40,22 +46,24 @@ def _prepare(conn: sqlite3.Connection) -> None:
 @asynccontextmanager
 async def open_store(
     path: Path,
-    keyring: KeyRing,
+    keyring: KeyRing | Sealer,
     clock: Clock,
     changes: trio.MemorySendChannel[JobChanged] | None = None,
 ) -> AsyncIterator[Store]:
     path.parent.mkdir(parents=True, exist_ok=True)
     engine = Engine(path)
     await trio.to_thread.run_sync(engine.start, _prepare)
+    sealer = follow(keyring)
     try:
         yield Store(
-            jobs=JobStore(engine, keyring, clock, changes),
-            runs=RunStore(engine, keyring, clock),
+            jobs=JobStore(engine, sealer, clock, changes),
+            runs=RunStore(engine, sealer, clock),
             engine=engine,
+            retention=RetentionStore(engine),
         )
     finally:
         with trio.CancelScope(shield=True):
             await engine.aclose()
 
 
-__all__ = ["Claim", "DueJob", "Store", "open_store"]
+__all__ = ["Claim", "DueJob", "RetentionStore", "Store", "open_store"]

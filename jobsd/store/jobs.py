@@ -8,6 +8,10 @@ limit, a run is still PENDING) run inside the same transaction.
 
 Job changes reach the scheduler over a bounded channel only after they
 commit: the scheduler never learns of a change that could still roll back.
+
+A header value jobsd could not open is shown to the client as a marker
+(`jobsd.store.keyring`); writing that marker back is refused (422) so a
+client that round-trips a job cannot replace a secret with the marker text.
 """
 
 from __future__ import annotations
@@ -19,12 +23,12 @@ import trio
 
 from jobsd import errors
 from jobsd.clock import Clock, to_us
-from jobsd.crypto import KeyRing
 from jobsd.messages import Job, JobChanged, JobSpec
 from jobsd.plans import may_enable
 from jobsd.schedule import first_fire, parse_schedule
 from jobsd.store import jobs_sql, runs_sql
 from jobsd.store.engine import Engine
+from jobsd.store.keyring import Sealer, is_unreadable_marker
 
 
 def _next_us(spec: JobSpec, now: datetime) -> int | None:
@@ -41,7 +45,7 @@ class JobStore:
     def __init__(
         self,
         engine: Engine,
-        keyring: KeyRing,
+        keyring: Sealer,
         clock: Clock,
         changes: trio.MemorySendChannel[JobChanged] | None = None,
     ) -> None:
@@ -60,6 +64,7 @@ class JobStore:
     # -- jobs -------------------------------------------------------------------
 
     async def create_job(self, account_id: str, active_jobs_limit: int, spec: JobSpec) -> Job:
+        _refuse_markers(spec)
         now = self.now()
         keyring = self._keyring
 
@@ -91,6 +96,7 @@ class JobStore:
     async def replace_job(
         self, account_id: str, active_jobs_limit: int, slug: str, spec: JobSpec
     ) -> Job:
+        _refuse_markers(spec)
         now = self.now()
         keyring = self._keyring
 
@@ -166,6 +172,21 @@ class JobStore:
             )
 
         return await self._engine.read(q)
+
+
+def _refuse_markers(spec: JobSpec) -> None:
+    items = [
+        errors.invalid(
+            "unreadable_value",
+            f"/data/attributes/configuration/headers/{i}/value",
+            "This is the marker jobsd shows for a stored value it cannot open "
+            "(its key is no longer in the key file); send the real value instead.",
+        )
+        for i, header in enumerate(spec.config.headers)
+        if is_unreadable_marker(header.value)
+    ]
+    if items:
+        raise errors.ValidationFailed(items)
 
 
 def _limit_error(limit: int) -> errors.ApiError:

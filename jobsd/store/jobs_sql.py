@@ -4,6 +4,11 @@ Functions here run on a store thread with a connection in hand; they are
 the only code that knows the `jobs` table's columns. Header values are
 sealed on the way in and opened on the way out, bound to (account, job
 row, header name), so a value copied into another row does not open.
+
+A value that does not open (its key was retired or lost) is shown as a
+marker rather than failing the whole job or listing (`strict=False`, what
+the API reads); an executor about to send the request asks `strict=True`
+and gets a `SealError` naming the header instead.
 """
 
 from __future__ import annotations
@@ -14,8 +19,10 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from jobsd.clock import from_us
-from jobsd.crypto import KeyRing, header_aad
+from jobsd.crypto import header_aad
+from jobsd.errors import SealError
 from jobsd.messages import Header, HttpConfig, Job, JobSpec
+from jobsd.store.keyring import Sealer, unreadable_marker
 
 COLUMNS = (
     "id, account_id, slug, name, description, enabled, schedule, method, url, headers, "
@@ -28,17 +35,23 @@ def _opt_time(us: int | None) -> datetime | None:
     return None if us is None else from_us(us)
 
 
-def open_headers(keyring: KeyRing, account_id: str, job_pk: int, raw: str) -> tuple[Header, ...]:
-    return tuple(
-        Header(
-            item["name"],
-            keyring.open(item["sealed"], aad=header_aad(account_id, job_pk, item["name"])),
-        )
-        for item in json.loads(raw)
-    )
+def open_headers(
+    keyring: Sealer, account_id: str, job_pk: int, raw: str, *, strict: bool = False
+) -> tuple[Header, ...]:
+    headers: list[Header] = []
+    for item in json.loads(raw):
+        name = item["name"]
+        try:
+            value = keyring.open(item["sealed"], aad=header_aad(account_id, job_pk, name))
+        except SealError as exc:
+            if strict:
+                raise SealError(f"header {name!r} cannot be opened: {exc}") from None
+            value = unreadable_marker(exc)
+        headers.append(Header(name, value))
+    return tuple(headers)
 
 
-def seal_headers(keyring: KeyRing, account_id: str, job_pk: int, headers: Sequence[Header]) -> str:
+def seal_headers(keyring: Sealer, account_id: str, job_pk: int, headers: Sequence[Header]) -> str:
     return json.dumps(
         [
             {
@@ -50,11 +63,11 @@ def seal_headers(keyring: KeyRing, account_id: str, job_pk: int, headers: Sequen
     )
 
 
-def to_job(row: sqlite3.Row, keyring: KeyRing) -> Job:
+def to_job(row: sqlite3.Row, keyring: Sealer, *, strict: bool = False) -> Job:
     config = HttpConfig(
         url=row["url"],
         method=row["method"],
-        headers=open_headers(keyring, row["account_id"], row["id"], row["headers"]),
+        headers=open_headers(keyring, row["account_id"], row["id"], row["headers"], strict=strict),
         success_status=row["success_status"],
         tls_verify=bool(row["tls_verify"]),
         ca_cert=row["ca_cert"],
@@ -106,7 +119,7 @@ def count_enabled(conn: sqlite3.Connection, account_id: str) -> int:
 
 def insert(
     conn: sqlite3.Connection,
-    keyring: KeyRing,
+    keyring: Sealer,
     account_id: str,
     spec: JobSpec,
     *,
@@ -149,7 +162,7 @@ def insert(
 
 def replace(
     conn: sqlite3.Connection,
-    keyring: KeyRing,
+    keyring: Sealer,
     row: sqlite3.Row,
     spec: JobSpec,
     *,

@@ -15,6 +15,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from jobsd.store.engine import Engine
+from jobsd.store.runs_sql import FINISHED_AT
 
 LOST_ERROR = "the daemon stopped while this run's request was in flight (crash or kill)"
 
@@ -29,11 +30,11 @@ class Recovery:
 def recover_tx(conn: sqlite3.Connection, now_us: int) -> Recovery:
     lost = conn.execute(
         "UPDATE runs SET status = 'FAILED', failure_reason = 'WORKER_LOST', error = ?, "
-        "finished_at_us = ? WHERE status = 'RUNNING'",
+        f"finished_at_us = {FINISHED_AT} WHERE status = 'RUNNING'",
         (LOST_ERROR, now_us),
     ).rowcount
     canceled = conn.execute(
-        "UPDATE runs SET status = 'CANCELED', finished_at_us = ?, "
+        f"UPDATE runs SET status = 'CANCELED', finished_at_us = {FINISHED_AT}, "
         "error = 'the job was deleted before this run started' "
         "WHERE status = 'PENDING' "
         "AND job_id IN (SELECT id FROM jobs WHERE deleted_at_us IS NOT NULL)",

@@ -4,6 +4,10 @@ The scheduler's slot firing and the executors' claims are single
 transactions here, which is what makes "at most once per slot" and "never
 started after it was canceled" properties of the database rather than of
 any actor's memory.
+
+A run whose job holds a header value that no longer opens (its key was
+retired or lost) is never sent without that header: the claim records it
+FAILED/WORKER_LOST, unmetered, with an error naming the header and the key.
 """
 
 from __future__ import annotations
@@ -15,12 +19,13 @@ from datetime import datetime
 
 from jobsd import errors
 from jobsd.clock import Clock, from_us, iso, month_of, to_us
-from jobsd.crypto import KeyRing
+from jobsd.errors import SealError
 from jobsd.messages import HttpConfig, Outcome, Run
 from jobsd.plans import may_meter
 from jobsd.runs import RunStatus, Trigger
 from jobsd.store import jobs_sql, runs_sql
 from jobsd.store.engine import Engine
+from jobsd.store.keyring import Sealer
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +58,7 @@ def _run_not_found(run_id: str) -> errors.ApiError:
 
 
 class RunStore:
-    def __init__(self, engine: Engine, keyring: KeyRing, clock: Clock) -> None:
+    def __init__(self, engine: Engine, keyring: Sealer, clock: Clock) -> None:
         self._engine = engine
         self._keyring = keyring
         self._clock = clock
@@ -206,6 +211,11 @@ class RunStore:
             job = jobs_sql.row_by_pk(conn, row["job_id"])
             assert job is not None
             account_id = str(row["account_id"])
+            try:
+                config = jobs_sql.to_job(job, keyring, strict=True).spec.config
+            except SealError as exc:
+                _fail_unopenable(conn, run_id, str(exc), now_us=to_us(now), job=job)
+                return Claim(run_id, account_id, None)
             period = month_of(now)
             included = runs_included_of(account_id)
             if not may_meter(included, runs_sql.runs_used(conn, account_id, period)):
@@ -227,7 +237,7 @@ class RunStore:
             return Claim(
                 run_id,
                 account_id,
-                jobs_sql.to_job(job, keyring).spec.config,
+                config,
                 job_slug=str(row["job_slug"]),
                 scheduled_for=None if scheduled_us is None else from_us(scheduled_us),
             )
@@ -247,6 +257,20 @@ class RunStore:
             return sum(runs_sql.mark_lost(conn, r, now_us=now_us, error=error) for r in run_ids)
 
         return await self._engine.write(tx)
+
+
+def _fail_unopenable(
+    conn: sqlite3.Connection, run_id: str, why: str, *, now_us: int, job: sqlite3.Row
+) -> None:
+    error = (
+        f"{why}; no request was sent. Set the header again (PUT the job), or put the "
+        "missing key back in the key file (`jobsd check-keys` lists such values)"
+    )
+    conn.execute(
+        "UPDATE runs SET status = 'FAILED', failure_reason = 'WORKER_LOST', error = ?, "
+        "finished_at_us = ?, job_version = ? WHERE id = ? AND status = 'PENDING'",
+        (error, now_us, job["version"], run_id),
+    )
 
 
 def _fetch(conn: sqlite3.Connection, run_id: str) -> Run:

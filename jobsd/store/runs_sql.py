@@ -23,6 +23,13 @@ COLUMNS = (
 )
 
 
+# A run's instants never go backwards, even when the wall clock did between
+# the process that created or started it and the one recording the next step
+# (a restored VM, an RTC corrected by NTP): each is clamped to the one before.
+STARTED_AT = "max(?, created_at_us)"
+FINISHED_AT = "max(?, created_at_us, coalesce(started_at_us, created_at_us))"
+
+
 def _opt_time(us: int | None) -> datetime | None:
     return None if us is None else from_us(us)
 
@@ -105,7 +112,7 @@ def start(
     conn: sqlite3.Connection, run_id: str, *, now_us: int, job_version: int, period: str
 ) -> bool:
     cur = conn.execute(
-        f"UPDATE runs SET status = 'RUNNING', started_at_us = ?, job_version = ?, "
+        f"UPDATE runs SET status = 'RUNNING', started_at_us = {STARTED_AT}, job_version = ?, "
         f"metered_period = ? WHERE id = ? AND {_where_from(RunStatus.RUNNING)}",
         (now_us, job_version, period, run_id),
     )
@@ -123,7 +130,7 @@ def refuse_for_quota(
 ) -> bool:
     cur = conn.execute(
         "UPDATE runs SET status = 'FAILED', failure_reason = 'QUOTA_EXCEEDED', error = ?, "
-        "finished_at_us = ?, job_version = ? WHERE id = ? AND status = 'PENDING'",
+        f"finished_at_us = {FINISHED_AT}, job_version = ? WHERE id = ? AND status = 'PENDING'",
         (
             f"the plan's {runs_included} runs for {period} are used up; no request was sent",
             now_us,
@@ -137,7 +144,7 @@ def refuse_for_quota(
 def finish(conn: sqlite3.Connection, run_id: str, outcome: Outcome, *, now_us: int) -> bool:
     cur = conn.execute(
         f"UPDATE runs SET status = ?, failure_reason = ?, error = ?, request = ?, result = ?, "
-        f"finished_at_us = ? WHERE id = ? AND {_where_from(outcome.status)} "
+        f"finished_at_us = {FINISHED_AT} WHERE id = ? AND {_where_from(outcome.status)} "
         f"AND status = 'RUNNING'",
         (
             outcome.status.value,
@@ -154,7 +161,7 @@ def finish(conn: sqlite3.Connection, run_id: str, outcome: Outcome, *, now_us: i
 
 def cancel(conn: sqlite3.Connection, run_id: str, *, now_us: int) -> bool:
     cur = conn.execute(
-        f"UPDATE runs SET status = 'CANCELED', finished_at_us = ? "
+        f"UPDATE runs SET status = 'CANCELED', finished_at_us = {FINISHED_AT} "
         f"WHERE id = ? AND {_where_from(RunStatus.CANCELED)}",
         (now_us, run_id),
     )
@@ -169,7 +176,7 @@ def cancel_pending_of_job(conn: sqlite3.Connection, job_pk: int, *, now_us: int)
         )
     ]
     conn.execute(
-        "UPDATE runs SET status = 'CANCELED', finished_at_us = ?, "
+        f"UPDATE runs SET status = 'CANCELED', finished_at_us = {FINISHED_AT}, "
         "error = 'the job was deleted before this run started' "
         "WHERE job_id = ? AND status = 'PENDING'",
         (now_us, job_pk),
@@ -180,7 +187,7 @@ def cancel_pending_of_job(conn: sqlite3.Connection, job_pk: int, *, now_us: int)
 def mark_lost(conn: sqlite3.Connection, run_id: str, *, now_us: int, error: str) -> bool:
     cur = conn.execute(
         "UPDATE runs SET status = 'FAILED', failure_reason = 'WORKER_LOST', error = ?, "
-        "finished_at_us = ? WHERE id = ? AND status = 'RUNNING'",
+        f"finished_at_us = {FINISHED_AT} WHERE id = ? AND status = 'RUNNING'",
         (error, now_us, run_id),
     )
     return cur.rowcount == 1

@@ -94,6 +94,15 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (account_id, period)
     ) WITHOUT ROWID;
     """,
+    # 2: retention. Finished runs (exactly the terminal ones, by the CHECK on
+    # runs) by finish time, for the age rule, and per job in insert order, for
+    # the per-job cap (finished_at_us in it so the cap's queries read the index
+    # alone); partial, so PENDING/RUNNING runs cost them nothing.
+    """
+    CREATE INDEX runs_finished ON runs (finished_at_us) WHERE finished_at_us IS NOT NULL;
+    CREATE INDEX runs_finished_by_job ON runs (job_id, seq, finished_at_us)
+        WHERE finished_at_us IS NOT NULL;
+    """,
 )
 
 LATEST = len(MIGRATIONS)

@@ -1,0 +1,130 @@
+"""The store's key ring: it follows the key file while the daemon runs.
+
+Why: `jobsd rotate-key` runs in another process. It publishes a key file
+with a new active key (an atomic rename) and re-seals stored values under
+that key while the daemon keeps serving. The daemon must then (1) open
+values sealed under a key it has never seen, and (2) seal new values under
+the new active key, or the old key could never be retired. So:
+
+- before every seal the holder stats the key file and reloads it when it
+  changed (a stat costs microseconds; seals happen only when a job is
+  written), so new values use the new active key at once, no SIGHUP needed;
+- an open that meets a key id the ring does not hold reloads too (again only
+  when the file changed) and tries once more.
+
+A file that cannot be read at reload time (mid-edit, wrong mode) keeps the
+ring already loaded and is logged once per version of the file: the daemon
+never loses keys it had because of a bad edit. Thread-safe: the ring is an
+immutable value swapped under a lock; readers just take the reference.
+
+A value that still does not open is shown, never dropped: `open_or_marker`
+returns a readable marker (`UNREADABLE`...) in its place, and the store
+refuses that marker as a new value, so it cannot be saved by mistake.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Protocol
+
+from jobsd.crypto import KeyRing
+from jobsd.errors import ConfigError, SealError
+
+log = logging.getLogger("jobsd.store")
+
+UNREADABLE = "!jobsd:unreadable"
+
+
+class Sealer(Protocol):
+    """What the store needs of a key ring: a `KeyRing` or a `LiveKeyRing`."""
+
+    def seal(self, plaintext: str, *, aad: bytes) -> str: ...
+
+    def open(self, sealed: str, *, aad: bytes) -> str: ...
+
+    def key_id_of(self, sealed: str) -> str: ...
+
+
+_Signature = tuple[int, int, int, int, int]
+
+
+def _signature(path: Path) -> _Signature | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    # ctime too: a chmod that makes the file readable again is a change.
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class LiveKeyRing:
+    """A `KeyRing` that reloads its key file when the file changes; see the module note."""
+
+    def __init__(self, path: Path, ring: KeyRing | None = None) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+        self._ring = ring if ring is not None else KeyRing.load(path)
+        # None: the first seal or unknown key id re-reads the file once, so a
+        # change between the caller's load and this constructor is not missed.
+        self._loaded: _Signature | None = None
+
+    @property
+    def ring(self) -> KeyRing:
+        return self._ring
+
+    def seal(self, plaintext: str, *, aad: bytes) -> str:
+        self._refresh()
+        return self._ring.seal(plaintext, aad=aad)
+
+    def open(self, sealed: str, *, aad: bytes) -> str:
+        ring = self._ring
+        key_id = ring.key_id_of(sealed)
+        if key_id not in ring.key_ids and self._refresh():
+            ring = self._ring
+        return ring.open(sealed, aad=aad)
+
+    def key_id_of(self, sealed: str) -> str:
+        return self._ring.key_id_of(sealed)
+
+    def _refresh(self) -> bool:
+        """Reload if the file changed since the last look; True if the ring changed."""
+        seen = _signature(self._path)
+        if seen is not None and seen == self._loaded:
+            return False
+        with self._lock:
+            seen = _signature(self._path)
+            if seen is None or seen == self._loaded:
+                return False
+            self._loaded = seen
+            try:
+                fresh = KeyRing.load(self._path)
+            except ConfigError as exc:
+                log.warning("key file not reloaded, keeping the keys already loaded: %s", exc)
+                return False
+            if (fresh.active_id, fresh.key_ids) != (self._ring.active_id, self._ring.key_ids):
+                log.info(
+                    "key file reloaded: active key %s, keys %s",
+                    fresh.active_id,
+                    ", ".join(fresh.key_ids),
+                )
+            self._ring = fresh
+            return True
+
+
+def follow(keyring: KeyRing | Sealer) -> Sealer:
+    """The ring the store uses: one loaded from a file follows that file."""
+    if isinstance(keyring, KeyRing) and keyring.source is not None:
+        return LiveKeyRing(keyring.source, keyring)
+    return keyring
+
+
+def unreadable_marker(error: SealError) -> str:
+    """What a header value that does not open is shown as (printable ASCII)."""
+    return f"{UNREADABLE} ({error}; set this header again with PUT)"
+
+
+def is_unreadable_marker(value: str) -> bool:
+    return value.startswith(UNREADABLE)

@@ -1,0 +1,92 @@
+"""Run history retention in the store: bounded deletes through the one writer.
+
+Each method deletes at most `limit` rows in one write, so the writer thread
+is never held for long: pruning a million runs is many short transactions
+that interleave with the API's and the scheduler's writes, never one long
+one. The caller (`jobsd.retention`) decides the pace.
+
+Only finished runs are ever deleted. `finished_at_us IS NOT NULL` is exactly
+"terminal" (a CHECK on `runs` ties it to the status), and is what the
+partial indexes of migration 2 cover, so every query here is an index walk.
+
+A deleted job's row goes once no run refers to it any more (its runs were
+pruned): nothing can reach it then, and `jobs` does not grow forever with
+churn. The row with the highest id is kept even so, because SQLite hands out
+max(id)+1 and a job's id must never be reused: sealed values and runs are
+bound to it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from jobsd.store.engine import Engine
+
+
+def prune_expired(conn: sqlite3.Connection, cutoff_us: int, limit: int) -> int:
+    """Delete up to `limit` runs that finished before `cutoff_us`."""
+    return conn.execute(
+        "DELETE FROM runs WHERE seq IN (SELECT seq FROM runs "
+        "WHERE finished_at_us < ? AND status NOT IN ('PENDING', 'RUNNING') LIMIT ?)",
+        (cutoff_us, limit),
+    ).rowcount
+
+
+def jobs_over_cap(conn: sqlite3.Connection, keep: int) -> list[int]:
+    """Jobs (ids) with more than `keep` finished runs."""
+    rows = conn.execute(
+        "SELECT job_id FROM runs WHERE finished_at_us IS NOT NULL "
+        "GROUP BY job_id HAVING count(*) > ? ORDER BY job_id",
+        (keep,),
+    ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def prune_over_cap(conn: sqlite3.Connection, job_pk: int, keep: int, limit: int) -> int:
+    """Delete up to `limit` of a job's finished runs older than its newest `keep`.
+
+    The boundary is found inside the same transaction, so a run that
+    finished a moment ago is counted: the newest `keep` always survive.
+    """
+    boundary = conn.execute(
+        "SELECT seq FROM runs WHERE job_id = ? AND finished_at_us IS NOT NULL "
+        "ORDER BY seq DESC LIMIT 1 OFFSET ?",
+        (job_pk, keep - 1),
+    ).fetchone()
+    if boundary is None:
+        return 0
+    return conn.execute(
+        "DELETE FROM runs WHERE seq IN (SELECT seq FROM runs "
+        "WHERE job_id = ? AND finished_at_us IS NOT NULL AND seq < ? "
+        "AND status NOT IN ('PENDING', 'RUNNING') ORDER BY seq LIMIT ?)",
+        (job_pk, int(boundary[0]), limit),
+    ).rowcount
+
+
+def drop_deleted_jobs(conn: sqlite3.Connection, limit: int) -> int:
+    """Delete up to `limit` deleted jobs that no run refers to; see the module note."""
+    return conn.execute(
+        "DELETE FROM jobs WHERE id IN (SELECT j.id FROM jobs AS j "
+        "WHERE j.deleted_at_us IS NOT NULL AND j.id < (SELECT max(id) FROM jobs) "
+        "AND NOT EXISTS (SELECT 1 FROM runs AS r WHERE r.job_id = j.id) LIMIT ?)",
+        (limit,),
+    ).rowcount
+
+
+class RetentionStore:
+    """The awaitable face of the functions above, for the retention actor."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    async def prune_expired(self, cutoff_us: int, limit: int) -> int:
+        return await self._engine.write(lambda c: prune_expired(c, cutoff_us, limit))
+
+    async def jobs_over_cap(self, keep: int) -> list[int]:
+        return await self._engine.read(lambda c: jobs_over_cap(c, keep))
+
+    async def prune_over_cap(self, job_pk: int, keep: int, limit: int) -> int:
+        return await self._engine.write(lambda c: prune_over_cap(c, job_pk, keep, limit))
+
+    async def drop_deleted_jobs(self, limit: int) -> int:
+        return await self._engine.write(lambda c: drop_deleted_jobs(c, limit))
