@@ -117,6 +117,25 @@ def count_enabled(conn: sqlite3.Connection, account_id: str) -> int:
     return int(row[0])
 
 
+def _writable(spec: JobSpec, next_run_at_us: int | None) -> dict[str, object]:
+    """The columns a create or a replace writes from the spec (headers apart)."""
+    c = spec.config
+    return {
+        "name": spec.name,
+        "description": spec.description,
+        "enabled": int(spec.enabled),
+        "schedule": spec.schedule,
+        "method": c.method,
+        "url": c.url,
+        "success_status": c.success_status,
+        "tls_verify": int(c.tls_verify),
+        "ca_cert": c.ca_cert,
+        "body": c.body,
+        "timeout_s": c.timeout_s,
+        "next_run_at_us": next_run_at_us,
+    }
+
+
 def insert(
     conn: sqlite3.Connection,
     keyring: Sealer,
@@ -126,36 +145,22 @@ def insert(
     now_us: int,
     next_run_at_us: int | None,
 ) -> int:
-    c = spec.config
-    cur = conn.execute(
-        "INSERT INTO jobs (account_id, slug, name, description, enabled, schedule, method, url, "
-        "headers, success_status, tls_verify, ca_cert, body, timeout_s, next_run_at_us, "
-        "created_at_us, updated_at_us, version) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, '[]', ?, ?, ?, ?, ?, ?, ?, ?, 1)",
-        (
-            account_id,
-            spec.slug,
-            spec.name,
-            spec.description,
-            int(spec.enabled),
-            spec.schedule,
-            c.method,
-            c.url,
-            c.success_status,
-            int(c.tls_verify),
-            c.ca_cert,
-            c.body,
-            c.timeout_s,
-            next_run_at_us,
-            now_us,
-            now_us,
-        ),
-    )
+    values = {
+        "account_id": account_id,
+        "slug": spec.slug,
+        **_writable(spec, next_run_at_us),
+        "created_at_us": now_us,
+        "updated_at_us": now_us,
+    }
+    names = ", ".join(values)
+    marks = ", ".join(f":{name}" for name in values)
+    cur = conn.execute(f"INSERT INTO jobs ({names}) VALUES ({marks})", values)
     pk = cur.lastrowid
     assert pk is not None
+    # Headers are sealed to the row's id, known only now; same transaction.
     conn.execute(
         "UPDATE jobs SET headers = ? WHERE id = ?",
-        (seal_headers(keyring, account_id, pk, c.headers), pk),
+        (seal_headers(keyring, account_id, pk, spec.config.headers), pk),
     )
     return pk
 
@@ -169,31 +174,17 @@ def replace(
     now_us: int,
     next_run_at_us: int | None,
 ) -> None:
-    c = spec.config
     pk = row["id"]
+    values = {
+        **_writable(spec, next_run_at_us),
+        "headers": seal_headers(keyring, row["account_id"], pk, spec.config.headers),
+        "updated_at_us": now_us,
+    }
+    assignments = ", ".join(f"{name} = :{name}" for name in values)
     cur = conn.execute(
-        "UPDATE jobs SET name = ?, description = ?, enabled = ?, schedule = ?, method = ?, "
-        "url = ?, headers = ?, success_status = ?, tls_verify = ?, ca_cert = ?, body = ?, "
-        "timeout_s = ?, next_run_at_us = ?, updated_at_us = ?, version = version + 1 "
-        "WHERE id = ? AND version = ? AND deleted_at_us IS NULL",
-        (
-            spec.name,
-            spec.description,
-            int(spec.enabled),
-            spec.schedule,
-            c.method,
-            c.url,
-            seal_headers(keyring, row["account_id"], pk, c.headers),
-            c.success_status,
-            int(c.tls_verify),
-            c.ca_cert,
-            c.body,
-            c.timeout_s,
-            next_run_at_us,
-            now_us,
-            pk,
-            row["version"],
-        ),
+        f"UPDATE jobs SET {assignments}, version = version + 1 "
+        "WHERE id = :pk AND version = :version AND deleted_at_us IS NULL",
+        {**values, "pk": pk, "version": row["version"]},
     )
     if cur.rowcount != 1:
         raise RuntimeError(f"job {pk} changed under its own writer")
@@ -207,6 +198,16 @@ def soft_delete(conn: sqlite3.Connection, pk: int, *, now_us: int) -> None:
     )
 
 
+def _live(account_id: str, enabled: bool | None) -> tuple[str, list[object]]:
+    """The WHERE of an account's live jobs, optionally only (un)paused ones."""
+    where = "account_id = ? AND deleted_at_us IS NULL"
+    params: list[object] = [account_id]
+    if enabled is not None:
+        where += " AND enabled = ?"
+        params.append(int(enabled))
+    return where, params
+
+
 def list_page(
     conn: sqlite3.Connection,
     account_id: str,
@@ -215,11 +216,7 @@ def list_page(
     offset: int,
     limit: int,
 ) -> list[sqlite3.Row]:
-    where = "account_id = ? AND deleted_at_us IS NULL"
-    params: list[object] = [account_id]
-    if enabled is not None:
-        where += " AND enabled = ?"
-        params.append(int(enabled))
+    where, params = _live(account_id, enabled)
     rows = conn.execute(
         f"SELECT {COLUMNS} FROM jobs WHERE {where} "
         "ORDER BY created_at_us DESC, slug ASC LIMIT ? OFFSET ?",
@@ -229,11 +226,7 @@ def list_page(
 
 
 def count_live(conn: sqlite3.Connection, account_id: str, *, enabled: bool | None) -> int:
-    where = "account_id = ? AND deleted_at_us IS NULL"
-    params: list[object] = [account_id]
-    if enabled is not None:
-        where += " AND enabled = ?"
-        params.append(int(enabled))
+    where, params = _live(account_id, enabled)
     return int(conn.execute(f"SELECT count(*) FROM jobs WHERE {where}", params).fetchone()[0])
 
 
