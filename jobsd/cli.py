@@ -222,22 +222,42 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
-        if args.command == "serve":
-            return _serve(args)
-        if args.command == "check-config":
-            _check(args.file)
-            return 0
-        if args.command == "backup":
-            return _backup(args)
-        if args.command == "rotate-key":
-            return _rotate_key(args)
-        if args.command == "check-keys":
-            return _check_keys(args)
-        _token()
+        return _dispatch(args)
+    except BaseExceptionGroup as group:
+        # Errors raised inside the daemon's nurseries arrive grouped; a bad
+        # config or database is still a message and exit 2, not a traceback.
+        known = group.subgroup(lambda e: isinstance(e, ConfigError | StorageError))
+        if known is None:
+            raise
+        return _refuse(_first_leaf(known))
+    except (ConfigError, StorageError) as exc:
+        return _refuse(exc)
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _refuse(exc: BaseException) -> int:
+    kind = "config error" if isinstance(exc, ConfigError) else "storage error"
+    print(f"jobsd: {kind}: {exc}", file=sys.stderr)
+    return 2
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "check-config":
+        _check(args.file)
         return 0
-    except ConfigError as exc:
-        print(f"jobsd: config error: {exc}", file=sys.stderr)
-        return 2
-    except StorageError as exc:
-        print(f"jobsd: storage error: {exc}", file=sys.stderr)
-        return 2
+    if args.command == "backup":
+        return _backup(args)
+    if args.command == "rotate-key":
+        return _rotate_key(args)
+    if args.command == "check-keys":
+        return _check_keys(args)
+    _token()
+    return 0

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 import trio
 
+from jobsd.errors import StorageError
 from jobsd.store.schema import configure
 
 T = TypeVar("T")
@@ -63,6 +64,13 @@ class Engine:
         try:
             configure(conn)
             prepare(conn)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise StorageError(
+                f"{self._path} cannot be used as a jobsd database ({exc}): if it is damaged, "
+                "stop jobsd and restore the latest backup (see README, 'Backups'); if the path "
+                "is wrong, fix storage.path"
+            ) from exc
         except BaseException:
             conn.close()
             raise
