@@ -268,7 +268,8 @@ def _fail_unopenable(
     )
     conn.execute(
         "UPDATE runs SET status = 'FAILED', failure_reason = 'WORKER_LOST', error = ?, "
-        "finished_at_us = ?, job_version = ? WHERE id = ? AND status = 'PENDING'",
+        f"finished_at_us = {runs_sql.FINISHED_AT}, job_version = ? "
+        "WHERE id = ? AND status = 'PENDING'",
         (error, now_us, job["version"], run_id),
     )
 

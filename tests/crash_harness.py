@@ -1,0 +1,656 @@
+"""Kill jobsd with SIGKILL under load, again and again, and audit the record.
+
+Three processes: the daemon (`python -m jobsd serve --config F`, restarted
+on the same database and key file after every kill), the target
+(tests/crash_target.py, which outlives every daemon and logs each request
+as it arrives), and this one, whose client thread keeps a steady load
+going: one-off jobs due over the next seconds, run-now, cancel and delete
+calls, and a few `* * * * *` jobs created up front. A round loads the
+daemon, kills it after a random delay, audits the file as the kill left it
+(read-only `sqlite3`), and restarts it; every third round also kills a
+daemon that is still starting (opening the store, recovering).
+
+What the daemon acknowledged (a 201 job, a 200 run or cancel, a 204
+delete) is kept in a `Ledger`; a call cut short by the kill is "unknown"
+and only the database can say whether it happened. `audit` is the issue's
+promise, "nothing lost, nothing doubled", spelled out on the file and log:
+- every run is in a legal state with consistent timestamps, and the usage
+  meter counts exactly the runs that started (metering and claiming are
+  one transaction, so no kill can split them);
+- no `(job, scheduled_for)` slot has two runs; every run id reached the
+  target at most once, and only after its claim had committed;
+- runs RUNNING at a kill, and only those, end FAILED/WORKER_LOST; runs
+  PENDING at a kill are executed after the restart (unless canceled);
+- every acknowledged job, run, cancel and delete is in the file; every
+  one-off fires exactly once at its own instant, late if the daemon was
+  down; every cron slot since a job's creation has exactly one run (no
+  downtime here comes near the misfire grace);
+- every request the target logged is a run the database knows: SUCCEEDED,
+  FAILED on the response, lost at a kill, or canceled while running; and
+  every run the target answered is in its log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx2
+
+from jobsd.clock import from_us, iso, system_utc_now, to_us
+from jobsd.config import token_sha256
+from jobsd.schedule import InstantSchedule, parse_schedule
+from jobsd.store.recovery import LOST_ERROR
+from tests.daemon_process import DaemonProcess
+
+TOKEN = "jobsd_crash-test-token-for-account-crash"
+JSONAPI = "application/vnd.api+json"
+TARGET_SCRIPT = Path(__file__).with_name("crash_target.py")
+CRON_PATHS = ("/ok", "/ok", "/sleep/300", "/status/500")
+ONE_OFF_PATHS = ("/ok", "/sleep/1000", "/status/500")
+ONE_OFF_WEIGHTS = (6.0, 2.0, 1.0)
+FAILED_ON_RESPONSE = {"NON_SUCCESS_STATUS"}
+MAX_LOAD_S = 30.0
+MINUTE_US = 60_000_000
+
+
+@dataclass
+class Ledger:
+    """What the daemon acknowledged, and what each kill left behind."""
+
+    one_offs: dict[str, int] = field(default_factory=dict)  # slug -> instant (us)
+    crons: set[str] = field(default_factory=set)
+    manual_runs: set[str] = field(default_factory=set)
+    canceled_runs: set[str] = field(default_factory=set)
+    deleted_jobs: set[str] = field(default_factory=set)
+    delete_attempts: set[str] = field(default_factory=set)
+    running_at_kill: set[str] = field(default_factory=set)
+    pending_at_kill: set[str] = field(default_factory=set)
+    kills: int = 0
+    startup_kills: int = 0
+    term_kills: int = 0
+    unknown_calls: int = 0
+
+
+@dataclass
+class Snapshot:
+    runs: dict[str, dict[str, Any]]
+    jobs: dict[int, dict[str, Any]]
+    metered: int
+    log: list[dict[str, Any]]
+
+    def with_status(self, *statuses: str) -> set[str]:
+        return {i for i, r in self.runs.items() if r["status"] in statuses}
+
+
+@dataclass
+class Stats:
+    rounds: int = 0
+    startup_kills: int = 0
+    term_kills: int = 0
+    runs: int = 0
+    requests: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)
+    one_offs: int = 0
+    late_one_offs: int = 0
+    cron_slots: int = 0
+    manual_runs: int = 0
+    canceled: int = 0
+    deleted: int = 0
+    running_at_kill: int = 0
+    pending_at_kill: int = 0
+    unknown_calls: int = 0
+    elapsed_s: float = 0.0
+
+    def summary(self) -> str:
+        by_status = ", ".join(f"{k} {v}" for k, v in sorted(self.statuses.items()))
+        return (
+            f"{self.rounds} kills under load ({self.term_kills} during a SIGTERM stop) + "
+            f"{self.startup_kills} during start-up in "
+            f"{self.elapsed_s:.1f} s: {self.runs} runs ({by_status}), "
+            f"{self.requests} requests at the target, {self.one_offs} one-offs "
+            f"({self.late_one_offs} fired >1 s late after a restart), {self.cron_slots} cron "
+            f"slots; acknowledged: {self.manual_runs} run-now, {self.canceled} cancels, "
+            f"{self.deleted} deletes; {self.running_at_kill} runs RUNNING and "
+            f"{self.pending_at_kill} PENDING at a kill; {self.unknown_calls} calls cut short"
+        )
+
+
+def read_snapshot(db_path: Path, log_path: Path) -> Snapshot:
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10)
+    try:
+        conn.row_factory = sqlite3.Row
+        runs = {r["id"]: dict(r) for r in conn.execute("SELECT * FROM runs ORDER BY seq")}
+        jobs = {r["id"]: dict(r) for r in conn.execute("SELECT * FROM jobs")}
+        metered = conn.execute("SELECT coalesce(sum(runs_used), 0) FROM usage").fetchone()[0]
+    finally:
+        conn.close()
+    text = log_path.read_text() if log_path.exists() else ""
+    lines = text.split("\n")[:-1]  # a line still being appended has no newline yet
+    return Snapshot(runs, jobs, int(metered), [json.loads(line) for line in lines])
+
+
+# -- the audit ---------------------------------------------------------------------
+
+
+def check_run(run: dict[str, Any]) -> None:
+    """A legal state, with timestamps that agree with it."""
+    status, reason = run["status"], run["failure_reason"]
+    created, started, finished = run["created_at_us"], run["started_at_us"], run["finished_at_us"]
+    where = f"run {run['id']} ({status}, {reason}): {run}"
+    assert status in {"PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELED"}, where
+    assert (run["trigger"] == "SCHEDULE") == (run["scheduled_for_us"] is not None), where
+    assert (status == "FAILED") == (reason is not None), where
+    assert (status in ("PENDING", "RUNNING")) == (finished is None), where
+    if status == "PENDING":
+        assert started is None, where
+    if status in ("RUNNING", "SUCCEEDED") or reason == "WORKER_LOST":
+        assert started is not None, where
+    assert (started is not None) == (run["metered_period"] is not None), where
+    if started is not None:
+        assert created <= started, where
+    if finished is not None:
+        assert created <= finished, where
+        assert started is None or started <= finished, where
+
+
+def audit(snap: Snapshot, ledger: Ledger, *, final: bool) -> None:
+    for run in snap.runs.values():
+        check_run(run)
+        assert run["job_id"] in snap.jobs, f"run {run['id']} of an unknown job"
+
+    slots = Counter(
+        (r["job_id"], r["scheduled_for_us"])
+        for r in snap.runs.values()
+        if r["trigger"] == "SCHEDULE"
+    )
+    doubled = [slot for slot, n in slots.items() if n > 1]
+    assert not doubled, f"slots with more than one run: {doubled}"
+
+    started = sum(1 for r in snap.runs.values() if r["started_at_us"] is not None)
+    assert snap.metered == started, f"usage says {snap.metered} runs, {started} started"
+
+    slugs = {j["slug"] for j in snap.jobs.values()}
+    assert not set(ledger.one_offs) - slugs, "an acknowledged job is missing"
+    assert not ledger.crons - slugs, "an acknowledged cron job is missing"
+    missing = ledger.manual_runs - snap.runs.keys()
+    assert not missing, f"acknowledged run-now runs missing: {missing}"
+    for run_id in ledger.manual_runs:
+        assert snap.runs[run_id]["trigger"] == "MANUAL"
+    for run_id in ledger.canceled_runs:
+        assert snap.runs[run_id]["status"] == "CANCELED", f"acknowledged cancel lost: {run_id}"
+    deleted = {j["slug"] for j in snap.jobs.values() if j["deleted_at_us"] is not None}
+    assert ledger.deleted_jobs <= deleted, "an acknowledged delete was lost"
+    assert deleted <= ledger.delete_attempts, "a job deleted that nobody deleted"
+    for run in snap.runs.values():
+        if run["status"] == "CANCELED" and run["started_at_us"] is None:
+            # Canceled before it started: by a user, or because its job was deleted.
+            by_delete = run["error"] == "the job was deleted before this run started"
+            assert by_delete or run["id"] in ledger.manual_runs, run
+
+    check_log(snap, ledger, final=final)
+    if final:
+        check_final(snap, ledger)
+
+
+def check_log(snap: Snapshot, ledger: Ledger, *, final: bool) -> None:
+    ids = [entry["run_id"] for entry in snap.log]
+    twice = [i for i, n in Counter(ids).items() if n > 1]
+    assert not twice, f"run ids the target received more than once: {twice}"
+    for entry in snap.log:
+        run = snap.runs.get(entry["run_id"])
+        assert run is not None, f"a request no run accounts for: {entry}"
+        # The claim commits before the request is sent: never PENDING once sent.
+        assert run["status"] != "PENDING", f"request sent for a PENDING run: {entry}"
+        assert run["started_at_us"] is not None, f"request sent for a run never started: {run}"
+        assert entry["job"] == run["job_slug"], entry
+        scheduled = run["scheduled_for_us"]
+        assert entry["scheduled_for"] == (None if scheduled is None else iso(from_us(scheduled)))
+        if final:
+            outcome = (run["status"], run["failure_reason"])
+            accounted = (
+                outcome == ("SUCCEEDED", None)
+                or (run["status"] == "FAILED" and run["failure_reason"] in FAILED_ON_RESPONSE)
+                or (outcome == ("FAILED", "WORKER_LOST") and run["id"] in ledger.running_at_kill)
+                or (run["status"] == "CANCELED" and run["started_at_us"] is not None)
+            )
+            assert accounted, f"request not accounted for by its run {run}: {entry}"
+    if final:
+        answered = {
+            i
+            for i, r in snap.runs.items()
+            if r["status"] == "SUCCEEDED" or r["failure_reason"] in FAILED_ON_RESPONSE
+        }
+        unlogged = answered - set(ids)
+        assert not unlogged, f"runs answered by the target that it never logged: {unlogged}"
+
+
+def check_final(snap: Snapshot, ledger: Ledger) -> None:
+    live = snap.with_status("PENDING", "RUNNING")
+    assert not live, f"runs never finished: {[snap.runs[i] for i in live]}"
+    lost = {i for i, r in snap.runs.items() if r["failure_reason"] == "WORKER_LOST"}
+    assert lost == ledger.running_at_kill, (
+        f"WORKER_LOST {len(lost)} vs RUNNING at a kill {len(ledger.running_at_kill)}: "
+        f"{sorted(lost ^ ledger.running_at_kill)}"
+    )
+    for run_id in lost:
+        assert snap.runs[run_id]["error"] == LOST_ERROR
+    # Left PENDING by a kill: executed after a restart (lost only if a later kill
+    # caught it), unless canceled first.
+    never_started = {
+        i
+        for i in ledger.pending_at_kill
+        if snap.runs[i]["started_at_us"] is None and snap.runs[i]["status"] != "CANCELED"
+    }
+    assert not never_started, f"runs PENDING at a kill never ran: {never_started}"
+    outcomes = Counter((r["status"], r["failure_reason"]) for r in snap.runs.values())
+    allowed = {
+        ("SUCCEEDED", None),
+        ("FAILED", "WORKER_LOST"),
+        ("FAILED", "NON_SUCCESS_STATUS"),
+        ("CANCELED", None),
+    }
+    assert set(outcomes) <= allowed, f"unexpected outcomes: {outcomes}"
+
+    runs_of: dict[int, list[dict[str, Any]]] = {pk: [] for pk in snap.jobs}
+    for run in snap.runs.values():
+        if run["trigger"] == "SCHEDULE":
+            runs_of[run["job_id"]].append(run)
+    for pk, job in snap.jobs.items():
+        schedule = parse_schedule(job["schedule"])
+        fired = sorted(r["scheduled_for_us"] for r in runs_of[pk])
+        if isinstance(schedule, InstantSchedule):
+            # A one-off fires exactly once, at its own instant, however late;
+            # deleted first, it may not have fired at all.
+            expected = [to_us(schedule.at)]
+            if job["deleted_at_us"] is None or fired:
+                assert fired == expected, f"one-off {job['slug']}: {fired}"
+            assert job["enabled"] == 0 and job["next_run_at_us"] is None, job
+            if job["slug"] in ledger.one_offs:
+                assert ledger.one_offs[job["slug"]] == to_us(schedule.at)
+        else:
+            assert fired == cron_slots(job["created_at_us"], job["next_run_at_us"]), (
+                f"cron job {job['slug']}: slots fired {fired}"
+            )
+
+
+def check_daemon_log(stderr: str) -> None:
+    """A kill is the only thing that may go wrong: nothing logged above INFO."""
+    bad = [
+        line
+        for line in stderr.splitlines()
+        if "Traceback" in line
+        or any(f" {lvl} " in line for lvl in ("WARNING", "ERROR", "CRITICAL"))
+    ]
+    assert not bad, "the daemon logged trouble:\n" + stderr
+
+
+def cron_slots(created_us: int, next_run_at_us: int) -> list[int]:
+    """Every `* * * * *` slot after creation and before the next one due."""
+    first = (created_us // MINUTE_US + 1) * MINUTE_US
+    return list(range(first, next_run_at_us, MINUTE_US))
+
+
+# -- load --------------------------------------------------------------------------
+
+
+class Load:
+    """A client thread: one-offs due in the coming seconds, run-now, cancel, delete."""
+
+    def __init__(self, url: str, target_url: str, rng: random.Random, known: list[str]) -> None:
+        self._url = url
+        self._target_url = target_url
+        self._rng = rng
+        self._known = list(known)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="crash-load", daemon=True)
+        self.one_offs: dict[str, int] = {}
+        self.manual_runs: set[str] = set()
+        self.canceled_runs: set[str] = set()
+        self.deleted_jobs: set[str] = set()
+        self.delete_attempts: set[str] = set()
+        self.unknown = 0
+        self.errors: list[str] = []
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=MAX_LOAD_S)
+        assert not self._thread.is_alive(), "the load thread did not stop"
+        assert not self.errors, self.errors
+
+    def _loop(self) -> None:
+        deadline = time.monotonic() + MAX_LOAD_S
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        with httpx2.Client(base_url=self._url, headers=headers, timeout=5, trust_env=False) as c:
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                try:
+                    self._step(c)
+                except httpx2.TransportError:
+                    self.unknown += 1  # cut short by the kill: only the database knows
+                except Exception as exc:  # reported by stop(), on the test's thread
+                    self.errors.append(repr(exc))
+                    return
+                self._stop.wait(self._rng.uniform(0.01, 0.04))
+
+    def _step(self, client: httpx2.Client) -> None:
+        rng = self._rng
+        action = rng.random()
+        if self._known and action < 0.35:
+            slug = rng.choice(self._known)
+            r = client.post(f"/api/v1/jobs/{slug}/actions/run")
+            if r.status_code != 200:
+                raise AssertionError(f"run now {slug}: {r.status_code} {r.text}")
+            self.manual_runs.add(r.json()["data"]["id"])
+            return
+        if self.manual_runs and action < 0.42:
+            run_id = rng.choice(sorted(self.manual_runs))
+            r = client.post(f"/api/v1/runs/{run_id}/actions/cancel")
+            if r.status_code == 200:
+                self.canceled_runs.add(run_id)
+            elif r.status_code != 409:  # 409: already finished
+                raise AssertionError(f"cancel {run_id}: {r.status_code} {r.text}")
+            return
+        one_offs = [slug for slug in self._known if slug.startswith("once-")]
+        if one_offs and action < 0.47:
+            slug = rng.choice(one_offs)
+            self._known.remove(slug)  # never touched again: its fate may be unknown
+            self.delete_attempts.add(slug)
+            r = client.delete(f"/api/v1/jobs/{slug}")
+            if r.status_code != 204:
+                raise AssertionError(f"delete {slug}: {r.status_code} {r.text}")
+            self.deleted_jobs.add(slug)
+            return
+        slug = f"once-{time.monotonic_ns()}-{rng.randrange(1 << 30)}"
+        at = system_utc_now() + timedelta(seconds=rng.uniform(0.05, 2.5))
+        path = rng.choices(ONE_OFF_PATHS, ONE_OFF_WEIGHTS)[0]
+        r = client.post(
+            "/api/v1/jobs",
+            json=job_doc(slug, iso(at) or "", f"{self._target_url}{path}"),
+            headers={"Content-Type": JSONAPI},
+        )
+        if r.status_code != 201:
+            raise AssertionError(f"create {slug}: {r.status_code} {r.text}")
+        self.one_offs[slug] = to_us(at)
+        self._known.append(slug)
+
+
+def job_doc(slug: str, schedule: str, url: str) -> dict[str, Any]:
+    return {
+        "data": {
+            "type": "job",
+            "id": slug,
+            "attributes": {
+                "name": slug,
+                "schedule": schedule,
+                "configuration": {"url": url, "timeout": 10},
+            },
+        }
+    }
+
+
+# -- the harness -------------------------------------------------------------------
+
+
+class CrashHarness:
+    """Owns the target and daemon processes; kills both on exit, whatever happened."""
+
+    def __init__(self, tmp_path: Path, *, seed: int, workers: int = 4) -> None:
+        self.dir = tmp_path
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.db_path = tmp_path / "jobsd.sqlite3"
+        self.log_path = tmp_path / "target.log"
+        self.config_path = tmp_path / "jobsd.toml"
+        self.config_path.write_text(_config(tmp_path, workers))
+        self.ledger = Ledger()
+        self.stats = Stats()
+        self.target: subprocess.Popen[str] | None = None
+        self.target_url = ""
+        self.daemon: DaemonProcess | None = None
+        self._started = time.monotonic()
+
+    def __enter__(self) -> CrashHarness:
+        self.target = subprocess.Popen(
+            [sys.executable, str(TARGET_SCRIPT), str(self.log_path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert self.target.stdout is not None
+            line = self.target.stdout.readline()
+            assert line.startswith("crash-target listening on "), line
+        except BaseException:
+            self.target.kill()
+            self.target.wait(timeout=10)
+            raise
+        self.target_url = line.split()[-1]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self.daemon is not None and self.daemon.proc is not None:
+                if self.daemon.proc.poll() is None:
+                    self.daemon.proc.kill()
+                self.daemon.proc.wait(timeout=10)
+        finally:
+            if self.target is not None:
+                self.target.kill()
+                self.target.wait(timeout=10)
+
+    def where(self) -> str:
+        stderr = "" if self.daemon is None else str(self.daemon.stderr_path)
+        return f"seed {self.seed}, kill {self.ledger.kills}, daemon stderr {stderr}"
+
+    def start_daemon(self) -> str:
+        self.daemon = DaemonProcess(["serve", "--config", str(self.config_path)], self.dir)
+        self.daemon.start()
+        return self.daemon.url
+
+    def create_crons(self, url: str) -> None:
+        headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": JSONAPI}
+        for n, path in enumerate(CRON_PATHS):
+            slug = f"cron-{n}"
+            doc = job_doc(slug, "* * * * *", f"{self.target_url}{path}")
+            r = httpx2.post(f"{url}/api/v1/jobs", json=doc, headers=headers, trust_env=False)
+            assert r.status_code == 201, r.text
+            self.ledger.crons.add(slug)
+
+    def kill_round(self, url: str, max_delay_s: float, *, term_first: bool = False) -> None:
+        """Load the daemon at `url`, SIGKILL it at a random moment, audit the file.
+
+        `term_first`: SIGTERM it first and SIGKILL it during the stop sequence,
+        as systemd does when `TimeoutStopSec` runs out.
+        """
+        known = sorted(
+            (self.ledger.crons | set(self.ledger.one_offs)) - self.ledger.delete_attempts
+        )
+        load = Load(url, self.target_url, random.Random(self.rng.random()), known)
+        load.start()
+        daemon = self.daemon
+        assert daemon is not None and daemon.proc is not None
+        try:
+            time.sleep(self.rng.uniform(0.05, max_delay_s))
+            assert daemon.proc.poll() is None, f"the daemon died by itself:\n{daemon.stderr()}"
+            if term_first:
+                daemon.signal(signal.SIGTERM)
+                time.sleep(self.rng.uniform(0.0, 1.0))
+            daemon.kill9()
+        finally:
+            load.stop()
+        assert daemon.proc.returncode in (-signal.SIGKILL, 0), daemon.stderr()
+        self.ledger.term_kills += term_first
+        check_daemon_log(daemon.stderr())
+        self.ledger.one_offs.update(load.one_offs)
+        self.ledger.manual_runs |= load.manual_runs
+        self.ledger.canceled_runs |= load.canceled_runs
+        self.ledger.deleted_jobs |= load.deleted_jobs
+        self.ledger.delete_attempts |= load.delete_attempts
+        self.ledger.unknown_calls += load.unknown
+        self._audit_after_kill()
+
+    def startup_kill(self) -> None:
+        """SIGKILL a daemon still starting: opening the store, recovering, feeding runs."""
+        env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
+        stderr_path = self.dir / f"jobsd-startup-{self.ledger.kills}.log"
+        with stderr_path.open("w") as stderr:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "jobsd", "serve", "--config", str(self.config_path)],
+                cwd=self.dir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )
+            try:
+                time.sleep(self.rng.uniform(0.3, 3.0))
+                alive = proc.poll() is None
+            finally:
+                proc.kill()
+                proc.wait(timeout=10)
+        assert alive, f"the daemon died by itself:\n{stderr_path.read_text()}"
+        check_daemon_log(stderr_path.read_text())
+        self.ledger.startup_kills += 1
+        self._audit_after_kill()
+
+    def _audit_after_kill(self) -> None:
+        self.ledger.kills += 1
+        snap = read_snapshot(self.db_path, self.log_path)
+        try:
+            audit(snap, self.ledger, final=False)
+        except AssertionError as exc:
+            raise AssertionError(f"after {self.where()}: {exc}") from exc
+        self.ledger.running_at_kill |= snap.with_status("RUNNING")
+        self.ledger.pending_at_kill |= snap.with_status("PENDING")
+
+    def check_recovered(self) -> None:
+        """Right after a restart: what the last kill left RUNNING is now lost, said so."""
+        snap = read_snapshot(self.db_path, self.log_path)
+        for run_id in self.ledger.running_at_kill:
+            run = snap.runs[run_id]
+            assert (run["status"], run["failure_reason"], run["error"]) == (
+                "FAILED",
+                "WORKER_LOST",
+                LOST_ERROR,
+            ), f"after {self.where()}: {run}"
+
+    def drain_and_stop(self, timeout_s: float = 30.0) -> None:
+        """Let every due one-off fire and every run finish, then SIGTERM (exit 0)."""
+        deadline = time.monotonic() + timeout_s
+        last_instant_us = max(self.ledger.one_offs.values(), default=0)
+        while True:
+            assert time.monotonic() < deadline, f"the daemon never drained ({self.where()})"
+            now_us = to_us(system_utc_now())
+            # Stop clear of a minute boundary so no cron slot fires during the stop.
+            near_boundary = not 2_000_000 < now_us % MINUTE_US < MINUTE_US - 2_000_000
+            snap = read_snapshot(self.db_path, self.log_path)
+            waiting = snap.with_status("PENDING", "RUNNING") or any(
+                j["enabled"] and j["slug"].startswith("once-") for j in snap.jobs.values()
+            )
+            if now_us > last_instant_us and not waiting and not near_boundary:
+                break
+            time.sleep(0.1)
+        assert self.daemon is not None
+        assert self.daemon.stop() == 0, self.daemon.stderr()
+        check_daemon_log(self.daemon.stderr())
+
+    def final_audit(self) -> Stats:
+        snap = read_snapshot(self.db_path, self.log_path)
+        try:
+            audit(snap, self.ledger, final=True)
+        except AssertionError as exc:
+            raise AssertionError(f"final audit ({self.where()}): {exc}") from exc
+        stats = self.stats
+        stats.rounds = self.ledger.kills - self.ledger.startup_kills
+        stats.startup_kills = self.ledger.startup_kills
+        stats.term_kills = self.ledger.term_kills
+        stats.runs = len(snap.runs)
+        stats.requests = len(snap.log)
+        stats.statuses = Counter(
+            r["status"] if r["failure_reason"] is None else f"{r['status']}/{r['failure_reason']}"
+            for r in snap.runs.values()
+        )
+        one_off_runs = [
+            r
+            for r in snap.runs.values()
+            if r["trigger"] == "SCHEDULE" and r["job_slug"][:5] == "once-"
+        ]
+        stats.one_offs = len(one_off_runs)
+        stats.late_one_offs = sum(
+            1
+            for r in one_off_runs
+            if r["started_at_us"] is not None
+            and r["started_at_us"] - r["scheduled_for_us"] > 1_000_000
+        )
+        stats.cron_slots = sum(
+            1
+            for r in snap.runs.values()
+            if r["trigger"] == "SCHEDULE" and r["job_slug"][:5] == "cron-"
+        )
+        stats.manual_runs = len(self.ledger.manual_runs)
+        stats.canceled = len(self.ledger.canceled_runs)
+        stats.deleted = len(self.ledger.deleted_jobs)
+        stats.running_at_kill = len(self.ledger.running_at_kill)
+        stats.pending_at_kill = len(self.ledger.pending_at_kill)
+        stats.unknown_calls = self.ledger.unknown_calls
+        stats.elapsed_s = time.monotonic() - self._started
+        return stats
+
+
+def run_crash_test(tmp_path: Path, *, rounds: int, max_delay_s: float, seed: int) -> Stats:
+    """Create the cron jobs; `rounds` times load, kill, audit, restart; drain; audit.
+
+    Every fourth round kills the daemon during its SIGTERM stop sequence, and
+    every third also kills a daemon while it is still starting up.
+    """
+    with CrashHarness(tmp_path, seed=seed) as harness:
+        url = harness.start_daemon()
+        harness.create_crons(url)
+        for n in range(rounds):
+            harness.kill_round(url, max_delay_s, term_first=n % 4 == 3)
+            if n % 3 == 1:
+                harness.startup_kill()
+            url = harness.start_daemon()
+            harness.check_recovered()
+        harness.drain_and_stop()
+        return harness.final_audit()
+
+
+def _config(tmp_path: Path, workers: int) -> str:
+    return f"""
+[server]
+listen = "127.0.0.1:0"
+[storage]
+path = "{tmp_path / "jobsd.sqlite3"}"
+[secrets]
+key_file = "{tmp_path / "secret.key"}"
+[scheduler]
+workers = {workers}
+misfire_grace_s = 60
+shutdown_grace_s = 5
+[outbound]
+allow_cidrs = ["127.0.0.1/32"]
+[plans.unlimited]
+runs_included = -1
+active_jobs_limit = -1
+max_timeout = 30
+[[accounts]]
+id = "crash"
+plan = "unlimited"
+tokens_sha256 = ["{token_sha256(TOKEN)}"]
+"""

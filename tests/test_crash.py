@@ -1,0 +1,108 @@
+"""The crash test: SIGKILL the real daemon under load, many times, and audit.
+
+The harness (tests/crash_harness.py) says what is checked and why. The
+default run does a few kill rounds (well under 30 s); the long run behind
+`-m slow` does `JOBSD_CRASH_ROUNDS` of them (default 30). `JOBSD_CRASH_SEED`
+replays a run's kill moments and load mix (process timings still vary).
+The first tests show that the audit bites: a record that breaks a promise
+is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.crash_harness import Ledger, Snapshot, audit, run_crash_test
+
+US = 1_000_000
+
+
+def _run(run_id: str, status: str, **cols: Any) -> dict[str, Any]:
+    started = None if status == "PENDING" else 2 * US
+    run = {
+        "id": run_id,
+        "job_id": 1,
+        "job_slug": "j",
+        "trigger": "MANUAL",
+        "scheduled_for_us": None,
+        "status": status,
+        "failure_reason": None,
+        "error": None,
+        "created_at_us": 1 * US,
+        "started_at_us": started,
+        "finished_at_us": None if status in ("PENDING", "RUNNING") else 3 * US,
+        "metered_period": None if started is None else "2026-06",
+    }
+    run.update(cols)
+    return run
+
+
+def _snapshot(*runs: dict[str, Any], log: tuple[str, ...] = ()) -> Snapshot:
+    jobs = {1: {"id": 1, "slug": "j", "deleted_at_us": None}}
+    entries = [{"run_id": r, "job": "j", "scheduled_for": None} for r in log]
+    metered = sum(1 for r in runs if r["started_at_us"] is not None)
+    return Snapshot({r["id"]: r for r in runs}, jobs, metered, entries)
+
+
+def test_the_audit_passes_a_sound_record() -> None:
+    audit(
+        _snapshot(_run("a", "SUCCEEDED"), _run("b", "PENDING"), log=("a",)), Ledger(), final=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("snap", "complaint"),
+    [
+        (_snapshot(_run("a", "SUCCEEDED"), log=("a", "a")), "more than once"),
+        (_snapshot(_run("a", "PENDING"), log=("a",)), "PENDING run"),
+        (_snapshot(log=("ghost",)), "no run accounts for"),
+        (_snapshot(_run("a", "SUCCEEDED", started_at_us=4 * US)), "run a"),
+        (_snapshot(_run("a", "FAILED")), "run a"),
+        (
+            _snapshot(
+                _run("a", "SUCCEEDED", trigger="SCHEDULE", scheduled_for_us=US),
+                _run("b", "SUCCEEDED", trigger="SCHEDULE", scheduled_for_us=US),
+                log=("a", "b"),
+            ),
+            "slots with more than one run",
+        ),
+    ],
+)
+def test_the_audit_refuses_a_broken_record(snap: Snapshot, complaint: str) -> None:
+    with pytest.raises(AssertionError, match=complaint):
+        audit(snap, Ledger(), final=False)
+
+
+def test_the_final_audit_refuses_lost_and_unexplained_runs() -> None:
+    lost = _run("a", "FAILED", failure_reason="WORKER_LOST", error="x")
+    with pytest.raises(AssertionError, match="WORKER_LOST 1 vs RUNNING at a kill 0"):
+        audit(_snapshot(lost), Ledger(), final=True)
+    with pytest.raises(AssertionError, match="acknowledged run-now runs missing"):
+        audit(_snapshot(), Ledger(manual_runs={"gone"}), final=False)
+    with pytest.raises(AssertionError, match="never logged"):
+        audit(_snapshot(_run("a", "SUCCEEDED")), Ledger(), final=True)
+
+
+def _seed() -> int:
+    return int(os.environ.get("JOBSD_CRASH_SEED") or random.randrange(1 << 32))
+
+
+def test_sigkill_under_load_loses_and_doubles_nothing(tmp_path: Path) -> None:
+    seed = _seed()
+    stats = run_crash_test(tmp_path, rounds=4, max_delay_s=1.5, seed=seed)
+    print(f"crash test (seed {seed}): {stats.summary()}")
+    assert stats.rounds == 4 and stats.requests > 0
+
+
+@pytest.mark.slow
+def test_sigkill_many_times(tmp_path: Path) -> None:
+    seed = _seed()
+    rounds = int(os.environ.get("JOBSD_CRASH_ROUNDS", "30"))
+    stats = run_crash_test(tmp_path, rounds=rounds, max_delay_s=2.5, seed=seed)
+    print(f"crash test (seed {seed}): {stats.summary()}")
+    assert stats.rounds == rounds and stats.requests > 0
