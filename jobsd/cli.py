@@ -221,6 +221,10 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # httpx logs every request's full URL at INFO, and a job's URL may carry
+    # a secret (a signed webhook, ?api_key=): keep it out of the journal.
+    for name in ("httpx2", "httpcore2", "httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         return _dispatch(args)
     except BaseExceptionGroup as group:

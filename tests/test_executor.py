@@ -51,8 +51,14 @@ async def run_pool(
     intake_tx, intake_rx = trio.open_memory_channel[RunOrder](10_000)
     cancels_tx, cancels_rx = trio.open_memory_channel[CancelRun](100)
     pool = ExecutorPool(
-        store.runs, performer, lambda _: -1, workers=workers, orders=orders_rx,
-        forward_to=orders_tx, intake=intake_rx, cancels=cancels_rx,
+        store.runs,
+        performer,
+        lambda _: -1,
+        workers=workers,
+        orders=orders_rx,
+        forward_to=orders_tx,
+        intake=intake_rx,
+        cancels=cancels_rx,
     )
     await nursery.start(pool.run)
     return pool, intake_tx, cancels_tx

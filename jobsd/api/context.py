@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from jobsd.config import AccountConfig, Config, PlanConfig
+from jobsd.config import Config
 from jobsd.messages import CancelRun, RunOrder
 from jobsd.store import Store
 
@@ -37,6 +37,3 @@ class ApiContext:
     orders: trio.MemorySendChannel[RunOrder]
     cancels: trio.MemorySendChannel[CancelRun]
     health: Health = field(default_factory=Health)
-
-    def plan_of(self, account: AccountConfig) -> PlanConfig:
-        return self.settings.config.plan_of(account)

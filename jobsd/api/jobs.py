@@ -22,7 +22,7 @@ def jobs_blueprint(ctx: ApiContext) -> Blueprint:
     @bp.post("/api/v1/jobs")
     async def create_job() -> Response:
         account = current_account(ctx)
-        plan = ctx.plan_of(account)
+        plan = account.plan
         doc = await jsonapi.json_body()
         spec = parse_job_document(doc, path_slug=None, max_timeout_s=plan.max_timeout)
         job = await ctx.store.jobs.create_job(account.id, plan.active_jobs_limit, spec)
@@ -65,7 +65,7 @@ def jobs_blueprint(ctx: ApiContext) -> Blueprint:
     @bp.put("/api/v1/jobs/<slug>")
     async def replace_job(slug: str) -> Response:
         account = current_account(ctx)
-        plan = ctx.plan_of(account)
+        plan = account.plan
         doc = await jsonapi.json_body()
         # A job that does not exist is 404 before its document is judged.
         await ctx.store.jobs.get_job(account.id, slug)

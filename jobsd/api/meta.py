@@ -1,8 +1,10 @@
 """`/healthz` and `/api/v1/openapi.json`: the unauthenticated endpoints.
 
 The spec served is the shared contract plus our additions (the health
-endpoint and the error responses every operation can give), built once at
-import so every request gets the same bytes.
+endpoint, the error responses every operation can give, the parameter rules
+SEMANTICS.md states in prose, and OpenAPI links that say which response
+names the resource the next request acts on), built once at import so every
+request gets the same bytes.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ _ERROR_STATUSES = {
     "413": "Request body over 2 MiB",
     "415": "Request body not application/vnd.api+json or application/json",
     "422": "Invalid fields, each with its source.pointer",
+    "431": "Request line and headers over the server's max_request_header_bytes",
 }
 
 
@@ -56,9 +59,65 @@ def _tighten_parameters(spec: dict[str, Any]) -> None:
                     parameter["schema"]["anyOf"][0]["maximum"] = 1000
 
 
+# OpenAPI links: how a response feeds the next request, so that clients and a
+# stateful fuzzer can chain create -> get/replace/delete/run -> get/cancel/rerun
+# on resources that exist. (source path, method, status) -> link names.
+def _job_links(expr: str) -> dict[str, Any]:
+    job = {"job_id": expr}
+    return {
+        "GetJob": {"operationId": "get_job", "parameters": job},
+        "UpdateJob": {"operationId": "update_job", "parameters": job},
+        "ReplaceJobWithItself": {
+            "operationId": "update_job",
+            "parameters": job,
+            "requestBody": "$response.body",
+            "description": "PUT back what was read: read-only attributes are ignored",
+        },
+        "DeleteJob": {"operationId": "delete_job", "parameters": job},
+        "RunJobNow": {"operationId": "run_job_now", "parameters": job},
+        "ListRunsOfJob": {"operationId": "list_runs", "parameters": {"query.filter[job]": expr}},
+    }
+
+
+def _run_links(expr: str) -> dict[str, Any]:
+    run = {"run_id": expr}
+    return {
+        "GetRun": {"operationId": "get_run", "parameters": run},
+        "CancelRun": {"operationId": "cancel_run", "parameters": run},
+        "RerunRun": {"operationId": "rerun_run", "parameters": run},
+    }
+
+
+_ONE = "$response.body#/data/id"
+_FIRST = "$response.body#/data/0/id"  # names nothing when the list is empty
+_LINKS: dict[tuple[str, str, str], dict[str, Any]] = {
+    ("/api/v1/jobs", "post", "201"): _job_links(_ONE),
+    ("/api/v1/jobs", "get", "200"): _job_links(_FIRST),
+    ("/api/v1/jobs/{job_id}", "get", "200"): _job_links(_ONE),
+    ("/api/v1/jobs/{job_id}", "put", "200"): _job_links(_ONE),
+    ("/api/v1/jobs/{job_id}/actions/run", "post", "200"): {
+        **_run_links(_ONE),
+        "GetJobOfRun": {
+            "operationId": "get_job",
+            "parameters": {"job_id": "$response.body#/data/attributes/job"},
+        },
+    },
+    ("/api/v1/runs", "get", "200"): _run_links(_FIRST),
+    ("/api/v1/runs/{run_id}", "get", "200"): _run_links(_ONE),
+    ("/api/v1/runs/{run_id}/actions/cancel", "post", "200"): _run_links(_ONE),
+    ("/api/v1/runs/{run_id}/actions/rerun", "post", "200"): _run_links(_ONE),
+}
+
+
+def _add_links(spec: dict[str, Any]) -> None:
+    for (path, method, status), links in _LINKS.items():
+        spec["paths"][path][method]["responses"][status]["links"] = copy.deepcopy(links)
+
+
 def served_spec() -> dict[str, Any]:
     spec = copy.deepcopy(base_spec())
     _tighten_parameters(spec)
+    _add_links(spec)
     spec["components"]["schemas"]["ErrorDocument"] = {
         "type": "object",
         "required": ["errors"],

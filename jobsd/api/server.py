@@ -1,10 +1,24 @@
 """The API actor: the Quart app served by hypercorn's trio worker.
 
 Hypercorn runs inside the daemon's nursery (never the other way round), with
-its limits set on purpose: header size, keep-alive, and a read timeout so a
-slow client cannot hold a connection forever. `task_status.started` hands
-back the addresses actually bound, so tests and the start-up banner can use
-port 0.
+every limit set on purpose, because the API listens for anyone who can reach
+the socket and a slow or abusive client must not starve the others:
+
+- request body: 2 MiB (Quart's MAX_CONTENT_LENGTH, set in app.py) -> 413;
+  the whole body must arrive within BODY_TIMEOUT_S -> 408;
+- request head: `server.max_request_header_bytes` -> 431 and close
+  (hypercorn refuses a head that grows past it while arriving; HeadLimit
+  one that arrived whole);
+- a connection that has not sent a whole request head within
+  `server.keep_alive_timeout_s` of opening (or of its last response) is
+  closed: hypercorn's idle timer is not reset by partial data, so trickling
+  header bytes (slowloris) buys nothing;
+- each read waits at most READ_TIMEOUT_S;
+- at most `server.max_connections` open at once (jobsd.api.limits: hypercorn
+  has no cap of its own); the rest wait in the listen backlog.
+
+`task_status.started` hands back the addresses actually bound, so tests and
+the start-up banner can use port 0.
 """
 
 from __future__ import annotations
@@ -14,13 +28,15 @@ from collections.abc import Awaitable, Callable
 
 import trio
 from hypercorn.config import Config as HyperConfig
-from hypercorn.trio import serve
+from hypercorn.utils import wrap_app
 
+from jobsd.api import limits
 from jobsd.api.app import create_app
 from jobsd.api.context import ApiContext
 from jobsd.config import ServerConfig
 
 READ_TIMEOUT_S = 30
+BODY_TIMEOUT_S = 30
 GRACEFUL_TIMEOUT_S = 5.0
 
 
@@ -32,6 +48,10 @@ def hypercorn_config(server: ServerConfig) -> HyperConfig:
     config.h2_max_header_list_size = server.max_request_header_bytes
     config.read_timeout = READ_TIMEOUT_S
     config.graceful_timeout = GRACEFUL_TIMEOUT_S
+    # Past the cap, as many again wait in the kernel's queue; beyond that SYNs
+    # are dropped and clients retry. A deep queue would only lengthen the
+    # wait: under a slowloris flood, a queue of 1024 behind a cap of 50 kept
+    # a normal client ~4.5 s, a queue of 50 about 1 s (tests/test_limits.py).
     config.backlog = min(server.max_connections, 1024)
     config.accesslog = None
     config.errorlog = logging.getLogger("jobsd.http")
@@ -47,9 +67,13 @@ async def run_api(
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     app = create_app(ctx)
-    await serve(
-        app,  # type: ignore[arg-type]
-        hypercorn_config(server),
+    app.config["BODY_TIMEOUT"] = BODY_TIMEOUT_S
+    config = hypercorn_config(server)
+    guarded = limits.HeadLimit(app, server.max_request_header_bytes)  # type: ignore[arg-type]
+    await limits.serve(
+        wrap_app(guarded, config.wsgi_max_body_size, "asgi"),  # type: ignore[arg-type]
+        config,
+        trio.CapacityLimiter(server.max_connections),
         shutdown_trigger=shutdown_trigger,
         task_status=task_status,
     )

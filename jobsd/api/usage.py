@@ -36,7 +36,7 @@ def usage_blueprint(ctx: ApiContext) -> Blueprint:
                 f"filter[period] must be 'current' or a month up to {current} as YYYY-MM, "
                 f"not '{raw}'",
             )
-        plan = ctx.plan_of(account)
+        plan = account.plan
         runs_used, active_jobs = await ctx.store.jobs.usage(account.id, period)
         return jsonapi.document(
             {

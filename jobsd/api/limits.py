@@ -1,0 +1,198 @@
+"""Serving HTTP with a cap on open connections, which hypercorn lacks.
+
+Hypercorn's trio worker accepts in `trio.serve_listeners` without bound, so
+a client opening thousands of idle sockets costs a task and buffers each.
+Here the accept loop takes a slot from a `trio.CapacityLimiter` *before* it
+accepts, and the slot comes back when the connection closes: at the cap, new
+connections wait in the kernel's listen backlog and are accepted in turn as
+slots free, rather than being refused or costing memory. A slot is never held
+for long, because hypercorn closes a connection that has not sent a whole
+request head within `keep_alive_timeout` (its idle timer runs from accept
+until the head is complete, so trickling header bytes does not reset it),
+answers 431 to a head that grows past `h11_max_incomplete_size` (and
+`HeadLimit` to one that arrived whole), bounds each read by `read_timeout`,
+and Quart bounds a body by `BODY_TIMEOUT`.
+
+`serve` is hypercorn's `worker_serve` (hypercorn/trio/run.py) for plain TCP,
+without TLS, QUIC or worker recycling, with the capped listener in place of
+the plain one (hypercorn builds its listeners inside `worker_serve`, so a cap
+cannot be slid in from outside), and with a connection that closes when its
+peer leaves rather than at the keep-alive deadline (see `_Connection`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from functools import partial
+
+import trio
+from hypercorn.config import Config as HyperConfig
+from hypercorn.trio.lifespan import Lifespan
+from hypercorn.trio.statsd import StatsdLogger
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.worker_context import WorkerContext
+from hypercorn.typing import (
+    AppWrapper,
+    ASGIFramework,
+    ASGIReceiveCallable,
+    ASGISendCallable,
+    ConnectionState,
+    HTTPScope,
+    LifespanState,
+    Scope,
+)
+from hypercorn.utils import ShutdownError, raise_shutdown, repr_socket_addr
+
+from jobsd.api.jsonapi import MEDIA_TYPE
+from jobsd.errors import ErrorItem
+
+
+class HeadLimit:
+    """ASGI middleware: 431 for a request head over `max_bytes`, however it came.
+
+    Hypercorn's `h11_max_incomplete_size` only bounds a head still being
+    received: one that arrives whole in a single read (up to 64 KiB) is
+    parsed and passed on. So the size is checked again here, on what the
+    app would see, and answered as a JSON:API error like every other.
+    """
+
+    def __init__(self, app: ASGIFramework, max_bytes: int) -> None:
+        self._app = app
+        self._max_bytes = max_bytes
+
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        if scope["type"] == "http" and head_bytes(scope) > self._max_bytes:
+            item = ErrorItem(
+                431,
+                "header_too_large",
+                "Request Header Fields Too Large",
+                f"the request line and headers are over {self._max_bytes} bytes",
+            )
+            body = json.dumps({"errors": [item.to_json()]}).encode()
+            headers = [
+                (b"content-type", MEDIA_TYPE.encode()),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ]
+            await send({"type": "http.response.start", "status": 431, "headers": headers})
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+            return
+        await self._app(scope, receive, send)
+
+
+def head_bytes(scope: HTTPScope) -> int:
+    """The size of the request line and headers as sent, give or take whitespace."""
+    line = len(scope["method"]) + len(scope["raw_path"]) + len(scope["query_string"]) + 12
+    return line + sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+
+
+class _Connection(TCPServer):
+    """Hypercorn's connection, which lets go as soon as the peer has gone.
+
+    Hypercorn's trio connection waits for its idle (keep-alive) timer even
+    after the client closed, so every connection a client opens and closes
+    would hold its socket, and here its slot, for `keep_alive_timeout`
+    longer. Once reading is over (EOF, reset, read timeout) the timer has
+    nothing left to guard; in-flight requests still finish.
+    """
+
+    async def _read_data(self) -> None:
+        await super()._read_data()
+        await self.idle_task.stop()
+
+
+class CappedListener(trio.abc.Listener[trio.SocketStream]):
+    """A listener that accepts only while the limiter has a slot free."""
+
+    def __init__(self, inner: trio.SocketListener, limiter: trio.CapacityLimiter) -> None:
+        self._inner = inner
+        self._limiter = limiter
+        self._slots: dict[trio.SocketStream, object] = {}
+
+    async def accept(self) -> trio.SocketStream:
+        slot = object()
+        await self._limiter.acquire_on_behalf_of(slot)
+        try:
+            stream = await self._inner.accept()
+        except BaseException:
+            self._limiter.release_on_behalf_of(slot)
+            raise
+        self._slots[stream] = slot
+        return stream
+
+    def release(self, stream: trio.SocketStream) -> None:
+        """Give back the slot `stream` was accepted with; call once it is closed."""
+        self._limiter.release_on_behalf_of(self._slots.pop(stream))
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+async def serve(
+    app: AppWrapper,
+    config: HyperConfig,
+    connections: trio.CapacityLimiter,
+    *,
+    shutdown_trigger: Callable[[], Awaitable[None]],
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve `app` on `config.bind` with at most `connections` open at once."""
+    if config.ssl_enabled:
+        raise ValueError("jobsd.api.limits.serve speaks plain HTTP only")
+    config.set_statsd_logger_class(StatsdLogger)
+    lifespan_state: LifespanState = {}
+    lifespan = Lifespan(app, config, lifespan_state)
+    context = WorkerContext(None)
+
+    async with trio.open_nursery() as lifespan_nursery:
+        await lifespan_nursery.start(lifespan.handle_lifespan)
+        await lifespan.wait_for_startup()
+
+        async with trio.open_nursery() as server_nursery:
+            listeners: list[CappedListener] = []
+            binds: list[str] = []
+            for sock in config.create_sockets().insecure_sockets:
+                sock.listen(config.backlog)
+                inner = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+                listeners.append(CappedListener(inner, connections))
+                binds.append(f"http://{repr_socket_addr(sock.family, sock.getsockname())}")
+
+            async def handle(listener: CappedListener, stream: trio.SocketStream) -> None:
+                try:
+                    server = _Connection(
+                        app,
+                        config,
+                        context,
+                        ConnectionState(lifespan_state.copy()),
+                        stream,  # type: ignore[arg-type]  # hypercorn types it as the TLS stream
+                    )
+                    await server.run()
+                finally:
+                    listener.release(stream)
+
+            task_status.started(binds)
+            try:
+                async with trio.open_nursery(strict_exception_groups=True) as nursery:
+                    nursery.start_soon(raise_shutdown, shutdown_trigger)
+                    for listener in listeners:
+                        nursery.start_soon(
+                            partial(
+                                trio.serve_listeners,
+                                partial(handle, listener),
+                                [listener],
+                                handler_nursery=server_nursery,
+                            )
+                        )
+            except BaseExceptionGroup as error:
+                _, others = error.split(ShutdownError)
+                if others is not None:
+                    raise others from None
+            finally:
+                await context.terminated.set()
+                server_nursery.cancel_scope.deadline = trio.current_time() + config.graceful_timeout
+
+        await lifespan.wait_for_shutdown()
+        lifespan_nursery.cancel_scope.cancel()
