@@ -35,14 +35,7 @@ from jobsd.store.rekey import Survey
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jobsd", description="Run scheduled HTTP jobs.")
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the daemon")
-    serve.add_argument("--config", type=Path, help="TOML config file (default: built-in)")
-    serve.add_argument(
-        "--data-dir",
-        type=Path,
-        default=Path("."),
-        help="where the database and key file live without --config (default: .)",
-    )
+    serve = _with_location(sub.add_parser("serve", help="run the daemon"))
     serve.add_argument(
         "--listen", help="host:port to listen on, overriding the config (e.g. 127.0.0.1:0)"
     )
