@@ -18,6 +18,7 @@ honestly as the runs' pending time.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -26,18 +27,21 @@ import trio
 from jobsd.clock import Clock, from_us, to_us
 from jobsd.messages import JobChanged, RunOrder
 from jobsd.schedule import Schedule, parse_schedule, plan_fire
-from jobsd.store.runs import DueJob
+from jobsd.store.runs import DueJob, SlotFiring
 from jobsd.timerwheel import TimerWheel
 
 log = logging.getLogger("jobsd.scheduler")
+
+# Due jobs fired per store transaction: big enough that thousands of jobs due
+# at one instant cost a handful of commits, small enough that the first runs
+# reach the executors without waiting for the last to be written.
+FIRE_BATCH = 256
 
 
 class SlotStore(Protocol):
     async def due_before(self, until: datetime, limit: int) -> list[DueJob]: ...
 
-    async def fire_slot(
-        self, job_pk: int, *, due: datetime, slot: datetime | None, next_run_at: datetime | None
-    ) -> tuple[bool, str | None]: ...
+    async def fire_slots(self, firings: Sequence[SlotFiring]) -> list[tuple[bool, str | None]]: ...
 
 
 class Scheduler:
@@ -74,8 +78,9 @@ class Scheduler:
         task_status.started()
         while True:
             now = self._clock.now()
-            for job_pk, due_us in self._wheel.pop_due(to_us(now)):
-                await self._fire(job_pk, from_us(due_us), max(now, from_us(due_us)))
+            due = self._wheel.pop_due(to_us(now))
+            for start in range(0, len(due), FIRE_BATCH):
+                await self._fire(due[start : start + FIRE_BATCH], now)
             if now >= self._refill_at:
                 await self._refill(now)
                 continue
@@ -127,23 +132,29 @@ class Scheduler:
         self._covered_until = until if not full else until - timedelta(microseconds=1)
         self._refill_at = until
 
-    async def _fire(self, job_pk: int, due: datetime, now: datetime) -> None:
-        schedule = self._schedules.get(job_pk)
-        if schedule is None:
+    async def _fire(self, due: list[tuple[int, int]], now: datetime) -> None:
+        """Fire a batch of due jobs in one store transaction, then hand over the runs."""
+        firings: list[SlotFiring] = []
+        for job_pk, due_us in due:
+            schedule = self._schedules.get(job_pk)
+            if schedule is None:
+                continue
+            at = from_us(due_us)
+            slot, next_run_at = plan_fire(
+                schedule, due=at, now=max(now, at), misfire_grace_s=self._grace_s
+            )
+            firings.append(SlotFiring(job_pk, at, slot, next_run_at))
+        if not firings:
             return
-        slot, next_run_at = plan_fire(schedule, due=due, now=now, misfire_grace_s=self._grace_s)
-        advanced, run_id = await self._store.fire_slot(
-            job_pk, due=due, slot=slot, next_run_at=next_run_at
-        )
-        if advanced and next_run_at is not None and next_run_at <= self._covered_until:
-            self._wheel.add(job_pk, to_us(next_run_at))
-        else:
-            self._forget(job_pk)
-        if run_id is not None:
+        results = await self._store.fire_slots(firings)
+        run_ids: list[str] = []
+        for firing, (advanced, run_id) in zip(firings, results, strict=True):
+            nxt = firing.next_run_at
+            if advanced and nxt is not None and nxt <= self._covered_until:
+                self._wheel.add(firing.job_pk, to_us(nxt))
+            else:
+                self._forget(firing.job_pk)
+            if run_id is not None:
+                run_ids.append(run_id)
+        for run_id in run_ids:
             await self._orders.send(RunOrder(run_id))
-
-
-async def run_scheduler(
-    scheduler: Scheduler, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-) -> None:
-    await scheduler.run(task_status=task_status)

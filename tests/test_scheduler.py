@@ -10,7 +10,7 @@ contract is proven in test_store.py; the two meet in test_daemon.py.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -22,8 +22,8 @@ import trio.testing
 from jobsd.clock import Clock
 from jobsd.messages import JobChanged, RunOrder
 from jobsd.schedule import first_fire, parse_schedule
-from jobsd.scheduler import Scheduler
-from jobsd.store.runs import DueJob
+from jobsd.scheduler import FIRE_BATCH, Scheduler
+from jobsd.store.runs import DueJob, SlotFiring
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -35,6 +35,7 @@ class MemorySlots:
     fired: list[tuple[int, datetime, datetime]] = field(default_factory=list)
     slots: set[tuple[int, datetime]] = field(default_factory=set)
     refills: int = 0
+    transactions: int = 0
 
     def put(self, pk: int, schedule: str, next_run_at: datetime | None) -> JobChanged:
         self.jobs[pk] = (schedule, next_run_at)
@@ -48,7 +49,13 @@ class MemorySlots:
         )
         return due[:limit]
 
-    async def fire_slot(
+    async def fire_slots(self, firings: Sequence[SlotFiring]) -> list[tuple[bool, str | None]]:
+        self.transactions += 1
+        return [
+            self.fire(f.job_pk, due=f.due, slot=f.slot, next_run_at=f.next_run_at) for f in firings
+        ]
+
+    def fire(
         self, job_pk: int, *, due: datetime, slot: datetime | None, next_run_at: datetime | None
     ) -> tuple[bool, str | None]:
         schedule, current = self.jobs.get(job_pk, ("", None))
@@ -226,3 +233,16 @@ async def test_missed_beyond_grace_skips(autojump_clock: trio.testing.MockClock)
         await trio.sleep(1)
         assert r.store.fired == []
         assert r.store.jobs[1][1] == datetime(2026, 1, 1, 12, tzinfo=UTC)
+
+
+async def test_a_crowd_due_at_once_fires_in_few_transactions(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    at = T0 + timedelta(minutes=1)
+    jobs = tuple((pk, "2026-01-01T00:01:00Z", at) for pk in range(1, 2001))
+    async with rig(jobs=jobs) as r:
+        await trio.sleep(120)
+    assert len(r.store.fired) == 2000
+    assert {slot for _, slot, _ in r.store.fired} == {at}
+    assert all(fired_at == at for _, _, fired_at in r.store.fired)
+    assert r.store.transactions == -(-2000 // FIRE_BATCH)

@@ -24,7 +24,7 @@ import trio
 from jobsd import errors
 from jobsd.clock import Clock, to_us
 from jobsd.messages import Job, JobChanged, JobSpec
-from jobsd.plans import may_enable
+from jobsd.plans import UNLIMITED, may_enable
 from jobsd.schedule import first_fire, parse_schedule
 from jobsd.store import jobs_sql, runs_sql
 from jobsd.store.engine import Engine
@@ -73,9 +73,7 @@ class JobStore:
                 raise errors.conflict(
                     "slug_taken", f"a job with id '{spec.slug}' already exists", "/data/id"
                 )
-            if spec.enabled and not may_enable(
-                active_jobs_limit, jobs_sql.count_enabled(conn, account_id)
-            ):
+            if spec.enabled and not _room_for_one(conn, account_id, active_jobs_limit):
                 raise _limit_error(active_jobs_limit)
             pk = jobs_sql.insert(
                 conn,
@@ -108,7 +106,7 @@ class JobStore:
             if (
                 spec.enabled
                 and not was_enabled
-                and not may_enable(active_jobs_limit, jobs_sql.count_enabled(conn, account_id))
+                and not _room_for_one(conn, account_id, active_jobs_limit)
             ):
                 raise _limit_error(active_jobs_limit)
             if spec.enabled and was_enabled and spec.schedule == row["schedule"]:
@@ -187,6 +185,13 @@ def _refuse_markers(spec: JobSpec) -> None:
     ]
     if items:
         raise errors.ValidationFailed(items)
+
+
+def _room_for_one(conn: sqlite3.Connection, account_id: str, active_jobs_limit: int) -> bool:
+    """May one more job be enabled? Unlimited plans skip the count (a scan)."""
+    if active_jobs_limit == UNLIMITED:
+        return True
+    return may_enable(active_jobs_limit, jobs_sql.count_enabled(conn, account_id))
 
 
 def _limit_error(limit: int) -> errors.ApiError:

@@ -13,7 +13,7 @@ FAILED/WORKER_LOST, unmetered, with an error naming the header and the key.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -33,6 +33,16 @@ class DueJob:
     job_pk: int
     schedule: str
     next_run_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SlotFiring:
+    """The scheduler's decision for one due job: fire `slot` (or skip), move on."""
+
+    job_pk: int
+    due: datetime
+    slot: datetime | None
+    next_run_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,38 +172,24 @@ class RunStore:
     async def fire_slot(
         self, job_pk: int, *, due: datetime, slot: datetime | None, next_run_at: datetime | None
     ) -> tuple[bool, str | None]:
-        """Advance a due job and insert its SCHEDULE run, atomically.
+        """One `fire_slots` firing; see there."""
+        (result,) = await self.fire_slots([SlotFiring(job_pk, due, slot, next_run_at)])
+        return result
 
-        Nothing happens unless the job is still enabled, live and due at
-        `due` (the scheduler's view may be stale): then (False, None). The
-        run is not inserted when its slot already has one. Returns whether
-        the job advanced, and the new run's id.
+    async def fire_slots(self, firings: Sequence[SlotFiring]) -> list[tuple[bool, str | None]]:
+        """Advance due jobs and insert their SCHEDULE runs, in one transaction.
+
+        For each firing nothing happens unless the job is still enabled, live
+        and due at `due` (the scheduler's view may be stale): then (False,
+        None). A run is not inserted when its slot already has one. Returns,
+        per firing, whether the job advanced and the new run's id. One
+        transaction for a whole batch is what lets thousands of jobs due at
+        the same instant fire in milliseconds rather than a commit each.
         """
         now_us = to_us(self._clock.now())
-        next_us = None if next_run_at is None else to_us(next_run_at)
 
-        def tx(conn: sqlite3.Connection) -> tuple[bool, str | None]:
-            cur = conn.execute(
-                "UPDATE jobs SET next_run_at_us = ?, enabled = CASE WHEN ? IS NULL THEN 0 "
-                "ELSE enabled END WHERE id = ? AND enabled = 1 AND deleted_at_us IS NULL "
-                "AND next_run_at_us = ?",
-                (next_us, next_us, job_pk, to_us(due)),
-            )
-            if cur.rowcount != 1:
-                return False, None
-            if slot is None:
-                return True, None
-            job = jobs_sql.row_by_pk(conn, job_pk)
-            assert job is not None
-            return True, runs_sql.insert(
-                conn,
-                account_id=job["account_id"],
-                job_pk=job_pk,
-                job_slug=job["slug"],
-                trigger=Trigger.SCHEDULE,
-                created_at_us=now_us,
-                scheduled_for_us=to_us(slot),
-            )
+        def tx(conn: sqlite3.Connection) -> list[tuple[bool, str | None]]:
+            return [_fire(conn, firing, now_us) for firing in firings]
 
         return await self._engine.write(tx)
 
@@ -271,6 +267,31 @@ def _fail_unopenable(
         f"finished_at_us = {runs_sql.FINISHED_AT}, job_version = ? "
         "WHERE id = ? AND status = 'PENDING'",
         (error, now_us, job["version"], run_id),
+    )
+
+
+def _fire(conn: sqlite3.Connection, firing: SlotFiring, now_us: int) -> tuple[bool, str | None]:
+    next_us = None if firing.next_run_at is None else to_us(firing.next_run_at)
+    cur = conn.execute(
+        "UPDATE jobs SET next_run_at_us = ?, enabled = CASE WHEN ? IS NULL THEN 0 "
+        "ELSE enabled END WHERE id = ? AND enabled = 1 AND deleted_at_us IS NULL "
+        "AND next_run_at_us = ?",
+        (next_us, next_us, firing.job_pk, to_us(firing.due)),
+    )
+    if cur.rowcount != 1:
+        return False, None
+    if firing.slot is None:
+        return True, None
+    job = jobs_sql.row_by_pk(conn, firing.job_pk)
+    assert job is not None
+    return True, runs_sql.insert(
+        conn,
+        account_id=job["account_id"],
+        job_pk=firing.job_pk,
+        job_slug=job["slug"],
+        trigger=Trigger.SCHEDULE,
+        created_at_us=now_us,
+        scheduled_for_us=to_us(firing.slot),
     )
 
 
