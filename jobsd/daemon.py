@@ -173,7 +173,7 @@ async def _serve(
         scheduler = Scheduler(
             store.runs,
             clock,
-            orders_tx,
+            intake_tx,
             changes_rx,
             misfire_grace_s=config.scheduler.misfire_grace_s,
         )

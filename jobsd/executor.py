@@ -7,10 +7,13 @@ A run's request runs inside its own cancel scope, registered before the
 claim, so a cancel that arrives at any moment after the claim abandons the
 request at once; a run canceled while PENDING is never claimed at all.
 
-Manual runs and reruns come from the API through an intake channel with a
-deep buffer, forwarded by one task, so the API answers at once even while
-every executor is busy; the scheduler sends straight into the pool's
-channel and feels its backpressure.
+Every order (scheduled, manual, rerun, recovered) comes through an intake
+channel with a deep buffer, forwarded by one task into the executors'
+shallow channel. The API therefore answers at once even while every
+executor is busy, and the scheduler commits a crowd of due runs on time
+(`created_at` = the slot) instead of waiting for workers between batches:
+the wait shows where it belongs, as `pending_duration_ms`. Only a backlog
+deeper than the intake buffer pushes back on the scheduler.
 
 Stopping: executors stop taking orders (queued runs stay PENDING in the
 database and run after the next start), in-flight requests get

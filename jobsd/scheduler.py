@@ -11,8 +11,10 @@ index makes a slot fire at most once even across crashes.
 
 Lateness policy (catch-up after downtime, one-offs fire late rather than
 never) lives in `jobsd.schedule.plan_fire`; this module only applies it.
-A full executor pool blocks `orders.send`: backpressure that shows up
-honestly as the runs' pending time.
+`orders` is the executor pool's deep intake: runs are committed on time and
+wait there as PENDING (their `pending_duration_ms`); a backlog deeper than
+the intake buffer blocks `orders.send`, and only then does lateness show up
+as a late `created_at`.
 """
 
 from __future__ import annotations
