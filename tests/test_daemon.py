@@ -17,9 +17,8 @@ from typing import Any
 import httpx2
 import trio
 
-from jobsd.clock import Clock
-from jobsd.daemon import DaemonOptions, run_daemon
-from tests.conftest import JSONAPI, TOKEN_A, make_config
+from tests.conftest import JSONAPI, make_config
+from tests.inprocess import daemon_at
 from tests.target import open_target
 
 ANCHOR = datetime(2026, 6, 5, 1, 59, 58, tzinfo=UTC)
@@ -27,18 +26,8 @@ ANCHOR = datetime(2026, 6, 5, 1, 59, 58, tzinfo=UTC)
 
 @asynccontextmanager
 async def running_daemon(tmp_path: Path, **config: Any) -> AsyncIterator[httpx2.AsyncClient]:
-    bound: list[str] = []
-    options = DaemonOptions(
-        config=make_config(tmp_path, **config), announce=bound.extend, clock=Clock(ANCHOR)
-    )
-    stop = trio.Event()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(run_daemon, options, stop)
-        async with httpx2.AsyncClient(
-            base_url=bound[0], headers={"Authorization": f"Bearer {TOKEN_A}"}, trust_env=False
-        ) as client:
-            yield client
-        stop.set()
+    async with daemon_at(make_config(tmp_path, **config), ANCHOR) as daemon:
+        yield daemon.client
 
 
 def job(slug: str, schedule: str, url: str, **config: Any) -> dict[str, Any]:

@@ -20,9 +20,6 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,41 +31,14 @@ import trio
 from jobsd.clock import Clock, to_us
 from jobsd.config import Config
 from jobsd.crypto import KeyRing
-from jobsd.daemon import DaemonOptions, run_daemon
 from jobsd.store import open_store
 from jobsd.store.recovery import LOST_ERROR, Recovery, recover
-from tests.conftest import JSONAPI, TOKEN_A, make_config
+from tests.conftest import JSONAPI, make_config
+from tests.inprocess import daemon_at
 from tests.target import Target, open_target
 
 T0 = datetime(2026, 6, 5, 0, 0, 30, tzinfo=UTC)
 DELETED_ERROR = "the job was deleted before this run started"
-
-
-@dataclass
-class Daemon:
-    client: httpx2.AsyncClient
-    scope: trio.CancelScope
-
-    def crash(self) -> None:
-        """Die without the stop sequence: in-flight runs stay RUNNING in the file.
-
-        Must be the last thing done inside `daemon_at`'s block.
-        """
-        self.scope.cancel()
-
-
-@asynccontextmanager
-async def daemon_at(config: Config, anchor: datetime) -> AsyncIterator[Daemon]:
-    bound: list[str] = []
-    options = DaemonOptions(config=config, announce=bound.extend, clock=Clock(anchor))
-    stop = trio.Event()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(run_daemon, options, stop)
-        async with httpx2.AsyncClient(
-            base_url=bound[0], headers={"Authorization": f"Bearer {TOKEN_A}"}, trust_env=False
-        ) as client:
-            yield Daemon(client, nursery.cancel_scope)
-        stop.set()
 
 
 def with_grace(config: Config, misfire_grace_s: int) -> Config:
