@@ -53,6 +53,7 @@ from jobsd.clock import from_us, iso, system_utc_now, to_us
 from jobsd.config import token_sha256
 from jobsd.schedule import InstantSchedule, parse_schedule
 from jobsd.store.recovery import LOST_ERROR
+from tests import conftest
 from tests.daemon_process import DaemonProcess
 
 TOKEN = "jobsd_crash-test-token-for-account-crash"
@@ -390,17 +391,9 @@ class Load:
 
 
 def job_doc(slug: str, schedule: str, url: str) -> dict[str, Any]:
-    return {
-        "data": {
-            "type": "job",
-            "id": slug,
-            "attributes": {
-                "name": slug,
-                "schedule": schedule,
-                "configuration": {"url": url, "timeout": 10},
-            },
-        }
-    }
+    return conftest.job_doc(
+        slug, name=slug, schedule=schedule, configuration={"url": url, "timeout": 10}
+    )
 
 
 # -- the harness -------------------------------------------------------------------

@@ -17,7 +17,7 @@ from typing import Any
 import httpx2
 import trio
 
-from tests.conftest import JSONAPI, make_config
+from tests.conftest import JSONAPI, job_doc, make_config
 from tests.inprocess import daemon_at
 from tests.target import open_target
 
@@ -31,17 +31,7 @@ async def running_daemon(tmp_path: Path, **config: Any) -> AsyncIterator[httpx2.
 
 
 def job(slug: str, schedule: str, url: str, **config: Any) -> dict[str, Any]:
-    return {
-        "data": {
-            "type": "job",
-            "id": slug,
-            "attributes": {
-                "name": slug,
-                "schedule": schedule,
-                "configuration": {"url": url, **config},
-            },
-        }
-    }
+    return job_doc(slug, name=slug, schedule=schedule, configuration={"url": url, **config})
 
 
 async def create(client: httpx2.AsyncClient, doc: dict[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -44,124 +46,111 @@ class GatedPerformer:
             self.active -= 1
 
 
-async def run_pool(
-    store: Store, performer: GatedPerformer, workers: int, nursery: trio.Nursery
-) -> tuple[ExecutorPool, trio.MemorySendChannel[RunOrder], trio.MemorySendChannel[CancelRun]]:
-    orders_tx, orders_rx = trio.open_memory_channel[RunOrder](workers)
-    intake_tx, intake_rx = trio.open_memory_channel[RunOrder](10_000)
-    cancels_tx, cancels_rx = trio.open_memory_channel[CancelRun](100)
-    pool = ExecutorPool(
-        store.runs,
-        performer,
-        lambda _: -1,
-        workers=workers,
-        orders=orders_rx,
-        forward_to=orders_tx,
-        intake=intake_rx,
-        cancels=cancels_rx,
-    )
-    await nursery.start(pool.run)
-    return pool, intake_tx, cancels_tx
+@dataclass
+class PoolRig:
+    store: Store
+    performer: GatedPerformer
+    pool: ExecutorPool
+    cancels: trio.MemorySendChannel[CancelRun]
+    _intake: trio.MemorySendChannel[RunOrder]
+
+    async def submit(self, count: int) -> list[str]:
+        """Enqueue `count` manual runs and hand them to the pool, in order."""
+        ids = [(await self.store.runs.enqueue_manual("acme", "j")).id for _ in range(count)]
+        for run_id in ids:
+            await self._intake.send(RunOrder(run_id))
+        return ids
+
+    async def statuses(self, ids: list[str]) -> list[RunStatus]:
+        return [(await self.store.runs.get_run("acme", i)).status for i in ids]
+
+    async def until_active(self, count: int) -> None:
+        with trio.fail_after(10):
+            while self.performer.active < count:
+                await trio.sleep(0.01)
 
 
-async def statuses(store: Store, ids: list[str]) -> list[RunStatus]:
-    return [(await store.runs.get_run("acme", i)).status for i in ids]
+@asynccontextmanager
+async def pool_rig(tmp_path: Path, workers: int) -> AsyncIterator[PoolRig]:
+    """A real store with one job, and a pool of `workers` over a GatedPerformer."""
+    keyring = KeyRing.load_or_create(tmp_path / "k")
+    async with open_store(tmp_path / "db", keyring, Clock(T0)) as store, trio.open_nursery() as n:
+        await store.jobs.create_job("acme", -1, SPEC)
+        performer = GatedPerformer()
+        orders_tx, orders_rx = trio.open_memory_channel[RunOrder](workers)
+        intake_tx, intake_rx = trio.open_memory_channel[RunOrder](10_000)
+        cancels_tx, cancels_rx = trio.open_memory_channel[CancelRun](100)
+        pool = ExecutorPool(
+            store.runs,
+            performer,
+            lambda _: -1,
+            workers=workers,
+            orders=orders_rx,
+            forward_to=orders_tx,
+            intake=intake_rx,
+            cancels=cancels_rx,
+        )
+        await n.start(pool.run)
+        yield PoolRig(store, performer, pool, cancels_tx, intake_tx)
+        n.cancel_scope.cancel()
 
 
 async def test_at_most_workers_running(tmp_path: Path) -> None:
-    keyring = KeyRing.load_or_create(tmp_path / "k")
-    async with open_store(tmp_path / "db", keyring, Clock(T0)) as store, trio.open_nursery() as n:
-        await store.jobs.create_job("acme", -1, SPEC)
-        performer = GatedPerformer()
-        pool, intake, _ = await run_pool(store, performer, 3, n)
-        ids = [(await store.runs.enqueue_manual("acme", "j")).id for _ in range(10)]
-        for run_id in ids:
-            await intake.send(RunOrder(run_id))
-        with trio.fail_after(10):
-            while performer.active < 3:
-                await trio.sleep(0.01)
+    async with pool_rig(tmp_path, 3) as rig:
+        ids = await rig.submit(10)
+        await rig.until_active(3)
         await trio.sleep(0.2)
-        found = await statuses(store, ids)
+        found = await rig.statuses(ids)
         assert found.count(RunStatus.RUNNING) == 3 and found.count(RunStatus.PENDING) == 7
-        assert performer.peak == 3
-        performer.release.set()
+        assert rig.performer.peak == 3
+        rig.performer.release.set()
         with trio.fail_after(10):
-            while (await statuses(store, ids)).count(RunStatus.SUCCEEDED) < 10:
+            while (await rig.statuses(ids)).count(RunStatus.SUCCEEDED) < 10:
                 await trio.sleep(0.02)
-        assert performer.peak == 3
-        await pool.stop(1)
-        n.cancel_scope.cancel()
+        assert rig.performer.peak == 3
+        await rig.pool.stop(1)
 
 
 async def test_cancel_running_and_pending(tmp_path: Path) -> None:
-    keyring = KeyRing.load_or_create(tmp_path / "k")
-    async with open_store(tmp_path / "db", keyring, Clock(T0)) as store, trio.open_nursery() as n:
-        await store.jobs.create_job("acme", -1, SPEC)
-        performer = GatedPerformer()
-        pool, intake, cancels = await run_pool(store, performer, 1, n)
-        running = (await store.runs.enqueue_manual("acme", "j")).id
-        waiting = (await store.runs.enqueue_manual("acme", "j")).id
-        await intake.send(RunOrder(running))
-        await intake.send(RunOrder(waiting))
-        with trio.fail_after(10):
-            while performer.active < 1:
-                await trio.sleep(0.01)
+    async with pool_rig(tmp_path, 1) as rig:
+        running, waiting = await rig.submit(2)
+        await rig.until_active(1)
         # cancel the queued one first: it must never start
-        await store.runs.cancel_run("acme", waiting)
-        _, was_running = await store.runs.cancel_run("acme", running)
+        await rig.store.runs.cancel_run("acme", waiting)
+        _, was_running = await rig.store.runs.cancel_run("acme", running)
         assert was_running
-        await cancels.send(CancelRun(running))
+        await rig.cancels.send(CancelRun(running))
         with trio.fail_after(5):
-            while performer.active:
+            while rig.performer.active:
                 await trio.sleep(0.01)
         await trio.sleep(0.2)
-        assert performer.started == 1
-        assert await statuses(store, [running, waiting]) == [RunStatus.CANCELED] * 2
-        await pool.stop(1)
-        n.cancel_scope.cancel()
+        assert rig.performer.started == 1
+        assert await rig.statuses([running, waiting]) == [RunStatus.CANCELED] * 2
+        await rig.pool.stop(1)
 
 
 async def test_unexpected_error_is_recorded_not_fatal(tmp_path: Path) -> None:
-    keyring = KeyRing.load_or_create(tmp_path / "k")
-    async with open_store(tmp_path / "db", keyring, Clock(T0)) as store, trio.open_nursery() as n:
-        await store.jobs.create_job("acme", -1, SPEC)
-        performer = GatedPerformer()
-        performer.fail_with = RuntimeError("a bug in jobsd")
-        pool, intake, _ = await run_pool(store, performer, 2, n)
-        ids = [(await store.runs.enqueue_manual("acme", "j")).id for _ in range(3)]
-        for run_id in ids:
-            await intake.send(RunOrder(run_id))
+    async with pool_rig(tmp_path, 2) as rig:
+        rig.performer.fail_with = RuntimeError("a bug in jobsd")
+        ids = await rig.submit(3)
         with trio.fail_after(10):
-            while RunStatus.PENDING in (found := await statuses(store, ids)) or (
-                RunStatus.RUNNING in found
-            ):
+            while {RunStatus.PENDING, RunStatus.RUNNING} & set(await rig.statuses(ids)):
                 await trio.sleep(0.02)
         for run_id in ids:
-            run = await store.runs.get_run("acme", run_id)
+            run = await rig.store.runs.get_run("acme", run_id)
             assert run.failure_reason is FailureReason.WORKER_LOST
             assert run.error is not None and "RuntimeError" in run.error
-        await pool.stop(1)
-        n.cancel_scope.cancel()
+        await rig.pool.stop(1)
 
 
 async def test_stop_gives_grace_then_records_lost(tmp_path: Path) -> None:
-    keyring = KeyRing.load_or_create(tmp_path / "k")
-    async with open_store(tmp_path / "db", keyring, Clock(T0)) as store, trio.open_nursery() as n:
-        await store.jobs.create_job("acme", -1, SPEC)
-        performer = GatedPerformer()
-        pool, intake, _ = await run_pool(store, performer, 1, n)
-        hung = (await store.runs.enqueue_manual("acme", "j")).id
-        queued = (await store.runs.enqueue_manual("acme", "j")).id
-        await intake.send(RunOrder(hung))
-        await intake.send(RunOrder(queued))
-        with trio.fail_after(10):
-            while performer.active < 1:
-                await trio.sleep(0.01)
+    async with pool_rig(tmp_path, 1) as rig:
+        hung, queued = await rig.submit(2)
+        await rig.until_active(1)
         started = trio.current_time()
-        await pool.stop(0.5)
+        await rig.pool.stop(0.5)
         assert 0.4 < trio.current_time() - started < 5
-        lost = await store.runs.get_run("acme", hung)
+        lost = await rig.store.runs.get_run("acme", hung)
         assert lost.failure_reason is FailureReason.WORKER_LOST
         assert lost.error is not None and "shutdown_grace_s" in lost.error
-        assert (await store.runs.get_run("acme", queued)).status is RunStatus.PENDING
-        n.cancel_scope.cancel()
+        assert (await rig.store.runs.get_run("acme", queued)).status is RunStatus.PENDING

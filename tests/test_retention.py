@@ -23,7 +23,7 @@ from jobsd.messages import HttpConfig, JobSpec
 from jobsd.retention import PruneReport, cutoff_us, prune_once, run_retention
 from jobsd.runs import RunStatus
 from jobsd.store import Store, open_store
-from tests.conftest import make_harness
+from tests.conftest import job_doc, make_harness
 
 T0 = datetime(2026, 6, 5, 2, 0, tzinfo=UTC)
 DAY_US = 86_400 * 1_000_000
@@ -282,15 +282,4 @@ async def test_the_api_keeps_answering_during_a_large_prune(tmp_path: Path, tota
 
 
 def _job_doc(slug: str) -> dict[str, object]:
-    return {
-        "data": {
-            "type": "job",
-            "id": slug,
-            "attributes": {
-                "name": slug,
-                "schedule": "0 2 * * *",
-                "enabled": False,
-                "configuration": {"url": "https://example.invalid/hook"},
-            },
-        }
-    }
+    return job_doc(slug, name=slug, enabled=False)
