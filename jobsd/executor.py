@@ -83,10 +83,6 @@ class ExecutorPool:
         self._intake_scope = trio.CancelScope()
         self._lost_error = "jobsd stopped before this run's request finished"
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._in_flight)
-
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         try:
             async with trio.open_nursery() as nursery:

@@ -2,9 +2,9 @@
 
 The enum values are the wire strings and the database strings: there is no
 mapping layer in which the three could drift apart. The allowed transitions
-sit beside the states so that every conditional update in the store can be
-checked against them (tests assert that the store's SQL never takes an edge
-that is not listed here).
+sit beside the states: every conditional update in the store names in its
+WHERE the state it leaves, each such edge is one listed here, and
+`sources_of` writes that WHERE where more than one state may be left.
 """
 
 from __future__ import annotations
@@ -55,10 +55,6 @@ ALLOWED: frozenset[tuple[RunStatus, RunStatus]] = frozenset(
         (RunStatus.RUNNING, RunStatus.CANCELED),
     }
 )
-
-
-def can_transition(src: RunStatus, dst: RunStatus) -> bool:
-    return (src, dst) in ALLOWED
 
 
 def sources_of(dst: RunStatus) -> tuple[RunStatus, ...]:
