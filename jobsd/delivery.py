@@ -134,7 +134,7 @@ class Delivery:
         request: dict[str, object] = {
             "method": config.method,
             "url": config.url,
-            "headers": [{"name": h.name, "value": "<redacted>"} for h in config.headers],
+            "headers": [{"name": h.name, "value": "<redacted>"} for h in config.job_headers()],
             "body": config.body,
         }
         reading = _Reading()
@@ -176,7 +176,7 @@ class Delivery:
             client.stream(
                 config.method,
                 config.url,
-                headers=[(h.name.encode(), h.value.encode()) for h in config.headers]
+                headers=[(h.name.encode(), h.value.encode()) for h in config.job_headers()]
                 + [(name.encode(), value.encode()) for name, value in stamp],
                 content=(config.body or "").encode("utf-8"),
             ) as response,

@@ -12,6 +12,10 @@ from datetime import datetime
 
 from jobsd.runs import FailureReason, RunStatus, Trigger
 
+# jobsd's own request headers (run id, job, scheduled instant) start with this;
+# a job may not set such a name, so a target never gets two of them.
+OWN_HEADER_PREFIX = "X-Jobsd-"
+
 
 @dataclass(frozen=True, slots=True)
 class Header:
@@ -31,6 +35,12 @@ class HttpConfig:
     ca_cert: str | None = None
     body: str | None = None
     timeout_s: int = 30
+
+    def job_headers(self) -> tuple[Header, ...]:
+        """The headers a run sends for the job: without any under jobsd's own
+        prefix, which a job stored before that rule may still hold."""
+        own = OWN_HEADER_PREFIX.lower()
+        return tuple(h for h in self.headers if not h.name.lower().startswith(own))
 
 
 @dataclass(frozen=True, slots=True)

@@ -229,6 +229,21 @@ async def test_success_records_the_exchange_and_redacts_header_values() -> None:
     assert seen.header("accept-encoding") == "identity"
 
 
+async def test_a_stored_job_header_under_jobsds_prefix_never_doubles_the_stamp() -> None:
+    """A job stored before such names were refused: the target gets jobsd's value once."""
+    headers = (Header("x-jobsd-run-id", "forged"), Header("X-JOBSD-JOB", "x"), Header("A", "1"))
+    stamp = [("X-Jobsd-Run-Id", "the-real-run"), ("X-Jobsd-Job", "nightly")]
+    async with serving() as server:
+        url = f"http://127.0.0.1:{server.port}/"
+        outcome = await Delivery(LOCAL).perform(config(url, headers=headers), stamp=stamp)
+    assert outcome.status is RunStatus.SUCCEEDED
+    [seen] = server.seen
+    assert [v for n, v in seen.headers if n == "x-jobsd-run-id"] == ["the-real-run"]
+    assert [v for n, v in seen.headers if n == "x-jobsd-job"] == ["nightly"]
+    assert seen.header("a") == "1"
+    assert outcome.request["headers"] == [{"name": "A", "value": "<redacted>"}]
+
+
 async def test_no_body_is_sent_as_empty() -> None:
     async with serving() as server:
         url = f"http://127.0.0.1:{server.port}/"

@@ -314,3 +314,50 @@ async def test_hostile_slugs_in_the_path(tmp_path: Path, path: str) -> None:
             for method in ("GET", "POST"):
                 status = await check_answer(h, method, run_path, b"", JSONAPI)
                 assert status in (404, 405)
+
+
+CONF = "/data/attributes/configuration"
+FLOOD = [{"name": f"H{i}", "value": "v"} for i in range(60_000)]
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT"])
+@pytest.mark.parametrize(
+    ("config", "pointer", "code"),
+    [
+        ({"headers": FLOOD}, f"{CONF}/headers", "too_many_headers"),
+        ({"headers": FLOOD[:65]}, f"{CONF}/headers", "too_many_headers"),
+        (
+            {"headers": [{"name": "x-JOBSD-run-id", "value": "forged"}]},
+            f"{CONF}/headers/0/name",
+            "invalid_header",
+        ),
+        ({"url": "http://0177.0.0.1:8080/"}, f"{CONF}/url", "invalid_url"),
+        ({"url": "http://127.000.000.001/"}, f"{CONF}/url", "invalid_url"),
+        ({"url": "https://2130706433/"}, f"{CONF}/url", "invalid_url"),
+        (
+            {
+                "body": "b" * MiB,
+                "headers": [{"name": f"H{i}", "value": "v" * 8192} for i in range(40)],
+            },
+            CONF,
+            "configuration_too_large",
+        ),
+    ],
+    ids=["60000-headers", "65-headers", "own-header", "octal", "zero-padded", "integer", "size"],
+)
+async def test_bounds_on_a_job_are_422_and_change_nothing(
+    tmp_path: Path, method: str, config: dict[str, Any], pointer: str, code: str
+) -> None:
+    async with make_harness(tmp_path) as h:
+        assert (await h.post("/api/v1/jobs", base_document("target"))).status_code == 201
+        doc = base_document("fresh" if method == "POST" else None)
+        doc["data"]["attributes"]["configuration"].update(config)
+        body = json.dumps(doc, separators=(",", ":")).encode()
+        assert len(body) < 2 * MiB
+        path = "/api/v1/jobs" if method == "POST" else "/api/v1/jobs/target"
+        assert await check_answer(h, method, path, body, JSONAPI) == 422
+        r = await h.client.open(
+            path, method=method, data=body, headers={**auth(TOKEN_A), "Content-Type": JSONAPI}
+        )
+        errors = (await r.get_json())["errors"]
+        assert [(e["source"]["pointer"], e["code"]) for e in errors] == [(pointer, code)]

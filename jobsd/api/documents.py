@@ -22,6 +22,10 @@ Decisions where the spec is silent:
   controls and leading/trailing whitespace (h11 will not send them) and
   non-ASCII (httpx encodes str values as ASCII): every run would fail.
 - A PUT path that breaks the slug rule is 404: no job can have that id.
+- At most MAX_ERRORS problems are listed, then one `too_many_errors` item
+  counts the rest: the answer stays small whatever the document holds.
+- The bounds on one job (header count, configuration size) and the header
+  names jobsd keeps for itself are in `fields.py`.
 """
 
 from __future__ import annotations
@@ -32,11 +36,12 @@ from typing import Final
 from jobsd.api.fields import (
     FIELD_VALUE,
     FIELD_VALUE_RULE,
+    MAX_HEADERS,
     SLUG,
     SUCCESS_STATUS,
     SURROGATE,
-    TOKEN,
-    TOKEN_RULE,
+    configuration_size_problem,
+    header_name_problem,
     reencode_certificates,
     url_problem,
 )
@@ -48,11 +53,11 @@ METHODS: Final = ("POST", "GET", "PUT", "PATCH", "DELETE")  # the default first
 CONFIG_FIELDS: Final = frozenset(
     {"method", "url", "headers", "success_status", "tls_verify", "ca_cert", "body", "timeout"}
 )
-REFUSED_HEADERS: Final = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 DEFAULT_TIMEOUT_S: Final = 30
 _ATTRS: Final = "/data/attributes"
 _CONF: Final = "/data/attributes/configuration"
 _MiB: Final = 1024 * 1024
+MAX_ERRORS: Final = 100
 
 
 class _Missing(Enum):
@@ -83,14 +88,33 @@ def is_slug(text: str) -> bool:
 
 
 class _Errors:
+    """The problems found so far; past MAX_ERRORS only counted, so that a
+    2 MiB document of bad members cannot turn into a 50 MiB answer."""
+
     def __init__(self) -> None:
-        self.items: list[ErrorItem] = []
+        self._found: list[ErrorItem] = []
+        self._unlisted = 0
 
     def add(self, code: str, pointer: str, detail: str) -> None:
+        if len(self._found) >= MAX_ERRORS:
+            self._unlisted += 1
+            return
         # Escaped so that an error about a bad string can always be encoded.
         pointer = pointer.encode("utf-8", "backslashreplace").decode("utf-8")
         detail = detail.encode("utf-8", "backslashreplace").decode("utf-8")
-        self.items.append(invalid(code, pointer, detail))
+        self._found.append(invalid(code, pointer, detail))
+
+    @property
+    def items(self) -> list[ErrorItem]:
+        if not self._unlisted:
+            return list(self._found)
+        more = ErrorItem(
+            422,
+            "too_many_errors",
+            "Too many errors",
+            f"{self._unlisted} more problems were found and not listed; fix these and send again.",
+        )
+        return [*self._found, more]
 
 
 def _kind(value: object) -> str:
@@ -261,6 +285,8 @@ def _configuration(errs: _Errors, conf: dict[str, object], max_timeout_s: int) -
         body=_body(errs, conf.get("body")),
         timeout_s=_timeout(errs, conf.get("timeout", MISSING), max_timeout_s),
     )
+    if problem := configuration_size_problem(config):
+        errs.add("configuration_too_large", _CONF, problem)
     for key in conf:
         if key not in CONFIG_FIELDS:
             escaped = key.replace("~", "~0").replace("/", "~1")
@@ -278,6 +304,9 @@ def _headers(errs: _Errors, value: object) -> tuple[Header, ...]:
             f"`headers` must be an array of {{name, value}}, not {_kind(value)}.",
         )
         return ()
+    if len(value) > MAX_HEADERS:
+        errs.add("too_many_headers", ptr, f"{len(value)} headers; a job may have {MAX_HEADERS}.")
+        return ()
     headers: list[Header] = []
     for i, item in enumerate(value):
         obj = _object(errs, item, f"{ptr}/{i}", "A header")
@@ -287,10 +316,8 @@ def _headers(errs: _Errors, value: object) -> tuple[Header, ...]:
         name = _string(
             errs, obj.get("name", MISSING), f"{at}/name", min_len=1, max_len=200, chars_code=None
         )
-        if name is not None and not TOKEN.fullmatch(name):
-            errs.add("invalid_header", f"{at}/name", TOKEN_RULE)
-        elif name is not None and name.lower() in REFUSED_HEADERS:
-            errs.add("invalid_header", f"{at}/name", f"{name} is set by jobsd itself; remove it.")
+        if name is not None and (problem := header_name_problem(name)):
+            errs.add("invalid_header", f"{at}/name", problem)
         val = _string(errs, obj.get("value", MISSING), f"{at}/value", max_len=8192, chars_code=None)
         if val is not None and not FIELD_VALUE.fullmatch(val):
             errs.add("invalid_header", f"{at}/value", FIELD_VALUE_RULE)

@@ -19,6 +19,8 @@ from quart import Blueprint, Response
 from jobsd import errors
 from jobsd.api import jsonapi
 from jobsd.api.context import ApiContext
+from jobsd.api.fields import MAX_CONFIGURATION_BYTES, MAX_HEADERS
+from jobsd.messages import OWN_HEADER_PREFIX
 
 _ERROR_STATUSES = {
     "400": "Bad request: malformed JSON or a bad query parameter (named in source.parameter)",
@@ -28,7 +30,7 @@ _ERROR_STATUSES = {
     "409": "Conflict (slug taken, id or type mismatch, run already terminal, job deleted)",
     "413": "Request body over 2 MiB",
     "415": "Request body not application/vnd.api+json or application/json",
-    "422": "Invalid fields, each with its source.pointer",
+    "422": "Invalid fields, each with its source.pointer (at most 100, then a count)",
     "431": "Request line and headers over the server's max_request_header_bytes",
 }
 
@@ -57,6 +59,22 @@ def _tighten_parameters(spec: dict[str, Any]) -> None:
                     parameter["schema"].update(rule)
                 if path == "/api/v1/runs" and parameter["name"] == "page[size]":
                     parameter["schema"]["anyOf"][0]["maximum"] = 1000
+
+
+def _bound_jobs(spec: dict[str, Any]) -> None:
+    """The bounds on one job that the shared schema leaves open (fields.py)."""
+    config = spec["components"]["schemas"]["JobHttpConfiguration"]
+    config["description"] += (
+        f"\n\njobsd: url, header names and values, ca_cert and body together are at most"
+        f" {MAX_CONFIGURATION_BYTES} bytes as UTF-8 (422 configuration_too_large)."
+    )
+    headers = config["properties"]["headers"]
+    headers["maxItems"] = MAX_HEADERS
+    headers["description"] += (
+        f" At most {MAX_HEADERS}. Names starting with {OWN_HEADER_PREFIX} (any case) are"
+        " jobsd's own and refused, as are Host, Content-Length, Transfer-Encoding and"
+        " Connection."
+    )
 
 
 # OpenAPI links: how a response feeds the next request, so that clients and a
@@ -117,6 +135,7 @@ def _add_links(spec: dict[str, Any]) -> None:
 def served_spec() -> dict[str, Any]:
     spec = copy.deepcopy(base_spec())
     _tighten_parameters(spec)
+    _bound_jobs(spec)
     _add_links(spec)
     spec["components"]["schemas"]["ErrorDocument"] = {
         "type": "object",

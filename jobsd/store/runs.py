@@ -20,7 +20,7 @@ from datetime import datetime
 from jobsd import errors
 from jobsd.clock import Clock, from_us, iso, month_of, to_us
 from jobsd.errors import SealError
-from jobsd.messages import HttpConfig, Outcome, Run
+from jobsd.messages import OWN_HEADER_PREFIX, HttpConfig, Outcome, Run
 from jobsd.plans import may_meter
 from jobsd.runs import RunStatus, Trigger
 from jobsd.store import jobs_sql, runs_sql
@@ -57,9 +57,10 @@ class Claim:
 
     def stamp(self) -> list[tuple[str, str]]:
         """jobsd's own request headers: who sent this, for which run and slot."""
-        headers = [("X-Jobsd-Run-Id", self.run_id), ("X-Jobsd-Job", self.job_slug)]
+        own = OWN_HEADER_PREFIX
+        headers = [(f"{own}Run-Id", self.run_id), (f"{own}Job", self.job_slug)]
         if self.scheduled_for is not None:
-            headers.append(("X-Jobsd-Scheduled-For", iso(self.scheduled_for) or ""))
+            headers.append((f"{own}Scheduled-For", iso(self.scheduled_for) or ""))
         return headers
 
 
