@@ -62,6 +62,7 @@ class Cron:
     doms: int
     dows: int  # bit 0 is Sunday (a 7 was folded into it)
     either_day: bool  # Vixie: both day fields restricted, neither starting with *
+    wall_clock: bool  # ISC cron: in a zone, keeps local times (minute, hour not starting with *)
 
     def day_matches(self, d: date) -> bool:
         if not self.months >> d.month & 1:
@@ -89,7 +90,8 @@ def compile_cron(expr: str) -> Cron:
     minutes = tuple(
         h * 60 + m for h in range(24) if hour >> h & 1 for m in range(60) if minute >> m & 1
     )
-    return Cron(minutes, month, dom, dow, either_day)
+    wall_clock = not texts[0].startswith("*") and not texts[1].startswith("*")
+    return Cron(minutes, month, dom, dow, either_day, wall_clock)
 
 
 def _expand(text: str, f: _Field) -> int:
@@ -124,8 +126,11 @@ def _expand(text: str, f: _Field) -> int:
         elif "-" in base:
             first, _, last = base.partition("-")
             low, high = value(first), value(last)
-            if low > high:
-                raise fail(f"range {base} runs backwards; split it into a list")
+            if low > high and high == 0 and f.name == "day-of-week":
+                high = 7  # cronie: a day-of-week range may end on Sunday (sat-sun, 5-0)
+            elif low > high:
+                ending = ", or end it on Sunday (sat-sun)" if f.name == "day-of-week" else ""
+                raise fail(f"range {base} runs backwards; split it into a list{ending}")
         else:
             low = value(base)
             high = max(f.last, low) if slash else low

@@ -5,6 +5,7 @@
     ├── StorageError           the database cannot be used as it is
     │   └── SchemaTooNewError  written by a newer jobsd
     ├── ScheduleError          a schedule string that cannot fire
+    │   └── TimezoneError      an unknown zone, or a zone on a schedule that is not cron
     ├── SealError              a header value that cannot be opened
     └── ApiError               becomes one JSON:API error document
         ├── ValidationFailed   422, one entry per bad field
@@ -51,6 +52,10 @@ class ScheduleError(JobsdError):
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+
+
+class TimezoneError(ScheduleError):
+    """The `timezone` attribute is at fault, not the schedule: its own pointer."""
 
 
 class SealError(JobsdError):

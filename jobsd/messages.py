@@ -103,6 +103,7 @@ class JobChanged:
     job_pk: int
     schedule: str
     next_run_at: datetime | None
+    timezone: str | None = None  # the IANA zone a cron schedule runs in; None: UTC
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,8 +21,11 @@ Decisions where the spec is silent:
   otherwise both must (so `0 0 */2 * 1` is odd-numbered Mondays, as in
   Vixie). `n/step` means `n-last/step`, where the last day of the week is
   6 (Saturday; `7` is only another name for Sunday). A range must not run
-  backwards (`sat-sun` is refused; write `sat,sun`). A step may exceed its
-  range. A `*` may appear inside a list (as in Vixie).
+  backwards, except a day-of-week range ending on Sunday, which cronie
+  reads as ending on day 7 (`sat-sun`, `5-0`, `fri-sun/2`). A step may
+  exceed its range. A `*` may appear inside a list (as in Vixie).
+- A cron schedule may carry an IANA time zone (`jobsd.zones`: ISC cron's
+  daylight-saving rule); every instant in and out stays UTC.
 - Instants: `YYYY-MM-DD[T|t|space]HH:MM[:SS[.fraction]]` then `Z`, `z` or
   `+HH:MM`/`+HHMM`/`+HH`; fractions past microseconds are truncated.
 - A text over 1000 characters is refused before any parsing.
@@ -35,9 +38,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from functools import lru_cache
+from zoneinfo import ZoneInfo
 
 from jobsd.cron import MACROS, compile_cron, next_slot, prev_slot
-from jobsd.errors import ScheduleError
+from jobsd.errors import ScheduleError, TimezoneError
+from jobsd.zones import load_zone, next_zoned_slot, prev_zoned_slot
 
 MAX_SCHEDULE_CHARS = 1000
 _FORMS = "use now, an ISO-8601 instant such as 2030-01-01T09:00:00Z, or 5 cron fields"
@@ -61,13 +66,30 @@ class InstantSchedule:
 @dataclass(frozen=True, slots=True)
 class CronSchedule:
     expr: str
+    zone: ZoneInfo | None = None  # None: UTC
+
+    @property
+    def timezone(self) -> str | None:
+        return None if self.zone is None else self.zone.key
 
 
 Schedule = NowSchedule | InstantSchedule | CronSchedule
 
 
-def parse_schedule(text: str) -> Schedule:
-    """Raises ScheduleError whose detail tells a person what to change."""
+def parse_schedule(text: str, timezone: str | None = None) -> Schedule:
+    """Raises ScheduleError whose detail tells a person what to change;
+    TimezoneError (a ScheduleError) when `timezone` is what is wrong."""
+    parsed = _parse_text(text)
+    if timezone is None:
+        return parsed
+    if not isinstance(parsed, CronSchedule):
+        raise TimezoneError(
+            "a timezone applies only to a recurring (cron) schedule; leave it null here"
+        )
+    return CronSchedule(parsed.expr, load_zone(timezone))
+
+
+def _parse_text(text: str) -> Schedule:
     if len(text) > MAX_SCHEDULE_CHARS:
         raise ScheduleError(f"schedule is longer than {MAX_SCHEDULE_CHARS} characters")
     text = text.strip()
@@ -109,7 +131,7 @@ def first_fire(s: Schedule, *, now: datetime) -> datetime:
         return _utc(now)
     if isinstance(s, InstantSchedule):
         return s.at
-    slot = next_slot(compile_cron(s.expr), _utc(now))
+    slot = _next(s, _utc(now))
     if slot is None:
         raise ScheduleError("the schedule has no slot left before the year 10000")
     return slot
@@ -117,11 +139,10 @@ def first_fire(s: Schedule, *, now: datetime) -> datetime:
 
 def cron_slots_after(s: CronSchedule, after: datetime) -> Iterator[datetime]:
     """Slots strictly after `after`, ascending (ends only at the year 10000)."""
-    cron = compile_cron(s.expr)
-    slot = next_slot(cron, _utc(after))
+    slot = _next(s, _utc(after))
     while slot is not None:
         yield slot
-        slot = next_slot(cron, slot)
+        slot = _next(s, slot)
 
 
 def plan_fire(
@@ -136,13 +157,25 @@ def plan_fire(
         raise ValueError("misfire_grace_s must be >= 0")
     if not isinstance(s, CronSchedule):
         return due, None  # a one-off fires late rather than never
-    cron, due, now = compile_cron(s.expr), _utc(due), _utc(now)
+    due, now = _utc(due), _utc(now)
     grace = _seconds(misfire_grace_s)
     fired: datetime | None = due
     if now - due > grace:
-        latest = prev_slot(cron, now)
+        latest = _prev(s, now)
         fired = latest if latest is not None and now - latest <= grace else None
-    return fired, next_slot(cron, fired if fired is not None else now)
+    return fired, _next(s, fired if fired is not None else now)
+
+
+def _next(s: CronSchedule, after: datetime) -> datetime | None:
+    if s.zone is None:
+        return next_slot(compile_cron(s.expr), after)
+    return next_zoned_slot(compile_cron(s.expr), s.zone, after)
+
+
+def _prev(s: CronSchedule, at: datetime) -> datetime | None:
+    if s.zone is None:
+        return prev_slot(compile_cron(s.expr), at)
+    return prev_zoned_slot(compile_cron(s.expr), s.zone, at)
 
 
 # -- instants -------------------------------------------------------------------

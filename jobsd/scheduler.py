@@ -109,12 +109,10 @@ class Scheduler:
         if change.next_run_at is None or change.next_run_at > self._covered_until:
             self._forget(change.job_pk)
             return
-        self._track(change.job_pk, change.schedule, change.next_run_at)
+        self._track(change.job_pk, change.schedule, change.timezone, change.next_run_at)
 
-    def _track(self, job_pk: int, schedule: str | Schedule, due: datetime) -> None:
-        self._schedules[job_pk] = (
-            parse_schedule(schedule) if isinstance(schedule, str) else schedule
-        )
+    def _track(self, job_pk: int, schedule: str, timezone: str | None, due: datetime) -> None:
+        self._schedules[job_pk] = parse_schedule(schedule, timezone)
         self._wheel.add(job_pk, to_us(due))
 
     def _forget(self, job_pk: int) -> None:
@@ -130,7 +128,7 @@ class Scheduler:
             # load again as soon as that instant is reached.
             until = due[-1].next_run_at
         for item in due:
-            self._track(item.job_pk, item.schedule, item.next_run_at)
+            self._track(item.job_pk, item.schedule, item.timezone, item.next_run_at)
         self._covered_until = until if not full else until - timedelta(microseconds=1)
         self._refill_at = until
 

@@ -127,7 +127,9 @@ def test_cron_is_normalized(text: str, expr: str) -> None:
         ("1,,2 * * * *", ["minute field", "missing"]),
         ("5, * * * *", ["minute field", "missing"]),
         ("30-10 * * * *", ["minute field", "backwards"]),
-        ("0 0 * * sat-sun", ["day-of-week field", "backwards"]),
+        ("0 0 * * sat-mon", ["day-of-week field", "backwards", "end it on Sunday"]),
+        ("0 0 * * 6-1", ["day-of-week field", "backwards"]),
+        ("0 0 * * 7-1", ["day-of-week field", "backwards"]),
         ("0 0 L * *", ["day-of-month field"]),
         ("0 0 15W * *", ["day-of-month field"]),
         ("0 0 * * 1#2", ["day-of-week field"]),
@@ -192,6 +194,34 @@ def test_sunday_is_both_0_and_7(dow: str) -> None:
         assert got == [utc(2025, 1, 4), utc(2025, 1, 5)]
     else:
         assert got == [utc(2025, 1, 5), utc(2025, 1, 12)]
+
+
+@pytest.mark.parametrize(
+    ("dow", "days"),
+    [
+        # cronie: a backward day-of-week range ending on Sunday ends on day 7
+        ("sat-sun", [4, 5, 11, 12]),
+        ("6-0", [4, 5, 11, 12]),
+        ("5-0", [3, 4, 5, 10]),
+        ("fri-sun", [3, 4, 5, 10]),
+        ("FRI-SUN", [3, 4, 5, 10]),
+        ("5-0/2", [3, 5, 10, 12]),  # fri, sun
+        ("7-0", [5, 12, 19, 26]),  # 7-7: Sunday
+        ("1-0", [2, 3, 4, 5]),  # mon-sun: every day
+        ("sat-sun,wed", [4, 5, 8, 11]),
+        ("0-0", [5, 12, 19, 26]),  # not backwards: Sunday alone
+    ],
+)
+def test_backward_day_of_week_ranges_ending_on_sunday(dow: str, days: list[int]) -> None:
+    assert slots(f"0 0 * * {dow}", T0, 4) == [utc(2025, 1, d) for d in days]
+    assert parse_schedule(f"0 0 * * {dow}") == CronSchedule(f"0 0 * * {dow.lower()}")
+
+
+def test_sat_sun_as_in_cronies_own_example() -> None:
+    """cronie-crond/cronie#200: `0 0 * * sat-sun` in a CET crontab, read with
+    cronnext on Thursday 2025-03-13, fires next at 1741993200 (Sat 00:00 CET)."""
+    s = parse_schedule("0 0 * * sat-sun", "Europe/Prague")
+    assert first_fire(s, now=utc(2025, 3, 13, 12)).timestamp() == 1741993200
 
 
 def test_start_with_step_runs_to_the_end_of_the_field() -> None:

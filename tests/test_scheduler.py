@@ -32,19 +32,27 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 class MemorySlots:
     clock: Clock
     jobs: dict[int, tuple[str, datetime | None]] = field(default_factory=dict)
+    zones: dict[int, str | None] = field(default_factory=dict)
     fired: list[tuple[int, datetime, datetime]] = field(default_factory=list)
     slots: set[tuple[int, datetime]] = field(default_factory=set)
     refills: int = 0
     transactions: int = 0
 
-    def put(self, pk: int, schedule: str, next_run_at: datetime | None) -> JobChanged:
+    def put(
+        self, pk: int, schedule: str, next_run_at: datetime | None, timezone: str | None = None
+    ) -> JobChanged:
         self.jobs[pk] = (schedule, next_run_at)
-        return JobChanged(pk, schedule, next_run_at)
+        self.zones[pk] = timezone
+        return JobChanged(pk, schedule, next_run_at, timezone)
 
     async def due_before(self, until: datetime, limit: int) -> list[DueJob]:
         self.refills += 1
         due = sorted(
-            (DueJob(pk, s, n) for pk, (s, n) in self.jobs.items() if n is not None and n <= until),
+            (
+                DueJob(pk, s, n, self.zones.get(pk))
+                for pk, (s, n) in self.jobs.items()
+                if n is not None and n <= until
+            ),
             key=lambda d: d.next_run_at,
         )
         return due[:limit]
@@ -77,9 +85,12 @@ class Rig:
     orders: list[RunOrder]
     clock: Clock
 
-    async def change(self, pk: int, schedule: str, enabled: bool = True) -> None:
-        nxt = first_fire(parse_schedule(schedule), now=self.clock.now()) if enabled else None
-        await self.changes.send(self.store.put(pk, schedule, nxt))
+    async def change(
+        self, pk: int, schedule: str, enabled: bool = True, timezone: str | None = None
+    ) -> None:
+        parsed = parse_schedule(schedule, timezone)
+        nxt = first_fire(parsed, now=self.clock.now()) if enabled else None
+        await self.changes.send(self.store.put(pk, schedule, nxt, timezone))
 
 
 @asynccontextmanager
@@ -89,12 +100,15 @@ async def rig(
     horizon_s: float = 3600.0,
     limit: int = 10_000,
     jobs: tuple[tuple[int, str, datetime], ...] = (),
+    start: datetime = T0,
+    timezone: str | None = None,
 ) -> AsyncIterator[Rig]:
-    """A scheduler over `MemorySlots`; `jobs` are in the store before it starts."""
-    clock = Clock(T0)
+    """A scheduler over `MemorySlots` from `start`; `jobs` (in `timezone`) are
+    in the store before it starts."""
+    clock = Clock(start)
     store = MemorySlots(clock)
     for pk, schedule, next_run_at in jobs:
-        store.put(pk, schedule, next_run_at)
+        store.put(pk, schedule, next_run_at, timezone)
     changes_tx, changes_rx = trio.open_memory_channel[JobChanged](100)
     orders_tx, orders_rx = trio.open_memory_channel[RunOrder](64)
     orders: list[RunOrder] = []

@@ -33,6 +33,7 @@ class DueJob:
     job_pk: int
     schedule: str
     next_run_at: datetime
+    timezone: str | None = None  # the IANA zone a cron schedule runs in; None: UTC
 
 
 @dataclass(frozen=True, slots=True)
