@@ -6,6 +6,7 @@
     │   └── SchemaTooNewError  written by a newer jobsd
     ├── ScheduleError          a schedule string that cannot fire
     │   └── TimezoneError      an unknown zone, or a zone on a schedule that is not cron
+    ├── RetryPolicyError       a retry policy that breaks its rules; one entry per problem
     ├── SealError              a header value that cannot be opened
     └── ApiError               becomes one JSON:API error document
         ├── ValidationFailed   422, one entry per bad field
@@ -56,6 +57,15 @@ class ScheduleError(JobsdError):
 
 class TimezoneError(ScheduleError):
     """The `timezone` attribute is at fault, not the schedule: its own pointer."""
+
+
+class RetryPolicyError(JobsdError):
+    """`problems`: (JSON pointer below the attributes, detail), one per fault,
+    e.g. ("retry_statuses/2", "'6xx' is not a status pattern: ...")."""
+
+    def __init__(self, problems: tuple[tuple[str, str], ...]) -> None:
+        super().__init__("; ".join(f"{where}: {detail}" for where, detail in problems))
+        self.problems = problems
 
 
 class SealError(JobsdError):
