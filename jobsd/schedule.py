@@ -192,14 +192,15 @@ _INSTANT = re.compile(
 
 def _parse_instant(text: str) -> datetime:
     m = _INSTANT.fullmatch(text)
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)  # details stay one line
     if m is None and _DATE_ONLY.fullmatch(text):
-        raise ScheduleError(f"'{text}' is a date; add a time and Z, e.g. {text}T00:00:00Z")
+        raise ScheduleError(f"'{shown}' is a date; add a time and Z, e.g. {shown}T00:00:00Z")
     if m is None:
         raise ScheduleError(
-            f"'{text}' is not an ISO-8601 instant; write it like 2030-01-01T09:00:00Z"
+            f"'{shown}' is not an ISO-8601 instant; write it like 2030-01-01T09:00:00Z"
         )
     if m["z"] is None and m["sign"] is None:
-        raise ScheduleError(f"'{text}' has no UTC offset; add Z or an offset such as +02:00")
+        raise ScheduleError(f"'{shown}' has no UTC offset; add Z or an offset such as +02:00")
     year, month, day, hour, minute = (int(g) for g in m.groups()[:5])
     second = int(m[6] or 0)
     micro = int((m[7] or "0")[:6].ljust(6, "0"))
@@ -207,15 +208,15 @@ def _parse_instant(text: str) -> datetime:
     if m["sign"] is not None:
         off_h, off_m = int(m[10]), int(m[11] or 0)
         if off_h > 23 or off_m > 59:
-            raise ScheduleError(f"'{text}' has an impossible UTC offset")
+            raise ScheduleError(f"'{shown}' has an impossible UTC offset")
         offset = timedelta(hours=off_h, minutes=off_m) * (-1 if m["sign"] == "-" else 1)
     try:
         local = datetime(year, month, day, hour, minute, second, micro, timezone(offset))
         return local.astimezone(UTC)
     except ValueError as exc:
-        raise ScheduleError(f"'{text}' is not a real instant: {exc}") from None
+        raise ScheduleError(f"'{shown}' is not a real instant: {exc}") from None
     except OverflowError:
-        raise ScheduleError(f"'{text}' is outside the years 1-9999 in UTC") from None
+        raise ScheduleError(f"'{shown}' is outside the years 1-9999 in UTC") from None
 
 
 @lru_cache(maxsize=64)

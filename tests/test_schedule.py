@@ -149,6 +149,14 @@ def test_refusals_say_what_is_wrong(text: str, words: list[str]) -> None:
         assert word in info.value.detail
 
 
+@pytest.mark.parametrize("text", ["0000-\n0", "2030-01-01\n09:00Z", "2030-01-01T09:00\x00Z"])
+def test_a_refused_instant_is_shown_on_one_line(text: str) -> None:
+    with pytest.raises(ScheduleError) as info:
+        parse_schedule(text)
+    assert "\n" not in info.value.detail and "\x00" not in info.value.detail
+    assert "\\n" in info.value.detail or "\\x00" in info.value.detail
+
+
 def test_feb_29_is_valid_and_skips_the_century_that_is_not_leap() -> None:
     s = parse_schedule("0 0 29 2 *")
     assert isinstance(s, CronSchedule)
