@@ -1,4 +1,5 @@
-"""`jobsd serve | check-config | token | backup | rotate-key | check-keys`.
+"""`jobsd serve | check-config | token | backup | rotate-key | check-keys | signing-secret |
+rotate-signing-secret`.
 
 Errors name the bad key and exit with status 2, so a unit that fails to
 start says why in `systemctl status`. `serve` without `--config` runs on
@@ -7,6 +8,8 @@ once: the shortest path from `pip install` to a working `curl`. The
 maintenance commands find the database and key file the same way (`--config`,
 else `--data-dir`, default `.`) and run beside a serving daemon; their work
 lives in `jobsd.store.backup` and `jobsd.rotation`, this module only prints.
+`serve` logs as `[log]` says (`jobsd.logs`); the signing verbs are in
+`jobsd.cli_signing`.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from jobsd import rotation
+from jobsd import cli_signing, logs, rotation
 from jobsd.config import (
     Config,
     ServerConfig,
@@ -28,6 +31,7 @@ from jobsd.config import (
     token_sha256,
 )
 from jobsd.errors import ConfigError, StorageError
+from jobsd.signing_secrets import check_accounts
 from jobsd.store.backup import backup_database
 from jobsd.store.rekey import Survey
 
@@ -60,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
         help="only re-seal values under the active key (finish an interrupted rotation)",
     )
     _with_location(sub.add_parser("check-keys", help="list stored values the keys cannot open"))
+    cli_signing.add_parsers(sub, _with_location)
     return parser
 
 
@@ -94,9 +99,14 @@ def _serve(args: argparse.Namespace) -> int:
         config = builtin_config(args.data_dir, token_sha256(token))
     if args.listen is not None:
         config = _with_listen(config, args.listen)
+    logs.configure(config.log)
+    args.json_logs = config.log.format == "json"
 
     def announce(bound: list[str]) -> None:
         urls = ", ".join(bound)
+        if args.json_logs:  # stdout too: every line one JSON object
+            print(logs.json_line("jobsd", f"jobsd listening on {urls}", urls=bound), flush=True)
+            return
         print(f"jobsd listening on {urls}", flush=True)
         if token is not None:
             print(
@@ -122,6 +132,7 @@ def _with_listen(config: Config, listen: str) -> Config:
 
 def _check(path: Path) -> Config:
     config = load_config(path)
+    check_accounts(config)
     print(f"{path}: ok ({len(config.accounts)} accounts, {len(config.plans)} plans)")
     return config
 
@@ -216,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     # httpx logs every request's full URL at INFO, and a job's URL may carry
     # a secret (a signed webhook, ?api_key=): keep it out of the journal.
-    for name in ("httpx2", "httpcore2", "httpx", "httpcore"):
+    for name in logs.QUIET:
         logging.getLogger(name).setLevel(logging.WARNING)
     try:
         return _dispatch(args)
@@ -226,9 +237,9 @@ def main(argv: list[str] | None = None) -> int:
         known = group.subgroup(lambda e: isinstance(e, ConfigError | StorageError))
         if known is None:
             raise
-        return _refuse(_first_leaf(known))
+        return _refuse(_first_leaf(known), args)
     except (ConfigError, StorageError) as exc:
-        return _refuse(exc)
+        return _refuse(exc, args)
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -238,9 +249,12 @@ def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return exc
 
 
-def _refuse(exc: BaseException) -> int:
+def _refuse(exc: BaseException, args: argparse.Namespace) -> int:
     kind = "config error" if isinstance(exc, ConfigError) else "storage error"
-    print(f"jobsd: {kind}: {exc}", file=sys.stderr)
+    if getattr(args, "json_logs", False):
+        logging.getLogger("jobsd").error("jobsd: %s: %s", kind, exc)
+    else:
+        print(f"jobsd: {kind}: {exc}", file=sys.stderr)
     return 2
 
 
@@ -256,5 +270,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _rotate_key(args)
     if args.command == "check-keys":
         return _check_keys(args)
+    if args.command == "signing-secret":
+        return cli_signing.signing_secret(_located(args), args.account)
+    if args.command == "rotate-signing-secret":
+        return cli_signing.rotate_signing_secret(_located(args), args.account, args.overlap_h)
     _token()
     return 0

@@ -5,21 +5,30 @@ the system's UTC time with one reading of `trio.current_time()`, and every
 later instant is the anchor plus elapsed trio time. The scheduler therefore
 runs on exactly the clock tests control with `trio.testing.MockClock`: a
 year of cron firing under an autojump clock asserts exact instants, and no
-module but this one reads the system time.
+module but this one reads the system time. `perf_s` is the exception that
+proves it: real elapsed time for metrics, which decide nothing.
 """
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import trio
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
 
 
 def system_utc_now() -> datetime:
     """The system's UTC time, for code that runs outside trio (the CLI)."""
     return datetime.now(UTC)
+
+
+def perf_s() -> float:
+    """A monotonic reading in seconds, only for measuring how long work took
+    (metrics); nothing decides what happens, or when, by it."""
+    return time.perf_counter()
 
 
 class Clock:
@@ -64,6 +73,14 @@ def iso(instant: datetime | None) -> str | None:
     instant = instant.astimezone(UTC)
     spec = "seconds" if instant.microsecond == 0 else "microseconds"
     return instant.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
+
+
+def duration_ms(start: datetime | None, end: datetime | None) -> int | None:
+    """Whole milliseconds from `start` to `end`, floored, never negative; None if
+    either is unknown."""
+    if start is None or end is None:
+        return None
+    return max(0, (end - start) // _ONE_MS)
 
 
 def month_of(instant: datetime) -> str:

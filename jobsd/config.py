@@ -20,6 +20,9 @@ Decisions the spec leaves open:
   cannot hold an executor for weeks.
 - An account with `tokens_sha256 = []` is allowed: it keeps its data but
   nobody can authenticate as it (a way to lock an account out).
+- `[metrics]`, `[log]`, `trusted_proxies`, `sign_requests` and `alert_url`
+  are fixed by spec/OPERATIONS.md; `metrics.path` may not shadow the API
+  (`/api/...`, `/healthz`).
 """
 
 from __future__ import annotations
@@ -31,130 +34,86 @@ import re
 import secrets
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, ValidationError
+from pydantic import Field, ValidationError
 
+from jobsd.config_fields import (
+    AbsolutePath,
+    Cidr,
+    Digest,
+    Flag,
+    Limit,
+    Listen,
+    Name,
+    OptionalDigest,
+    OptionalUrl,
+    Seconds,
+    Section,
+    UrlPath,
+    split_listen,
+)
 from jobsd.errors import ConfigError
 
 TOKEN_PREFIX = "jobsd_"
-_NAME = re.compile(r"[a-z0-9_-]{1,64}")
-_DIGEST = re.compile(r"[0-9a-f]{64}")
-_LISTEN = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^\[\]:]+)):(?P<port>[0-9]{1,5})")
-_HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*")
 
 
-def _split_listen(listen: str) -> tuple[str, int]:
-    match = _LISTEN.fullmatch(listen)
-    if match is None:
-        raise ValueError('expected "host:port", e.g. "127.0.0.1:8080" or "[::1]:8080"')
-    port = int(match["port"])
-    if port > 65535:
-        raise ValueError(f"port {port} is above 65535")
-    if match["v6"] is not None:
-        try:
-            return str(ipaddress.IPv6Address(match["v6"])), port
-        except ValueError:
-            raise ValueError(f"{match['v6']!r} is not an IPv6 address") from None
-    host = match["host"]
-    if host.replace(".", "").isdigit():
-        try:
-            return str(ipaddress.IPv4Address(host)), port
-        except ValueError:
-            raise ValueError(f"{host!r} is not an IPv4 address") from None
-    if len(host) > 253 or not _HOSTNAME.fullmatch(host):
-        raise ValueError(f"{host!r} is not a valid host name")
-    return host, port
-
-
-def _check_listen(listen: str) -> str:
-    _split_listen(listen)
-    return listen
-
-
-def _check_absolute(path: Path) -> Path:
-    if "\0" in str(path):
-        raise ValueError("a path may not contain a NUL character")
-    if not path.is_absolute():
-        raise ValueError("must be an absolute path")
-    return path
-
-
-def _parse_cidr(value: object) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    if not isinstance(value, str):
-        raise ValueError("must be a string such as '127.0.0.0/8'")
-    try:
-        return ipaddress.ip_network(value, strict=True)
-    except ValueError as exc:
-        raise ValueError(f"{value!r} is not a network in CIDR form ({exc})") from None
-
-
-def _matching(pattern: re.Pattern[str], message: str) -> AfterValidator:
-    def check(value: str) -> str:
-        if not pattern.fullmatch(value):
-            raise ValueError(message)
-        return value
-
-    return AfterValidator(check)
-
-
-Seconds = Annotated[int, Field(strict=True, ge=0)]
-Limit = Annotated[int, Field(strict=True, ge=-1)]  # -1 = unlimited
-Name = Annotated[
-    str, Field(strict=True), _matching(_NAME, "must be 1-64 characters of a-z 0-9 - _")
-]
-Digest = Annotated[
-    str, Field(strict=True), _matching(_DIGEST, "must be 64 lowercase hex characters: a SHA-256")
-]
-Listen = Annotated[str, Field(strict=True), AfterValidator(_check_listen)]
-AbsolutePath = Annotated[Path, AfterValidator(_check_absolute)]
-Cidr = Annotated[ipaddress.IPv4Network | ipaddress.IPv6Network, PlainValidator(_parse_cidr)]
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class ServerConfig(_Section):
+class ServerConfig(Section):
     listen: Listen = "127.0.0.1:8080"
     max_connections: Annotated[int, Field(strict=True, ge=1, le=65536)] = 256
     keep_alive_timeout_s: Annotated[int, Field(strict=True, ge=1, le=3600)] = 5
     max_request_header_bytes: Annotated[int, Field(strict=True, ge=1024, le=1048576)] = 16384
+    trusted_proxies: tuple[Cidr, ...] = ()
 
     @property
     def host(self) -> str:
         """The bind address without IPv6 brackets."""
-        return _split_listen(self.listen)[0]
+        return split_listen(self.listen)[0]
 
     @property
     def port(self) -> int:
-        return _split_listen(self.listen)[1]
+        return split_listen(self.listen)[1]
 
 
-class StorageConfig(_Section):
+class StorageConfig(Section):
     path: AbsolutePath = Path("/var/lib/jobsd/jobsd.sqlite3")
 
 
-class SecretsConfig(_Section):
+class SecretsConfig(Section):
     key_file: AbsolutePath = Path("/var/lib/jobsd/secret.key")
 
 
-class SchedulerConfig(_Section):
+class SchedulerConfig(Section):
     workers: Annotated[int, Field(strict=True, ge=1, le=1024)] = 64
     misfire_grace_s: Seconds = 60
     shutdown_grace_s: Seconds = 10
 
 
-class OutboundConfig(_Section):
+class OutboundConfig(Section):
     allow_cidrs: tuple[Cidr, ...] = ()
 
 
-class RetentionConfig(_Section):
+class RetentionConfig(Section):
     days: Annotated[int, Field(strict=True, ge=1)] = 90
     max_runs_per_job: Annotated[int, Field(strict=True, ge=1)] = 10000
 
 
-class PlanConfig(_Section):
+class MetricsConfig(Section):
+    enabled: Flag = True
+    path: UrlPath = "/metrics"
+    allow_cidrs: tuple[Cidr, ...] = (
+        ipaddress.ip_network("127.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),
+    )
+    token_sha256: OptionalDigest = ""
+
+
+class LogConfig(Section):
+    format: Literal["text", "json"] = "text"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class PlanConfig(Section):
     """No defaults: a plan is a promise to customers, so every limit is explicit."""
 
     runs_included: Limit
@@ -162,19 +121,23 @@ class PlanConfig(_Section):
     max_timeout: Annotated[int, Field(strict=True, ge=1, le=86400)]
 
 
-class AccountConfig(_Section):
+class AccountConfig(Section):
     id: Name
     plan: Name
     tokens_sha256: tuple[Digest, ...]
+    sign_requests: Flag = False
+    alert_url: OptionalUrl = ""
 
 
-class Config(_Section):
+class Config(Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     secrets: SecretsConfig = Field(default_factory=SecretsConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     outbound: OutboundConfig = Field(default_factory=OutboundConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
     plans: dict[Name, PlanConfig] = Field(default_factory=dict)
     accounts: tuple[AccountConfig, ...] = ()
 

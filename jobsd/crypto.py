@@ -20,13 +20,11 @@ inspect it with an editor:
     77aa01bb q8Zl...base64 of 32 bytes...=
 
 One line per key: an id (1-64 of A-Z a-z 0-9 - _), the key in standard
-base64, and the word `active` on exactly one line. It is created 0600 and
-published with link(2), so a crash never leaves a half-written file and two
-starting processes cannot both create one. A rotated file replaces the old
-with rename(2) and keeps its owner (root rotating the key of a service user
-must not leave a file the service cannot read). A file that group or others may
-access, or that does not parse, stops the daemon (`ConfigError` naming
-`secrets.key_file`). Messages never quote key material.
+base64, and the word `active` on exactly one line. Lines starting with
+`signing:` are the accounts' request-signing secrets (`jobsd.signing`) and
+are left to that module. How the file is read, created, replaced and locked
+is `jobsd.keyfile`'s. A file that does not parse stops the daemon
+(`ConfigError` naming `secrets.key_file`). Messages never quote key material.
 """
 
 from __future__ import annotations
@@ -37,26 +35,26 @@ import contextlib
 import os
 import re
 import secrets
-import stat
 from collections.abc import Mapping
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from jobsd import keyfile
 from jobsd.errors import ConfigError, SealError
 
-_KEY = "secrets.key_file"
+_KEY = keyfile.KEY
 _KEY_BYTES = 32
 _NONCE_BYTES = 12
 _TAG_BYTES = 16
-_MAX_FILE_BYTES = 64 * 1024
 _KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _B64URL = re.compile(r"[A-Za-z0-9_-]+")
 _FILE_NOTE = (
     "# jobsd secret keys: keep this file mode 0600 and back it up with the database;\n"
     "# values sealed under a key cannot be opened without it.\n"
     '# One key per line: "<key-id> <base64 32-byte key> [active]"; exactly one is active.\n'
+    "# Lines starting with signing: are request-signing secrets (`jobsd signing-secret`).\n"
 )
 
 
@@ -171,45 +169,19 @@ class KeyRing:
 
     @classmethod
     def _load(cls, path: Path) -> KeyRing:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            raise
-        except OSError as exc:
-            raise ConfigError(_KEY, f"cannot open {path}: {exc.strerror or exc}") from None
-        try:
-            mode = os.fstat(fd).st_mode
-            if not stat.S_ISREG(mode):
-                raise ConfigError(_KEY, f"{path} is not a regular file")
-            if mode & 0o077:
-                raise ConfigError(
-                    _KEY,
-                    f"{path} has mode {stat.S_IMODE(mode):04o}; group and others must have"
-                    f" no access (chmod 600 {path})",
-                )
-            with os.fdopen(fd, "rb", closefd=False) as file:
-                raw = file.read(_MAX_FILE_BYTES + 1)
-        finally:
-            os.close(fd)
-        return cls._parse(raw, path)
+        return cls._parse(keyfile.read_text(path), path)
 
     @classmethod
-    def _parse(cls, raw: bytes, path: Path) -> KeyRing:
+    def _parse(cls, text: str, path: Path) -> KeyRing:
         def bad(line_no: int, why: str) -> ConfigError:
             return ConfigError(_KEY, f"{path} line {line_no}: {why}")
 
-        if len(raw) > _MAX_FILE_BYTES:
-            raise ConfigError(_KEY, f"{path} is larger than {_MAX_FILE_BYTES} bytes")
-        try:
-            text = raw.decode("ascii")
-        except UnicodeDecodeError:
-            raise ConfigError(_KEY, f"{path} is not ASCII text") from None
         keys: dict[str, bytes] = {}
         active: list[str] = []
         for line_no, line in enumerate(text.splitlines(), start=1):
-            fields = line.split()
-            if not fields or fields[0].startswith("#"):
+            if keyfile.is_comment_or_blank(line) or keyfile.is_signing_line(line):
                 continue
+            fields = line.split()
             if len(fields) not in (2, 3) or fields[2:] not in ([], ["active"]):
                 raise bad(line_no, 'expected "<key-id> <base64 key> [active]"')
             key_id, encoded = fields[0], fields[1]
@@ -231,47 +203,19 @@ class KeyRing:
         return cls(keys, active[0], source=path)
 
     def _publish(self, path: Path, *, replace: bool) -> None:
-        lines = [_FILE_NOTE]
+        lines = []
         for key_id, key in self._keys.items():
             marker = " active" if key_id == self._active_id else ""
-            lines.append(f"{key_id} {base64.b64encode(key).decode('ascii')}{marker}\n")
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-        try:
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            with os.fdopen(fd, "wb") as file:
-                os.fchmod(file.fileno(), 0o600)
-                if replace:
-                    _keep_owner(file.fileno(), path)
-                file.write("".join(lines).encode("ascii"))
-                file.flush()
-                os.fsync(file.fileno())
-            if replace:
-                os.replace(tmp, path)
-            else:
-                os.link(tmp, path)  # refuses to overwrite: FileExistsError
-            dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-        except FileExistsError:
-            raise
-        except OSError as exc:
-            raise ConfigError(_KEY, f"cannot write {path}: {exc.strerror or exc}") from None
-        finally:
-            tmp.unlink(missing_ok=True)
+            lines.append(f"{key_id} {base64.b64encode(key).decode('ascii')}{marker}")
+        if replace:
+            keyfile.rewrite(path, _is_key_line, lines)
+        else:
+            text = _FILE_NOTE + "".join(f"{line}\n" for line in lines)
+            keyfile.publish(path, text, replace=False)
 
 
-def _keep_owner(fd: int, path: Path) -> None:
-    # Only root can give a file away; anyone else writes files they already own.
-    if os.geteuid() != 0:
-        return
-    try:
-        old = os.stat(path)
-    except FileNotFoundError:
-        return
-    os.fchown(fd, old.st_uid, old.st_gid)
+def _is_key_line(line: str) -> bool:
+    return not keyfile.is_signing_line(line)
 
 
 def _bind(key_id: str, aad: bytes) -> bytes:

@@ -47,6 +47,7 @@ from pathlib import Path
 
 import trio
 
+from jobsd import signing_secrets
 from jobsd.address_policy import AddressPolicy
 from jobsd.api.context import ApiContext, Health, Settings
 from jobsd.api.server import run_api
@@ -59,9 +60,11 @@ from jobsd.executor import ExecutorPool
 from jobsd.lifecycle import Lifecycle, essential, run_signals, store_answers
 from jobsd.messages import CancelRun, JobChanged, RunOrder
 from jobsd.notify import Notifier, run_watchdog
-from jobsd.reload import Reloader, runs_included_now
+from jobsd.observer import Observer
+from jobsd.reload import Reloader, runs_included_now, signs_requests_now
 from jobsd.retention import run_retention
 from jobsd.scheduler import Scheduler
+from jobsd.signing_secrets import RequestSigner
 from jobsd.store import open_store
 from jobsd.store.recovery import recover
 
@@ -141,6 +144,14 @@ async def _serve(
     config = options.config
     clock = options.clock or Clock()
     keyring = KeyRing.load_or_create(config.secrets.key_file)
+    signing = signing_secrets.load(config.secrets.key_file)
+    signing_secrets.check_accounts(config, signing)
+    observer = Observer(settings)
+    signer = RequestSigner(
+        signing_secrets.LiveSigningSecrets(config.secrets.key_file, signing),
+        signs_requests_now(settings),
+        clock,
+    )
     changes_tx, changes_rx = trio.open_memory_channel[JobChanged](CHANGES_BUFFER)
     orders_tx, orders_rx = trio.open_memory_channel[RunOrder](config.scheduler.workers)
     intake_tx, intake_rx = trio.open_memory_channel[RunOrder](INTAKE_BUFFER)
@@ -148,7 +159,7 @@ async def _serve(
     delivery = Delivery(
         AddressPolicy([str(n) for n in config.outbound.allow_cidrs]), resolver=options.resolver
     )
-    async with open_store(config.storage.path, keyring, clock, changes_tx) as store:
+    async with open_store(config.storage.path, keyring, clock, changes_tx, observer) as store:
         recovery = await recover(store.engine, to_us(clock.now()))
         if recovery.lost or recovery.canceled or recovery.pending:
             log.info(
@@ -169,6 +180,7 @@ async def _serve(
             forward_to=orders_tx,
             intake=intake_rx,
             cancels=cancels_rx,
+            signer=signer,
         )
         scheduler = Scheduler(
             store.runs,
@@ -176,8 +188,9 @@ async def _serve(
             intake_tx,
             changes_rx,
             misfire_grace_s=config.scheduler.misfire_grace_s,
+            fired_late=observer.fired_late,
         )
-        ctx = ApiContext(store, settings, intake_tx, cancels_tx, lifecycle.health)
+        ctx = ApiContext(store, settings, intake_tx, cancels_tx, lifecycle.health, observer)
         async with trio.open_nursery() as actors:
             await actors.start(essential, "executor pool", lifecycle, pool.run)
             actors.start_soon(_feed, intake_tx, recovery.pending)

@@ -178,7 +178,7 @@ class Delivery:
                 config.url,
                 headers=[(h.name.encode(), h.value.encode()) for h in config.job_headers()]
                 + [(name.encode(), value.encode()) for name, value in stamp],
-                content=(config.body or "").encode("utf-8"),
+                content=config.payload(),
             ) as response,
         ):
             reading.status = response.status_code

@@ -8,6 +8,7 @@
     │   └── TimezoneError      an unknown zone, or a zone on a schedule that is not cron
     ├── RetryPolicyError       a retry policy that breaks its rules; one entry per problem
     ├── SealError              a header value that cannot be opened
+    ├── SigningError           a request to be signed has no secret to sign with
     └── ApiError               becomes one JSON:API error document
         ├── ValidationFailed   422, one entry per bad field
         ├── NotFound           404
@@ -70,6 +71,10 @@ class RetryPolicyError(JobsdError):
 
 class SealError(JobsdError):
     pass
+
+
+class SigningError(JobsdError):
+    """Recorded on the run as its error: the message says what to do."""
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from typing import Protocol
 
 import trio
 
+from jobsd.errors import SigningError
 from jobsd.messages import CancelRun, HttpConfig, Outcome, RunOrder
 from jobsd.runs import FailureReason, RunStatus
 from jobsd.store.runs import Claim
@@ -46,6 +47,10 @@ class RunRecords(Protocol):
     async def finish(self, run_id: str, outcome: Outcome) -> bool: ...
 
     async def mark_lost(self, run_ids: list[str], error: str) -> int: ...
+
+
+class Signer(Protocol):
+    def headers_for(self, account: str, run_id: str, body: bytes) -> list[tuple[str, str]]: ...
 
 
 class Performer(Protocol):
@@ -66,8 +71,10 @@ class ExecutorPool:
         forward_to: trio.MemorySendChannel[RunOrder],
         intake: trio.MemoryReceiveChannel[RunOrder],
         cancels: trio.MemoryReceiveChannel[CancelRun],
+        signer: Signer | None = None,
     ) -> None:
         self._runs = runs
+        self._signer = signer
         self._delivery = delivery
         self._runs_included_of = runs_included_of
         self._workers = workers
@@ -131,16 +138,16 @@ class ExecutorPool:
             outcome: Outcome | None = None
             with scope:
                 try:
-                    outcome = await self._delivery.perform(claim.config, stamp=claim.stamp())
+                    outcome = await self._delivery.perform(claim.config, stamp=self._stamp(claim))
+                except SigningError as exc:
+                    log.error("run %s not sent: %s", run_id, exc)
+                    outcome = Outcome(
+                        RunStatus.FAILED, FailureReason.WORKER_LOST, str(exc), {}, None
+                    )
                 except Exception as exc:  # the per-run boundary
                     log.exception("run %s failed inside jobsd", run_id)
-                    outcome = Outcome(
-                        RunStatus.FAILED,
-                        FailureReason.WORKER_LOST,
-                        f"jobsd failed while performing this run: {type(exc).__name__}",
-                        {},
-                        None,
-                    )
+                    error = f"jobsd failed while performing this run: {type(exc).__name__}"
+                    outcome = Outcome(RunStatus.FAILED, FailureReason.WORKER_LOST, error, {}, None)
             with trio.CancelScope(shield=True):
                 if outcome is not None:
                     # A response that made it in just as the grace ran out is
@@ -152,6 +159,14 @@ class ExecutorPool:
         finally:
             self._in_flight.pop(run_id, None)
             self._lost.discard(run_id)
+
+    def _stamp(self, claim: Claim) -> list[tuple[str, str]]:
+        """jobsd's own headers: who sent this, for which run, and (if asked) signed."""
+        stamp = claim.stamp()
+        if self._signer is not None and claim.config is not None:
+            payload = claim.config.payload()
+            stamp += self._signer.headers_for(claim.account_id, claim.run_id, payload)
+        return stamp
 
     async def stop(self, grace_s: float) -> None:
         """Stop taking orders; give running requests `grace_s`, then abandon them.

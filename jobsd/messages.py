@@ -42,6 +42,10 @@ class HttpConfig:
         own = OWN_HEADER_PREFIX.lower()
         return tuple(h for h in self.headers if not h.name.lower().startswith(own))
 
+    def payload(self) -> bytes:
+        """The body's bytes as sent, and as signed."""
+        return (self.body or "").encode("utf-8")
+
 
 @dataclass(frozen=True, slots=True)
 class JobSpec:
@@ -87,6 +91,27 @@ class Run:
     error: str | None
     request: dict[str, object] | None
     result: dict[str, object] | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunEnded:
+    """A run that reached a terminal state, told once that has committed.
+
+    What metrics and the run's log line need, and no more: no request,
+    result or error text, which may carry what a log must not.
+    """
+
+    run_id: str
+    account_id: str
+    job_slug: str
+    environment: str
+    trigger: Trigger
+    status: RunStatus
+    failure_reason: FailureReason | None
+    created_at: datetime
+    scheduled_for: datetime | None
+    started_at: datetime | None
+    finished_at: datetime
 
 
 # -- channel messages ---------------------------------------------------------

@@ -16,8 +16,10 @@ What a change means for work already under way:
   QUOTA_EXCEEDED: nobody may spend runs for it any longer.
 - `max_timeout` and `active_jobs_limit` are checked when a job is written;
   lowering them leaves existing jobs as they are until they are next saved.
+- `sign_requests` applies to the next run sent; turning it on is refused
+  (like a bad file) while the key file holds no secret for the account.
 - The other sections (server, storage, secrets, scheduler, outbound,
-  retention) are bound into running actors; a change to them is logged as
+  retention, metrics, log) are bound into running actors; a change to them is logged as
   waiting for a restart and otherwise ignored.
 """
 
@@ -33,10 +35,20 @@ from jobsd.api.context import Settings
 from jobsd.config import Config, load_config
 from jobsd.errors import ConfigError
 from jobsd.notify import Notifier
+from jobsd.signing_secrets import check_accounts
 
 log = logging.getLogger("jobsd.reload")
 
-RESTART_ONLY = ("server", "storage", "secrets", "scheduler", "outbound", "retention")
+RESTART_ONLY = (
+    "server",
+    "storage",
+    "secrets",
+    "scheduler",
+    "outbound",
+    "retention",
+    "metrics",
+    "log",
+)
 
 
 def runs_included_now(settings: Settings) -> Callable[[str], int]:
@@ -50,6 +62,15 @@ def runs_included_now(settings: Settings) -> Callable[[str], int]:
         return 0
 
     return runs_included_of
+
+
+def signs_requests_now(settings: Settings) -> Callable[[str], bool]:
+    """The executors' view of `sign_requests`: the live config, read as a run is sent."""
+
+    def signs(account_id: str) -> bool:
+        return any(a.id == account_id and a.sign_requests for a in settings.config.accounts)
+
+    return signs
 
 
 def describe_change(old: Config, new: Config) -> list[str]:
@@ -70,6 +91,9 @@ def describe_change(old: Config, new: Config) -> list[str]:
             notes.append(
                 f"account {account_id!r} moved from plan {before.plan!r} to {after.plan!r}"
             )
+        if before.sign_requests != after.sign_requests:
+            state = "on" if after.sign_requests else "off"
+            notes.append(f"account {account_id!r}: sign_requests {state}")
         added = len(set(after.tokens_sha256) - set(before.tokens_sha256))
         removed = len(set(before.tokens_sha256) - set(after.tokens_sha256))
         if added or removed:
@@ -106,6 +130,7 @@ class Reloader:
         self._notifier.reloading(f"reloading {self._path}")
         try:
             fresh = await trio.to_thread.run_sync(load_config, self._path)
+            await trio.to_thread.run_sync(check_accounts, fresh)
         except ConfigError as exc:
             log.error("reload refused, the running config stays: %s", exc)
             self._notifier.ready(f"reload refused ({exc}); running on the previous config")

@@ -2,8 +2,8 @@
 
 Rotation, step by step, while the daemon keeps serving:
 
-1. Under an exclusive lock (a `.<key file>.lock` beside the key file, so
-   two rotations cannot interleave and lose a key), a new key is added to
+1. Under an exclusive lock (`jobsd.keyfile.locked`, so two commands
+   changing the key file cannot interleave and lose a key), a new key is added to
    the key file and made active; the file is replaced atomically.
 2. The running daemon follows the file (`jobsd.store.keyring`): its next
    seal uses the new key, and it opens values under the new key at once.
@@ -21,15 +21,12 @@ an error naming the header (see `jobsd.store.keyring`).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from jobsd.crypto import KeyRing
 from jobsd.errors import ConfigError
+from jobsd.keyfile import locked
 from jobsd.store import rekey
 
 _KEY = "secrets.key_file"
@@ -42,25 +39,6 @@ class Rotation:
     key_ids: tuple[str, ...]
     reseal: rekey.ResealReport | None
     survey: rekey.Survey | None
-
-
-@contextlib.contextmanager
-def locked(key_path: Path) -> Iterator[None]:
-    lock_path = key_path.with_name(f".{key_path.name}.lock")
-    try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except OSError as exc:
-        raise ConfigError(_KEY, f"cannot open {lock_path}: {exc.strerror or exc}") from None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ConfigError(
-                _KEY, f"another rotate-key holds {lock_path}; wait for it to finish"
-            ) from None
-        yield
-    finally:
-        os.close(fd)
 
 
 def rotate(

@@ -11,7 +11,8 @@ index makes a slot fire at most once even across crashes.
 
 Lateness policy (catch-up after downtime, one-offs fire late rather than
 never) lives in `jobsd.schedule.plan_fire`; this module only applies it.
-`orders` is the executor pool's deep intake: runs are committed on time and
+`fired_late(seconds)` hears how late each due job was acted on (the
+scheduler lag metric). `orders` is the executor pool's deep intake: runs are committed on time and
 wait there as PENDING (their `pending_duration_ms`); a backlog deeper than
 the intake buffer blocks `orders.send`, and only then does lateness show up
 as a late `created_at`.
@@ -20,7 +21,7 @@ as a late `created_at`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -57,8 +58,10 @@ class Scheduler:
         misfire_grace_s: int,
         horizon_s: float = 3600.0,
         refill_limit: int = 10_000,
+        fired_late: Callable[[float], None] | None = None,
     ) -> None:
         self._store = store
+        self._fired_late = fired_late
         self._clock = clock
         self._orders = orders
         self._changes = changes
@@ -149,6 +152,8 @@ class Scheduler:
         results = await self._store.fire_slots(firings)
         run_ids: list[str] = []
         for firing, (advanced, run_id) in zip(firings, results, strict=True):
+            if advanced and self._fired_late is not None:
+                self._fired_late((now - firing.due).total_seconds())
             nxt = firing.next_run_at
             if advanced and nxt is not None and nxt <= self._covered_until:
                 self._wheel.add(firing.job_pk, to_us(nxt))

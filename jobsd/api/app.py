@@ -15,9 +15,11 @@ from werkzeug.exceptions import HTTPException
 from jobsd import errors
 from jobsd.api import jsonapi
 from jobsd.api.context import ApiContext
+from jobsd.api.edge import ROUTE_KEY, route_template
 from jobsd.api.jobs import jobs_blueprint
 from jobsd.api.meta import meta_blueprint
 from jobsd.api.runs import runs_blueprint
+from jobsd.api.scrape import metrics_blueprint
 from jobsd.api.usage import usage_blueprint
 
 
@@ -26,13 +28,24 @@ def create_app(ctx: ApiContext) -> QuartTrio:
     app.config["MAX_CONTENT_LENGTH"] = jsonapi.MAX_BODY_BYTES
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
     app.url_map.strict_slashes = False
-    for blueprint in (
+    blueprints = [
         jobs_blueprint(ctx),
         runs_blueprint(ctx),
         usage_blueprint(ctx),
         meta_blueprint(ctx),
-    ):
+    ]
+    metrics = ctx.settings.config.metrics
+    if ctx.observer is not None and metrics.enabled:
+        blueprints.append(metrics_blueprint(ctx, ctx.observer, metrics))
+    for blueprint in blueprints:
         app.register_blueprint(blueprint)
+
+    @app.before_request
+    async def note_route() -> None:
+        # For the metrics and the access log (jobsd.api.edge): the template,
+        # never the concrete path. Routing has run; a miss leaves no rule.
+        if request.url_rule is not None:
+            request.scope[ROUTE_KEY] = route_template(request.url_rule.rule)  # type: ignore[literal-required]
 
     @app.after_request
     async def drain_body(response: Response) -> Response:

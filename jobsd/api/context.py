@@ -9,12 +9,16 @@ request so a request never sees half of an old config and half of a new.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import trio
 
 from jobsd.config import Config
 from jobsd.messages import CancelRun, RunOrder
 from jobsd.store import Store
+
+if TYPE_CHECKING:
+    from jobsd.observer import Observer
 
 
 @dataclass
@@ -37,3 +41,4 @@ class ApiContext:
     orders: trio.MemorySendChannel[RunOrder]
     cancels: trio.MemorySendChannel[CancelRun]
     health: Health = field(default_factory=Health)
+    observer: Observer | None = None  # metrics and request logs; None in app-only tests

@@ -18,12 +18,8 @@ the instants they come from. Decisions where the spec is silent:
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-
-from jobsd.clock import iso
+from jobsd.clock import duration_ms, iso
 from jobsd.messages import Job, Run
-
-_ONE_MS = timedelta(milliseconds=1)
 
 
 def render_job(job: Job) -> dict[str, object]:
@@ -102,10 +98,3 @@ def render_usage(
             "active_jobs_limit": active_jobs_limit,
         },
     }
-
-
-def duration_ms(start: datetime | None, end: datetime | None) -> int | None:
-    """Whole milliseconds from `start` to `end`, floored; None if either is unknown."""
-    if start is None or end is None:
-        return None
-    return max(0, (end - start) // _ONE_MS)

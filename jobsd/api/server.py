@@ -17,6 +17,9 @@ the socket and a slow or abusive client must not starve the others:
 - at most `server.max_connections` open at once (jobsd.api.limits: hypercorn
   has no cap of its own); the rest wait in the listen backlog.
 
+Outside those limits sit `jobsd.api.edge`'s layers: trusted proxies'
+forwarded headers, then the per-request metrics and access log.
+
 `task_status.started` hands back the addresses actually bound, so tests and
 the start-up banner can use port 0.
 """
@@ -30,7 +33,7 @@ import trio
 from hypercorn.config import Config as HyperConfig
 from hypercorn.utils import wrap_app
 
-from jobsd.api import limits
+from jobsd.api import edge, limits
 from jobsd.api.app import create_app
 from jobsd.api.context import ApiContext
 from jobsd.config import ServerConfig
@@ -70,8 +73,9 @@ async def run_api(
     app.config["BODY_TIMEOUT"] = BODY_TIMEOUT_S
     config = hypercorn_config(server)
     guarded = limits.HeadLimit(app, server.max_request_header_bytes)  # type: ignore[arg-type]
+    outer = edge.outer_layers(guarded, ctx.observer, server.trusted_proxies)  # type: ignore[arg-type]
     await limits.serve(
-        wrap_app(guarded, config.wsgi_max_body_size, "asgi"),  # type: ignore[arg-type]
+        wrap_app(outer, config.wsgi_max_body_size, "asgi"),  # type: ignore[arg-type]
         config,
         trio.CapacityLimiter(server.max_connections),
         shutdown_trigger=shutdown_trigger,

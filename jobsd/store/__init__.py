@@ -5,6 +5,9 @@ migrations, starts the writer thread, and yields a `Store` whose `jobs`,
 `runs` and `retention` parts expose typed awaitables. It closes last, after
 every actor that might still write has stopped.
 
+An observer, when given, hears of every committed batch and of every run
+that ended (`jobsd.store.ends`): metrics and the run log line.
+
 A key ring read from a key file is followed (`jobsd.store.keyring`): the
 store picks up a key added by `jobsd rotate-key` without a restart.
 """
@@ -16,18 +19,26 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import trio
 
 from jobsd.clock import Clock
 from jobsd.crypto import KeyRing
 from jobsd.messages import JobChanged
+from jobsd.store.ends import RunObserver
 from jobsd.store.engine import Engine
 from jobsd.store.jobs import JobStore
 from jobsd.store.keyring import Sealer, follow
 from jobsd.store.retention import RetentionStore
 from jobsd.store.runs import Claim, DueJob, RunStore
 from jobsd.store.schema import migrate, quick_check
+
+
+class StoreObserver(RunObserver, Protocol):
+    """Told of every committed batch (from the writer thread) and of runs that ended."""
+
+    def store_batch(self, size: int, seconds: float) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -49,15 +60,16 @@ async def open_store(
     keyring: KeyRing | Sealer,
     clock: Clock,
     changes: trio.MemorySendChannel[JobChanged] | None = None,
+    observer: StoreObserver | None = None,
 ) -> AsyncIterator[Store]:
     path.parent.mkdir(parents=True, exist_ok=True)
-    engine = Engine(path)
+    engine = Engine(path, on_batch=None if observer is None else observer.store_batch)
     await trio.to_thread.run_sync(engine.start, _prepare)
     sealer = follow(keyring)
     try:
         yield Store(
-            jobs=JobStore(engine, sealer, clock, changes),
-            runs=RunStore(engine, sealer, clock),
+            jobs=JobStore(engine, sealer, clock, changes, observer),
+            runs=RunStore(engine, sealer, clock, observer),
             engine=engine,
             retention=RetentionStore(engine),
         )

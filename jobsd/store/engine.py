@@ -13,6 +13,10 @@ so a long listing never waits behind the writer (WAL lets both proceed).
 Waiting for a write is shielded from cancellation: once a write has been
 handed over it will happen, and the caller learns its result rather than
 leaving it in doubt.
+
+`on_batch(size, seconds)` hears, from the writer thread, how many writes
+each transaction carried and how long it took from BEGIN to COMMIT (the
+`jobsd_store_*` metrics); it must be thread-safe and quick.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any, TypeVar
 
 import trio
 
+from jobsd.clock import perf_s
 from jobsd.errors import StorageError
 from jobsd.store.schema import configure
 
@@ -45,8 +50,15 @@ class _Pending:
 
 
 class Engine:
-    def __init__(self, path: Path, *, readers: int = 4) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        readers: int = 4,
+        on_batch: Callable[[int, float], None] | None = None,
+    ) -> None:
         self._path = path
+        self._on_batch = on_batch
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._token = trio.lowlevel.current_trio_token()
         self._inflight = trio.Semaphore(1024)
@@ -148,6 +160,7 @@ class Engine:
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
         outcomes: list[tuple[_Pending, Any, BaseException | None]] = []
+        began = perf_s()
         try:
             conn.execute("BEGIN IMMEDIATE")
             for fn, pending in batch:
@@ -166,6 +179,8 @@ class Engine:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             outcomes = [(pending, None, exc) for _, pending in batch]
+        if self._on_batch is not None:
+            self._on_batch(len(batch), perf_s() - began)
         for pending, value, error in outcomes:
             self._token.run_sync_soon(_settle, pending, value, error)
 

@@ -27,6 +27,7 @@ from jobsd.messages import Job, JobChanged, JobSpec
 from jobsd.plans import UNLIMITED, may_enable
 from jobsd.schedule import first_fire, parse_schedule
 from jobsd.store import jobs_sql, runs_sql
+from jobsd.store.ends import RunObserver, write_ending
 from jobsd.store.engine import Engine
 from jobsd.store.keyring import Sealer, is_unreadable_marker
 
@@ -48,8 +49,10 @@ class JobStore:
         keyring: Sealer,
         clock: Clock,
         changes: trio.MemorySendChannel[JobChanged] | None = None,
+        observer: RunObserver | None = None,
     ) -> None:
         self._engine = engine
+        self._observer = observer
         self._keyring = keyring
         self._clock = clock
         self._changes = changes
@@ -125,15 +128,15 @@ class JobStore:
     async def delete_job(self, account_id: str, slug: str) -> None:
         now_us = to_us(self.now())
 
-        def tx(conn: sqlite3.Connection) -> tuple[int, str]:
+        def tx(conn: sqlite3.Connection, ended: list[str]) -> tuple[int, str]:
             row = jobs_sql.live_row(conn, account_id, slug)
             if row is None:
                 raise _job_not_found(slug)
             jobs_sql.soft_delete(conn, row["id"], now_us=now_us)
-            runs_sql.cancel_pending_of_job(conn, row["id"], now_us=now_us)
+            ended += runs_sql.cancel_pending_of_job(conn, row["id"], now_us=now_us)
             return int(row["id"]), str(row["schedule"])
 
-        pk, schedule = await self._engine.write(tx)
+        pk, schedule = await write_ending(self._engine, self._observer, tx)
         if self._changes is not None:
             await self._changes.send(JobChanged(pk, schedule, None))
 

@@ -14,8 +14,8 @@ the new active key, or the old key could never be retired. So:
 
 A file that cannot be read at reload time (mid-edit, wrong mode) keeps the
 ring already loaded and is logged once per version of the file: the daemon
-never loses keys it had because of a bad edit. Thread-safe: the ring is an
-immutable value swapped under a lock; readers just take the reference.
+never loses keys it had because of a bad edit (`jobsd.keyfile.Followed`,
+which the signing secrets follow the same way).
 
 A value that still does not open is shown, never dropped: `open_or_marker`
 returns a readable marker (`UNREADABLE`...) in its place, and the store
@@ -25,13 +25,12 @@ refuses that marker as a new value, so it cannot be saved by mistake.
 from __future__ import annotations
 
 import logging
-import os
-import threading
 from pathlib import Path
 from typing import Protocol
 
 from jobsd.crypto import KeyRing
-from jobsd.errors import ConfigError, SealError
+from jobsd.errors import SealError
+from jobsd.keyfile import Followed
 
 log = logging.getLogger("jobsd.store")
 
@@ -48,70 +47,45 @@ class Sealer(Protocol):
     def key_id_of(self, sealed: str) -> str: ...
 
 
-_Signature = tuple[int, int, int, int, int]
-
-
-def _signature(path: Path) -> _Signature | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    # ctime too: a chmod that makes the file readable again is a change.
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
 class LiveKeyRing:
     """A `KeyRing` that reloads its key file when the file changes; see the module note."""
 
     def __init__(self, path: Path, ring: KeyRing | None = None) -> None:
-        self._path = path
-        self._lock = threading.Lock()
-        self._ring = ring if ring is not None else KeyRing.load(path)
-        # None: the first seal or unknown key id re-reads the file once, so a
-        # change between the caller's load and this constructor is not missed.
-        self._loaded: _Signature | None = None
+        self._followed = Followed(
+            path, KeyRing.load, ring if ring is not None else KeyRing.load(path), "keys"
+        )
 
     @property
     def ring(self) -> KeyRing:
-        return self._ring
+        return self._followed.value
 
     def seal(self, plaintext: str, *, aad: bytes) -> str:
         self._refresh()
-        return self._ring.seal(plaintext, aad=aad)
+        return self.ring.seal(plaintext, aad=aad)
 
     def open(self, sealed: str, *, aad: bytes) -> str:
-        ring = self._ring
+        ring = self.ring
         key_id = ring.key_id_of(sealed)
         if key_id not in ring.key_ids and self._refresh():
-            ring = self._ring
+            ring = self.ring
         return ring.open(sealed, aad=aad)
 
     def key_id_of(self, sealed: str) -> str:
-        return self._ring.key_id_of(sealed)
+        return self.ring.key_id_of(sealed)
 
     def _refresh(self) -> bool:
         """Reload if the file changed since the last look; True if the ring changed."""
-        seen = _signature(self._path)
-        if seen is not None and seen == self._loaded:
+        before = self.ring
+        if not self._followed.refresh():
             return False
-        with self._lock:
-            seen = _signature(self._path)
-            if seen is None or seen == self._loaded:
-                return False
-            self._loaded = seen
-            try:
-                fresh = KeyRing.load(self._path)
-            except ConfigError as exc:
-                log.warning("key file not reloaded, keeping the keys already loaded: %s", exc)
-                return False
-            if (fresh.active_id, fresh.key_ids) != (self._ring.active_id, self._ring.key_ids):
-                log.info(
-                    "key file reloaded: active key %s, keys %s",
-                    fresh.active_id,
-                    ", ".join(fresh.key_ids),
-                )
-            self._ring = fresh
-            return True
+        fresh = self.ring
+        if (fresh.active_id, fresh.key_ids) != (before.active_id, before.key_ids):
+            log.info(
+                "key file reloaded: active key %s, keys %s",
+                fresh.active_id,
+                ", ".join(fresh.key_ids),
+            )
+        return True
 
 
 def follow(keyring: KeyRing | Sealer) -> Sealer:

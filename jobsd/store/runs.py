@@ -24,6 +24,7 @@ from jobsd.messages import OWN_HEADER_PREFIX, HttpConfig, Outcome, Run
 from jobsd.plans import may_meter
 from jobsd.runs import RunStatus, Trigger
 from jobsd.store import jobs_sql, runs_sql
+from jobsd.store.ends import RunObserver, write_ending
 from jobsd.store.engine import Engine
 from jobsd.store.keyring import Sealer
 
@@ -70,10 +71,13 @@ def _run_not_found(run_id: str) -> errors.ApiError:
 
 
 class RunStore:
-    def __init__(self, engine: Engine, keyring: Sealer, clock: Clock) -> None:
+    def __init__(
+        self, engine: Engine, keyring: Sealer, clock: Clock, observer: RunObserver | None = None
+    ) -> None:
         self._engine = engine
         self._keyring = keyring
         self._clock = clock
+        self._observer = observer
 
     # -- API --------------------------------------------------------------------
 
@@ -148,11 +152,15 @@ class RunStore:
 
         return await self._engine.read(q)
 
+    async def count_live(self) -> tuple[int, int]:
+        """(PENDING, RUNNING) runs in the database now."""
+        return await self._engine.read(runs_sql.live_counts)
+
     async def cancel_run(self, account_id: str, run_id: str) -> tuple[Run, bool]:
         """Cancel; also say whether it was RUNNING (its request must be abandoned)."""
         now_us = to_us(self._clock.now())
 
-        def tx(conn: sqlite3.Connection) -> tuple[Run, bool]:
+        def tx(conn: sqlite3.Connection, ended: list[str]) -> tuple[Run, bool]:
             row = runs_sql.of_account(conn, account_id, run_id)
             if row is None:
                 raise _run_not_found(run_id)
@@ -161,9 +169,10 @@ class RunStore:
                 raise errors.conflict(
                     "run_terminal", f"run {run_id} is already {status.value} and cannot be canceled"
                 )
+            ended.append(run_id)
             return _fetch(conn, run_id), status is RunStatus.RUNNING
 
-        return await self._engine.write(tx)
+        return await write_ending(self._engine, self._observer, tx)
 
     # -- scheduler --------------------------------------------------------------
 
@@ -202,7 +211,7 @@ class RunStore:
         now = self._clock.now()
         keyring = self._keyring
 
-        def tx(conn: sqlite3.Connection) -> Claim | None:
+        def tx(conn: sqlite3.Connection, ended: list[str]) -> Claim | None:
             row = runs_sql.by_id(conn, run_id)
             if row is None or row["status"] != RunStatus.PENDING.value:
                 return None
@@ -213,6 +222,7 @@ class RunStore:
                 config = jobs_sql.to_job(job, keyring, strict=True).spec.config
             except SealError as exc:
                 _fail_unopenable(conn, run_id, str(exc), now_us=to_us(now), job=job)
+                ended.append(run_id)
                 return Claim(run_id, account_id, None)
             period = month_of(now)
             included = runs_included_of(account_id)
@@ -225,6 +235,7 @@ class RunStore:
                     runs_included=included,
                     period=period,
                 )
+                ended.append(run_id)
                 return Claim(run_id, account_id, None)
             if not runs_sql.start(
                 conn, run_id, now_us=to_us(now), job_version=job["version"], period=period
@@ -240,21 +251,29 @@ class RunStore:
                 scheduled_for=None if scheduled_us is None else from_us(scheduled_us),
             )
 
-        return await self._engine.write(tx)
+        return await write_ending(self._engine, self._observer, tx)
 
     async def finish(self, run_id: str, outcome: Outcome) -> bool:
         now_us = to_us(self._clock.now())
-        return await self._engine.write(
-            lambda c: runs_sql.finish(c, run_id, outcome, now_us=now_us)
-        )
+
+        def tx(conn: sqlite3.Connection, ended: list[str]) -> bool:
+            if not runs_sql.finish(conn, run_id, outcome, now_us=now_us):
+                return False
+            ended.append(run_id)
+            return True
+
+        return await write_ending(self._engine, self._observer, tx)
 
     async def mark_lost(self, run_ids: list[str], error: str) -> int:
         now_us = to_us(self._clock.now())
 
-        def tx(conn: sqlite3.Connection) -> int:
-            return sum(runs_sql.mark_lost(conn, r, now_us=now_us, error=error) for r in run_ids)
+        def tx(conn: sqlite3.Connection, ended: list[str]) -> int:
+            ended.extend(
+                r for r in run_ids if runs_sql.mark_lost(conn, r, now_us=now_us, error=error)
+            )
+            return len(ended)
 
-        return await self._engine.write(tx)
+        return await write_ending(self._engine, self._observer, tx)
 
 
 def _fail_unopenable(

@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 
 from jobsd.clock import from_us
-from jobsd.messages import Outcome, Run
+from jobsd.messages import Outcome, Run, RunEnded
 from jobsd.runs import FailureReason, RunStatus, Trigger, sources_of
 
 COLUMNS = (
@@ -58,6 +59,53 @@ def to_run(row: sqlite3.Row) -> Run:
         request=_opt_json(row["request"]),
         result=_opt_json(row["result"]),
     )
+
+
+# Runs carry no environment yet (issue 8 adds one): until then every run is
+# in its account's default environment, and this is the one place that says so.
+DEFAULT_ENVIRONMENT = "production"
+
+
+def ended(conn: sqlite3.Connection, run_ids: Sequence[str]) -> list[RunEnded]:
+    """The runs `run_ids` as `RunEnded`, for the observer; read inside the ending transaction."""
+    found: list[RunEnded] = []
+    for start in range(0, len(run_ids), 500):
+        chunk = run_ids[start : start + 500]
+        rows = conn.execute(
+            "SELECT id, account_id, job_slug, trigger, status, failure_reason, created_at_us, "
+            "scheduled_for_us, started_at_us, finished_at_us FROM runs "
+            f"WHERE id IN ({', '.join('?' * len(chunk))}) AND finished_at_us IS NOT NULL",
+            chunk,
+        )
+        for row in rows:
+            reason = row["failure_reason"]
+            found.append(
+                RunEnded(
+                    run_id=row["id"],
+                    account_id=row["account_id"],
+                    job_slug=row["job_slug"],
+                    environment=DEFAULT_ENVIRONMENT,
+                    trigger=Trigger(row["trigger"]),
+                    status=RunStatus(row["status"]),
+                    failure_reason=None if reason is None else FailureReason(reason),
+                    created_at=from_us(row["created_at_us"]),
+                    scheduled_for=_opt_time(row["scheduled_for_us"]),
+                    started_at=_opt_time(row["started_at_us"]),
+                    finished_at=from_us(row["finished_at_us"]),
+                )
+            )
+    return found
+
+
+def live_counts(conn: sqlite3.Connection) -> tuple[int, int]:
+    """(PENDING, RUNNING) runs, counted on the partial index over live runs."""
+    counts = dict(
+        conn.execute(
+            "SELECT status, COUNT(*) FROM runs WHERE status IN ('PENDING', 'RUNNING') "
+            "GROUP BY status"
+        ).fetchall()
+    )
+    return int(counts.get("PENDING", 0)), int(counts.get("RUNNING", 0))
 
 
 def _where_from(dst: RunStatus) -> str:

@@ -1,0 +1,137 @@
+"""The API's outer ASGI layers: who the client is, and what each request cost.
+
+`TrustedProxies` decides, per request, whether the direct peer is one of
+`server.trusted_proxies`. Only then does hypercorn's `ProxyFixMiddleware`
+(legacy mode: `X-Forwarded-For`, `-Proto`, `-Host`, trusting the one hop
+our proxy appended) rewrite the scope's client, scheme and host, so links
+(`links.next`), logs and the metrics allowlist see the real client and the
+URL it used. Hypercorn's middleware trusts a hop count whoever sends the
+headers, so it is applied only behind this check; from any other peer the
+headers are left unread. A forwarded scheme other than http or https is
+ignored (links must stay http(s) URLs).
+
+`Observed` times each request from arrival to the end of its response and
+reports the method, the route template, the status and the client to the
+`Observer` (metrics, one access log line). The route template is left in
+the scope by the app (`ROUTE_KEY`, set before routing's answer is acted
+on), so a request that matched no route counts as `(unmatched)` and no
+concrete path, id or query string is ever a label or a log field. A request
+whose client left before any response started is not counted: nothing
+was answered.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from hypercorn.middleware import ProxyFixMiddleware
+from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallable, Scope
+
+from jobsd.clock import perf_s
+from jobsd.metrics import UNMATCHED_ROUTE
+from jobsd.observer import Observer
+
+ROUTE_KEY = "jobsd.route"
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def address_in(address: str | None, networks: Sequence[Network]) -> bool:
+    """Whether an address (as a scope's client gives it) is in any of `networks`.
+
+    An IPv4 peer seen on a dual-stack socket (`::ffff:127.0.0.1`) counts as
+    its IPv4 address. Anything that is not an IP address is in none.
+    """
+    if address is None:
+        return False
+    try:
+        ip = ipaddress.ip_address(address.strip("[]"))
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in net for net in networks)
+
+
+def route_template(rule: str) -> str:
+    """A Werkzeug rule as OpenAPI writes it: `/api/v1/jobs/<job_id>` -> `/api/v1/jobs/{job_id}`."""
+    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule)
+
+
+def client_of(scope: Scope) -> str | None:
+    client: Any = scope.get("client")
+    return None if not client else str(client[0])
+
+
+class _HttpSchemesOnly:
+    """Undo a forwarded scheme that is not http or https."""
+
+    def __init__(self, app: ASGIFramework, original: str) -> None:
+        self._app = app
+        self._original = original
+
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        if scope.get("scheme") not in ("http", "https"):
+            scope["scheme"] = self._original  # type: ignore[typeddict-item]
+        await self._app(scope, receive, send)
+
+
+class TrustedProxies:
+    def __init__(self, app: ASGIFramework, proxies: Sequence[Network]) -> None:
+        self._app = app
+        self._proxies = tuple(proxies)
+
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        if scope["type"] == "http" and address_in(client_of(scope), self._proxies):
+            inner = _HttpSchemesOnly(self._app, scope["scheme"])
+            fixed = ProxyFixMiddleware(inner, mode="legacy", trusted_hops=1)  # type: ignore[arg-type]
+            await fixed(scope, receive, send)
+            return
+        await self._app(scope, receive, send)
+
+
+class Observed:
+    def __init__(self, app: ASGIFramework, observer: Observer) -> None:
+        self._app = app
+        self._observer = observer
+
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        began = perf_s()
+        status: int | None = None
+
+        async def watched(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self._app(scope, receive, watched)
+        finally:
+            if status is not None:
+                self._observer.api_request(
+                    scope["method"],
+                    str(scope.get(ROUTE_KEY, UNMATCHED_ROUTE)),
+                    status,
+                    perf_s() - began,
+                    client_of(scope),
+                )
+
+
+def outer_layers(
+    app: ASGIFramework, observer: Observer | None, proxies: Sequence[Network]
+) -> ASGIFramework:
+    """`app` seen through the trusted-proxy check, then observed (when an observer is given)."""
+    observed: ASGIFramework = app if observer is None else Observed(app, observer)
+    return TrustedProxies(observed, proxies)

@@ -1,0 +1,154 @@
+"""How log lines look: `[log] format = "text" | "json"` and `level`.
+
+Every line goes through the `logging` root: jobsd's own, hypercorn's error
+log, Python warnings (`captureWarnings`) and, in JSON mode, an uncaught
+exception (`sys.excepthook`), so with `format = "json"` each line the
+daemon writes is one JSON object: `ts` (RFC 3339 UTC), `level`, `logger`,
+`msg`, the record's structured fields, and `exc` (the traceback, as one
+string) when there is one.
+
+Structured fields travel as `extra={"fields": {...}}` (see `fields`): JSON
+puts them at the top level, text appends them as `key=value`. Under
+systemd (`JOURNAL_STREAM` names our stderr) text lines carry no timestamp,
+since the journal stamps each line itself, and start with the `<N>` syslog
+priority prefix the journal reads as the line's level.
+
+What a line may hold is decided where it is written, not here: no token,
+header value, body, query string or job URL ever reaches a logger (tests
+grep every line). httpx logs each request's URL at INFO, so its loggers
+stay at WARNING whatever the level.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, TextIO
+
+from jobsd.config import LogConfig
+
+QUIET = ("httpx2", "httpcore2", "httpx", "httpcore")
+_SYSLOG_PRIORITY = {
+    logging.DEBUG: 7,
+    logging.INFO: 6,
+    logging.WARNING: 4,
+    logging.ERROR: 3,
+    logging.CRITICAL: 2,
+}
+
+
+def fields(**values: object) -> dict[str, Any]:
+    """`extra=` for a structured line: `log.info("run finished", extra=fields(run=...))`."""
+    return {"fields": values}
+
+
+def _fields_of(record: logging.LogRecord) -> Mapping[str, object]:
+    found = getattr(record, "fields", None)
+    return found if isinstance(found, Mapping) else {}
+
+
+def _text_value(value: object) -> str:
+    text = "" if value is None else str(value)
+    if text and not any(c.isspace() or c in '"=' for c in text):
+        return text
+    return json.dumps(text)
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self, *, journal: bool) -> None:
+        super().__init__("%(levelname)s %(name)s: %(message)s")
+        self._journal = journal
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        extra = " ".join(f"{k}={_text_value(v)}" for k, v in _fields_of(record).items())
+        head, sep, tail = line.partition("\n")  # a traceback stays below the line it explains
+        line = f"{head} {extra}{sep}{tail}" if extra else line
+        if self._journal:
+            return f"<{_SYSLOG_PRIORITY.get(record.levelno, 6)}>{line}"
+        return f"{self.formatTime(record)} {line}"
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        instant = datetime.fromtimestamp(record.created, UTC)
+        doc: dict[str, object] = {
+            "ts": instant.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in _fields_of(record).items():
+            doc.setdefault(key, value)
+        if record.exc_info:
+            doc["exc"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
+        elif record.stack_info:
+            doc["exc"] = record.stack_info
+        return json.dumps(doc, ensure_ascii=False, default=str)
+
+
+def json_line(logger: str, msg: str, **values: object) -> str:
+    """One INFO line as `JsonFormatter` writes it, for what is printed rather than logged."""
+    record = logging.makeLogRecord(
+        {
+            "name": logger,
+            "levelno": logging.INFO,
+            "levelname": "INFO",
+            "msg": msg,
+            **fields(**values),
+        }
+    )
+    return JsonFormatter().format(record)
+
+
+def under_journal(stream: TextIO, environ: Mapping[str, str]) -> bool:
+    """True when `stream` is the journal's: systemd sets JOURNAL_STREAM to its dev:inode."""
+    dev, _, ino = environ.get("JOURNAL_STREAM", "").partition(":")
+    if not (dev.isdigit() and ino.isdigit()):
+        return False
+    try:
+        st = os.fstat(stream.fileno())
+    except (OSError, ValueError):
+        return False
+    return (st.st_dev, st.st_ino) == (int(dev), int(ino))
+
+
+def formatter_for(
+    config: LogConfig, stream: TextIO, environ: Mapping[str, str]
+) -> logging.Formatter:
+    if config.format == "json":
+        return JsonFormatter()
+    return TextFormatter(journal=under_journal(stream, environ))
+
+
+def configure(
+    config: LogConfig, stream: TextIO | None = None, environ: Mapping[str, str] | None = None
+) -> logging.Handler:
+    """Make the root logger write `config`'s lines to `stream` (stderr); returns the handler."""
+    stream = sys.stderr if stream is None else stream
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter_for(config, stream, os.environ if environ is None else environ))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(config.level.upper())
+    for name in QUIET:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.captureWarnings(True)
+    if config.format == "json":
+        sys.excepthook = _log_uncaught
+    return handler
+
+
+def _log_uncaught(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    logging.getLogger("jobsd").critical("jobsd crashed", exc_info=(kind, exc, tb))

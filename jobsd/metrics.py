@@ -1,0 +1,152 @@
+"""The Prometheus metrics: names, labels and buckets, in one registry per daemon.
+
+Names and labels are fixed by spec/OPERATIONS.md so dashboards can rely on
+them. Every label is bounded by something the operator controls or by an
+enum: `account` is an account of the config (a run of an account no longer
+configured counts under `(other)`), `environment` comes from the config
+too, `status`/`failure_reason`/`trigger` are the run enums, `route` is a
+route template (`/api/v1/jobs/{job_id}`) or `(unmatched)`, `method` one of
+the HTTP methods the API knows or `OTHER`, and `status` an HTTP status
+code. Never a job id, a run id, a URL or a concrete path.
+
+A registry per `Metrics` (not prometheus-client's global one) so several
+daemons in one test process do not collide; it carries the library's
+process collector. Recording is thread-safe (the store's writer thread
+records its batches directly).
+
+Decisions where OPERATIONS.md is silent: `jobsd_scheduler_lag_seconds` is a
+histogram of how late each due job was fired (the scheduler's `now` minus
+the job's due instant); the two store metrics are histograms per committed
+transaction; `jobsd_quota_refusals_total` counts runs refused because the
+month's runs were used up (the 403 for `active_jobs_limit` is an API
+answer and shows under `jobsd_api_requests_total`); succeeded runs have
+`failure_reason=""`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from jobsd.messages import RunEnded
+from jobsd.runs import FailureReason
+
+OTHER_ACCOUNT = "(other)"
+UNMATCHED_ROUTE = "(unmatched)"
+OTHER_METHOD = "OTHER"
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+_LATENESS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+_REQUEST_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
+_API_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_STORE_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+_BATCH = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+def method_label(method: str) -> str:
+    return method if method in METHODS else OTHER_METHOD
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        ProcessCollector(registry=r)
+        self.runs_finished = Counter(
+            "jobsd_runs_finished",
+            "Runs that reached a terminal state.",
+            ["account", "environment", "status", "failure_reason", "trigger"],
+            registry=r,
+        )
+        self.lateness = Histogram(
+            "jobsd_run_lateness_seconds",
+            "started_at minus scheduled_for, for scheduled runs that started.",
+            ["account"],
+            buckets=_LATENESS_S,
+            registry=r,
+        )
+        self.request_duration = Histogram(
+            "jobsd_run_request_duration_seconds",
+            "How long a run's request took (started_at to finished_at).",
+            ["account"],
+            buckets=_REQUEST_S,
+            registry=r,
+        )
+        self.pending = Gauge("jobsd_runs_pending", "Runs PENDING in the store.", registry=r)
+        self.running = Gauge("jobsd_runs_running", "Runs RUNNING in the store.", registry=r)
+        self.scheduler_lag = Histogram(
+            "jobsd_scheduler_lag_seconds",
+            "How late the scheduler fired each due job (its now minus the due instant).",
+            buckets=_LATENESS_S,
+            registry=r,
+        )
+        self.retries_scheduled = Counter(
+            "jobsd_retries_scheduled", "Retries of failed runs scheduled.", registry=r
+        )
+        self.quota_refusals = Counter(
+            "jobsd_quota_refusals",
+            "Runs refused because the month's included runs were used up.",
+            ["account"],
+            registry=r,
+        )
+        self.api_requests = Counter(
+            "jobsd_api_requests",
+            "API requests answered, by route template, method and status.",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.api_duration = Histogram(
+            "jobsd_api_request_duration_seconds",
+            "Time from a request's arrival to the end of its response.",
+            ["route", "method"],
+            buckets=_API_S,
+            registry=r,
+        )
+        self.store_transaction = Histogram(
+            "jobsd_store_transaction_seconds",
+            "Time from BEGIN to COMMIT of each store write transaction.",
+            buckets=_STORE_S,
+            registry=r,
+        )
+        self.store_batch = Histogram(
+            "jobsd_store_batch_size",
+            "Writes committed together in one store transaction.",
+            buckets=_BATCH,
+            registry=r,
+        )
+
+    def run_ended(self, end: RunEnded, accounts: Collection[str]) -> None:
+        account = end.account_id if end.account_id in accounts else OTHER_ACCOUNT
+        reason = "" if end.failure_reason is None else end.failure_reason.value
+        self.runs_finished.labels(
+            account, end.environment, end.status.value, reason, end.trigger.value
+        ).inc()
+        if end.failure_reason is FailureReason.QUOTA_EXCEEDED:
+            self.quota_refusals.labels(account).inc()
+        if end.started_at is not None:
+            if end.scheduled_for is not None:
+                late_s = (end.started_at - end.scheduled_for).total_seconds()
+                self.lateness.labels(account).observe(max(0.0, late_s))
+            took_s = (end.finished_at - end.started_at).total_seconds()
+            self.request_duration.labels(account).observe(max(0.0, took_s))
+
+    def api_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        method = method_label(method)
+        self.api_requests.labels(route, method, str(status)).inc()
+        self.api_duration.labels(route, method).observe(seconds)
+
+    def exposition(self, pending: int, running: int) -> bytes:
+        """The text exposition, with the gauges set from the store's counts just read."""
+        self.pending.set(pending)
+        self.running.set(running)
+        return generate_latest(self.registry)

@@ -1,0 +1,105 @@
+"""What the actors report as they work, turned into metrics and log lines.
+
+One `Observer` per daemon is handed to the actors at their seams: the store
+tells it of every committed batch and of every run that ended (after the
+commit, `jobsd.store.ends`), the scheduler of how late it fired each due
+job, the API edge of every request answered. Each report becomes Prometheus
+samples (`jobsd.metrics`) and, for runs and requests, one structured log
+line at INFO. Nothing here decides anything; it only counts and tells.
+
+The run line (logger `jobsd.runs`, message `run finished`) carries the
+account, job, environment, run id, trigger, status, failure reason,
+lateness (started_at - scheduled_for, scheduled runs only) and the three
+durations in milliseconds; never the error text, request or result, which
+may quote what a log must not hold. The request line (logger
+`jobsd.access`, message `request`) carries the method, the route template
+(never the concrete path or its query string), the status, the duration
+and the client address (the forwarded one behind a trusted proxy).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from jobsd.api.context import Settings
+from jobsd.clock import duration_ms
+from jobsd.config import Config
+from jobsd.logs import fields
+from jobsd.messages import RunEnded
+from jobsd.metrics import Metrics, method_label
+
+runs_log = logging.getLogger("jobsd.runs")
+access_log = logging.getLogger("jobsd.access")
+
+
+class Observer:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+        self.metrics = Metrics() if metrics is None else metrics
+        self._settings = settings
+        self._config: Config | None = None
+        self._accounts: frozenset[str] = frozenset()
+
+    def _known_accounts(self) -> frozenset[str]:
+        config = self._settings.config
+        if config is not self._config:  # a reload swapped it
+            self._config = config
+            self._accounts = frozenset(a.id for a in config.accounts)
+        return self._accounts
+
+    # -- the store ----------------------------------------------------------------
+
+    def runs_ended(self, ends: Sequence[RunEnded]) -> None:
+        accounts = self._known_accounts()
+        for end in ends:
+            self.metrics.run_ended(end, accounts)
+            lateness = None
+            if end.scheduled_for is not None and end.started_at is not None:
+                lateness = duration_ms(end.scheduled_for, end.started_at)
+            runs_log.info(
+                "run finished",
+                extra=fields(
+                    account=end.account_id,
+                    job=end.job_slug,
+                    environment=end.environment,
+                    run=end.run_id,
+                    trigger=end.trigger.value,
+                    status=end.status.value,
+                    reason=None if end.failure_reason is None else end.failure_reason.value,
+                    lateness_ms=lateness,
+                    pending_ms=duration_ms(end.created_at, end.started_at),
+                    run_ms=duration_ms(end.started_at, end.finished_at),
+                    total_ms=duration_ms(end.created_at, end.finished_at),
+                ),
+            )
+
+    def store_batch(self, size: int, seconds: float) -> None:
+        """Called from the store's writer thread; the metrics are thread-safe."""
+        self.metrics.store_batch.observe(size)
+        self.metrics.store_transaction.observe(seconds)
+
+    # -- the scheduler and the executors -------------------------------------------
+
+    def fired_late(self, seconds: float) -> None:
+        self.metrics.scheduler_lag.observe(max(0.0, seconds))
+
+    def retry_scheduled(self) -> None:
+        """For the retry policy (issue 9): call once per retry it schedules."""
+        self.metrics.retries_scheduled.inc()
+
+    # -- the API --------------------------------------------------------------------
+
+    def api_request(
+        self, method: str, route: str, status: int, seconds: float, client: str | None
+    ) -> None:
+        self.metrics.api_request(route, method, status, seconds)
+        access_log.info(
+            "request",
+            extra=fields(
+                method=method_label(method),
+                route=route,
+                status=status,
+                duration_ms=round(seconds * 1000, 3),
+                client=client,
+            ),
+        )
