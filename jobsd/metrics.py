@@ -27,15 +27,8 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    ProcessCollector,
-    generate_latest,
-)
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client.exposition import choose_encoder
 
 from jobsd.messages import RunEnded
 from jobsd.runs import FailureReason
@@ -44,7 +37,6 @@ OTHER_ACCOUNT = "(other)"
 UNMATCHED_ROUTE = "(unmatched)"
 OTHER_METHOD = "OTHER"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 _LATENESS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 _REQUEST_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
@@ -145,8 +137,13 @@ class Metrics:
         self.api_requests.labels(route, method, str(status)).inc()
         self.api_duration.labels(route, method).observe(seconds)
 
-    def exposition(self, pending: int, running: int) -> bytes:
-        """The text exposition, with the gauges set from the store's counts just read."""
+    def exposition(
+        self, pending: int, running: int, accept: str | None = None
+    ) -> tuple[bytes, str]:
+        """The exposition and its content type, with the gauges set from the store's
+        counts just read. The format is negotiated on `accept` as the library's own
+        handler does: Prometheus text 0.0.4 unless OpenMetrics is asked for."""
         self.pending.set(pending)
         self.running.set(running)
-        return generate_latest(self.registry)
+        encode, content_type = choose_encoder(accept or "")
+        return encode(self.registry), content_type

@@ -4,7 +4,7 @@ Served by hypercorn's trio worker on an ephemeral port. It records every
 request it receives, so tests can check what jobsd actually sent (header
 values in plaintext on the wire) against what jobsd recorded (redacted).
 Paths choose behaviour: `/status/<code>`, `/hang` (never answers),
-anything else 200 with a small JSON body.
+`/slow` (answers 200 after 50 ms), anything else 200 with a small JSON body.
 """
 
 from __future__ import annotations
@@ -57,6 +57,8 @@ class Target:
             status = int(scope["path"].rsplit("/", 1)[1])
         if scope["path"] == "/hang":
             await trio.sleep_forever()
+        if scope["path"] == "/slow":
+            await trio.sleep(0.05)
         await send(
             {
                 "type": "http.response.start",

@@ -30,6 +30,7 @@ from typing import Any
 from hypercorn.middleware import ProxyFixMiddleware
 from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallable, Scope
 
+from jobsd.api.meta import base_spec
 from jobsd.clock import perf_s
 from jobsd.metrics import UNMATCHED_ROUTE
 from jobsd.observer import Observer
@@ -55,9 +56,21 @@ def address_in(address: str | None, networks: Sequence[Network]) -> bool:
     return any(ip in net for net in networks)
 
 
+_PARAM = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>|\{[^{}]+\}")
+
+
+def _shape(path: str) -> str:
+    return _PARAM.sub("{}", path)
+
+
+_CONTRACT = {_shape(path): path for path in base_spec()["paths"]}
+
+
 def route_template(rule: str) -> str:
-    """A Werkzeug rule as OpenAPI writes it: `/api/v1/jobs/<job_id>` -> `/api/v1/jobs/{job_id}`."""
-    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule)
+    """A Werkzeug rule as the contract names it: `/api/v1/jobs/<slug>` ->
+    `/api/v1/jobs/{job_id}`; a route outside the contract keeps its own names."""
+    shape = _shape(rule)
+    return _CONTRACT.get(shape) or _PARAM.sub(lambda m: "{" + (m[1] or "") + "}", rule)
 
 
 def client_of(scope: Scope) -> str | None:

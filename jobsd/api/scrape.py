@@ -25,7 +25,6 @@ from jobsd.api.auth import bearer_token
 from jobsd.api.context import ApiContext
 from jobsd.api.edge import address_in, client_of
 from jobsd.config import MetricsConfig
-from jobsd.metrics import CONTENT_TYPE
 from jobsd.observer import Observer
 
 _REFUSED = errors.ApiError(
@@ -54,7 +53,8 @@ def metrics_blueprint(ctx: ApiContext, observer: Observer, config: MetricsConfig
         if not allowed(config, client, request.headers.get("Authorization")):
             return jsonapi.error_response(_REFUSED)
         pending, running = await ctx.store.runs.count_live()
-        body = observer.metrics.exposition(pending, running)
-        return Response(body, content_type=CONTENT_TYPE)
+        accept = request.headers.get("Accept")
+        body, content_type = observer.metrics.exposition(pending, running, accept)
+        return Response(body, content_type=content_type)
 
     return bp
