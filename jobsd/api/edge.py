@@ -10,14 +10,16 @@ headers, so it is applied only behind this check; from any other peer the
 headers are left unread. A forwarded scheme other than http or https is
 ignored (links must stay http(s) URLs).
 
-`Observed` times each request from arrival to the end of its response and
+`Observed` times each request from arrival to its last body chunk and
 reports the method, the route template, the status and the client to the
 `Observer` (metrics, one access log line). The route template is left in
 the scope by the app (`ROUTE_KEY`, set before routing's answer is acted
 on), so a request that matched no route counts as `(unmatched)` and no
-concrete path, id or query string is ever a label or a log field. A request
-whose client left before any response started is not counted: nothing
-was answered.
+concrete path, id or query string is ever a label or a log field. It is
+told before the last chunk is handed to the server, so a client that has
+read its answer can count on the request being counted. A request whose
+client left before any response started is not counted: nothing was
+answered.
 """
 
 from __future__ import annotations
@@ -122,24 +124,30 @@ class Observed:
             return
         began = perf_s()
         status: int | None = None
+        told = False
+
+        def tell() -> None:
+            nonlocal told
+            if status is not None and not told:
+                told = True
+                route = str(scope.get(ROUTE_KEY, UNMATCHED_ROUTE))
+                seconds = perf_s() - began
+                self._observer.api_request(
+                    scope["method"], route, status, seconds, client_of(scope)
+                )
 
         async def watched(message: Any) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                tell()  # before the last bytes go: the client never sees an uncounted answer
             await send(message)
 
         try:
             await self._app(scope, receive, watched)
         finally:
-            if status is not None:
-                self._observer.api_request(
-                    scope["method"],
-                    str(scope.get(ROUTE_KEY, UNMATCHED_ROUTE)),
-                    status,
-                    perf_s() - began,
-                    client_of(scope),
-                )
+            tell()
 
 
 def outer_layers(
