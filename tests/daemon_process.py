@@ -18,7 +18,7 @@ from types import TracebackType
 
 import httpx2
 
-_LISTENING = re.compile(r"jobsd listening on (http://\S+)")
+_LISTENING = re.compile(r"jobsd listening on (http://[^\s\",]+)")  # text or a JSON line
 
 
 class DaemonProcess:

@@ -16,6 +16,8 @@ from pydantic import BaseModel
 
 from jobsd.config import (
     Config,
+    LogConfig,
+    MetricsConfig,
     OutboundConfig,
     RetentionConfig,
     SchedulerConfig,
@@ -68,6 +70,30 @@ def test_every_default() -> None:
     assert config.retention.max_runs_per_job == 10000
     assert config.plans == {}
     assert config.accounts == ()
+    assert config.server.trusted_proxies == ()
+    assert config.metrics.enabled and config.metrics.path == "/metrics"
+    assert [str(n) for n in config.metrics.allow_cidrs] == ["127.0.0.0/8", "::1/128"]
+    assert config.metrics.token_sha256 == ""
+    assert (config.log.format, config.log.level) == ("text", "info")
+    (acme,) = parse_config(PLAN + account()).accounts
+    assert (acme.sign_requests, acme.alert_url) == (False, "")
+
+
+def test_operations_keys_accept_what_the_spec_shows() -> None:
+    config = parse_config(
+        '[server]\ntrusted_proxies = ["10.0.0.0/8", "::1"]\n'
+        f'[metrics]\nenabled = false\npath = "/internal/metrics"\ntoken_sha256 = "{DIGEST_A}"\n'
+        'allow_cidrs = []\n[log]\nformat = "json"\nlevel = "debug"\n'
+        + PLAN
+        + account()
+        + 'sign_requests = true\nalert_url = "https://alerts.example.com/jobsd?k=1"\n'
+    )
+    assert [str(n) for n in config.server.trusted_proxies] == ["10.0.0.0/8", "::1/128"]
+    assert not config.metrics.enabled and config.metrics.allow_cidrs == ()
+    assert config.metrics.token_sha256 == DIGEST_A
+    assert (config.log.format, config.log.level) == ("json", "debug")
+    assert config.accounts[0].sign_requests
+    assert config.accounts[0].alert_url == "https://alerts.example.com/jobsd?k=1"
 
 
 def test_an_empty_section_is_all_defaults() -> None:
@@ -148,6 +174,29 @@ BAD_VALUES = [
     (PLAN + account(digests=f'"{DIGEST_A}"'), "accounts[0].tokens_sha256"),
     (PLAN + account().replace('plan = "free"\n', ""), "accounts[0].plan"),
     (PLAN + account().replace("tokens_sha256", "#"), "accounts[0].tokens_sha256"),
+    # operations (spec/OPERATIONS.md)
+    ('[server]\ntrusted_proxies = ["10.0.0.1/8"]', "server.trusted_proxies[0]"),
+    ('[server]\ntrusted_proxies = "127.0.0.1"', "server.trusted_proxies"),
+    ('[metrics]\nenabled = "yes"', "metrics.enabled"),
+    ("[metrics]\nenabled = 1", "metrics.enabled"),
+    ('[metrics]\npath = "metrics"', "metrics.path"),
+    ('[metrics]\npath = "/api/v1/metrics"', "metrics.path"),
+    ('[metrics]\npath = "/healthz"', "metrics.path"),
+    ('[metrics]\npath = "/m<int:x>"', "metrics.path"),
+    ('[metrics]\npath = "/m?x=1"', "metrics.path"),
+    ('[metrics]\nallow_cidrs = ["127.0.0.1/8"]', "metrics.allow_cidrs[0]"),
+    ('[metrics]\ntoken_sha256 = "abc"', "metrics.token_sha256"),
+    (f'[metrics]\ntoken_sha256 = "{DIGEST_A.upper()}"', "metrics.token_sha256"),
+    ('[log]\nformat = "yaml"', "log.format"),
+    ("[log]\nformat = 1", "log.format"),
+    ('[log]\nlevel = "verbose"', "log.level"),
+    ('[log]\nlevel = "INFO"', "log.level"),
+    (PLAN + account() + 'sign_requests = "true"\n', "accounts[0].sign_requests"),
+    (PLAN + account() + 'alert_url = "ftp://example.com/a"\n', "accounts[0].alert_url"),
+    (PLAN + account() + 'alert_url = "https://u:p@example.com/a"\n', "accounts[0].alert_url"),
+    (PLAN + account() + 'alert_url = "https://exa mple.com/"\n', "accounts[0].alert_url"),
+    (PLAN + account() + f'alert_url = "https://e.com/{"a" * 2048}"\n', "accounts[0].alert_url"),
+    (PLAN + account() + "alert_url = 5\n", "accounts[0].alert_url"),
 ]
 
 
@@ -168,6 +217,8 @@ UNKNOWN_KEYS = [
     (PLAN + "extra = 1\n", "plans.free.extra"),
     (PLAN + account() + "extra = 1\n", "accounts[0].extra"),
     (PLAN + account() + "[accounts.extra]\n", "accounts[0].extra"),
+    ("[metrics]\nport = 9100", "metrics.port"),
+    ("[log]\nfile = 1", "log.file"),
 ]
 
 
@@ -313,6 +364,8 @@ def test_the_example_shows_the_defaults() -> None:
     assert config.scheduler == SchedulerConfig()
     assert config.outbound == OutboundConfig()
     assert config.retention == RetentionConfig()
+    assert config.metrics == MetricsConfig()
+    assert config.log == LogConfig()
     free = config.plans["free"]
     assert (free.runs_included, free.active_jobs_limit, free.max_timeout) == (3000, 10, 30)
     assert len(config.plans) == 2
@@ -322,6 +375,7 @@ def test_the_example_shows_the_defaults() -> None:
         "free",
         (token_sha256("change-me"),),
     )
+    assert (acme.sign_requests, acme.alert_url) == (False, "")
 
 
 def test_every_key_line_of_the_example_carries_a_comment() -> None:
@@ -358,6 +412,15 @@ NAMES = [
     "x",
     '"a.b"',
     "free",
+    "metrics",
+    "log",
+    "trusted_proxies",
+    "enabled",
+    "token_sha256",
+    "format",
+    "level",
+    "sign_requests",
+    "alert_url",
 ]
 LITERALS = (
     'true false [] {} 1979-05-27T07:32:00Z 07:32:00 "" -1 0 "free" "/abs" [[1],[2]] {a=1}'

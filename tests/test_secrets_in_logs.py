@@ -18,7 +18,9 @@ token and no header value may appear in any of it.
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -247,9 +249,12 @@ async def test_no_secret_reaches_a_log_in_process(
     assert not secrets_in(out + err), secrets_in(out + err)
 
 
-async def test_no_secret_reaches_a_child_process_log(tmp_path: Path) -> None:
+@pytest.mark.parametrize("log_format", ["text", "json"])
+async def test_no_secret_reaches_a_child_process_log(tmp_path: Path, log_format: str) -> None:
     cfg = tmp_path / "jobsd.toml"
-    cfg.write_text(config_text(tmp_path))
+    cfg.write_text(
+        config_text(tmp_path, extra=f'[log]\nformat = "{log_format}"\nlevel = "debug"\n')
+    )
     async with open_target() as target:
         process = await trio.to_thread.run_sync(
             lambda: DaemonProcess(["serve", "--config", str(cfg)], tmp_path).start()
@@ -267,3 +272,28 @@ async def test_no_secret_reaches_a_child_process_log(tmp_path: Path) -> None:
     # httpx2 logs every outbound request line ("HTTP Request: POST <url>") at
     # INFO; `jobsd serve` quiets it, so a secret in a job's URL stays out.
     assert URL_SECRET not in stderr + stdout
+    if log_format == "json":
+        assert_structured(stderr, stdout)
+
+
+def assert_structured(stderr: str, stdout: str) -> None:
+    """Every line one JSON object; one line per finished run and per request."""
+    lines = [json.loads(line) for line in (stderr + stdout).splitlines() if line.strip()]
+    assert all(isinstance(x, dict) and {"ts", "level", "logger", "msg"} <= x.keys() for x in lines)
+    runs = {x["job"]: x for x in lines if x["msg"] == "run finished"}
+    assert set(runs) == {"ok", "status", "refused", "ssrf", "hangs"}, runs
+    ok, hangs = runs["ok"], runs["hangs"]
+    assert (ok["account"], ok["environment"], ok["status"], ok["reason"]) == (
+        "acme", "production", "SUCCEEDED", None,
+    )  # fmt: skip
+    assert ok["trigger"] == "MANUAL" and ok["lateness_ms"] is None
+    assert all(isinstance(ok[k], int) for k in ("pending_ms", "run_ms", "total_ms"))
+    assert re.fullmatch(r"[0-9a-f-]{36}", ok["run"])
+    assert (hangs["status"], hangs["reason"]) == ("FAILED", "TIMEOUT") and hangs["run_ms"] >= 1000
+    requests = [x for x in lines if x["msg"] == "request"]
+    assert len(requests) >= 20
+    routes = {x["route"] for x in requests}
+    assert {"/api/v1/jobs", "/api/v1/jobs/{job_id}/actions/run", "/api/v1/runs"} <= routes
+    assert all(x["client"] == "127.0.0.1" and x["duration_ms"] >= 0 for x in requests)
+    assert {x["status"] for x in requests} >= {200, 201, 401, 422}
+    assert any(x["msg"].startswith("jobsd listening on") for x in lines)

@@ -1,0 +1,140 @@
+"""How lines look: text (with or without its own timestamp) and JSON, warnings included.
+
+The JSON run and request lines of a real daemon, and that no secret
+reaches them, are in tests/test_secrets_in_logs.py; here the formatters,
+`configure`, and a child process under a pretend journal.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import re
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jobsd import logs
+from jobsd.config import LogConfig
+from tests.conftest import config_text
+from tests.daemon_process import DaemonProcess
+
+
+def record(msg: str = "run finished", exc: bool = False, **values: object) -> logging.LogRecord:
+    info = None
+    if exc:
+        try:
+            raise ValueError("boom\nsecond line")
+        except ValueError:
+            info = sys.exc_info()
+    made = logging.LogRecord("jobsd.runs", logging.WARNING, __file__, 1, msg, (), info)
+    made.fields = values  # type: ignore[attr-defined]
+    return made
+
+
+def test_text_lines_carry_fields_and_a_timestamp_unless_under_the_journal() -> None:
+    line = logs.TextFormatter(journal=False).format(record(job="nightly", error="a b", n=None))
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00 WARNING jobsd\.runs: run finished "
+        r'job=nightly error="a b" n=""',
+        line,
+    ), line
+    journal = logs.TextFormatter(journal=True).format(record(job="nightly"))
+    assert journal == "<4>WARNING jobsd.runs: run finished job=nightly"
+    with_exc = logs.TextFormatter(journal=True).format(record(exc=True, job="x"))
+    first, rest = with_exc.split("\n", 1)
+    assert first == "<4>WARNING jobsd.runs: run finished job=x" and "ValueError" in rest
+
+
+def test_json_lines_are_one_object_each_even_with_a_traceback() -> None:
+    line = logs.JsonFormatter().format(record(exc=True, job="nightly", lateness_ms=None))
+    assert "\n" not in line
+    doc = json.loads(line)
+    assert doc["msg"] == "run finished" and doc["level"] == "warning"
+    assert doc["logger"] == "jobsd.runs" and doc["ts"].endswith("Z")
+    assert doc["job"] == "nightly" and doc["lateness_ms"] is None
+    assert "ValueError: boom\nsecond line" in doc["exc"]
+    # A field may not overwrite what every line carries.
+    clash = json.loads(logs.JsonFormatter().format(record(msg="m", level="x", ts="y")))
+    assert (clash["msg"], clash["level"]) == ("m", "warning") and clash["ts"] != "y"
+
+
+def test_the_journal_is_recognised_by_its_device_and_inode(tmp_path: Path) -> None:
+    path = tmp_path / "stderr"
+    with path.open("w") as stream:
+        st = os.fstat(stream.fileno())
+        assert logs.under_journal(stream, {"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"})
+        assert not logs.under_journal(stream, {"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino + 1}"})
+        assert not logs.under_journal(stream, {"JOURNAL_STREAM": "garbage"})
+        assert not logs.under_journal(stream, {})
+    assert not logs.under_journal(io.StringIO(), {"JOURNAL_STREAM": "1:2"})
+
+
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level, hook = list(root.handlers), root.level, sys.excepthook
+    try:
+        yield
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in handlers:
+            root.addHandler(handler)
+        root.setLevel(level)
+        sys.excepthook = hook
+        logging.captureWarnings(False)
+
+
+def test_json_mode_turns_warnings_and_crashes_into_json_lines(restored_logging: None) -> None:
+    out = io.StringIO()
+    logs.configure(LogConfig(format="json", level="info"), stream=out, environ={})
+    logging.getLogger("jobsd.x").debug("not at info")
+    logging.getLogger("jobsd.x").info("hello %s", "world")
+    logging.getLogger("httpx2").info("HTTP Request: GET https://x/?api_key=secret")
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("a library is unhappy", DeprecationWarning, stacklevel=1)
+    try:
+        raise RuntimeError("actor died")
+    except RuntimeError:
+        sys.excepthook(*sys.exc_info())  # type: ignore[arg-type]
+    docs = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert docs[0]["msg"] == "hello world"
+    assert "secret" not in out.getvalue() and "not at info" not in out.getvalue()
+    assert docs[1]["logger"] == "py.warnings" and "a library is unhappy" in docs[1]["msg"]
+    assert docs[2]["msg"] == "jobsd crashed" and "RuntimeError: actor died" in docs[2]["exc"]
+    assert len(docs) == 3
+
+
+def test_text_mode_levels(restored_logging: None) -> None:
+    out = io.StringIO()
+    logs.configure(LogConfig(format="text", level="warning"), stream=out, environ={})
+    logging.getLogger("jobsd").info("quiet")
+    logging.getLogger("jobsd").warning("loud")
+    assert out.getvalue().count("\n") == 1 and "WARNING jobsd: loud" in out.getvalue()
+
+
+def test_under_systemd_text_lines_carry_no_timestamp(tmp_path: Path) -> None:
+    """A real child whose stderr the (pretend) journal owns: JOURNAL_STREAM names it."""
+    cfg = tmp_path / "jobsd.toml"
+    cfg.write_text(config_text(tmp_path))
+    process = DaemonProcess(["serve", "--config", str(cfg)], tmp_path)
+    process.stderr_path.touch()
+    st = os.stat(process.stderr_path)
+    process.env["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"
+    process.start()
+    code = process.stop()
+    assert code == 0
+    lines = [line for line in process.stderr().splitlines() if line]
+    assert lines and any("jobsd: stopped" in line for line in lines)
+    heads = [line for line in lines if not line.startswith((" ", "Traceback"))]
+    assert all(re.match(r"<[2-7]>(DEBUG|INFO|WARNING|ERROR|CRITICAL) \S+: ", h) for h in heads), (
+        heads
+    )
+    assert not any(re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d", h) for h in heads)
