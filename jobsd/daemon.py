@@ -31,6 +31,11 @@ new work in during the grace. `/healthz` therefore answers 503 only to a
 request already under way as the stop begins; everyone else sees the port
 closed, as they will during the restart that usually follows.
 
+One `Observer` (metrics and the run/request log lines) is handed to the
+store, the scheduler and the API at their seams, and one `RequestSigner`
+(the key file's signing secrets, followed live) to the executors; an
+account that signs but has no secret stops the start (`ConfigError`).
+
 Start: systemd hears READY=1 only once `/healthz` answers 200 (the API is
 bound and every actor runs; `Lifecycle.mark_ready`). SIGHUP reloads
 accounts, plans and tokens (`jobsd.reload`). Signal handling and the stop's

@@ -128,13 +128,16 @@ class Delivery:
         """Never raises for what the remote side or the network does; only
         trio.Cancelled (the run was cancelled) propagates.
 
-        `stamp` is jobsd's own headers (run id, scheduled instant) that let a
-        target deduplicate and correlate; they are not the job's secrets and
-        are not part of the recorded snapshot of the job's request."""
+        `stamp` is jobsd's own headers (run id, scheduled instant, signatures)
+        that let a target deduplicate, correlate and verify; they are not the
+        job's secrets and are not part of the recorded snapshot of the job's
+        request. Where a job sets a header of the same name, jobsd's wins."""
+        stamped = {name.lower() for name, _ in stamp}
+        headers = tuple(h for h in config.job_headers() if h.name.lower() not in stamped)
         request: dict[str, object] = {
             "method": config.method,
             "url": config.url,
-            "headers": [{"name": h.name, "value": "<redacted>"} for h in config.job_headers()],
+            "headers": [{"name": h.name, "value": "<redacted>"} for h in headers],
             "body": config.body,
         }
         reading = _Reading()
@@ -145,7 +148,8 @@ class Delivery:
             return self._failed(request, FailureReason.CONNECTION_ERROR, error, reading)
         with trio.move_on_after(config.timeout_s):
             try:
-                await self._exchange(config, ssl_context, reading, stamp)
+                sent = [(h.name, h.value) for h in headers] + list(stamp)
+                await self._exchange(config, ssl_context, reading, sent)
             except AddressRefused as exc:
                 return self._failed(request, FailureReason.SSRF_BLOCKED, str(exc), reading)
             except (httpx2.HTTPError, httpx2.InvalidURL) as exc:
@@ -162,7 +166,7 @@ class Delivery:
         config: HttpConfig,
         ssl_context: ssl.SSLContext,
         reading: _Reading,
-        stamp: Sequence[tuple[str, str]],
+        headers: Sequence[tuple[str, str]],
     ) -> None:
         client = httpx2.AsyncClient(
             transport=PolicyTransport(ssl_context, self._backend),
@@ -176,8 +180,7 @@ class Delivery:
             client.stream(
                 config.method,
                 config.url,
-                headers=[(h.name.encode(), h.value.encode()) for h in config.job_headers()]
-                + [(name.encode(), value.encode()) for name, value in stamp],
+                headers=[(name.encode(), value.encode()) for name, value in headers],
                 content=config.payload(),
             ) as response,
         ):

@@ -19,8 +19,8 @@ What a change means for work already under way:
 - `sign_requests` applies to the next run sent; turning it on is refused
   (like a bad file) while the key file holds no secret for the account.
 - The other sections (server, storage, secrets, scheduler, outbound,
-  retention, metrics, log) are bound into running actors; a change to them is logged as
-  waiting for a restart and otherwise ignored.
+  retention, metrics, log) are bound into running actors; a change to them
+  is logged as waiting for a restart and otherwise ignored.
 """
 
 from __future__ import annotations

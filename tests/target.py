@@ -25,6 +25,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    raw_headers: list[tuple[str, str]] = field(default_factory=list)  # repeats kept
 
 
 @dataclass
@@ -48,8 +49,8 @@ class Target:
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
-        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-        self.received.append(Received(scope["method"], scope["path"], headers, body))
+        raw = [(k.decode().lower(), v.decode()) for k, v in scope["headers"]]
+        self.received.append(Received(scope["method"], scope["path"], dict(raw), body, raw))
         self.arrived.set()
         self.arrived = trio.Event()
         status = 200

@@ -27,6 +27,7 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from jobsd.api.context import Settings
+from jobsd.clock import iso
 from jobsd.config import parse_config, token_sha256
 from jobsd.messages import RunEnded
 from jobsd.metrics import Metrics
@@ -342,7 +343,7 @@ async def test_the_scheduler_lag_and_lateness_of_scheduled_runs(tmp_path: Path) 
         r = await c.post(
             "/api/v1/jobs",
             json={"data": {"type": "job", "id": "soon", "attributes": {
-                "name": "soon", "schedule": "* * * * *",
+                "name": "soon", "schedule": iso(live.clock.now() + timedelta(seconds=1)),
                 "configuration": {"url": target.url + "/x"}}}},
             headers={"Content-Type": JSONAPI},
         )  # fmt: skip

@@ -13,7 +13,9 @@ log and httpx2's included) and its file descriptors captured, then in a
 child process whose stderr and stdout are kept, while it serves
 authenticated requests, refused ones, jobs with secret header values, and
 runs that fail (connection refused, SSRF-blocked, timed out, a 500). No
-token and no header value may appear in any of it.
+token and no header value may appear in any of it, in text or in JSON
+lines (`[log] format = "json"`, where every line must also be one JSON
+object, with one structured line per finished run and per request).
 """
 
 from __future__ import annotations

@@ -13,8 +13,6 @@ import base64
 import logging
 import os
 import stat
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,7 @@ from jobsd.reload import Reloader
 from tests.conftest import JSONAPI, config_text
 from tests.inprocess import daemon_at
 from tests.target import Received, open_target
+from tests.test_cli import jobsd
 
 BODY = b'{"hello": "w\xc3\xb6rld"}'
 
@@ -211,12 +210,6 @@ def test_the_live_secrets_follow_a_rotation(tmp_path: Path) -> None:
 # -- the commands -------------------------------------------------------------------------
 
 
-def jobsd(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "jobsd", *args], cwd=cwd, capture_output=True, text=True, timeout=60
-    )
-
-
 def test_the_signing_commands(tmp_path: Path) -> None:
     cfg = tmp_path / "jobsd.toml"
     cfg.write_text(config_text(tmp_path))
@@ -296,8 +289,8 @@ async def test_a_reload_that_turns_signing_on_without_a_secret_is_refused(
 # -- end to end: a real daemon, a real target ----------------------------------------------
 
 
-def job(slug: str, url: str) -> dict[str, Any]:
-    configuration = {"url": url, "method": "POST", "body": BODY.decode()}
+def job(slug: str, url: str, **more: Any) -> dict[str, Any]:
+    configuration = {"url": url, "method": "POST", "body": BODY.decode(), **more}
     attributes = {"name": slug, "schedule": "0 0 1 1 *", "configuration": configuration}
     return {"data": {"type": "job", "id": slug, "attributes": attributes}}
 
@@ -331,6 +324,21 @@ async def test_a_receiver_verifies_every_request_through_a_rotation(tmp_path: Pa
         assert got.headers["webhook-id"] == runs[0]["id"]  # the run id
         assert abs(int(got.headers["webhook-timestamp"]) - now_s()) < 60
         assert "webhook-signature" not in str(runs[0]["attributes"]["request"])  # not recorded
+
+        # A job's own header of the same name is not sent beside ours.
+        forged = [{"name": "Webhook-Signature", "value": "v1,forged"}]
+        r = await c.post(
+            "/api/v1/jobs",
+            json=job("forged", target.url + "/f", headers=forged),
+            headers={"Content-Type": JSONAPI},
+        )
+        assert r.status_code == 201, r.text
+        got = await run_now(c, "forged", target.received, 2)
+        assert [v for k, v in got.raw_headers if k == "webhook-signature"] == [
+            got.headers["webhook-signature"]
+        ]
+        verify(first, got.body, got.headers)
+        del target.received[1]
 
         # Rotated while the daemon runs: both secrets sign, either verifies.
         entries = signing_secrets.rotate(config, "acme", system_utc_now(), timedelta(hours=1))

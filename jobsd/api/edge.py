@@ -7,8 +7,9 @@ our proxy appended) rewrite the scope's client, scheme and host, so links
 (`links.next`), logs and the metrics allowlist see the real client and the
 URL it used. Hypercorn's middleware trusts a hop count whoever sends the
 headers, so it is applied only behind this check; from any other peer the
-headers are left unread. A forwarded scheme other than http or https is
-ignored (links must stay http(s) URLs).
+headers are left unread. A forwarded scheme other than http or https, or a
+forwarded host that is not `host[:port]`, is ignored (links must stay
+http(s) URLs on a host).
 
 `Observed` times each request from arrival to its last body chunk and
 reports the method, the route template, the status and the client to the
@@ -80,10 +81,16 @@ def client_of(scope: Scope) -> str | None:
     return None if not client else str(client[0])
 
 
-class _HttpSchemesOnly:
-    """Undo a forwarded scheme that is not http or https."""
+_HOST = re.compile(
+    r"(?:[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?"
+)
 
-    def __init__(self, app: ASGIFramework, original: str) -> None:
+
+class _LinkSafe:
+    """Undo what a link may not carry: a forwarded scheme other than http(s),
+    a forwarded host that is not `host[:port]`."""
+
+    def __init__(self, app: ASGIFramework, original: Scope) -> None:
         self._app = app
         self._original = original
 
@@ -91,7 +98,11 @@ class _HttpSchemesOnly:
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
         if scope.get("scheme") not in ("http", "https"):
-            scope["scheme"] = self._original  # type: ignore[typeddict-item]
+            scope["scheme"] = self._original["scheme"]  # type: ignore[typeddict-item]
+        headers: Any = scope.get("headers", [])
+        hosts = [v for k, v in headers if k.lower() == b"host"]
+        if hosts and not _HOST.fullmatch(hosts[-1].decode("latin-1")):
+            scope["headers"] = self._original["headers"]  # type: ignore[typeddict-item]
         await self._app(scope, receive, send)
 
 
@@ -104,7 +115,7 @@ class TrustedProxies:
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
         if scope["type"] == "http" and address_in(client_of(scope), self._proxies):
-            inner = _HttpSchemesOnly(self._app, scope["scheme"])
+            inner = _LinkSafe(self._app, scope)
             fixed = ProxyFixMiddleware(inner, mode="legacy", trusted_hops=1)  # type: ignore[arg-type]
             await fixed(scope, receive, send)
             return
