@@ -23,6 +23,8 @@ Decisions the spec leaves open:
 - `[metrics]`, `[log]`, `trusted_proxies`, `sign_requests` and `alert_url`
   are fixed by spec/OPERATIONS.md; `metrics.path` may not shadow the API
   (`/api/...`, `/healthz`).
+- An account's `environments` are names like account ids; the first is its
+  default. A scoped token names a non-empty subset of them, each once.
 """
 
 from __future__ import annotations
@@ -33,10 +35,11 @@ import ipaddress
 import re
 import secrets
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import AfterValidator, Field, ValidationError
 
 from jobsd.config_fields import (
     AbsolutePath,
@@ -56,6 +59,9 @@ from jobsd.config_fields import (
 from jobsd.errors import ConfigError
 
 TOKEN_PREFIX = "jobsd_"
+API_VERSIONS = ("2026-06-04", "2026-08-07")  # oldest first; the first is the default
+DEFAULT_API_VERSION: Literal["2026-06-04"] = "2026-06-04"
+DEFAULT_ENVIRONMENT = "production"
 
 
 class ServerConfig(Section):
@@ -121,12 +127,53 @@ class PlanConfig(Section):
     max_timeout: Annotated[int, Field(strict=True, ge=1, le=86400)]
 
 
+ApiVersion = Literal["2026-06-04", "2026-08-07"]
+
+
+def _distinct(names: tuple[str, ...]) -> tuple[str, ...]:
+    for name in names:
+        if names.count(name) > 1:
+            raise ValueError(f"{name!r} appears twice")
+    return names
+
+
+Environments = Annotated[
+    tuple[Name, ...], Field(min_length=1, max_length=64), AfterValidator(_distinct)
+]
+
+
+class ScopedToken(Section):
+    """A token limited to some of its account's environments."""
+
+    sha256: Digest
+    environments: Environments
+
+
 class AccountConfig(Section):
     id: Name
     plan: Name
     tokens_sha256: tuple[Digest, ...]
     sign_requests: Flag = False
     alert_url: OptionalUrl = ""
+    api_version: ApiVersion = DEFAULT_API_VERSION
+    environments: Environments = (DEFAULT_ENVIRONMENT,)
+    scoped_tokens: tuple[ScopedToken, ...] = ()
+
+    @property
+    def default_environment(self) -> str:
+        return self.environments[0]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenMatch:
+    """Whose token it is, and which environments it may reach (None: all)."""
+
+    account: AccountConfig
+    scope: frozenset[str] | None
+
+
+# Stands in for the account while a lookup that found none builds its answer.
+_NOBODY = AccountConfig(id="nobody", plan="nobody", tokens_sha256=())
 
 
 class Config(Section):
@@ -155,24 +202,63 @@ class Config(Section):
                     f"accounts[{i}].plan",
                     f"plan {account.plan!r} is not defined (no [plans.{account.plan}] table)",
                 )
-            for j, digest in enumerate(account.tokens_sha256):
+            digests = [(f"tokens_sha256[{j}]", d) for j, d in enumerate(account.tokens_sha256)]
+            digests += [
+                (f"scoped_tokens[{j}].sha256", t.sha256)
+                for j, t in enumerate(account.scoped_tokens)
+            ]
+            for where, digest in digests:
                 if digest in owners:
                     raise ConfigError(
-                        f"accounts[{i}].tokens_sha256[{j}]",
+                        f"accounts[{i}].{where}",
                         f"digest already listed under accounts[{owners[digest]}];"
-                        " a token belongs to one account",
+                        " a token belongs to one account and has one scope",
                     )
                 owners[digest] = i
+            for j, token in enumerate(account.scoped_tokens):
+                for k, env in enumerate(token.environments):
+                    if env not in account.environments:
+                        raise ConfigError(
+                            f"accounts[{i}].scoped_tokens[{j}].environments[{k}]",
+                            f"{env!r} is not one of the account's environments"
+                            f" ({', '.join(account.environments)})",
+                        )
 
-    def account_for_digest(self, digest: str) -> AccountConfig | None:
-        """Compares against every digest, match or not, so timing reveals nothing."""
+    def token_for_digest(self, digest: str) -> TokenMatch | None:
+        """Compares against every digest, match or not, so timing reveals nothing.
+
+        The answer is built the same way whether a token matched or not (a
+        match only costs two assignments more), so the time of a right
+        token and a wrong one differ by no more than that.
+        """
         probe = digest.encode("utf-8")
-        found: AccountConfig | None = None
+        account_found: AccountConfig | None = None
+        scope_found: tuple[str, ...] | None = None
         for account in self.accounts:
             for candidate in account.tokens_sha256:
                 if hmac.compare_digest(probe, candidate.encode("ascii")):
-                    found = account
-        return found
+                    account_found, scope_found = account, None
+            for token in account.scoped_tokens:
+                if hmac.compare_digest(probe, token.sha256.encode("ascii")):
+                    account_found, scope_found = account, token.environments
+        match = TokenMatch(
+            account_found or _NOBODY, None if scope_found is None else frozenset(scope_found)
+        )
+        return match if account_found is not None else None
+
+    def account_for_digest(self, digest: str) -> AccountConfig | None:
+        match = self.token_for_digest(digest)
+        return None if match is None else match.account
+
+    def account(self, account_id: str) -> AccountConfig | None:
+        for account in self.accounts:
+            if account.id == account_id:
+                return account
+        return None
+
+    def default_environments(self) -> dict[str, str]:
+        """account id -> its default environment (what a pre-environment job belongs to)."""
+        return {a.id: a.default_environment for a in self.accounts}
 
     def plan_of(self, account: AccountConfig) -> PlanConfig:
         return self.plans[account.plan]
@@ -187,6 +273,7 @@ _MESSAGES = {
     "int_type": "must be an integer",
     "string_type": "must be a string",
     "path_type": "must be a string (a file path)",
+    "too_short": "must not be empty",
 }
 
 

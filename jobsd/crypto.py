@@ -63,13 +63,23 @@ def _text(value: str) -> bytes:
     return value.encode("utf-8", "surrogatepass")
 
 
-def header_aad(account_id: str, job_pk: int, header_name: str) -> bytes:
-    """Length-prefixed parts; header names compare case-insensitively, as in HTTP."""
+def header_aad(
+    account_id: str, job_pk: int, header_name: str, environment: str | None = None
+) -> bytes:
+    """Length-prefixed parts; header names compare case-insensitively, as in HTTP.
+
+    An environment's override also binds the environment, so a value does not
+    open in another environment or as the base value of the same name.
+    """
     if not account_id or not header_name:
         raise ValueError("account_id and header_name must not be empty")
     if isinstance(job_pk, bool) or not isinstance(job_pk, int):
         raise TypeError("job_pk must be an int")
-    parts = (b"jobsd-header", _text(account_id), str(job_pk).encode(), _text(header_name.lower()))
+    parts = [b"jobsd-header", _text(account_id), str(job_pk).encode(), _text(header_name.lower())]
+    if environment is not None:
+        if not environment:
+            raise ValueError("environment must not be empty")
+        parts.append(b"env:" + _text(environment))
     return b"".join(len(part).to_bytes(4, "big") + part for part in parts)
 
 

@@ -135,14 +135,19 @@ async def run_daemon(
     )
     async with trio.open_nursery() as signals:
         await signals.start(run_signals, lifecycle, reloader)
-        await _serve(options, settings, lifecycle, task_status)
+        await _serve(options, settings, reloader, lifecycle, task_status)
         signals.cancel_scope.cancel()
     log.info("stopped")
+
+
+def environments_of(config: Config) -> dict[str, tuple[str, ...]]:
+    return {account.id: account.environments for account in config.accounts}
 
 
 async def _serve(
     options: DaemonOptions,
     settings: Settings,
+    reloader: Reloader,
     lifecycle: Lifecycle,
     task_status: trio.TaskStatus[ApiContext],
 ) -> None:
@@ -164,8 +169,17 @@ async def _serve(
     delivery = Delivery(
         AddressPolicy([str(n) for n in config.outbound.allow_cidrs]), resolver=options.resolver
     )
-    async with open_store(config.storage.path, keyring, clock, changes_tx, observer) as store:
+    async with open_store(
+        config.storage.path,
+        keyring,
+        clock,
+        changes_tx,
+        observer,
+        default_environments=config.default_environments(),
+    ) as store:
         recovery = await recover(store.engine, to_us(clock.now()))
+        await store.jobs.sync_environments(environments_of(settings.config))
+        reloader.after_reload(lambda fresh: store.jobs.sync_environments(environments_of(fresh)))
         if recovery.lost or recovery.canceled or recovery.pending:
             log.info(
                 "recovery: %d runs lost in flight, %d canceled, %d pending to run",

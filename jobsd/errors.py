@@ -87,6 +87,7 @@ class ErrorItem:
     detail: str
     pointer: str | None = None
     parameter: str | None = None
+    header: str | None = None
 
     def to_json(self) -> dict[str, object]:
         doc: dict[str, object] = {
@@ -99,6 +100,8 @@ class ErrorItem:
             doc["source"] = {"pointer": self.pointer}
         elif self.parameter is not None:
             doc["source"] = {"parameter": self.parameter}
+        elif self.header is not None:
+            doc["source"] = {"header": self.header}
         return doc
 
 
@@ -139,6 +142,10 @@ def bad_parameter(parameter: str, detail: str) -> ApiError:
     return _single(400, "invalid_parameter", "Bad Request", detail, parameter=parameter)
 
 
+def bad_header(header: str, detail: str) -> ApiError:
+    return _single(400, "invalid_header", "Bad Request", detail, header=header)
+
+
 def bad_request(code: str, detail: str) -> ApiError:
     return _single(400, code, "Bad Request", detail)
 
@@ -155,6 +162,11 @@ def payload_too_large(detail: str) -> ApiError:
 
 def unsupported_media(detail: str) -> ApiError:
     return _single(415, "unsupported_media_type", "Unsupported Media Type", detail)
+
+
+def pointer_part(key: str) -> str:
+    """An object key as one JSON Pointer reference token (RFC 6901)."""
+    return key.replace("~", "~0").replace("/", "~1")
 
 
 def invalid(code: str, pointer: str, detail: str, title: str = "Invalid field") -> ErrorItem:

@@ -7,8 +7,11 @@ state, and small, so a full channel costs little memory.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
+from types import MappingProxyType
 
 from jobsd.runs import FailureReason, RunStatus, Trigger
 
@@ -47,30 +50,138 @@ class HttpConfig:
         return (self.body or "").encode("utf-8")
 
 
+class JobKind(StrEnum):
+    """How a job runs, derived from its base schedule."""
+
+    RECURRING = "recurring"
+    MANUAL = "manual"
+    ONE_OFF = "one_off"
+
+
+@dataclass(frozen=True, slots=True)
+class Overlay:
+    """One environment's sparse overrides of the base job; None inherits.
+
+    `schedule` and `timezone` apply to recurring jobs only. Header overrides
+    replace the base headers of the same name (any case) and add the rest.
+    """
+
+    url: str | None = None
+    method: str | None = None
+    timeout_s: int | None = None
+    body: str | None = None
+    success_status: str | None = None
+    tls_verify: bool | None = None
+    ca_cert: str | None = None
+    schedule: str | None = None
+    timezone: str | None = None
+    retry_policy: str | None = None
+    headers: tuple[Header, ...] = ()
+
+    def apply(self, base: HttpConfig) -> HttpConfig:
+        """The request this environment sends: the base with these leaves over it."""
+        overrides = {h.name.lower(): h for h in self.headers}
+        headers: list[Header] = []
+        for header in base.headers:
+            key = header.name.lower()
+            if key not in overrides:
+                headers.append(header)
+            elif all(h.name.lower() != key for h in headers):
+                headers.append(overrides[key])  # in the place of the first it replaces
+        placed = {h.name.lower() for h in headers}
+        headers.extend(h for h in self.headers if h.name.lower() not in placed)
+        return HttpConfig(
+            url=base.url if self.url is None else self.url,
+            method=base.method if self.method is None else self.method,
+            headers=tuple(headers),
+            success_status=(
+                base.success_status if self.success_status is None else self.success_status
+            ),
+            tls_verify=base.tls_verify if self.tls_verify is None else self.tls_verify,
+            ca_cert=base.ca_cert if self.ca_cert is None else self.ca_cert,
+            body=base.body if self.body is None else self.body,
+            timeout_s=base.timeout_s if self.timeout_s is None else self.timeout_s,
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class JobSpec:
-    """The writable part of a job, validated; what create and replace take."""
+    """The writable base of a job, validated; what create and replace take."""
 
     slug: str
     name: str
     description: str | None
-    enabled: bool
-    schedule: str
+    schedule: str | None  # None: a manual job
     config: HttpConfig
+    kind: JobKind = JobKind.RECURRING
+    timezone: str | None = None
+    retry_policy: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EnvironmentSpec:
+    """One environment entry as a request sets it. `overlay` None keeps the stored one."""
+
+    enabled: bool
+    overlay: Overlay | None = Overlay()
+
+
+@dataclass(frozen=True, slots=True)
+class JobWrite:
+    """A create or a replace, as one API version can say it.
+
+    `environments` are the entries the write sets; `owns` names every entry
+    it replaces: an owned entry it does not set is removed, and one it does
+    not own (another token scope's, an environment no longer configured, or
+    every other environment for the seed version) is kept as it is. `keep`
+    names base attributes left as stored (`timezone`, `retry_policy`:
+    extensions a version may omit without resetting them).
+    """
+
+    spec: JobSpec
+    environments: Mapping[str, EnvironmentSpec]
+    owns: frozenset[str]
+    keep: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class JobEnvironment:
+    """One environment of a stored job: its switch, its next fire, its overrides."""
+
+    enabled: bool
+    next_run_at: datetime | None
+    overlay: Overlay = Overlay()
 
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """A job as stored: its spec plus what the service maintains."""
+    """A job as stored: its base, its environments, and what the service maintains."""
 
     pk: int
     account_id: str
     spec: JobSpec
-    next_run_at: datetime | None
     created_at: datetime
     updated_at: datetime
     deleted_at: datetime | None
     version: int
+    environments: Mapping[str, JobEnvironment] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True, slots=True)
+class JobCounting:
+    """Which jobs count against `active_jobs_limit`, by the account's version.
+
+    `enabled_in` set: the jobs enabled in that environment (2026-06-04 counts
+    the default environment's). None: every permanent job, recurring or
+    manual, enabled anywhere or not (2026-08-07).
+    """
+
+    enabled_in: str | None
+
+    def counts(self, kind: JobKind, enabled: Mapping[str, bool]) -> bool:
+        if self.enabled_in is None:
+            return kind is not JobKind.ONE_OFF
+        return enabled.get(self.enabled_in, False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +191,7 @@ class Run:
     job_pk: int
     job_slug: str
     job_version: int | None
+    environment: str
     trigger: Trigger
     rerun_of: str | None
     scheduled_for: datetime | None
@@ -119,14 +231,17 @@ class RunEnded:
 
 @dataclass(frozen=True, slots=True)
 class JobChanged:
-    """Sent by the store after a commit that changed when a job fires.
+    """Sent by the store after a commit that changed when a job fires in an environment.
 
-    `next_run_at` None means the job no longer fires (paused, deleted, a
-    fired one-off): the scheduler forgets it.
+    `next_run_at` None means it no longer fires there (paused, deleted, a
+    fired one-off, an environment gone from the config): the scheduler
+    forgets it. `schedule`/`timezone` are the environment's effective ones.
     """
 
     job_pk: int
-    schedule: str
+    environment: str
+    schedule: str | None
+    timezone: str | None
     next_run_at: datetime | None
     timezone: str | None = None  # the IANA zone a cron schedule runs in; None: UTC
 

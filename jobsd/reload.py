@@ -18,6 +18,14 @@ What a change means for work already under way:
   lowering them leaves existing jobs as they are until they are next saved.
 - `sign_requests` applies to the next run sent; turning it on is refused
   (like a bad file) while the key file holds no secret for the account.
+- `api_version` applies to the next request. `environments` apply at once:
+  an environment no longer listed goes dormant (its jobs keep their
+  entries and overrides, but nothing fires there, and the API no longer
+  shows or accepts it), and one listed again wakes, its next fires computed
+  from now (slots missed meanwhile are not caught up; a one-off not yet
+  fired fires late). Moving an environment to the front makes it the
+  default that 2026-06-04 clients see. Scoped tokens apply to the next
+  request.
 - The other sections (server, storage, secrets, scheduler, outbound,
   retention, metrics, log) are bound into running actors; a change to them
   is logged as waiting for a restart and otherwise ignored.
@@ -26,8 +34,9 @@ What a change means for work already under way:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -94,6 +103,22 @@ def describe_change(old: Config, new: Config) -> list[str]:
         if before.sign_requests != after.sign_requests:
             state = "on" if after.sign_requests else "off"
             notes.append(f"account {account_id!r}: sign_requests {state}")
+        if before.api_version != after.api_version:
+            notes.append(
+                f"account {account_id!r}: api_version {before.api_version} -> {after.api_version}"
+            )
+        if before.environments != after.environments:
+            gone = [e for e in before.environments if e not in after.environments]
+            notes.append(
+                f"account {account_id!r}: environments {', '.join(before.environments)} -> "
+                f"{', '.join(after.environments)}"
+                + (f" ({', '.join(gone)} dormant: nothing fires there)" if gone else "")
+            )
+        if before.scoped_tokens != after.scoped_tokens:
+            notes.append(
+                f"account {account_id!r}: {len(after.scoped_tokens)} scoped token(s), "
+                f"{len(before.scoped_tokens)} before"
+            )
         added = len(set(after.tokens_sha256) - set(before.tokens_sha256))
         removed = len(set(before.tokens_sha256) - set(after.tokens_sha256))
         if added or removed:
@@ -121,6 +146,11 @@ class Reloader:
         self._path = path
         self._notifier = notifier
         self._started_with = started_with
+        self._after: list[Callable[[Config], Awaitable[Any]]] = []
+
+    def after_reload(self, hook: Callable[[Config], Awaitable[Any]]) -> None:
+        """Run `hook(new config)` after each reload that applied (the store's environments)."""
+        self._after.append(hook)
 
     async def reload(self) -> bool:
         """Apply the file's accounts, plans and tokens; True if applied."""
@@ -144,6 +174,8 @@ class Reloader:
         self._settings.config = current.model_copy(
             update={"plans": fresh.plans, "accounts": fresh.accounts}
         )
+        for hook in self._after:
+            await hook(self._settings.config)
         log.info("reloaded accounts, plans and tokens from %s", self._path)
         self._notifier.ready("serving; config reloaded")
         return True

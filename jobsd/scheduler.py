@@ -1,13 +1,17 @@
-"""The scheduler actor: fires each job at each of its instants.
+"""The scheduler actor: fires each job, in each environment it is enabled in,
+at each of its instants.
 
-It keeps a timer (`TimerWheel`) over only the jobs due within a short
+Its unit is (job, environment): every enabled environment of a job has its
+own `next_run_at` and cadence. It keeps a timer (`TimerWheel`) over only the
+ones due within a short
 horizon, refilled from the store's `next_run_at` index every half horizon,
 so memory grows with the jobs due soon, not with all jobs. Job changes
 arrive over a channel after they commit; a missed or stale change is healed
 by the next refill, because the store, not this actor's memory, decides
 whether a slot fires: `fire_slot` advances the job only if it is still due
-at the instant the scheduler believes, and the unique `(job, scheduled_for)`
-index makes a slot fire at most once even across crashes.
+at the instant the scheduler believes, and the unique
+`(job, environment, scheduled_for)` index makes a slot fire at most once
+even across crashes.
 
 Lateness policy (catch-up after downtime, one-offs fire late rather than
 never) lives in `jobsd.schedule.plan_fire`; this module only applies it.
@@ -29,7 +33,7 @@ import trio
 
 from jobsd.clock import Clock, from_us, to_us
 from jobsd.messages import JobChanged, RunOrder
-from jobsd.schedule import Schedule, parse_schedule, plan_fire
+from jobsd.schedule import Schedule, compile_schedule, plan_fire
 from jobsd.store.runs import DueJob, SlotFiring
 from jobsd.timerwheel import TimerWheel
 
@@ -39,6 +43,8 @@ log = logging.getLogger("jobsd.scheduler")
 # at one instant cost a handful of commits, small enough that the first runs
 # reach the executors without waiting for the last to be written.
 FIRE_BATCH = 256
+
+Unit = tuple[int, str]  # (job pk, environment)
 
 
 class SlotStore(Protocol):
@@ -68,8 +74,8 @@ class Scheduler:
         self._grace_s = misfire_grace_s
         self._horizon = timedelta(seconds=horizon_s)
         self._refill_limit = refill_limit
-        self._wheel: TimerWheel[int] = TimerWheel()
-        self._schedules: dict[int, Schedule] = {}
+        self._wheel: TimerWheel[Unit] = TimerWheel()
+        self._schedules: dict[Unit, Schedule] = {}
         self._covered_until = from_us(0)
         self._refill_at = self._covered_until
 
@@ -109,18 +115,23 @@ class Scheduler:
                     break
 
     def _apply(self, change: JobChanged) -> None:
-        if change.next_run_at is None or change.next_run_at > self._covered_until:
-            self._forget(change.job_pk)
+        unit = (change.job_pk, change.environment)
+        if (
+            change.next_run_at is None
+            or change.schedule is None
+            or change.next_run_at > self._covered_until
+        ):
+            self._forget(unit)
             return
-        self._track(change.job_pk, change.schedule, change.timezone, change.next_run_at)
+        self._track(unit, change.schedule, change.timezone, change.next_run_at)
 
-    def _track(self, job_pk: int, schedule: str, timezone: str | None, due: datetime) -> None:
-        self._schedules[job_pk] = parse_schedule(schedule, timezone)
-        self._wheel.add(job_pk, to_us(due))
+    def _track(self, unit: Unit, schedule: str, timezone: str | None, due: datetime) -> None:
+        self._schedules[unit] = compile_schedule(schedule, timezone)
+        self._wheel.add(unit, to_us(due))
 
-    def _forget(self, job_pk: int) -> None:
-        self._wheel.remove(job_pk)
-        self._schedules.pop(job_pk, None)
+    def _forget(self, unit: Unit) -> None:
+        self._wheel.remove(unit)
+        self._schedules.pop(unit, None)
 
     async def _refill(self, now: datetime) -> None:
         until = now + self._horizon
@@ -131,22 +142,24 @@ class Scheduler:
             # load again as soon as that instant is reached.
             until = due[-1].next_run_at
         for item in due:
-            self._track(item.job_pk, item.schedule, item.timezone, item.next_run_at)
+            self._track(
+                (item.job_pk, item.environment), item.schedule, item.timezone, item.next_run_at
+            )
         self._covered_until = until if not full else until - timedelta(microseconds=1)
         self._refill_at = until
 
-    async def _fire(self, due: list[tuple[int, int]], now: datetime) -> None:
-        """Fire a batch of due jobs in one store transaction, then hand over the runs."""
+    async def _fire(self, due: list[tuple[Unit, int]], now: datetime) -> None:
+        """Fire a batch of due units in one store transaction, then hand over the runs."""
         firings: list[SlotFiring] = []
-        for job_pk, due_us in due:
-            schedule = self._schedules.get(job_pk)
+        for unit, due_us in due:
+            schedule = self._schedules.get(unit)
             if schedule is None:
                 continue
             at = from_us(due_us)
             slot, next_run_at = plan_fire(
                 schedule, due=at, now=max(now, at), misfire_grace_s=self._grace_s
             )
-            firings.append(SlotFiring(job_pk, at, slot, next_run_at))
+            firings.append(SlotFiring(unit[0], unit[1], at, slot, next_run_at))
         if not firings:
             return
         results = await self._store.fire_slots(firings)
@@ -155,10 +168,11 @@ class Scheduler:
             if advanced and self._fired_late is not None:
                 self._fired_late((now - firing.due).total_seconds())
             nxt = firing.next_run_at
+            unit = (firing.job_pk, firing.environment)
             if advanced and nxt is not None and nxt <= self._covered_until:
-                self._wheel.add(firing.job_pk, to_us(nxt))
+                self._wheel.add(unit, to_us(nxt))
             else:
-                self._forget(firing.job_pk)
+                self._forget(unit)
             if run_id is not None:
                 run_ids.append(run_id)
         for run_id in run_ids:

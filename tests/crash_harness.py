@@ -17,14 +17,18 @@ promise, "nothing lost, nothing doubled", spelled out on the file and log:
 - every run is in a legal state with consistent timestamps, and the usage
   meter counts exactly the runs that started (metering and claiming are
   one transaction, so no kill can split them);
-- no `(job, scheduled_for)` slot has two runs; every run id reached the
-  target at most once, and only after its claim had committed;
+- no `(job, environment, scheduled_for)` slot has two runs; every run id
+  reached the target at most once, and only after its claim had committed,
+  carrying its own environment's configuration (each job sends an `X-Env`
+  header, overridden per environment, that the target logs);
 - runs RUNNING at a kill, and only those, end FAILED/WORKER_LOST; runs
   PENDING at a kill are executed after the restart (unless canceled);
 - every acknowledged job, run, cancel and delete is in the file; every
   one-off fires exactly once at its own instant, late if the daemon was
   down; every cron slot since a job's creation has exactly one run (no
-  downtime here comes near the misfire grace);
+  downtime here comes near the misfire grace), in each environment it is
+  enabled in: the cron jobs are enabled in two environments, `production`
+  and `staging`, and some one-offs target both;
 - every request the target logged is a run the database knows: SUCCEEDED,
   FAILED on the response, lost at a kill, or canceled while running; and
   every run the target answered is in its log.
@@ -58,6 +62,8 @@ from tests.daemon_process import DaemonProcess
 
 TOKEN = "jobsd_crash-test-token-for-account-crash"
 JSONAPI = "application/vnd.api+json"
+ENVS = ("production", "staging")
+NEW = {"Jobsd-Version": "2026-08-07"}
 TARGET_SCRIPT = Path(__file__).with_name("crash_target.py")
 CRON_PATHS = ("/ok", "/ok", "/sleep/300", "/status/500")
 ONE_OFF_PATHS = ("/ok", "/sleep/1000", "/status/500")
@@ -72,6 +78,7 @@ class Ledger:
     """What the daemon acknowledged, and what each kill left behind."""
 
     one_offs: dict[str, int] = field(default_factory=dict)  # slug -> instant (us)
+    one_off_envs: dict[str, tuple[str, ...]] = field(default_factory=dict)  # slug -> targets
     crons: set[str] = field(default_factory=set)
     manual_runs: set[str] = field(default_factory=set)
     canceled_runs: set[str] = field(default_factory=set)
@@ -91,6 +98,10 @@ class Snapshot:
     jobs: dict[int, dict[str, Any]]
     metered: int
     log: list[dict[str, Any]]
+    envs: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict)
+
+    def envs_of(self, pk: int) -> dict[str, dict[str, Any]]:
+        return {env: row for (job, env), row in self.envs.items() if job == pk}
 
     def with_status(self, *statuses: str) -> set[str]:
         return {i for i, r in self.runs.items() if r["status"] in statuses}
@@ -135,12 +146,16 @@ def read_snapshot(db_path: Path, log_path: Path) -> Snapshot:
         conn.row_factory = sqlite3.Row
         runs = {r["id"]: dict(r) for r in conn.execute("SELECT * FROM runs ORDER BY seq")}
         jobs = {r["id"]: dict(r) for r in conn.execute("SELECT * FROM jobs")}
+        envs = {
+            (r["job_id"], r["environment"]): dict(r)
+            for r in conn.execute("SELECT * FROM job_environments")
+        }
         metered = conn.execute("SELECT coalesce(sum(runs_used), 0) FROM usage").fetchone()[0]
     finally:
         conn.close()
     text = log_path.read_text() if log_path.exists() else ""
     lines = text.split("\n")[:-1]  # a line still being appended has no newline yet
-    return Snapshot(runs, jobs, int(metered), [json.loads(line) for line in lines])
+    return Snapshot(runs, jobs, int(metered), [json.loads(line) for line in lines], envs)
 
 
 # -- the audit ---------------------------------------------------------------------
@@ -173,7 +188,7 @@ def audit(snap: Snapshot, ledger: Ledger, *, final: bool) -> None:
         assert run["job_id"] in snap.jobs, f"run {run['id']} of an unknown job"
 
     slots = Counter(
-        (r["job_id"], r["scheduled_for_us"])
+        (r["job_id"], r["environment"], r["scheduled_for_us"])
         for r in snap.runs.values()
         if r["trigger"] == "SCHEDULE"
     )
@@ -217,6 +232,7 @@ def check_log(snap: Snapshot, ledger: Ledger, *, final: bool) -> None:
         assert run["status"] != "PENDING", f"request sent for a PENDING run: {entry}"
         assert run["started_at_us"] is not None, f"request sent for a run never started: {run}"
         assert entry["job"] == run["job_slug"], entry
+        assert entry["env"] == run["environment"], (entry, run)
         scheduled = run["scheduled_for_us"]
         assert entry["scheduled_for"] == (None if scheduled is None else iso(from_us(scheduled)))
         if final:
@@ -265,26 +281,35 @@ def check_final(snap: Snapshot, ledger: Ledger) -> None:
     }
     assert set(outcomes) <= allowed, f"unexpected outcomes: {outcomes}"
 
-    runs_of: dict[int, list[dict[str, Any]]] = {pk: [] for pk in snap.jobs}
+    runs_of: dict[tuple[int, str], list[int]] = {}
     for run in snap.runs.values():
+        assert run["environment"] in ENVS, run
         if run["trigger"] == "SCHEDULE":
-            runs_of[run["job_id"]].append(run)
+            key = (run["job_id"], run["environment"])
+            runs_of.setdefault(key, []).append(run["scheduled_for_us"])
     for pk, job in snap.jobs.items():
         schedule = parse_schedule(job["schedule"])
-        fired = sorted(r["scheduled_for_us"] for r in runs_of[pk])
+        envs = snap.envs_of(pk)
+        fired = {env: sorted(runs_of.get((pk, env), [])) for env in ENVS}
         if isinstance(schedule, InstantSchedule):
-            # A one-off fires exactly once, at its own instant, however late;
-            # deleted first, it may not have fired at all.
-            expected = [to_us(schedule.at)]
-            if job["deleted_at_us"] is None or fired:
-                assert fired == expected, f"one-off {job['slug']}: {fired}"
-            assert job["enabled"] == 0 and job["next_run_at_us"] is None, job
+            # A one-off fires exactly once in each environment it targets, at its
+            # own instant, however late; deleted first, it may not have fired.
+            targets = ledger.one_off_envs.get(job["slug"], ENVS[:1])
+            for env in ENVS:
+                expected = [to_us(schedule.at)] if env in targets else []
+                if job["deleted_at_us"] is None or fired[env]:
+                    assert fired[env] == expected, f"one-off {job['slug']} in {env}: {fired[env]}"
+            if job["deleted_at_us"] is None:
+                assert set(envs) == set(targets), (job["slug"], envs)
+                for row in envs.values():
+                    assert row["enabled"] == 0 and row["next_run_at_us"] is None, row
             if job["slug"] in ledger.one_offs:
                 assert ledger.one_offs[job["slug"]] == to_us(schedule.at)
         else:
-            assert fired == cron_slots(job["created_at_us"], job["next_run_at_us"]), (
-                f"cron job {job['slug']}: slots fired {fired}"
-            )
+            assert set(envs) == set(ENVS), f"cron job {job['slug']}: {envs}"
+            for env, row in envs.items():
+                expected = cron_slots(job["created_at_us"], row["next_run_at_us"])
+                assert fired[env] == expected, f"cron job {job['slug']} in {env}: {fired[env]}"
 
 
 def check_daemon_log(stderr: str) -> None:
@@ -318,6 +343,7 @@ class Load:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="crash-load", daemon=True)
         self.one_offs: dict[str, int] = {}
+        self.one_off_envs: dict[str, tuple[str, ...]] = {}
         self.manual_runs: set[str] = set()
         self.canceled_runs: set[str] = set()
         self.deleted_jobs: set[str] = set()
@@ -353,7 +379,14 @@ class Load:
         action = rng.random()
         if self._known and action < 0.35:
             slug = rng.choice(self._known)
-            r = client.post(f"/api/v1/jobs/{slug}/actions/run")
+            if slug.startswith("cron-") and rng.random() < 0.5:  # in staging, through 2026-08-07
+                r = client.post(
+                    f"/api/v1/jobs/{slug}/actions/run",
+                    json={"environment": "staging"},
+                    headers={**NEW, "Content-Type": JSONAPI},
+                )
+            else:  # through 2026-06-04: in the default environment
+                r = client.post(f"/api/v1/jobs/{slug}/actions/run")
             if r.status_code != 200:
                 raise AssertionError(f"run now {slug}: {r.status_code} {r.text}")
             self.manual_runs.add(r.json()["data"]["id"])
@@ -379,20 +412,44 @@ class Load:
         slug = f"once-{time.monotonic_ns()}-{rng.randrange(1 << 30)}"
         at = system_utc_now() + timedelta(seconds=rng.uniform(0.05, 2.5))
         path = rng.choices(ONE_OFF_PATHS, ONE_OFF_WEIGHTS)[0]
-        r = client.post(
-            "/api/v1/jobs",
-            json=job_doc(slug, iso(at) or "", f"{self._target_url}{path}"),
-            headers={"Content-Type": JSONAPI},
-        )
+        url = f"{self._target_url}{path}"
+        if rng.random() < 0.3:  # through 2026-08-07, in both environments
+            targets = ENVS
+            doc = job_doc_new(slug, iso(at) or "", url, targets)
+            headers = {**NEW, "Content-Type": JSONAPI}
+        else:
+            targets = ENVS[:1]
+            doc, headers = job_doc(slug, iso(at) or "", url), {"Content-Type": JSONAPI}
+        r = client.post("/api/v1/jobs", json=doc, headers=headers)
         if r.status_code != 201:
             raise AssertionError(f"create {slug}: {r.status_code} {r.text}")
         self.one_offs[slug] = to_us(at)
+        self.one_off_envs[slug] = targets
         self._known.append(slug)
 
 
 def job_doc(slug: str, schedule: str, url: str) -> dict[str, Any]:
+    """2026-06-04: runs in the default environment, production."""
+    headers = [{"name": "X-Env", "value": "production"}]
     return conftest.job_doc(
-        slug, name=slug, schedule=schedule, configuration={"url": url, "timeout": 10}
+        slug,
+        name=slug,
+        schedule=schedule,
+        configuration={"url": url, "timeout": 10, "headers": headers},
+    )
+
+
+def job_doc_new(slug: str, schedule: str, url: str, envs: tuple[str, ...]) -> dict[str, Any]:
+    """2026-08-07: enabled in `envs`, each saying where it runs in its X-Env header."""
+    return conftest.job_doc(
+        slug,
+        name=slug,
+        schedule=schedule,
+        configuration={"url": url, "timeout": 10, "headers": {"X-Env": "production"}},
+        environments={
+            env: {"enabled": True, **({} if env == "production" else {"headers.X-Env": env})}
+            for env in envs
+        },
     )
 
 
@@ -456,10 +513,11 @@ class CrashHarness:
         return self.daemon.url
 
     def create_crons(self, url: str) -> None:
-        headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": JSONAPI}
+        """`* * * * *` jobs enabled in both environments: each fires every minute in each."""
+        headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": JSONAPI, **NEW}
         for n, path in enumerate(CRON_PATHS):
             slug = f"cron-{n}"
-            doc = job_doc(slug, "* * * * *", f"{self.target_url}{path}")
+            doc = job_doc_new(slug, "* * * * *", f"{self.target_url}{path}", ENVS)
             r = httpx2.post(f"{url}/api/v1/jobs", json=doc, headers=headers, trust_env=False)
             assert r.status_code == 201, r.text
             self.ledger.crons.add(slug)
@@ -490,6 +548,7 @@ class CrashHarness:
         self.ledger.term_kills += term_first
         check_daemon_log(daemon.stderr())
         self.ledger.one_offs.update(load.one_offs)
+        self.ledger.one_off_envs.update(load.one_off_envs)
         self.ledger.manual_runs |= load.manual_runs
         self.ledger.canceled_runs |= load.canceled_runs
         self.ledger.deleted_jobs |= load.deleted_jobs
@@ -553,7 +612,8 @@ class CrashHarness:
             near_boundary = not 2_000_000 < now_us % MINUTE_US < MINUTE_US - 2_000_000
             snap = read_snapshot(self.db_path, self.log_path)
             waiting = snap.with_status("PENDING", "RUNNING") or any(
-                j["enabled"] and j["slug"].startswith("once-") for j in snap.jobs.values()
+                row["enabled"] and snap.jobs[pk]["slug"].startswith("once-")
+                for (pk, _env), row in snap.envs.items()
             )
             if now_us > last_instant_us and not waiting and not near_boundary:
                 break
@@ -646,4 +706,5 @@ max_timeout = 30
 id = "crash"
 plan = "unlimited"
 tokens_sha256 = ["{token_sha256(TOKEN)}"]
+environments = ["production", "staging"]
 """

@@ -49,6 +49,7 @@ class _Handler(BaseHTTPRequestHandler):
             "run_id": self.headers.get("X-Jobsd-Run-Id"),
             "job": self.headers.get("X-Jobsd-Job"),
             "scheduled_for": self.headers.get("X-Jobsd-Scheduled-For"),
+            "env": self.headers.get("X-Env"),  # the crash test's jobs say where they ran
             "method": self.command,
             "path": self.path,
             "received_ns": time.time_ns(),

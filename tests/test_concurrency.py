@@ -121,8 +121,9 @@ def read_state(db: Path) -> dict[str, Any]:
             " GROUP BY account_id, slug HAVING COUNT(*) > 1"
         ).fetchall()
         enabled = conn.execute(
-            "SELECT COUNT(*) FROM jobs WHERE account_id = 'acme' AND enabled = 1"
-            " AND deleted_at_us IS NULL"
+            "SELECT COUNT(*) FROM jobs AS j JOIN job_environments AS e ON e.job_id = j.id"
+            " WHERE j.account_id = 'acme' AND e.environment = 'production' AND e.enabled = 1"
+            " AND j.deleted_at_us IS NULL"
         ).fetchone()[0]
         rows = conn.execute("SELECT id, slug, created_at_us, version FROM jobs").fetchall()
     finally:

@@ -342,6 +342,9 @@ def toml_keys(data: dict[str, Any], prefix: str = "") -> set[str]:
         elif prefix == "" and name == "accounts":
             for acct in value:
                 keys |= toml_keys(acct, "accounts[].")
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            for table in value:  # an array of tables, such as [[accounts.scoped_tokens]]
+                keys |= toml_keys(table, f"{prefix}{name}[].")
         elif isinstance(value, dict):
             keys |= toml_keys(value, f"{prefix}{name}.")
         else:
@@ -354,6 +357,7 @@ def test_the_example_documents_exactly_the_model_keys() -> None:
     parse_config(text, source=str(EXAMPLE))
     assert toml_keys(tomllib.loads(text)) == model_keys(Config)
     assert "plans.*.max_timeout" in model_keys(Config)  # the walk reached the nested models
+    assert "accounts[].scoped_tokens[].environments" in model_keys(Config)
 
 
 def test_the_example_shows_the_defaults() -> None:
@@ -376,6 +380,9 @@ def test_the_example_shows_the_defaults() -> None:
         (token_sha256("change-me"),),
     )
     assert (acme.sign_requests, acme.alert_url) == (False, "")
+    assert (acme.api_version, acme.environments) == ("2026-06-04", ("production",))
+    (scoped,) = acme.scoped_tokens
+    assert scoped.sha256 == token_sha256("change-me-too")
 
 
 def test_every_key_line_of_the_example_carries_a_comment() -> None:

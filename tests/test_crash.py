@@ -28,6 +28,7 @@ def _run(run_id: str, status: str, **cols: Any) -> dict[str, Any]:
         "id": run_id,
         "job_id": 1,
         "job_slug": "j",
+        "environment": "production",
         "trigger": "MANUAL",
         "scheduled_for_us": None,
         "status": status,
@@ -44,7 +45,7 @@ def _run(run_id: str, status: str, **cols: Any) -> dict[str, Any]:
 
 def _snapshot(*runs: dict[str, Any], log: tuple[str, ...] = ()) -> Snapshot:
     jobs = {1: {"id": 1, "slug": "j", "deleted_at_us": None}}
-    entries = [{"run_id": r, "job": "j", "scheduled_for": None} for r in log]
+    entries = [{"run_id": r, "job": "j", "scheduled_for": None, "env": "production"} for r in log]
     metered = sum(1 for r in runs if r["started_at_us"] is not None)
     return Snapshot({r["id"]: r for r in runs}, jobs, metered, entries)
 
@@ -70,6 +71,19 @@ def test_the_audit_passes_a_sound_record() -> None:
                 log=("a", "b"),
             ),
             "slots with more than one run",
+        ),
+        (
+            _snapshot(
+                _run("a", "SUCCEEDED", trigger="SCHEDULE", scheduled_for_us=US),
+                _run(
+                    "b", "SUCCEEDED", trigger="SCHEDULE", scheduled_for_us=US, environment="staging"
+                ),
+                _run(
+                    "c", "SUCCEEDED", trigger="SCHEDULE", scheduled_for_us=US, environment="staging"
+                ),
+                log=("a", "b", "c"),
+            ),
+            r"slots with more than one run: \[\(1, 'staging'",
         ),
     ],
 )

@@ -13,12 +13,13 @@ import trio
 from jobsd.clock import Clock
 from jobsd.crypto import KeyRing
 from jobsd.executor import ExecutorPool
-from jobsd.messages import CancelRun, HttpConfig, JobSpec, Outcome, RunOrder
+from jobsd.messages import CancelRun, HttpConfig, Outcome, RunOrder
 from jobsd.runs import FailureReason, RunStatus
 from jobsd.store import Store, open_store
+from tests.model import ENV, create_job, seed_job
 
 T0 = datetime(2026, 6, 5, tzinfo=UTC)
-SPEC = JobSpec("j", "j", None, False, "now", HttpConfig(url="https://example.invalid/"))
+SPEC = seed_job("j", "j", None, False, "now", HttpConfig(url="https://example.invalid/"))
 
 
 class GatedPerformer:
@@ -56,7 +57,10 @@ class PoolRig:
 
     async def submit(self, count: int) -> list[str]:
         """Enqueue `count` manual runs and hand them to the pool, in order."""
-        ids = [(await self.store.runs.enqueue_manual("acme", "j")).id for _ in range(count)]
+        ids = [
+            (await self.store.runs.enqueue_manual("acme", "j", ENV, require_enabled=False)).id
+            for _ in range(count)
+        ]
         for run_id in ids:
             await self._intake.send(RunOrder(run_id))
         return ids
@@ -75,7 +79,7 @@ async def pool_rig(tmp_path: Path, workers: int) -> AsyncIterator[PoolRig]:
     """A real store with one job, and a pool of `workers` over a GatedPerformer."""
     keyring = KeyRing.load_or_create(tmp_path / "k")
     async with open_store(tmp_path / "db", keyring, Clock(T0)) as store, trio.open_nursery() as n:
-        await store.jobs.create_job("acme", -1, SPEC)
+        await create_job(store, "acme", SPEC, -1)
         performer = GatedPerformer()
         orders_tx, orders_rx = trio.open_memory_channel[RunOrder](workers)
         intake_tx, intake_rx = trio.open_memory_channel[RunOrder](10_000)

@@ -30,11 +30,12 @@ from jobsd.api.context import Health, Settings
 from jobsd.config import load_config, parse_config, token_sha256
 from jobsd.daemon import DaemonOptions, run_daemon
 from jobsd.lifecycle import Lifecycle, essential
-from jobsd.messages import HttpConfig, JobSpec
+from jobsd.messages import HttpConfig
 from jobsd.notify import Notifier
 from jobsd.reload import Reloader, describe_change, runs_included_now
 from tests.conftest import JSONAPI, TOKEN_A, TOKEN_B, config_text
 from tests.daemon_process import DaemonProcess
+from tests.model import create_job, seed_job
 from tests.target import Target
 from tests.test_notify import FakeSystemd
 
@@ -299,8 +300,8 @@ async def test_stop_in_process(tmp_path: Path) -> None:
         }
         await wait_refused(bound[0])
         # A job due at once, written behind the API's back: the scheduler is gone.
-        spec = JobSpec("late", "late", None, True, "now", HttpConfig(f"{target.url}/late"))
-        await ctx.store.jobs.create_job("acme", -1, spec)
+        spec = seed_job("late", "late", None, True, "now", HttpConfig(f"{target.url}/late"))
+        await create_job(ctx.store, "acme", spec, -1)
         target.gate.set()
         await stopped.wait()
         took_s = trio.current_time() - began

@@ -128,6 +128,7 @@ def _insert_run(conn: sqlite3.Connection, job_pk: int, slug: str, status: str, *
         "account_id": "acme",
         "job_id": job_pk,
         "job_slug": slug,
+        "environment": "production",
         "trigger": "MANUAL",
         "status": status,
         "created_at_us": to_us(T0),
@@ -162,10 +163,8 @@ async def test_recover_is_a_step_that_makes_the_record_true(tmp_path: Path) -> N
                 ("CANCELED", {"finished_at_us": finished}),
             )
         }
-        conn.execute(
-            "UPDATE jobs SET deleted_at_us = ?, enabled = 0, next_run_at_us = NULL WHERE id = ?",
-            (finished, gone_pk),
-        )
+        conn.execute("UPDATE jobs SET deleted_at_us = ? WHERE id = ?", (finished, gone_pk))
+        conn.execute("DELETE FROM job_environments WHERE job_id = ?", (gone_pk,))
     finally:
         conn.close()
     before = {r["id"]: dict(r) for r in db_rows(config, "SELECT * FROM runs")}
@@ -260,9 +259,12 @@ async def test_pending_runs_of_deleted_jobs_are_canceled(tmp_path: Path) -> None
         # transaction; a file where they survived is written by hand.
         db_write(
             config,
-            "UPDATE jobs SET deleted_at_us = ?, enabled = 0, next_run_at_us = NULL "
-            "WHERE slug = 'gone'",
+            "UPDATE jobs SET deleted_at_us = ? WHERE slug = 'gone'",
             (to_us(T0) + 1,),
+        )
+        db_write(
+            config,
+            "DELETE FROM job_environments WHERE job_id IN (SELECT id FROM jobs WHERE slug = 'gone')",
         )
         restart = T0 + timedelta(minutes=1)
         async with daemon_at(config, restart) as d:
@@ -328,7 +330,8 @@ async def test_missed_slot_state_written_by_hand_is_caught_up(tmp_path: Path) ->
             await create(d.client, "halfhour", "*/30 * * * *", f"{target.url}/h")
         db_write(
             config,
-            "UPDATE jobs SET next_run_at_us = ? WHERE slug = 'halfhour'",
+            "UPDATE job_environments SET next_run_at_us = ? "
+            "WHERE job_id = (SELECT id FROM jobs WHERE slug = 'halfhour')",
             (to_us(datetime(2026, 6, 4, 12, 0, tzinfo=UTC)),),
         )
         async with daemon_at(config, now) as d:
@@ -396,7 +399,11 @@ async def test_a_slot_fired_just_before_a_crash_runs_once(tmp_path: Path) -> Non
             await trio.sleep(0.1)
             assert [r["attributes"]["status"] for r in runs] == ["PENDING"]
             d.crash()
-        [row] = db_rows(config, "SELECT next_run_at_us FROM jobs WHERE slug = 'hourly'")
+        [row] = db_rows(
+            config,
+            "SELECT e.next_run_at_us FROM job_environments AS e JOIN jobs AS j "
+            "ON j.id = e.job_id WHERE j.slug = 'hourly'",
+        )
         assert row["next_run_at_us"] == to_us(datetime(2026, 6, 5, 2, tzinfo=UTC))
 
         async with daemon_at(config, datetime(2026, 6, 5, 1, 10, tzinfo=UTC)) as d:
@@ -429,9 +436,12 @@ async def test_a_clock_stepped_back_across_the_restart_keeps_run_times_ordered(
             d.crash()
         db_write(
             config,
-            "UPDATE jobs SET deleted_at_us = ?, enabled = 0, next_run_at_us = NULL "
-            "WHERE slug = 'gone'",
+            "UPDATE jobs SET deleted_at_us = ? WHERE slug = 'gone'",
             (to_us(T0) + 1,),
+        )
+        db_write(
+            config,
+            "DELETE FROM job_environments WHERE job_id IN (SELECT id FROM jobs WHERE slug = 'gone')",
         )
         async with daemon_at(config, T0 - timedelta(hours=1)) as d:
             assert (await wait_terminal(d.client, queued))["status"] == "SUCCEEDED"

@@ -19,11 +19,12 @@ from hypothesis import strategies as st
 from jobsd.clock import Clock, to_us
 from jobsd.config import RetentionConfig
 from jobsd.crypto import KeyRing
-from jobsd.messages import HttpConfig, JobSpec
+from jobsd.messages import HttpConfig, JobWrite
 from jobsd.retention import PruneReport, cutoff_us, prune_once, run_retention
 from jobsd.runs import RunStatus
 from jobsd.store import Store, open_store
 from tests.conftest import job_doc, make_harness
+from tests.model import create_job, seed_job
 
 T0 = datetime(2026, 6, 5, 2, 0, tzinfo=UTC)
 DAY_US = 86_400 * 1_000_000
@@ -37,12 +38,12 @@ class R:
     age_us: int  # how long before T0 it finished (ignored for live runs)
 
 
-def spec(slug: str) -> JobSpec:
-    return JobSpec(slug, slug, None, False, "0 2 * * *", HttpConfig("https://example.invalid/"))
+def spec(slug: str) -> JobWrite:
+    return seed_job(slug, slug, None, False, "0 2 * * *", HttpConfig("https://example.invalid/"))
 
 
 async def make_jobs(store: Store, count: int, deleted: Sequence[bool]) -> list[int]:
-    pks = [(await store.jobs.create_job("acme", -1, spec(f"j{i}"))).pk for i in range(count)]
+    pks = [(await create_job(store, "acme", spec(f"j{i}"), -1)).pk for i in range(count)]
     for i, gone in enumerate(deleted):
         if gone:
             await store.jobs.delete_job("acme", f"j{i}")

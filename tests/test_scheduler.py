@@ -28,29 +28,41 @@ from jobsd.store.runs import DueJob, SlotFiring
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
+ENV = "production"
+Unit = tuple[int, str]
+
+
 @dataclass
 class MemorySlots:
+    """(job, environment) -> (schedule, next_run_at); `fired` lists (job, slot, at)."""
+
     clock: Clock
-    jobs: dict[int, tuple[str, datetime | None]] = field(default_factory=dict)
-    zones: dict[int, str | None] = field(default_factory=dict)
+    jobs: dict[Unit, tuple[str, datetime | None]] = field(default_factory=dict)
+    zones: dict[Unit, str | None] = field(default_factory=dict)
     fired: list[tuple[int, datetime, datetime]] = field(default_factory=list)
-    slots: set[tuple[int, datetime]] = field(default_factory=set)
+    fired_in: list[str] = field(default_factory=list)  # the environment of each of `fired`
+    slots: set[tuple[int, str, datetime]] = field(default_factory=set)
     refills: int = 0
     transactions: int = 0
 
     def put(
-        self, pk: int, schedule: str, next_run_at: datetime | None, timezone: str | None = None
+        self,
+        pk: int,
+        schedule: str,
+        next_run_at: datetime | None,
+        timezone: str | None = None,
+        env: str = ENV,
     ) -> JobChanged:
-        self.jobs[pk] = (schedule, next_run_at)
-        self.zones[pk] = timezone
-        return JobChanged(pk, schedule, next_run_at, timezone)
+        self.jobs[(pk, env)] = (schedule, next_run_at)
+        self.zones[(pk, env)] = timezone
+        return JobChanged(pk, env, schedule, timezone, next_run_at)
 
     async def due_before(self, until: datetime, limit: int) -> list[DueJob]:
         self.refills += 1
         due = sorted(
             (
-                DueJob(pk, s, n, self.zones.get(pk))
-                for pk, (s, n) in self.jobs.items()
+                DueJob(pk, env, s, self.zones.get((pk, env)), n)
+                for (pk, env), (s, n) in self.jobs.items()
                 if n is not None and n <= until
             ),
             key=lambda d: d.next_run_at,
@@ -59,21 +71,19 @@ class MemorySlots:
 
     async def fire_slots(self, firings: Sequence[SlotFiring]) -> list[tuple[bool, str | None]]:
         self.transactions += 1
-        return [
-            self.fire(f.job_pk, due=f.due, slot=f.slot, next_run_at=f.next_run_at) for f in firings
-        ]
+        return [self.fire(f) for f in firings]
 
-    def fire(
-        self, job_pk: int, *, due: datetime, slot: datetime | None, next_run_at: datetime | None
-    ) -> tuple[bool, str | None]:
-        schedule, current = self.jobs.get(job_pk, ("", None))
-        if current != due:
+    def fire(self, f: SlotFiring) -> tuple[bool, str | None]:
+        unit = (f.job_pk, f.environment)
+        schedule, current = self.jobs.get(unit, ("", None))
+        if current != f.due:
             return False, None
-        self.jobs[job_pk] = (schedule, next_run_at)
-        if slot is None or (job_pk, slot) in self.slots:
+        self.jobs[unit] = (schedule, f.next_run_at)
+        if f.slot is None or (*unit, f.slot) in self.slots:
             return True, None
-        self.slots.add((job_pk, slot))
-        self.fired.append((job_pk, slot, self.clock.now()))
+        self.slots.add((*unit, f.slot))
+        self.fired.append((f.job_pk, f.slot, self.clock.now()))
+        self.fired_in.append(f.environment)
         return True, f"run-{len(self.fired)}"
 
 
@@ -86,11 +96,16 @@ class Rig:
     clock: Clock
 
     async def change(
-        self, pk: int, schedule: str, enabled: bool = True, timezone: str | None = None
+        self,
+        pk: int,
+        schedule: str,
+        enabled: bool = True,
+        timezone: str | None = None,
+        env: str = ENV,
     ) -> None:
         parsed = parse_schedule(schedule, timezone)
         nxt = first_fire(parsed, now=self.clock.now()) if enabled else None
-        await self.changes.send(self.store.put(pk, schedule, nxt, timezone))
+        await self.changes.send(self.store.put(pk, schedule, nxt, timezone, env))
 
 
 @asynccontextmanager
@@ -195,8 +210,8 @@ async def test_pause_resume_edit_delete_take_effect_at_once(
         await r.change(1, "0 * * * *")  # edit: next at 01:00
         await trio.sleep(3600)
         assert [s for _, s, _ in r.store.fired][-1] == T0 + timedelta(hours=1)
-        r.store.jobs.pop(1)  # delete
-        await r.changes.send(JobChanged(1, "0 * * * *", None))
+        r.store.jobs.pop((1, ENV))  # delete
+        await r.changes.send(JobChanged(1, ENV, None, None, None))
         await trio.sleep(5 * 3600)
         assert len(r.store.fired) == 5
         assert r.scheduler.tracked == 0
@@ -238,7 +253,7 @@ async def test_missed_slots_catch_up_within_grace(autojump_clock: trio.testing.M
         assert fired[1] == T0
         # job 2: missed by 60 s, exactly the grace: one catch-up run
         assert fired[2] == datetime(2025, 12, 31, 23, 59, tzinfo=UTC)
-        assert r.store.jobs[2][1] == datetime(2026, 1, 1, 23, 59, tzinfo=UTC)
+        assert r.store.jobs[(2, ENV)][1] == datetime(2026, 1, 1, 23, 59, tzinfo=UTC)
 
 
 async def test_missed_beyond_grace_skips(autojump_clock: trio.testing.MockClock) -> None:
@@ -246,7 +261,7 @@ async def test_missed_beyond_grace_skips(autojump_clock: trio.testing.MockClock)
     async with rig(grace_s=60, jobs=jobs) as r:
         await trio.sleep(1)
         assert r.store.fired == []
-        assert r.store.jobs[1][1] == datetime(2026, 1, 1, 12, tzinfo=UTC)
+        assert r.store.jobs[(1, ENV)][1] == datetime(2026, 1, 1, 12, tzinfo=UTC)
 
 
 async def test_a_crowd_due_at_once_fires_in_few_transactions(
@@ -260,3 +275,25 @@ async def test_a_crowd_due_at_once_fires_in_few_transactions(
     assert {slot for _, slot, _ in r.store.fired} == {at}
     assert all(fired_at == at for _, _, fired_at in r.store.fired)
     assert r.store.transactions == -(-2000 // FIRE_BATCH)
+
+
+async def test_each_environment_fires_on_its_own_cadence(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The unit is (job, environment): one job, two environments, two cadences,
+    each slot once per environment; pausing one leaves the other firing."""
+    async with rig() as r:
+        await r.change(1, "*/10 * * * *", env="production")
+        await r.change(1, "*/15 * * * *", env="staging")
+        await trio.sleep(3600 + 1)
+        assert r.scheduler.tracked == 2
+        await r.change(1, "*/15 * * * *", enabled=False, env="staging")
+        await trio.sleep(1800)
+    fired = list(zip(r.store.fired_in, (slot for _, slot, _ in r.store.fired), strict=True))
+    production = [slot for env, slot in fired if env == "production"]
+    staging = [slot for env, slot in fired if env == "staging"]
+    assert production == [T0 + timedelta(minutes=10 * (i + 1)) for i in range(9)]
+    assert staging == [T0 + timedelta(minutes=15 * (i + 1)) for i in range(4)]
+    # 00:00 and 00:30 are slots of both: each environment fired its own.
+    assert (T0 + timedelta(minutes=30)) in production and (T0 + timedelta(minutes=30)) in staging
+    assert len(r.store.slots) == len(r.store.fired)

@@ -12,27 +12,26 @@ import trio
 from jobsd.clock import Clock, to_us
 from jobsd.crypto import KeyRing
 from jobsd.errors import ApiError, SchemaTooNewError, StorageError
-from jobsd.messages import Header, HttpConfig, JobSpec, Outcome
+from jobsd.messages import Header, HttpConfig, JobCounting, JobWrite, Outcome
 from jobsd.runs import FailureReason, RunStatus
 from jobsd.store import open_store
 from jobsd.store.keyring import UNREADABLE
 from jobsd.store.recovery import recover
 from jobsd.store.schema import LATEST
+from tests.model import ENV, create_job, enabled, next_run, seed_job
 
 T0 = datetime(2026, 6, 5, 2, 0, tzinfo=UTC)
 SECRET = "Bearer very-secret-value-1234567890"
 
 
-def spec(slug: str = "job", *, enabled: bool = True, schedule: str = "*/5 * * * *") -> JobSpec:
-    return JobSpec(
-        slug=slug,
-        name="n",
-        description=None,
-        enabled=enabled,
-        schedule=schedule,
-        config=HttpConfig(
-            url="https://example.invalid/", headers=(Header("Authorization", SECRET),)
-        ),
+def spec(slug: str = "job", *, enabled: bool = True, schedule: str = "*/5 * * * *") -> JobWrite:
+    return seed_job(
+        slug,
+        "n",
+        None,
+        enabled,
+        schedule,
+        HttpConfig(url="https://example.invalid/", headers=(Header("Authorization", SECRET),)),
     )
 
 
@@ -43,7 +42,7 @@ def keyring(tmp_path: Path) -> KeyRing:
 async def test_header_values_never_in_plaintext(tmp_path: Path) -> None:
     db = tmp_path / "jobsd.sqlite3"
     async with open_store(db, keyring(tmp_path), Clock(T0)) as store:
-        job = await store.jobs.create_job("acme", -1, spec())
+        job = await create_job(store, "acme", spec(), -1)
         assert job.spec.config.headers[0].value == SECRET
         assert (await store.jobs.get_job("acme", "job")).spec.config.headers[0].value == SECRET
     for path in tmp_path.iterdir():
@@ -58,8 +57,8 @@ async def test_header_values_never_in_plaintext(tmp_path: Path) -> None:
 async def test_sealed_value_moved_to_other_job_does_not_open(tmp_path: Path) -> None:
     db = tmp_path / "jobsd.sqlite3"
     async with open_store(db, keyring(tmp_path), Clock(T0)) as store:
-        await store.jobs.create_job("acme", -1, spec("a"))
-        await store.jobs.create_job("acme", -1, spec("b"))
+        await create_job(store, "acme", spec("a"), -1)
+        await create_job(store, "acme", spec("b"), -1)
     with sqlite3.connect(db) as conn:
         raw = conn.execute("SELECT headers FROM jobs WHERE slug = 'a'").fetchone()[0]
         conn.execute("UPDATE jobs SET headers = ? WHERE slug = 'b'", (raw,))
@@ -93,8 +92,8 @@ async def test_corrupt_database_refused(tmp_path: Path) -> None:
 
 async def test_slot_fires_at_most_once(tmp_path: Path) -> None:
     async with open_store(tmp_path / "db", keyring(tmp_path), Clock(T0)) as store:
-        job = await store.jobs.create_job("acme", -1, spec())
-        due = job.next_run_at
+        job = await create_job(store, "acme", spec(), -1)
+        due = next_run(job)
         assert due == T0 + timedelta(minutes=5)
         nxt = due + timedelta(minutes=5)
         advanced, run_id = await store.runs.fire_slot(job.pk, due=due, slot=due, next_run_at=nxt)
@@ -106,7 +105,7 @@ async def test_slot_fires_at_most_once(tmp_path: Path) -> None:
         )
         # Even when forced through the job row, the unique index holds.
         with sqlite3.connect(tmp_path / "db") as conn:
-            conn.execute("UPDATE jobs SET next_run_at_us = ?", (to_us(due),))
+            conn.execute("UPDATE job_environments SET next_run_at_us = ?", (to_us(due),))
         advanced, again = await store.runs.fire_slot(job.pk, due=due, slot=due, next_run_at=nxt)
         assert advanced and again is None
         runs, _ = await store.runs.list_runs("acme", slug=None, after_seq=None, limit=10)
@@ -115,21 +114,21 @@ async def test_slot_fires_at_most_once(tmp_path: Path) -> None:
 
 async def test_one_off_disables_itself(tmp_path: Path) -> None:
     async with open_store(tmp_path / "db", keyring(tmp_path), Clock(T0)) as store:
-        job = await store.jobs.create_job("acme", -1, spec(schedule="2026-06-05T03:00:00Z"))
+        job = await create_job(store, "acme", spec(schedule="2026-06-05T03:00:00Z"), -1)
         advanced, run_id = await store.runs.fire_slot(
-            job.pk, due=job.next_run_at, slot=job.next_run_at, next_run_at=None
+            job.pk, due=next_run(job), slot=next_run(job), next_run_at=None
         )
         assert advanced and run_id
         fresh = await store.jobs.get_job("acme", "job")
-        assert fresh.spec.enabled is False and fresh.next_run_at is None
-        assert (await store.jobs.usage("acme", "2026-06"))[1] == 0
+        assert not enabled(fresh) and next_run(fresh) is None
+        assert (await store.jobs.usage("acme", "2026-06", JobCounting(ENV)))[1] == 0
 
 
 async def test_claim_meters_and_refuses_over_quota(tmp_path: Path) -> None:
     async with open_store(tmp_path / "db", keyring(tmp_path), Clock(T0)) as store:
-        await store.jobs.create_job("acme", -1, spec())
-        first = await store.runs.enqueue_manual("acme", "job")
-        second = await store.runs.enqueue_manual("acme", "job")
+        await create_job(store, "acme", spec(), -1)
+        first = await store.runs.enqueue_manual("acme", "job", ENV, require_enabled=False)
+        second = await store.runs.enqueue_manual("acme", "job", ENV, require_enabled=False)
         claim = await store.runs.claim(first.id, lambda _: 1)
         assert claim is not None and claim.config is not None
         assert claim.config.headers[0].value == SECRET
@@ -139,7 +138,7 @@ async def test_claim_meters_and_refuses_over_quota(tmp_path: Path) -> None:
         run = await store.runs.get_run("acme", second.id)
         assert run.status is RunStatus.FAILED
         assert run.failure_reason is FailureReason.QUOTA_EXCEEDED
-        assert (await store.jobs.usage("acme", "2026-06"))[0] == 1
+        assert (await store.jobs.usage("acme", "2026-06", JobCounting(ENV)))[0] == 1
         outcome = Outcome(RunStatus.SUCCEEDED, None, None, {"method": "POST"}, {"status": 200})
         assert await store.runs.finish(first.id, outcome)
         assert not await store.runs.finish(first.id, outcome)
@@ -150,8 +149,8 @@ async def test_claim_meters_and_refuses_over_quota(tmp_path: Path) -> None:
 
 async def test_cancel_rules(tmp_path: Path) -> None:
     async with open_store(tmp_path / "db", keyring(tmp_path), Clock(T0)) as store:
-        await store.jobs.create_job("acme", -1, spec())
-        pending = await store.runs.enqueue_manual("acme", "job")
+        await create_job(store, "acme", spec(), -1)
+        pending = await store.runs.enqueue_manual("acme", "job", ENV, require_enabled=False)
         run, was_running = await store.runs.cancel_run("acme", pending.id)
         assert run.status is RunStatus.CANCELED and not was_running
         assert await store.runs.claim(pending.id, lambda _: -1) is None
@@ -161,7 +160,7 @@ async def test_cancel_rules(tmp_path: Path) -> None:
         with pytest.raises(ApiError) as err:
             await store.runs.cancel_run("other", pending.id)
         assert err.value.status == 404
-        running = await store.runs.enqueue_manual("acme", "job")
+        running = await store.runs.enqueue_manual("acme", "job", ENV, require_enabled=False)
         await store.runs.claim(running.id, lambda _: -1)
         run, was_running = await store.runs.cancel_run("acme", running.id)
         assert was_running and run.status is RunStatus.CANCELED
@@ -169,12 +168,12 @@ async def test_cancel_rules(tmp_path: Path) -> None:
 
 async def test_rerun_of_deleted_job_is_409_even_if_slug_reused(tmp_path: Path) -> None:
     async with open_store(tmp_path / "db", keyring(tmp_path), Clock(T0)) as store:
-        await store.jobs.create_job("acme", -1, spec())
-        old = await store.runs.enqueue_manual("acme", "job")
+        await create_job(store, "acme", spec(), -1)
+        old = await store.runs.enqueue_manual("acme", "job", ENV, require_enabled=False)
         rerun = await store.runs.enqueue_rerun("acme", old.id)
         assert rerun.rerun_of == old.id
         await store.jobs.delete_job("acme", "job")
-        await store.jobs.create_job("acme", -1, spec())
+        await create_job(store, "acme", spec(), -1)
         with pytest.raises(ApiError) as err:
             await store.runs.enqueue_rerun("acme", old.id)
         assert err.value.status == 409
@@ -182,10 +181,10 @@ async def test_rerun_of_deleted_job_is_409_even_if_slug_reused(tmp_path: Path) -
 
 async def test_recovery(tmp_path: Path) -> None:
     async with open_store(tmp_path / "db", keyring(tmp_path), Clock(T0)) as store:
-        await store.jobs.create_job("acme", -1, spec())
-        lost = await store.runs.enqueue_manual("acme", "job")
+        await create_job(store, "acme", spec(), -1)
+        lost = await store.runs.enqueue_manual("acme", "job", ENV, require_enabled=False)
         await store.runs.claim(lost.id, lambda _: -1)
-        waiting = await store.runs.enqueue_manual("acme", "job")
+        waiting = await store.runs.enqueue_manual("acme", "job", ENV, require_enabled=False)
         report = await recover(store.engine, to_us(T0))
         assert report.lost == 1 and report.pending == (waiting.id,)
         run = await store.runs.get_run("acme", lost.id)
@@ -198,7 +197,7 @@ async def test_concurrent_creates_same_slug(tmp_path: Path) -> None:
 
         async def one() -> None:
             try:
-                await store.jobs.create_job("acme", 3, spec("same"))
+                await create_job(store, "acme", spec("same"), 3)
                 results.append("ok")
             except ApiError as exc:
                 results.append(str(exc.status))

@@ -13,10 +13,11 @@ import pytest
 from jobsd.clock import Clock
 from jobsd.crypto import KeyRing
 from jobsd.errors import StorageError
-from jobsd.messages import HttpConfig, JobSpec
+from jobsd.messages import HttpConfig
 from jobsd.store import open_store
 from jobsd.store.schema import LATEST
 from tests.conftest import config_text
+from tests.model import create_job, seed_job
 
 T0 = datetime(2026, 6, 5, tzinfo=UTC)
 
@@ -26,10 +27,10 @@ async def _filled(tmp_path: Path) -> Path:
     keyring = KeyRing.load_or_create(tmp_path / "secret.key")
     async with open_store(db, keyring, Clock(T0)) as store:
         for i in range(300):
-            spec = JobSpec(
+            spec = seed_job(
                 f"j{i}", "n" * 200, "d" * 500, False, "now", HttpConfig(url="https://x.invalid/")
             )
-            await store.jobs.create_job("acme", -1, spec)
+            await create_job(store, "acme", spec, -1)
     with sqlite3.connect(db) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return db

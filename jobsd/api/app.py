@@ -8,12 +8,13 @@ logged 500 without a stack trace on the wire.
 
 from __future__ import annotations
 
-from quart import Response, request
+from quart import Response, g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from jobsd import errors
 from jobsd.api import jsonapi
+from jobsd.api.auth import VERSION_HEADER
 from jobsd.api.context import ApiContext
 from jobsd.api.edge import ROUTE_KEY, route_template
 from jobsd.api.jobs import jobs_blueprint
@@ -21,6 +22,7 @@ from jobsd.api.meta import meta_blueprint
 from jobsd.api.runs import runs_blueprint
 from jobsd.api.scrape import metrics_blueprint
 from jobsd.api.usage import usage_blueprint
+from jobsd.config import DEFAULT_API_VERSION
 
 
 def create_app(ctx: ApiContext) -> QuartTrio:
@@ -56,6 +58,13 @@ def create_app(ctx: ApiContext) -> QuartTrio:
             await request.get_data(cache=False)
         except Exception:
             response.headers["Connection"] = "close"
+        return response
+
+    @app.after_request
+    async def say_version(response: Response) -> Response:
+        # The version the request was served in; where none could be chosen
+        # (no valid token, an unknown Jobsd-Version) the daemon's default.
+        response.headers[VERSION_HEADER] = g.get("jobsd_version", DEFAULT_API_VERSION)
         return response
 
     @app.errorhandler(errors.ApiError)

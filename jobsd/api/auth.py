@@ -13,11 +13,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from quart import request
+from quart import g, request
 
 from jobsd import errors
 from jobsd.api.context import ApiContext
-from jobsd.config import AccountConfig, PlanConfig, token_sha256
+from jobsd.config import API_VERSIONS, DEFAULT_API_VERSION, AccountConfig, PlanConfig, token_sha256
+
+VERSION_HEADER = "Jobsd-Version"
 
 
 def bearer_token(header: str | None) -> str | None:
@@ -33,7 +35,8 @@ def bearer_token(header: str | None) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """The account making a request and its plan, read from one config.
+    """Who is asking, read from one config: account, plan, environments, token scope,
+    and the API version in force for this request.
 
     A reload swaps the whole config; reading the account and its plan from
     the same snapshot means a reload between the two can never pair an
@@ -42,6 +45,35 @@ class Caller:
 
     id: str
     plan: PlanConfig
+    environments: tuple[str, ...] = ("production",)  # the account's; the first is its default
+    scope: frozenset[str] | None = None  # the token's environments; None: all of them
+    account_version: str = DEFAULT_API_VERSION
+    version: str = DEFAULT_API_VERSION
+
+    @property
+    def default_environment(self) -> str:
+        return self.environments[0]
+
+    @property
+    def visible(self) -> tuple[str, ...]:
+        """The environments this caller may see and touch, in the config's order."""
+        return tuple(e for e in self.environments if self.scope is None or e in self.scope)
+
+
+def requested_version() -> str | None:
+    """The version the request names (400 when unknown); records the one in force."""
+    raw = request.headers.get(VERSION_HEADER)
+    if raw is None:
+        return None
+    value = raw.strip()
+    if value not in API_VERSIONS:
+        shown = value if len(value) <= 40 and value.isprintable() else "that value"
+        raise errors.bad_header(
+            VERSION_HEADER,
+            f"{VERSION_HEADER} must be one of {', '.join(API_VERSIONS)}, not {shown}",
+        )
+    g.jobsd_version = value
+    return value
 
 
 def account_for_token(ctx: ApiContext, token: str) -> AccountConfig | None:
@@ -50,6 +82,8 @@ def account_for_token(ctx: ApiContext, token: str) -> AccountConfig | None:
 
 
 def current_account(ctx: ApiContext) -> Caller:
+    """The caller, or 401; the version named by the request (400 when unknown) or the account's."""
+    requested = requested_version()
     header = request.headers.get("Authorization")
     if header is None:
         raise errors.unauthorized("send Authorization: Bearer <token>")
@@ -57,7 +91,17 @@ def current_account(ctx: ApiContext) -> Caller:
     if token is None:
         raise errors.unauthorized("the Authorization header must be 'Bearer <token>'")
     config = ctx.settings.config
-    account = config.account_for_digest(token_sha256(token))
-    if account is None:
+    match = config.token_for_digest(token_sha256(token))
+    if match is None:
         raise errors.unauthorized("the bearer token is not valid")
-    return Caller(account.id, config.plan_of(account))
+    account = match.account
+    version = requested or account.api_version
+    g.jobsd_version = version
+    return Caller(
+        account.id,
+        config.plan_of(account),
+        account.environments,
+        match.scope,
+        account.api_version,
+        version,
+    )

@@ -30,6 +30,7 @@ Decisions where the spec is silent:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import Enum
 from typing import Final
 
@@ -46,8 +47,8 @@ from jobsd.api.fields import (
     url_problem,
 )
 from jobsd.errors import ErrorItem, ScheduleError, ValidationFailed, conflict, invalid, not_found
-from jobsd.messages import Header, HttpConfig, JobSpec
-from jobsd.schedule import parse_schedule
+from jobsd.messages import Header, HttpConfig, JobKind, JobSpec
+from jobsd.schedule import CronSchedule, parse_schedule
 
 METHODS: Final = ("POST", "GET", "PUT", "PATCH", "DELETE")  # the default first
 CONFIG_FIELDS: Final = frozenset(
@@ -67,8 +68,13 @@ class _Missing(Enum):
 MISSING: Final = _Missing.MISSING
 
 
-def parse_job_document(doc: object, *, path_slug: str | None, max_timeout_s: int) -> JobSpec:
-    """Validate a decoded POST (`path_slug` None) or PUT body; raise ApiError if refused."""
+def parse_job_document(
+    doc: object, *, path_slug: str | None, max_timeout_s: int
+) -> tuple[JobSpec, bool]:
+    """Validate a decoded 2026-06-04 POST (`path_slug` None) or PUT body.
+
+    Returns the base spec and `enabled`; raises ApiError if refused.
+    """
     if path_slug is not None and not is_slug(path_slug):
         raise not_found("No job has this id: job ids are 1-100 characters of a-z 0-9 - _.")
     errs = _Errors()
@@ -77,10 +83,10 @@ def parse_job_document(doc: object, *, path_slug: str | None, max_timeout_s: int
         raise ValidationFailed(errs.items)
     _refuse_conflicts(data, path_slug)
     slug = _slug(errs, data, path_slug)
-    spec = _attributes(errs, data.get("attributes", MISSING), slug, max_timeout_s)
+    spec, enabled = _attributes(errs, data.get("attributes", MISSING), slug, max_timeout_s)
     if errs.items:
         raise ValidationFailed(errs.items)
-    return spec
+    return spec, enabled
 
 
 def is_slug(text: str) -> bool:
@@ -229,10 +235,12 @@ def _choice(
     return allowed[0]
 
 
-def _attributes(errs: _Errors, value: object, slug: str, max_timeout_s: int) -> JobSpec:
+def _attributes(
+    errs: _Errors, value: object, slug: str, max_timeout_s: int
+) -> tuple[JobSpec, bool]:
     attrs = _object(errs, value, _ATTRS, "`attributes`")
     if attrs is None:
-        return JobSpec(slug, "", None, True, "", HttpConfig(url=""))
+        return JobSpec(slug, "", None, "", HttpConfig(url="")), True
     name = _string(errs, attrs.get("name", MISSING), f"{_ATTRS}/name", min_len=1, max_len=200)
     description = attrs.get("description")
     if description is not None:
@@ -240,46 +248,60 @@ def _attributes(errs: _Errors, value: object, slug: str, max_timeout_s: int) -> 
     enabled = _boolean(errs, attrs, "enabled", f"{_ATTRS}/enabled")
     _choice(errs, attrs, "type", f"{_ATTRS}/type", ("http",))
     _choice(errs, attrs, "concurrency_policy", f"{_ATTRS}/concurrency_policy", ("ALLOW",))
-    schedule = _schedule(errs, attrs.get("schedule", MISSING))
+    schedule, kind = _schedule(errs, attrs.get("schedule", MISSING))
     conf = _object(errs, attrs.get("configuration", MISSING), _CONF, "`configuration`")
-    config = HttpConfig(url="") if conf is None else _configuration(errs, conf, max_timeout_s)
-    return JobSpec(slug, name or "", description, enabled, schedule, config)
+    config = (
+        HttpConfig(url="") if conf is None else _configuration(errs, conf, max_timeout_s, _headers)
+    )
+    return JobSpec(slug, name or "", description, schedule, config, kind=kind), enabled
 
 
-def _schedule(errs: _Errors, value: object) -> str:
-    ptr = f"{_ATTRS}/schedule"
+def _schedule(errs: _Errors, value: object, ptr: str = f"{_ATTRS}/schedule") -> tuple[str, JobKind]:
+    """The schedule as written and the kind it makes (a cron: recurring; else one-off)."""
     text = _string(errs, value, ptr, max_len=None, chars_code="invalid_schedule")
     if text is None:
-        return ""
+        return "", JobKind.RECURRING
     try:
-        parse_schedule(text)
+        parsed = parse_schedule(text)
     except ScheduleError as e:
         errs.add("invalid_schedule", ptr, e.detail)
-    return text
+        return text, JobKind.RECURRING
+    return text, JobKind.RECURRING if isinstance(parsed, CronSchedule) else JobKind.ONE_OFF
 
 
-def _configuration(errs: _Errors, conf: dict[str, object], max_timeout_s: int) -> HttpConfig:
-    ptr = f"{_CONF}/url"
-    url = _string(errs, conf.get("url", MISSING), ptr, min_len=1, max_len=2048, chars_code=None)
+def _url(errs: _Errors, value: object, ptr: str = f"{_CONF}/url") -> str:
+    url = _string(errs, value, ptr, min_len=1, max_len=2048, chars_code=None)
     if url and (problem := url_problem(url)):
         errs.add("invalid_url", ptr, f"`url` {problem}.")
-    ptr = f"{_CONF}/success_status"
-    status = conf.get("success_status", "2xx")
+    return url or ""
+
+
+def _success_status(errs: _Errors, status: object, ptr: str = f"{_CONF}/success_status") -> str:
     if not isinstance(status, str):
         errs.add(
             "invalid_type",
             ptr,
             f'`success_status` must be a string like "2xx", not {_kind(status)}.',
         )
-        status = "2xx"
-    elif not SUCCESS_STATUS.fullmatch(status):
+        return "2xx"
+    if not SUCCESS_STATUS.fullmatch(status):
         detail = '`success_status` must be a code 100-599 such as "204" or a class "1xx"-"5xx".'
         errs.add("invalid_success_status", ptr, detail)
+    return status
+
+
+HeadersParser = Callable[[_Errors, object], tuple[Header, ...]]
+
+
+def _configuration(
+    errs: _Errors, conf: dict[str, object], max_timeout_s: int, headers: HeadersParser
+) -> HttpConfig:
+    """The configuration object; `headers` reads the version's form of `headers`."""
     config = HttpConfig(
-        url=url or "",
+        url=_url(errs, conf.get("url", MISSING)),
         method=_choice(errs, conf, "method", f"{_CONF}/method", METHODS),
-        headers=_headers(errs, conf.get("headers", [])),
-        success_status=status,
+        headers=headers(errs, conf.get("headers", MISSING)),
+        success_status=_success_status(errs, conf.get("success_status", "2xx")),
         tls_verify=_boolean(errs, conf, "tls_verify", f"{_CONF}/tls_verify"),
         ca_cert=_ca_cert(errs, conf.get("ca_cert")),
         body=_body(errs, conf.get("body")),
@@ -296,7 +318,10 @@ def _configuration(errs: _Errors, conf: dict[str, object], max_timeout_s: int) -
 
 
 def _headers(errs: _Errors, value: object) -> tuple[Header, ...]:
+    """2026-06-04: an array of {name, value}."""
     ptr = f"{_CONF}/headers"
+    if value is MISSING:
+        return ()
     if not isinstance(value, list):
         errs.add(
             "invalid_type",
@@ -326,8 +351,7 @@ def _headers(errs: _Errors, value: object) -> tuple[Header, ...]:
     return tuple(headers)
 
 
-def _ca_cert(errs: _Errors, value: object) -> str | None:
-    ptr = f"{_CONF}/ca_cert"
+def _ca_cert(errs: _Errors, value: object, ptr: str = f"{_CONF}/ca_cert") -> str | None:
     text = None if value is None else _string(errs, value, ptr, max_len=65536, chars_code=None)
     if text is None:
         return None
@@ -337,16 +361,16 @@ def _ca_cert(errs: _Errors, value: object) -> str | None:
     return pem
 
 
-def _body(errs: _Errors, value: object) -> str | None:
-    ptr = f"{_CONF}/body"
+def _body(errs: _Errors, value: object, ptr: str = f"{_CONF}/body") -> str | None:
     body = None if value is None else _string(errs, value, ptr, max_len=_MiB, allow_nul=True)
     if body is not None and (size := len(body.encode("utf-8"))) > _MiB:
         errs.add("too_long", ptr, f"`body` is {size} bytes as UTF-8; the limit is 1 MiB.")
     return body
 
 
-def _timeout(errs: _Errors, value: object, max_timeout_s: int) -> int:
-    ptr = f"{_CONF}/timeout"
+def _timeout(
+    errs: _Errors, value: object, max_timeout_s: int, ptr: str = f"{_CONF}/timeout"
+) -> int:
     default = min(DEFAULT_TIMEOUT_S, max_timeout_s)
     if value is MISSING:
         return default

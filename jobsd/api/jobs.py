@@ -1,89 +1,95 @@
-"""`/api/v1/jobs`: create, list, get, replace, delete, and run now."""
+"""`/api/v1/jobs`: create, list, get, replace, delete, and run now.
+
+Shared by every API version: the caller's version (`jobsd.api.versions`)
+parses and renders, the store applies one model.
+"""
 
 from __future__ import annotations
 
 from quart import Blueprint, Response, request
 
 from jobsd.api import jsonapi
-from jobsd.api.auth import current_account
+from jobsd.api.auth import Caller, current_account
 from jobsd.api.context import ApiContext
-from jobsd.api.documents import parse_job_document
-from jobsd.api.params import Query
-from jobsd.api.render import render_job, render_run
-from jobsd.cursors import page_offset, total_pages
+from jobsd.api.versions import Dialect, dialect, limit_of
+from jobsd.cursors import total_pages
 from jobsd.messages import RunOrder
-
-MAX_OFFSET = 2**62
 
 
 def jobs_blueprint(ctx: ApiContext) -> Blueprint:
     bp = Blueprint("jobs", __name__)
 
+    def caller_and_dialect() -> tuple[Caller, Dialect]:
+        caller = current_account(ctx)
+        version = dialect(caller.version)
+        version.guard(caller)
+        return caller, version
+
     @bp.post("/api/v1/jobs")
     async def create_job() -> Response:
-        account = current_account(ctx)
-        plan = account.plan
+        caller, version = caller_and_dialect()
         doc = await jsonapi.json_body()
-        spec = parse_job_document(doc, path_slug=None, max_timeout_s=plan.max_timeout)
-        job = await ctx.store.jobs.create_job(account.id, plan.active_jobs_limit, spec)
+        write = version.parse_job(doc, path_slug=None, caller=caller)
+        job = await ctx.store.jobs.create_job(
+            caller.id, write, configured=caller.environments, limit=limit_of(caller)
+        )
         return jsonapi.document(
-            {"data": render_job(job)}, status=201, Location=f"/api/v1/jobs/{job.spec.slug}"
+            {"data": version.render_job(job, caller)},
+            status=201,
+            Location=f"/api/v1/jobs/{job.spec.slug}",
         )
 
     @bp.get("/api/v1/jobs")
     async def list_jobs() -> Response:
-        account = current_account(ctx)
-        query = Query(
-            request.args, ("filter[enabled]", "page[number]", "page[size]", "meta[total]")
-        )
-        enabled = query.boolean("filter[enabled]")
-        number = query.integer("page[number]", 1, 1)
-        size = query.integer("page[size]", 1000, 1, 1000)
-        with_total = bool(query.boolean("meta[total]"))
-        jobs, total = await ctx.store.jobs.list_jobs(
-            account.id,
-            enabled=enabled,
-            # Past any real table; keeps SQLite's 64-bit OFFSET from overflowing.
-            offset=min(page_offset(number, size), MAX_OFFSET),
-            limit=size,
-            with_total=with_total,
-        )
+        caller, version = caller_and_dialect()
+        query, number, size = version.job_query(request.args, caller)
+        jobs, total = await ctx.store.jobs.list_jobs(caller.id, query)
         pagination: dict[str, int] = {"page": number, "size": size}
         if total is not None:
             pagination["total"] = total
             pagination["total_pages"] = total_pages(total, size)
         return jsonapi.document(
-            {"data": [render_job(j) for j in jobs], "meta": {"pagination": pagination}}
+            {
+                "data": [version.render_job(j, caller) for j in jobs],
+                "meta": {"pagination": pagination},
+            }
         )
 
     @bp.get("/api/v1/jobs/<slug>")
     async def get_job(slug: str) -> Response:
-        account = current_account(ctx)
-        job = await ctx.store.jobs.get_job(account.id, slug)
-        return jsonapi.document({"data": render_job(job)})
+        caller, version = caller_and_dialect()
+        job = await ctx.store.jobs.get_job(caller.id, slug, version.kinds)
+        return jsonapi.document({"data": version.render_job(job, caller)})
 
     @bp.put("/api/v1/jobs/<slug>")
     async def replace_job(slug: str) -> Response:
-        account = current_account(ctx)
-        plan = account.plan
+        caller, version = caller_and_dialect()
         doc = await jsonapi.json_body()
-        # A job that does not exist is 404 before its document is judged.
-        await ctx.store.jobs.get_job(account.id, slug)
-        spec = parse_job_document(doc, path_slug=slug, max_timeout_s=plan.max_timeout)
-        job = await ctx.store.jobs.replace_job(account.id, plan.active_jobs_limit, slug, spec)
-        return jsonapi.document({"data": render_job(job)})
+        # A job that does not exist (for this version) is 404 before its document is judged.
+        await ctx.store.jobs.get_job(caller.id, slug, version.kinds)
+        write = version.parse_job(doc, path_slug=slug, caller=caller)
+        job = await ctx.store.jobs.replace_job(
+            caller.id, slug, write, configured=caller.environments, limit=limit_of(caller)
+        )
+        return jsonapi.document({"data": version.render_job(job, caller)})
 
     @bp.delete("/api/v1/jobs/<slug>")
     async def delete_job(slug: str) -> Response:
-        account = current_account(ctx)
-        await ctx.store.jobs.delete_job(account.id, slug)
+        caller, version = caller_and_dialect()
+        await ctx.store.jobs.get_job(caller.id, slug, version.kinds)
+        await ctx.store.jobs.delete_job(caller.id, slug, guard=caller.scope)
         return jsonapi.no_content()
 
     @bp.post("/api/v1/jobs/<slug>/actions/run")
     async def run_job_now(slug: str) -> Response:
-        account = current_account(ctx)
-        run = await ctx.store.runs.enqueue_manual(account.id, slug)
+        caller, version = caller_and_dialect()
+        job = await ctx.store.jobs.get_job(caller.id, slug, version.kinds)
+        body = await jsonapi.optional_json_body() if version.run_now_body else None
+        environment, require_enabled = version.run_now_target(job, body, caller)
+        run = await ctx.store.runs.enqueue_manual(
+            caller.id, slug, environment, require_enabled=require_enabled, kinds=version.kinds
+        )
         await ctx.orders.send(RunOrder(run.id))
-        return jsonapi.document({"data": render_run(run)})
+        return jsonapi.document({"data": version.render_run(run)})
 
     return bp

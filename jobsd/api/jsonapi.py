@@ -68,15 +68,36 @@ def _depth(value: Any, limit: int) -> int:
 
 async def json_body() -> Any:
     """The request's JSON document, checked for media type, size and syntax."""
+    _check_media_type()
+    return _decode(await _raw_body())
+
+
+async def optional_json_body() -> Any:
+    """Like `json_body`, but no body at all (or only whitespace) is None, not an error."""
+    raw = await _raw_body()
+    if not raw.strip():
+        return None
+    _check_media_type()
+    return _decode(raw)
+
+
+def _check_media_type() -> None:
     content_type = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
     if content_type not in ACCEPTED_BODY_TYPES:
         raise errors.unsupported_media(
             f"send the body as {MEDIA_TYPE} or application/json"
             + (f", not {content_type}" if content_type else "")
         )
+
+
+async def _raw_body() -> bytes:
     raw = await request.get_data(cache=False, as_text=False)
     if isinstance(raw, str):  # pragma: no cover - as_text=False gives bytes
         raw = raw.encode("utf-8")
+    return raw
+
+
+def _decode(raw: bytes) -> Any:
     if len(raw) > MAX_BODY_BYTES:
         raise errors.payload_too_large("the request body is over 2 MiB")
     try:

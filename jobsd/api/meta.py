@@ -1,192 +1,21 @@
 """`/healthz` and `/api/v1/openapi.json`: the unauthenticated endpoints.
 
-The spec served is the shared contract plus our additions (the health
-endpoint, the error responses every operation can give, the parameter rules
-SEMANTICS.md states in prose, and OpenAPI links that say which response
-names the resource the next request acts on), built once at import so every
-request gets the same bytes.
+The spec served is the one of the version in force (`jobsd.api.spec` builds
+them): the one `Jobsd-Version` names, else the account's when the request
+carries a valid token, else the default. A bad or missing token is no error
+here: the document is public.
 """
 
 from __future__ import annotations
 
-import copy
-import json
-from importlib import resources
-from typing import Any
-
-from quart import Blueprint, Response
+from quart import Blueprint, Response, g, request
 
 from jobsd import errors
 from jobsd.api import jsonapi
+from jobsd.api.auth import bearer_token, requested_version
 from jobsd.api.context import ApiContext
-from jobsd.api.fields import MAX_CONFIGURATION_BYTES, MAX_HEADERS
-from jobsd.messages import OWN_HEADER_PREFIX
-
-_ERROR_STATUSES = {
-    "400": "Bad request: malformed JSON or a bad query parameter (named in source.parameter)",
-    "401": "Missing or unknown bearer token",
-    "403": "Forbidden by the plan (code active_jobs_limit)",
-    "404": "No such resource for this account",
-    "409": "Conflict (slug taken, id or type mismatch, run already terminal, job deleted)",
-    "413": "Request body over 2 MiB",
-    "415": "Request body not application/vnd.api+json or application/json",
-    "422": "Invalid fields, each with its source.pointer (at most 100, then a count)",
-    "431": "Request line and headers over the server's max_request_header_bytes",
-}
-
-
-def base_spec() -> dict[str, Any]:
-    text = resources.files("jobsd").joinpath("openapi.json").read_text(encoding="utf-8")
-    spec: dict[str, Any] = json.loads(text)
-    return spec
-
-
-# Rules SEMANTICS.md states in prose, written into the served spec's schemas
-# so that clients and fuzzers see them: (path, parameter) -> schema additions.
-_PARAMETER_RULES: dict[tuple[str, str], dict[str, Any]] = {
-    ("/api/v1/jobs", "page[number]"): {"minimum": 1},
-    ("/api/v1/jobs", "page[size]"): {"minimum": 1, "maximum": 1000},
-    ("/api/v1/usage", "filter[period]"): {"pattern": "^(current|[0-9]{4}-(0[1-9]|1[0-2]))$"},
-}
-
-
-def _tighten_parameters(spec: dict[str, Any]) -> None:
-    for path, operations in spec["paths"].items():
-        for operation in operations.values():
-            for parameter in operation.get("parameters", []):
-                rule = _PARAMETER_RULES.get((path, parameter["name"]))
-                if rule is not None:
-                    parameter["schema"].update(rule)
-                if path == "/api/v1/runs" and parameter["name"] == "page[size]":
-                    parameter["schema"]["anyOf"][0]["maximum"] = 1000
-
-
-def _bound_jobs(spec: dict[str, Any]) -> None:
-    """The bounds on one job that the shared schema leaves open (fields.py)."""
-    config = spec["components"]["schemas"]["JobHttpConfiguration"]
-    config["description"] += (
-        f"\n\njobsd: url, header names and values, ca_cert and body together are at most"
-        f" {MAX_CONFIGURATION_BYTES} bytes as UTF-8 (422 configuration_too_large)."
-    )
-    headers = config["properties"]["headers"]
-    headers["maxItems"] = MAX_HEADERS
-    headers["description"] += (
-        f" At most {MAX_HEADERS}. Names starting with {OWN_HEADER_PREFIX} (any case) are"
-        " jobsd's own and refused, as are Host, Content-Length, Transfer-Encoding and"
-        " Connection."
-    )
-
-
-# OpenAPI links: how a response feeds the next request, so that clients and a
-# stateful fuzzer can chain create -> get/replace/delete/run -> get/cancel/rerun
-# on resources that exist. (source path, method, status) -> link names.
-def _job_links(expr: str) -> dict[str, Any]:
-    job = {"job_id": expr}
-    return {
-        "GetJob": {"operationId": "get_job", "parameters": job},
-        "UpdateJob": {"operationId": "update_job", "parameters": job},
-        "ReplaceJobWithItself": {
-            "operationId": "update_job",
-            "parameters": job,
-            "requestBody": "$response.body",
-            "description": "PUT back what was read: read-only attributes are ignored",
-        },
-        "DeleteJob": {"operationId": "delete_job", "parameters": job},
-        "RunJobNow": {"operationId": "run_job_now", "parameters": job},
-        "ListRunsOfJob": {"operationId": "list_runs", "parameters": {"query.filter[job]": expr}},
-    }
-
-
-def _run_links(expr: str) -> dict[str, Any]:
-    run = {"run_id": expr}
-    return {
-        "GetRun": {"operationId": "get_run", "parameters": run},
-        "CancelRun": {"operationId": "cancel_run", "parameters": run},
-        "RerunRun": {"operationId": "rerun_run", "parameters": run},
-    }
-
-
-_ONE = "$response.body#/data/id"
-_FIRST = "$response.body#/data/0/id"  # names nothing when the list is empty
-_LINKS: dict[tuple[str, str, str], dict[str, Any]] = {
-    ("/api/v1/jobs", "post", "201"): _job_links(_ONE),
-    ("/api/v1/jobs", "get", "200"): _job_links(_FIRST),
-    ("/api/v1/jobs/{job_id}", "get", "200"): _job_links(_ONE),
-    ("/api/v1/jobs/{job_id}", "put", "200"): _job_links(_ONE),
-    ("/api/v1/jobs/{job_id}/actions/run", "post", "200"): {
-        **_run_links(_ONE),
-        "GetJobOfRun": {
-            "operationId": "get_job",
-            "parameters": {"job_id": "$response.body#/data/attributes/job"},
-        },
-    },
-    ("/api/v1/runs", "get", "200"): _run_links(_FIRST),
-    ("/api/v1/runs/{run_id}", "get", "200"): _run_links(_ONE),
-    ("/api/v1/runs/{run_id}/actions/cancel", "post", "200"): _run_links(_ONE),
-    ("/api/v1/runs/{run_id}/actions/rerun", "post", "200"): _run_links(_ONE),
-}
-
-
-def _add_links(spec: dict[str, Any]) -> None:
-    for (path, method, status), links in _LINKS.items():
-        spec["paths"][path][method]["responses"][status]["links"] = copy.deepcopy(links)
-
-
-def served_spec() -> dict[str, Any]:
-    spec = copy.deepcopy(base_spec())
-    _tighten_parameters(spec)
-    _bound_jobs(spec)
-    _add_links(spec)
-    spec["components"]["schemas"]["ErrorDocument"] = {
-        "type": "object",
-        "required": ["errors"],
-        "properties": {
-            "errors": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["status", "code", "title", "detail"],
-                    "properties": {
-                        "status": {"type": "string"},
-                        "code": {"type": "string"},
-                        "title": {"type": "string"},
-                        "detail": {"type": "string"},
-                        "source": {
-                            "type": "object",
-                            "properties": {
-                                "pointer": {"type": "string"},
-                                "parameter": {"type": "string"},
-                            },
-                        },
-                    },
-                },
-            }
-        },
-    }
-    error_ref = {
-        "content": {jsonapi.MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ErrorDocument"}}}
-    }
-    for operations in spec["paths"].values():
-        for operation in operations.values():
-            responses = operation.setdefault("responses", {})
-            for status, description in _ERROR_STATUSES.items():
-                responses.setdefault(status, {"description": description, **error_ref})
-    spec["paths"]["/healthz"] = {
-        "get": {
-            "summary": "Health",
-            "description": "200 once storage is open and every actor runs; 503 while "
-            "starting or stopping. No authentication.",
-            "operationId": "healthz",
-            "responses": {
-                "200": {"description": "Serving"},
-                "503": {"description": "Starting or stopping", **error_ref},
-            },
-        }
-    }
-    return spec
-
-
-SERVED_SPEC = json.dumps(served_spec(), separators=(",", ":"))
+from jobsd.api.versions import dialect
+from jobsd.config import DEFAULT_API_VERSION, token_sha256
 
 
 def meta_blueprint(ctx: ApiContext) -> Blueprint:
@@ -204,6 +33,14 @@ def meta_blueprint(ctx: ApiContext) -> Blueprint:
 
     @bp.get("/api/v1/openapi.json")
     async def openapi() -> Response:
-        return Response(SERVED_SPEC, content_type="application/json")
+        version = requested_version()
+        if version is None:
+            token = bearer_token(request.headers.get("Authorization"))
+            match = None
+            if token is not None:
+                match = ctx.settings.config.token_for_digest(token_sha256(token))
+            version = DEFAULT_API_VERSION if match is None else match.account.api_version
+            g.jobsd_version = version
+        return Response(dialect(version).served_spec(), content_type="application/json")
 
     return bp

@@ -1,10 +1,14 @@
-"""Resources out: jobs, runs and usage as JSON:API resource objects.
+"""Resources out as 2026-06-04 renders them, and the parts both versions share.
 
 Pure functions from the frozen values in messages.py to plain dicts ready for
 `json.dumps`; the routes wrap them in `{"data": ...}`. Every attribute of the
 schema is always present (`null` where unset, `[]` for no headers), so a client
 never has to tell "absent" from "null". Header values go out in plaintext: the
 spec promises that a GET -> edit -> PUT round-trip keeps them.
+
+A job is shown as the seed version sees it: its base, with `enabled` and
+`next_run_at` of the default environment (`environment`); one without a row
+there is not enabled. A manual job has no seed form and never reaches here.
 
 Durations are derived here rather than stored, so they can never disagree with
 the instants they come from. Decisions where the spec is silent:
@@ -19,32 +23,40 @@ the instants they come from. Decisions where the spec is silent:
 from __future__ import annotations
 
 from jobsd.clock import duration_ms, iso
-from jobsd.messages import Job, Run
+from jobsd.messages import HttpConfig, Job, Run
 
 
-def render_job(job: Job) -> dict[str, object]:
+def configuration(config: HttpConfig, headers: object) -> dict[str, object]:
+    """`configuration` with `headers` already in the version's form."""
+    return {
+        "method": config.method,
+        "url": config.url,
+        "headers": headers,
+        "success_status": config.success_status,
+        "tls_verify": config.tls_verify,
+        "ca_cert": config.ca_cert,
+        "body": config.body,
+        "timeout": config.timeout_s,
+    }
+
+
+def render_job(job: Job, environment: str) -> dict[str, object]:
     spec, config = job.spec, job.spec.config
+    state = job.environments.get(environment)
     return {
         "id": spec.slug,
         "type": "job",
         "attributes": {
             "name": spec.name,
             "description": spec.description,
-            "enabled": spec.enabled,
+            "enabled": state is not None and state.enabled,
             "type": "http",
             "schedule": spec.schedule,
-            "configuration": {
-                "method": config.method,
-                "url": config.url,
-                "headers": [{"name": h.name, "value": h.value} for h in config.headers],
-                "success_status": config.success_status,
-                "tls_verify": config.tls_verify,
-                "ca_cert": config.ca_cert,
-                "body": config.body,
-                "timeout": config.timeout_s,
-            },
+            "configuration": configuration(
+                config, [{"name": h.name, "value": h.value} for h in config.headers]
+            ),
             "concurrency_policy": "ALLOW",
-            "next_run_at": iso(job.next_run_at),
+            "next_run_at": None if state is None else iso(state.next_run_at),
             "created_at": iso(job.created_at),
             "updated_at": iso(job.updated_at),
             "deleted_at": iso(job.deleted_at),
@@ -57,24 +69,29 @@ def render_run(run: Run) -> dict[str, object]:
     return {
         "id": run.id,
         "type": "run",
-        "attributes": {
-            "job": run.job_slug,
-            "job_version": run.job_version,
-            "trigger": run.trigger.value,
-            "rerun_of": run.rerun_of,
-            "scheduled_for": iso(run.scheduled_for),
-            "status": run.status.value,
-            "created_at": iso(run.created_at),
-            "started_at": iso(run.started_at),
-            "finished_at": iso(run.finished_at),
-            "pending_duration_ms": duration_ms(run.created_at, run.started_at),
-            "run_duration_ms": duration_ms(run.started_at, run.finished_at),
-            "total_duration_ms": duration_ms(run.created_at, run.finished_at),
-            "failure_reason": None if run.failure_reason is None else run.failure_reason.value,
-            "error": run.error,
-            "request": run.request,
-            "result": run.result,
-        },
+        "attributes": run_attributes(run),
+    }
+
+
+def run_attributes(run: Run) -> dict[str, object]:
+    """The attributes both versions give a run, `request` as stored (headers an array)."""
+    return {
+        "job": run.job_slug,
+        "job_version": run.job_version,
+        "trigger": run.trigger.value,
+        "rerun_of": run.rerun_of,
+        "scheduled_for": iso(run.scheduled_for),
+        "status": run.status.value,
+        "created_at": iso(run.created_at),
+        "started_at": iso(run.started_at),
+        "finished_at": iso(run.finished_at),
+        "pending_duration_ms": duration_ms(run.created_at, run.started_at),
+        "run_duration_ms": duration_ms(run.started_at, run.finished_at),
+        "total_duration_ms": duration_ms(run.created_at, run.finished_at),
+        "failure_reason": None if run.failure_reason is None else run.failure_reason.value,
+        "error": run.error,
+        "request": run.request,
+        "result": run.result,
     }
 
 

@@ -1,4 +1,14 @@
-"""`/api/v1/runs`: list (keyset cursor), get, cancel, rerun."""
+"""`/api/v1/runs`: list (keyset cursor), get, cancel, rerun.
+
+Shared by every API version: the caller's version renders, and sets the
+default page size. A token limited to some environments never sees a run
+of another (404, and left out of lists).
+
+The 2026-08-07 runs filters beyond `filter[job]` and `filter[environment]`,
+`last_run_only`, and sorts other than the default `-created_at` are not
+served yet (the served spec leaves them out; `sort` with another value is
+a 400 naming it).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +21,9 @@ from jobsd import errors
 from jobsd.api import jsonapi
 from jobsd.api.auth import current_account
 from jobsd.api.context import ApiContext
+from jobsd.api.listing import environments_filter
 from jobsd.api.params import Query
-from jobsd.api.render import render_run
+from jobsd.api.versions import dialect
 from jobsd.cursors import decode_after, encode_after
 from jobsd.messages import CancelRun, RunOrder
 
@@ -31,10 +42,20 @@ def runs_blueprint(ctx: ApiContext) -> Blueprint:
 
     @bp.get("/api/v1/runs")
     async def list_runs() -> Response:
-        account = current_account(ctx)
-        query = Query(request.args, ("filter[job]", "page[size]", "page[after]"))
-        size = query.integer("page[size]", 100, 1, 1000)
+        caller = current_account(ctx)
+        version = dialect(caller.version)
+        query = Query(
+            request.args,
+            ("filter[job]", "filter[environment]", "sort", "page[size]", "page[after]"),
+        )
+        size = query.integer("page[size]", version.runs_page_size, 1, 1000)
         slug = query.text("filter[job]")
+        environments = environments_filter(query, caller)
+        sort = query.text("sort")
+        if sort is not None and sort != "-created_at":
+            raise errors.bad_parameter(
+                "sort", f"sort: jobsd lists runs newest first (-created_at) only, not '{sort}'"
+            )
         after_raw = query.text("page[after]")
         after: int | None = None
         if after_raw is not None:
@@ -45,17 +66,18 @@ def runs_blueprint(ctx: ApiContext) -> Blueprint:
                     "page[after]", "page[after] is not a cursor this server issued"
                 ) from None
         runs, next_after = await ctx.store.runs.list_runs(
-            account.id, slug=slug, after_seq=after, limit=size
+            caller.id, slug=slug, after_seq=after, limit=size, environments=environments
         )
         next_url = None
         if next_after is not None:
             params = {"page[size]": str(size), "page[after]": encode_after(next_after)}
-            if slug is not None:
-                params = {"filter[job]": slug, **params}
+            for name in ("sort", "filter[environment]", "filter[job]"):
+                if (value := query.text(name)) is not None:
+                    params = {name: value, **params}
             next_url = f"{request.host_url.rstrip('/')}{request.path}?{urlencode(params)}"
         return jsonapi.document(
             {
-                "data": [render_run(r) for r in runs],
+                "data": [version.render_run(r) for r in runs],
                 "meta": {"page_size": size},
                 "links": {"next": next_url},
             }
@@ -63,23 +85,27 @@ def runs_blueprint(ctx: ApiContext) -> Blueprint:
 
     @bp.get("/api/v1/runs/<run_id>")
     async def get_run(run_id: str) -> Response:
-        account = current_account(ctx)
-        run = await ctx.store.runs.get_run(account.id, _run_id(run_id))
-        return jsonapi.document({"data": render_run(run)})
+        caller = current_account(ctx)
+        run = await ctx.store.runs.get_run(caller.id, _run_id(run_id), visible=caller.scope)
+        return jsonapi.document({"data": dialect(caller.version).render_run(run)})
 
     @bp.post("/api/v1/runs/<run_id>/actions/cancel")
     async def cancel_run(run_id: str) -> Response:
-        account = current_account(ctx)
-        run, was_running = await ctx.store.runs.cancel_run(account.id, _run_id(run_id))
+        caller = current_account(ctx)
+        run, was_running = await ctx.store.runs.cancel_run(
+            caller.id, _run_id(run_id), visible=caller.scope
+        )
         if was_running:
             await ctx.cancels.send(CancelRun(run.id))
-        return jsonapi.document({"data": render_run(run)})
+        return jsonapi.document({"data": dialect(caller.version).render_run(run)})
 
     @bp.post("/api/v1/runs/<run_id>/actions/rerun")
     async def rerun_run(run_id: str) -> Response:
-        account = current_account(ctx)
-        run = await ctx.store.runs.enqueue_rerun(account.id, _run_id(run_id))
+        caller = current_account(ctx)
+        run = await ctx.store.runs.enqueue_rerun(
+            caller.id, _run_id(run_id), visible=caller.scope, configured=caller.environments
+        )
         await ctx.orders.send(RunOrder(run.id))
-        return jsonapi.document({"data": render_run(run)})
+        return jsonapi.document({"data": dialect(caller.version).render_run(run)})
 
     return bp

@@ -1,4 +1,8 @@
-"""`/api/v1/usage`: runs metered in a UTC month, and enabled jobs now."""
+"""`/api/v1/usage`: runs metered in a UTC month, and the jobs counted now.
+
+What `active_jobs` counts is the request's version's (2026-06-04: jobs
+enabled in the default environment; 2026-08-07: permanent jobs).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from jobsd.api.auth import current_account
 from jobsd.api.context import ApiContext
 from jobsd.api.params import Query
 from jobsd.api.render import render_usage
+from jobsd.api.versions import dialect
 from jobsd.clock import month_of
 
 _MONTH = re.compile(r"^([0-9]{4})-(0[1-9]|1[0-2])$")
@@ -22,7 +27,7 @@ def usage_blueprint(ctx: ApiContext) -> Blueprint:
 
     @bp.get("/api/v1/usage")
     async def get_usage() -> Response:
-        account = current_account(ctx)
+        caller = current_account(ctx)
         query = Query(request.args, ("filter[period]",))
         current = month_of(ctx.store.jobs.now())
         raw = query.text("filter[period]")
@@ -36,8 +41,9 @@ def usage_blueprint(ctx: ApiContext) -> Blueprint:
                 f"filter[period] must be 'current' or a month up to {current} as YYYY-MM, "
                 f"not '{raw}'",
             )
-        plan = account.plan
-        runs_used, active_jobs = await ctx.store.jobs.usage(account.id, period)
+        plan = caller.plan
+        counting = dialect(caller.version).counting(caller.default_environment)
+        runs_used, active_jobs = await ctx.store.jobs.usage(caller.id, period, counting)
         return jsonapi.document(
             {
                 "data": render_usage(

@@ -15,7 +15,7 @@ store picks up a key added by `jobsd rotate-key` without a restart.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,11 +49,6 @@ class Store:
     retention: RetentionStore
 
 
-def _prepare(conn: sqlite3.Connection) -> None:
-    quick_check(conn)
-    migrate(conn)
-
-
 @asynccontextmanager
 async def open_store(
     path: Path,
@@ -61,10 +56,18 @@ async def open_store(
     clock: Clock,
     changes: trio.MemorySendChannel[JobChanged] | None = None,
     observer: StoreObserver | None = None,
+    *,
+    default_environments: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Store]:
+    """`default_environments`: account id -> default environment, for migration 3."""
     path.parent.mkdir(parents=True, exist_ok=True)
     engine = Engine(path, on_batch=None if observer is None else observer.store_batch)
-    await trio.to_thread.run_sync(engine.start, _prepare)
+
+    def prepare(conn: sqlite3.Connection) -> None:
+        quick_check(conn)
+        migrate(conn, default_environments)
+
+    await trio.to_thread.run_sync(engine.start, prepare)
     sealer = follow(keyring)
     try:
         yield Store(

@@ -4,7 +4,16 @@ Every method computes `now` from the shared clock before handing its work
 to the engine, so a whole batch of writes is stamped with the instants the
 callers asked at, and the writer thread never reads a clock. Checks that
 must be atomic with their write (a live slug is free, the plan's active job
-limit, a run is still PENDING) run inside the same transaction.
+limit) run inside the same transaction, and so does the merge of a write
+with what is stored: a replace sets the environments it owns and keeps the
+others exactly as they are at that moment (`messages.JobWrite`).
+
+Each environment of a job fires on its own: `next_run_at` is kept per
+environment, recomputed from now when its effective schedule changes or it
+is enabled, and kept when an edit leaves its cadence alone. An environment
+the account's config no longer lists is dormant: kept, but with no
+`next_run_at` (`sync_environments`, at start and on reload), and it wakes,
+from now, when the environment is configured again.
 
 Job changes reach the scheduler over a bounded channel only after they
 commit: the scheduler never learns of a change that could still roll back.
@@ -17,29 +26,66 @@ client that round-trips a job cannot replace a secret with the marker text.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import trio
 
 from jobsd import errors
-from jobsd.clock import Clock, to_us
-from jobsd.messages import Job, JobChanged, JobSpec
+from jobsd.clock import Clock, from_us, to_us
+from jobsd.errors import pointer_part
+from jobsd.messages import (
+    Job,
+    JobChanged,
+    JobCounting,
+    JobKind,
+    JobSpec,
+    JobWrite,
+    Overlay,
+)
 from jobsd.plans import UNLIMITED, may_enable
 from jobsd.schedule import first_fire, parse_schedule
 from jobsd.store import jobs_sql, runs_sql
+from jobsd.store.ends import RunObserver, write_ending
 from jobsd.store.ends import RunObserver, write_ending
 from jobsd.store.engine import Engine
 from jobsd.store.keyring import Sealer, is_unreadable_marker
 
 
-def _next_us(spec: JobSpec, now: datetime) -> int | None:
-    if not spec.enabled:
+def next_fire_us(spec: JobSpec, overlay: Overlay, *, enabled: bool, now: datetime) -> int | None:
+    """`next_run_at` of an environment from scratch (a manual job never fires)."""
+    if not enabled or spec.kind is JobKind.MANUAL:
         return None
-    return to_us(first_fire(parse_schedule(spec.schedule), now=now))
+    schedule, _timezone = jobs_sql.effective_cadence(spec, overlay)
+    assert schedule is not None
+    return to_us(first_fire(parse_schedule(schedule), now=now))
 
 
 def _job_not_found(slug: str) -> errors.ApiError:
     return errors.not_found(f"no job with id '{slug}'")
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """The plan's `active_jobs_limit` and what counts against it (the account's version)."""
+
+    active_jobs: int
+    counting: JobCounting
+
+
+@dataclass(frozen=True, slots=True)
+class JobQuery:
+    """A listing: which live jobs, in what order (`jobs_sql.SORTS`), which page."""
+
+    kinds: frozenset[JobKind]
+    sort: str
+    offset: int
+    limit: int
+    with_total: bool = False
+    enabled_in: tuple[str, bool] | None = None
+    scheduled_in: tuple[Sequence[str], bool] | None = None
+    name_contains: str | None = None
 
 
 class JobStore:
@@ -60,146 +106,323 @@ class JobStore:
     def now(self) -> datetime:
         return self._clock.now()
 
-    async def _announce(self, job: Job) -> None:
+    async def _announce(self, changes: Sequence[JobChanged]) -> None:
         if self._changes is not None:
-            await self._changes.send(JobChanged(job.pk, job.spec.schedule, job.next_run_at))
+            for change in changes:
+                await self._changes.send(change)
 
     # -- jobs -------------------------------------------------------------------
 
-    async def create_job(self, account_id: str, active_jobs_limit: int, spec: JobSpec) -> Job:
-        _refuse_markers(spec)
+    async def create_job(
+        self, account_id: str, write: JobWrite, *, configured: Collection[str], limit: Limit
+    ) -> Job:
+        _refuse_markers(write)
         now = self.now()
         keyring = self._keyring
+        spec = write.spec
 
-        def tx(conn: sqlite3.Connection) -> Job:
+        def tx(conn: sqlite3.Connection) -> tuple[Job, list[JobChanged]]:
             if jobs_sql.live_row(conn, account_id, spec.slug) is not None:
                 raise errors.conflict(
                     "slug_taken", f"a job with id '{spec.slug}' already exists", "/data/id"
                 )
-            if spec.enabled and not _room_for_one(conn, account_id, active_jobs_limit):
-                raise _limit_error(active_jobs_limit)
-            pk = jobs_sql.insert(
-                conn,
-                keyring,
-                account_id,
-                spec,
-                now_us=to_us(now),
-                next_run_at_us=_next_us(spec, now),
-            )
-            row = jobs_sql.row_by_pk(conn, pk)
-            assert row is not None
-            return jobs_sql.to_job(row, keyring)
+            enabled = {env: e.enabled for env, e in write.environments.items()}
+            if limit.counting.counts(spec.kind, enabled):
+                _check_room(conn, account_id, limit)
+            pk = jobs_sql.insert(conn, keyring, account_id, spec, now_us=to_us(now))
+            for env, entry in write.environments.items():
+                overlay = entry.overlay or Overlay()
+                next_us = (
+                    next_fire_us(spec, overlay, enabled=entry.enabled, now=now)
+                    if env in configured
+                    else None
+                )
+                jobs_sql.put_environment(
+                    conn,
+                    keyring,
+                    account_id,
+                    pk,
+                    env,
+                    enabled=entry.enabled,
+                    next_run_at_us=next_us,
+                    overlay=overlay,
+                )
+            job = jobs_sql.job_by_pk(conn, pk, keyring)
+            return job, _changes_of(job, job.environments)
 
-        job = await self._engine.write(tx)
-        await self._announce(job)
+        job, changes = await self._engine.write(tx)
+        await self._announce(changes)
         return job
 
     async def replace_job(
-        self, account_id: str, active_jobs_limit: int, slug: str, spec: JobSpec
+        self,
+        account_id: str,
+        slug: str,
+        write: JobWrite,
+        *,
+        configured: Collection[str],
+        limit: Limit,
     ) -> Job:
-        _refuse_markers(spec)
+        _refuse_markers(write)
         now = self.now()
         keyring = self._keyring
 
-        def tx(conn: sqlite3.Connection) -> Job:
+        def tx(conn: sqlite3.Connection) -> tuple[Job, list[JobChanged]]:
             row = jobs_sql.live_row(conn, account_id, slug)
             if row is None:
                 raise _job_not_found(slug)
-            was_enabled = bool(row["enabled"])
-            if (
-                spec.enabled
-                and not was_enabled
-                and not _room_for_one(conn, account_id, active_jobs_limit)
-            ):
-                raise _limit_error(active_jobs_limit)
-            if spec.enabled and was_enabled and spec.schedule == row["schedule"]:
-                next_us = row["next_run_at_us"]
-            else:
-                next_us = _next_us(spec, now)
-            jobs_sql.replace(conn, keyring, row, spec, now_us=to_us(now), next_run_at_us=next_us)
-            fresh = jobs_sql.row_by_pk(conn, row["id"])
-            assert fresh is not None
-            return jobs_sql.to_job(fresh, keyring)
+            before = jobs_sql.to_job(row, jobs_sql.env_rows(conn, row["id"]), keyring)
+            spec = _merged_spec(write, before.spec)
+            enabled = {env: e.enabled for env, e in before.environments.items()}
+            was_counted = limit.counting.counts(before.spec.kind, enabled)
+            for env in write.owns:
+                enabled.pop(env, None)
+            enabled.update({env: e.enabled for env, e in write.environments.items()})
+            if limit.counting.counts(spec.kind, enabled) and not was_counted:
+                _check_room(conn, account_id, limit)
+            jobs_sql.replace(conn, keyring, row, spec, now_us=to_us(now))
+            pk = before.pk
+            recurring = spec.kind is JobKind.RECURRING
+            for env in sorted(set(before.environments) | set(write.environments)):
+                old = before.environments.get(env)
+                entry = write.environments.get(env)
+                if entry is None and env in write.owns:
+                    jobs_sql.delete_environment(conn, pk, env)
+                    continue
+                on = entry.enabled if entry is not None else bool(old and old.enabled)
+                given = None if entry is None else entry.overlay
+                overlay = given or (old.overlay if old is not None else Overlay())
+                if not recurring:
+                    overlay = replace(overlay, schedule=None, timezone=None)
+                next_us: int | None = None
+                if env in configured and on:
+                    same = (
+                        old is not None
+                        and old.enabled
+                        and old.next_run_at is not None
+                        and before.spec.kind is spec.kind
+                        and jobs_sql.effective_cadence(before.spec, old.overlay)
+                        == jobs_sql.effective_cadence(spec, overlay)
+                    )
+                    next_us = (
+                        to_us(old.next_run_at)  # type: ignore[union-attr, arg-type]
+                        if same
+                        else next_fire_us(spec, overlay, enabled=True, now=now)
+                    )
+                if given is None and old is not None:
+                    jobs_sql.set_environment_state(
+                        conn, pk, env, enabled=on, next_run_at_us=next_us, keep_cadence=recurring
+                    )
+                else:
+                    jobs_sql.put_environment(
+                        conn,
+                        keyring,
+                        account_id,
+                        pk,
+                        env,
+                        enabled=on,
+                        next_run_at_us=next_us,
+                        overlay=overlay,
+                    )
+            job = jobs_sql.job_by_pk(conn, pk, keyring)
+            gone = {env: None for env in before.environments if env not in job.environments}
+            return job, _changes_of(job, {**gone, **job.environments})
 
-        job = await self._engine.write(tx)
-        await self._announce(job)
+        job, changes = await self._engine.write(tx)
+        await self._announce(changes)
         return job
 
-    async def delete_job(self, account_id: str, slug: str) -> None:
+    async def delete_job(
+        self, account_id: str, slug: str, *, guard: frozenset[str] | None = None
+    ) -> None:
+        """Delete; `guard` set: refuse (403) when enabled in an environment outside it."""
         now_us = to_us(self.now())
 
-        def tx(conn: sqlite3.Connection, ended: list[str]) -> tuple[int, str]:
+        def tx(conn: sqlite3.Connection, ended: list[str]) -> list[JobChanged]:
             row = jobs_sql.live_row(conn, account_id, slug)
             if row is None:
                 raise _job_not_found(slug)
+            envs = jobs_sql.env_rows(conn, row["id"])
+            if guard is not None:
+                outside = sorted(
+                    str(e["environment"])
+                    for e in envs
+                    if e["enabled"] and e["environment"] not in guard
+                )
+                if outside:
+                    raise errors.forbidden(
+                        "environment_scope",
+                        f"the job is enabled in {', '.join(outside)}, outside this token's "
+                        "environments; a token that can reach them may delete it",
+                    )
             jobs_sql.soft_delete(conn, row["id"], now_us=now_us)
             ended += runs_sql.cancel_pending_of_job(conn, row["id"], now_us=now_us)
-            return int(row["id"]), str(row["schedule"])
+            return [
+                JobChanged(int(row["id"]), str(e["environment"]), None, None, None) for e in envs
+            ]
 
-        pk, schedule = await write_ending(self._engine, self._observer, tx)
-        if self._changes is not None:
-            await self._changes.send(JobChanged(pk, schedule, None))
+        await self._announce(await write_ending(self._engine, self._observer, tx))
 
-    async def get_job(self, account_id: str, slug: str) -> Job:
+    async def get_job(
+        self, account_id: str, slug: str, kinds: Collection[JobKind] = frozenset(JobKind)
+    ) -> Job:
+        """The live job; 404 also when its kind is not among `kinds` (a version cannot show it)."""
         keyring = self._keyring
 
         def q(conn: sqlite3.Connection) -> Job:
             row = jobs_sql.live_row(conn, account_id, slug)
-            if row is None:
+            if row is None or JobKind(row["kind"]) not in kinds:
                 raise _job_not_found(slug)
-            return jobs_sql.to_job(row, keyring)
+            return jobs_sql.to_job(row, jobs_sql.env_rows(conn, row["id"]), keyring)
 
         return await self._engine.read(q)
 
-    async def list_jobs(
-        self, account_id: str, *, enabled: bool | None, offset: int, limit: int, with_total: bool
-    ) -> tuple[list[Job], int | None]:
+    async def list_jobs(self, account_id: str, query: JobQuery) -> tuple[list[Job], int | None]:
         keyring = self._keyring
+        filters = {
+            "kinds": query.kinds,
+            "enabled_in": query.enabled_in,
+            "scheduled_in": query.scheduled_in,
+            "name_contains": query.name_contains,
+        }
 
         def q(conn: sqlite3.Connection) -> tuple[list[Job], int | None]:
-            rows = jobs_sql.list_page(conn, account_id, enabled=enabled, offset=offset, limit=limit)
-            total = jobs_sql.count_live(conn, account_id, enabled=enabled) if with_total else None
-            return [jobs_sql.to_job(r, keyring) for r in rows], total
+            rows = jobs_sql.list_page(
+                conn, account_id, sort=query.sort, offset=query.offset, limit=query.limit, **filters
+            )
+            total = jobs_sql.count_live(conn, account_id, **filters) if query.with_total else None
+            return jobs_sql.jobs_of_rows(conn, rows, keyring), total
 
         return await self._engine.read(q)
 
-    async def usage(self, account_id: str, period: str) -> tuple[int, int]:
-        """(runs_used in `period`, enabled jobs now)."""
+    async def usage(self, account_id: str, period: str, counting: JobCounting) -> tuple[int, int]:
+        """(runs_used in `period`, the jobs `counting` counts now)."""
 
         def q(conn: sqlite3.Connection) -> tuple[int, int]:
             return (
                 runs_sql.runs_used(conn, account_id, period),
-                jobs_sql.count_enabled(conn, account_id),
+                jobs_sql.count_active(conn, account_id, counting),
             )
 
         return await self._engine.read(q)
 
+    async def sync_environments(self, configured: Mapping[str, Sequence[str]]) -> int:
+        """Make the environments the config lists fire and the others dormant.
 
-def _refuse_markers(spec: JobSpec) -> None:
+        `configured`: account id -> its environments. For those accounts, an
+        environment not listed keeps its rows but loses its `next_run_at`;
+        an enabled one listed again, dormant until now, gets a `next_run_at`
+        from now (a one-off not yet fired fires late rather than never).
+        Accounts not named are left alone. Returns how many rows changed.
+        """
+        now = self.now()
+        keyring = self._keyring
+
+        def tx(conn: sqlite3.Connection) -> list[JobChanged]:
+            changes: list[JobChanged] = []
+            for account_id, envs in configured.items():
+                marks = ", ".join("?" * len(envs))
+                for pk, env in conn.execute(
+                    "UPDATE job_environments SET next_run_at_us = NULL "
+                    f"WHERE next_run_at_us IS NOT NULL AND environment NOT IN ({marks}) "
+                    "AND job_id IN (SELECT id FROM jobs WHERE account_id = ?) "
+                    "RETURNING job_id, environment",
+                    (*envs, account_id),
+                ).fetchall():
+                    changes.append(JobChanged(int(pk), str(env), None, None, None))
+                woken = conn.execute(
+                    "SELECT e.job_id, e.environment FROM job_environments AS e "
+                    "JOIN jobs AS j ON j.id = e.job_id WHERE j.account_id = ? "
+                    "AND e.enabled = 1 AND e.next_run_at_us IS NULL AND j.kind != 'manual' "
+                    f"AND e.environment IN ({marks})",
+                    (account_id, *envs),
+                ).fetchall()
+                for pk, env in woken:
+                    job = jobs_sql.job_by_pk(conn, int(pk), keyring)
+                    overlay = job.environments[env].overlay
+                    next_us = next_fire_us(job.spec, overlay, enabled=True, now=now)
+                    conn.execute(
+                        "UPDATE job_environments SET next_run_at_us = ? "
+                        "WHERE job_id = ? AND environment = ?",
+                        (next_us, pk, env),
+                    )
+                    schedule, timezone = jobs_sql.effective_cadence(job.spec, overlay)
+                    at = None if next_us is None else from_us(next_us)
+                    changes.append(JobChanged(job.pk, env, schedule, timezone, at))
+            return changes
+
+        changes = await self._engine.write(tx)
+        await self._announce(changes)
+        return len(changes)
+
+
+def _merged_spec(write: JobWrite, stored: JobSpec) -> JobSpec:
+    spec = write.spec
+    if "timezone" in write.keep:
+        spec = replace(spec, timezone=stored.timezone)
+    if "retry_policy" in write.keep:
+        spec = replace(spec, retry_policy=stored.retry_policy)
+    if spec.kind is not JobKind.RECURRING:
+        spec = replace(spec, timezone=None)  # a time zone applies to cron schedules only
+    return spec
+
+
+def _changes_of(job: Job, envs: Mapping[str, object]) -> list[JobChanged]:
+    """What the scheduler must hear about `envs` of a job just written."""
+    changes = []
+    for env in envs:
+        state = job.environments.get(env)
+        if state is None:
+            changes.append(JobChanged(job.pk, env, None, None, None))
+            continue
+        schedule, timezone = jobs_sql.effective_cadence(job.spec, state.overlay)
+        changes.append(JobChanged(job.pk, env, schedule, timezone, state.next_run_at))
+    return changes
+
+
+def _refuse_markers(write: JobWrite) -> None:
+    base = "/data/attributes/configuration/headers"
     items = [
-        errors.invalid(
-            "unreadable_value",
-            f"/data/attributes/configuration/headers/{i}/value",
-            "This is the marker jobsd shows for a stored value it cannot open "
-            "(its key is no longer in the key file); send the real value instead.",
-        )
-        for i, header in enumerate(spec.config.headers)
+        errors.invalid("unreadable_value", f"{base}/{i}/value", _MARKER_DETAIL)
+        for i, header in enumerate(write.spec.config.headers)
         if is_unreadable_marker(header.value)
     ]
+    for env, entry in write.environments.items():
+        if entry.overlay is None:
+            continue
+        items.extend(
+            errors.invalid(
+                "unreadable_value",
+                f"/data/attributes/environments/{pointer_part(env)}/"
+                f"{pointer_part('headers.' + header.name)}",
+                _MARKER_DETAIL,
+            )
+            for header in entry.overlay.headers
+            if is_unreadable_marker(header.value)
+        )
     if items:
         raise errors.ValidationFailed(items)
 
 
-def _room_for_one(conn: sqlite3.Connection, account_id: str, active_jobs_limit: int) -> bool:
-    """May one more job be enabled? Unlimited plans skip the count (a scan)."""
-    if active_jobs_limit == UNLIMITED:
-        return True
-    return may_enable(active_jobs_limit, jobs_sql.count_enabled(conn, account_id))
+_MARKER_DETAIL = (
+    "This is the marker jobsd shows for a stored value it cannot open "
+    "(its key is no longer in the key file); send the real value instead."
+)
 
 
-def _limit_error(limit: int) -> errors.ApiError:
-    return errors.forbidden(
+def _check_room(conn: sqlite3.Connection, account_id: str, limit: Limit) -> None:
+    """Refuse (403) one more counted job when the plan's limit is reached."""
+    if limit.active_jobs == UNLIMITED:
+        return  # unlimited plans skip the count (a scan)
+    if may_enable(limit.active_jobs, jobs_sql.count_active(conn, account_id, limit.counting)):
+        return
+    what = (
+        "permanent (recurring and manual) jobs"
+        if limit.counting.enabled_in is None
+        else f"jobs enabled in {limit.counting.enabled_in}"
+    )
+    raise errors.forbidden(
         "active_jobs_limit",
-        f"the plan allows {limit} enabled jobs and the account has reached it: "
-        "pause or delete a job, or create this one with enabled: false",
+        f"the plan allows {limit.active_jobs} {what} and the account has reached it: "
+        "pause or delete a job, or create this one disabled",
     )

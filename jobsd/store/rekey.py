@@ -12,10 +12,11 @@ sharing SQLite with a live writer:
   again by the next pass (its value is then under the new key anyway);
 - passes repeat until one finds nothing left to re-seal (bounded).
 
-Every job row is covered, deleted jobs too: a key may be retired only when
-no row at all still needs it. A value that does not open is left exactly as
-it is and reported: re-sealing it is impossible and dropping it would lose
-the only trace that the header existed.
+Every job row is covered, deleted jobs too, and every environment's header
+overrides: a key may be retired only when no row at all still needs it. A
+value that does not open is left exactly as it is and reported: re-sealing
+it is impossible and dropping it would lose the only trace that the header
+existed.
 """
 
 from __future__ import annotations
@@ -73,17 +74,41 @@ def connect(path: Path) -> sqlite3.Connection:
 
 
 def _batches(conn: sqlite3.Connection, batch_jobs: int) -> Iterator[list[sqlite3.Row]]:
+    """Rows holding sealed values: (id, environment, account_id, slug, deleted_at_us, headers).
+
+    `environment` is NULL for a job's base headers, else the environment
+    whose overrides the row holds.
+    """
     after = 0
     while True:
         rows = conn.execute(
-            "SELECT id, account_id, slug, deleted_at_us, headers FROM jobs "
+            "SELECT id, NULL AS environment, account_id, slug, deleted_at_us, headers FROM jobs "
             "WHERE id > ? AND headers != '[]' ORDER BY id LIMIT ?",
             (after, batch_jobs),
         ).fetchall()
         if not rows:
-            return
+            break
         yield rows
         after = int(rows[-1]["id"])
+    if current_version(conn) < 3:
+        return  # before environments
+    key: tuple[int, str] = (0, "")
+    while True:
+        rows = conn.execute(
+            "SELECT e.job_id AS id, e.environment, j.account_id, j.slug, j.deleted_at_us, "
+            "e.headers FROM job_environments AS e JOIN jobs AS j ON j.id = e.job_id "
+            "WHERE (e.job_id, e.environment) > (?, ?) AND e.headers != '[]' "
+            "ORDER BY e.job_id, e.environment LIMIT ?",
+            (*key, batch_jobs),
+        ).fetchall()
+        if not rows:
+            return
+        yield rows
+        key = (int(rows[-1]["id"]), str(rows[-1]["environment"]))
+
+
+def _aad(row: sqlite3.Row, name: str) -> bytes:
+    return header_aad(row["account_id"], row["id"], name, row["environment"])
 
 
 def _key_id(ring: KeyRing, sealed: str) -> str | None:
@@ -102,14 +127,16 @@ def survey(conn: sqlite3.Connection, ring: KeyRing, *, batch_jobs: int = 500) ->
             for item in json.loads(row["headers"]):
                 key_id = _key_id(ring, item["sealed"]) or "?"
                 by_key[key_id] += 1
-                aad = header_aad(row["account_id"], row["id"], item["name"])
                 try:
-                    ring.open(item["sealed"], aad=aad)
+                    ring.open(item["sealed"], aad=_aad(row, item["name"]))
                 except SealError as exc:
                     deleted = row["deleted_at_us"] is not None
+                    header = item["name"]
+                    if row["environment"] is not None:
+                        header = f"{header} (environment {row['environment']})"
                     bad.append(
                         Unopenable(
-                            row["account_id"], row["slug"], deleted, item["name"], key_id, str(exc)
+                            row["account_id"], row["slug"], deleted, header, key_id, str(exc)
                         )
                     )
     return Survey(dict(by_key), tuple(bad))
@@ -135,7 +162,7 @@ def _resealed(row: sqlite3.Row, ring: KeyRing) -> tuple[str, int]:
         key_id = _key_id(ring, item["sealed"])
         if key_id is None or key_id == ring.active_id:
             continue
-        aad = header_aad(row["account_id"], row["id"], item["name"])
+        aad = _aad(row, item["name"])
         try:
             plain = ring.open(item["sealed"], aad=aad)
         except SealError:
@@ -154,15 +181,23 @@ def _pass(
         for row in rows:
             fresh, changed = _resealed(row, ring)
             if changed:
-                updates.append((fresh, row["id"], row["headers"], changed))
+                updates.append((fresh, row, changed))
         if not updates:
             continue
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for fresh, pk, old, changed in updates:
-                cur = conn.execute(
-                    "UPDATE jobs SET headers = ? WHERE id = ? AND headers = ?", (fresh, pk, old)
-                )
+            for fresh, row, changed in updates:
+                if row["environment"] is None:
+                    cur = conn.execute(
+                        "UPDATE jobs SET headers = ? WHERE id = ? AND headers = ?",
+                        (fresh, row["id"], row["headers"]),
+                    )
+                else:
+                    cur = conn.execute(
+                        "UPDATE job_environments SET headers = ? "
+                        "WHERE job_id = ? AND environment = ? AND headers = ?",
+                        (fresh, row["id"], row["environment"], row["headers"]),
+                    )
                 if cur.rowcount == 1:
                     resealed += changed
                 else:

@@ -13,14 +13,15 @@ FAILED/WORKER_LOST, unmetered, with an error naming the header and the key.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from jobsd import errors
 from jobsd.clock import Clock, from_us, iso, month_of, to_us
+from jobsd.config import DEFAULT_ENVIRONMENT
 from jobsd.errors import SealError
-from jobsd.messages import OWN_HEADER_PREFIX, HttpConfig, Outcome, Run
+from jobsd.messages import OWN_HEADER_PREFIX, HttpConfig, JobKind, Outcome, Run
 from jobsd.plans import may_meter
 from jobsd.runs import RunStatus, Trigger
 from jobsd.store import jobs_sql, runs_sql
@@ -31,17 +32,21 @@ from jobsd.store.keyring import Sealer
 
 @dataclass(frozen=True, slots=True)
 class DueJob:
+    """A job due in one environment, with that environment's effective cadence."""
+
     job_pk: int
+    environment: str
     schedule: str
+    timezone: str | None
     next_run_at: datetime
-    timezone: str | None = None  # the IANA zone a cron schedule runs in; None: UTC
 
 
 @dataclass(frozen=True, slots=True)
 class SlotFiring:
-    """The scheduler's decision for one due job: fire `slot` (or skip), move on."""
+    """The scheduler's decision for one due (job, environment): fire `slot` (or skip), move on."""
 
     job_pk: int
+    environment: str
     due: datetime
     slot: datetime | None
     next_run_at: datetime | None
@@ -81,18 +86,39 @@ class RunStore:
 
     # -- API --------------------------------------------------------------------
 
-    async def enqueue_manual(self, account_id: str, slug: str) -> Run:
+    async def enqueue_manual(
+        self,
+        account_id: str,
+        slug: str,
+        environment: str,
+        *,
+        require_enabled: bool,
+        kinds: Collection[JobKind] = frozenset(JobKind),
+    ) -> Run:
+        """A MANUAL run in `environment`; 409 when `require_enabled` and it is not enabled there.
+
+        404 for a job that is not live or whose kind is not among `kinds`.
+        """
         now_us = to_us(self._clock.now())
 
         def tx(conn: sqlite3.Connection) -> Run:
             job = jobs_sql.live_row(conn, account_id, slug)
-            if job is None:
+            if job is None or JobKind(job["kind"]) not in kinds:
                 raise errors.not_found(f"no job with id '{slug}'")
+            if require_enabled:
+                env = jobs_sql.env_row(conn, job["id"], environment)
+                if env is None or not env["enabled"]:
+                    raise errors.conflict(
+                        "environment_not_enabled",
+                        f"job '{slug}' is not enabled in {environment}; enable it there "
+                        "(environments.<name>.enabled) or name an environment it is enabled in",
+                    )
             run_id = runs_sql.insert(
                 conn,
                 account_id=account_id,
                 job_pk=job["id"],
                 job_slug=slug,
+                environment=environment,
                 trigger=Trigger.MANUAL,
                 created_at_us=now_us,
             )
@@ -101,11 +127,19 @@ class RunStore:
 
         return await self._engine.write(tx)
 
-    async def enqueue_rerun(self, account_id: str, source_id: str) -> Run:
+    async def enqueue_rerun(
+        self,
+        account_id: str,
+        source_id: str,
+        *,
+        visible: Collection[str] | None = None,
+        configured: Collection[str] | None = None,
+    ) -> Run:
+        """A RERUN in the source run's environment; 404 for a run outside `visible`."""
         now_us = to_us(self._clock.now())
 
         def tx(conn: sqlite3.Connection) -> Run:
-            source = runs_sql.of_account(conn, account_id, source_id)
+            source = runs_sql.of_account(conn, account_id, source_id, visible)
             if source is None:
                 raise _run_not_found(source_id)
             job = jobs_sql.row_by_pk(conn, source["job_id"])
@@ -115,11 +149,19 @@ class RunStore:
                     f"the job '{source['job_slug']}' of run {source_id} was deleted; "
                     "a rerun needs the job that made the run",
                 )
+            environment = str(source["environment"])
+            if configured is not None and environment not in configured:
+                raise errors.conflict(
+                    "environment_not_configured",
+                    f"run {source_id} ran in {environment}, which the account's config no "
+                    "longer lists; a rerun runs where its source ran",
+                )
             run_id = runs_sql.insert(
                 conn,
                 account_id=account_id,
                 job_pk=job["id"],
                 job_slug=job["slug"],
+                environment=environment,
                 trigger=Trigger.RERUN,
                 created_at_us=now_us,
                 rerun_of=source_id,
@@ -129,9 +171,11 @@ class RunStore:
 
         return await self._engine.write(tx)
 
-    async def get_run(self, account_id: str, run_id: str) -> Run:
+    async def get_run(
+        self, account_id: str, run_id: str, *, visible: Collection[str] | None = None
+    ) -> Run:
         def q(conn: sqlite3.Connection) -> Run:
-            row = runs_sql.of_account(conn, account_id, run_id)
+            row = runs_sql.of_account(conn, account_id, run_id, visible)
             if row is None:
                 raise _run_not_found(run_id)
             return runs_sql.to_run(row)
@@ -139,12 +183,25 @@ class RunStore:
         return await self._engine.read(q)
 
     async def list_runs(
-        self, account_id: str, *, slug: str | None, after_seq: int | None, limit: int
+        self,
+        account_id: str,
+        *,
+        slug: str | None,
+        after_seq: int | None,
+        limit: int,
+        environments: Collection[str] | None = None,
     ) -> tuple[list[Run], int | None]:
         """A page newest first, and the seq to continue after (None on the last page)."""
 
         def q(conn: sqlite3.Connection) -> tuple[list[Run], int | None]:
-            rows = runs_sql.page(conn, account_id, slug=slug, after_seq=after_seq, limit=limit + 1)
+            rows = runs_sql.page(
+                conn,
+                account_id,
+                slug=slug,
+                environments=environments,
+                after_seq=after_seq,
+                limit=limit + 1,
+            )
             more = len(rows) > limit
             rows = rows[:limit]
             next_after = int(rows[-1]["seq"]) if more and rows else None
@@ -156,12 +213,14 @@ class RunStore:
         """(PENDING, RUNNING) runs in the database now."""
         return await self._engine.read(runs_sql.live_counts)
 
-    async def cancel_run(self, account_id: str, run_id: str) -> tuple[Run, bool]:
+    async def cancel_run(
+        self, account_id: str, run_id: str, *, visible: Collection[str] | None = None
+    ) -> tuple[Run, bool]:
         """Cancel; also say whether it was RUNNING (its request must be abandoned)."""
         now_us = to_us(self._clock.now())
 
         def tx(conn: sqlite3.Connection, ended: list[str]) -> tuple[Run, bool]:
-            row = runs_sql.of_account(conn, account_id, run_id)
+            row = runs_sql.of_account(conn, account_id, run_id, visible)
             if row is None:
                 raise _run_not_found(run_id)
             status = RunStatus(row["status"])
@@ -178,21 +237,32 @@ class RunStore:
 
     async def due_before(self, until: datetime, limit: int) -> list[DueJob]:
         rows = await self._engine.read(lambda c: jobs_sql.due_before(c, to_us(until), limit))
-        return [DueJob(pk, sched, from_us(us)) for pk, sched, us in rows]
+        return [
+            DueJob(pk, env, sched, tz, from_us(us))
+            for pk, env, sched, tz, us in rows
+            if sched is not None
+        ]
 
     async def fire_slot(
-        self, job_pk: int, *, due: datetime, slot: datetime | None, next_run_at: datetime | None
+        self,
+        job_pk: int,
+        *,
+        due: datetime,
+        slot: datetime | None,
+        next_run_at: datetime | None,
+        environment: str = DEFAULT_ENVIRONMENT,
     ) -> tuple[bool, str | None]:
         """One `fire_slots` firing; see there."""
-        (result,) = await self.fire_slots([SlotFiring(job_pk, due, slot, next_run_at)])
+        (result,) = await self.fire_slots([SlotFiring(job_pk, environment, due, slot, next_run_at)])
         return result
 
     async def fire_slots(self, firings: Sequence[SlotFiring]) -> list[tuple[bool, str | None]]:
-        """Advance due jobs and insert their SCHEDULE runs, in one transaction.
+        """Advance due (job, environment)s and insert their SCHEDULE runs, in one transaction.
 
-        For each firing nothing happens unless the job is still enabled, live
-        and due at `due` (the scheduler's view may be stale): then (False,
-        None). A run is not inserted when its slot already has one. Returns,
+        For each firing nothing happens unless the job is still enabled in
+        that environment, live and due there at `due` (the scheduler's view
+        may be stale): then (False, None). A run is not inserted when its
+        (job, environment, slot) already has one. Returns,
         per firing, whether the job advanced and the new run's id. One
         transaction for a whole batch is what lets thousands of jobs due at
         the same instant fire in milliseconds rather than a commit each.
@@ -218,8 +288,13 @@ class RunStore:
             job = jobs_sql.row_by_pk(conn, row["job_id"])
             assert job is not None
             account_id = str(row["account_id"])
+            env = jobs_sql.env_row(conn, row["job_id"], row["environment"])
             try:
-                config = jobs_sql.to_job(job, keyring, strict=True).spec.config
+                config = jobs_sql.to_spec(job, keyring, strict=True).config
+                if env is not None:
+                    config = jobs_sql.to_overlay(env, account_id, keyring, strict=True).apply(
+                        config
+                    )
             except SealError as exc:
                 _fail_unopenable(conn, run_id, str(exc), now_us=to_us(now), job=job)
                 ended.append(run_id)
@@ -293,11 +368,12 @@ def _fail_unopenable(
 
 def _fire(conn: sqlite3.Connection, firing: SlotFiring, now_us: int) -> tuple[bool, str | None]:
     next_us = None if firing.next_run_at is None else to_us(firing.next_run_at)
+    # A deleted job has no environment rows, so liveness needs no join.
     cur = conn.execute(
-        "UPDATE jobs SET next_run_at_us = ?, enabled = CASE WHEN ? IS NULL THEN 0 "
-        "ELSE enabled END WHERE id = ? AND enabled = 1 AND deleted_at_us IS NULL "
+        "UPDATE job_environments SET next_run_at_us = ?, enabled = CASE WHEN ? IS NULL THEN 0 "
+        "ELSE enabled END WHERE job_id = ? AND environment = ? AND enabled = 1 "
         "AND next_run_at_us = ?",
-        (next_us, next_us, firing.job_pk, to_us(firing.due)),
+        (next_us, next_us, firing.job_pk, firing.environment, to_us(firing.due)),
     )
     if cur.rowcount != 1:
         return False, None
@@ -310,6 +386,7 @@ def _fire(conn: sqlite3.Connection, firing: SlotFiring, now_us: int) -> tuple[bo
         account_id=job["account_id"],
         job_pk=firing.job_pk,
         job_slug=job["slug"],
+        environment=firing.environment,
         trigger=Trigger.SCHEDULE,
         created_at_us=now_us,
         scheduled_for_us=to_us(firing.slot),

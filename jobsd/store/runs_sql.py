@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from jobsd.clock import from_us
@@ -19,8 +19,9 @@ from jobsd.messages import Outcome, Run, RunEnded
 from jobsd.runs import FailureReason, RunStatus, Trigger, sources_of
 
 COLUMNS = (
-    "seq, id, account_id, job_id, job_slug, job_version, trigger, rerun_of, scheduled_for_us, "
-    "status, created_at_us, started_at_us, finished_at_us, failure_reason, error, request, result"
+    "seq, id, account_id, job_id, job_slug, job_version, environment, trigger, rerun_of, "
+    "scheduled_for_us, status, created_at_us, started_at_us, finished_at_us, failure_reason, "
+    "error, request, result"
 )
 
 
@@ -47,6 +48,7 @@ def to_run(row: sqlite3.Row) -> Run:
         job_pk=row["job_id"],
         job_slug=row["job_slug"],
         job_version=row["job_version"],
+        environment=row["environment"],
         trigger=Trigger(row["trigger"]),
         rerun_of=row["rerun_of"],
         scheduled_for=_opt_time(row["scheduled_for_us"]),
@@ -118,6 +120,7 @@ def insert(
     account_id: str,
     job_pk: int,
     job_slug: str,
+    environment: str,
     trigger: Trigger,
     created_at_us: int,
     scheduled_for_us: int | None = None,
@@ -126,13 +129,15 @@ def insert(
     """Insert a PENDING run; None when its scheduled slot already has one."""
     run_id = str(uuid.uuid4())
     cur = conn.execute(
-        "INSERT OR IGNORE INTO runs (id, account_id, job_id, job_slug, trigger, rerun_of, "
-        "scheduled_for_us, status, created_at_us) VALUES (?, ?, ?, ?, ?, ?, ?, 'PENDING', ?)",
+        "INSERT OR IGNORE INTO runs (id, account_id, job_id, job_slug, environment, trigger, "
+        "rerun_of, scheduled_for_us, status, created_at_us) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'PENDING', ?)",
         (
             run_id,
             account_id,
             job_pk,
             job_slug,
+            environment,
             trigger.value,
             rerun_of,
             scheduled_for_us,
@@ -149,10 +154,18 @@ def by_id(conn: sqlite3.Connection, run_id: str) -> sqlite3.Row | None:
     return row
 
 
-def of_account(conn: sqlite3.Connection, account_id: str, run_id: str) -> sqlite3.Row | None:
+def of_account(
+    conn: sqlite3.Connection,
+    account_id: str,
+    run_id: str,
+    environments: Collection[str] | None = None,
+) -> sqlite3.Row | None:
+    """The run if the account has it and (when given) it ran in one of `environments`."""
     row: sqlite3.Row | None = conn.execute(
         f"SELECT {COLUMNS} FROM runs WHERE id = ? AND account_id = ?", (run_id, account_id)
     ).fetchone()
+    if row is not None and environments is not None and row["environment"] not in environments:
+        return None
     return row
 
 
@@ -246,6 +259,7 @@ def page(
     account_id: str,
     *,
     slug: str | None,
+    environments: Collection[str] | None,
     after_seq: int | None,
     limit: int,
 ) -> list[sqlite3.Row]:
@@ -254,6 +268,9 @@ def page(
     if slug is not None:
         where += " AND job_slug = ?"
         params.append(slug)
+    if environments is not None:
+        where += f" AND environment IN ({', '.join('?' * len(environments))})"
+        params.extend(sorted(environments))
     if after_seq is not None:
         where += " AND seq < ?"
         params.append(after_seq)

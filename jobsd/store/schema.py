@@ -1,11 +1,23 @@
 """The schema, as numbered migrations applied at start.
 
 Invariants live here rather than in code: a live slug is unique per account
-(partial unique index), a scheduled slot fires at most once (unique
-`(job_id, scheduled_for_us)` over SCHEDULE runs), statuses, triggers and
-failure reasons are CHECKed against the wire enums, and a run's trigger
-decides which of `scheduled_for_us` / `rerun_of` it must carry. Instants are
+(partial unique index), a scheduled slot fires at most once per environment
+(unique `(job_id, environment, scheduled_for_us)` over SCHEDULE runs),
+statuses, triggers and failure reasons are CHECKed against the wire enums,
+a run's trigger decides which of `scheduled_for_us` / `rerun_of` it must
+carry, and a job's kind decides whether it has a schedule. Instants are
 integer microseconds since the Unix epoch (UTC): exact, and cheap to index.
+
+Each migration runs in one transaction (SQLite DDL is transactional), so a
+crash in the middle leaves the database as it was before it and the next
+start runs it again. Foreign keys are switched off around it, as SQLite's
+table-rebuild recipe requires, and checked before the commit.
+
+Migration 3 (environments) needs to know which environment each account's
+existing jobs and runs belong to: the caller passes `default_environments`
+(account id -> the first environment in the config) from the config it
+starts with; an account the config does not name gets `production`, the
+default an account's `environments` has.
 
 A database written by a newer jobsd is refused rather than guessed at.
 """
@@ -13,16 +25,21 @@ A database written by a newer jobsd is refused rather than guessed at.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable, Mapping
 
-from jobsd.errors import SchemaTooNewError, StorageError
+from jobsd.config import DEFAULT_ENVIRONMENT
+from jobsd.errors import ScheduleError, SchemaTooNewError, StorageError
 from jobsd.runs import FailureReason, RunStatus, Trigger
+from jobsd.schedule import CronSchedule, parse_schedule
 
 
 def _in(values: type[RunStatus] | type[Trigger] | type[FailureReason]) -> str:
     return "(" + ", ".join(f"'{v.value}'" for v in values) + ")"
 
 
-MIGRATIONS: tuple[str, ...] = (
+Migration = str | Callable[[sqlite3.Connection, Mapping[str, str]], None]
+
+MIGRATIONS: tuple[Migration, ...] = (
     # 1: jobs, runs, usage.
     f"""
     CREATE TABLE jobs (
@@ -103,13 +120,113 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX runs_finished_by_job ON runs (job_id, seq, finished_at_us)
         WHERE finished_at_us IS NOT NULL;
     """,
+    # 3: environments and job kinds; see _environments.
+    lambda conn, defaults: _environments(conn, defaults),
 )
+
+# Jobs lose `enabled` and `next_run_at_us` to one row per (job, environment),
+# which also holds that environment's sparse overrides; `schedule` may be
+# NULL (a manual job) and `kind` follows from it. Every existing job is
+# enabled (or not) in its account's default environment, with the
+# `next_run_at_us` it had, so no slot is fired twice or lost; every run
+# belongs to that environment, and a slot is unique per environment.
+_V3 = """
+    CREATE TABLE jobs_v3 (
+        id              INTEGER PRIMARY KEY,
+        account_id      TEXT    NOT NULL,
+        slug            TEXT    NOT NULL,
+        name            TEXT    NOT NULL,
+        description     TEXT,
+        kind            TEXT    NOT NULL CHECK (kind IN ('recurring', 'manual', 'one_off')),
+        schedule        TEXT,
+        timezone        TEXT,
+        retry_policy    TEXT,
+        method          TEXT    NOT NULL,
+        url             TEXT    NOT NULL,
+        headers         TEXT    NOT NULL DEFAULT '[]',
+        success_status  TEXT    NOT NULL,
+        tls_verify      INTEGER NOT NULL CHECK (tls_verify IN (0, 1)),
+        ca_cert         TEXT,
+        body            TEXT,
+        timeout_s       INTEGER NOT NULL CHECK (timeout_s >= 1),
+        created_at_us   INTEGER NOT NULL,
+        updated_at_us   INTEGER NOT NULL,
+        deleted_at_us   INTEGER,
+        version         INTEGER NOT NULL DEFAULT 1 CHECK (version >= 1),
+        CHECK ((kind = 'manual') = (schedule IS NULL)),
+        CHECK (kind = 'recurring' OR timezone IS NULL)
+    );
+    INSERT INTO jobs_v3 (id, account_id, slug, name, description, kind, schedule, method, url,
+        headers, success_status, tls_verify, ca_cert, body, timeout_s, created_at_us,
+        updated_at_us, deleted_at_us, version)
+    SELECT id, account_id, slug, name, description, jobsd_schedule_kind(schedule), schedule,
+        method, url, headers, success_status, tls_verify, ca_cert, body, timeout_s,
+        created_at_us, updated_at_us, deleted_at_us, version
+    FROM jobs;
+    CREATE TABLE job_environments (
+        job_id          INTEGER NOT NULL REFERENCES jobs (id),
+        environment     TEXT    NOT NULL,
+        enabled         INTEGER NOT NULL CHECK (enabled IN (0, 1)),
+        next_run_at_us  INTEGER,
+        schedule        TEXT,
+        timezone        TEXT,
+        retry_policy    TEXT,
+        overlay         TEXT    NOT NULL DEFAULT '{}',
+        headers         TEXT    NOT NULL DEFAULT '[]',
+        CHECK (enabled = 1 OR next_run_at_us IS NULL),
+        PRIMARY KEY (job_id, environment)
+    ) WITHOUT ROWID;
+    INSERT INTO job_environments (job_id, environment, enabled, next_run_at_us)
+    SELECT id, jobsd_default_environment(account_id), enabled, next_run_at_us
+    FROM jobs WHERE deleted_at_us IS NULL;
+    DROP TABLE jobs;
+    ALTER TABLE jobs_v3 RENAME TO jobs;
+    CREATE UNIQUE INDEX jobs_live_slug ON jobs (account_id, slug)
+        WHERE deleted_at_us IS NULL;
+    CREATE INDEX jobs_listing ON jobs (account_id, created_at_us DESC, slug)
+        WHERE deleted_at_us IS NULL;
+    CREATE INDEX jobs_by_name ON jobs (account_id, name, slug)
+        WHERE deleted_at_us IS NULL;
+    CREATE INDEX jobs_by_update ON jobs (account_id, updated_at_us, slug)
+        WHERE deleted_at_us IS NULL;
+    CREATE INDEX job_environments_due ON job_environments (next_run_at_us)
+        WHERE next_run_at_us IS NOT NULL;
+    ALTER TABLE runs ADD COLUMN environment TEXT NOT NULL DEFAULT '';
+    UPDATE runs SET environment = jobsd_default_environment(account_id);
+    DROP INDEX runs_slot;
+    CREATE UNIQUE INDEX runs_slot ON runs (job_id, environment, scheduled_for_us)
+        WHERE trigger = 'SCHEDULE'
+"""
+
+
+def schedule_kind(schedule: str | None) -> str:
+    """`kind` from a schedule as stored (validated when it was written)."""
+    if schedule is None:
+        return "manual"
+    try:
+        parsed = parse_schedule(schedule)
+    except ScheduleError:
+        return "recurring"  # never stored; the scheduler reports it if it ever is
+    return "recurring" if isinstance(parsed, CronSchedule) else "one_off"
+
+
+def _environments(conn: sqlite3.Connection, defaults: Mapping[str, str]) -> None:
+    def default_environment(account_id: str) -> str:
+        return defaults.get(account_id, DEFAULT_ENVIRONMENT)
+
+    conn.create_function("jobsd_schedule_kind", 1, schedule_kind, deterministic=True)
+    conn.create_function("jobsd_default_environment", 1, default_environment, deterministic=True)
+    for statement in _statements(_V3):
+        conn.execute(statement)
+
 
 LATEST = len(MIGRATIONS)
 
 
 def configure(conn: sqlite3.Connection, *, readonly: bool = False) -> None:
     conn.row_factory = sqlite3.Row
+    # Case-insensitive name search beyond ASCII (SQLite's lower() folds ASCII only).
+    conn.create_function("jobsd_fold", 1, _fold, deterministic=True)
     conn.execute("PRAGMA busy_timeout = 5000")
     conn.execute("PRAGMA foreign_keys = ON")
     if readonly:
@@ -119,6 +236,10 @@ def configure(conn: sqlite3.Connection, *, readonly: bool = False) -> None:
         if str(mode).lower() != "wal":
             raise StorageError(f"could not switch the database to WAL mode (got {mode})")
         conn.execute("PRAGMA synchronous = NORMAL")
+
+
+def _fold(text: str | None) -> str | None:
+    return None if text is None else text.casefold()
 
 
 def current_version(conn: sqlite3.Connection) -> int:
@@ -131,7 +252,7 @@ def current_version(conn: sqlite3.Connection) -> int:
     return int(row[0]) if row else 0
 
 
-def migrate(conn: sqlite3.Connection) -> int:
+def migrate(conn: sqlite3.Connection, default_environments: Mapping[str, str] | None = None) -> int:
     """Bring the schema to LATEST; return the version found before."""
     found = current_version(conn)
     if found > LATEST:
@@ -139,11 +260,19 @@ def migrate(conn: sqlite3.Connection) -> int:
             f"the database is at schema version {found} but this jobsd knows only up to "
             f"{LATEST}: upgrade jobsd, or restore a backup taken by this version"
         )
+    defaults = default_environments or {}
     for version in range(found + 1, LATEST + 1):
+        step = MIGRATIONS[version - 1]
+        conn.execute("PRAGMA foreign_keys = OFF")  # a no-op inside a transaction
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in _statements(MIGRATIONS[version - 1]):
-                conn.execute(statement)
+            if isinstance(step, str):
+                for statement in _statements(step):
+                    conn.execute(statement)
+            else:
+                step(conn, defaults)
+            if conn.execute("PRAGMA foreign_key_check").fetchone() is not None:
+                raise StorageError(f"migration {version} would break a foreign key")
             conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             conn.execute("DELETE FROM schema_version")
             conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
@@ -151,6 +280,8 @@ def migrate(conn: sqlite3.Connection) -> int:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        finally:
+            conn.execute("PRAGMA foreign_keys = ON")
     return found
 
 

@@ -14,9 +14,11 @@ import copy
 import json
 import re
 import string
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -33,7 +35,7 @@ import jobsd
 from jobsd.api.documents import is_slug, parse_job_document
 from jobsd.api.render import render_job
 from jobsd.errors import ApiError
-from jobsd.messages import Job, JobSpec
+from jobsd.messages import Job, JobEnvironment, JobSpec
 
 PLAN_MAX_S = 30
 CONF = "/data/attributes/configuration"
@@ -90,8 +92,19 @@ def doc(**attrs: Any) -> dict[str, Any]:
     return {"data": {"id": "nightly", "type": "job", "attributes": base}}
 
 
-def parse(document: object, path_slug: str | None = None, max_s: int = PLAN_MAX_S) -> JobSpec:
-    return parse_job_document(document, path_slug=path_slug, max_timeout_s=max_s)
+@dataclass(frozen=True)
+class Parsed:
+    """A parsed seed document: the base spec (its fields read through) and `enabled`."""
+
+    spec: JobSpec
+    enabled: bool
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.spec, name)
+
+
+def parse(document: object, path_slug: str | None = None, max_s: int = PLAN_MAX_S) -> Parsed:
+    return Parsed(*parse_job_document(document, path_slug=path_slug, max_timeout_s=max_s))
 
 
 def refusal(document: object, path_slug: str | None = None, max_s: int = PLAN_MAX_S) -> ApiError:
@@ -733,9 +746,10 @@ def valid_documents(draw: st.DrawFn) -> dict[str, Any]:
     return {"data": {"id": slug, "type": "job", "attributes": attrs}}
 
 
-def as_job(spec: JobSpec) -> Job:
+def as_job(parsed: Parsed) -> Job:
     at = datetime(2026, 1, 1, tzinfo=UTC)
-    return Job(1, "acme", spec, None, at, at, None, 1)
+    envs = {"production": JobEnvironment(parsed.enabled, None)}
+    return Job(1, "acme", parsed.spec, at, at, None, 1, MappingProxyType(envs))
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -743,7 +757,7 @@ def as_job(spec: JobSpec) -> Job:
 def test_valid_documents_parse_and_round_trip(document: dict[str, Any]) -> None:
     assert CREATE_SCHEMA.is_valid(document)  # the generator agrees with the spec
     spec = parse(document)
-    resource = render_job(as_job(spec))
+    resource = render_job(as_job(spec), "production")
     attrs = document["data"]["attributes"]
     expected = {
         "name": attrs["name"],

@@ -12,6 +12,7 @@ import json
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -23,7 +24,7 @@ from referencing.jsonschema import DRAFT202012
 
 import jobsd
 from jobsd.api.render import duration_ms, render_job, render_run, render_usage
-from jobsd.messages import Header, HttpConfig, Job, JobSpec, Run
+from jobsd.messages import Header, HttpConfig, Job, JobEnvironment, JobKind, JobSpec, Run
 from jobsd.runs import FailureReason, RunStatus, Trigger
 
 SPEC = json.loads((Path(jobsd.__file__).parent / "openapi.json").read_text("utf-8"))
@@ -62,14 +63,21 @@ USAGE_RESPONSE = validator("UsageResponse")
 T0 = datetime(2026, 6, 5, 2, 0, tzinfo=UTC)
 
 
-def make_job(spec: JobSpec | None = None, **fields: Any) -> Job:
+def make_job(
+    spec: JobSpec | None = None,
+    *,
+    enabled: bool = True,
+    next_run_at: datetime | None = T0,
+    **fields: Any,
+) -> Job:
+    """A job enabled (or not) in the default environment, `production`."""
     if spec is None:
-        spec = JobSpec("nightly", "Nightly", None, True, "0 2 * * *", HttpConfig("https://x.test/"))
+        spec = JobSpec("nightly", "Nightly", None, "0 2 * * *", HttpConfig("https://x.test/"))
     values: dict[str, Any] = {
         "pk": 1,
         "account_id": "acme",
         "spec": spec,
-        "next_run_at": T0,
+        "environments": MappingProxyType({"production": JobEnvironment(enabled, next_run_at)}),
         "created_at": T0 - timedelta(days=1),
         "updated_at": T0 - timedelta(days=1),
         "deleted_at": None,
@@ -86,6 +94,7 @@ def make_run(**fields: Any) -> Run:
         "job_pk": 1,
         "job_slug": "nightly",
         "job_version": 3,
+        "environment": "production",
         "trigger": Trigger.SCHEDULE,
         "rerun_of": None,
         "scheduled_for": T0,
@@ -128,7 +137,7 @@ def test_the_validator_really_checks_formats_and_refs() -> None:
 
 
 def test_minimal_job_has_every_attribute_with_nulls_and_empty_headers() -> None:
-    resource = render_job(make_job())
+    resource = render_job(make_job(), "production")
     assert_valid_job(resource)
     assert resource["id"] == "nightly"
     assert resource["type"] == "job"
@@ -168,9 +177,10 @@ def test_full_job_renders_header_values_in_plaintext_and_timeout_from_timeout_s(
         body='{"scope":"all"}',
         timeout_s=7,
     )
-    spec = JobSpec("warm", "Warm", "Warms it.", False, "now", config)
+    spec = JobSpec("warm", "Warm", "Warms it.", "now", config, kind=JobKind.ONE_OFF)
     deleted = T0 + timedelta(microseconds=120_000)
-    resource = render_job(make_job(spec, next_run_at=None, deleted_at=deleted, version=4))
+    job = make_job(spec, enabled=False, next_run_at=None, deleted_at=deleted, version=4)
+    resource = render_job(job, "production")
     assert_valid_job(resource)
     attrs: Any = resource["attributes"]
     assert attrs["configuration"]["headers"] == [
@@ -321,7 +331,6 @@ specs = st.builds(
     slug=st.from_regex(r"[a-z0-9][a-z0-9_-]{0,20}", fullmatch=True),
     name=st.text(min_size=1, max_size=20),
     description=st.none() | texts,
-    enabled=st.booleans(),
     schedule=st.sampled_from(["now", "0 2 * * *", "2030-01-01T00:00:00Z"]),
     config=configs,
 )
@@ -330,6 +339,7 @@ specs = st.builds(
 @settings(max_examples=60, deadline=None)
 @given(
     spec=specs,
+    enabled=st.booleans(),
     next_run_at=st.none() | instants,
     created_at=instants,
     deleted_at=st.none() | instants,
@@ -337,6 +347,7 @@ specs = st.builds(
 )
 def test_every_generated_job_validates(
     spec: JobSpec,
+    enabled: bool,
     next_run_at: datetime | None,
     created_at: datetime,
     deleted_at: datetime | None,
@@ -344,13 +355,14 @@ def test_every_generated_job_validates(
 ) -> None:
     job = make_job(
         spec,
+        enabled=enabled,
         next_run_at=next_run_at,
         created_at=created_at,
         updated_at=created_at,
         deleted_at=deleted_at,
         version=version,
     )
-    assert_valid_job(render_job(job))
+    assert_valid_job(render_job(job, "production"))
 
 
 @settings(max_examples=80, deadline=None)
