@@ -243,7 +243,6 @@ class JobChanged:
     schedule: str | None
     timezone: str | None
     next_run_at: datetime | None
-    timezone: str | None = None  # the IANA zone a cron schedule runs in; None: UTC
 
 
 @dataclass(frozen=True, slots=True)

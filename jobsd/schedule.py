@@ -121,15 +121,6 @@ def _parse_text(text: str) -> Schedule:
     return CronSchedule(expr)
 
 
-def compile_schedule(text: str, timezone: str | None) -> Schedule:
-    """A stored (already validated) schedule and time zone, ready for `plan_fire`.
-
-    The one place the scheduler turns stored text into a Schedule, so the
-    time zone reaches evaluation through a single door.
-    """
-    return parse_schedule(text, timezone)
-
-
 def is_one_off(s: Schedule) -> bool:
     return not isinstance(s, CronSchedule)
 

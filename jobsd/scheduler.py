@@ -33,7 +33,7 @@ import trio
 
 from jobsd.clock import Clock, from_us, to_us
 from jobsd.messages import JobChanged, RunOrder
-from jobsd.schedule import Schedule, compile_schedule, plan_fire
+from jobsd.schedule import Schedule, parse_schedule, plan_fire
 from jobsd.store.runs import DueJob, SlotFiring
 from jobsd.timerwheel import TimerWheel
 
@@ -126,7 +126,7 @@ class Scheduler:
         self._track(unit, change.schedule, change.timezone, change.next_run_at)
 
     def _track(self, unit: Unit, schedule: str, timezone: str | None, due: datetime) -> None:
-        self._schedules[unit] = compile_schedule(schedule, timezone)
+        self._schedules[unit] = parse_schedule(schedule, timezone)
         self._wheel.add(unit, to_us(due))
 
     def _forget(self, unit: Unit) -> None:

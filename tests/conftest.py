@@ -35,7 +35,9 @@ def config_text(
     active_jobs_limit: int = 5,
     max_timeout: int = 60,
     extra: str = "",
+    acme: str = "",
 ) -> str:
+    """`acme`: more keys for the account acme (api_version, environments, ...)."""
     return f"""
 [storage]
 path = "{tmp_path / "jobsd.sqlite3"}"
@@ -59,6 +61,7 @@ max_timeout = 300
 id = "acme"
 plan = "free"
 tokens_sha256 = ["{token_sha256(TOKEN_A)}"]
+{acme}
 [[accounts]]
 id = "other"
 plan = "big"
@@ -102,16 +105,20 @@ class Harness:
         headers = {**auth(token), **kw.pop("headers", {})}
         return await self.client.post(path, headers=headers, **kw)
 
-    async def put(self, path: str, doc: Any, token: str = TOKEN_A) -> Any:
+    async def put(
+        self, path: str, doc: Any, token: str = TOKEN_A, headers: dict[str, str] | None = None
+    ) -> Any:
         return await self.client.put(
-            path, json=doc, headers={**auth(token), "Content-Type": JSONAPI}
+            path, json=doc, headers={**auth(token), "Content-Type": JSONAPI, **(headers or {})}
         )
 
     async def get(self, path: str, token: str = TOKEN_A, **kw: Any) -> Any:
-        return await self.client.get(path, headers=auth(token), **kw)
+        return await self.client.get(path, headers={**auth(token), **kw.pop("headers", {})}, **kw)
 
-    async def delete(self, path: str, token: str = TOKEN_A) -> Any:
-        return await self.client.delete(path, headers=auth(token))
+    async def delete(
+        self, path: str, token: str = TOKEN_A, headers: dict[str, str] | None = None
+    ) -> Any:
+        return await self.client.delete(path, headers={**auth(token), **(headers or {})})
 
 
 @pytest.fixture

@@ -264,7 +264,8 @@ async def test_pending_runs_of_deleted_jobs_are_canceled(tmp_path: Path) -> None
         )
         db_write(
             config,
-            "DELETE FROM job_environments WHERE job_id IN (SELECT id FROM jobs WHERE slug = 'gone')",
+            "DELETE FROM job_environments "
+            "WHERE job_id IN (SELECT id FROM jobs WHERE slug = 'gone')",
         )
         restart = T0 + timedelta(minutes=1)
         async with daemon_at(config, restart) as d:
@@ -441,7 +442,8 @@ async def test_a_clock_stepped_back_across_the_restart_keeps_run_times_ordered(
         )
         db_write(
             config,
-            "DELETE FROM job_environments WHERE job_id IN (SELECT id FROM jobs WHERE slug = 'gone')",
+            "DELETE FROM job_environments "
+            "WHERE job_id IN (SELECT id FROM jobs WHERE slug = 'gone')",
         )
         async with daemon_at(config, T0 - timedelta(hours=1)) as d:
             assert (await wait_terminal(d.client, queued))["status"] == "SUCCEEDED"

@@ -61,7 +61,7 @@ class Caller:
 
 
 def requested_version() -> str | None:
-    """The version the request names (400 when unknown); records the one in force."""
+    """The version the request names, if any; 400 when it names an unknown one."""
     raw = request.headers.get(VERSION_HEADER)
     if raw is None:
         return None
@@ -72,7 +72,6 @@ def requested_version() -> str | None:
             VERSION_HEADER,
             f"{VERSION_HEADER} must be one of {', '.join(API_VERSIONS)}, not {shown}",
         )
-    g.jobsd_version = value
     return value
 
 
@@ -82,7 +81,11 @@ def account_for_token(ctx: ApiContext, token: str) -> AccountConfig | None:
 
 
 def current_account(ctx: ApiContext) -> Caller:
-    """The caller, or 401; the version named by the request (400 when unknown) or the account's."""
+    """The caller, or 401; the version named by the request (400 when unknown) or the account's.
+
+    The version in force is recorded for the response's `Jobsd-Version` only
+    once the caller is known: a 401 names the daemon's default.
+    """
     requested = requested_version()
     header = request.headers.get("Authorization")
     if header is None:

@@ -40,7 +40,7 @@ def meta_blueprint(ctx: ApiContext) -> Blueprint:
             if token is not None:
                 match = ctx.settings.config.token_for_digest(token_sha256(token))
             version = DEFAULT_API_VERSION if match is None else match.account.api_version
-            g.jobsd_version = version
+        g.jobsd_version = version
         return Response(dialect(version).served_spec(), content_type="application/json")
 
     return bp

@@ -57,9 +57,9 @@ def next_fire_us(spec: JobSpec, overlay: Overlay, *, enabled: bool, now: datetim
     """`next_run_at` of an environment from scratch (a manual job never fires)."""
     if not enabled or spec.kind is JobKind.MANUAL:
         return None
-    schedule, _timezone = jobs_sql.effective_cadence(spec, overlay)
+    schedule, timezone = jobs_sql.effective_cadence(spec, overlay)
     assert schedule is not None
-    return to_us(first_fire(parse_schedule(schedule), now=now))
+    return to_us(first_fire(parse_schedule(schedule, timezone), now=now))
 
 
 def _job_not_found(slug: str) -> errors.ApiError:
@@ -122,6 +122,7 @@ class JobStore:
         spec = write.spec
 
         def tx(conn: sqlite3.Connection) -> tuple[Job, list[JobChanged]]:
+            _refuse_unknown_policies(conn, account_id, write)
             if jobs_sql.live_row(conn, account_id, spec.slug) is not None:
                 raise errors.conflict(
                     "slug_taken", f"a job with id '{spec.slug}' already exists", "/data/id"
@@ -171,6 +172,7 @@ class JobStore:
             row = jobs_sql.live_row(conn, account_id, slug)
             if row is None:
                 raise _job_not_found(slug)
+            _refuse_unknown_policies(conn, account_id, write)
             before = jobs_sql.to_job(row, jobs_sql.env_rows(conn, row["id"]), keyring)
             spec = _merged_spec(write, before.spec)
             enabled = {env: e.enabled for env, e in before.environments.items()}
@@ -378,6 +380,34 @@ def _changes_of(job: Job, envs: Mapping[str, object]) -> list[JobChanged]:
         schedule, timezone = jobs_sql.effective_cadence(job.spec, state.overlay)
         changes.append(JobChanged(job.pk, env, schedule, timezone, state.next_run_at))
     return changes
+
+
+def _refuse_unknown_policies(conn: sqlite3.Connection, account_id: str, write: JobWrite) -> None:
+    """A job may name only a retry policy the account has (422 at each reference).
+
+    The account's policies are the retry-policies resource's rows; until that
+    resource exists (VERSIONS.md, "Retry policies") an account has none, so
+    every name is unknown and only `null` (no retries) is accepted.
+    """
+    refs = []
+    if write.spec.retry_policy is not None and "retry_policy" not in write.keep:
+        refs.append(("/data/attributes/retry_policy", write.spec.retry_policy))
+    for env, entry in write.environments.items():
+        if entry.overlay is not None and entry.overlay.retry_policy is not None:
+            at = f"/data/attributes/environments/{pointer_part(env)}/retry_policy"
+            refs.append((at, entry.overlay.retry_policy))
+    if refs:
+        raise errors.ValidationFailed(
+            [
+                errors.invalid(
+                    "unknown_retry_policy",
+                    at,
+                    f"The account has no retry policy {name!r}; name one it has, or null "
+                    "for no retries.",
+                )
+                for at, name in refs
+            ]
+        )
 
 
 def _refuse_markers(write: JobWrite) -> None:

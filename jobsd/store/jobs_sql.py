@@ -233,6 +233,7 @@ def _writable(spec: JobSpec) -> dict[str, object]:
     c = spec.config
     return {
         "name": spec.name,
+        "name_key": spec.name.casefold(),
         "description": spec.description,
         "kind": spec.kind.value,
         "schedule": spec.schedule,
@@ -381,8 +382,8 @@ def count_active(conn: sqlite3.Connection, account_id: str, counting: JobCountin
 SORTS: Mapping[str, str] = {
     "-created_at": "created_at_us DESC, slug ASC",
     "created_at": "created_at_us ASC, slug ASC",
-    "name": "name ASC, slug ASC",
-    "-name": "name DESC, slug ASC",
+    "name": "name_key ASC, name ASC, slug ASC",
+    "-name": "name_key DESC, name DESC, slug ASC",
     "updated_at": "updated_at_us ASC, slug ASC",
     "-updated_at": "updated_at_us DESC, slug ASC",
 }
@@ -421,7 +422,7 @@ def _live(
         )
         params.extend(environments)
     if name_contains is not None:
-        where += " AND instr(jobsd_fold(name), ?) > 0"
+        where += " AND instr(name_key, ?) > 0"
         params.append(name_contains.casefold())
     return where, params
 

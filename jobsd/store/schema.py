@@ -124,7 +124,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     lambda conn, defaults: _environments(conn, defaults),
 )
 
-# Jobs lose `enabled` and `next_run_at_us` to one row per (job, environment),
+# `name_key` is the name case-folded (`jobsd_fold`), what listings sort and
+# search by. Jobs lose `enabled` and `next_run_at_us` to one row per (job, environment),
 # which also holds that environment's sparse overrides; `schedule` may be
 # NULL (a manual job) and `kind` follows from it. Every existing job is
 # enabled (or not) in its account's default environment, with the
@@ -136,6 +137,7 @@ _V3 = """
         account_id      TEXT    NOT NULL,
         slug            TEXT    NOT NULL,
         name            TEXT    NOT NULL,
+        name_key        TEXT    NOT NULL,
         description     TEXT,
         kind            TEXT    NOT NULL CHECK (kind IN ('recurring', 'manual', 'one_off')),
         schedule        TEXT,
@@ -156,10 +158,11 @@ _V3 = """
         CHECK ((kind = 'manual') = (schedule IS NULL)),
         CHECK (kind = 'recurring' OR timezone IS NULL)
     );
-    INSERT INTO jobs_v3 (id, account_id, slug, name, description, kind, schedule, method, url,
-        headers, success_status, tls_verify, ca_cert, body, timeout_s, created_at_us,
-        updated_at_us, deleted_at_us, version)
-    SELECT id, account_id, slug, name, description, jobsd_schedule_kind(schedule), schedule,
+    INSERT INTO jobs_v3 (id, account_id, slug, name, name_key, description, kind, schedule,
+        method, url, headers, success_status, tls_verify, ca_cert, body, timeout_s,
+        created_at_us, updated_at_us, deleted_at_us, version)
+    SELECT id, account_id, slug, name, jobsd_fold(name), description,
+        jobsd_schedule_kind(schedule), schedule,
         method, url, headers, success_status, tls_verify, ca_cert, body, timeout_s,
         created_at_us, updated_at_us, deleted_at_us, version
     FROM jobs;
@@ -185,7 +188,7 @@ _V3 = """
         WHERE deleted_at_us IS NULL;
     CREATE INDEX jobs_listing ON jobs (account_id, created_at_us DESC, slug)
         WHERE deleted_at_us IS NULL;
-    CREATE INDEX jobs_by_name ON jobs (account_id, name, slug)
+    CREATE INDEX jobs_by_name ON jobs (account_id, name_key, name, slug)
         WHERE deleted_at_us IS NULL;
     CREATE INDEX jobs_by_update ON jobs (account_id, updated_at_us, slug)
         WHERE deleted_at_us IS NULL;

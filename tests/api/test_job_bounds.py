@@ -248,10 +248,14 @@ def test_exactly_the_cap_lists_every_error() -> None:
     assert all(i.code == "unknown_field" for i in err.items)
 
 
-def test_the_served_spec_states_the_bounds() -> None:
-    from jobsd.api.meta import served_spec
+@pytest.mark.parametrize(
+    ("version", "bound"), [("2026-06-04", "maxItems"), ("2026-08-07", "maxProperties")]
+)
+def test_the_served_spec_states_the_bounds(version: str, bound: str) -> None:
+    from jobsd.api.spec import served_spec
 
-    config = served_spec()["components"]["schemas"]["JobHttpConfiguration"]
-    assert config["properties"]["headers"]["maxItems"] == MAX_HEADERS
+    served = json.loads(served_spec(version))
+    config = served["components"]["schemas"]["JobHttpConfiguration"]
+    assert config["properties"]["headers"][bound] == MAX_HEADERS
     assert "X-Jobsd-" in config["properties"]["headers"]["description"]
     assert str(MAX_CONFIGURATION_BYTES) in config["description"]

@@ -28,11 +28,17 @@ from __future__ import annotations
 from typing import Final, TypeVar
 
 from jobsd.api import documents as d
-from jobsd.api.fields import FIELD_VALUE, FIELD_VALUE_RULE, TOKEN, TOKEN_RULE
+from jobsd.api.fields import (
+    FIELD_VALUE,
+    FIELD_VALUE_RULE,
+    MAX_HEADERS,
+    configuration_size_problem,
+    header_name_problem,
+)
 from jobsd.errors import ScheduleError, ValidationFailed, not_found, pointer_part
 from jobsd.messages import EnvironmentSpec, Header, HttpConfig, JobKind, JobSpec, Overlay
 from jobsd.schedule import CronSchedule, parse_schedule
-from jobsd.timezones import timezone_problem
+from jobsd.zones import timezone_problem
 
 _ATTRS: Final = "/data/attributes"
 _CONF: Final = "/data/attributes/configuration"
@@ -77,7 +83,7 @@ def parse_job_document(
         else d._configuration(errs, conf, max_timeout_s, _header_map)
     )
     entries = _environments(
-        errs, attrs.get("environments", d.MISSING), kind, environments, max_timeout_s
+        errs, attrs.get("environments", d.MISSING), kind, environments, max_timeout_s, config
     )
     if errs.items:
         raise ValidationFailed(errs.items)
@@ -146,11 +152,11 @@ def _header(
 ) -> Header | None:
     """One header from a map: its name (the key) and value; `seen` catches case twins."""
     ok = True
-    if not 1 <= len(name) <= _MAX_HEADER_NAME or not TOKEN.fullmatch(name):
-        errs.add("invalid_header", ptr, f"{TOKEN_RULE} (1-{_MAX_HEADER_NAME} characters)")
+    if not 1 <= len(name) <= _MAX_HEADER_NAME:
+        errs.add("invalid_header", ptr, f"A header name is 1-{_MAX_HEADER_NAME} characters.")
         ok = False
-    elif name.lower() in d.REFUSED_HEADERS:
-        errs.add("invalid_header", ptr, f"{name} is set by jobsd itself; remove it.")
+    elif problem := header_name_problem(name):
+        errs.add("invalid_header", ptr, problem)
         ok = False
     elif name.lower() in seen:
         errs.add(
@@ -186,6 +192,7 @@ def _environments(
     kind: JobKind,
     allowed: tuple[str, ...],
     max_timeout_s: int,
+    base: HttpConfig,
 ) -> dict[str, EnvironmentSpec]:
     if value is d.MISSING:
         value = {}
@@ -207,8 +214,21 @@ def _environments(
             )
             continue
         obj = d._object(errs, entry, ptr, f"The entry for {env}")
-        if obj is not None:
-            entries[env] = _entry(errs, obj, ptr, kind, max_timeout_s)
+        if obj is None:
+            continue
+        entries[env] = _entry(errs, obj, ptr, kind, max_timeout_s)
+        overlay = entries[env].overlay
+        if overlay is not None:  # the bounds on one job hold for what each environment sends
+            effective = overlay.apply(base)
+            if len(effective.headers) > MAX_HEADERS:
+                count = len(effective.headers)
+                errs.add(
+                    "too_many_headers",
+                    ptr,
+                    f"{count} headers with this environment's; a job may have {MAX_HEADERS}.",
+                )
+            if problem := configuration_size_problem(effective):
+                errs.add("configuration_too_large", ptr, f"In {env}: {problem}")
     if kind is JobKind.ONE_OFF and not entries and not errs.items:
         if len(allowed) != 1:
             errs.add(
