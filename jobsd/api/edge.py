@@ -33,8 +33,9 @@ from typing import Any
 from hypercorn.middleware import ProxyFixMiddleware
 from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallable, Scope
 
-from jobsd.api.meta import base_spec
+from jobsd.api.spec import base_spec
 from jobsd.clock import perf_s
+from jobsd.config import API_VERSIONS
 from jobsd.metrics import UNMATCHED_ROUTE
 from jobsd.observer import Observer
 
@@ -66,7 +67,9 @@ def _shape(path: str) -> str:
     return _PARAM.sub("{}", path)
 
 
-_CONTRACT = {_shape(path): path for path in base_spec()["paths"]}
+_CONTRACT = {
+    _shape(path): path for version in API_VERSIONS for path in base_spec(version)["paths"]
+}
 
 
 def route_template(rule: str) -> str:

@@ -48,7 +48,6 @@ from jobsd.plans import UNLIMITED, may_enable
 from jobsd.schedule import first_fire, parse_schedule
 from jobsd.store import jobs_sql, runs_sql
 from jobsd.store.ends import RunObserver, write_ending
-from jobsd.store.ends import RunObserver, write_ending
 from jobsd.store.engine import Engine
 from jobsd.store.keyring import Sealer, is_unreadable_marker
 
