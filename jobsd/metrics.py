@@ -3,11 +3,12 @@
 Names and labels are fixed by spec/OPERATIONS.md so dashboards can rely on
 them. Every label is bounded by something the operator controls or by an
 enum: `account` is an account of the config (a run of an account no longer
-configured counts under `(other)`), `environment` comes from the config
-too, `status`/`failure_reason`/`trigger` are the run enums, `route` is a
-route template (`/api/v1/jobs/{job_id}`) or `(unmatched)`, `method` one of
-the HTTP methods the API knows or `OTHER`, and `status` an HTTP status
-code. Never a job id, a run id, a URL or a concrete path.
+configured counts under `(other)`), `environment` one of that account's
+configured environments (else `(other)` too), `status`/`failure_reason`/
+`trigger` are the run enums, `route` is a route template
+(`/api/v1/jobs/{job_id}`) or `(unmatched)`, `method` one of the HTTP
+methods the API knows or `OTHER`, and `status` an HTTP status code.
+Never a job id, a run id, a URL or a concrete path.
 
 A registry per `Metrics` (not prometheus-client's global one) so several
 daemons in one test process do not collide; it carries the library's
@@ -25,7 +26,7 @@ answer and shows under `jobsd_api_requests_total`); succeeded runs have
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.exposition import choose_encoder
@@ -33,7 +34,7 @@ from prometheus_client.exposition import choose_encoder
 from jobsd.messages import RunEnded
 from jobsd.runs import FailureReason
 
-OTHER_ACCOUNT = "(other)"
+OTHER_ACCOUNT = "(other)"  # also the environment label of one no longer configured
 UNMATCHED_ROUTE = "(unmatched)"
 OTHER_METHOD = "OTHER"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -117,11 +118,14 @@ class Metrics:
             registry=r,
         )
 
-    def run_ended(self, end: RunEnded, accounts: Collection[str]) -> None:
-        account = end.account_id if end.account_id in accounts else OTHER_ACCOUNT
+    def run_ended(self, end: RunEnded, accounts: Mapping[str, Collection[str]]) -> None:
+        """`accounts`: each configured account's environments."""
+        known = accounts.get(end.account_id)
+        account = OTHER_ACCOUNT if known is None else end.account_id
+        environment = end.environment if known and end.environment in known else OTHER_ACCOUNT
         reason = "" if end.failure_reason is None else end.failure_reason.value
         self.runs_finished.labels(
-            account, end.environment, end.status.value, reason, end.trigger.value
+            account, environment, end.status.value, reason, end.trigger.value
         ).inc()
         if end.failure_reason is FailureReason.QUOTA_EXCEEDED:
             self.quota_refusals.labels(account).inc()

@@ -38,13 +38,14 @@ class Observer:
         self.metrics = Metrics() if metrics is None else metrics
         self._settings = settings
         self._config: Config | None = None
-        self._accounts: frozenset[str] = frozenset()
+        self._accounts: dict[str, frozenset[str]] = {}
 
-    def _known_accounts(self) -> frozenset[str]:
+    def _known_accounts(self) -> dict[str, frozenset[str]]:
+        """Each configured account's environments: what labels may say."""
         config = self._settings.config
         if config is not self._config:  # a reload swapped it
             self._config = config
-            self._accounts = frozenset(a.id for a in config.accounts)
+            self._accounts = {a.id: frozenset(a.environments) for a in config.accounts}
         return self._accounts
 
     # -- the store ----------------------------------------------------------------

@@ -14,6 +14,7 @@ import subprocess
 from collections import Counter as Tally
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -113,7 +114,7 @@ def test_every_metric_of_the_spec_with_its_labels() -> None:
         FailureReason.QUOTA_EXCEEDED, datetime(2026, 6, 5, tzinfo=UTC),
         datetime(2026, 6, 5, tzinfo=UTC), None, datetime(2026, 6, 5, 0, 0, 1, tzinfo=UTC),
     )  # fmt: skip
-    metrics.run_ended(end, {"acme"})
+    metrics.run_ended(end, {"acme": {"production"}})
     metrics.api_request("/api/v1/jobs/{job_id}", "GET", 200, 0.01)
     metrics.retries_scheduled.inc()
     metrics.scheduler_lag.observe(0.2)
@@ -148,6 +149,8 @@ def test_labels_stay_bounded_to_the_config(tmp_path: Path) -> None:
         for i, account in enumerate(["acme", "gone-1", "gone-2", "other"])
     ]  # fmt: skip
     observer.runs_ended(ends)
+    # An environment the account no longer has (edited out of the config).
+    observer.runs_ended([replace(ends[0], run_id="run-x", environment="gone-env")])
     for i in range(50):
         observer.api_request("GET", "(unmatched)", 404, 0.001, "127.0.0.1")
         observer.api_request(f"X{i}", "(unmatched)", 405, 0.001, "127.0.0.1")
@@ -158,9 +161,14 @@ def test_labels_stay_bounded_to_the_config(tmp_path: Path) -> None:
     methods = {labels["method"] for labels, _ in samples(text, "jobsd_api_requests_total")}
     assert methods == {"GET", "OTHER"}
     assert "job-" not in text and "run-" not in text
-    assert len(samples(text, "jobsd_runs_finished_total")) == 3  # one series per account label
+    environments = {
+        labels["environment"] for labels, _ in samples(text, "jobsd_runs_finished_total")
+    }
+    assert environments == {"production", "(other)"}
+    assert "gone-env" not in text
+    assert len(samples(text, "jobsd_runs_finished_total")) == 4
     # The run's request duration: 1 s, per account.
-    assert total(text, "jobsd_run_request_duration_seconds_sum", account="acme") == 1.0
+    assert total(text, "jobsd_run_request_duration_seconds_sum", account="acme") == 2.0
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian: prometheus) absent")

@@ -67,9 +67,7 @@ def _shape(path: str) -> str:
     return _PARAM.sub("{}", path)
 
 
-_CONTRACT = {
-    _shape(path): path for version in API_VERSIONS for path in base_spec(version)["paths"]
-}
+_CONTRACT = {_shape(path): path for version in API_VERSIONS for path in base_spec(version)["paths"]}
 
 
 def route_template(rule: str) -> str:

@@ -63,19 +63,14 @@ def to_run(row: sqlite3.Row) -> Run:
     )
 
 
-# Runs carry no environment yet (issue 8 adds one): until then every run is
-# in its account's default environment, and this is the one place that says so.
-DEFAULT_ENVIRONMENT = "production"
-
-
 def ended(conn: sqlite3.Connection, run_ids: Sequence[str]) -> list[RunEnded]:
     """The runs `run_ids` as `RunEnded`, for the observer; read inside the ending transaction."""
     found: list[RunEnded] = []
     for start in range(0, len(run_ids), 500):
         chunk = run_ids[start : start + 500]
         rows = conn.execute(
-            "SELECT id, account_id, job_slug, trigger, status, failure_reason, created_at_us, "
-            "scheduled_for_us, started_at_us, finished_at_us FROM runs "
+            "SELECT id, account_id, job_slug, environment, trigger, status, failure_reason, "
+            "created_at_us, scheduled_for_us, started_at_us, finished_at_us FROM runs "
             f"WHERE id IN ({', '.join('?' * len(chunk))}) AND finished_at_us IS NOT NULL",
             chunk,
         )
@@ -86,7 +81,7 @@ def ended(conn: sqlite3.Connection, run_ids: Sequence[str]) -> list[RunEnded]:
                     run_id=row["id"],
                     account_id=row["account_id"],
                     job_slug=row["job_slug"],
-                    environment=DEFAULT_ENVIRONMENT,
+                    environment=row["environment"],
                     trigger=Trigger(row["trigger"]),
                     status=RunStatus(row["status"]),
                     failure_reason=None if reason is None else FailureReason(reason),
