@@ -70,6 +70,17 @@ class ServerConfig(Section):
     keep_alive_timeout_s: Annotated[int, Field(strict=True, ge=1, le=3600)] = 5
     max_request_header_bytes: Annotated[int, Field(strict=True, ge=1024, le=1048576)] = 16384
     trusted_proxies: tuple[Cidr, ...] = ()
+    body_timeout_s: Annotated[int, Field(strict=True, ge=1, le=3600)] = 30
+    request_timeout_s: Annotated[int, Field(strict=True, ge=1, le=3600)] = 60
+    write_timeout_s: Annotated[int, Field(strict=True, ge=1, le=3600)] = 10
+
+    def model_post_init(self, context: Any, /) -> None:
+        if self.request_timeout_s <= self.body_timeout_s:
+            raise ConfigError(
+                "server.request_timeout_s",
+                f"must be longer than server.body_timeout_s ({self.body_timeout_s}),"
+                " or a slow body would be cut short by the request deadline",
+            )
 
     @property
     def host(self) -> str:

@@ -134,6 +134,10 @@ BAD_VALUES = [
     ("[server]\nmax_connections = 0", "server.max_connections"),
     ("[server]\nkeep_alive_timeout_s = 1.5", "server.keep_alive_timeout_s"),
     ("[server]\nmax_request_header_bytes = 100", "server.max_request_header_bytes"),
+    ("[server]\nwrite_timeout_s = 0", "server.write_timeout_s"),
+    ("[server]\nbody_timeout_s = 3601", "server.body_timeout_s"),
+    ("[server]\nrequest_timeout_s = 30", "server.request_timeout_s"),  # not above the body's 30
+    ("[server]\nbody_timeout_s = 9\nrequest_timeout_s = 9", "server.request_timeout_s"),
     ('[storage]\npath = "relative.sqlite3"', "storage.path"),
     ("[storage]\npath = 5", "storage.path"),
     ('[storage]\npath = "/var/lib/a\\u0000b"', "storage.path"),

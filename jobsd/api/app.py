@@ -51,9 +51,15 @@ def create_app(ctx: ApiContext) -> QuartTrio:
 
     @app.after_request
     async def drain_body(response: Response) -> Response:
-        # A request body left unread desynchronises hypercorn's keep-alive
-        # connection (the next request on it hangs), so read what is left,
-        # bounded by MAX_CONTENT_LENGTH, before answering.
+        # A connection whose request body was left unread closes after the
+        # answer (its rest would be taken for the next request), and a client
+        # still sending may then see a reset instead of the answer; so read
+        # what is left, bounded by MAX_CONTENT_LENGTH and BODY_TIMEOUT,
+        # before answering. A body that already ran out of time (408) is not
+        # waited for twice.
+        if response.status_code == 408:
+            response.headers["Connection"] = "close"
+            return response
         try:
             await request.get_data(cache=False)
         except Exception:

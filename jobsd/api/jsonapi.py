@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from http import HTTPStatus
 from typing import Any
 
 from quart import Response, request
@@ -44,6 +45,18 @@ def error_response(err: errors.ApiError) -> Response:
     for name, value in err.headers.items():
         response.headers[name] = value
     return response
+
+
+def closing_error(status: int, code: str, detail: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """Head and body of an error sent below Quart, on a connection about to close."""
+    item = errors.ErrorItem(status, code, HTTPStatus(status).phrase, detail)
+    body = json.dumps({"errors": [item.to_json()]}).encode()
+    headers = [
+        (b"content-type", MEDIA_TYPE.encode()),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+    ]
+    return headers, body
 
 
 def _reject_constant(name: str) -> Any:

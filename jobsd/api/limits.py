@@ -1,28 +1,29 @@
-"""Serving HTTP with a cap on open connections, which hypercorn lacks.
+"""Serving HTTP with a cap on open connections and a deadline on each request.
 
 Hypercorn's trio worker accepts in `trio.serve_listeners` without bound, so
 a client opening thousands of idle sockets costs a task and buffers each.
 Here the accept loop takes a slot from a `trio.CapacityLimiter` *before* it
 accepts, and the slot comes back when the connection closes: at the cap, new
 connections wait in the kernel's listen backlog and are accepted in turn as
-slots free, rather than being refused or costing memory. A slot is never held
-for long, because hypercorn closes a connection that has not sent a whole
-request head within `keep_alive_timeout` (its idle timer runs from accept
-until the head is complete, so trickling header bytes does not reset it),
-answers 431 to a head that grows past `h11_max_incomplete_size` (and
-`HeadLimit` to one that arrived whole), bounds each read by `read_timeout`,
-and Quart bounds a body by `BODY_TIMEOUT`.
+slots free, rather than being refused or costing memory. Every slot comes
+back within a bound (`jobsd.api.connection` says how each way of holding
+one is cut short): a whole request head must arrive within
+`keep_alive_timeout` (hypercorn's idle timer runs from accept, or from the
+last answer, until the head is complete, so trickling header bytes does not
+reset it); hypercorn answers 431 to a head that grows past
+`h11_max_incomplete_size` and `HeadLimit` to one that arrived whole; Quart
+bounds a body by `BODY_TIMEOUT`; `RequestDeadline` bounds the app; the
+connection bounds each write.
 
 `serve` is hypercorn's `worker_serve` (hypercorn/trio/run.py) for plain TCP,
 without TLS, QUIC or worker recycling, with the capped listener in place of
 the plain one (hypercorn builds its listeners inside `worker_serve`, so a cap
-cannot be slid in from outside), and with a connection that closes when its
-peer leaves rather than at the keep-alive deadline (see `_Connection`).
+cannot be slid in from outside) and `jobsd.api.connection.Connection` in
+place of hypercorn's `TCPServer`.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from functools import partial
 
@@ -30,13 +31,13 @@ import trio
 from hypercorn.config import Config as HyperConfig
 from hypercorn.trio.lifespan import Lifespan
 from hypercorn.trio.statsd import StatsdLogger
-from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import (
     AppWrapper,
     ASGIFramework,
     ASGIReceiveCallable,
     ASGISendCallable,
+    ASGISendEvent,
     ConnectionState,
     HTTPScope,
     LifespanState,
@@ -44,8 +45,8 @@ from hypercorn.typing import (
 )
 from hypercorn.utils import ShutdownError, raise_shutdown, repr_socket_addr
 
-from jobsd.api.jsonapi import MEDIA_TYPE
-from jobsd.errors import ErrorItem
+from jobsd.api import jsonapi
+from jobsd.api.connection import Connection
 
 
 class HeadLimit:
@@ -65,43 +66,68 @@ class HeadLimit:
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
         if scope["type"] == "http" and head_bytes(scope) > self._max_bytes:
-            item = ErrorItem(
-                431,
-                "header_too_large",
-                "Request Header Fields Too Large",
-                f"the request line and headers are over {self._max_bytes} bytes",
-            )
-            body = json.dumps({"errors": [item.to_json()]}).encode()
-            headers = [
-                (b"content-type", MEDIA_TYPE.encode()),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ]
-            await send({"type": "http.response.start", "status": 431, "headers": headers})
-            await send({"type": "http.response.body", "body": body, "more_body": False})
+            detail = f"the request line and headers are over {self._max_bytes} bytes"
+            await send_closing_error(send, 431, "header_too_large", detail)
             return
         await self._app(scope, receive, send)
+
+
+class RequestDeadline:
+    """ASGI middleware: a request still unanswered `timeout_s` after its head came is answered 503.
+
+    The app is then cancelled and the connection closed: an answer that
+    never comes holds a slot and leaves the client guessing. A store write
+    already handed over still completes (it is shielded), so the request
+    may have taken effect; the error says so. An answer already begun is
+    left to finish (each write is bounded by the connection).
+    """
+
+    def __init__(self, app: ASGIFramework, timeout_s: float) -> None:
+        self._app = app
+        self._timeout_s = timeout_s
+
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        started = late = False
+
+        async def send_in_time(message: ASGISendEvent) -> None:
+            nonlocal started
+            if not late:
+                started = True
+                await send(message)
+
+        async with trio.open_nursery() as nursery:
+
+            async def answer() -> None:
+                await self._app(scope, receive, send_in_time)
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(answer)
+            await trio.sleep(self._timeout_s)
+            if not started:
+                late = True  # the app's own answer, should it come, is dropped
+                detail = (
+                    f"the request was not answered within {self._timeout_s:g} s and was stopped;"
+                    " it may have taken effect: read before retrying"
+                )
+                await send_closing_error(send, 503, "request_timeout", detail)
+                nursery.cancel_scope.cancel()
+
+
+async def send_closing_error(send: ASGISendCallable, status: int, code: str, detail: str) -> None:
+    headers, body = jsonapi.closing_error(status, code, detail)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 def head_bytes(scope: HTTPScope) -> int:
     """The size of the request line and headers as sent, give or take whitespace."""
     line = len(scope["method"]) + len(scope["raw_path"]) + len(scope["query_string"]) + 12
     return line + sum(len(name) + len(value) + 4 for name, value in scope["headers"])
-
-
-class _Connection(TCPServer):
-    """Hypercorn's connection, which lets go as soon as the peer has gone.
-
-    Hypercorn's trio connection waits for its idle (keep-alive) timer even
-    after the client closed, so every connection a client opens and closes
-    would hold its socket, and here its slot, for `keep_alive_timeout`
-    longer. Once reading is over (EOF, reset, read timeout) the timer has
-    nothing left to guard; in-flight requests still finish.
-    """
-
-    async def _read_data(self) -> None:
-        await super()._read_data()
-        await self.idle_task.stop()
 
 
 class CappedListener(trio.abc.Listener[trio.SocketStream]):
@@ -136,10 +162,15 @@ async def serve(
     config: HyperConfig,
     connections: trio.CapacityLimiter,
     *,
+    write_timeout_s: float,
     shutdown_trigger: Callable[[], Awaitable[None]],
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve `app` on `config.bind` with at most `connections` open at once."""
+    """Serve `app` on `config.bind` with at most `connections` open at once.
+
+    A client must take each write (a response head, a body) within
+    `write_timeout_s`, or its connection ends.
+    """
     if config.ssl_enabled:
         raise ValueError("jobsd.api.limits.serve speaks plain HTTP only")
     config.set_statsd_logger_class(StatsdLogger)
@@ -162,14 +193,8 @@ async def serve(
 
             async def handle(listener: CappedListener, stream: trio.SocketStream) -> None:
                 try:
-                    server = _Connection(
-                        app,
-                        config,
-                        context,
-                        ConnectionState(lifespan_state.copy()),
-                        stream,  # type: ignore[arg-type]  # hypercorn types it as the TLS stream
-                    )
-                    await server.run()
+                    state = ConnectionState(lifespan_state.copy())
+                    await Connection(app, config, context, state, stream, write_timeout_s).run()
                 finally:
                     listener.release(stream)
 

@@ -2,20 +2,28 @@
 
 Hypercorn runs inside the daemon's nursery (never the other way round), with
 every limit set on purpose, because the API listens for anyone who can reach
-the socket and a slow or abusive client must not starve the others:
+the socket and a slow or abusive client must not starve the others. Each
+stage of a request has its own bound, and none runs while another party is
+the one being waited for:
 
-- request body: 2 MiB (Quart's MAX_CONTENT_LENGTH, set in app.py) -> 413;
-  the whole body must arrive within BODY_TIMEOUT_S -> 408;
-- request head: `server.max_request_header_bytes` -> 431 and close
-  (hypercorn refuses a head that grows past it while arriving; HeadLimit
-  one that arrived whole);
-- a connection that has not sent a whole request head within
-  `server.keep_alive_timeout_s` of opening (or of its last response) is
-  closed: hypercorn's idle timer is not reset by partial data, so trickling
-  header bytes (slowloris) buys nothing;
-- each read waits at most READ_TIMEOUT_S;
+- the request head must arrive whole within `server.keep_alive_timeout_s`
+  of the connection opening (or of its last answer): hypercorn's idle timer
+  is not reset by partial data, so trickling header bytes (slowloris) buys
+  nothing; a head over `server.max_request_header_bytes` -> 431 and close;
+- the body: 2 MiB (Quart's MAX_CONTENT_LENGTH, set in app.py) -> 413; the
+  whole body within `server.body_timeout_s` -> 408, then the connection
+  closes (its unread rest would be taken for the next request);
+- the answer: within `server.request_timeout_s` of the head -> otherwise
+  503 `request_timeout` and close (`limits.RequestDeadline`);
+- the client must take each write within `server.write_timeout_s`, or the
+  connection closes (`jobsd.api.connection`);
+- a peer that leaves (EOF, reset) is noticed at once, even while its
+  requests wait, and its connection closed with all its requests;
 - at most `server.max_connections` open at once (jobsd.api.limits: hypercorn
   has no cap of its own); the rest wait in the listen backlog.
+
+There is no per-read timeout: a read waits only while the client is the one
+expected to act, and the head, body and request bounds cover that.
 
 Outside those limits sit `jobsd.api.edge`'s layers: trusted proxies'
 forwarded headers, then the per-request metrics and access log.
@@ -38,8 +46,6 @@ from jobsd.api.app import create_app
 from jobsd.api.context import ApiContext
 from jobsd.config import ServerConfig
 
-READ_TIMEOUT_S = 30
-BODY_TIMEOUT_S = 30
 GRACEFUL_TIMEOUT_S = 5.0
 
 
@@ -48,8 +54,6 @@ def hypercorn_config(server: ServerConfig) -> HyperConfig:
     config.bind = [server.listen]
     config.keep_alive_timeout = server.keep_alive_timeout_s
     config.h11_max_incomplete_size = server.max_request_header_bytes
-    config.h2_max_header_list_size = server.max_request_header_bytes
-    config.read_timeout = READ_TIMEOUT_S
     config.graceful_timeout = GRACEFUL_TIMEOUT_S
     # Past the cap, as many again wait in the kernel's queue; beyond that SYNs
     # are dropped and clients retry. A deep queue would only lengthen the
@@ -70,14 +74,16 @@ async def run_api(
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     app = create_app(ctx)
-    app.config["BODY_TIMEOUT"] = BODY_TIMEOUT_S
+    app.config["BODY_TIMEOUT"] = server.body_timeout_s
     config = hypercorn_config(server)
-    guarded = limits.HeadLimit(app, server.max_request_header_bytes)  # type: ignore[arg-type]
+    timed = limits.RequestDeadline(app, server.request_timeout_s)  # type: ignore[arg-type]
+    guarded = limits.HeadLimit(timed, server.max_request_header_bytes)
     outer = edge.outer_layers(guarded, ctx.observer, server.trusted_proxies)  # type: ignore[arg-type]
     await limits.serve(
         wrap_app(outer, config.wsgi_max_body_size, "asgi"),  # type: ignore[arg-type]
         config,
         trio.CapacityLimiter(server.max_connections),
+        write_timeout_s=server.write_timeout_s,
         shutdown_trigger=shutdown_trigger,
         task_status=task_status,
     )

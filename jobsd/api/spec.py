@@ -29,8 +29,9 @@ VERSION_HEADER = "Jobsd-Version"
 _FILES = {"2026-06-04": "openapi.json", "2026-08-07": "openapi-2026-08-07.json"}
 
 _ERROR_STATUSES = {
-    "400": "Bad request: malformed JSON, a bad query parameter (named in source.parameter) "
-    "or an unknown Jobsd-Version (source.header)",
+    "400": "Bad request: malformed JSON, a bad query parameter (named in source.parameter), "
+    "an unknown Jobsd-Version (source.header), or an HTTP message whose framing could be "
+    "read two ways (the connection closes)",
     "401": "Missing or unknown bearer token",
     "403": "Forbidden by the plan (code active_jobs_limit) or by the token's environments "
     "(code environment_scope)",
@@ -40,7 +41,10 @@ _ERROR_STATUSES = {
     "413": "Request body over 2 MiB",
     "415": "Request body not application/vnd.api+json or application/json",
     "422": "Invalid fields, each with its source.pointer (at most 100, then a count)",
+    "408": "Request body not received whole within the server's body_timeout_s",
     "431": "Request line and headers over the server's max_request_header_bytes",
+    "503": "Not answered within the server's request_timeout_s (code request_timeout); "
+    "the request may have taken effect",
 }
 
 # What the 2026-08-07 contract describes and jobsd does not serve yet.

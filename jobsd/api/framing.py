@@ -1,0 +1,71 @@
+"""Which request heads are refused before anything reads their body.
+
+Pure functions over what h11 parsed (or, for folding, over the raw head):
+`jobsd.api.connection` answers a refusal and closes the connection. Where
+a message's length could be read two ways, the API behind a proxy is open
+to request smuggling (the proxy and jobsd disagree on where the next
+request starts), so every ambiguity h11 resolves silently is refused here,
+as RFC 9112 allows:
+
+- `Content-Length` with `Transfer-Encoding` (RFC 9112 §6.1: "MAY ... treat
+  it as an error", then MUST close): h11 would let Transfer-Encoding win;
+- `Transfer-Encoding` in an HTTP/1.0 request (§6.1: the framing is faulty);
+- obsolete line folding (§5.2: reject with 400 or unfold): h11 unfolds, so
+  `Transfer-Encoding:` folded onto a second line would frame the body for
+  jobsd but not for a proxy that ignores the fold;
+- HTTP versions other than 1.x: 505. The listener speaks HTTP/1.1 only;
+  `PRI * HTTP/2.0` (HTTP/2 with prior knowledge) is one of these.
+
+What h11 itself refuses (bad chunk sizes, differing Content-Length values,
+a transfer coding other than `chunked`) is answered 400 by the connection.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+_END_OF_HEAD = re.compile(rb"\n\r?\n")
+_FOLD = re.compile(rb"\n[ \t]")
+
+
+@dataclass(frozen=True)
+class Refusal:
+    status: int
+    code: str
+    detail: str
+
+
+def refuse_head(http_version: bytes, headers: Iterable[tuple[bytes, bytes]]) -> Refusal | None:
+    """Why this request head may not be served, or None; names as h11 gives them."""
+    if not http_version.startswith(b"1."):
+        return Refusal(
+            505,
+            "http_version_not_supported",
+            f"HTTP/{http_version.decode('ascii', 'replace')} is not served here; use HTTP/1.1",
+        )
+    names = {name.lower() for name, _ in headers}
+    if b"transfer-encoding" in names and b"content-length" in names:
+        return Refusal(
+            400, "bad_framing", "Content-Length and Transfer-Encoding may not both be sent"
+        )
+    if b"transfer-encoding" in names and http_version == b"1.0":
+        return Refusal(400, "bad_framing", "Transfer-Encoding is not allowed in HTTP/1.0")
+    return None
+
+
+def folded(buffered: bytes) -> bool:
+    """Whether the request head at the start of `buffered` folds a header line.
+
+    Only the head is looked at (up to the first empty line, or all of it
+    while incomplete: a fold seen early is a fold); h11 ends lines at LF
+    with or without CR, so the same is done here.
+    """
+    end = _END_OF_HEAD.search(buffered)
+    head = buffered if end is None else buffered[: end.start() + 1]
+    return _FOLD.search(head) is not None
+
+
+def folding_refusal() -> Refusal:
+    return Refusal(400, "bad_framing", "obsolete line folding is not accepted in a header")

@@ -1,0 +1,265 @@
+"""Hostile framing and protocol switches, against the real daemon over real sockets.
+
+Each message below could be read two ways, or is not HTTP/1.1 at all. Behind
+a proxy that reads it the other way, the bytes after it would be a request
+smuggled past the proxy; so each is answered with one JSON:API error and the
+connection is closed, and a request placed after it, which would create a
+job, must never be answered nor take effect. Both with a body (POST) and
+without (GET, and HEAD, whose
+answer has no body). `Upgrade` (h2c, WebSocket) is ignored on purpose: the API
+listener speaks HTTP/1.1 only (README, Decisions).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import socket
+from pathlib import Path
+
+import pytest
+import trio
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import JSONAPI, TOKEN_A
+from tests.test_limits import serving_daemon
+from tests.wire import (
+    exchange,
+    healthz_latency_s,
+    read_answer,
+    request,
+    socket_count,
+    sockets_back_to,
+    split_answers,
+)
+
+AUTH = f"Authorization: Bearer {TOKEN_A}"
+_JOB = json.dumps(
+    {
+        "data": {
+            "type": "job",
+            "id": "smuggled",
+            "attributes": {
+                "name": "smuggled",
+                "schedule": "0 0 1 1 *",
+                "configuration": {"url": "http://127.0.0.1:9/x"},
+            },
+        }
+    }
+).encode()
+SMUGGLED = request(
+    "POST",
+    "/api/v1/jobs",
+    AUTH,
+    f"Content-Type: {JSONAPI}",
+    f"Content-Length: {len(_JOB)}",
+    body=_JOB,
+)
+
+# (name, head lines after the request line and Host, body); the request line is added per method.
+FRAMING: list[tuple[str, list[str], bytes]] = [
+    ("cl-then-te", ["Content-Length: 5", "Transfer-Encoding: chunked"], b"0\r\n\r\n"),
+    ("te-then-cl", ["Transfer-Encoding: chunked", "Content-Length: 30"], b"0\r\n\r\n"),
+    ("cl-zero-with-te", ["Content-Length: 0", "Transfer-Encoding: chunked"], b"0\r\n\r\n"),
+    ("two-different-cl", ["Content-Length: 5", "Content-Length: 6"], b"hello!"),
+    ("cl-list", ["Content-Length: 5, 6"], b"hello!"),
+    ("cl-signed", ["Content-Length: +5"], b"hello"),
+    ("cl-hex", ["Content-Length: 0x5"], b"hello"),
+    ("te-identity", ["Transfer-Encoding: identity"], b""),
+    ("te-gzip-chunked", ["Transfer-Encoding: gzip, chunked"], b"0\r\n\r\n"),
+    ("te-chunked-identity", ["Transfer-Encoding: chunked, identity"], b"0\r\n\r\n"),
+    ("te-twice", ["Transfer-Encoding: chunked", "Transfer-Encoding: chunked"], b"0\r\n\r\n"),
+    ("te-folded", ["Transfer-Encoding:", " chunked"], b"0\r\n\r\n"),
+    ("fold-elsewhere", ["X-Note: a", "\tb", "Content-Length: 0"], b""),
+    ("space-before-colon", ["Transfer-Encoding : chunked"], b"0\r\n\r\n"),
+    ("te-vertical-tab", ["Transfer-Encoding:\x0bchunked"], b"0\r\n\r\n"),
+    ("nul-in-value", ["X-Note: a\x00b"], b""),
+    ("chunk-size-not-hex", ["Transfer-Encoding: chunked"], b"zz\r\nhello\r\n0\r\n\r\n"),
+    ("chunk-size-huge", ["Transfer-Encoding: chunked"], b"f" * 40 + b"\r\nx\r\n0\r\n\r\n"),
+    ("chunk-without-crlf", ["Transfer-Encoding: chunked"], b"5\r\nhelloXX0\r\n\r\n"),
+    ("chunk-size-negative", ["Transfer-Encoding: chunked"], b"-5\r\nhello\r\n0\r\n\r\n"),
+]
+
+
+def framed(method: str, lines: list[str], body: bytes, version: str = "1.1") -> bytes:
+    path = "/api/v1/jobs" if method == "POST" else "/healthz"
+    extra = [AUTH, f"Content-Type: {JSONAPI}"] if method == "POST" else []
+    return request(method, path, *extra, *lines, body=body, version=version)
+
+
+async def assert_refused_alone(live_host: str, port: int, raw: bytes, status: int) -> str:
+    """One error answer, then the connection closes; returns the error code."""
+    answers = split_answers(await exchange(live_host, port, raw + SMUGGLED))
+    assert len(answers) == 1, answers  # the smuggled request was never answered
+    (answer,) = answers
+    assert answer.status == status, answer
+    assert answer.headers["connection"] == "close", answer
+    if raw.startswith(b"HEAD ") and not answer.body:  # HEAD parsed: the answer, bodiless
+        assert answer.headers["content-type"] == JSONAPI, answer
+        return ""
+    return answer.error_code()
+
+
+@pytest.mark.parametrize("method", ["POST", "GET", "HEAD"])
+async def test_ambiguous_framing_is_refused_and_nothing_after_it_is_served(
+    tmp_path: Path, method: str
+) -> None:
+    async with serving_daemon(tmp_path) as live:
+        baseline = socket_count()
+        codes = {}
+        for name, lines, body in FRAMING:
+            raw = framed(method, lines, body)
+            codes[name] = await assert_refused_alone(live.host, live.port, raw, 400)
+        # HTTP/1.0 has no chunked coding: Transfer-Encoding there is faulty framing.
+        raw = framed(method, ["Transfer-Encoding: chunked"], b"0\r\n\r\n", version="1.0")
+        codes["te-in-1.0"] = await assert_refused_alone(live.host, live.port, raw, 400)
+        assert set(codes.values()) <= {"bad_framing", "bad_request", ""}, codes
+        async with live.client() as client:
+            assert (await client.get("/api/v1/jobs/smuggled")).status_code == 404
+            assert (await client.get("/api/v1/jobs")).json()["data"] == []
+        with trio.fail_after(5):
+            while socket_count() > baseline:
+                await trio.sleep(0.02)
+
+
+async def test_a_bad_chunk_after_the_app_started_is_refused_too(tmp_path: Path) -> None:
+    # The head was fine, so the app is already waiting for the body when the bad chunk comes.
+    async with serving_daemon(tmp_path) as live:
+        head = framed("POST", ["Transfer-Encoding: chunked"], b"")
+        async with await trio.open_tcp_stream(live.host, live.port) as stream:
+            await stream.send_all(head + b"5\r\nhello\r\n")
+            await trio.sleep(0.1)  # the app reads the first chunk
+            await stream.send_all(b"zz\r\n" + SMUGGLED)
+            answer = await read_answer(stream)
+            assert answer.status == 400 and answer.error_code() == "bad_request", answer
+            assert await stream.receive_some(65536) == b""
+        async with live.client() as client:
+            assert (await client.get("/api/v1/jobs/smuggled")).status_code == 404
+
+
+async def test_versions_other_than_http_1_are_refused(tmp_path: Path) -> None:
+    async with serving_daemon(tmp_path) as live:
+        preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # HTTP/2 with prior knowledge
+        for raw in (preface, *(request(m, "/healthz", version="2.0") for m in ("GET", "HEAD"))):
+            code = await assert_refused_alone(live.host, live.port, raw, 505)
+            assert code in {"http_version_not_supported", ""}
+
+
+@pytest.mark.parametrize(
+    "upgrade",
+    [
+        ["Connection: Upgrade, HTTP2-Settings", "Upgrade: h2c", "HTTP2-Settings: AAMAAABkAAQAAP__"],
+        [
+            "Connection: Upgrade",
+            "Upgrade: websocket",
+            "Sec-WebSocket-Version: 13",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        ],
+    ],
+    ids=["h2c", "websocket"],
+)
+async def test_upgrade_is_ignored_and_the_connection_stays_http_1_1(
+    tmp_path: Path, upgrade: list[str]
+) -> None:
+    async with serving_daemon(tmp_path) as live:
+        first = request("GET", "/healthz", *upgrade)
+        second = request("GET", "/api/v1/jobs", AUTH, "Connection: close")
+        answers = split_answers(await exchange(live.host, live.port, first + second))
+        assert [a.status for a in answers] == [200, 200], answers  # no 101, then HTTP/1.1 again
+        assert json.loads(answers[0].body) == {"meta": {"status": "ok"}}
+        assert json.loads(answers[1].body)["data"] == []
+
+
+# -- whatever bytes come, the daemon answers sanely and keeps serving -------------------
+
+_METHODS = [b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PRI", b"G\x00T"]
+_PATHS = [b"/healthz", b"/api/v1/jobs", b"/api/v1/jobs/x", b"/api/v1/openapi.json", b"*", b"/%ff"]
+_VERSIONS = [b"1.1", b"1.1", b"1.1", b"1.0", b"2.0", b"0.9"]
+_HEADERS = [
+    b"Content-Length: 5",
+    b"Content-Length: 0",
+    b"Content-Length: 5, 5",
+    b"Content-Length: -1",
+    b"Transfer-Encoding: chunked",
+    b"Transfer-Encoding: gzip",
+    b"Transfer-Encoding:\r\n chunked",
+    b"Expect: 100-continue",
+    b"Connection: close",
+    b"Connection: Upgrade",
+    b"Upgrade: h2c",
+    b"Upgrade: websocket",
+    AUTH.encode(),
+    f"Content-Type: {JSONAPI}".encode(),
+    b"X-Fold: a\r\n\tb",
+    b"Bad Header: x",
+    b"X-Long: " + b"a" * 5000,
+]
+_BODIES = [b"", b"hello", b"0\r\n\r\n", b"5\r\nhello\r\n0\r\n\r\n", b"zz\r\n", b"{}", _JOB]
+
+
+@st.composite
+def messages(draw: st.DrawFn) -> bytes:
+    method, path = draw(st.sampled_from(_METHODS)), draw(st.sampled_from(_PATHS))
+    line = b" ".join([method, path, b"HTTP/" + draw(st.sampled_from(_VERSIONS))])
+    headers = [b"Host: x", *draw(st.lists(st.sampled_from(_HEADERS), max_size=4))]
+    raw = b"\r\n".join([line, *headers]) + b"\r\n\r\n" + draw(st.sampled_from(_BODIES))
+    cut = draw(st.integers(0, 3))  # sometimes a message cut short, or plain noise
+    if cut == 0:
+        raw = raw[: draw(st.integers(0, len(raw)))]
+    elif cut == 1:
+        raw += draw(st.binary(max_size=16))
+    return raw
+
+
+def fuzz(host: str, port: int, problems: list[str]) -> None:
+    @settings(max_examples=60, deadline=None, database=None)
+    @example(  # once a crash: h11 refuses a body on the answer to HEAD
+        pipeline=[request("HEAD", "/healthz", "Content-Length: 1", "Transfer-Encoding: chunked")],
+        chunk=64,
+        ending="read",
+    )
+    @given(
+        pipeline=st.lists(messages(), min_size=1, max_size=4),
+        chunk=st.integers(1, 64),
+        ending=st.sampled_from(["leave", "half-close", "read"]),
+    )
+    def one(pipeline: list[bytes], chunk: int, ending: str) -> None:
+        raw = b"".join(pipeline)
+        received = b""
+        with socket.create_connection((host, port), timeout=5) as sock:
+            try:
+                for at in range(0, len(raw), chunk):
+                    sock.sendall(raw[at : at + chunk])
+                if ending == "half-close":
+                    sock.shutdown(socket.SHUT_WR)
+                if ending != "leave":
+                    sock.settimeout(0.15)
+                    while data := sock.recv(65536):
+                        received += data
+            except (TimeoutError, ConnectionError):
+                pass
+        statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", received)
+        if not received.startswith(b"HTTP/1.1 ") and received:
+            problems.append(f"not HTTP/1.1: {received[:200]!r} for {raw[:300]!r}")
+        if any(status.startswith(b"5") and status != b"505" for status in statuses):
+            problems.append(f"{statuses} for {raw[:300]!r}")
+
+    one()
+
+
+async def test_whatever_bytes_come_the_daemon_answers_sanely_and_keeps_serving(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = "keep_alive_timeout_s = 1\nbody_timeout_s = 1\nrequest_timeout_s = 2\n"
+    server += "write_timeout_s = 1\nmax_request_header_bytes = 4096\n"
+    async with serving_daemon(tmp_path, server) as live:
+        baseline = socket_count()
+        problems: list[str] = []
+        await trio.to_thread.run_sync(fuzz, live.host, live.port, problems)
+        assert not problems, problems[:10]
+        await sockets_back_to(baseline, timeout_s=10)
+        await healthz_latency_s(live.host, live.port)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, [r.getMessage() for r in errors]
