@@ -102,6 +102,7 @@ class SecretsConfig(Section):
 
 class SchedulerConfig(Section):
     workers: Annotated[int, Field(strict=True, ge=1, le=1024)] = 64
+    max_pending_runs: Annotated[int, Field(strict=True, ge=1, le=10_000_000)] = 10_000
     misfire_grace_s: Seconds = 60
     shutdown_grace_s: Seconds = 10
 

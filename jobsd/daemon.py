@@ -18,7 +18,7 @@ event) runs, in this order and without waiting in between:
    keep-alive connections are closed, and a request already being handled
    is answered with `Connection: close` (for up to `GRACEFUL_TIMEOUT_S`);
 3. the scheduler is cancelled: nothing new fires;
-4. the executors stop taking orders (queued runs stay PENDING in the
+4. the executors stop taking runs (queued runs stay PENDING in the
    database and run after the next start) and running requests get
    `shutdown_grace_s` to finish; those still running are then recorded
    FAILED/WORKER_LOST with an error that says so. The API drains meanwhile,
@@ -36,8 +36,13 @@ store, the scheduler and the API at their seams, and one `RequestSigner`
 (the key file's signing secrets, followed live) to the executors; an
 account that signs but has no secret stops the start (`ConfigError`).
 
-Start: systemd hears READY=1 only once `/healthz` answers 200 (the API is
-bound and every actor runs; `Lifecycle.mark_ready`). SIGHUP reloads
+Start: recovery first makes the record true (runs left RUNNING by a crash
+become FAILED/WORKER_LOST; `jobsd.store.recovery`); the executor pool then
+starts, and its dispatcher's first act is to read which accounts have
+PENDING runs, so runs committed before the restart reach the workers,
+oldest first per account, before anything new is fired or accepted
+(`jobsd.dispatch`). systemd hears READY=1 only once `/healthz` answers 200
+(the API is bound and every actor runs; `Lifecycle.mark_ready`). SIGHUP reloads
 accounts, plans and tokens (`jobsd.reload`). Signal handling and the stop's
 first step live in `jobsd.lifecycle`, the notify protocol in `jobsd.notify`.
 """
@@ -60,10 +65,12 @@ from jobsd.clock import Clock, to_us
 from jobsd.config import Config, load_config
 from jobsd.crypto import KeyRing
 from jobsd.delivery import Delivery, Resolver
+from jobsd.dispatch import Dispatcher, lane_depth
 from jobsd.errors import ConfigError
 from jobsd.executor import ExecutorPool
+from jobsd.fairqueue import account_cap
 from jobsd.lifecycle import Lifecycle, essential, run_signals, store_answers
-from jobsd.messages import CancelRun, JobChanged, RunOrder
+from jobsd.messages import CancelRun, JobChanged
 from jobsd.notify import Notifier, run_watchdog
 from jobsd.observer import Observer
 from jobsd.reload import Reloader, runs_included_now, signs_requests_now
@@ -75,7 +82,6 @@ from jobsd.store.recovery import recover
 
 log = logging.getLogger("jobsd")
 
-INTAKE_BUFFER = 10_000
 CHANGES_BUFFER = 1_024
 
 
@@ -87,12 +93,6 @@ class DaemonOptions:
     notifier: Notifier = field(default_factory=Notifier.from_environ)
     resolver: Resolver | None = None
     clock: Clock | None = None
-
-
-async def _feed(intake: trio.MemorySendChannel[RunOrder], run_ids: tuple[str, ...]) -> None:
-    """Hand the runs recovery found PENDING to the pool, oldest first."""
-    for run_id in run_ids:
-        await intake.send(RunOrder(run_id))
 
 
 async def _run_scheduler(
@@ -163,8 +163,6 @@ async def _serve(
         clock,
     )
     changes_tx, changes_rx = trio.open_memory_channel[JobChanged](CHANGES_BUFFER)
-    orders_tx, orders_rx = trio.open_memory_channel[RunOrder](config.scheduler.workers)
-    intake_tx, intake_rx = trio.open_memory_channel[RunOrder](INTAKE_BUFFER)
     cancels_tx, cancels_rx = trio.open_memory_channel[CancelRun](CHANGES_BUFFER)
     delivery = Delivery(
         AddressPolicy([str(n) for n in config.outbound.allow_cidrs]), resolver=options.resolver
@@ -185,34 +183,37 @@ async def _serve(
                 "recovery: %d runs lost in flight, %d canceled, %d pending to run",
                 recovery.lost,
                 recovery.canceled,
-                len(recovery.pending),
+                recovery.pending,
             )
         if lifecycle.stop.is_set():
             log.info("asked to stop while starting: not serving")
             return
+        workers = config.scheduler.workers
+        dispatcher = Dispatcher(
+            store.runs,
+            depth=lane_depth(workers),
+            cap=lambda: account_cap(workers, len(settings.config.accounts)),
+        )
         pool = ExecutorPool(
             store.runs,
             delivery,
             runs_included_now(settings),
-            workers=config.scheduler.workers,
-            orders=orders_rx,
-            forward_to=orders_tx,
-            intake=intake_rx,
+            workers=workers,
+            dispatcher=dispatcher,
             cancels=cancels_rx,
             signer=signer,
         )
         scheduler = Scheduler(
             store.runs,
             clock,
-            intake_tx,
+            dispatcher,
             changes_rx,
             misfire_grace_s=config.scheduler.misfire_grace_s,
             fired_late=observer.fired_late,
         )
-        ctx = ApiContext(store, settings, intake_tx, cancels_tx, lifecycle.health, observer)
+        ctx = ApiContext(store, settings, dispatcher, cancels_tx, lifecycle.health, observer)
         async with trio.open_nursery() as actors:
             await actors.start(essential, "executor pool", lifecycle, pool.run)
-            actors.start_soon(_feed, intake_tx, recovery.pending)
             await actors.start(
                 essential,
                 "retention",

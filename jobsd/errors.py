@@ -17,6 +17,7 @@
         ├── BadRequest         400 (bad query parameter or malformed JSON)
         ├── Unauthorized       401
         ├── PayloadTooLarge    413
+        ├── TooManyRequests    429 (an account's backlog of PENDING runs is full)
         └── UnsupportedMedia   415
 
 Exceptions propagate. They are caught in two places only: the per-run
@@ -158,6 +159,23 @@ def unauthorized(detail: str) -> ApiError:
 
 def payload_too_large(detail: str) -> ApiError:
     return _single(413, "payload_too_large", "Payload Too Large", detail)
+
+
+# What a refused run-now or rerun is told to wait: long enough for a backlog
+# at its bound to move, short enough that a client does not sit idle once it has.
+RETRY_AFTER_S = 5
+
+
+def too_many_pending(max_pending: int) -> ApiError:
+    err = _single(
+        429,
+        "too_many_pending_runs",
+        "Too Many Requests",
+        f"this account already has {max_pending} runs waiting to start (scheduler."
+        "max_pending_runs); no run was created. Retry once some have started, or cancel some",
+    )
+    err.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return err
 
 
 def unsupported_media(detail: str) -> ApiError:

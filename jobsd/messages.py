@@ -247,9 +247,13 @@ class JobChanged:
 
 @dataclass(frozen=True, slots=True)
 class RunOrder:
-    """A committed PENDING run for the executor pool to claim and perform."""
+    """A committed PENDING run for the executor pool to claim and perform.
+
+    `account_id` chooses its lane in the pool's fair queue (`jobsd.fairqueue`).
+    """
 
     run_id: str
+    account_id: str
 
 
 @dataclass(frozen=True, slots=True)

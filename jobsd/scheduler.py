@@ -16,10 +16,10 @@ even across crashes.
 Lateness policy (catch-up after downtime, one-offs fire late rather than
 never) lives in `jobsd.schedule.plan_fire`; this module only applies it.
 `fired_late(seconds)` hears how late each due job was acted on (the
-scheduler lag metric). `orders` is the executor pool's deep intake: runs are committed on time and
-wait there as PENDING (their `pending_duration_ms`); a backlog deeper than
-the intake buffer blocks `orders.send`, and only then does lateness show up
-as a late `created_at`.
+scheduler lag metric). `orders` is the executor pool's intake (`jobsd.dispatch`): handing a run
+over never waits, so slots are committed on time however deep any
+account's backlog is, and runs wait as PENDING where it shows
+(`pending_duration_ms`), each account in its own lane.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from typing import Protocol
 import trio
 
 from jobsd.clock import Clock, from_us, to_us
+from jobsd.dispatch import RunIntake
 from jobsd.messages import JobChanged, RunOrder
 from jobsd.schedule import Schedule, parse_schedule, plan_fire
 from jobsd.store.runs import DueJob, SlotFiring
@@ -50,7 +51,9 @@ Unit = tuple[int, str]  # (job pk, environment)
 class SlotStore(Protocol):
     async def due_before(self, until: datetime, limit: int) -> list[DueJob]: ...
 
-    async def fire_slots(self, firings: Sequence[SlotFiring]) -> list[tuple[bool, str | None]]: ...
+    async def fire_slots(
+        self, firings: Sequence[SlotFiring]
+    ) -> list[tuple[bool, RunOrder | None]]: ...
 
 
 class Scheduler:
@@ -58,7 +61,7 @@ class Scheduler:
         self,
         store: SlotStore,
         clock: Clock,
-        orders: trio.MemorySendChannel[RunOrder],
+        orders: RunIntake,
         changes: trio.MemoryReceiveChannel[JobChanged],
         *,
         misfire_grace_s: int,
@@ -163,8 +166,7 @@ class Scheduler:
         if not firings:
             return
         results = await self._store.fire_slots(firings)
-        run_ids: list[str] = []
-        for firing, (advanced, run_id) in zip(firings, results, strict=True):
+        for firing, (advanced, order) in zip(firings, results, strict=True):
             if advanced and self._fired_late is not None:
                 self._fired_late((now - firing.due).total_seconds())
             nxt = firing.next_run_at
@@ -173,7 +175,5 @@ class Scheduler:
                 self._wheel.add(unit, to_us(nxt))
             else:
                 self._forget(unit)
-            if run_id is not None:
-                run_ids.append(run_id)
-        for run_id in run_ids:
-            await self._orders.send(RunOrder(run_id))
+            if order is not None:
+                self._orders.offer(order)

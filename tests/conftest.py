@@ -7,7 +7,7 @@ Nothing is session-wide: every test gets its own SQLite file under
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,10 +34,16 @@ def config_text(
     runs_included: int = 100,
     active_jobs_limit: int = 5,
     max_timeout: int = 60,
+    workers: int = 4,
+    scheduler: str = "",
     extra: str = "",
     acme: str = "",
 ) -> str:
-    """`acme`: more keys for the account acme (api_version, environments, ...)."""
+    """Two accounts: acme (plan free) and other (plan big).
+
+    `scheduler`: more lines for [scheduler]; `acme`: more keys for the account
+    acme (api_version, environments, ...).
+    """
     return f"""
 [storage]
 path = "{tmp_path / "jobsd.sqlite3"}"
@@ -46,7 +52,8 @@ key_file = "{tmp_path / "secret.key"}"
 [server]
 listen = "127.0.0.1:0"
 [scheduler]
-workers = 4
+workers = {workers}
+{scheduler}
 [outbound]
 allow_cidrs = ["127.0.0.1/32"]
 [plans.free]
@@ -89,12 +96,22 @@ def job_doc(slug: str = "nightly", **attrs: Any) -> dict[str, Any]:
 
 
 @dataclass
+class RecordedIntake:
+    """Stands in for the executor pool's intake: what the API handed over, in order."""
+
+    orders: list[RunOrder] = field(default_factory=list)
+
+    def offer(self, order: RunOrder) -> None:
+        self.orders.append(order)
+
+
+@dataclass
 class Harness:
     client: Any
     ctx: ApiContext
     store: Store
     config: Config
-    orders: trio.MemoryReceiveChannel[RunOrder]
+    orders: RecordedIntake
     cancels: trio.MemoryReceiveChannel[CancelRun]
     changes: trio.MemoryReceiveChannel[JobChanged]
 
@@ -136,10 +153,10 @@ async def make_harness(tmp_path: Path, **config_kwargs: Any) -> AsyncIterator[Ha
     keyring = KeyRing.load_or_create(config.secrets.key_file)
     clock = Clock(datetime(2026, 6, 5, 2, 0, tzinfo=UTC))
     changes_tx, changes_rx = trio.open_memory_channel[JobChanged](10_000)
-    orders_tx, orders_rx = trio.open_memory_channel[RunOrder](10_000)
+    orders = RecordedIntake()
     cancels_tx, cancels_rx = trio.open_memory_channel[CancelRun](10_000)
     async with open_store(config.storage.path, keyring, clock, changes_tx) as store:
         health = Health(ready=True)
-        ctx = ApiContext(store, Settings(config), orders_tx, cancels_tx, health)
+        ctx = ApiContext(store, Settings(config), orders, cancels_tx, health)
         app = create_app(ctx)
-        yield Harness(app.test_client(), ctx, store, config, orders_rx, cancels_rx, changes_rx)
+        yield Harness(app.test_client(), ctx, store, config, orders, cancels_rx, changes_rx)

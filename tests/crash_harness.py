@@ -5,7 +5,10 @@ on the same database and key file after every kill), the target
 (tests/crash_target.py, which outlives every daemon and logs each request
 as it arrives), and this one, whose client thread keeps a steady load
 going: one-off jobs due over the next seconds, run-now, cancel and delete
-calls, and a few `* * * * *` jobs created up front. A round loads the
+calls, and a few `* * * * *` jobs created up front; every other round a
+second account floods run-now besides (tests/crash_flood.py: past its
+lanes and up to `max_pending_runs`, some callers hanging up right after
+sending). A round loads the
 daemon, kills it after a random delay, audits the file as the kill left it
 (read-only `sqlite3`), and restarts it; every third round also kills a
 daemon that is still starting (opening the store, recovering).
@@ -31,7 +34,10 @@ promise, "nothing lost, nothing doubled", spelled out on the file and log:
   and `staging`, and some one-offs target both;
 - every request the target logged is a run the database knows: SUCCEEDED,
   FAILED on the response, lost at a kill, or canceled while running; and
-  every run the target answered is in its log.
+  every run the target answered is in its log;
+- the flooding account never has more than `max_pending_runs` PENDING, and
+  every run it got committed, acknowledged or not (its caller hung up),
+  runs exactly once like any other: a flood strands nothing.
 """
 
 from __future__ import annotations
@@ -58,6 +64,13 @@ from jobsd.config import token_sha256
 from jobsd.schedule import InstantSchedule, parse_schedule
 from jobsd.store.recovery import LOST_ERROR
 from tests import conftest
+from tests.crash_flood import (
+    FLOOD_ACCOUNT,
+    FLOOD_TOKEN,
+    MAX_PENDING_RUNS,
+    FloodLoad,
+    create_flood_job,
+)
 from tests.daemon_process import DaemonProcess
 
 TOKEN = "jobsd_crash-test-token-for-account-crash"
@@ -86,6 +99,9 @@ class Ledger:
     delete_attempts: set[str] = field(default_factory=set)
     running_at_kill: set[str] = field(default_factory=set)
     pending_at_kill: set[str] = field(default_factory=set)
+    flood_runs: set[str] = field(default_factory=set)
+    flood_refused: int = 0
+    flood_hung_up: int = 0
     kills: int = 0
     startup_kills: int = 0
     term_kills: int = 0
@@ -124,6 +140,10 @@ class Stats:
     running_at_kill: int = 0
     pending_at_kill: int = 0
     unknown_calls: int = 0
+    flood_runs: int = 0
+    flood_accepted: int = 0
+    flood_refused: int = 0
+    flood_hung_up: int = 0
     elapsed_s: float = 0.0
 
     def summary(self) -> str:
@@ -136,7 +156,9 @@ class Stats:
             f"({self.late_one_offs} fired >1 s late after a restart), {self.cron_slots} cron "
             f"slots; acknowledged: {self.manual_runs} run-now, {self.canceled} cancels, "
             f"{self.deleted} deletes; {self.running_at_kill} runs RUNNING and "
-            f"{self.pending_at_kill} PENDING at a kill; {self.unknown_calls} calls cut short"
+            f"{self.pending_at_kill} PENDING at a kill; {self.unknown_calls} calls cut short; "
+            f"flood: {self.flood_runs} runs ({self.flood_accepted} acknowledged, "
+            f"{self.flood_refused} run-nows refused 429, {self.flood_hung_up} callers hung up)"
         )
 
 
@@ -194,6 +216,11 @@ def audit(snap: Snapshot, ledger: Ledger, *, final: bool) -> None:
     )
     doubled = [slot for slot, n in slots.items() if n > 1]
     assert not doubled, f"slots with more than one run: {doubled}"
+
+    flood_pending = snap.with_status("PENDING") & {
+        i for i, r in snap.runs.items() if r.get("account_id") == FLOOD_ACCOUNT
+    }
+    assert len(flood_pending) <= MAX_PENDING_RUNS, f"{len(flood_pending)} flood runs PENDING"
 
     started = sum(1 for r in snap.runs.values() if r["started_at_us"] is not None)
     assert snap.metered == started, f"usage says {snap.metered} runs, {started} started"
@@ -305,6 +332,9 @@ def check_final(snap: Snapshot, ledger: Ledger) -> None:
                     assert row["enabled"] == 0 and row["next_run_at_us"] is None, row
             if job["slug"] in ledger.one_offs:
                 assert ledger.one_offs[job["slug"]] == to_us(schedule.at)
+        elif job["deleted_at_us"] is None and not any(r["enabled"] for r in envs.values()):
+            # Paused everywhere (the flood's job, run-now only): it never fires.
+            assert not any(fired.values()), f"paused job {job['slug']} fired: {fired}"
         else:
             assert set(envs) == set(ENVS), f"cron job {job['slug']}: {envs}"
             for env, row in envs.items():
@@ -387,6 +417,8 @@ class Load:
                 )
             else:  # through 2026-06-04: in the default environment
                 r = client.post(f"/api/v1/jobs/{slug}/actions/run")
+            if r.status_code == 429 and r.headers.get("Retry-After"):
+                return  # its backlog is full (the flood takes workers): nothing committed
             if r.status_code != 200:
                 raise AssertionError(f"run now {slug}: {r.status_code} {r.text}")
             self.manual_runs.add(r.json()["data"]["id"])
@@ -522,17 +554,23 @@ class CrashHarness:
             assert r.status_code == 201, r.text
             self.ledger.crons.add(slug)
 
-    def kill_round(self, url: str, max_delay_s: float, *, term_first: bool = False) -> None:
+    def kill_round(
+        self, url: str, max_delay_s: float, *, term_first: bool = False, flood: bool = False
+    ) -> None:
         """Load the daemon at `url`, SIGKILL it at a random moment, audit the file.
 
         `term_first`: SIGTERM it first and SIGKILL it during the stop sequence,
-        as systemd does when `TimeoutStopSec` runs out.
+        as systemd does when `TimeoutStopSec` runs out. `flood`: the flood
+        account floods run-now meanwhile.
         """
         known = sorted(
             (self.ledger.crons | set(self.ledger.one_offs)) - self.ledger.delete_attempts
         )
         load = Load(url, self.target_url, random.Random(self.rng.random()), known)
         load.start()
+        flooding = FloodLoad(url, MAX_LOAD_S)
+        if flood:
+            flooding.start()
         daemon = self.daemon
         assert daemon is not None and daemon.proc is not None
         try:
@@ -544,6 +582,8 @@ class CrashHarness:
             daemon.kill9()
         finally:
             load.stop()
+            if flood:
+                flooding.stop()
         assert daemon.proc.returncode in (-signal.SIGKILL, 0), daemon.stderr()
         self.ledger.term_kills += term_first
         check_daemon_log(daemon.stderr())
@@ -553,7 +593,11 @@ class CrashHarness:
         self.ledger.canceled_runs |= load.canceled_runs
         self.ledger.deleted_jobs |= load.deleted_jobs
         self.ledger.delete_attempts |= load.delete_attempts
-        self.ledger.unknown_calls += load.unknown
+        self.ledger.unknown_calls += load.unknown + flooding.unknown
+        self.ledger.manual_runs |= flooding.accepted
+        self.ledger.flood_runs |= flooding.accepted
+        self.ledger.flood_refused += flooding.refused
+        self.ledger.flood_hung_up += flooding.hung_up
         self._audit_after_kill()
 
     def startup_kill(self) -> None:
@@ -661,6 +705,10 @@ class CrashHarness:
         stats.running_at_kill = len(self.ledger.running_at_kill)
         stats.pending_at_kill = len(self.ledger.pending_at_kill)
         stats.unknown_calls = self.ledger.unknown_calls
+        stats.flood_runs = sum(1 for r in snap.runs.values() if r["account_id"] == FLOOD_ACCOUNT)
+        stats.flood_accepted = len(self.ledger.flood_runs)
+        stats.flood_refused = self.ledger.flood_refused
+        stats.flood_hung_up = self.ledger.flood_hung_up
         stats.elapsed_s = time.monotonic() - self._started
         return stats
 
@@ -668,14 +716,16 @@ class CrashHarness:
 def run_crash_test(tmp_path: Path, *, rounds: int, max_delay_s: float, seed: int) -> Stats:
     """Create the cron jobs; `rounds` times load, kill, audit, restart; drain; audit.
 
-    Every fourth round kills the daemon during its SIGTERM stop sequence, and
-    every third also kills a daemon while it is still starting up.
+    Every fourth round kills the daemon during its SIGTERM stop sequence,
+    every third also kills a daemon while it is still starting up, and every
+    other round runs the flood beside the load.
     """
     with CrashHarness(tmp_path, seed=seed) as harness:
         url = harness.start_daemon()
         harness.create_crons(url)
+        create_flood_job(url, harness.target_url)
         for n in range(rounds):
-            harness.kill_round(url, max_delay_s, term_first=n % 4 == 3)
+            harness.kill_round(url, max_delay_s, term_first=n % 4 == 3, flood=n % 2 == 0)
             if n % 3 == 1:
                 harness.startup_kill()
             url = harness.start_daemon()
@@ -694,6 +744,7 @@ path = "{tmp_path / "jobsd.sqlite3"}"
 key_file = "{tmp_path / "secret.key"}"
 [scheduler]
 workers = {workers}
+max_pending_runs = {MAX_PENDING_RUNS}
 misfire_grace_s = 60
 shutdown_grace_s = 5
 [outbound]
@@ -707,4 +758,8 @@ id = "crash"
 plan = "unlimited"
 tokens_sha256 = ["{token_sha256(TOKEN)}"]
 environments = ["production", "staging"]
+[[accounts]]
+id = "{FLOOD_ACCOUNT}"
+plan = "unlimited"
+tokens_sha256 = ["{token_sha256(FLOOD_TOKEN)}"]
 """

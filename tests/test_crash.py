@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.crash_flood import FLOOD_ACCOUNT, MAX_PENDING_RUNS
 from tests.crash_harness import Ledger, Snapshot, audit, run_crash_test
 
 US = 1_000_000
@@ -92,6 +93,15 @@ def test_the_audit_refuses_a_broken_record(snap: Snapshot, complaint: str) -> No
         audit(snap, Ledger(), final=False)
 
 
+def test_the_audit_refuses_a_flood_past_its_bound() -> None:
+    flood = [
+        _run(f"f{n}", "PENDING", account_id=FLOOD_ACCOUNT) for n in range(MAX_PENDING_RUNS + 1)
+    ]
+    audit(_snapshot(*flood[:-1]), Ledger(), final=False)
+    with pytest.raises(AssertionError, match="flood runs PENDING"):
+        audit(_snapshot(*flood), Ledger(), final=False)
+
+
 def test_the_final_audit_refuses_lost_and_unexplained_runs() -> None:
     lost = _run("a", "FAILED", failure_reason="WORKER_LOST", error="x")
     with pytest.raises(AssertionError, match="WORKER_LOST 1 vs RUNNING at a kill 0"):
@@ -110,7 +120,7 @@ def test_sigkill_under_load_loses_and_doubles_nothing(tmp_path: Path) -> None:
     seed = _seed()
     stats = run_crash_test(tmp_path, rounds=4, max_delay_s=1.5, seed=seed)
     print(f"crash test (seed {seed}): {stats.summary()}")
-    assert stats.rounds == 4 and stats.requests > 0
+    assert stats.rounds == 4 and stats.requests > 0 and stats.flood_accepted > 0
 
 
 @pytest.mark.slow
@@ -120,3 +130,5 @@ def test_sigkill_many_times(tmp_path: Path) -> None:
     stats = run_crash_test(tmp_path, rounds=rounds, max_delay_s=2.5, seed=seed)
     print(f"crash test (seed {seed}): {stats.summary()}")
     assert stats.rounds == rounds and stats.requests > 0
+    # Over this many rounds the flood reaches its bound and callers hang up mid-flood.
+    assert stats.flood_refused > 0 and stats.flood_hung_up > 0

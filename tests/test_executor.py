@@ -12,7 +12,9 @@ import trio
 
 from jobsd.clock import Clock
 from jobsd.crypto import KeyRing
+from jobsd.dispatch import Dispatcher
 from jobsd.executor import ExecutorPool
+from jobsd.fairqueue import account_cap
 from jobsd.messages import CancelRun, HttpConfig, Outcome, RunOrder
 from jobsd.runs import FailureReason, RunStatus
 from jobsd.store import Store, open_store
@@ -23,28 +25,50 @@ SPEC = seed_job("j", "j", None, False, "now", HttpConfig(url="https://example.in
 
 
 class GatedPerformer:
-    """Holds every request until released; records the peak concurrency."""
+    """Holds each request until released (one by one, or all); records who ran, and peaks."""
 
     def __init__(self) -> None:
         self.active = 0
         self.peak = 0
-        self.started = 0
-        self.release = trio.Event()
+        self.started: list[str] = []  # run ids, in the order their requests began
+        self.running: dict[str, trio.Event] = {}
+        self.released = False
         self.fail_with: Exception | None = None
+
+    def release_all(self) -> None:
+        self.released = True
+        for gate in self.running.values():
+            gate.set()
+
+    def release(self, run_id: str) -> None:
+        self.running[run_id].set()
 
     async def perform(
         self, config: HttpConfig, *, stamp: Sequence[tuple[str, str]] = ()
     ) -> Outcome:
+        run_id = dict(stamp)["X-Jobsd-Run-Id"]
+        gate = self.running[run_id] = trio.Event()
+        if self.released:
+            gate.set()
         self.active += 1
-        self.started += 1
+        self.started.append(run_id)
         self.peak = max(self.peak, self.active)
         try:
             if self.fail_with is not None:
                 raise self.fail_with
-            await self.release.wait()
+            await gate.wait()
             return Outcome(RunStatus.SUCCEEDED, None, None, {"method": "POST"}, {"status": 200})
         finally:
             self.active -= 1
+            del self.running[run_id]
+
+
+async def enqueue(store: Store, account: str) -> str:
+    """Commit one manual run of job `j` (no backlog bound), without handing it over."""
+    run = await store.runs.enqueue_manual(
+        account, "j", ENV, require_enabled=False, max_pending=10**6
+    )
+    return run.id
 
 
 @dataclass
@@ -52,21 +76,22 @@ class PoolRig:
     store: Store
     performer: GatedPerformer
     pool: ExecutorPool
+    dispatcher: Dispatcher
     cancels: trio.MemorySendChannel[CancelRun]
-    _intake: trio.MemorySendChannel[RunOrder]
 
-    async def submit(self, count: int) -> list[str]:
-        """Enqueue `count` manual runs and hand them to the pool, in order."""
-        ids = [
-            (await self.store.runs.enqueue_manual("acme", "j", ENV, require_enabled=False)).id
-            for _ in range(count)
-        ]
+    async def commit(self, count: int, account: str = "acme") -> list[str]:
+        """Commit `count` manual runs without handing them over (the store alone knows)."""
+        return [await enqueue(self.store, account) for _ in range(count)]
+
+    async def submit(self, count: int, account: str = "acme") -> list[str]:
+        """Commit `count` manual runs and hand them to the pool, in order."""
+        ids = await self.commit(count, account)
         for run_id in ids:
-            await self._intake.send(RunOrder(run_id))
+            self.dispatcher.offer(RunOrder(run_id, account))
         return ids
 
-    async def statuses(self, ids: list[str]) -> list[RunStatus]:
-        return [(await self.store.runs.get_run("acme", i)).status for i in ids]
+    async def statuses(self, ids: list[str], account: str = "acme") -> list[RunStatus]:
+        return [(await self.store.runs.get_run(account, i)).status for i in ids]
 
     async def until_active(self, count: int) -> None:
         with trio.fail_after(10):
@@ -75,27 +100,45 @@ class PoolRig:
 
 
 @asynccontextmanager
-async def pool_rig(tmp_path: Path, workers: int) -> AsyncIterator[PoolRig]:
-    """A real store with one job, and a pool of `workers` over a GatedPerformer."""
+async def pool_rig(
+    tmp_path: Path,
+    workers: int,
+    *,
+    accounts: tuple[str, ...] = ("acme",),
+    depth: int = 16,
+    sweep_s: float = 5.0,
+    pending_at_start: int = 0,
+) -> AsyncIterator[PoolRig]:
+    """A real store with job `j` in each account, and a pool over a GatedPerformer.
+
+    `pending_at_start` manual runs of the first account are committed before the
+    pool starts, as recovery leaves them after a restart.
+    """
     keyring = KeyRing.load_or_create(tmp_path / "k")
     async with open_store(tmp_path / "db", keyring, Clock(T0)) as store, trio.open_nursery() as n:
-        await create_job(store, "acme", SPEC, -1)
+        for account in accounts:
+            await create_job(store, account, SPEC, -1)
+        for _ in range(pending_at_start):
+            await enqueue(store, accounts[0])
         performer = GatedPerformer()
-        orders_tx, orders_rx = trio.open_memory_channel[RunOrder](workers)
-        intake_tx, intake_rx = trio.open_memory_channel[RunOrder](10_000)
         cancels_tx, cancels_rx = trio.open_memory_channel[CancelRun](100)
+        dispatcher = Dispatcher(
+            store.runs,
+            depth=depth,
+            cap=lambda: account_cap(workers, len(accounts)),
+            sweep_s=sweep_s,
+        )
         pool = ExecutorPool(
             store.runs,
             performer,
             lambda _: -1,
             workers=workers,
-            orders=orders_rx,
-            forward_to=orders_tx,
-            intake=intake_rx,
+            dispatcher=dispatcher,
             cancels=cancels_rx,
         )
+        rig = PoolRig(store, performer, pool, dispatcher, cancels_tx)
         await n.start(pool.run)
-        yield PoolRig(store, performer, pool, cancels_tx, intake_tx)
+        yield rig
         n.cancel_scope.cancel()
 
 
@@ -107,7 +150,7 @@ async def test_at_most_workers_running(tmp_path: Path) -> None:
         found = await rig.statuses(ids)
         assert found.count(RunStatus.RUNNING) == 3 and found.count(RunStatus.PENDING) == 7
         assert rig.performer.peak == 3
-        rig.performer.release.set()
+        rig.performer.release_all()
         with trio.fail_after(10):
             while (await rig.statuses(ids)).count(RunStatus.SUCCEEDED) < 10:
                 await trio.sleep(0.02)
@@ -128,7 +171,7 @@ async def test_cancel_running_and_pending(tmp_path: Path) -> None:
             while rig.performer.active:
                 await trio.sleep(0.01)
         await trio.sleep(0.2)
-        assert rig.performer.started == 1
+        assert rig.performer.started == [running]
         assert await rig.statuses([running, waiting]) == [RunStatus.CANCELED] * 2
         await rig.pool.stop(1)
 

@@ -24,6 +24,7 @@ from jobsd.messages import JobChanged, RunOrder
 from jobsd.schedule import first_fire, parse_schedule
 from jobsd.scheduler import FIRE_BATCH, Scheduler
 from jobsd.store.runs import DueJob, SlotFiring
+from tests.conftest import RecordedIntake
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -69,11 +70,13 @@ class MemorySlots:
         )
         return due[:limit]
 
-    async def fire_slots(self, firings: Sequence[SlotFiring]) -> list[tuple[bool, str | None]]:
+    async def fire_slots(
+        self, firings: Sequence[SlotFiring]
+    ) -> list[tuple[bool, RunOrder | None]]:
         self.transactions += 1
         return [self.fire(f) for f in firings]
 
-    def fire(self, f: SlotFiring) -> tuple[bool, str | None]:
+    def fire(self, f: SlotFiring) -> tuple[bool, RunOrder | None]:
         unit = (f.job_pk, f.environment)
         schedule, current = self.jobs.get(unit, ("", None))
         if current != f.due:
@@ -84,7 +87,7 @@ class MemorySlots:
         self.slots.add((*unit, f.slot))
         self.fired.append((f.job_pk, f.slot, self.clock.now()))
         self.fired_in.append(f.environment)
-        return True, f"run-{len(self.fired)}"
+        return True, RunOrder(f"run-{len(self.fired)}", "acme")
 
 
 @dataclass
@@ -125,26 +128,20 @@ async def rig(
     for pk, schedule, next_run_at in jobs:
         store.put(pk, schedule, next_run_at, timezone)
     changes_tx, changes_rx = trio.open_memory_channel[JobChanged](100)
-    orders_tx, orders_rx = trio.open_memory_channel[RunOrder](64)
-    orders: list[RunOrder] = []
+    intake = RecordedIntake()
     scheduler = Scheduler(
         store,
         clock,
-        orders_tx,
+        intake,
         changes_rx,
         misfire_grace_s=grace_s,
         horizon_s=horizon_s,
         refill_limit=limit,
     )
 
-    async def drain() -> None:
-        async for order in orders_rx:
-            orders.append(order)
-
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(drain)
         await nursery.start(scheduler.run)
-        yield Rig(store, scheduler, changes_tx, orders, clock)
+        yield Rig(store, scheduler, changes_tx, intake.orders, clock)
         nursery.cancel_scope.cancel()
 
 

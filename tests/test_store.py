@@ -96,8 +96,8 @@ async def test_slot_fires_at_most_once(tmp_path: Path) -> None:
         due = next_run(job)
         assert due == T0 + timedelta(minutes=5)
         nxt = due + timedelta(minutes=5)
-        advanced, run_id = await store.runs.fire_slot(job.pk, due=due, slot=due, next_run_at=nxt)
-        assert advanced and run_id
+        advanced, order = await store.runs.fire_slot(job.pk, due=due, slot=due, next_run_at=nxt)
+        assert advanced and order is not None and order.account_id == "acme"
         # The same slot again (a stale scheduler view): nothing happens.
         assert await store.runs.fire_slot(job.pk, due=due, slot=due, next_run_at=nxt) == (
             False,
@@ -109,16 +109,16 @@ async def test_slot_fires_at_most_once(tmp_path: Path) -> None:
         advanced, again = await store.runs.fire_slot(job.pk, due=due, slot=due, next_run_at=nxt)
         assert advanced and again is None
         runs, _ = await store.runs.list_runs("acme", slug=None, after_seq=None, limit=10)
-        assert len(runs) == 1 and runs[0].scheduled_for == due
+        assert [(r.id, r.scheduled_for) for r in runs] == [(order.run_id, due)]
 
 
 async def test_one_off_disables_itself(tmp_path: Path) -> None:
     async with open_store(tmp_path / "db", keyring(tmp_path), Clock(T0)) as store:
         job = await create_job(store, "acme", spec(schedule="2026-06-05T03:00:00Z"), -1)
-        advanced, run_id = await store.runs.fire_slot(
+        advanced, order = await store.runs.fire_slot(
             job.pk, due=next_run(job), slot=next_run(job), next_run_at=None
         )
-        assert advanced and run_id
+        assert advanced and order is not None
         fresh = await store.jobs.get_job("acme", "job")
         assert not enabled(fresh) and next_run(fresh) is None
         assert (await store.jobs.usage("acme", "2026-06", JobCounting(ENV)))[1] == 0
@@ -127,8 +127,8 @@ async def test_one_off_disables_itself(tmp_path: Path) -> None:
 async def test_claim_meters_and_refuses_over_quota(tmp_path: Path) -> None:
     async with open_store(tmp_path / "db", keyring(tmp_path), Clock(T0)) as store:
         await create_job(store, "acme", spec(), -1)
-        first = await store.runs.enqueue_manual("acme", "job", ENV, require_enabled=False)
-        second = await store.runs.enqueue_manual("acme", "job", ENV, require_enabled=False)
+        first = await store.runs.enqueue_manual("acme", "job", ENV, require_enabled=False, max_pending=100)
+        second = await store.runs.enqueue_manual("acme", "job", ENV, require_enabled=False, max_pending=100)
         claim = await store.runs.claim(first.id, lambda _: 1)
         assert claim is not None and claim.config is not None
         assert claim.config.headers[0].value == SECRET
@@ -150,7 +150,7 @@ async def test_claim_meters_and_refuses_over_quota(tmp_path: Path) -> None:
 async def test_cancel_rules(tmp_path: Path) -> None:
     async with open_store(tmp_path / "db", keyring(tmp_path), Clock(T0)) as store:
         await create_job(store, "acme", spec(), -1)
-        pending = await store.runs.enqueue_manual("acme", "job", ENV, require_enabled=False)
+        pending = await store.runs.enqueue_manual("acme", "job", ENV, require_enabled=False, max_pending=100)
         run, was_running = await store.runs.cancel_run("acme", pending.id)
         assert run.status is RunStatus.CANCELED and not was_running
         assert await store.runs.claim(pending.id, lambda _: -1) is None
@@ -160,7 +160,7 @@ async def test_cancel_rules(tmp_path: Path) -> None:
         with pytest.raises(ApiError) as err:
             await store.runs.cancel_run("other", pending.id)
         assert err.value.status == 404
-        running = await store.runs.enqueue_manual("acme", "job", ENV, require_enabled=False)
+        running = await store.runs.enqueue_manual("acme", "job", ENV, require_enabled=False, max_pending=100)
         await store.runs.claim(running.id, lambda _: -1)
         run, was_running = await store.runs.cancel_run("acme", running.id)
         assert was_running and run.status is RunStatus.CANCELED
@@ -169,24 +169,56 @@ async def test_cancel_rules(tmp_path: Path) -> None:
 async def test_rerun_of_deleted_job_is_409_even_if_slug_reused(tmp_path: Path) -> None:
     async with open_store(tmp_path / "db", keyring(tmp_path), Clock(T0)) as store:
         await create_job(store, "acme", spec(), -1)
-        old = await store.runs.enqueue_manual("acme", "job", ENV, require_enabled=False)
-        rerun = await store.runs.enqueue_rerun("acme", old.id)
+        old = await store.runs.enqueue_manual("acme", "job", ENV, require_enabled=False, max_pending=100)
+        rerun = await store.runs.enqueue_rerun("acme", old.id, max_pending=100)
         assert rerun.rerun_of == old.id
         await store.jobs.delete_job("acme", "job")
         await create_job(store, "acme", spec(), -1)
         with pytest.raises(ApiError) as err:
-            await store.runs.enqueue_rerun("acme", old.id)
+            await store.runs.enqueue_rerun("acme", old.id, max_pending=100)
         assert err.value.status == 409
+
+
+async def test_an_account_backlog_is_bounded(tmp_path: Path) -> None:
+    """Past `max_pending` PENDING runs, run-now and rerun are 429 and change nothing;
+    another account is not affected, and a run that starts makes room."""
+    async with open_store(tmp_path / "db", keyring(tmp_path), Clock(T0)) as store:
+        for account in ("acme", "zeta"):
+            await create_job(store, account, spec(), -1)
+
+        async def run_now(account: str) -> str:
+            run = await store.runs.enqueue_manual(
+                account, "job", ENV, require_enabled=False, max_pending=3
+            )
+            return run.id
+
+        first = [await run_now("acme") for _ in range(3)]
+        for refused in (
+            run_now("acme"),
+            store.runs.enqueue_rerun("acme", first[0], max_pending=3),
+        ):
+            with pytest.raises(ApiError) as err:
+                await refused
+            assert err.value.status == 429 and err.value.headers == {"Retry-After": "5"}
+            assert err.value.items[0].code == "too_many_pending_runs"
+        assert await store.runs.oldest_pending("acme", 10) == first
+        await run_now("zeta")
+        await store.runs.claim(first[0], lambda _: -1)
+        await run_now("acme")
+        assert len(await store.runs.oldest_pending("acme", 10)) == 3
 
 
 async def test_recovery(tmp_path: Path) -> None:
     async with open_store(tmp_path / "db", keyring(tmp_path), Clock(T0)) as store:
         await create_job(store, "acme", spec(), -1)
-        lost = await store.runs.enqueue_manual("acme", "job", ENV, require_enabled=False)
+        lost = await store.runs.enqueue_manual("acme", "job", ENV, require_enabled=False, max_pending=100)
         await store.runs.claim(lost.id, lambda _: -1)
-        waiting = await store.runs.enqueue_manual("acme", "job", ENV, require_enabled=False)
+        waiting = await store.runs.enqueue_manual("acme", "job", ENV, require_enabled=False, max_pending=100)
         report = await recover(store.engine, to_us(T0))
-        assert report.lost == 1 and report.pending == (waiting.id,)
+        assert report.lost == 1 and report.pending == 1
+        # What is left PENDING is what the dispatcher reads back, oldest first.
+        assert await store.runs.pending_accounts(10) == ["acme"]
+        assert await store.runs.oldest_pending("acme", 10) == [waiting.id]
         run = await store.runs.get_run("acme", lost.id)
         assert run.failure_reason is FailureReason.WORKER_LOST and run.finished_at is not None
 

@@ -1,9 +1,11 @@
 """What the API actor is given: the store, the live config, the channels.
 
 The API never touches SQLite or httpx itself. It writes through the store
-and hands work to the executors over channels; `Settings` is the one
-reference the daemon swaps on a config reload (SIGHUP), read whole by each
-request so a request never sees half of an old config and half of a new.
+and hands work to the executors: committed runs through the pool's intake,
+which never waits (`jobsd.dispatch`), cancels over a channel. `Settings` is
+the one reference the daemon swaps on a config reload (SIGHUP), read whole
+by each request so a request never sees half of an old config and half of
+a new.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import TYPE_CHECKING
 import trio
 
 from jobsd.config import Config
-from jobsd.messages import CancelRun, RunOrder
+from jobsd.dispatch import RunIntake
+from jobsd.messages import CancelRun
 from jobsd.store import Store
 
 if TYPE_CHECKING:
@@ -38,7 +41,7 @@ class Health:
 class ApiContext:
     store: Store
     settings: Settings
-    orders: trio.MemorySendChannel[RunOrder]
+    orders: RunIntake
     cancels: trio.MemorySendChannel[CancelRun]
     health: Health = field(default_factory=Health)
     observer: Observer | None = None  # metrics and request logs; None in app-only tests

@@ -87,9 +87,14 @@ def jobs_blueprint(ctx: ApiContext) -> Blueprint:
         body = await jsonapi.optional_json_body() if version.run_now_body else None
         environment, require_enabled = version.run_now_target(job, body, caller)
         run = await ctx.store.runs.enqueue_manual(
-            caller.id, slug, environment, require_enabled=require_enabled, kinds=version.kinds
+            caller.id,
+            slug,
+            environment,
+            require_enabled=require_enabled,
+            kinds=version.kinds,
+            max_pending=ctx.settings.config.scheduler.max_pending_runs,
         )
-        await ctx.orders.send(RunOrder(run.id))
+        ctx.orders.offer(RunOrder(run.id, run.account_id))  # never waits: see jobsd.dispatch
         return jsonapi.document({"data": version.render_run(run)})
 
     return bp

@@ -103,9 +103,13 @@ def runs_blueprint(ctx: ApiContext) -> Blueprint:
     async def rerun_run(run_id: str) -> Response:
         caller = current_account(ctx)
         run = await ctx.store.runs.enqueue_rerun(
-            caller.id, _run_id(run_id), visible=caller.scope, configured=caller.environments
+            caller.id,
+            _run_id(run_id),
+            visible=caller.scope,
+            configured=caller.environments,
+            max_pending=ctx.settings.config.scheduler.max_pending_runs,
         )
-        await ctx.orders.send(RunOrder(run.id))
+        ctx.orders.offer(RunOrder(run.id, run.account_id))  # never waits: see jobsd.dispatch
         return jsonapi.document({"data": dialect(caller.version).render_run(run)})
 
     return bp

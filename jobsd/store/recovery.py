@@ -3,8 +3,11 @@
 Runs left RUNNING were in flight when the process died: nobody knows whether
 their request completed, so they become FAILED/WORKER_LOST (never silently
 retried, never lost). Runs left PENDING were committed but never started:
-they are returned to be executed now, except those whose job was deleted,
-which become CANCELED. Missed cron slots and late one-offs need nothing
+they stay PENDING and are executed now (the executor pool's dispatcher
+reads them from the store at start, account by account, oldest first:
+`jobsd.dispatch`), except those whose job was deleted, which become
+CANCELED. Recovery only counts them, so a backlog of any depth costs it no
+memory. Missed cron slots and late one-offs need nothing
 here: their `next_run_at` is in the past and the scheduler's catch-up rule
 (`jobsd.schedule.plan_fire`) decides on the first pass.
 """
@@ -24,7 +27,7 @@ LOST_ERROR = "the daemon stopped while this run's request was in flight (crash o
 class Recovery:
     lost: int
     canceled: int
-    pending: tuple[str, ...]
+    pending: int
 
 
 def recover_tx(conn: sqlite3.Connection, now_us: int) -> Recovery:
@@ -40,9 +43,7 @@ def recover_tx(conn: sqlite3.Connection, now_us: int) -> Recovery:
         "AND job_id IN (SELECT id FROM jobs WHERE deleted_at_us IS NOT NULL)",
         (now_us,),
     ).rowcount
-    pending = tuple(
-        str(r[0]) for r in conn.execute("SELECT id FROM runs WHERE status = 'PENDING' ORDER BY seq")
-    )
+    pending = int(conn.execute("SELECT count(*) FROM runs WHERE status = 'PENDING'").fetchone()[0])
     return Recovery(lost=lost, canceled=canceled, pending=pending)
 
 

@@ -21,7 +21,7 @@ from jobsd import errors
 from jobsd.clock import Clock, from_us, iso, month_of, to_us
 from jobsd.config import DEFAULT_ENVIRONMENT
 from jobsd.errors import SealError
-from jobsd.messages import OWN_HEADER_PREFIX, HttpConfig, JobKind, Outcome, Run
+from jobsd.messages import OWN_HEADER_PREFIX, HttpConfig, JobKind, Outcome, Run, RunOrder
 from jobsd.plans import may_meter
 from jobsd.runs import RunStatus, Trigger
 from jobsd.store import jobs_sql, runs_sql
@@ -93,11 +93,13 @@ class RunStore:
         environment: str,
         *,
         require_enabled: bool,
+        max_pending: int,
         kinds: Collection[JobKind] = frozenset(JobKind),
     ) -> Run:
         """A MANUAL run in `environment`; 409 when `require_enabled` and it is not enabled there.
 
-        404 for a job that is not live or whose kind is not among `kinds`.
+        404 for a job that is not live or whose kind is not among `kinds`; 429
+        while the account has `max_pending` runs PENDING.
         """
         now_us = to_us(self._clock.now())
 
@@ -113,6 +115,7 @@ class RunStore:
                         f"job '{slug}' is not enabled in {environment}; enable it there "
                         "(environments.<name>.enabled) or name an environment it is enabled in",
                     )
+            _check_backlog(conn, account_id, max_pending)
             run_id = runs_sql.insert(
                 conn,
                 account_id=account_id,
@@ -132,10 +135,14 @@ class RunStore:
         account_id: str,
         source_id: str,
         *,
+        max_pending: int,
         visible: Collection[str] | None = None,
         configured: Collection[str] | None = None,
     ) -> Run:
-        """A RERUN in the source run's environment; 404 for a run outside `visible`."""
+        """A RERUN in the source run's environment; 404 for a run outside `visible`.
+
+        429 while the account has `max_pending` runs PENDING.
+        """
         now_us = to_us(self._clock.now())
 
         def tx(conn: sqlite3.Connection) -> Run:
@@ -156,6 +163,7 @@ class RunStore:
                     f"run {source_id} ran in {environment}, which the account's config no "
                     "longer lists; a rerun runs where its source ran",
                 )
+            _check_backlog(conn, account_id, max_pending)
             run_id = runs_sql.insert(
                 conn,
                 account_id=account_id,
@@ -251,28 +259,39 @@ class RunStore:
         slot: datetime | None,
         next_run_at: datetime | None,
         environment: str = DEFAULT_ENVIRONMENT,
-    ) -> tuple[bool, str | None]:
+    ) -> tuple[bool, RunOrder | None]:
         """One `fire_slots` firing; see there."""
         (result,) = await self.fire_slots([SlotFiring(job_pk, environment, due, slot, next_run_at)])
         return result
 
-    async def fire_slots(self, firings: Sequence[SlotFiring]) -> list[tuple[bool, str | None]]:
+    async def fire_slots(
+        self, firings: Sequence[SlotFiring]
+    ) -> list[tuple[bool, RunOrder | None]]:
         """Advance due (job, environment)s and insert their SCHEDULE runs, in one transaction.
 
         For each firing nothing happens unless the job is still enabled in
         that environment, live and due there at `due` (the scheduler's view
         may be stale): then (False, None). A run is not inserted when its
         (job, environment, slot) already has one. Returns,
-        per firing, whether the job advanced and the new run's id. One
-        transaction for a whole batch is what lets thousands of jobs due at
-        the same instant fire in milliseconds rather than a commit each.
+        per firing, whether the job advanced and the new run, as the order
+        the scheduler hands over. One transaction for a whole batch is what
+        lets thousands of jobs due at the same instant fire in milliseconds
+        rather than a commit each.
         """
         now_us = to_us(self._clock.now())
 
-        def tx(conn: sqlite3.Connection) -> list[tuple[bool, str | None]]:
+        def tx(conn: sqlite3.Connection) -> list[tuple[bool, RunOrder | None]]:
             return [_fire(conn, firing, now_us) for firing in firings]
 
         return await self._engine.write(tx)
+
+    # -- the dispatcher ---------------------------------------------------------
+
+    async def pending_accounts(self, limit: int) -> list[str]:
+        return await self._engine.read(lambda c: runs_sql.pending_accounts(c, limit))
+
+    async def oldest_pending(self, account_id: str, limit: int) -> list[str]:
+        return await self._engine.read(lambda c: runs_sql.oldest_pending(c, account_id, limit))
 
     # -- executors --------------------------------------------------------------
 
@@ -366,7 +385,14 @@ def _fail_unopenable(
     )
 
 
-def _fire(conn: sqlite3.Connection, firing: SlotFiring, now_us: int) -> tuple[bool, str | None]:
+def _check_backlog(conn: sqlite3.Connection, account_id: str, max_pending: int) -> None:
+    if runs_sql.pending_count(conn, account_id) >= max_pending:
+        raise errors.too_many_pending(max_pending)
+
+
+def _fire(
+    conn: sqlite3.Connection, firing: SlotFiring, now_us: int
+) -> tuple[bool, RunOrder | None]:
     next_us = None if firing.next_run_at is None else to_us(firing.next_run_at)
     # A deleted job has no environment rows, so liveness needs no join.
     cur = conn.execute(
@@ -381,7 +407,7 @@ def _fire(conn: sqlite3.Connection, firing: SlotFiring, now_us: int) -> tuple[bo
         return True, None
     job = jobs_sql.row_by_pk(conn, firing.job_pk)
     assert job is not None
-    return True, runs_sql.insert(
+    run_id = runs_sql.insert(
         conn,
         account_id=job["account_id"],
         job_pk=firing.job_pk,
@@ -391,6 +417,7 @@ def _fire(conn: sqlite3.Connection, firing: SlotFiring, now_us: int) -> tuple[bo
         created_at_us=now_us,
         scheduled_for_us=to_us(firing.slot),
     )
+    return True, None if run_id is None else RunOrder(run_id, str(job["account_id"]))
 
 
 def _fetch(conn: sqlite3.Connection, run_id: str) -> Run:

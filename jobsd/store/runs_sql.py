@@ -289,3 +289,36 @@ def runs_used(conn: sqlite3.Connection, account_id: str, period: str) -> int:
         "SELECT runs_used FROM usage WHERE account_id = ? AND period = ?", (account_id, period)
     ).fetchone()
     return 0 if row is None else int(row[0])
+
+
+# -- the durable queue: PENDING runs per account, on the `runs_pending` index ------
+
+
+def pending_count(conn: sqlite3.Connection, account_id: str) -> int:
+    row = conn.execute(
+        "SELECT count(*) FROM runs WHERE account_id = ? AND status = 'PENDING'", (account_id,)
+    ).fetchone()
+    return int(row[0])
+
+
+def oldest_pending(conn: sqlite3.Connection, account_id: str, limit: int) -> list[str]:
+    return [
+        str(r[0])
+        for r in conn.execute(
+            "SELECT id FROM runs WHERE account_id = ? AND status = 'PENDING' ORDER BY seq LIMIT ?",
+            (account_id, limit),
+        )
+    ]
+
+
+def pending_accounts(conn: sqlite3.Connection, limit: int) -> list[str]:
+    """Accounts with PENDING runs: one index seek each, however many runs wait."""
+    accounts: list[str] = []
+    row = conn.execute("SELECT min(account_id) FROM runs WHERE status = 'PENDING'").fetchone()
+    while row is not None and row[0] is not None and len(accounts) < limit:
+        accounts.append(str(row[0]))
+        row = conn.execute(
+            "SELECT min(account_id) FROM runs WHERE status = 'PENDING' AND account_id > ?",
+            (accounts[-1],),
+        ).fetchone()
+    return accounts

@@ -122,6 +122,12 @@ MIGRATIONS: tuple[Migration, ...] = (
     """,
     # 3: environments and job kinds; see _environments.
     lambda conn, defaults: _environments(conn, defaults),
+    # 4: the durable run queue. Each account's PENDING runs, oldest first: what
+    # the dispatcher reads back into memory and what bounds an account's
+    # backlog (jobsd.dispatch); partial, so finished runs cost it nothing.
+    """
+    CREATE INDEX runs_pending ON runs (account_id, seq) WHERE status = 'PENDING';
+    """,
 )
 
 # `name_key` is the name case-folded (`jobsd_fold`), what listings sort and

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from jobsd.messages import RunOrder
 from tests.conftest import JSONAPI, TOKEN_B, Harness, job_doc, make_harness
 
 
@@ -270,7 +271,7 @@ async def test_run_now_on_paused_job_and_orders(harness: Harness) -> None:
     r = await harness.post("/api/v1/jobs/paused/actions/run")
     assert r.status_code == 200
     run_id = (await r.get_json())["data"]["id"]
-    assert harness.orders.receive_nowait().run_id == run_id
+    assert harness.orders.orders == [RunOrder(run_id, "acme")]
     assert (await harness.post("/api/v1/jobs/missing/actions/run")).status_code == 404
 
 

@@ -1,0 +1,299 @@
+"""One account floods the executor pool: every other account carries on.
+
+Against the whole daemon in-process (`serving_daemon`: real hypercorn on an
+ephemeral port, real store, real executors) and a target on 127.0.0.1 whose
+`/hang` never answers, so each run of the flooding account (`acme`) holds
+its worker for its whole timeout. The other account (`other`) must not
+notice:
+
+- saturation (the issue's case: 48 runs of acme, run-nows and due one-offs,
+  on 8 workers): other's run-now and its one-off start at once, on the
+  worker kept for accounts other than the busiest;
+- a flood past `max_pending_runs`: acme's run-now and rerun answer at once,
+  `429` with `Retry-After`, past the bound, while other's are accepted and
+  start at once, other's one-off fires on time, and `/healthz` answers
+  throughout;
+- callers that hang up right after sending a run-now: every run that was
+  committed reaches a worker without a restart, exactly once.
+
+Every loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import httpx2
+import trio
+
+from jobsd.clock import iso
+from tests.conftest import JSONAPI, TOKEN_A, TOKEN_B
+from tests.target import Target, open_target
+from tests.test_limits import Live, serving_daemon
+
+HANG_S = 3  # the flooding account's request timeout: "one request's time"
+AT_ONCE_S = 1.0  # what "starts at once" is held to, on a loaded 2-core machine
+ANSWER_S = 2.0  # the longest any API answer may take during a flood
+FLOOD_CONCURRENCY = 16
+
+
+@asynccontextmanager
+async def api(live: Live, token: str) -> AsyncIterator[httpx2.AsyncClient]:
+    async with httpx2.AsyncClient(
+        base_url=live.url,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": JSONAPI},
+        trust_env=False,
+        verify=False,
+        timeout=10,
+    ) as client:
+        yield client
+
+
+async def create(
+    client: httpx2.AsyncClient, slug: str, schedule: str, url: str, timeout_s: int = 10
+) -> None:
+    attributes = {
+        "name": slug,
+        "schedule": schedule,
+        "configuration": {"url": url, "timeout": timeout_s},
+    }
+    r = await client.post(
+        "/api/v1/jobs", json={"data": {"type": "job", "id": slug, "attributes": attributes}}
+    )
+    assert r.status_code == 201, r.text
+
+
+def runs_of(db: Path, account: str) -> list[sqlite3.Row]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    conn.row_factory = sqlite3.Row
+    try:
+        return conn.execute(
+            "SELECT * FROM runs WHERE account_id = ? ORDER BY seq", (account,)
+        ).fetchall()
+    finally:
+        conn.close()
+
+
+async def started_rows(live: Live, account: str, count: int, limit_s: float) -> list[sqlite3.Row]:
+    """`account`'s runs once `count` of them have started (fails past `limit_s`)."""
+    with trio.fail_after(limit_s):
+        while True:
+            rows = runs_of(live.db, account)
+            if sum(r["started_at_us"] is not None for r in rows) >= count:
+                return rows
+            await trio.sleep(0.02)
+
+
+async def hangs_received(target: Target, count: int, limit_s: float = 10) -> None:
+    with trio.fail_after(limit_s):
+        while sum(r.path == "/hang" for r in target.received) < count:
+            await trio.sleep(0.01)
+
+
+def waited_s(row: sqlite3.Row, since: str) -> float:
+    return float(row["started_at_us"] - row[since]) / 1e6
+
+
+def due_in(live: Live, seconds: float) -> tuple[str, datetime]:
+    at = live.clock.now() + timedelta(seconds=seconds)
+    return iso(at) or "", at
+
+
+async def test_a_saturating_account_does_not_delay_another(tmp_path: Path) -> None:
+    """The issue's case: 48 runs of acme at a silent target on 8 workers (17.8 s before)."""
+    plan = {"workers": 8, "runs_included": -1, "active_jobs_limit": -1}
+    async with (
+        open_target() as target,
+        serving_daemon(tmp_path, **plan) as live,
+        api(live, TOKEN_A) as acme,
+        api(live, TOKEN_B) as other,
+    ):
+        hang = f"{target.url}/hang"
+        await create(acme, "hang", "0 0 1 1 *", hang, HANG_S)
+        for n in range(8):  # due scheduled runs of acme, as well as run-nows
+            await create(acme, f"due-{n}", "now", hang, HANG_S)
+        for _ in range(40):
+            assert (await acme.post("/api/v1/jobs/hang/actions/run")).status_code == 200
+        await hangs_received(target, 7)
+        await create(other, "quick", "0 0 1 1 *", f"{target.url}/ok")
+        r = await other.post("/api/v1/jobs/quick/actions/run")
+        assert r.status_code == 200, r.text
+        schedule, _ = due_in(live, 1.0)
+        await create(other, "once", schedule, f"{target.url}/ok")
+        rows = await started_rows(live, "other", 2, 10)
+        acme_rows = await started_rows(live, "acme", 8, 2 * HANG_S + 5)
+
+    by_trigger = {r["trigger"]: r for r in rows}
+    run_now, once = by_trigger["MANUAL"], by_trigger["SCHEDULE"]
+    print(
+        f"other's run-now waited {waited_s(run_now, 'created_at_us'):.3f} s PENDING, its "
+        f"one-off started {waited_s(once, 'scheduled_for_us'):.3f} s after its instant"
+    )
+    assert waited_s(run_now, "created_at_us") < AT_ONCE_S < HANG_S
+    assert waited_s(once, "scheduled_for_us") < AT_ONCE_S
+    assert len(acme_rows) == 48
+    # acme never had more than 7 of the 8 workers: its 8th request started only
+    # once one of its first ones had timed out.
+    starts = sorted(r["started_at_us"] for r in acme_rows if r["started_at_us"] is not None)
+    assert starts[7] - starts[0] >= (HANG_S - 0.5) * 1e6
+
+
+async def test_a_flood_past_the_bound_is_refused_at_once_and_others_carry_on(
+    tmp_path: Path,
+) -> None:
+    bound = 40
+    plan = {
+        "workers": 8,
+        "runs_included": -1,
+        "active_jobs_limit": -1,
+        "scheduler": f"max_pending_runs = {bound}",
+    }
+    async with (
+        open_target() as target,
+        serving_daemon(tmp_path, **plan) as live,
+        api(live, TOKEN_A) as acme,
+        api(live, TOKEN_B) as other,
+    ):
+        await create(acme, "hang", "0 0 1 1 *", f"{target.url}/hang", HANG_S)
+        await create(other, "quick", "0 0 1 1 *", f"{target.url}/ok")
+        first = (await acme.post("/api/v1/jobs/hang/actions/run")).json()["data"]["id"]
+        other_first = (await other.post("/api/v1/jobs/quick/actions/run")).json()["data"]["id"]
+        schedule, _ = due_in(live, 1.5)
+        await create(other, "once", schedule, f"{target.url}/ok")
+
+        answers: list[tuple[int, float, httpx2.Response]] = []
+        health: list[tuple[int, float]] = []
+        flooding = trio.Event()
+
+        async def flood(count: int) -> None:
+            for _ in range(count):
+                began = trio.current_time()
+                r = await acme.post("/api/v1/jobs/hang/actions/run")
+                answers.append((r.status_code, trio.current_time() - began, r))
+
+        async def probe_health() -> None:
+            async with httpx2.AsyncClient(base_url=live.url, trust_env=False) as h:
+                while not flooding.is_set():
+                    began = trio.current_time()
+                    r = await h.get("/healthz", timeout=10)
+                    health.append((r.status_code, trio.current_time() - began))
+                    await trio.sleep(0.05)
+
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(probe_health)
+                async with trio.open_nursery() as floods:
+                    for _ in range(FLOOD_CONCURRENCY):
+                        floods.start_soon(flood, 200 // FLOOD_CONCURRENCY)
+                # Past the bound acme's rerun is refused too; other's calls are not.
+                rerun = await acme.post(f"/api/v1/runs/{first}/actions/rerun")
+                began = trio.current_time()
+                mine = await other.post("/api/v1/jobs/quick/actions/run")
+                mine_s = trio.current_time() - began
+                other_rerun = await other.post(f"/api/v1/runs/{other_first}/actions/rerun")
+                rows = await started_rows(live, "other", 4, 10)
+                flooding.set()
+
+    statuses = [status for status, _, _ in answers]
+    slowest = max(latency for _, latency, _ in answers)
+    print(
+        f"flood: {statuses.count(200)} accepted, {statuses.count(429)} refused, slowest "
+        f"answer {slowest * 1000:.0f} ms; other's run-now answered in {mine_s * 1000:.0f} ms; "
+        f"/healthz slowest {max(s for _, s in health) * 1000:.0f} ms over {len(health)} probes"
+    )
+    assert set(statuses) == {200, 429} and statuses.count(200) >= bound
+    assert slowest < ANSWER_S, "no run-now may wait for the executors"
+    for status, _, r in answers:
+        if status == 429:
+            assert r.headers["Retry-After"] == "5"
+            assert r.headers["Content-Type"].startswith(JSONAPI)
+            assert r.json()["errors"][0]["code"] == "too_many_pending_runs"
+    assert rerun.status_code == 429 and rerun.headers["Retry-After"] == "5"
+    assert mine.status_code == 200 and mine_s < ANSWER_S
+    assert other_rerun.status_code == 200
+    acme_rows = runs_of(live.db, "acme")
+    assert sum(r["started_at_us"] is None for r in acme_rows) <= bound
+    assert len(acme_rows) == 1 + statuses.count(200)
+    assert health and all(s == 200 and t < ANSWER_S for s, t in health)
+    # other's runs: each started at once; its one-off fired on time during the flood.
+    for row in rows:
+        assert waited_s(row, "created_at_us") < AT_ONCE_S, dict(row)
+    (once,) = [r for r in rows if r["trigger"] == "SCHEDULE"]
+    assert (once["created_at_us"] - once["scheduled_for_us"]) / 1e6 < AT_ONCE_S
+
+
+async def hang_up_after_sending(live: Live, path: str, token: str, after_s: float) -> None:
+    """Send a POST, close `after_s` later, never reading the answer: a caller who gave up.
+
+    Depending on the moment, the daemon sees the caller gone before its handler
+    commits (no run), while it commits (the write completes, the handler is
+    cancelled after it), or after it answered.
+    """
+    stream = await trio.open_tcp_stream(live.host, live.port)
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {live.host}\r\nAuthorization: Bearer {token}\r\n"
+        "Content-Length: 0\r\n\r\n"
+    )
+    await stream.send_all(head.encode())
+    await trio.sleep(after_s)
+    await stream.aclose()
+
+
+async def test_runs_of_callers_who_hang_up_still_run(tmp_path: Path) -> None:
+    """A flood of run-nows whose callers leave at once: nothing committed is stranded."""
+    bound = 40
+    plan = {
+        "workers": 8,
+        "runs_included": -1,
+        "active_jobs_limit": -1,
+        "scheduler": f"max_pending_runs = {bound}",
+    }
+    async with (
+        open_target() as target,
+        serving_daemon(tmp_path, **plan) as live,
+        api(live, TOKEN_A) as acme,
+        api(live, TOKEN_B) as other,
+    ):
+        await create(acme, "hang", "0 0 1 1 *", f"{target.url}/hang", 1)
+        await create(other, "quick", "0 0 1 1 *", f"{target.url}/ok")
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                for n in range(120):
+                    after_s = (n % 12) * 0.002
+                    acme_path = "/api/v1/jobs/hang/actions/run"
+                    nursery.start_soon(hang_up_after_sending, live, acme_path, TOKEN_A, after_s)
+                    if n % 4 == 0:
+                        other_path = "/api/v1/jobs/quick/actions/run"
+                        nursery.start_soon(
+                            hang_up_after_sending, live, other_path, TOKEN_B, after_s
+                        )
+            # Every committed run leaves PENDING, without a restart.
+            while True:
+                left = [
+                    r
+                    for account in ("acme", "other")
+                    for r in runs_of(live.db, account)
+                    if r["status"] in ("PENDING", "RUNNING")
+                ]
+                if not left:
+                    break
+                await trio.sleep(0.1)
+        committed = {a: runs_of(live.db, a) for a in ("acme", "other")}
+        await trio.sleep(0.2)
+        received = [r.headers.get("x-jobsd-run-id") for r in target.received]
+        r = await acme.get("/healthz")
+        assert r.status_code == 200
+
+    print(
+        f"committed after the callers left: {len(committed['acme'])} of acme's, "
+        f"{len(committed['other'])} of other's; all ran"
+    )
+    assert committed["acme"] and committed["other"], "the scenario never committed a run"
+    ids = [r["id"] for rows in committed.values() for r in rows]
+    assert sorted(received) == sorted(ids), "each committed run sent exactly once"
+    outcomes = {(r["status"], r["failure_reason"]) for rows in committed.values() for r in rows}
+    assert outcomes <= {("SUCCEEDED", None), ("FAILED", "TIMEOUT")}, outcomes

@@ -1,0 +1,172 @@
+"""The fair queue against a model store, by hypothesis.
+
+A model store keeps each account's PENDING runs in commit order; random
+sequences of commits (offered, or left unoffered as if the hand-over were
+lost), picks by free workers, finished runs, cancels, refills and sweeps
+are applied to a `FairQueue`, and after every step:
+
+- a pick is the oldest queued run of an account that has the fewest runs in
+  flight among those under the cap (ties: the one served least recently);
+- no account ever has more than `cap` in flight, no run is handed out twice;
+- memory stays within `depth` per account.
+
+At the end the queue is drained (sweep, refill, pick, finish until nothing
+moves) and every run committed and not canceled has been picked exactly
+once: nothing is stranded, whatever was offered or lost.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jobsd.fairqueue import FairQueue, account_cap
+
+ACCOUNTS = ("a", "b", "c")
+
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("commit"), st.sampled_from(ACCOUNTS), st.integers(1, 12)),
+        st.tuples(st.just("lost"), st.sampled_from(ACCOUNTS), st.just(1)),
+        st.tuples(st.just("pick"), st.just(""), st.integers(1, 6)),
+        st.tuples(st.just("finish"), st.just(""), st.integers(0, 50)),
+        st.tuples(st.just("cancel"), st.sampled_from(ACCOUNTS), st.integers(0, 50)),
+        st.tuples(st.just("refill"), st.just(""), st.just(0)),
+        st.tuples(st.just("sweep"), st.just(""), st.just(0)),
+    ),
+    max_size=80,
+)
+
+
+class Model:
+    def __init__(self, depth: int, workers: int, cap: int) -> None:
+        self.queue = FairQueue(depth)
+        self.depth = depth
+        self.workers = workers
+        self.cap = cap
+        self.pending: dict[str, list[str]] = {a: [] for a in ACCOUNTS}
+        self.in_flight: list[tuple[str, str]] = []
+        self.picked: Counter[str] = Counter()
+        self.canceled: set[str] = set()
+        self.committed: list[str] = []
+        self.last_served: dict[str, int] = {}
+        self.picks = 0
+        self.lost: set[str] = set()  # accounts with a hand-over lost: order not promised
+
+    def commit(self, account: str, count: int, *, offer: bool) -> None:
+        for _ in range(count):
+            run_id = f"{account}{len(self.committed)}"
+            self.committed.append(run_id)
+            self.pending[account].append(run_id)
+            if offer:
+                self.queue.offer(account, run_id)
+            else:
+                self.lost.add(account)
+
+    def running(self, account: str) -> int:
+        return sum(1 for a, _ in self.in_flight if a == account)
+
+    def pick(self) -> bool:
+        if len(self.in_flight) >= self.workers:
+            return False
+        eligible = {
+            a: (self.running(a), self.last_served.get(a, 0))
+            for a in ACCOUNTS
+            if self.queue.queued_of(a) and self.running(a) < self.cap
+        }
+        picked = self.queue.pick(self.cap)
+        if picked is None:
+            assert not eligible
+            return False
+        account, run_id = picked
+        assert eligible[account] == min(eligible.values()), "not the fewest in flight"
+        assert self.picked[run_id] == 0, f"{run_id} handed out twice"
+        self.picks += 1
+        self.last_served[account] = self.picks
+        self.picked[run_id] += 1
+        self.in_flight.append(picked)
+        if run_id not in self.canceled:
+            if account not in self.lost:
+                assert run_id == self.pending[account][0], "started before older runs"
+            self.pending[account].remove(run_id)  # the claim: PENDING -> RUNNING
+        return True
+
+    def finish(self, index: int) -> None:
+        if self.in_flight:
+            account, run_id = self.in_flight.pop(index % len(self.in_flight))
+            self.queue.done(account, run_id)
+
+    def cancel(self, account: str, index: int) -> None:
+        if self.pending[account]:
+            run_id = self.pending[account].pop(index % len(self.pending[account]))
+            self.canceled.add(run_id)
+
+    def refill(self) -> None:
+        for refill in self.queue.refills():
+            rows = self.pending[refill.account_id][: refill.limit]
+            self.queue.refilled(refill, rows)
+
+    def sweep(self) -> None:
+        for account, runs in self.pending.items():
+            if runs:
+                self.queue.spill(account)
+
+    def check_bounds(self) -> None:
+        for account in ACCOUNTS:
+            assert self.queue.queued_of(account) <= self.depth
+            assert self.running(account) <= self.cap
+
+
+@pytest.mark.parametrize(("depth", "workers", "accounts"), [(2, 1, 1), (4, 3, 3), (6, 8, 3)])
+@settings(max_examples=150, deadline=None)
+@given(steps=ops)
+def test_fair_and_lossless(
+    depth: int, workers: int, accounts: int, steps: list[tuple[str, str, int]]
+) -> None:
+    model = Model(depth, workers, account_cap(workers, accounts))
+    for op, account, n in steps:
+        if op in ("commit", "lost"):
+            model.commit(account, n, offer=op == "commit")
+        elif op == "pick":
+            for _ in range(n):
+                model.pick()
+        elif op == "finish":
+            model.finish(n)
+        elif op == "cancel":
+            model.cancel(account, n)
+        elif op == "refill":
+            model.refill()
+        else:
+            model.sweep()
+        model.check_bounds()
+    # Drain: what a running dispatcher does, until nothing moves.
+    model.sweep()
+    for _ in range(10_000):
+        model.refill()
+        moved = model.pick()
+        if not moved and model.in_flight:
+            model.finish(0)
+            moved = True
+        if not moved:
+            break
+    stranded = [r for r in model.committed if r not in model.canceled and not model.picked[r]]
+    assert not stranded
+    assert all(count == 1 for run_id, count in model.picked.items() if run_id not in model.canceled)
+    assert not any(model.pending.values())
+
+
+def test_account_cap_keeps_an_eighth_for_others() -> None:
+    assert [account_cap(w, 2) for w in (1, 2, 4, 7, 8, 16, 64, 1024)] == [
+        1,
+        2,
+        4,
+        7,
+        7,
+        14,
+        56,
+        896,
+    ]
+    assert account_cap(64, 1) == 64
