@@ -260,10 +260,20 @@ async def test_runs_of_callers_who_hang_up_still_run(tmp_path: Path) -> None:
     ):
         await create(acme, "hang", "0 0 1 1 *", f"{target.url}/hang", 1)
         await create(other, "quick", "0 0 1 1 *", f"{target.url}/ok")
+        # Hang up over a spread of moments around how long a run-now takes here
+        # and now (the machine may be loaded): some before the commit, many just
+        # after it (the handler is cancelled once its write is done), some after
+        # the answer.
+        took: list[float] = []
+        for _ in range(5):
+            began = trio.current_time()
+            assert (await other.post("/api/v1/jobs/quick/actions/run")).status_code == 200
+            took.append(trio.current_time() - began)
+        spread_s = 2 * sorted(took)[2]
         with trio.fail_after(60):
             async with trio.open_nursery() as nursery:
                 for n in range(120):
-                    after_s = (n % 12) * 0.002
+                    after_s = spread_s * (n % 12) / 12
                     acme_path = "/api/v1/jobs/hang/actions/run"
                     nursery.start_soon(hang_up_after_sending, live, acme_path, TOKEN_A, after_s)
                     if n % 4 == 0:
@@ -290,9 +300,9 @@ async def test_runs_of_callers_who_hang_up_still_run(tmp_path: Path) -> None:
 
     print(
         f"committed after the callers left: {len(committed['acme'])} of acme's, "
-        f"{len(committed['other'])} of other's; all ran"
+        f"{len(committed['other']) - 5} of other's; all ran"
     )
-    assert committed["acme"] and committed["other"], "the scenario never committed a run"
+    assert committed["acme"] and committed["other"][5:], "the scenario never committed a run"
     ids = [r["id"] for rows in committed.values() for r in rows]
     assert sorted(received) == sorted(ids), "each committed run sent exactly once"
     outcomes = {(r["status"], r["failure_reason"]) for rows in committed.values() for r in rows}
