@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import trio
@@ -51,6 +52,23 @@ async def api(live: Live, token: str) -> AsyncIterator[httpx2.AsyncClient]:
         timeout=10,
     ) as client:
         yield client
+
+
+@asynccontextmanager
+async def two_accounts(
+    tmp_path: Path, *, max_pending_runs: int | None = None
+) -> AsyncIterator[tuple[Target, Live, httpx2.AsyncClient, httpx2.AsyncClient]]:
+    """The target, the daemon (8 workers, no quotas) and a client for each account."""
+    plan: dict[str, Any] = {"workers": 8, "runs_included": -1, "active_jobs_limit": -1}
+    if max_pending_runs is not None:
+        plan["scheduler"] = f"max_pending_runs = {max_pending_runs}"
+    async with (
+        open_target() as target,
+        serving_daemon(tmp_path, **plan) as live,
+        api(live, TOKEN_A) as acme,
+        api(live, TOKEN_B) as other,
+    ):
+        yield target, live, acme, other
 
 
 async def create(
@@ -105,13 +123,7 @@ def due_in(live: Live, seconds: float) -> tuple[str, datetime]:
 
 async def test_a_saturating_account_does_not_delay_another(tmp_path: Path) -> None:
     """The issue's case: 48 runs of acme at a silent target on 8 workers (17.8 s before)."""
-    plan = {"workers": 8, "runs_included": -1, "active_jobs_limit": -1}
-    async with (
-        open_target() as target,
-        serving_daemon(tmp_path, **plan) as live,
-        api(live, TOKEN_A) as acme,
-        api(live, TOKEN_B) as other,
-    ):
+    async with two_accounts(tmp_path) as (target, live, acme, other):
         hang = f"{target.url}/hang"
         await create(acme, "hang", "0 0 1 1 *", hang, HANG_S)
         for n in range(8):  # due scheduled runs of acme, as well as run-nows
@@ -146,18 +158,7 @@ async def test_a_flood_past_the_bound_is_refused_at_once_and_others_carry_on(
     tmp_path: Path,
 ) -> None:
     bound = 40
-    plan = {
-        "workers": 8,
-        "runs_included": -1,
-        "active_jobs_limit": -1,
-        "scheduler": f"max_pending_runs = {bound}",
-    }
-    async with (
-        open_target() as target,
-        serving_daemon(tmp_path, **plan) as live,
-        api(live, TOKEN_A) as acme,
-        api(live, TOKEN_B) as other,
-    ):
+    async with two_accounts(tmp_path, max_pending_runs=bound) as (target, live, acme, other):
         await create(acme, "hang", "0 0 1 1 *", f"{target.url}/hang", HANG_S)
         await create(other, "quick", "0 0 1 1 *", f"{target.url}/ok")
         first = (await acme.post("/api/v1/jobs/hang/actions/run")).json()["data"]["id"]
@@ -246,18 +247,7 @@ async def hang_up_after_sending(live: Live, path: str, token: str, after_s: floa
 async def test_runs_of_callers_who_hang_up_still_run(tmp_path: Path) -> None:
     """A flood of run-nows whose callers leave at once: nothing committed is stranded."""
     bound = 40
-    plan = {
-        "workers": 8,
-        "runs_included": -1,
-        "active_jobs_limit": -1,
-        "scheduler": f"max_pending_runs = {bound}",
-    }
-    async with (
-        open_target() as target,
-        serving_daemon(tmp_path, **plan) as live,
-        api(live, TOKEN_A) as acme,
-        api(live, TOKEN_B) as other,
-    ):
+    async with two_accounts(tmp_path, max_pending_runs=bound) as (target, live, acme, other):
         await create(acme, "hang", "0 0 1 1 *", f"{target.url}/hang", 1)
         await create(other, "quick", "0 0 1 1 *", f"{target.url}/ok")
         # Hang up over a spread of moments around how long a run-now takes here

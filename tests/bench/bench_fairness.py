@@ -48,6 +48,7 @@ from jobsd.config import token_sha256  # noqa: E402
 from tests.bench.bench_e2e import pct  # noqa: E402
 from tests.daemon_process import DaemonProcess  # noqa: E402
 from tests.target import open_target  # noqa: E402
+from tests.test_concurrency_accounts import create, runs_of  # noqa: E402
 
 FLOOD_TOKEN = "jobsd_bench-flood-account-token"
 CALM_TOKEN = "jobsd_bench-calm-account-token"
@@ -110,28 +111,6 @@ def client(url: str, token: str, **kw: Any) -> httpx2.AsyncClient:
     )
 
 
-async def create(api: httpx2.AsyncClient, slug: str, schedule: str, url: str, timeout: int) -> None:
-    attributes = {
-        "name": slug,
-        "schedule": schedule,
-        "configuration": {"url": url, "timeout": timeout},
-    }
-    doc = {"data": {"type": "job", "id": slug, "attributes": attributes}}
-    r = await api.post("/api/v1/jobs", json=doc)
-    assert r.status_code == 201, r.text
-
-
-def db_runs(db: Path, account: str) -> list[sqlite3.Row]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-    conn.row_factory = sqlite3.Row
-    try:
-        return conn.execute(
-            "SELECT * FROM runs WHERE account_id = ? ORDER BY seq", (account,)
-        ).fetchall()
-    finally:
-        conn.close()
-
-
 def pending_count(db: Path) -> int:
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
     try:
@@ -144,7 +123,7 @@ async def wait_started(db: Path, account: str, count: int, limit_s: float) -> li
     """`account`'s runs once `count` of them started, or as they are at `limit_s`."""
     deadline = trio.current_time() + limit_s
     while True:
-        rows = db_runs(db, account)
+        rows = runs_of(db, account)
         if sum(r["started_at_us"] is not None for r in rows) >= count:
             return rows
         if trio.current_time() > deadline:
@@ -277,7 +256,7 @@ def report_flood(result: Flood, db: Path, count: int) -> None:
     for status, values in sorted(calm_by.items()):
         print(f"calm's run-now {status}: {len(values)}, latency p50/p99/max ms {_ms(values)}")
     print(f"/healthz: {len(result.healthz)} probes, latency p50/p99/max ms {_ms(result.healthz)}")
-    rows = [r for r in db_runs(db, "calm") if r["job_slug"].startswith("tick-")]
+    rows = [r for r in runs_of(db, "calm") if r["job_slug"].startswith("tick-")]
     late = [(r["created_at_us"] - r["scheduled_for_us"]) / 1e6 for r in rows]
     waits = [(r["started_at_us"] - r["created_at_us"]) / 1e6 for r in rows if r["started_at_us"]]
     print(
@@ -286,7 +265,7 @@ def report_flood(result: Flood, db: Path, count: int) -> None:
         f"{len(waits)} started, PENDING p50/max s "
         f"{pct(waits, 50) if waits else 0:.3f}/{max(waits, default=0):.3f}"
     )
-    manual = [r for r in db_runs(db, "calm") if r["job_slug"] == "quick2"]
+    manual = [r for r in runs_of(db, "calm") if r["job_slug"] == "quick2"]
     never = sum(r["started_at_us"] is None for r in manual)
     print(f"calm's run-nows committed: {len(manual)}, not started by the end: {never}")
     print(f"runs PENDING at the end: {pending_count(db)}")
