@@ -70,9 +70,7 @@ class MemorySlots:
         )
         return due[:limit]
 
-    async def fire_slots(
-        self, firings: Sequence[SlotFiring]
-    ) -> list[tuple[bool, RunOrder | None]]:
+    async def fire_slots(self, firings: Sequence[SlotFiring]) -> list[tuple[bool, RunOrder | None]]:
         self.transactions += 1
         return [self.fire(f) for f in firings]
 

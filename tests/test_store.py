@@ -127,8 +127,12 @@ async def test_one_off_disables_itself(tmp_path: Path) -> None:
 async def test_claim_meters_and_refuses_over_quota(tmp_path: Path) -> None:
     async with open_store(tmp_path / "db", keyring(tmp_path), Clock(T0)) as store:
         await create_job(store, "acme", spec(), -1)
-        first = await store.runs.enqueue_manual("acme", "job", ENV, require_enabled=False, max_pending=100)
-        second = await store.runs.enqueue_manual("acme", "job", ENV, require_enabled=False, max_pending=100)
+        first = await store.runs.enqueue_manual(
+            "acme", "job", ENV, require_enabled=False, max_pending=100
+        )
+        second = await store.runs.enqueue_manual(
+            "acme", "job", ENV, require_enabled=False, max_pending=100
+        )
         claim = await store.runs.claim(first.id, lambda _: 1)
         assert claim is not None and claim.config is not None
         assert claim.config.headers[0].value == SECRET
@@ -150,7 +154,9 @@ async def test_claim_meters_and_refuses_over_quota(tmp_path: Path) -> None:
 async def test_cancel_rules(tmp_path: Path) -> None:
     async with open_store(tmp_path / "db", keyring(tmp_path), Clock(T0)) as store:
         await create_job(store, "acme", spec(), -1)
-        pending = await store.runs.enqueue_manual("acme", "job", ENV, require_enabled=False, max_pending=100)
+        pending = await store.runs.enqueue_manual(
+            "acme", "job", ENV, require_enabled=False, max_pending=100
+        )
         run, was_running = await store.runs.cancel_run("acme", pending.id)
         assert run.status is RunStatus.CANCELED and not was_running
         assert await store.runs.claim(pending.id, lambda _: -1) is None
@@ -160,7 +166,9 @@ async def test_cancel_rules(tmp_path: Path) -> None:
         with pytest.raises(ApiError) as err:
             await store.runs.cancel_run("other", pending.id)
         assert err.value.status == 404
-        running = await store.runs.enqueue_manual("acme", "job", ENV, require_enabled=False, max_pending=100)
+        running = await store.runs.enqueue_manual(
+            "acme", "job", ENV, require_enabled=False, max_pending=100
+        )
         await store.runs.claim(running.id, lambda _: -1)
         run, was_running = await store.runs.cancel_run("acme", running.id)
         assert was_running and run.status is RunStatus.CANCELED
@@ -169,7 +177,9 @@ async def test_cancel_rules(tmp_path: Path) -> None:
 async def test_rerun_of_deleted_job_is_409_even_if_slug_reused(tmp_path: Path) -> None:
     async with open_store(tmp_path / "db", keyring(tmp_path), Clock(T0)) as store:
         await create_job(store, "acme", spec(), -1)
-        old = await store.runs.enqueue_manual("acme", "job", ENV, require_enabled=False, max_pending=100)
+        old = await store.runs.enqueue_manual(
+            "acme", "job", ENV, require_enabled=False, max_pending=100
+        )
         rerun = await store.runs.enqueue_rerun("acme", old.id, max_pending=100)
         assert rerun.rerun_of == old.id
         await store.jobs.delete_job("acme", "job")
@@ -211,9 +221,13 @@ async def test_an_account_backlog_is_bounded(tmp_path: Path) -> None:
 async def test_recovery(tmp_path: Path) -> None:
     async with open_store(tmp_path / "db", keyring(tmp_path), Clock(T0)) as store:
         await create_job(store, "acme", spec(), -1)
-        lost = await store.runs.enqueue_manual("acme", "job", ENV, require_enabled=False, max_pending=100)
+        lost = await store.runs.enqueue_manual(
+            "acme", "job", ENV, require_enabled=False, max_pending=100
+        )
         await store.runs.claim(lost.id, lambda _: -1)
-        waiting = await store.runs.enqueue_manual("acme", "job", ENV, require_enabled=False, max_pending=100)
+        waiting = await store.runs.enqueue_manual(
+            "acme", "job", ENV, require_enabled=False, max_pending=100
+        )
         report = await recover(store.engine, to_us(T0))
         assert report.lost == 1 and report.pending == 1
         # What is left PENDING is what the dispatcher reads back, oldest first.

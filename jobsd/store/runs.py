@@ -264,9 +264,7 @@ class RunStore:
         (result,) = await self.fire_slots([SlotFiring(job_pk, environment, due, slot, next_run_at)])
         return result
 
-    async def fire_slots(
-        self, firings: Sequence[SlotFiring]
-    ) -> list[tuple[bool, RunOrder | None]]:
+    async def fire_slots(self, firings: Sequence[SlotFiring]) -> list[tuple[bool, RunOrder | None]]:
         """Advance due (job, environment)s and insert their SCHEDULE runs, in one transaction.
 
         For each firing nothing happens unless the job is still enabled in
