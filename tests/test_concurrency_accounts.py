@@ -321,7 +321,7 @@ async def test_runs_of_callers_who_hang_up_still_run(
         f"acme: {len(committed['acme'])}; all ran"
     )
     assert len(committed["acme"]) == answered["acme"]
-    assert cancelled_after_commit > 0, "no handler was cancelled after its commit: the case was not made"
+    assert cancelled_after_commit > 0, "no handler was cancelled after its commit: no case made"
     ids = [r["id"] for rows in committed.values() for r in rows]
     assert sorted(received) == sorted(ids), "each committed run sent exactly once"
     outcomes = {(r["status"], r["failure_reason"]) for rows in committed.values() for r in rows}
