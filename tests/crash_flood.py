@@ -38,7 +38,11 @@ def create_flood_job(url: str, target_url: str) -> None:
         name="flood",
         enabled=False,
         schedule="0 0 1 1 *",
-        configuration={"url": f"{target_url}{FLOOD_PATH}", "timeout": 10},
+        configuration={
+            "url": f"{target_url}{FLOOD_PATH}",
+            "timeout": 10,
+            "headers": [{"name": "X-Env", "value": "production"}],  # the audit's rule
+        },
     )
     headers = {"Authorization": f"Bearer {FLOOD_TOKEN}", "Content-Type": JSONAPI}
     r = httpx2.post(f"{url}/api/v1/jobs", json=doc, headers=headers, trust_env=False)
