@@ -108,7 +108,12 @@ async def test_slot_fires_at_most_once(tmp_path: Path) -> None:
             conn.execute("UPDATE job_environments SET next_run_at_us = ?", (to_us(due),))
         advanced, again = await store.runs.fire_slot(job.pk, due=due, slot=due, next_run_at=nxt)
         assert advanced and again is None
-        runs, _ = await store.runs.list_runs("acme", slug=None, after_seq=None, limit=10)
+        async with store.runs.listing("acme") as listing:
+            runs = [
+                r
+                async for chunk in listing.page(slug=None, after_seq=None, limit=10)
+                for r in chunk
+            ]
         assert [(r.id, r.scheduled_for) for r in runs] == [(order.run_id, due)]
 
 

@@ -6,9 +6,12 @@ parses and renders, the store applies one model.
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
+from functools import partial
+
 from quart import Blueprint, Response, request
 
-from jobsd.api import jsonapi
+from jobsd.api import jsonapi, streaming
 from jobsd.api.auth import Caller, current_account
 from jobsd.api.context import ApiContext
 from jobsd.api.versions import Dialect, dialect, limit_of
@@ -43,17 +46,25 @@ def jobs_blueprint(ctx: ApiContext) -> Blueprint:
     async def list_jobs() -> Response:
         caller, version = caller_and_dialect()
         query, number, size = version.job_query(request.args, caller)
-        jobs, total = await ctx.store.jobs.list_jobs(caller.id, query)
         pagination: dict[str, int] = {"page": number, "size": size}
-        if total is not None:
-            pagination["total"] = total
-            pagination["total_pages"] = total_pages(total, size)
-        return jsonapi.document(
-            {
-                "data": [version.render_job(j, caller) for j in jobs],
-                "meta": {"pagination": pagination},
-            }
-        )
+
+        async def parts() -> AsyncGenerator[bytes, None]:
+            async with ctx.store.jobs.listing(caller.id) as listing:
+                yield b""  # the snapshot is ours: nothing can be refused now
+
+                async def meta() -> dict[str, object]:
+                    if query.with_total:
+                        total = await listing.count(query)
+                        pagination["total"] = total
+                        pagination["total_pages"] = total_pages(total, size)
+                    return {"meta": {"pagination": pagination}}
+
+                jobs = listing.page(query)
+                render = partial(version.render_job, caller=caller)
+                async for part in streaming.list_document(jobs, render, meta):
+                    yield part
+
+        return await streaming.respond(parts())
 
     @bp.get("/api/v1/jobs/<slug>")
     async def get_job(slug: str) -> Response:

@@ -13,12 +13,13 @@ a 400 naming it).
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncGenerator
 from urllib.parse import urlencode
 
 from quart import Blueprint, Response, request
 
 from jobsd import errors
-from jobsd.api import jsonapi
+from jobsd.api import jsonapi, streaming
 from jobsd.api.auth import current_account
 from jobsd.api.context import ApiContext
 from jobsd.api.listing import environments_filter
@@ -65,23 +66,35 @@ def runs_blueprint(ctx: ApiContext) -> Blueprint:
                 raise errors.bad_parameter(
                     "page[after]", "page[after] is not a cursor this server issued"
                 ) from None
-        runs, next_after = await ctx.store.runs.list_runs(
-            caller.id, slug=slug, after_seq=after, limit=size, environments=environments
-        )
-        next_url = None
-        if next_after is not None:
-            params = {"page[size]": str(size), "page[after]": encode_after(next_after)}
-            for name in ("sort", "filter[environment]", "filter[job]"):
-                if (value := query.text(name)) is not None:
-                    params = {name: value, **params}
-            next_url = f"{request.host_url.rstrip('/')}{request.path}?{urlencode(params)}"
-        return jsonapi.document(
-            {
-                "data": [version.render_run(r) for r in runs],
-                "meta": {"page_size": size},
-                "links": {"next": next_url},
-            }
-        )
+        base_url = f"{request.host_url.rstrip('/')}{request.path}"
+        carried = {
+            name: value
+            for name in ("filter[job]", "filter[environment]", "sort")
+            if (value := query.text(name)) is not None
+        }
+
+        async def parts() -> AsyncGenerator[bytes, None]:
+            async with ctx.store.runs.listing(caller.id) as listing:
+                yield b""  # the snapshot is ours: nothing can be refused now
+
+                async def meta_and_links() -> dict[str, object]:
+                    next_url = None
+                    if listing.next_after is not None:
+                        params = {
+                            **carried,
+                            "page[size]": str(size),
+                            "page[after]": encode_after(listing.next_after),
+                        }
+                        next_url = f"{base_url}?{urlencode(params)}"
+                    return {"meta": {"page_size": size}, "links": {"next": next_url}}
+
+                runs = listing.page(
+                    slug=slug, after_seq=after, limit=size, environments=environments
+                )
+                async for part in streaming.list_document(runs, version.render_run, meta_and_links):
+                    yield part
+
+        return await streaming.respond(parts())
 
     @bp.get("/api/v1/runs/<run_id>")
     async def get_run(run_id: str) -> Response:

@@ -47,6 +47,14 @@ _ERROR_STATUSES = {
     "the request may have taken effect",
 }
 
+# Lists are streamed from a snapshot an account may hold two of at once
+# (jobsd.store.snapshots): the answers a list alone can give.
+_LIST_STATUSES = {
+    "429": "Too many list responses of this account are being sent (Retry-After)",
+    "503": "Too many list responses are being sent (Retry-After)",
+}
+_LISTS = (("/api/v1/jobs", "get"), ("/api/v1/runs", "get"))
+
 # What the 2026-08-07 contract describes and jobsd does not serve yet.
 _NOT_YET: dict[str, Any] = {
     "paths": ("/api/v1/retry-policies", "/api/v1/retry-policies/{policy_id}", "/api/v1/run_stats"),
@@ -221,11 +229,12 @@ def served_spec(version: str) -> bytes:
         "Every response names the version used in its own Jobsd-Version header.",
         "schema": {"type": "string", "enum": [version]},
     }
-    for operations in spec["paths"].values():
-        for operation in operations.values():
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
             operation.setdefault("parameters", []).append(copy.deepcopy(version_header))
             responses = operation.setdefault("responses", {})
-            for status, description in _ERROR_STATUSES.items():
+            statuses = {**_ERROR_STATUSES, **(_LIST_STATUSES if (path, method) in _LISTS else {})}
+            for status, description in statuses.items():
                 responses.setdefault(status, {"description": description, **error_ref})
     spec["paths"]["/healthz"] = {
         "get": {

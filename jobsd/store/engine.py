@@ -9,6 +9,7 @@ between them, and a caller is never told "done" before its data is durable.
 
 Reads use a small pool of read-only connections on trio's worker threads,
 so a long listing never waits behind the writer (WAL lets both proceed).
+Listings read through snapshots of their own (`jobsd.store.snapshots`).
 
 Waiting for a write is shielded from cancellation: once a write has been
 handed over it will happen, and the caller learns its result rather than
@@ -24,7 +25,8 @@ from __future__ import annotations
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,6 +35,7 @@ import trio
 from jobsd.clock import perf_s
 from jobsd.errors import StorageError
 from jobsd.store.schema import configure
+from jobsd.store.snapshots import Snapshot, SnapshotPool
 
 T = TypeVar("T")
 
@@ -65,6 +68,7 @@ class Engine:
         self._read_conns: list[sqlite3.Connection] = []
         self._read_limiter = trio.CapacityLimiter(readers)
         self._readers = readers
+        self.snapshots = SnapshotPool(self._open_reader)
         self._thread: threading.Thread | None = None
         self._closed = False
 
@@ -111,6 +115,14 @@ class Engine:
             finally:
                 self._read_conns.append(conn)
 
+    @asynccontextmanager
+    async def snapshot(self, owner: str) -> AsyncIterator[Snapshot]:
+        """A read transaction held across awaits; see `jobsd.store.snapshots`."""
+        if self._closed:
+            raise RuntimeError("the store is closed")
+        async with self.snapshots.snapshot(owner) as snap:
+            yield snap
+
     def _open_reader(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
             f"file:{self._path}?mode=ro",
@@ -132,6 +144,7 @@ class Engine:
         for conn in self._read_conns:
             conn.close()
         self._read_conns.clear()
+        self.snapshots.close()
 
     # -- the writer thread ----------------------------------------------------
 

@@ -26,7 +26,8 @@ client that round-trips a job cannot replace a secret with the marker text.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -50,6 +51,7 @@ from jobsd.store import jobs_sql, runs_sql
 from jobsd.store.ends import RunObserver, write_ending
 from jobsd.store.engine import Engine
 from jobsd.store.keyring import Sealer, is_unreadable_marker
+from jobsd.store.listings import JobListing
 
 
 def next_fire_us(spec: JobSpec, overlay: Overlay, *, enabled: bool, now: datetime) -> int | None:
@@ -278,23 +280,12 @@ class JobStore:
 
         return await self._engine.read(q)
 
-    async def list_jobs(self, account_id: str, query: JobQuery) -> tuple[list[Job], int | None]:
-        keyring = self._keyring
-        filters = {
-            "kinds": query.kinds,
-            "enabled_in": query.enabled_in,
-            "scheduled_in": query.scheduled_in,
-            "name_contains": query.name_contains,
-        }
-
-        def q(conn: sqlite3.Connection) -> tuple[list[Job], int | None]:
-            rows = jobs_sql.list_page(
-                conn, account_id, sort=query.sort, offset=query.offset, limit=query.limit, **filters
-            )
-            total = jobs_sql.count_live(conn, account_id, **filters) if query.with_total else None
-            return jobs_sql.jobs_of_rows(conn, rows, keyring), total
-
-        return await self._engine.read(q)
+    @asynccontextmanager
+    async def listing(self, account_id: str) -> AsyncIterator[JobListing]:
+        """The account's live jobs as of one instant, read in chunks (429/503
+        when the account or the daemon is streaming too many listings)."""
+        async with self._engine.snapshot(account_id) as snap:
+            yield JobListing(snap, account_id, self._keyring)
 
     async def usage(self, account_id: str, period: str, counting: JobCounting) -> tuple[int, int]:
         """(runs_used in `period`, the jobs `counting` counts now)."""

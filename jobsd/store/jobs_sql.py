@@ -435,13 +435,13 @@ def list_page(
     offset: int,
     limit: int,
     **filters: object,
-) -> list[sqlite3.Row]:
+) -> sqlite3.Cursor:
+    """The page's rows, read as the cursor is iterated (a page may be a gigabyte)."""
     where, params = _live(account_id, **filters)  # type: ignore[arg-type]
-    rows = conn.execute(
+    return conn.execute(
         f"SELECT {COLUMNS} FROM jobs WHERE {where} ORDER BY {SORTS[sort]} LIMIT ? OFFSET ?",
         (*params, limit, offset),
-    ).fetchall()
-    return list(rows)
+    )
 
 
 def count_live(conn: sqlite3.Connection, account_id: str, **filters: object) -> int:

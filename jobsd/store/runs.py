@@ -13,7 +13,8 @@ FAILED/WORKER_LOST, unmetered, with an error naming the header and the key.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -28,6 +29,7 @@ from jobsd.store import jobs_sql, runs_sql
 from jobsd.store.ends import RunObserver, write_ending
 from jobsd.store.engine import Engine
 from jobsd.store.keyring import Sealer
+from jobsd.store.listings import RunListing
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,32 +192,12 @@ class RunStore:
 
         return await self._engine.read(q)
 
-    async def list_runs(
-        self,
-        account_id: str,
-        *,
-        slug: str | None,
-        after_seq: int | None,
-        limit: int,
-        environments: Collection[str] | None = None,
-    ) -> tuple[list[Run], int | None]:
-        """A page newest first, and the seq to continue after (None on the last page)."""
-
-        def q(conn: sqlite3.Connection) -> tuple[list[Run], int | None]:
-            rows = runs_sql.page(
-                conn,
-                account_id,
-                slug=slug,
-                environments=environments,
-                after_seq=after_seq,
-                limit=limit + 1,
-            )
-            more = len(rows) > limit
-            rows = rows[:limit]
-            next_after = int(rows[-1]["seq"]) if more and rows else None
-            return [runs_sql.to_run(r) for r in rows], next_after
-
-        return await self._engine.read(q)
+    @asynccontextmanager
+    async def listing(self, account_id: str) -> AsyncIterator[RunListing]:
+        """The account's runs as of one instant, read in chunks (429/503 when
+        the account or the daemon is streaming too many listings)."""
+        async with self._engine.snapshot(account_id) as snap:
+            yield RunListing(snap, account_id)
 
     async def count_live(self) -> tuple[int, int]:
         """(PENDING, RUNNING) runs in the database now."""

@@ -257,7 +257,8 @@ def page(
     environments: Collection[str] | None,
     after_seq: int | None,
     limit: int,
-) -> list[sqlite3.Row]:
+) -> sqlite3.Cursor:
+    """The page's rows, newest first, read as the cursor is iterated."""
     where = "account_id = ?"
     params: list[object] = [account_id]
     if slug is not None:
@@ -269,11 +270,10 @@ def page(
     if after_seq is not None:
         where += " AND seq < ?"
         params.append(after_seq)
-    rows = conn.execute(
+    return conn.execute(
         f"SELECT {COLUMNS} FROM runs WHERE {where} ORDER BY seq DESC LIMIT ?",
         (*params, limit),
-    ).fetchall()
-    return list(rows)
+    )
 
 
 def meter(conn: sqlite3.Connection, account_id: str, period: str) -> None:

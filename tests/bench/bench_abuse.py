@@ -8,6 +8,9 @@ that one instead (the daemon child inherits it).
   then four concurrent `GET /jobs?page[size]=1000` while account B polls
   `/healthz` and its own `GET /jobs`. Prints each create's time and answer,
   the lists' times, B's latencies, the daemon's RSS and peak RSS.
+- `runlist`: account A runs one job with a 1 MiB body 300 times (at a
+  closed port: each run is recorded with its request snapshot), then one
+  `GET /runs?page[size]=1000`; the same figures.
 - `biglist`: account A creates 300 paused jobs with 1 MiB bodies, then one
   `GET /jobs?page[size]=1000` (read to the end, counted, not kept); prints
   the response size and time, and the daemon's RSS before and after and its
@@ -15,6 +18,7 @@ that one instead (the daemon child inherits it).
 
     .venv/bin/python -m tests.bench.bench_abuse flood
     .venv/bin/python -m tests.bench.bench_abuse biglist [--jobs 300]
+    .venv/bin/python -m tests.bench.bench_abuse runlist [--jobs 300]
     PYTHONPATH=/work/main .venv/bin/python -m tests.bench.bench_abuse biglist
 """
 
@@ -190,9 +194,47 @@ def biglist(daemon: DaemonProcess, jobs: int) -> None:
         print("B /healthz during the list:", health.summary())
 
 
+def runlist(daemon: DaemonProcess, runs: int) -> None:
+    """Runs whose request snapshots hold a 1 MiB body each, then one big GET /runs."""
+    assert daemon.proc is not None
+    pid = daemon.proc.pid
+    with client(daemon.url, TOKEN_A) as a:
+        r = a.post("/api/v1/jobs", content=job("big-runs", body="b" * MiB, timeout=1))
+        assert r.status_code == 201, r.text[:300]
+        start = time.perf_counter()
+        ids = []
+        for _ in range(runs):
+            r = a.post("/api/v1/jobs/big-runs/actions/run")
+            assert r.status_code == 200, r.text[:300]
+            ids.append(r.json()["data"]["id"])
+        deadline = time.monotonic() + 600
+        for run_id in ids:
+            while a.get(f"/api/v1/runs/{run_id}").json()["data"]["attributes"]["status"] in (
+                "PENDING",
+                "RUNNING",
+            ):
+                assert time.monotonic() < deadline, "runs did not finish"
+                time.sleep(0.1)
+        print(
+            f"{runs} finished runs with 1 MiB request bodies in {time.perf_counter() - start:.1f} s"
+        )
+        before = rss_kib(pid)
+        print("before the list:", before)
+        with Poller(daemon.url, "/healthz") as health:
+            elapsed, (status, size) = timed(lambda: list_bytes(a, "/api/v1/runs?page[size]=1000"))
+        after = rss_kib(pid)
+        print(f"GET /runs?page[size]=1000: {status}, {size / MiB:.1f} MiB in {elapsed:.2f} s")
+        print("after the list:", after)
+        print(
+            f"RSS growth {(after['VmRSS'] - before['VmRSS']) / 1024:.1f} MiB, "
+            f"peak growth {(after['VmHWM'] - before['VmHWM']) / 1024:.1f} MiB"
+        )
+        print("B /healthz during the list:", health.summary())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("case", choices=["flood", "biglist"])
+    parser.add_argument("case", choices=["flood", "biglist", "runlist"])
     parser.add_argument("--jobs", type=int, default=300)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="jobsd-abuse-") as tmp:
@@ -210,8 +252,10 @@ def main() -> None:
             print("the daemon runs", where.stdout.strip())
             if args.case == "flood":
                 flood(daemon)
-            else:
+            elif args.case == "biglist":
                 biglist(daemon, min(args.jobs, 1000))
+            else:
+                runlist(daemon, min(args.jobs, 1000))
             daemon.stop()
 
 

@@ -1,0 +1,128 @@
+"""Streamed list documents: the same bytes as a whole document, in bounded parts.
+
+`jobsd.api.streaming.list_document` against `jsonapi.document` as the
+oracle, by hypothesis over resources, how the store cut them into chunks,
+and what the tail adds; then the bound on each part, and `respond`: a
+refusal before the first yield is an ordinary error, and the generator is
+closed however the response ends.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jobsd import errors
+from jobsd.api import jsonapi, streaming
+from tests.conftest import TOKEN_B, make_harness
+
+resources = st.lists(
+    st.dictionaries(
+        st.text(max_size=5),
+        st.none() | st.booleans() | st.integers() | st.text() | st.lists(st.text(), max_size=3),
+        max_size=4,
+    ),
+    max_size=12,
+)
+
+
+async def chunked(items: list[Any], cuts: list[int]) -> AsyncGenerator[list[Any], None]:
+    start = 0
+    for cut in sorted(cuts):
+        yield items[start:cut]
+        start = cut
+    yield items[start:]
+
+
+async def collect(parts: Any) -> bytes:
+    return b"".join([part async for part in parts])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    items=resources,
+    cuts=st.lists(st.integers(0, 12), max_size=4),
+    tail=st.dictionaries(st.sampled_from(["meta", "links"]), st.none() | st.text(), max_size=2),
+)
+def test_the_bytes_are_those_of_the_whole_document(
+    items: list[Any], cuts: list[int], tail: dict[str, Any]
+) -> None:
+    async def main() -> tuple[bytes, bytes]:
+        async def tail_fn() -> dict[str, Any]:
+            return tail
+
+        doc = streaming.list_document(chunked(items, cuts), lambda item: item, tail_fn)
+        whole = await jsonapi.document({"data": items, **tail}).get_data()
+        return await collect(doc), whole
+
+    streamed, whole = trio.run(main)
+    assert streamed == whole
+    assert json.loads(streamed) == {"data": items, **tail}
+
+
+async def test_parts_stay_near_their_size_whatever_the_page() -> None:
+    item = {"body": "x" * 10_000}
+
+    async def many() -> AsyncGenerator[list[Any], None]:
+        for _ in range(100):  # 1 MB in ten-item chunks
+            yield [item] * 10
+
+    async def tail() -> dict[str, Any]:
+        return {"meta": {}}
+
+    sizes = [len(p) async for p in streaming.list_document(many(), lambda i: i, tail)]
+    assert sum(sizes) > 1_000_000 and len(sizes) > 10
+    assert max(sizes) < streaming.PART_BYTES + 10_100
+
+
+async def test_a_refusal_before_the_first_yield_is_an_error_and_closes_nothing_open() -> None:
+    async def refused() -> AsyncGenerator[bytes, None]:
+        raise errors.not_found("nothing to list")
+        yield b""  # pragma: no cover
+
+    with pytest.raises(errors.ApiError):
+        await streaming.respond(refused())
+
+
+async def test_the_body_closes_its_generator_when_the_response_is_abandoned() -> None:
+    closed = trio.Event()
+
+    async def parts() -> AsyncGenerator[bytes, None]:
+        try:
+            yield b""
+            yield b'{"data":['
+            yield b"]}"
+        finally:
+            closed.set()
+
+    response = await streaming.respond(parts())
+    assert response.timeout == streaming.STREAM_TIMEOUT_S
+    async with response.response as body:
+        async for part in body:  # type: ignore[attr-defined]
+            assert part == b'{"data":['
+            break
+    assert closed.is_set()
+
+
+async def test_a_list_past_the_accounts_share_is_429_with_retry_after(tmp_path: Path) -> None:
+    async with make_harness(tmp_path) as h:
+        engine = h.store.engine
+        engine.snapshots.wait_s = 0.2
+        async with engine.snapshot("acme"), engine.snapshot("acme"):
+            for path in ("/api/v1/jobs", "/api/v1/runs"):
+                r = await h.get(path)
+                assert r.status_code == 429, await r.get_data()
+                assert r.headers["Retry-After"].isdigit()
+                assert r.headers["Content-Type"] == jsonapi.MEDIA_TYPE
+                [error] = (await r.get_json())["errors"]
+                assert error["code"] == "too_many_lists" and error["status"] == "429"
+            r = await h.get("/api/v1/jobs", token=TOKEN_B)
+            assert r.status_code == 200  # another account's share is its own
+        assert (await h.get("/api/v1/jobs")).status_code == 200
