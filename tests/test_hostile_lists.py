@@ -12,8 +12,9 @@ Lists are now streamed from a snapshot (`jobsd.api.streaming`), so:
   account's `/healthz`, get and list are answered throughout; and a flood
   of 60,000-header creates is refused quickly without holding anyone up;
 - in-process (hypercorn on a socket), a client that asks for a big list and
-  never reads holds its snapshot only until the stream timeout, after
-  which the account's next list is served.
+  reads it slowly holds its snapshot only until the stream timeout, and one
+  that never reads only until the write timeout; after either, the
+  account's next list is served.
 """
 
 from __future__ import annotations
@@ -90,6 +91,35 @@ async def test_a_slow_reader_holds_its_snapshot_only_until_the_stream_timeout(
         for received in got:  # cut short: never a whole document
             assert received.startswith(b"HTTP/1.1 200")
             assert 0 < len(received) < 16 * MiB and not received.endswith(b"0\r\n\r\n")
+
+
+async def test_a_reader_that_never_reads_holds_its_snapshot_only_until_the_write_timeout(
+    tmp_path: Path,
+) -> None:
+    async with (
+        serving_daemon(tmp_path, "write_timeout_s = 1", active_jobs_limit=-1) as live,
+        live.client(timeout=30) as client,
+    ):
+        for n in range(24):  # 24 MiB: more than loopback's socket buffers hold
+            r = await client.post(
+                "/api/v1/jobs", json=paused(f"big-{n}", body="b" * MiB), headers=JSON_BODY
+            )
+            assert r.status_code == 201, r.text
+        stalled = []
+        for _ in range(2):  # the account's two snapshots
+            stream = await trio.open_tcp_stream(live.host, live.port)
+            await stream.send_all(
+                b"GET /api/v1/jobs?page[size]=1000 HTTP/1.1\r\nHost: x\r\n"
+                + f"Authorization: Bearer {TOKEN_A}\r\n\r\n".encode()
+            )
+            stalled.append(stream)
+        await trio.sleep(0.3)
+        start = trio.current_time()
+        r = await client.get("/api/v1/jobs?page[size]=2")
+        assert r.status_code == 200, r.text
+        assert trio.current_time() - start < 8  # well before 429's 10 s
+        for stream in stalled:
+            await stream.aclose()
 
 
 # -- a real `jobsd serve` process ---------------------------------------------------

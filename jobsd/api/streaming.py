@@ -13,7 +13,8 @@ has its snapshot: a refusal there (no snapshot free, 429/503) is still an
 ordinary JSON:API error. Past that point the status line is gone; a failure
 then cuts the response short, which the client sees as an incomplete body.
 A streamed response must be sent within `STREAM_TIMEOUT_S`, or it is cut
-short the same way: that bounds how long a slow reader holds its snapshot.
+short the same way: that bounds how long a slow reader holds its snapshot
+(one that stops reading is cut sooner, by the connection's write timeout).
 
 The bytes are exactly what `jsonapi.document` would produce for the same
 document: compact separators, UTF-8, members in the order given.
