@@ -10,8 +10,10 @@ with backpressure). Memory then holds a chunk of rows and one part, not
 
 `respond` first runs the generator to its first `yield`, where the handler
 has its snapshot: a refusal there (no snapshot free, 429/503) is still an
-ordinary JSON:API error. Past that point the status line is gone; a failure
-then cuts the response short, which the client sees as an incomplete body.
+ordinary JSON:API error, and so is a failure in the first part. A document
+that fits in one part goes out whole with a Content-Length. Past the first
+part the status line is gone; a failure then cuts the response short, which
+the client sees as an incomplete (chunked) body.
 A streamed response must be sent within `STREAM_TIMEOUT_S`, or it is cut
 short the same way: that bounds how long a slow reader holds its snapshot
 (one that stops reading is cut sooner, by the connection's write timeout).
@@ -69,13 +71,23 @@ async def list_document(
 
 
 async def respond(parts: AsyncGenerator[bytes, None]) -> Response:
-    """A 200 whose body is `parts`, started here up to its first yield."""
-    first = await anext(parts)
+    """A 200 whose body is `parts`, started here up to its first yield.
+
+    A document that ends within its first part goes out whole, with a
+    Content-Length, as every other answer does; only a longer one is sent
+    in chunks as it is read."""
+    await anext(parts)
+    head: list[bytes] = []
+    try:
+        while sum(map(len, head)) < PART_BYTES:
+            head.append(await anext(parts))
+    except StopAsyncIteration:
+        return Response(b"".join(head), status=200, content_type=MEDIA_TYPE)
 
     async def body() -> AsyncIterator[bytes]:
         async with aclosing(parts):
-            if first:
-                yield first
+            for part in head:
+                yield part
             async for part in parts:
                 yield part
 

@@ -91,24 +91,30 @@ async def test_a_refusal_before_the_first_yield_is_an_error_and_closes_nothing_o
         await streaming.respond(refused())
 
 
-async def test_the_body_closes_its_generator_when_the_response_is_abandoned() -> None:
-    closed = trio.Event()
+async def test_a_short_document_goes_whole_and_a_long_one_in_parts() -> None:
+    closed: list[str] = []
 
-    async def parts() -> AsyncGenerator[bytes, None]:
+    async def parts(*chunks: bytes) -> AsyncGenerator[bytes, None]:
         try:
             yield b""
-            yield b'{"data":['
-            yield b"]}"
+            for chunk in chunks:
+                yield chunk
         finally:
-            closed.set()
+            closed.append("closed")
 
-    response = await streaming.respond(parts())
-    assert response.timeout == streaming.STREAM_TIMEOUT_S
-    async with response.response as body:
+    short = await streaming.respond(parts(b'{"data":[', b"]}"))
+    assert closed == ["closed"]  # read to its end before the answer starts
+    assert await short.get_data() == b'{"data":[]}' and short.content_length == 11
+
+    big = b"x" * streaming.PART_BYTES
+    long = await streaming.respond(parts(big, b"tail"))
+    assert long.timeout == streaming.STREAM_TIMEOUT_S and long.content_length is None
+    assert closed == ["closed"]  # still open: it is being sent
+    async with long.response as body:
         async for part in body:  # type: ignore[attr-defined]
-            assert part == b'{"data":['
-            break
-    assert closed.is_set()
+            assert part == big
+            break  # the client went away
+    assert closed == ["closed", "closed"]
 
 
 async def test_a_list_past_the_accounts_share_is_429_with_retry_after(tmp_path: Path) -> None:
