@@ -35,7 +35,7 @@ from jobsd.clock import Clock, from_us, to_us
 from jobsd.dispatch import RunIntake
 from jobsd.messages import JobChanged, RunOrder
 from jobsd.schedule import Schedule, parse_schedule, plan_fire
-from jobsd.store.runs import DueJob, SlotFiring
+from jobsd.store.slots import DueJob, SlotFiring
 from jobsd.timerwheel import TimerWheel
 
 log = logging.getLogger("jobsd.scheduler")

@@ -12,7 +12,7 @@ from typing import Any
 from jobsd.messages import EnvironmentSpec, HttpConfig, Job, JobCounting, JobKind, JobSpec, JobWrite
 from jobsd.schedule import CronSchedule, parse_schedule
 from jobsd.store import Store
-from jobsd.store.jobs import Limit
+from jobsd.store.job_writes import Limit
 
 ENV = "production"
 

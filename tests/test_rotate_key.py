@@ -31,9 +31,9 @@ def jobsd(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def write_config(home: Path) -> Path:
+def write_config(home: Path, acme: str = "") -> Path:
     path = home / "jobsd.toml"
-    path.write_text(config_text(home))
+    path.write_text(config_text(home, acme=acme))
     return path
 
 
@@ -279,3 +279,54 @@ def test_root_rotating_keeps_the_owner_of_the_key_file(tmp_path: Path) -> None:
     os.chown(path, 4242, 4343)
     KeyRing.load(path).with_new_active_key().save(path)
     assert (path.stat().st_uid, path.stat().st_gid) == (4242, 4343)
+
+
+async def test_environment_overrides_are_sealed_counted_and_resealed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A header override in an environment is a sealed value like any other:
+    never plaintext in the file, bound to its environment, and covered by
+    rotation (a key cannot be retired while an override still needs it)."""
+    config = str(write_config(tmp_path, 'environments = ["production", "staging"]'))
+    key = tmp_path / "secret.key"
+    async with make_harness(tmp_path, acme='environments = ["production", "staging"]') as h:
+        doc = job_doc(
+            "o",
+            configuration={"url": "https://x.invalid/", "headers": {"Authorization": "Bearer b"}},
+            environments={"staging": {"enabled": True, "headers.Authorization": "Bearer s3cr3t"}},
+        )
+        r = await h.post("/api/v1/jobs", doc, headers={"Jobsd-Version": "2026-08-07"})
+        assert r.status_code == 201, await r.get_json()
+    db = tmp_path / "jobsd.sqlite3"
+    for path in tmp_path.glob("jobsd.sqlite3*"):
+        assert b"s3cr3t" not in path.read_bytes()
+    with sqlite3.connect(db) as conn:
+        (sealed,) = conn.execute(
+            "SELECT headers FROM job_environments WHERE environment = 'staging'"
+        ).fetchone()
+        # Moved to another environment, the value does not open there.
+        conn.execute(
+            "INSERT INTO job_environments (job_id, environment, enabled, headers) "
+            "SELECT job_id, 'production', 0, headers FROM job_environments "
+            "WHERE environment = 'staging'"
+        )
+    async with make_harness(tmp_path, acme='environments = ["production", "staging"]') as h:
+        r = await h.get("/api/v1/jobs/o", headers={"Jobsd-Version": "2026-08-07"})
+        envs = (await r.get_json())["data"]["attributes"]["environments"]
+        assert envs["staging"]["headers.Authorization"] == "Bearer s3cr3t"
+        assert envs["production"]["headers.Authorization"].startswith(UNREADABLE)
+    with sqlite3.connect(db) as conn:
+        conn.execute("DELETE FROM job_environments WHERE environment = 'production'")
+    old = KeyRing.load(key)
+    old.with_new_active_key().save(key)
+    status = main(["rotate-key", "--config", config, "--retire", old.active_id])
+    assert status == 2
+    assert "2 header values in 1 jobs are still sealed under it" in capsys.readouterr().err
+    assert main(["rotate-key", "--config", config, "--reseal"]) == 0
+    assert "re-sealed 2 header values" in capsys.readouterr().out
+    assert main(["rotate-key", "--config", config, "--retire", old.active_id]) == 0
+    with sqlite3.connect(db) as conn:
+        (resealed,) = conn.execute(
+            "SELECT headers FROM job_environments WHERE environment = 'staging'"
+        ).fetchone()
+    assert resealed != sealed and json.loads(resealed)[0]["name"] == "Authorization"

@@ -23,7 +23,7 @@ from jobsd.clock import Clock
 from jobsd.messages import JobChanged, RunOrder
 from jobsd.schedule import first_fire, parse_schedule
 from jobsd.scheduler import FIRE_BATCH, Scheduler
-from jobsd.store.runs import DueJob, SlotFiring
+from jobsd.store.slots import DueJob, SlotFiring
 from tests.conftest import RecordedIntake
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

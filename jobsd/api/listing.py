@@ -14,7 +14,7 @@ from jobsd.api.params import Query
 from jobsd.cursors import page_offset
 from jobsd.messages import JobKind
 from jobsd.store.jobs import JobQuery
-from jobsd.store.jobs_sql import SORTS
+from jobsd.store.listing_sql import SORTS
 
 JOB_PARAMETERS = (
     "filter[kind]",

@@ -19,7 +19,8 @@ from jobsd.api import v2026_06_04, v2026_08_07
 from jobsd.api.auth import Caller
 from jobsd.config import API_VERSIONS
 from jobsd.messages import Job, JobCounting, JobKind, JobWrite, Run
-from jobsd.store.jobs import JobQuery, Limit
+from jobsd.store.job_writes import Limit
+from jobsd.store.jobs import JobQuery
 
 
 class Dialect(Protocol):

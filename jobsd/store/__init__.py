@@ -31,8 +31,9 @@ from jobsd.store.engine import Engine
 from jobsd.store.jobs import JobStore
 from jobsd.store.keyring import Sealer, follow
 from jobsd.store.retention import RetentionStore
-from jobsd.store.runs import Claim, DueJob, RunStore
+from jobsd.store.runs import Claim, RunStore
 from jobsd.store.schema import migrate, quick_check
+from jobsd.store.slots import DueJob
 
 
 class StoreObserver(RunObserver, Protocol):

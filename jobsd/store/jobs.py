@@ -28,39 +28,26 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 import trio
 
 from jobsd import errors
 from jobsd.clock import Clock, from_us, to_us
-from jobsd.errors import pointer_part
 from jobsd.messages import (
     Job,
     JobChanged,
     JobCounting,
     JobKind,
-    JobSpec,
     JobWrite,
-    Overlay,
 )
-from jobsd.plans import UNLIMITED, may_enable
-from jobsd.schedule import first_fire, parse_schedule
-from jobsd.store import jobs_sql, runs_sql
+from jobsd.store import environments_sql, job_writes, jobs_sql, listing_sql, runs_sql
 from jobsd.store.ends import RunObserver, write_ending
 from jobsd.store.engine import Engine
-from jobsd.store.keyring import Sealer, is_unreadable_marker
+from jobsd.store.job_writes import Limit
+from jobsd.store.keyring import Sealer
 from jobsd.store.listings import JobListing
-
-
-def next_fire_us(spec: JobSpec, overlay: Overlay, *, enabled: bool, now: datetime) -> int | None:
-    """`next_run_at` of an environment from scratch (a manual job never fires)."""
-    if not enabled or spec.kind is JobKind.MANUAL:
-        return None
-    schedule, timezone = jobs_sql.effective_cadence(spec, overlay)
-    assert schedule is not None
-    return to_us(first_fire(parse_schedule(schedule, timezone), now=now))
 
 
 def _job_not_found(slug: str) -> errors.ApiError:
@@ -68,16 +55,8 @@ def _job_not_found(slug: str) -> errors.ApiError:
 
 
 @dataclass(frozen=True, slots=True)
-class Limit:
-    """The plan's `active_jobs_limit` and what counts against it (the account's version)."""
-
-    active_jobs: int
-    counting: JobCounting
-
-
-@dataclass(frozen=True, slots=True)
 class JobQuery:
-    """A listing: which live jobs, in what order (`jobs_sql.SORTS`), which page."""
+    """A listing: which live jobs, in what order (`listing_sql.SORTS`), which page."""
 
     kinds: frozenset[JobKind]
     sort: str
@@ -117,40 +96,27 @@ class JobStore:
     async def create_job(
         self, account_id: str, write: JobWrite, *, configured: Collection[str], limit: Limit
     ) -> Job:
-        _refuse_markers(write)
+        job_writes.refuse_markers(write)
         now = self.now()
         keyring = self._keyring
         spec = write.spec
 
         def tx(conn: sqlite3.Connection) -> tuple[Job, list[JobChanged]]:
-            _refuse_unknown_policies(conn, account_id, write)
+            job_writes.refuse_unknown_policies(conn, account_id, write)
             if jobs_sql.live_row(conn, account_id, spec.slug) is not None:
                 raise errors.conflict(
                     "slug_taken", f"a job with id '{spec.slug}' already exists", "/data/id"
                 )
             enabled = {env: e.enabled for env, e in write.environments.items()}
             if limit.counting.counts(spec.kind, enabled):
-                _check_room(conn, account_id, limit)
+                job_writes.check_room(conn, account_id, limit)
             pk = jobs_sql.insert(conn, keyring, account_id, spec, now_us=to_us(now))
-            for env, entry in write.environments.items():
-                overlay = entry.overlay or Overlay()
-                next_us = (
-                    next_fire_us(spec, overlay, enabled=entry.enabled, now=now)
-                    if env in configured
-                    else None
-                )
-                jobs_sql.put_environment(
-                    conn,
-                    keyring,
-                    account_id,
-                    pk,
-                    env,
-                    enabled=entry.enabled,
-                    next_run_at_us=next_us,
-                    overlay=overlay,
-                )
+            empty = jobs_sql.job_by_pk(conn, pk, keyring)
+            job_writes.apply_environments(
+                conn, keyring, spec, empty, write, configured=configured, now=now
+            )
             job = jobs_sql.job_by_pk(conn, pk, keyring)
-            return job, _changes_of(job, job.environments)
+            return job, job_writes.changes_of(job, job.environments)
 
         job, changes = await self._engine.write(tx)
         await self._announce(changes)
@@ -165,7 +131,7 @@ class JobStore:
         configured: Collection[str],
         limit: Limit,
     ) -> Job:
-        _refuse_markers(write)
+        job_writes.refuse_markers(write)
         now = self.now()
         keyring = self._keyring
 
@@ -173,63 +139,24 @@ class JobStore:
             row = jobs_sql.live_row(conn, account_id, slug)
             if row is None:
                 raise _job_not_found(slug)
-            _refuse_unknown_policies(conn, account_id, write)
-            before = jobs_sql.to_job(row, jobs_sql.env_rows(conn, row["id"]), keyring)
-            spec = _merged_spec(write, before.spec)
+            job_writes.refuse_unknown_policies(conn, account_id, write)
+            before = jobs_sql.to_job(row, environments_sql.env_rows(conn, row["id"]), keyring)
+            spec = job_writes.merged_spec(write, before.spec)
             enabled = {env: e.enabled for env, e in before.environments.items()}
             was_counted = limit.counting.counts(before.spec.kind, enabled)
             for env in write.owns:
                 enabled.pop(env, None)
             enabled.update({env: e.enabled for env, e in write.environments.items()})
             if limit.counting.counts(spec.kind, enabled) and not was_counted:
-                _check_room(conn, account_id, limit)
+                job_writes.check_room(conn, account_id, limit)
             jobs_sql.replace(conn, keyring, row, spec, now_us=to_us(now))
+            job_writes.apply_environments(
+                conn, keyring, spec, before, write, configured=configured, now=now
+            )
             pk = before.pk
-            recurring = spec.kind is JobKind.RECURRING
-            for env in sorted(set(before.environments) | set(write.environments)):
-                old = before.environments.get(env)
-                entry = write.environments.get(env)
-                if entry is None and env in write.owns:
-                    jobs_sql.delete_environment(conn, pk, env)
-                    continue
-                on = entry.enabled if entry is not None else bool(old and old.enabled)
-                given = None if entry is None else entry.overlay
-                overlay = given or (old.overlay if old is not None else Overlay())
-                if not recurring:
-                    overlay = replace(overlay, schedule=None, timezone=None)
-                next_us: int | None = None
-                if env in configured and on:
-                    same = (
-                        old is not None
-                        and old.enabled
-                        and old.next_run_at is not None
-                        and before.spec.kind is spec.kind
-                        and jobs_sql.effective_cadence(before.spec, old.overlay)
-                        == jobs_sql.effective_cadence(spec, overlay)
-                    )
-                    next_us = (
-                        to_us(old.next_run_at)  # type: ignore[union-attr, arg-type]
-                        if same
-                        else next_fire_us(spec, overlay, enabled=True, now=now)
-                    )
-                if given is None and old is not None:
-                    jobs_sql.set_environment_state(
-                        conn, pk, env, enabled=on, next_run_at_us=next_us, keep_cadence=recurring
-                    )
-                else:
-                    jobs_sql.put_environment(
-                        conn,
-                        keyring,
-                        account_id,
-                        pk,
-                        env,
-                        enabled=on,
-                        next_run_at_us=next_us,
-                        overlay=overlay,
-                    )
             job = jobs_sql.job_by_pk(conn, pk, keyring)
             gone = {env: None for env in before.environments if env not in job.environments}
-            return job, _changes_of(job, {**gone, **job.environments})
+            return job, job_writes.changes_of(job, {**gone, **job.environments})
 
         job, changes = await self._engine.write(tx)
         await self._announce(changes)
@@ -245,7 +172,7 @@ class JobStore:
             row = jobs_sql.live_row(conn, account_id, slug)
             if row is None:
                 raise _job_not_found(slug)
-            envs = jobs_sql.env_rows(conn, row["id"])
+            envs = environments_sql.env_rows(conn, row["id"])
             if guard is not None:
                 outside = sorted(
                     str(e["environment"])
@@ -276,7 +203,7 @@ class JobStore:
             row = jobs_sql.live_row(conn, account_id, slug)
             if row is None or JobKind(row["kind"]) not in kinds:
                 raise _job_not_found(slug)
-            return jobs_sql.to_job(row, jobs_sql.env_rows(conn, row["id"]), keyring)
+            return jobs_sql.to_job(row, environments_sql.env_rows(conn, row["id"]), keyring)
 
         return await self._engine.read(q)
 
@@ -293,7 +220,7 @@ class JobStore:
         def q(conn: sqlite3.Connection) -> tuple[int, int]:
             return (
                 runs_sql.runs_used(conn, account_id, period),
-                jobs_sql.count_active(conn, account_id, counting),
+                listing_sql.count_active(conn, account_id, counting),
             )
 
         return await self._engine.read(q)
@@ -332,13 +259,13 @@ class JobStore:
                 for pk, env in woken:
                     job = jobs_sql.job_by_pk(conn, int(pk), keyring)
                     overlay = job.environments[env].overlay
-                    next_us = next_fire_us(job.spec, overlay, enabled=True, now=now)
+                    next_us = job_writes.next_fire_us(job.spec, overlay, enabled=True, now=now)
                     conn.execute(
                         "UPDATE job_environments SET next_run_at_us = ? "
                         "WHERE job_id = ? AND environment = ?",
                         (next_us, pk, env),
                     )
-                    schedule, timezone = jobs_sql.effective_cadence(job.spec, overlay)
+                    schedule, timezone = environments_sql.effective_cadence(job.spec, overlay)
                     at = None if next_us is None else from_us(next_us)
                     changes.append(JobChanged(job.pk, env, schedule, timezone, at))
             return changes
@@ -346,103 +273,3 @@ class JobStore:
         changes = await self._engine.write(tx)
         await self._announce(changes)
         return len(changes)
-
-
-def _merged_spec(write: JobWrite, stored: JobSpec) -> JobSpec:
-    spec = write.spec
-    if "timezone" in write.keep:
-        spec = replace(spec, timezone=stored.timezone)
-    if "retry_policy" in write.keep:
-        spec = replace(spec, retry_policy=stored.retry_policy)
-    if spec.kind is not JobKind.RECURRING:
-        spec = replace(spec, timezone=None)  # a time zone applies to cron schedules only
-    return spec
-
-
-def _changes_of(job: Job, envs: Mapping[str, object]) -> list[JobChanged]:
-    """What the scheduler must hear about `envs` of a job just written."""
-    changes = []
-    for env in envs:
-        state = job.environments.get(env)
-        if state is None:
-            changes.append(JobChanged(job.pk, env, None, None, None))
-            continue
-        schedule, timezone = jobs_sql.effective_cadence(job.spec, state.overlay)
-        changes.append(JobChanged(job.pk, env, schedule, timezone, state.next_run_at))
-    return changes
-
-
-def _refuse_unknown_policies(conn: sqlite3.Connection, account_id: str, write: JobWrite) -> None:
-    """A job may name only a retry policy the account has (422 at each reference).
-
-    The account's policies are the retry-policies resource's rows; until that
-    resource exists (VERSIONS.md, "Retry policies") an account has none, so
-    every name is unknown and only `null` (no retries) is accepted.
-    """
-    refs = []
-    if write.spec.retry_policy is not None and "retry_policy" not in write.keep:
-        refs.append(("/data/attributes/retry_policy", write.spec.retry_policy))
-    for env, entry in write.environments.items():
-        if entry.overlay is not None and entry.overlay.retry_policy is not None:
-            at = f"/data/attributes/environments/{pointer_part(env)}/retry_policy"
-            refs.append((at, entry.overlay.retry_policy))
-    if refs:
-        raise errors.ValidationFailed(
-            [
-                errors.invalid(
-                    "unknown_retry_policy",
-                    at,
-                    f"The account has no retry policy {name!r}; name one it has, or null "
-                    "for no retries.",
-                )
-                for at, name in refs
-            ]
-        )
-
-
-def _refuse_markers(write: JobWrite) -> None:
-    base = "/data/attributes/configuration/headers"
-    items = [
-        errors.invalid("unreadable_value", f"{base}/{i}/value", _MARKER_DETAIL)
-        for i, header in enumerate(write.spec.config.headers)
-        if is_unreadable_marker(header.value)
-    ]
-    for env, entry in write.environments.items():
-        if entry.overlay is None:
-            continue
-        items.extend(
-            errors.invalid(
-                "unreadable_value",
-                f"/data/attributes/environments/{pointer_part(env)}/"
-                f"{pointer_part('headers.' + header.name)}",
-                _MARKER_DETAIL,
-            )
-            for header in entry.overlay.headers
-            if is_unreadable_marker(header.value)
-        )
-    if items:
-        raise errors.ValidationFailed(items)
-
-
-_MARKER_DETAIL = (
-    "This is the marker jobsd shows for a stored value it cannot open "
-    "(its key is no longer in the key file); send the real value instead."
-)
-
-
-def _check_room(conn: sqlite3.Connection, account_id: str, limit: Limit) -> None:
-    """Refuse (403) one more counted job when the plan's limit is reached."""
-    if limit.active_jobs == UNLIMITED:
-        return  # unlimited plans skip the count (a scan)
-    if may_enable(limit.active_jobs, jobs_sql.count_active(conn, account_id, limit.counting)):
-        return
-    what = (
-        "permanent (recurring and manual) jobs"
-        if limit.counting.enabled_in is None
-        else f"jobs enabled in {limit.counting.enabled_in}"
-    )
-    raise errors.forbidden(
-        "active_jobs_limit",
-        f"the plan allows {limit.active_jobs} {what} and the account has reached it: "
-        "pause or delete a job, or create this one disabled",
-    )

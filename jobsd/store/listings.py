@@ -16,7 +16,7 @@ from contextlib import aclosing
 from typing import TYPE_CHECKING
 
 from jobsd.messages import Job, Run
-from jobsd.store import jobs_sql, runs_sql
+from jobsd.store import jobs_sql, listing_sql, runs_sql
 from jobsd.store.keyring import Sealer
 from jobsd.store.snapshots import Snapshot
 
@@ -36,7 +36,7 @@ class JobListing:
         account_id, keyring = self._account_id, self._keyring
 
         def rows(conn: sqlite3.Connection) -> sqlite3.Cursor:
-            return jobs_sql.list_page(
+            return listing_sql.list_page(
                 conn,
                 account_id,
                 sort=query.sort,
@@ -50,7 +50,7 @@ class JobListing:
     async def count(self, query: JobQuery) -> int:
         account_id = self._account_id
         return await self._snap.read(
-            lambda c: jobs_sql.count_live(c, account_id, **_filters(query))
+            lambda c: listing_sql.count_live(c, account_id, **_filters(query))
         )
 
 

@@ -144,15 +144,17 @@ def survey(conn: sqlite3.Connection, ring: KeyRing, *, batch_jobs: int = 500) ->
 
 def count_under(conn: sqlite3.Connection, ring: KeyRing, key_id: str) -> tuple[int, int]:
     """(values, jobs) still sealed under `key_id`; no decryption needed."""
-    values = jobs = 0
+    values = 0
+    jobs: set[int] = set()
     for rows in _batches(conn, 1000):
         for row in rows:
             found = sum(
                 _key_id(ring, item["sealed"]) == key_id for item in json.loads(row["headers"])
             )
             values += found
-            jobs += bool(found)
-    return values, jobs
+            if found:
+                jobs.add(int(row["id"]))
+    return values, len(jobs)
 
 
 def _resealed(row: sqlite3.Row, ring: KeyRing) -> tuple[str, int]:

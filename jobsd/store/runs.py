@@ -25,33 +25,12 @@ from jobsd.errors import SealError
 from jobsd.messages import OWN_HEADER_PREFIX, HttpConfig, JobKind, Outcome, Run, RunOrder
 from jobsd.plans import may_meter
 from jobsd.runs import RunStatus, Trigger
-from jobsd.store import jobs_sql, runs_sql
+from jobsd.store import environments_sql, jobs_sql, runs_sql, slots
 from jobsd.store.ends import RunObserver, write_ending
 from jobsd.store.engine import Engine
 from jobsd.store.keyring import Sealer
 from jobsd.store.listings import RunListing
-
-
-@dataclass(frozen=True, slots=True)
-class DueJob:
-    """A job due in one environment, with that environment's effective cadence."""
-
-    job_pk: int
-    environment: str
-    schedule: str
-    timezone: str | None
-    next_run_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class SlotFiring:
-    """The scheduler's decision for one due (job, environment): fire `slot` (or skip), move on."""
-
-    job_pk: int
-    environment: str
-    due: datetime
-    slot: datetime | None
-    next_run_at: datetime | None
+from jobsd.store.slots import DueJob, SlotFiring
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +89,7 @@ class RunStore:
             if job is None or JobKind(job["kind"]) not in kinds:
                 raise errors.not_found(f"no job with id '{slug}'")
             if require_enabled:
-                env = jobs_sql.env_row(conn, job["id"], environment)
+                env = environments_sql.env_row(conn, job["id"], environment)
                 if env is None or not env["enabled"]:
                     raise errors.conflict(
                         "environment_not_enabled",
@@ -226,12 +205,7 @@ class RunStore:
     # -- scheduler --------------------------------------------------------------
 
     async def due_before(self, until: datetime, limit: int) -> list[DueJob]:
-        rows = await self._engine.read(lambda c: jobs_sql.due_before(c, to_us(until), limit))
-        return [
-            DueJob(pk, env, sched, tz, from_us(us))
-            for pk, env, sched, tz, us in rows
-            if sched is not None
-        ]
+        return await self._engine.read(lambda c: slots.due_jobs(c, until, limit))
 
     async def fire_slot(
         self,
@@ -261,7 +235,7 @@ class RunStore:
         now_us = to_us(self._clock.now())
 
         def tx(conn: sqlite3.Connection) -> list[tuple[bool, RunOrder | None]]:
-            return [_fire(conn, firing, now_us) for firing in firings]
+            return [slots.fire(conn, firing, now_us) for firing in firings]
 
         return await self._engine.write(tx)
 
@@ -287,13 +261,13 @@ class RunStore:
             job = jobs_sql.row_by_pk(conn, row["job_id"])
             assert job is not None
             account_id = str(row["account_id"])
-            env = jobs_sql.env_row(conn, row["job_id"], row["environment"])
+            env = environments_sql.env_row(conn, row["job_id"], row["environment"])
             try:
                 config = jobs_sql.to_spec(job, keyring, strict=True).config
                 if env is not None:
-                    config = jobs_sql.to_overlay(env, account_id, keyring, strict=True).apply(
-                        config
-                    )
+                    config = environments_sql.to_overlay(
+                        env, account_id, keyring, strict=True
+                    ).apply(config)
             except SealError as exc:
                 _fail_unopenable(conn, run_id, str(exc), now_us=to_us(now), job=job)
                 ended.append(run_id)
@@ -368,36 +342,6 @@ def _fail_unopenable(
 def _check_backlog(conn: sqlite3.Connection, account_id: str, max_pending: int) -> None:
     if runs_sql.pending_count(conn, account_id) >= max_pending:
         raise errors.too_many_pending(max_pending)
-
-
-def _fire(
-    conn: sqlite3.Connection, firing: SlotFiring, now_us: int
-) -> tuple[bool, RunOrder | None]:
-    next_us = None if firing.next_run_at is None else to_us(firing.next_run_at)
-    # A deleted job has no environment rows, so liveness needs no join.
-    cur = conn.execute(
-        "UPDATE job_environments SET next_run_at_us = ?, enabled = CASE WHEN ? IS NULL THEN 0 "
-        "ELSE enabled END WHERE job_id = ? AND environment = ? AND enabled = 1 "
-        "AND next_run_at_us = ?",
-        (next_us, next_us, firing.job_pk, firing.environment, to_us(firing.due)),
-    )
-    if cur.rowcount != 1:
-        return False, None
-    if firing.slot is None:
-        return True, None
-    job = jobs_sql.row_by_pk(conn, firing.job_pk)
-    assert job is not None
-    run_id = runs_sql.insert(
-        conn,
-        account_id=job["account_id"],
-        job_pk=firing.job_pk,
-        job_slug=job["slug"],
-        environment=firing.environment,
-        trigger=Trigger.SCHEDULE,
-        created_at_us=now_us,
-        scheduled_for_us=to_us(firing.slot),
-    )
-    return True, None if run_id is None else RunOrder(run_id, str(job["account_id"]))
 
 
 def _fetch(conn: sqlite3.Connection, run_id: str) -> Run:

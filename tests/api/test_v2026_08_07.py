@@ -13,7 +13,7 @@ import pytest
 from jobsd.messages import Outcome
 from jobsd.runs import RunStatus
 from tests.api.conformance import NEW, SEED, Versioned, codes, pointers
-from tests.conftest import Harness, make_harness
+from tests.conftest import Harness, job_doc, make_harness
 
 ENVS = 'environments = ["production", "staging"]'
 
@@ -25,13 +25,7 @@ async def h(tmp_path: Path) -> AsyncIterator[Harness]:
 
 
 def doc(slug: str = "warm", **attrs: Any) -> dict[str, Any]:
-    attributes: dict[str, Any] = {
-        "name": f"Job {slug}",
-        "schedule": "0 2 * * *",
-        "configuration": {"url": "https://example.invalid/hook"},
-    }
-    attributes.update(attrs)
-    return {"data": {"type": "job", "id": slug, "attributes": attributes}}
+    return job_doc(slug, **attrs)
 
 
 def attrs(reply: Any) -> dict[str, Any]:

@@ -1,0 +1,239 @@
+"""2026-08-07 `environments`: each entry a sparse overlay, checked leaf by leaf.
+
+An entry may hold `enabled`, the request leaves (each checked as the base
+field it overrides), `schedule`/`timezone` (recurring jobs only; a schedule
+override must be cron), `retry_policy`, and `headers.<name>`; anything else
+is a 422 at its pointer, as is an environment the caller may not name. The
+bounds on one job hold for each environment's effective request. Also here:
+the single values both the base and an overlay check the same way (a time
+zone, a retry policy reference, one header of a name -> value object).
+"""
+
+from __future__ import annotations
+
+from typing import Final, TypeVar
+
+from jobsd.api import documents as d
+from jobsd.api.fields import (
+    FIELD_VALUE,
+    FIELD_VALUE_RULE,
+    MAX_HEADERS,
+    configuration_size_problem,
+    header_name_problem,
+)
+from jobsd.errors import ScheduleError, pointer_part
+from jobsd.messages import EnvironmentSpec, Header, HttpConfig, JobKind, Overlay
+from jobsd.schedule import CronSchedule, parse_schedule
+from jobsd.zones import timezone_problem
+
+_ENVS: Final = "/data/attributes/environments"
+_MAX_HEADER_NAME: Final = 200
+_MAX_HEADER_VALUE: Final = 8192
+_T = TypeVar("_T")
+
+
+def timezone(errs: d._Errors, value: object, ptr: str, kind: JobKind) -> str | None:
+    if value is None:
+        return None
+    text = d._string(errs, value, ptr, max_len=100)
+    if text is None:
+        return None
+    if kind is not JobKind.RECURRING:
+        errs.add("not_recurring", ptr, "`timezone` applies to a cron schedule only.")
+    elif problem := timezone_problem(text):
+        errs.add("invalid_timezone", ptr, problem)
+    return text
+
+
+def policy(errs: d._Errors, value: object, ptr: str) -> str | None:
+    if value is None:
+        return None
+    return d._string(errs, value, ptr, min_len=1, max_len=100)
+
+
+def header(
+    errs: d._Errors, name: str, value: object, ptr: str, seen: dict[str, str]
+) -> Header | None:
+    """One header from a map: its name (the key) and value; `seen` catches case twins."""
+    ok = True
+    if not 1 <= len(name) <= _MAX_HEADER_NAME:
+        errs.add("invalid_header", ptr, f"A header name is 1-{_MAX_HEADER_NAME} characters.")
+        ok = False
+    elif problem := header_name_problem(name):
+        errs.add("invalid_header", ptr, problem)
+        ok = False
+    elif name.lower() in seen:
+        errs.add(
+            "duplicate_header",
+            ptr,
+            f"{name} and {seen[name.lower()]} are the same header (names ignore case); keep one.",
+        )
+        ok = False
+    else:
+        seen[name.lower()] = name
+    text = d._string(errs, value, ptr, max_len=_MAX_HEADER_VALUE, chars_code=None)
+    if text is not None and not FIELD_VALUE.fullmatch(text):
+        errs.add("invalid_header", ptr, FIELD_VALUE_RULE)
+        ok = False
+    return Header(name, text) if ok and text is not None else None
+
+
+_REQUEST_LEAVES: Final = (
+    "url",
+    "method",
+    "timeout",
+    "body",
+    "success_status",
+    "tls_verify",
+    "ca_cert",
+)
+
+_LEAVES: Final = (*_REQUEST_LEAVES, "schedule", "timezone", "retry_policy")
+
+
+def environments(
+    errs: d._Errors,
+    value: object,
+    kind: JobKind,
+    allowed: tuple[str, ...],
+    max_timeout_s: int,
+    base: HttpConfig,
+) -> dict[str, EnvironmentSpec]:
+    if value is d.MISSING:
+        value = {}
+    if not isinstance(value, dict):
+        errs.add(
+            "invalid_type",
+            _ENVS,
+            f"`environments` must be an object keyed by environment, not {d._kind(value)}.",
+        )
+        return {}
+    entries: dict[str, EnvironmentSpec] = {}
+    for env, entry in value.items():
+        ptr = f"{_ENVS}/{pointer_part(env)}"
+        if env not in allowed:
+            errs.add(
+                "unknown_environment",
+                ptr,
+                f"No environment {env!r} here; this token may name: {', '.join(allowed)}.",
+            )
+            continue
+        obj = d._object(errs, entry, ptr, f"The entry for {env}")
+        if obj is None:
+            continue
+        entries[env] = _entry(errs, obj, ptr, kind, max_timeout_s)
+        overlay = entries[env].overlay
+        if overlay is not None:  # the bounds on one job hold for what each environment sends
+            effective = overlay.apply(base)
+            if len(effective.headers) > MAX_HEADERS:
+                count = len(effective.headers)
+                errs.add(
+                    "too_many_headers",
+                    ptr,
+                    f"{count} headers with this environment's; a job may have {MAX_HEADERS}.",
+                )
+            if problem := configuration_size_problem(effective):
+                errs.add("configuration_too_large", ptr, f"In {env}: {problem}")
+    if kind is JobKind.ONE_OFF and not entries and not errs.items:
+        if len(allowed) != 1:
+            errs.add(
+                "environment_required",
+                _ENVS,
+                "A one-off runs once in each environment named by the keys of `environments`; "
+                f"name at least one of {', '.join(allowed)}.",
+            )
+        else:
+            entries[allowed[0]] = EnvironmentSpec(True)
+    return entries
+
+
+def _entry(
+    errs: d._Errors, obj: dict[str, object], ptr: str, kind: JobKind, max_timeout_s: int
+) -> EnvironmentSpec:
+    enabled = obj.get("enabled", kind is JobKind.ONE_OFF)
+    if not isinstance(enabled, bool):
+        errs.add(
+            "invalid_type",
+            f"{ptr}/enabled",
+            f"`enabled` must be true or false, not {d._kind(enabled)}.",
+        )
+        enabled = False
+    leaves: dict[str, object] = {}
+    headers: list[Header] = []
+    seen: dict[str, str] = {}
+    for key, value in obj.items():
+        at = f"{ptr}/{pointer_part(key)}"
+        group, dot, header_name = key.partition(".")
+        if key in ("enabled", "next_run_at") or value is None:
+            continue
+        if group == "headers" and dot:
+            one = header(errs, header_name, value, at, seen)
+            if one is not None:
+                headers.append(one)
+        elif key in _LEAVES:
+            leaves[key] = _leaf(errs, key, value, at, kind, max_timeout_s)
+        else:
+            allowed = ", ".join((*_LEAVES, "headers.<name>"))
+            errs.add("unknown_field", at, f"Not an overridable leaf; allowed: enabled, {allowed}.")
+    overlay = Overlay(
+        url=_as(str, leaves.get("url")),
+        method=_as(str, leaves.get("method")),
+        timeout_s=_as(int, leaves.get("timeout")),
+        body=_as(str, leaves.get("body")),
+        success_status=_as(str, leaves.get("success_status")),
+        tls_verify=_as(bool, leaves.get("tls_verify")),
+        ca_cert=_as(str, leaves.get("ca_cert")),
+        schedule=_as(str, leaves.get("schedule")),
+        timezone=_as(str, leaves.get("timezone")),
+        retry_policy=_as(str, leaves.get("retry_policy")),
+        headers=tuple(headers),
+    )
+    return EnvironmentSpec(enabled, overlay)
+
+
+def _as(kind: type[_T], value: object) -> _T | None:
+    return value if isinstance(value, kind) else None
+
+
+def _leaf(
+    errs: d._Errors, key: str, value: object, ptr: str, kind: JobKind, max_timeout_s: int
+) -> object:
+    """One overlay leaf, checked as the base field it overrides."""
+    if key == "url":
+        return d._url(errs, value, ptr) or None
+    if key == "method":
+        return d._choice(errs, {key: value}, key, ptr, d.METHODS)
+    if key == "timeout":
+        return d._timeout(errs, value, max_timeout_s, ptr)
+    if key == "body":
+        return d._body(errs, value, ptr)
+    if key == "success_status":
+        return d._success_status(errs, value, ptr)
+    if key == "tls_verify":
+        return d._boolean(errs, {key: value}, key, ptr)
+    if key == "ca_cert":
+        return d._ca_cert(errs, value, ptr)
+    if key == "retry_policy":
+        return policy(errs, value, ptr)
+    if kind is not JobKind.RECURRING:
+        errs.add("not_recurring", ptr, f"`{key}` can be overridden on a recurring job only.")
+        return None
+    if key == "timezone":
+        return timezone(errs, value, ptr, kind)
+    text = d._string(errs, value, ptr, max_len=None, chars_code="invalid_schedule")
+    if text is None:
+        return None
+    try:
+        parsed = parse_schedule(text)
+    except ScheduleError as e:
+        errs.add("invalid_schedule", ptr, e.detail)
+        return None
+    if not isinstance(parsed, CronSchedule):
+        errs.add(
+            "invalid_schedule",
+            ptr,
+            "An environment's `schedule` overrides a recurring job's cadence: use a cron "
+            "expression.",
+        )
+        return None
+    return text

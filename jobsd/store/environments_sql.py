@@ -1,0 +1,150 @@
+"""Environment rows: one per (job, environment), its switch, next fire and overrides.
+
+Only this module knows the `job_environments` columns. The overrides that
+SQL must read (`schedule`, `timezone`, `retry_policy`: the scheduler's
+due query and the policy checks) are columns; the request leaves are one
+JSON object; header overrides are sealed (`jobsd.store.sealed_headers`).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from jobsd.messages import JobKind, JobSpec, Overlay
+from jobsd.store.keyring import Sealer
+from jobsd.store.sealed_headers import open_headers, seal_headers
+
+ENV_COLUMNS = (
+    "job_id, environment, enabled, next_run_at_us, schedule, timezone, retry_policy, overlay, "
+    "headers"
+)
+
+# The request leaves an overlay may hold, as stored in its JSON object.
+_LEAVES = ("url", "method", "timeout_s", "body", "success_status", "tls_verify", "ca_cert")
+
+
+def to_overlay(
+    env: sqlite3.Row, account_id: str, keyring: Sealer, *, strict: bool = False
+) -> Overlay:
+    leaves = json.loads(env["overlay"])
+    headers = open_headers(
+        keyring,
+        account_id,
+        env["job_id"],
+        env["headers"],
+        environment=env["environment"],
+        strict=strict,
+    )
+    return Overlay(
+        **{leaf: leaves.get(leaf) for leaf in _LEAVES},
+        schedule=env["schedule"],
+        timezone=env["timezone"],
+        retry_policy=env["retry_policy"],
+        headers=headers,
+    )
+
+
+def env_rows(conn: sqlite3.Connection, pk: int) -> list[sqlite3.Row]:
+    return list(
+        conn.execute(
+            f"SELECT {ENV_COLUMNS} FROM job_environments WHERE job_id = ? ORDER BY environment",
+            (pk,),
+        )
+    )
+
+
+def env_row(conn: sqlite3.Connection, pk: int, environment: str) -> sqlite3.Row | None:
+    row: sqlite3.Row | None = conn.execute(
+        f"SELECT {ENV_COLUMNS} FROM job_environments WHERE job_id = ? AND environment = ?",
+        (pk, environment),
+    ).fetchone()
+    return row
+
+
+def put_environment(
+    conn: sqlite3.Connection,
+    keyring: Sealer,
+    account_id: str,
+    pk: int,
+    environment: str,
+    *,
+    enabled: bool,
+    next_run_at_us: int | None,
+    overlay: Overlay,
+) -> None:
+    """Insert or replace an environment row, its overlay sealed anew."""
+    leaves = {
+        leaf: getattr(overlay, leaf) for leaf in _LEAVES if getattr(overlay, leaf) is not None
+    }
+    conn.execute(
+        f"INSERT OR REPLACE INTO job_environments ({ENV_COLUMNS}) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            pk,
+            environment,
+            int(enabled),
+            next_run_at_us,
+            overlay.schedule,
+            overlay.timezone,
+            overlay.retry_policy,
+            json.dumps(leaves),
+            seal_headers(keyring, account_id, pk, overlay.headers, environment),
+        ),
+    )
+
+
+def set_environment_state(
+    conn: sqlite3.Connection,
+    pk: int,
+    environment: str,
+    *,
+    enabled: bool,
+    next_run_at_us: int | None,
+    keep_cadence: bool,
+) -> None:
+    """Switch and next fire only: the stored overlay (its sealed values) stays.
+
+    `keep_cadence` False drops the `schedule`/`timezone` overrides, which
+    apply to recurring jobs only.
+    """
+    cadence = "" if keep_cadence else ", schedule = NULL, timezone = NULL"
+    conn.execute(
+        f"UPDATE job_environments SET enabled = ?, next_run_at_us = ?{cadence} "
+        "WHERE job_id = ? AND environment = ?",
+        (int(enabled), next_run_at_us, pk, environment),
+    )
+
+
+def delete_environment(conn: sqlite3.Connection, pk: int, environment: str) -> None:
+    conn.execute(
+        "DELETE FROM job_environments WHERE job_id = ? AND environment = ?", (pk, environment)
+    )
+
+
+def effective_cadence(spec: JobSpec, overlay: Overlay) -> tuple[str | None, str | None]:
+    """(schedule, timezone) an environment fires on."""
+    if spec.kind is not JobKind.RECURRING:
+        return spec.schedule, None
+    schedule = overlay.schedule if overlay.schedule is not None else spec.schedule
+    timezone = overlay.timezone if overlay.timezone is not None else spec.timezone
+    return schedule, timezone
+
+
+DueRow = tuple[int, str, str | None, str | None, int]
+
+
+def due_before(conn: sqlite3.Connection, until_us: int, limit: int) -> list[DueRow]:
+    """(pk, environment, schedule, timezone, next_run_at_us) due by `until_us`, soonest first.
+
+    Schedule and time zone are the environment's effective ones: its
+    override, else the job's.
+    """
+    rows = conn.execute(
+        "SELECT e.job_id, e.environment, coalesce(e.schedule, j.schedule), "
+        "coalesce(e.timezone, j.timezone), e.next_run_at_us "
+        "FROM job_environments AS e JOIN jobs AS j ON j.id = e.job_id "
+        "WHERE e.next_run_at_us <= ? ORDER BY e.next_run_at_us LIMIT ?",
+        (until_us, limit),
+    ).fetchall()
+    return [(int(r[0]), str(r[1]), r[2], r[3], int(r[4])) for r in rows]

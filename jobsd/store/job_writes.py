@@ -1,0 +1,202 @@
+"""Inside a job write's transaction: the checks it must pass and its environment rows.
+
+Pure decisions and single-connection steps shared by create and replace
+(`jobsd.store.jobs`): which retry policies a write may name, that no
+unreadable-value marker is written back, the plan's job limit, how a write
+merges with the stored environments, and what the scheduler must hear.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from jobsd import errors
+from jobsd.clock import to_us
+from jobsd.errors import pointer_part
+from jobsd.messages import Job, JobChanged, JobCounting, JobKind, JobSpec, JobWrite, Overlay
+from jobsd.plans import UNLIMITED, may_enable
+from jobsd.schedule import first_fire, parse_schedule
+from jobsd.store import environments_sql, listing_sql
+from jobsd.store.keyring import Sealer, is_unreadable_marker
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """The plan's `active_jobs_limit` and what counts against it (the account's version)."""
+
+    active_jobs: int
+    counting: JobCounting
+
+
+def next_fire_us(spec: JobSpec, overlay: Overlay, *, enabled: bool, now: datetime) -> int | None:
+    """`next_run_at` of an environment from scratch (a manual job never fires)."""
+    if not enabled or spec.kind is JobKind.MANUAL:
+        return None
+    schedule, timezone = environments_sql.effective_cadence(spec, overlay)
+    assert schedule is not None
+    return to_us(first_fire(parse_schedule(schedule, timezone), now=now))
+
+
+def merged_spec(write: JobWrite, stored: JobSpec) -> JobSpec:
+    spec = write.spec
+    if "timezone" in write.keep:
+        spec = replace(spec, timezone=stored.timezone)
+    if "retry_policy" in write.keep:
+        spec = replace(spec, retry_policy=stored.retry_policy)
+    if spec.kind is not JobKind.RECURRING:
+        spec = replace(spec, timezone=None)  # a time zone applies to cron schedules only
+    return spec
+
+
+def changes_of(job: Job, envs: Mapping[str, object]) -> list[JobChanged]:
+    """What the scheduler must hear about `envs` of a job just written."""
+    changes = []
+    for env in envs:
+        state = job.environments.get(env)
+        if state is None:
+            changes.append(JobChanged(job.pk, env, None, None, None))
+            continue
+        schedule, timezone = environments_sql.effective_cadence(job.spec, state.overlay)
+        changes.append(JobChanged(job.pk, env, schedule, timezone, state.next_run_at))
+    return changes
+
+
+def refuse_unknown_policies(conn: sqlite3.Connection, account_id: str, write: JobWrite) -> None:
+    """A job may name only a retry policy the account has (422 at each reference).
+
+    The account's policies are the retry-policies resource's rows; until that
+    resource exists (VERSIONS.md, "Retry policies") an account has none, so
+    every name is unknown and only `null` (no retries) is accepted.
+    """
+    refs = []
+    if write.spec.retry_policy is not None and "retry_policy" not in write.keep:
+        refs.append(("/data/attributes/retry_policy", write.spec.retry_policy))
+    for env, entry in write.environments.items():
+        if entry.overlay is not None and entry.overlay.retry_policy is not None:
+            at = f"/data/attributes/environments/{pointer_part(env)}/retry_policy"
+            refs.append((at, entry.overlay.retry_policy))
+    if refs:
+        raise errors.ValidationFailed(
+            [
+                errors.invalid(
+                    "unknown_retry_policy",
+                    at,
+                    f"The account has no retry policy {name!r}; name one it has, or null "
+                    "for no retries.",
+                )
+                for at, name in refs
+            ]
+        )
+
+
+def refuse_markers(write: JobWrite) -> None:
+    base = "/data/attributes/configuration/headers"
+    items = [
+        errors.invalid("unreadable_value", f"{base}/{i}/value", _MARKER_DETAIL)
+        for i, header in enumerate(write.spec.config.headers)
+        if is_unreadable_marker(header.value)
+    ]
+    for env, entry in write.environments.items():
+        if entry.overlay is None:
+            continue
+        items.extend(
+            errors.invalid(
+                "unreadable_value",
+                f"/data/attributes/environments/{pointer_part(env)}/"
+                f"{pointer_part('headers.' + header.name)}",
+                _MARKER_DETAIL,
+            )
+            for header in entry.overlay.headers
+            if is_unreadable_marker(header.value)
+        )
+    if items:
+        raise errors.ValidationFailed(items)
+
+
+_MARKER_DETAIL = (
+    "This is the marker jobsd shows for a stored value it cannot open "
+    "(its key is no longer in the key file); send the real value instead."
+)
+
+
+def check_room(conn: sqlite3.Connection, account_id: str, limit: Limit) -> None:
+    """Refuse (403) one more counted job when the plan's limit is reached."""
+    if limit.active_jobs == UNLIMITED:
+        return  # unlimited plans skip the count (a scan)
+    if may_enable(limit.active_jobs, listing_sql.count_active(conn, account_id, limit.counting)):
+        return
+    what = (
+        "permanent (recurring and manual) jobs"
+        if limit.counting.enabled_in is None
+        else f"jobs enabled in {limit.counting.enabled_in}"
+    )
+    raise errors.forbidden(
+        "active_jobs_limit",
+        f"the plan allows {limit.active_jobs} {what} and the account has reached it: "
+        "pause or delete a job, or create this one disabled",
+    )
+
+
+def apply_environments(
+    conn: sqlite3.Connection,
+    keyring: Sealer,
+    spec: JobSpec,
+    before: Job,
+    write: JobWrite,
+    *,
+    configured: Collection[str],
+    now: datetime,
+) -> None:
+    """Write the environment rows of `before` (just stored as `spec`) as `write` says.
+
+    An entry the write sets replaces the stored one (its overlay, when it
+    gives one, else the stored overlay is kept); an entry it owns but does
+    not set is removed; any other is kept. `next_run_at` is kept when the
+    environment stays enabled on the same effective cadence, else computed
+    from now; an environment the config does not list stays dormant (None).
+    Overrides of cadence are dropped from a job that is not recurring.
+    """
+    pk, account_id = before.pk, before.account_id
+    recurring = spec.kind is JobKind.RECURRING
+    for env in sorted(set(before.environments) | set(write.environments)):
+        old = before.environments.get(env)
+        entry = write.environments.get(env)
+        if entry is None and env in write.owns:
+            environments_sql.delete_environment(conn, pk, env)
+            continue
+        on = entry.enabled if entry is not None else bool(old and old.enabled)
+        given = None if entry is None else entry.overlay
+        overlay = given or (old.overlay if old is not None else Overlay())
+        if not recurring:
+            overlay = replace(overlay, schedule=None, timezone=None)
+        next_us: int | None = None
+        if env in configured and on:
+            cadence = environments_sql.effective_cadence(spec, overlay)
+            if (
+                old is not None
+                and old.enabled
+                and old.next_run_at is not None
+                and before.spec.kind is spec.kind
+                and environments_sql.effective_cadence(before.spec, old.overlay) == cadence
+            ):
+                next_us = to_us(old.next_run_at)
+            else:
+                next_us = next_fire_us(spec, overlay, enabled=True, now=now)
+        if given is None and old is not None:
+            environments_sql.set_environment_state(
+                conn, pk, env, enabled=on, next_run_at_us=next_us, keep_cadence=recurring
+            )
+        else:
+            environments_sql.put_environment(
+                conn,
+                keyring,
+                account_id,
+                pk,
+                env,
+                enabled=on,
+                next_run_at_us=next_us,
+                overlay=overlay,
+            )

@@ -1,0 +1,79 @@
+"""Scheduled slots in the store: what is due, and firing it.
+
+The scheduler's side of the runs table: which (job, environment)s are due
+by an instant (with their effective cadence), and the one conditional
+update plus insert that fires a slot. The update advances the environment
+only if it is still due at the instant the scheduler believes; the unique
+`(job, environment, scheduled_for)` index refuses a second run for a slot.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+
+from jobsd.clock import from_us, to_us
+from jobsd.messages import RunOrder
+from jobsd.runs import Trigger
+from jobsd.store import environments_sql, jobs_sql, runs_sql
+
+
+@dataclass(frozen=True, slots=True)
+class DueJob:
+    """A job due in one environment, with that environment's effective cadence."""
+
+    job_pk: int
+    environment: str
+    schedule: str
+    timezone: str | None
+    next_run_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SlotFiring:
+    """The scheduler's decision for one due (job, environment): fire `slot` (or skip), move on."""
+
+    job_pk: int
+    environment: str
+    due: datetime
+    slot: datetime | None
+    next_run_at: datetime | None
+
+
+def due_jobs(conn: sqlite3.Connection, until: datetime, limit: int) -> list[DueJob]:
+    return [
+        DueJob(pk, env, schedule, timezone, from_us(us))
+        for pk, env, schedule, timezone, us in environments_sql.due_before(
+            conn, to_us(until), limit
+        )
+        if schedule is not None
+    ]
+
+
+def fire(conn: sqlite3.Connection, firing: SlotFiring, now_us: int) -> tuple[bool, RunOrder | None]:
+    next_us = None if firing.next_run_at is None else to_us(firing.next_run_at)
+    # A deleted job has no environment rows, so liveness needs no join.
+    cur = conn.execute(
+        "UPDATE job_environments SET next_run_at_us = ?, enabled = CASE WHEN ? IS NULL THEN 0 "
+        "ELSE enabled END WHERE job_id = ? AND environment = ? AND enabled = 1 "
+        "AND next_run_at_us = ?",
+        (next_us, next_us, firing.job_pk, firing.environment, to_us(firing.due)),
+    )
+    if cur.rowcount != 1:
+        return False, None
+    if firing.slot is None:
+        return True, None
+    job = jobs_sql.row_by_pk(conn, firing.job_pk)
+    assert job is not None
+    run_id = runs_sql.insert(
+        conn,
+        account_id=job["account_id"],
+        job_pk=firing.job_pk,
+        job_slug=job["slug"],
+        environment=firing.environment,
+        trigger=Trigger.SCHEDULE,
+        created_at_us=now_us,
+        scheduled_for_us=to_us(firing.slot),
+    )
+    return True, None if run_id is None else RunOrder(run_id, str(job["account_id"]))

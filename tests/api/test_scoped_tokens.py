@@ -1,0 +1,121 @@
+"""Tokens limited to some of an account's environments (VERSIONS.md, "Settled details").
+
+A scoped token sees, lists, runs and changes only its environments: another
+environment is unknown wherever it is named (422 in bodies, 400 in filters),
+its runs are 404 and never listed, jobs are listed with their map narrowed,
+a PUT keeps the entries it cannot see, and deleting a job enabled where the
+token cannot reach is 403.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jobsd.config import token_sha256
+from tests.api.conformance import NEW, SEED, Versioned, codes, pointers
+from tests.conftest import Harness, job_doc, make_harness
+
+STAGING_TOKEN = "jobsd_scoped-to-staging"
+BOTH_TOKEN = "jobsd_scoped-to-both"
+ACME = f"""environments = ["production", "staging", "qa"]
+[[accounts.scoped_tokens]]
+sha256 = "{token_sha256(STAGING_TOKEN)}"
+environments = ["staging"]
+[[accounts.scoped_tokens]]
+sha256 = "{token_sha256(BOTH_TOKEN)}"
+environments = ["production", "staging"]
+"""
+
+
+@pytest.fixture
+async def h(tmp_path: Path) -> AsyncIterator[Harness]:
+    async with make_harness(tmp_path, acme=ACME) as harness:
+        yield harness
+
+
+def doc(slug: str = "warm", **attrs: Any) -> dict[str, Any]:
+    return job_doc(slug, **attrs)
+
+
+async def test_a_scoped_token_sees_and_changes_only_its_environments(h: Harness) -> None:
+    full, staging = Versioned(h), Versioned(h, token=STAGING_TOKEN)
+    envs = {
+        "production": {"enabled": True, "url": "https://prod.example.com/"},
+        "staging": {"enabled": True, "headers.X-Env": "staging"},
+        "qa": {"enabled": False},
+    }
+    assert (await full.post_job(doc(environments=envs))).status == 201
+    seen = await staging.get_job("warm")
+    assert list(seen.body["data"]["attributes"]["environments"]) == ["staging"]
+    listed = await staging.list_jobs()
+    assert [list(j["attributes"]["environments"]) for j in listed.body["data"]] == [["staging"]]
+    # Naming another environment is naming an unknown one.
+    r = await staging.put_job("warm", doc(environments={"production": {"enabled": False}}))
+    assert r.status == 422
+    assert codes(r.body) == {("/data/attributes/environments/production", "unknown_environment")}
+    # A PUT replaces the base and its own entries, and keeps the others.
+    r = await staging.put_job(
+        "warm", doc(name="renamed", environments={"staging": {"enabled": False}})
+    )
+    assert r.status == 200, r.body
+    after = (await full.get_job("warm")).body["data"]["attributes"]
+    assert after["name"] == "renamed"
+    assert after["environments"]["production"] == {
+        "enabled": True,
+        "url": "https://prod.example.com/",
+        "next_run_at": "2026-06-06T02:00:00Z",
+    }
+    assert after["environments"]["qa"] == {"enabled": False, "next_run_at": None}
+    assert after["environments"]["staging"] == {"enabled": False, "next_run_at": None}
+    # A PUT that leaves its own entry out removes it, and only it.
+    r = await Versioned(h, token=BOTH_TOKEN).put_job("warm", doc(environments={}))
+    after = (await full.get_job("warm")).body["data"]["attributes"]["environments"]
+    assert r.status == 200 and list(after) == ["qa"]
+
+
+async def test_runs_outside_the_scope_do_not_exist(h: Harness) -> None:
+    full, staging = Versioned(h), Versioned(h, token=STAGING_TOKEN)
+    envs = {"production": {"enabled": True}, "staging": {"enabled": True}}
+    await full.post_job(doc(environments=envs))
+    prod_run = (await full.run_now("warm", {"environment": "production"})).body["data"]["id"]
+    mine = await staging.run_now("warm")  # the token's only environment is implied
+    assert mine.status == 200 and mine.body["data"]["attributes"]["environment"] == "staging"
+    mine_id = mine.body["data"]["id"]
+    for call in (staging.get_run, staging.cancel, staging.rerun):
+        r = await call(prod_run)
+        assert r.status == 404, call
+    listed = await staging.list_runs()
+    assert [r["id"] for r in listed.body["data"]] == [mine_id]
+    r = await staging.list_runs("?filter[environment]=production")
+    assert r.status == 400 and r.body["errors"][0]["source"] == {"parameter": "filter[environment]"}
+    r = await staging.run_now("warm", {"environment": "production"})
+    assert r.status == 422 and pointers(r.body) == {"/environment"}
+    assert {r["id"] for r in (await full.list_runs()).body["data"]} == {prod_run, mine_id}
+    assert (await staging.get_run(mine_id)).status == 200
+
+
+async def test_deleting_a_job_enabled_out_of_reach_is_forbidden(h: Harness) -> None:
+    full, staging = Versioned(h), Versioned(h, token=STAGING_TOKEN)
+    await full.post_job(doc("a", environments={"production": {"enabled": True}}))
+    await full.post_job(doc("b", environments={"production": {"enabled": False}}))
+    r = await staging.delete_job("a")
+    assert r.status == 403 and r.body["errors"][0]["code"] == "environment_scope"
+    assert (await full.get_job("a")).status == 200
+    assert (await staging.delete_job("b")).status == 204
+
+
+async def test_the_seed_version_needs_the_default_environment(h: Harness) -> None:
+    await Versioned(h).post_job(doc(environments={"staging": {"enabled": True}}))
+    seed = Versioned(h, SEED, token=STAGING_TOKEN)
+    for r in (await seed.get_job("warm"), await seed.list_jobs(), await seed.run_now("warm")):
+        assert r.status == 403 and r.body["errors"][0]["code"] == "environment_scope"
+    both = Versioned(h, SEED, token=BOTH_TOKEN)
+    r = await both.get_job("warm")
+    assert r.status == 200 and r.body["data"]["attributes"]["enabled"] is False
+    # Runs and usage need no environment of their own.
+    assert (await seed.list_runs()).status == 200
+    assert (await Versioned(h, NEW, token=STAGING_TOKEN).usage()).status == 200
