@@ -195,6 +195,39 @@ BAD_VALUES = [
     ("[log]\nformat = 1", "log.format"),
     ('[log]\nlevel = "verbose"', "log.level"),
     ('[log]\nlevel = "INFO"', "log.level"),
+    # versions and environments (VERSIONS.md)
+    (PLAN + account() + 'api_version = "2026-07-01"\n', "accounts[0].api_version"),
+    (PLAN + account() + "api_version = 20260807\n", "accounts[0].api_version"),
+    (PLAN + account() + "environments = []\n", "accounts[0].environments"),
+    (PLAN + account() + 'environments = ["prod", "prod"]\n', "accounts[0].environments"),
+    (PLAN + account() + 'environments = ["prod", "Staging"]\n', "accounts[0].environments[1]"),
+    (PLAN + account() + 'environments = "prod"\n', "accounts[0].environments"),
+    (
+        PLAN + account() + f'[[accounts.scoped_tokens]]\nsha256 = "{DIGEST_B}"\n'
+        'environments = ["staging"]\n',
+        "accounts[0].scoped_tokens[0].environments[0]",
+    ),
+    (
+        PLAN + account() + f'[[accounts.scoped_tokens]]\nsha256 = "{DIGEST_A}"\n'
+        'environments = ["production"]\n',
+        "accounts[0].scoped_tokens[0].sha256",
+    ),
+    (
+        PLAN
+        + account()
+        + f'[[accounts.scoped_tokens]]\nsha256 = "{DIGEST_B}"\nenvironments = []\n',
+        "accounts[0].scoped_tokens[0].environments",
+    ),
+    (
+        PLAN
+        + account()
+        + '[[accounts.scoped_tokens]]\nsha256 = "x"\nenvironments = ["production"]\n',
+        "accounts[0].scoped_tokens[0].sha256",
+    ),
+    (
+        PLAN + account() + f'[[accounts.scoped_tokens]]\nsha256 = "{DIGEST_B}"\n',
+        "accounts[0].scoped_tokens[0].environments",
+    ),
     (PLAN + account() + 'sign_requests = "true"\n', "accounts[0].sign_requests"),
     (PLAN + account() + 'alert_url = "ftp://example.com/a"\n', "accounts[0].alert_url"),
     (PLAN + account() + 'alert_url = "https://u:p@example.com/a"\n', "accounts[0].alert_url"),

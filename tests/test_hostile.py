@@ -213,9 +213,13 @@ async def listing(h: Harness) -> Any:
     return strict_json(await r.get_data())
 
 
-async def check_answer(h: Harness, method: str, path: str, body: bytes, ctype: str) -> int:
+async def check_answer(
+    h: Harness, method: str, path: str, body: bytes, ctype: str, version: str | None = None
+) -> int:
     before_db, before_api = snapshot(h.config.storage.path), await listing(h)
     headers = auth(TOKEN_A)
+    if version is not None:
+        headers["Jobsd-Version"] = version
     if ctype:
         headers["Content-Type"] = ctype
     r = await h.client.open(path, method=method, data=body, headers=headers)
@@ -230,7 +234,7 @@ async def check_answer(h: Harness, method: str, path: str, body: bytes, ctype: s
         assert snapshot(h.config.storage.path) == before_db
         assert await listing(h) == before_api
     else:
-        assert doc["data"]["type"] == "job"
+        assert doc["data"]["type"] in ("job", "run")
     return int(r.status_code)
 
 
@@ -361,3 +365,84 @@ async def test_bounds_on_a_job_are_422_and_change_nothing(
         )
         errors = (await r.get_json())["errors"]
         assert [(e["source"]["pointer"], e["code"]) for e in errors] == [(pointer, code)]
+
+
+# -- the same against 2026-08-07 documents --------------------------------------------
+
+NEW = "2026-08-07"
+ENVIRONMENTS = 'environments = ["production", "staging"]'
+
+
+def new_document(slug: str | None) -> dict[str, Any]:
+    doc = base_document(slug)
+    attrs = doc["data"]["attributes"]
+    del attrs["enabled"]
+    attrs["timezone"] = "Europe/Paris"
+    attrs["retry_policy"] = None
+    attrs["configuration"]["headers"] = {"X-Api-Key": "s3cret"}
+    attrs["environments"] = {
+        "production": {"enabled": True},
+        "staging": {"enabled": True, "url": "https://staging.invalid/", "headers.X-Api-Key": "s"},
+    }
+    return doc
+
+
+NEW_PLACES: list[Any] = [
+    "data/attributes/schedule",
+    "data/attributes/timezone",
+    "data/attributes/retry_policy",
+    "data/attributes/configuration/headers",
+    "data/attributes/configuration/headers/X-Api-Key",
+    "data/attributes/environments",
+    "data/attributes/environments/production",
+    "data/attributes/environments/production/enabled",
+    "data/attributes/environments/staging/url",
+    "data/attributes/environments/staging/headers.X-Api-Key",
+    ("key", "data/attributes/configuration/headers"),
+    ("key", "data/attributes/environments"),
+    ("key", "data/attributes/environments/staging"),
+]
+
+
+def new_hostile_body(slug: str | None, place: Any, fragment: bytes) -> bytes:
+    doc = new_document(slug)
+    if isinstance(place, tuple):
+        holder = _walk(doc, place[1])
+        holder[SENTINEL] = 1
+    else:
+        *parents, last = place.split("/")
+        _walk(doc, "/".join(parents))[last] = SENTINEL
+    return json.dumps(doc).encode().replace(json.dumps(SENTINEL).encode(), fragment, 1)
+
+
+@settings(PROFILE, max_examples=40)
+@given(place=st.sampled_from(NEW_PLACES), fragment=fragments, put=st.booleans())
+async def test_hostile_2026_08_07_writes_never_fail_the_server(
+    tmp_path: Path, place: Any, fragment: bytes, put: bool
+) -> None:
+    async with make_harness(tmp_path / f"ex{next(_counter)}", acme=ENVIRONMENTS) as h:
+        r = await h.post("/api/v1/jobs", new_document("target"), headers={"Jobsd-Version": NEW})
+        assert r.status_code == 201, await r.get_json()
+        if put:
+            body = new_hostile_body(None, place, fragment)
+            await check_answer(h, "PUT", "/api/v1/jobs/target", body, JSONAPI, NEW)
+        else:
+            body = new_hostile_body("fresh", place, fragment)
+            await check_answer(h, "POST", "/api/v1/jobs", body, JSONAPI, NEW)
+
+
+@settings(PROFILE, max_examples=25)
+@given(fragment=fragments, ctype=content_types)
+async def test_hostile_run_now_bodies_never_fail_the_server(
+    tmp_path: Path, fragment: bytes, ctype: str
+) -> None:
+    async with make_harness(tmp_path / f"ex{next(_counter)}", acme=ENVIRONMENTS) as h:
+        r = await h.post("/api/v1/jobs", new_document("target"), headers={"Jobsd-Version": NEW})
+        assert r.status_code == 201
+        body = b'{"environment": ' + fragment + b"}"
+        path = "/api/v1/jobs/target/actions/run"
+        for raw in (body, fragment):
+            before = snapshot(h.config.storage.path)["runs"]
+            status = await check_answer(h, "POST", path, raw, ctype, NEW)
+            if status != 200:
+                assert snapshot(h.config.storage.path)["runs"] == before

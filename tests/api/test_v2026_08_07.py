@@ -199,6 +199,48 @@ async def test_a_single_environment_account_implies_it(tmp_path: Path) -> None:
             {("/data/attributes/environments/staging/retry_policy", "unknown_retry_policy")},
         ),
         ({"retry_policy": 7}, {("/data/attributes/retry_policy", "invalid_type")}),
+        # The bounds on one job (issue 7) hold for the map form and for overrides.
+        (
+            {
+                "configuration": {
+                    "url": "https://x.invalid/",
+                    "headers": {f"H{i}": "v" for i in range(65)},
+                }
+            },
+            {("/data/attributes/configuration/headers", "too_many_headers")},
+        ),
+        (
+            {
+                "configuration": {
+                    "url": "https://x.invalid/",
+                    "headers": {f"H{i}": "v" for i in range(60)},
+                },
+                "environments": {"staging": {f"headers.S{i}": "v" for i in range(5)}},
+            },
+            {("/data/attributes/environments/staging", "too_many_headers")},
+        ),
+        (
+            {"configuration": {"url": "https://x.invalid/", "headers": {"X-Jobsd-Run-Id": "1"}}},
+            {("/data/attributes/configuration/headers/X-Jobsd-Run-Id", "invalid_header")},
+        ),
+        (
+            {"environments": {"staging": {"headers.x-jobsd-job": "1"}}},
+            {("/data/attributes/environments/staging/headers.x-jobsd-job", "invalid_header")},
+        ),
+        (
+            {
+                "configuration": {
+                    "url": "https://x.invalid/",
+                    "headers": {f"H{i}": "v" * 8000 for i in range(40)},
+                },
+                "environments": {"staging": {"body": "b" * 1_000_000}},
+            },
+            {("/data/attributes/environments/staging", "configuration_too_large")},
+        ),
+        (
+            {"environments": {"staging": {"url": "http://0177.0.0.1/"}}},
+            {("/data/attributes/environments/staging/url", "invalid_url")},
+        ),
     ],
 )
 async def test_bad_input_is_refused_with_its_pointer_and_changes_nothing(
@@ -377,6 +419,12 @@ async def test_runs_carry_their_environment_and_snapshots_map_headers(h: Harness
     assert (await v.list_runs("?sort=status")).status == 400
     rerun = await v.rerun(run_id)
     assert attrs(rerun)["environment"] == "staging" and attrs(rerun)["rerun_of"] == run_id
+    canceled = await v.cancel(rerun.body["data"]["id"])
+    assert canceled.status == 200 and attrs(canceled)["status"] == "CANCELED"
+    assert (await v.cancel(rerun.body["data"]["id"])).status == 409
+    assert (await v.cancel("8f2b1c4a-0000-4a1b-9c3d-1e2f3a4b5c6d")).status == 404
+    await v.delete_job("warm")
+    assert (await v.rerun(run_id)).status == 409
     assert (await v.list_runs()).body["meta"]["page_size"] == 50
     assert (await seed.list_runs()).body["meta"]["page_size"] == 100
 

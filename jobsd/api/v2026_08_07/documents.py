@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import Final
 
 from jobsd.api import documents as d
+from jobsd.api.fields import MAX_HEADERS
 from jobsd.api.v2026_08_07 import environments as e
 from jobsd.errors import ValidationFailed, not_found, pointer_part
 from jobsd.messages import EnvironmentSpec, Header, HttpConfig, JobKind, JobSpec
@@ -106,6 +107,9 @@ def _header_map(errs: d._Errors, value: object) -> tuple[Header, ...]:
             ptr,
             f"`headers` must be an object of name: value, not {d._kind(value)}.",
         )
+        return ()
+    if len(value) > MAX_HEADERS:
+        errs.add("too_many_headers", ptr, f"{len(value)} headers; a job may have {MAX_HEADERS}.")
         return ()
     headers: list[Header] = []
     seen: dict[str, str] = {}
