@@ -176,7 +176,7 @@ async def _serve(
         default_environments=config.default_environments(),
     ) as store:
         recovery = await recover(store.engine, to_us(clock.now()))
-        await store.jobs.sync_environments(environments_of(settings.config))
+        await store.jobs.sync_environments(environments_of(settings.config), announce=False)
         reloader.after_reload(lambda fresh: store.jobs.sync_environments(environments_of(fresh)))
         if recovery.lost or recovery.canceled or recovery.pending:
             log.info(

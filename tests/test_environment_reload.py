@@ -10,16 +10,26 @@ from __future__ import annotations
 import signal
 import sqlite3
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx2
+import trio
 
-from tests.conftest import JSONAPI, TOKEN_A, config_text
+from jobsd.clock import Clock
+from jobsd.crypto import KeyRing
+from jobsd.daemon import CHANGES_BUFFER
+from jobsd.messages import HttpConfig
+from jobsd.store import open_store
+from tests.conftest import JSONAPI, TOKEN_A, config_text, make_config
 from tests.daemon_process import DaemonProcess
+from tests.inprocess import daemon_at
+from tests.model import create_job, seed_job
 
 NEW = {"Jobsd-Version": "2026-08-07", "Authorization": f"Bearer {TOKEN_A}"}
 BOTH = 'environments = ["production", "staging"]'
+T0 = datetime(2026, 6, 5, 0, 0, 30, tzinfo=UTC)
 
 
 def staging_row(db: Path) -> tuple[int, int | None, str | None]:
@@ -93,3 +103,33 @@ def test_a_removed_environment_sleeps_and_wakes(tmp_path: Path) -> None:
         assert "environments production, staging -> production" in daemon.stderr()
         client.close()
         assert daemon.stop() == 0
+
+
+async def test_a_start_that_puts_many_environments_to_sleep_does_not_wait(tmp_path: Path) -> None:
+    """More changes at start than the scheduler's change channel holds: the
+    start must not wait on a scheduler that is not running yet."""
+    config = make_config(tmp_path, acme=BOTH)
+    keyring = KeyRing.load_or_create(config.secrets.key_file)
+    config_url = "https://example.invalid/"
+    count = CHANGES_BUFFER + 50
+    async with open_store(config.storage.path, keyring, Clock(T0)) as store:
+        for i in range(count):
+            write = seed_job(
+                f"j{i}", "j", None, True, "0 2 * * *", HttpConfig(config_url), "staging"
+            )
+            await create_job(store, "acme", write, configured=("production", "staging"))
+    alone = make_config(tmp_path)  # staging gone
+    with trio.fail_after(30):
+        async with daemon_at(alone, T0) as d:
+            r = await d.client.get("/healthz")
+            assert r.status_code == 200
+            d.crash()
+    conn = sqlite3.connect(f"file:{config.storage.path}?mode=ro", uri=True)
+    try:
+        dormant = conn.execute(
+            "SELECT count(*) FROM job_environments WHERE environment = 'staging' "
+            "AND enabled = 1 AND next_run_at_us IS NULL"
+        ).fetchone()[0]
+    finally:
+        conn.close()
+    assert dormant == count

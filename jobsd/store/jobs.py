@@ -225,7 +225,9 @@ class JobStore:
 
         return await self._engine.read(q)
 
-    async def sync_environments(self, configured: Mapping[str, Sequence[str]]) -> int:
+    async def sync_environments(
+        self, configured: Mapping[str, Sequence[str]], *, announce: bool = True
+    ) -> int:
         """Make the environments the config lists fire and the others dormant.
 
         `configured`: account id -> its environments. For those accounts, an
@@ -233,6 +235,9 @@ class JobStore:
         an enabled one listed again, dormant until now, gets a `next_run_at`
         from now (a one-off not yet fired fires late rather than never).
         Accounts not named are left alone. Returns how many rows changed.
+        `announce` False: at start, before the scheduler runs (it reads the
+        store when it starts; telling it over the bounded channel then would
+        wait for a reader that is not there yet).
         """
         now = self.now()
         keyring = self._keyring
@@ -271,5 +276,6 @@ class JobStore:
             return changes
 
         changes = await self._engine.write(tx)
-        await self._announce(changes)
+        if announce:
+            await self._announce(changes)
         return len(changes)
