@@ -626,6 +626,11 @@ class CrashHarness:
 
     def _audit_after_kill(self) -> None:
         self.ledger.kills += 1
+        # What a SIGKILL leaves behind (the -wal and -shm too) is owner-only.
+        for suffix in ("", "-wal", "-shm"):
+            left = Path(f"{self.db_path}{suffix}")
+            if left.exists():
+                assert left.stat().st_mode & 0o077 == 0, f"after {self.where()}: {left} is open"
         snap = read_snapshot(self.db_path, self.log_path)
         try:
             audit(snap, self.ledger, final=False)

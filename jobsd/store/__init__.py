@@ -1,6 +1,7 @@
 """The store: the one owner of SQLite.
 
-`open_store` checks the file (`PRAGMA quick_check`), applies numbered
+`open_store` makes the files private (`jobsd.store.files`), checks the
+file (`PRAGMA quick_check`), applies numbered
 migrations, starts the writer thread, and yields a `Store` whose `jobs`,
 `runs` and `retention` parts expose typed awaitables. It closes last, after
 every actor that might still write has stopped.
@@ -28,6 +29,7 @@ from jobsd.crypto import KeyRing
 from jobsd.messages import JobChanged
 from jobsd.store.ends import RunObserver
 from jobsd.store.engine import Engine
+from jobsd.store.files import make_private
 from jobsd.store.jobs import JobStore
 from jobsd.store.keyring import Sealer, follow
 from jobsd.store.retention import RetentionStore
@@ -61,7 +63,7 @@ async def open_store(
     default_environments: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Store]:
     """`default_environments`: account id -> default environment, for migration 3."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private(path)
     engine = Engine(path, on_batch=None if observer is None else observer.store_batch)
 
     def prepare(conn: sqlite3.Connection) -> None:
