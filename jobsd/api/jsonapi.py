@@ -5,13 +5,16 @@ Quart and Werkzeug raise themselves (404 route, 405 method, 413 body), is a
 JSON:API error document with `application/vnd.api+json`; nothing ever
 answers with HTML or a stack trace. Request bodies are decoded strictly:
 invalid UTF-8, NaN/Infinity, numbers Python refuses, and nesting deep
-enough to exhaust the parser are all a 400, never a 500.
+enough to exhaust the parser are all a 400, never a 500. A body may hold at
+most `MAX_JSON_VALUES` values (413): decoded, 2 MiB of `[{},{},...]` is
+48 MiB of Python objects, and no job document needs a thousandth of that.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -24,6 +27,9 @@ MEDIA_TYPE = "application/vnd.api+json"
 ACCEPTED_BODY_TYPES = frozenset({MEDIA_TYPE, "application/json"})
 MAX_BODY_BYTES = 2 * 1024 * 1024
 _MAX_DEPTH = 64
+MAX_JSON_VALUES = 10_000
+# A JSON string, escapes and all; possessive, so a long one costs one pass.
+_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"')
 
 log = logging.getLogger("jobsd.api")
 
@@ -110,9 +116,40 @@ async def _raw_body() -> bytes:
     return raw
 
 
+def json_values_at_most(raw: bytes) -> int:
+    """An upper bound on the values in a JSON text, containers included;
+    when it is MAX_JSON_VALUES or less, exact for valid JSON but for one too
+    many per empty container."""
+
+    def bound(text: bytes) -> int:
+        return text.count(b",") + text.count(b"[") + text.count(b"{") + 1
+
+    rough = bound(raw)  # counts what strings hold too: cheap, and mostly enough
+    if rough <= MAX_JSON_VALUES:
+        return rough
+    inside = 0
+    for n, string in enumerate(_STRING.finditer(raw)):
+        if n >= 2 * MAX_JSON_VALUES:
+            return rough  # a value has at most one member name beside it: too many
+        inside += bound(string[0]) - 1
+    return rough - inside
+
+
 def _decode(raw: bytes) -> Any:
     if len(raw) > MAX_BODY_BYTES:
         raise errors.payload_too_large("the request body is over 2 MiB")
+    if json_values_at_most(raw) > MAX_JSON_VALUES:
+        raise errors.ApiError(
+            413,
+            [
+                errors.ErrorItem(
+                    413,
+                    "too_many_values",
+                    "Payload Too Large",
+                    f"the JSON document holds more than {MAX_JSON_VALUES} values",
+                )
+            ],
+        )
     try:
         text = raw.decode("utf-8")
         doc = json.loads(text, parse_constant=_reject_constant)

@@ -38,7 +38,7 @@ _ERROR_STATUSES = {
     "404": "No such resource for this account",
     "409": "Conflict (slug taken, id or type mismatch, run already terminal, job deleted, "
     "environment not enabled)",
-    "413": "Request body over 2 MiB",
+    "413": "Request body over 2 MiB or over 10,000 JSON values",
     "415": "Request body not application/vnd.api+json or application/json",
     "422": "Invalid fields, each with its source.pointer (at most 100, then a count)",
     "408": "Request body not received whole within the server's body_timeout_s",
