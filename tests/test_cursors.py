@@ -5,6 +5,7 @@ walking runs newest first while new runs arrive never repeats or skips one.
 from __future__ import annotations
 
 import base64
+import string
 import struct
 
 import pytest
@@ -13,12 +14,18 @@ from hypothesis import strategies as st
 
 from jobsd.cursors import (
     MAX_SEQ,
+    MIN_US,
+    CursorError,
+    CursorSortError,
     decode_after,
+    decode_cursor,
     encode_after,
+    encode_cursor,
     page_offset,
     paginate_keyset,
     total_pages,
 )
+from jobsd.run_order import DEFAULT_SORT, Position, RunSort, SortField
 
 seqs = st.integers(0, MAX_SEQ)
 
@@ -147,3 +154,91 @@ def test_walking_while_runs_arrive_sees_each_original_run_once(
     else:
         pytest.fail("the walk did not end")
     assert seen == original
+
+
+# -- keyset cursors bound to a sort (version 2) --------------------------------
+
+sorts = st.builds(RunSort, st.sampled_from(list(SortField)), st.booleans())
+instants = st.integers(MIN_US, MAX_SEQ)
+
+
+@st.composite
+def sorted_positions(draw: st.DrawFn) -> tuple[RunSort, Position]:
+    sort = draw(sorts)
+    segment = draw(st.integers(0, sort.segment_count - 1))
+    value: int | str | None = None
+    if sort.field is SortField.JOB:
+        value = draw(st.text(min_size=1, max_size=60).filter(lambda s: len(s.encode()) <= 255))
+    elif sort.field.nullable and segment == 0:
+        value = draw(instants)
+    return sort, Position(segment, value, draw(instants), draw(seqs))
+
+
+@settings(max_examples=500)
+@given(sorted_positions())
+def test_keyset_cursors_round_trip(case: tuple[RunSort, Position]) -> None:
+    sort, pos = case
+    text = encode_cursor(sort, pos)
+    assert text.isascii() and all(c.isalnum() or c in "-_" for c in text)
+    assert decode_cursor(text, sort) == pos
+
+
+@settings(max_examples=300)
+@given(sorted_positions(), sorts)
+def test_a_cursor_is_bound_to_its_sort(case: tuple[RunSort, Position], other: RunSort) -> None:
+    sort, pos = case
+    text = encode_cursor(sort, pos)
+    if other == sort:
+        assert decode_cursor(text, other) == pos
+    else:
+        with pytest.raises(CursorSortError, match=f"sort={sort.text}"):
+            decode_cursor(text, other)
+
+
+def test_version_1_cursors_are_refused_with_a_way_forward() -> None:
+    with pytest.raises(CursorError, match="earlier jobsd"):
+        decode_cursor(encode_after(42), DEFAULT_SORT)
+
+
+@pytest.mark.parametrize(
+    ("sort", "pos"),
+    [
+        (DEFAULT_SORT, Position(1, None, 0, 1)),  # no second segment
+        (DEFAULT_SORT, Position(0, 5, 0, 1)),  # created_at carries no value
+        (RunSort(SortField.STARTED_AT, False), Position(0, None, 0, 1)),  # set, but no value
+        (RunSort(SortField.STARTED_AT, False), Position(1, 5, 0, 1)),  # unset, with a value
+        (RunSort(SortField.JOB, False), Position(0, 5, 0, 1)),
+        (RunSort(SortField.JOB, False), Position(0, "x" * 256, 0, 1)),
+        (RunSort(SortField.STATUS, True), Position(5, None, 0, 1)),
+        (DEFAULT_SORT, Position(0, None, 0, -1)),
+    ],
+)
+def test_positions_that_cannot_exist_are_not_encoded(sort: RunSort, pos: Position) -> None:
+    with pytest.raises(ValueError):
+        encode_cursor(sort, pos)
+
+
+@settings(max_examples=500)
+@given(
+    st.one_of(
+        st.text(max_size=60),
+        st.text(alphabet=string.ascii_letters + string.digits + "-_", max_size=60),
+        st.binary(min_size=18, max_size=40).map(
+            lambda b: base64.urlsafe_b64encode(b"\x02" + b).decode().rstrip("=")
+        ),
+    ),
+    sorts,
+)
+def test_keyset_decode_raises_only_cursor_errors(text: str, sort: RunSort) -> None:
+    try:
+        pos = decode_cursor(text, sort)
+    except CursorError:
+        return
+    assert encode_cursor(sort, pos) == text  # only the canonical spelling decodes
+
+
+def test_keyset_cursor_refusals() -> None:
+    good = encode_cursor(DEFAULT_SORT, Position(0, None, 5, 6))
+    for text in ["", good + "A", good[:-1], good + "=", "x" * 401, good[:-1] + "+"]:
+        with pytest.raises(CursorError):
+            decode_cursor(text, DEFAULT_SORT)
