@@ -24,7 +24,6 @@ and `sort_positions` as the definition.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -184,7 +183,9 @@ def compare(sort: RunSort, a: Position, b: Position) -> int:
 
 
 def sort_positions(sort: RunSort, positions: Sequence[Position]) -> list[Position]:
-    def cmp(a: Position, b: Position) -> int:
-        return compare(sort, a, b)
-
-    return sorted(positions, key=functools.cmp_to_key(cmp))
+    """In listing order: by segment, then by key in the sort's direction (keys are unique)."""
+    out: list[Position] = []
+    for segment in sorted({p.segment for p in positions}):
+        within = [p for p in positions if p.segment == segment]
+        out += sorted(within, key=Position.key, reverse=sort.descending)  # type: ignore[arg-type]
+    return out

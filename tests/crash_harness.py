@@ -62,6 +62,7 @@ import httpx2
 from jobsd.clock import from_us, iso, system_utc_now, to_us
 from jobsd.config import token_sha256
 from jobsd.schedule import InstantSchedule, parse_schedule
+from jobsd.store.count_tables import GRAINS, STATUS_COLUMNS
 from jobsd.store.recovery import LOST_ERROR
 from tests import conftest
 from tests.crash_flood import (
@@ -115,6 +116,7 @@ class Snapshot:
     metered: int
     log: list[dict[str, Any]]
     envs: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict)
+    counts: set[tuple[Any, ...]] = field(default_factory=set)  # the count tables' rows
 
     def envs_of(self, pk: int) -> dict[str, dict[str, Any]]:
         return {env: row for (job, env), row in self.envs.items() if job == pk}
@@ -173,11 +175,39 @@ def read_snapshot(db_path: Path, log_path: Path) -> Snapshot:
             for r in conn.execute("SELECT * FROM job_environments")
         }
         metered = conn.execute("SELECT coalesce(sum(runs_used), 0) FROM usage").fetchone()[0]
+        counts = {
+            (table, *r)
+            for table, unit, _ in GRAINS
+            for r in conn.execute(
+                f"SELECT account_id, {unit}, environment, {', '.join(STATUS_COLUMNS)} FROM {table}"
+            )
+        }
     finally:
         conn.close()
     text = log_path.read_text() if log_path.exists() else ""
     lines = text.split("\n")[:-1]  # a line still being appended has no newline yet
-    return Snapshot(runs, jobs, int(metered), [json.loads(line) for line in lines], envs)
+    return Snapshot(runs, jobs, int(metered), [json.loads(line) for line in lines], envs, counts)
+
+
+def recount(runs: dict[str, dict[str, Any]]) -> set[tuple[Any, ...]]:
+    """The count tables' rows as the runs say they should be."""
+    tally: Counter[tuple[Any, ...]] = Counter()
+    for r in runs.values():
+        for table, _, unit_us in GRAINS:
+            tally[
+                (
+                    table,
+                    r["account_id"],
+                    r["created_at_us"] // unit_us,
+                    r["environment"],
+                    r["status"],
+                )
+            ] += 1
+    rows: dict[tuple[Any, ...], list[int]] = {}
+    for (table, account, at, env, status), n in tally.items():
+        counts = rows.setdefault((table, account, at, env), [0] * len(STATUS_COLUMNS))
+        counts[STATUS_COLUMNS.index(status.lower())] = n
+    return {(*key, *counts) for key, counts in rows.items()}
 
 
 # -- the audit ---------------------------------------------------------------------
@@ -221,6 +251,8 @@ def audit(snap: Snapshot, ledger: Ledger, *, final: bool) -> None:
         i for i, r in snap.runs.items() if r.get("account_id") == FLOOD_ACCOUNT
     }
     assert len(flood_pending) <= MAX_PENDING_RUNS, f"{len(flood_pending)} flood runs PENDING"
+
+    assert snap.counts == recount(snap.runs), "run_stats' counts disagree with the runs"
 
     started = sum(1 for r in snap.runs.values() if r["started_at_us"] is not None)
     assert snap.metered == started, f"usage says {snap.metered} runs, {started} started"

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.crash_flood import FLOOD_ACCOUNT, MAX_PENDING_RUNS
-from tests.crash_harness import Ledger, Snapshot, audit, run_crash_test
+from tests.crash_harness import Ledger, Snapshot, audit, recount, run_crash_test
 
 US = 1_000_000
 
@@ -27,6 +27,7 @@ def _run(run_id: str, status: str, **cols: Any) -> dict[str, Any]:
     started = None if status == "PENDING" else 2 * US
     run = {
         "id": run_id,
+        "account_id": "acme",
         "job_id": 1,
         "job_slug": "j",
         "environment": "production",
@@ -48,7 +49,8 @@ def _snapshot(*runs: dict[str, Any], log: tuple[str, ...] = ()) -> Snapshot:
     jobs = {1: {"id": 1, "slug": "j", "deleted_at_us": None}}
     entries = [{"run_id": r, "job": "j", "scheduled_for": None, "env": "production"} for r in log]
     metered = sum(1 for r in runs if r["started_at_us"] is not None)
-    return Snapshot({r["id"]: r for r in runs}, jobs, metered, entries)
+    by_id = {r["id"]: r for r in runs}
+    return Snapshot(by_id, jobs, metered, entries, counts=recount(by_id))
 
 
 def test_the_audit_passes_a_sound_record() -> None:
@@ -90,6 +92,13 @@ def test_the_audit_passes_a_sound_record() -> None:
 )
 def test_the_audit_refuses_a_broken_record(snap: Snapshot, complaint: str) -> None:
     with pytest.raises(AssertionError, match=complaint):
+        audit(snap, Ledger(), final=False)
+
+
+def test_the_audit_refuses_counts_that_disagree_with_the_runs() -> None:
+    snap = _snapshot(_run("a", "SUCCEEDED"), log=("a",))
+    snap.counts = recount({"a": _run("a", "FAILED")})
+    with pytest.raises(AssertionError, match="counts disagree"):
         audit(snap, Ledger(), final=False)
 
 

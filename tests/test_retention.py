@@ -23,6 +23,7 @@ from jobsd.messages import HttpConfig, JobWrite
 from jobsd.retention import PruneReport, cutoff_us, prune_once, run_retention
 from jobsd.runs import RunStatus
 from jobsd.store import Store, open_store
+from jobsd.store.count_tables import GRAINS
 from tests.conftest import job_doc, make_harness
 from tests.model import create_job, seed_job
 
@@ -91,6 +92,32 @@ def bulk_runs(conn: sqlite3.Connection, pk: int, runs: Sequence[R]) -> None:
     )
 
 
+def count_tables(
+    conn: sqlite3.Connection,
+) -> tuple[set[tuple[object, ...]], set[tuple[object, ...]]]:
+    """The count tables as kept by their triggers, and as counted from the runs left."""
+    kept: set[tuple[object, ...]] = set()
+    recount: set[tuple[object, ...]] = set()
+    statuses = ("PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELED")
+    for table, unit, unit_us in GRAINS:
+        kept |= {
+            (table, *r)
+            for r in conn.execute(
+                f"SELECT account_id, {unit}, environment, pending, running, succeeded, failed, "
+                f"canceled FROM {table}"
+            )
+        }
+        sums = ", ".join(f"sum(status = '{s}')" for s in statuses)
+        recount |= {
+            (table, *r)
+            for r in conn.execute(
+                f"SELECT account_id, created_at_us / {unit_us}, environment, {sums} "
+                "FROM runs GROUP BY 1, 2, 3"
+            )
+        }
+    return kept, recount
+
+
 def oracle(runs: Sequence[R], seqs: Sequence[int], policy: RetentionConfig) -> set[int]:
     """The seqs a correct prune keeps, computed the slow obvious way."""
     limit_us = policy.days * DAY_US
@@ -146,6 +173,8 @@ async def test_prune_matches_the_oracle(
             jobs_left = await store.engine.read(
                 lambda c: {int(r[0]) for r in c.execute("SELECT id FROM jobs")}
             )
+            counted, recounted = await store.engine.read(count_tables)
+    assert counted == recounted  # run_stats' counts follow the pruning
     assert left == oracle(runs, seqs, policy)
     assert report.runs_deleted == len(runs) - len(left)
     assert report.largest_batch <= batch

@@ -13,10 +13,13 @@ from jobsd.clock import Clock, to_us
 from jobsd.crypto import KeyRing
 from jobsd.errors import ApiError, SchemaTooNewError, StorageError
 from jobsd.messages import Header, HttpConfig, JobCounting, JobWrite, Outcome
+from jobsd.run_filters import RunFilter
+from jobsd.run_order import DEFAULT_SORT
 from jobsd.runs import FailureReason, RunStatus
 from jobsd.store import open_store
 from jobsd.store.keyring import UNREADABLE
 from jobsd.store.recovery import recover
+from jobsd.store.run_listing import RunQuery
 from jobsd.store.schema import LATEST
 from tests.model import ENV, create_job, enabled, next_run, seed_job
 
@@ -109,11 +112,8 @@ async def test_slot_fires_at_most_once(tmp_path: Path) -> None:
         advanced, again = await store.runs.fire_slot(job.pk, due=due, slot=due, next_run_at=nxt)
         assert advanced and again is None
         async with store.runs.listing("acme") as listing:
-            runs = [
-                r
-                async for chunk in listing.page(slug=None, after_seq=None, limit=10)
-                for r in chunk
-            ]
+            query = RunQuery(RunFilter(), DEFAULT_SORT, 10)
+            runs = [r async for chunk in listing.page(query) for r in chunk]
         assert [(r.id, r.scheduled_for) for r in runs] == [(order.run_id, due)]
 
 

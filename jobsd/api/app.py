@@ -19,6 +19,7 @@ from jobsd.api.context import ApiContext
 from jobsd.api.edge import ROUTE_KEY, route_template
 from jobsd.api.jobs import jobs_blueprint
 from jobsd.api.meta import meta_blueprint
+from jobsd.api.run_stats import run_stats_blueprint
 from jobsd.api.runs import runs_blueprint
 from jobsd.api.scrape import metrics_blueprint
 from jobsd.api.usage import usage_blueprint
@@ -33,6 +34,7 @@ def create_app(ctx: ApiContext) -> QuartTrio:
     blueprints = [
         jobs_blueprint(ctx),
         runs_blueprint(ctx),
+        run_stats_blueprint(ctx),
         usage_blueprint(ctx),
         meta_blueprint(ctx),
     ]

@@ -7,11 +7,10 @@ states in prose, and OpenAPI links that say which response names the
 resource the next request acts on. Built once per version at import, so
 every request gets the same bytes.
 
-The 2026-08-07 contract also describes retry policies, run statistics and
-the runs list's status, trigger and interval filters, `last_run_only` and
-sorts other than `-created_at`; jobsd does not serve those yet (they are
-the next issues' work), so the served document leaves them out rather than
-promise what answers 404 or 400. `_NOT_YET` lists exactly what is left out.
+The 2026-08-07 contract also describes retry policies; jobsd does not
+serve those yet (the next issue's work), so the served document leaves
+them out rather than promise what answers 404.
+`_NOT_YET` lists exactly what is left out.
 """
 
 from __future__ import annotations
@@ -57,17 +56,7 @@ _LISTS = (("/api/v1/jobs", "get"), ("/api/v1/runs", "get"))
 
 # What the 2026-08-07 contract describes and jobsd does not serve yet.
 _NOT_YET: dict[str, Any] = {
-    "paths": ("/api/v1/retry-policies", "/api/v1/retry-policies/{policy_id}", "/api/v1/run_stats"),
-    "run_parameters": (
-        "filter[status]",
-        "filter[trigger]",
-        "filter[created_at]",
-        "filter[started_at]",
-        "filter[finished_at]",
-        "filter[scheduled_for]",
-        "last_run_only",
-    ),
-    "run_sorts": ("-created_at",),  # the only one served
+    "paths": ("/api/v1/retry-policies", "/api/v1/retry-policies/{policy_id}"),
 }
 
 
@@ -100,14 +89,27 @@ def _tighten_parameters(spec: dict[str, Any]) -> None:
 def _leave_out_what_is_not_served(spec: dict[str, Any]) -> None:
     for path in _NOT_YET["paths"]:
         spec["paths"].pop(path, None)
+
+
+def _add_finding_to_the_seed(spec: dict[str, Any]) -> None:
+    """The newer runs parameters and `/run_stats`, served to 2026-06-04 too (additive).
+
+    Copied from the 2026-08-07 contract, so both documents describe them
+    alike; the seed's own `page[size]` (default 100) stays.
+    """
+    newer = base_spec("2026-08-07")
     runs = spec["paths"]["/api/v1/runs"]["get"]
-    runs["parameters"] = [
-        p for p in runs["parameters"] if p["name"] not in _NOT_YET["run_parameters"]
+    have = {p["name"] for p in runs["parameters"]}
+    runs["parameters"] += [
+        copy.deepcopy(p)
+        for p in newer["paths"]["/api/v1/runs"]["get"]["parameters"]
+        if p["name"] not in have
     ]
-    for parameter in runs["parameters"]:
-        if parameter["name"] == "sort":
-            parameter["schema"]["enum"] = list(_NOT_YET["run_sorts"])
-            parameter["description"] = "Sort order; jobsd serves `-created_at` (newest first)."
+    spec["paths"]["/api/v1/run_stats"] = copy.deepcopy(newer["paths"]["/api/v1/run_stats"])
+    schemas = newer["components"]["schemas"]
+    for name in schemas:
+        if name.startswith("RunStat") or name == "GetRunStatsBucketType0":
+            spec["components"]["schemas"][name] = copy.deepcopy(schemas[name])
 
 
 def _bound_jobs(spec: dict[str, Any]) -> None:
@@ -214,6 +216,8 @@ def served_spec(version: str) -> bytes:
     spec = copy.deepcopy(base_spec(version))
     if version != "2026-06-04":
         _leave_out_what_is_not_served(spec)
+    else:
+        _add_finding_to_the_seed(spec)
     _tighten_parameters(spec)
     _bound_jobs(spec)
     _add_links(spec)

@@ -33,6 +33,7 @@ from jobsd.store.files import make_private
 from jobsd.store.jobs import JobStore
 from jobsd.store.keyring import Sealer, follow
 from jobsd.store.retention import RetentionStore
+from jobsd.store.run_stats import StatsStore
 from jobsd.store.runs import Claim, RunStore
 from jobsd.store.schema import migrate, quick_check
 from jobsd.store.slots import DueJob
@@ -50,6 +51,7 @@ class Store:
     runs: RunStore
     engine: Engine
     retention: RetentionStore
+    stats: StatsStore
 
 
 @asynccontextmanager
@@ -78,6 +80,7 @@ async def open_store(
             runs=RunStore(engine, sealer, clock, observer),
             engine=engine,
             retention=RetentionStore(engine),
+            stats=StatsStore(engine),
         )
     finally:
         with trio.CancelScope(shield=True):

@@ -11,13 +11,16 @@ cursor of the next page of runs) is true of the same instant as its rows.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncGenerator, Collection
+from collections.abc import AsyncGenerator, Iterable
 from contextlib import aclosing
 from typing import TYPE_CHECKING
 
 from jobsd.messages import Job, Run
+from jobsd.run_order import Position
 from jobsd.store import jobs_sql, listing_sql, runs_sql
 from jobsd.store.keyring import Sealer
+from jobsd.store.last_runs import last_runs_page
+from jobsd.store.run_listing import RunQuery, page_rows, position_of
 from jobsd.store.snapshots import Snapshot
 
 if TYPE_CHECKING:
@@ -64,47 +67,35 @@ def _filters(query: JobQuery) -> dict[str, object]:
 
 
 class RunListing:
-    """A keyset page of runs from one snapshot; `next_after` is known once
-    the page has been read to its end."""
+    """A keyset page of runs from one snapshot; `next_after` (the position the
+    next page starts after) is known once the page has been read to its end."""
 
     def __init__(self, snap: Snapshot, account_id: str) -> None:
         self._snap = snap
         self._account_id = account_id
-        self.next_after: int | None = None
+        self.next_after: Position | None = None
 
-    async def page(
-        self,
-        *,
-        slug: str | None,
-        after_seq: int | None,
-        limit: int,
-        environments: Collection[str] | None = None,
-    ) -> AsyncGenerator[list[Run], None]:
-        """Up to `limit` runs newest first; one more is read to learn whether
-        a next page exists, and then `next_after` is the seq to go on after."""
-        account_id = self._account_id
+    async def page(self, query: RunQuery) -> AsyncGenerator[list[Run], None]:
+        """Up to `query.limit` runs in its order (`jobsd.store.run_listing`,
+        `jobsd.store.last_runs`); one more is read to learn whether a next page
+        exists."""
+        account_id, sort, limit = self._account_id, query.sort, query.limit
+        fetch = last_runs_page if query.last_run_only else page_rows
 
-        def rows(conn: sqlite3.Connection) -> sqlite3.Cursor:
-            return runs_sql.page(
-                conn,
-                account_id,
-                slug=slug,
-                environments=environments,
-                after_seq=after_seq,
-                limit=limit + 1,
-            )
+        def rows(conn: sqlite3.Connection) -> Iterable[sqlite3.Row]:
+            return fetch(conn, account_id, query.filter, sort, query.after, limit + 1)
 
         chunks = self._snap.chunks(
-            rows, lambda _c, rows: [(int(r["seq"]), runs_sql.to_run(r)) for r in rows]
+            rows, lambda _c, rows: [(position_of(sort, r), runs_sql.to_run(r)) for r in rows]
         )
         sent = 0
-        last_seq: int | None = None
+        last: Position | None = None
         async with aclosing(chunks):
             async for chunk in chunks:
                 kept = chunk[: limit - sent]
                 if len(kept) < len(chunk):
-                    self.next_after = last_seq if not kept else kept[-1][0]
+                    self.next_after = last if not kept else kept[-1][0]
                 if kept:
                     sent += len(kept)
-                    last_seq = kept[-1][0]
+                    last = kept[-1][0]
                     yield [run for _, run in kept]

@@ -249,33 +249,6 @@ def mark_lost(conn: sqlite3.Connection, run_id: str, *, now_us: int, error: str)
     return cur.rowcount == 1
 
 
-def page(
-    conn: sqlite3.Connection,
-    account_id: str,
-    *,
-    slug: str | None,
-    environments: Collection[str] | None,
-    after_seq: int | None,
-    limit: int,
-) -> sqlite3.Cursor:
-    """The page's rows, newest first, read as the cursor is iterated."""
-    where = "account_id = ?"
-    params: list[object] = [account_id]
-    if slug is not None:
-        where += " AND job_slug = ?"
-        params.append(slug)
-    if environments is not None:
-        where += f" AND environment IN ({', '.join('?' * len(environments))})"
-        params.extend(sorted(environments))
-    if after_seq is not None:
-        where += " AND seq < ?"
-        params.append(after_seq)
-    return conn.execute(
-        f"SELECT {COLUMNS} FROM runs WHERE {where} ORDER BY seq DESC LIMIT ?",
-        (*params, limit),
-    )
-
-
 def meter(conn: sqlite3.Connection, account_id: str, period: str) -> None:
     conn.execute(
         "INSERT INTO usage (account_id, period, runs_used) VALUES (?, ?, 1) "
