@@ -39,9 +39,8 @@ from jobsd.run_filters import RunFilter
 from jobsd.run_order import DEFAULT_SORT, SORT_CHOICES, Position, parse_sort
 from jobsd.store import open_store
 from jobsd.store.last_runs import last_runs_page
-from jobsd.store.run_listing import page_rows, position_of
+from jobsd.store.run_listing import RunQuery, page_rows, position_of
 from jobsd.store.run_stats import StatsQuery, run_stats
-from jobsd.store.runs import RunQuery
 from jobsd.store.runs_sql import to_run
 from jobsd.store.schema import configure
 
