@@ -231,7 +231,7 @@ def bench(conn: sqlite3.Connection, repeat: int) -> None:
 
 def _sync_page(conn: sqlite3.Connection, query: RunQuery) -> None:
     fetch = last_runs_page if query.last_run_only else page_rows
-    rows = fetch(conn, "acme", query.filter, query.sort, query.after, query.limit + 1)
+    rows = list(fetch(conn, "acme", query.filter, query.sort, query.after, query.limit + 1))
     [to_run(r) for r in rows]
 
 
@@ -258,7 +258,7 @@ def _sync_scan(conn: sqlite3.Connection, query: StatsQuery) -> None:
 
 def _next(conn: sqlite3.Connection, query: RunQuery) -> Position | None:
     fetch = last_runs_page if query.last_run_only else page_rows
-    rows = fetch(conn, "acme", query.filter, query.sort, query.after, query.limit + 1)
+    rows = list(fetch(conn, "acme", query.filter, query.sort, query.after, query.limit + 1))
     return position_of(query.sort, rows[query.limit - 1]) if len(rows) > query.limit else None
 
 
