@@ -21,8 +21,11 @@ import trio
 from jobsd.clock import Clock
 from jobsd.errors import ApiError
 from jobsd.messages import JobKind, JobWrite
+from jobsd.run_filters import RunFilter
+from jobsd.run_order import DEFAULT_SORT, Position
 from jobsd.store import Store, open_store
 from jobsd.store.jobs import JobQuery
+from jobsd.store.run_listing import RunQuery
 from jobsd.store.snapshots import CHUNK_BYTES, SnapshotPool
 from tests.model import ENV, create_job
 from tests.test_store import T0, keyring, spec
@@ -181,10 +184,10 @@ async def test_a_keyset_page_of_runs_knows_its_next_cursor(
             for _ in range(runs)
         ]
         walked: list[str] = []
-        after: int | None = None
+        after: Position | None = None
         for _ in range(runs + 2):
             async with store.runs.listing("acme") as listing:
-                async for chunk in listing.page(slug=None, after_seq=after, limit=limit):
+                async for chunk in listing.page(RunQuery(RunFilter(), DEFAULT_SORT, limit, after)):
                     walked += [r.id for r in chunk]
                 after = listing.next_after
             if after is None:
