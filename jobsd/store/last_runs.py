@@ -2,7 +2,8 @@
 
 A group is a job (by its id, the slug the API shows) and an environment.
 The groups come from `runs_last` (terminal runs only, by job, environment,
-created_at, seq, with the status) one seek at a time, a loose index scan:
+created_at, seq, with the status) one seek at a time, a loose index scan
+(`groups`):
 a million runs in 600 groups cost 600 seeks, not a million rows. Each
 group's newest matching run is one more seek, to the group's newest end,
 walking down until a run passes the filters (the status is in the index,
@@ -30,27 +31,37 @@ from jobsd.store.runs_sql import COLUMNS
 _KEYS = "seq, created_at_us, started_at_us, finished_at_us, scheduled_for_us, status, job_slug"
 
 
+GROUPS = "SELECT job_slug, environment FROM runs INDEXED BY runs_last WHERE " + (
+    "account_id = ? AND finished_at_us IS NOT NULL"
+)
+NEXT_ENVIRONMENT = f"{GROUPS} AND job_slug = ? AND environment > ? ORDER BY environment LIMIT 1"
+NEXT_JOB = f"{GROUPS} AND job_slug > ? ORDER BY job_slug, environment LIMIT 1"
+
+
 def groups(conn: sqlite3.Connection, account_id: str, flt: RunFilter) -> list[tuple[str, str]]:
-    """Every (job, environment) with a terminal run, narrowed by the job and environment filters."""
+    """Every (job, environment) with a terminal run, narrowed by the job and environment filters.
+
+    Each step is an exact seek: the next environment of the same job, else
+    the first of the next job. (A row-value `(job, environment) > (?, ?)`
+    reads the same, but SQLite seeks on the job alone and then steps
+    through the rest of its runs: 5,000 a step in the benchmark.)
+    """
     found: list[tuple[str, str]] = []
-    at: tuple[str, str] | None = None
-    where = "account_id = ? AND finished_at_us IS NOT NULL"
-    base: tuple[object, ...] = (account_id,)
     if flt.job is not None:
-        where += " AND job_slug = ?"
-        base += (flt.job,)
-    while True:
-        sql = f"SELECT job_slug, environment FROM runs INDEXED BY runs_last WHERE {where}"
-        params = base
-        if at is not None:
-            sql += " AND (job_slug, environment) > (?, ?)"
-            params += at
-        row = conn.execute(sql + " ORDER BY job_slug, environment LIMIT 1", params).fetchone()
-        if row is None:
-            return found
+        row = conn.execute(
+            f"{GROUPS} AND job_slug = ? ORDER BY environment LIMIT 1", (account_id, flt.job)
+        ).fetchone()
+    else:
+        row = conn.execute(f"{GROUPS} ORDER BY job_slug, environment LIMIT 1", (account_id,))
+        row = row.fetchone()
+    while row is not None:
         at = (str(row[0]), str(row[1]))
         if flt.environments is None or at[1] in flt.environments:
             found.append(at)
+        row = conn.execute(NEXT_ENVIRONMENT, (account_id, *at)).fetchone()
+        if row is None and flt.job is None:
+            row = conn.execute(NEXT_JOB, (account_id, at[0])).fetchone()
+    return found
 
 
 def newest_statement(account_id: str, flt: RunFilter) -> tuple[str, list[object]] | None:

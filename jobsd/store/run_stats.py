@@ -135,16 +135,19 @@ def _counted(
             where += f" AND {unit} < ?"
             params.append(end)
         env, env_params = _env_term(query.environments)
-        rows = conn.execute(
-            f"SELECT {unit}, {sums} FROM {table} WHERE {where}{env} GROUP BY {unit}",
-            [*params, *env_params],
-        )
-        for at, *counts in rows:
+        if query.bucket_us is None:  # one row of sums
+            sql = f"SELECT 0, {sums} FROM {table} WHERE {where}{env}"
+        else:  # summed per bucket in SQL: a month of minutes is 130,000 rows
+            per = query.bucket_us // unit_us
+            sql = (
+                f"SELECT {unit} - {unit} % {per}, {sums} FROM {table} WHERE {where}{env} GROUP BY 1"
+            )
+        for at, *counts in conn.execute(sql, [*params, *env_params]):
+            counts = [c or 0 for c in counts]  # sum() of no rows is NULL
             for column, count in zip(STATUS_COLUMNS, counts, strict=True):
                 tally[column.upper()] += count
             if query.bucket_us is not None:
-                start = bucket_start_us(at * unit_us, query.bucket_us)
-                buckets[start] = buckets.get(start, 0) + sum(counts)
+                buckets[at * unit_us] = buckets.get(at * unit_us, 0) + sum(counts)
     return tally, {start: n for start, n in buckets.items() if n}
 
 
