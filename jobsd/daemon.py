@@ -70,7 +70,7 @@ from jobsd.errors import ConfigError
 from jobsd.executor import ExecutorPool
 from jobsd.fairqueue import account_cap
 from jobsd.lifecycle import Lifecycle, essential, run_signals, store_answers
-from jobsd.messages import CancelRun, JobChanged
+from jobsd.messages import CancelRun, SchedulerNews
 from jobsd.notify import Notifier, run_watchdog
 from jobsd.observer import Observer
 from jobsd.reload import Reloader, runs_included_now, signs_requests_now
@@ -162,7 +162,7 @@ async def _serve(
         signs_requests_now(settings),
         clock,
     )
-    changes_tx, changes_rx = trio.open_memory_channel[JobChanged](CHANGES_BUFFER)
+    changes_tx, changes_rx = trio.open_memory_channel[SchedulerNews](CHANGES_BUFFER)
     cancels_tx, cancels_rx = trio.open_memory_channel[CancelRun](CHANGES_BUFFER)
     delivery = Delivery(
         AddressPolicy([str(n) for n in config.outbound.allow_cidrs]), resolver=options.resolver

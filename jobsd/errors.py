@@ -27,6 +27,7 @@ in the API (a JSON:API error).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
@@ -89,6 +90,7 @@ class ErrorItem:
     pointer: str | None = None
     parameter: str | None = None
     header: str | None = None
+    meta: Mapping[str, object] | None = None  # the error object's `meta`, when it has one
 
     def to_json(self) -> dict[str, object]:
         doc: dict[str, object] = {
@@ -103,6 +105,8 @@ class ErrorItem:
             doc["source"] = {"parameter": self.parameter}
         elif self.header is not None:
             doc["source"] = {"header": self.header}
+        if self.meta is not None:
+            doc["meta"] = dict(self.meta)
         return doc
 
 
@@ -117,7 +121,16 @@ class ApiError(JobsdError):
 
 
 def _single(status: int, code: str, title: str, detail: str, **source: str) -> ApiError:
-    return ApiError(status, [ErrorItem(status, code, title, detail, **source)])
+    item = ErrorItem(
+        status,
+        code,
+        title,
+        detail,
+        pointer=source.get("pointer"),
+        parameter=source.get("parameter"),
+        header=source.get("header"),
+    )
+    return ApiError(status, [item])
 
 
 class ValidationFailed(ApiError):

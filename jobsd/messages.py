@@ -13,6 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
 
+from jobsd.retry import RetryPolicy
 from jobsd.runs import FailureReason, RunStatus, Trigger
 
 # jobsd's own request headers (run id, job, scheduled instant) start with this;
@@ -48,6 +49,13 @@ class HttpConfig:
     def payload(self) -> bytes:
         """The body's bytes as sent, and as signed."""
         return (self.body or "").encode("utf-8")
+
+
+class OverlapPolicy(StrEnum):
+    """What a slot does while a run of the same job and environment is still going."""
+
+    ALLOW = "ALLOW"  # fire anyway
+    SKIP = "SKIP"  # record the slot as skipped (CANCELED, not metered), send nothing
 
 
 class JobKind(StrEnum):
@@ -116,6 +124,7 @@ class JobSpec:
     kind: JobKind = JobKind.RECURRING
     timezone: str | None = None
     retry_policy: str | None = None
+    overlap_policy: OverlapPolicy = OverlapPolicy.ALLOW
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,8 +143,8 @@ class JobWrite:
     it replaces: an owned entry it does not set is removed, and one it does
     not own (another token scope's, an environment no longer configured, or
     every other environment for the seed version) is kept as it is. `keep`
-    names base attributes left as stored (`timezone`, `retry_policy`:
-    extensions a version may omit without resetting them).
+    names base attributes left as stored (`timezone`, `retry_policy`,
+    `overlap_policy`: extensions a version may omit without resetting them).
     """
 
     spec: JobSpec
@@ -185,6 +194,18 @@ class JobCounting:
 
 
 @dataclass(frozen=True, slots=True)
+class NamedRetryPolicy:
+    """A retry policy as stored: the account's name for it, its rules, its history."""
+
+    id: str
+    name: str
+    rules: RetryPolicy
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
 class Run:
     id: str
     account_id: str
@@ -203,6 +224,11 @@ class Run:
     error: str | None
     request: dict[str, object] | None
     result: dict[str, object] | None
+    # A RETRY run's place in its chain: the chain's original run, this
+    # retry's number (1 for the first), and the run it retries.
+    retry_of: str | None = None
+    retry_attempt: int | None = None
+    retried_run: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +269,20 @@ class JobChanged:
     schedule: str | None
     timezone: str | None
     next_run_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryHeld:
+    """Sent by the store after a commit that scheduled a retry: PENDING, held until `due`.
+
+    The scheduler releases it to the executors at `due` (`jobsd.scheduler`).
+    """
+
+    run_id: str
+    due: datetime
+
+
+SchedulerNews = JobChanged | RetryHeld
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,7 +42,7 @@ MAX_POLICY_DELAY_S = 365 * 86_400
 MAX_STATUS_PATTERNS = 100
 RETRY_AFTER_CAP = timedelta(hours=24)
 RETRY_AFTER_STATUSES = frozenset({429, 503})
-_PATTERN = re.compile(r"[1-5](?:[0-9]{2}|xx)", re.ASCII)
+STATUS_PATTERN = re.compile(r"[1-5](?:[0-9]{2}|xx)", re.ASCII)
 _DELAY_SECONDS = re.compile(r"[0-9]+", re.ASCII)
 _MAX_RETRY_AFTER_CHARS = 64
 
@@ -144,7 +144,7 @@ def retry_after_delay(value: str, now: datetime) -> timedelta | None:
 
 def status_pattern_problem(pattern: str) -> str | None:
     """Why `pattern` is neither an exact code 100-599 nor a class 1xx-5xx."""
-    if _PATTERN.fullmatch(pattern):
+    if STATUS_PATTERN.fullmatch(pattern):
         return None
     return (
         f"'{pattern}' is not a status pattern: write an exact code 100-599 (like 429)"

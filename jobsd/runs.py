@@ -28,6 +28,7 @@ class Trigger(StrEnum):
     SCHEDULE = "SCHEDULE"
     MANUAL = "MANUAL"
     RERUN = "RERUN"
+    RETRY = "RETRY"  # an automatic retry of a failed run, per its job's retry policy
 
 
 class FailureReason(StrEnum):

@@ -1,5 +1,5 @@
 """The scheduler actor: fires each job, in each environment it is enabled in,
-at each of its instants.
+at each of its instants, and releases each retry at its due instant.
 
 Its unit is (job, environment): every enabled environment of a job has its
 own `next_run_at` and cadence. It keeps a timer (`TimerWheel`) over only the
@@ -20,6 +20,20 @@ scheduler lag metric). `orders` is the executor pool's intake (`jobsd.dispatch`)
 over never waits, so slots are committed on time however deep any
 account's backlog is, and runs wait as PENDING where it shows
 (`pending_duration_ms`), each account in its own lane.
+
+Retries (`jobsd.store.retries`): a failed run's retry is committed with its
+failure, PENDING and held until its due instant. The scheduler keeps a
+second timer over the held retries due within the horizon, refilled from
+the store's `runs_held` index like the jobs, and told of new ones by the
+store after they commit (`RetryHeld`, on the same channel as job changes).
+At the instant it releases them, a batch per transaction, and hands them
+over like fired slots. The store never waits to tell it (an executor must
+not wait on the scheduler): when the channel is full a retry's news is
+dropped, and the scheduler, seeing the channel full, reads the held
+retries back from the store. A release is a conditional update, so a
+retry is released once, and its claim (PENDING -> RUNNING) once, across
+crashes too: one held when the daemon died is released by the first pass
+after the start, late, its lateness in its own `started_at`.
 """
 
 from __future__ import annotations
@@ -33,7 +47,7 @@ import trio
 
 from jobsd.clock import Clock, from_us, to_us
 from jobsd.dispatch import RunIntake
-from jobsd.messages import JobChanged, RunOrder
+from jobsd.messages import RetryHeld, RunOrder, SchedulerNews
 from jobsd.schedule import Schedule, parse_schedule, plan_fire
 from jobsd.store.slots import DueJob, SlotFiring
 from jobsd.timerwheel import TimerWheel
@@ -55,6 +69,10 @@ class SlotStore(Protocol):
         self, firings: Sequence[SlotFiring]
     ) -> list[tuple[bool, RunOrder | None]]: ...
 
+    async def held_retries_before(self, until: datetime, limit: int) -> list[RetryHeld]: ...
+
+    async def release_retries(self, due: Sequence[RetryHeld]) -> list[RunOrder]: ...
+
 
 class Scheduler:
     def __init__(
@@ -62,7 +80,7 @@ class Scheduler:
         store: SlotStore,
         clock: Clock,
         orders: RunIntake,
-        changes: trio.MemoryReceiveChannel[JobChanged],
+        changes: trio.MemoryReceiveChannel[SchedulerNews],
         *,
         misfire_grace_s: int,
         horizon_s: float = 3600.0,
@@ -81,43 +99,71 @@ class Scheduler:
         self._schedules: dict[Unit, Schedule] = {}
         self._covered_until = from_us(0)
         self._refill_at = self._covered_until
+        # Retries held for their due instant, by run id, on the same horizon.
+        self._held: TimerWheel[str] = TimerWheel()
+        self._held_covered_until = from_us(0)
+        self._held_refill_at = self._held_covered_until
+        self._held_stale = False  # news may have been dropped: read them back
 
     @property
     def tracked(self) -> int:
-        """Jobs held in memory: bounded by the jobs due within the horizon."""
-        return len(self._wheel)
+        """Jobs and held retries in memory: bounded by those due within the horizon."""
+        return len(self._wheel) + len(self._held)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        await self._refill(self._clock.now())
+        now = self._clock.now()
+        await self._refill(now)
+        await self._refill_held(now)
         task_status.started()
         while True:
             now = self._clock.now()
             due = self._wheel.pop_due(to_us(now))
             for start in range(0, len(due), FIRE_BATCH):
                 await self._fire(due[start : start + FIRE_BATCH], now)
+            held = self._held.pop_due(to_us(now))
+            for start in range(0, len(held), FIRE_BATCH):
+                await self._release(held[start : start + FIRE_BATCH], now)
             if now >= self._refill_at:
                 await self._refill(now)
+                continue
+            if now >= self._held_refill_at or self._held_stale:
+                await self._refill_held(now)
                 continue
             await self._wait_for_work()
 
     async def _wait_for_work(self) -> None:
-        wake = self._refill_at
-        deadline_us = self._wheel.next_deadline()
-        if deadline_us is not None:
-            wake = min(wake, from_us(deadline_us))
+        wake = min(self._refill_at, self._held_refill_at)
+        for wheel in (self._wheel, self._held):
+            deadline_us = wheel.next_deadline()
+            if deadline_us is not None:
+                wake = min(wake, from_us(deadline_us))
         with trio.move_on_at(self._clock.to_trio(wake)):
+            self._note_if_full()
             try:
-                change = await self._changes.receive()
+                news = await self._changes.receive()
             except trio.EndOfChannel:
                 await trio.sleep_forever()
-            self._apply(change)
+            self._apply(news)
             while True:
+                self._note_if_full()
                 try:
                     self._apply(self._changes.receive_nowait())
                 except (trio.WouldBlock, trio.EndOfChannel):
                     break
 
-    def _apply(self, change: JobChanged) -> None:
+    def _note_if_full(self) -> None:
+        """A full channel may have made the store drop a retry's news (it never
+        waits to send one): read the held retries back from the store."""
+        stats = self._changes.statistics()
+        if stats.current_buffer_used >= stats.max_buffer_size:
+            self._held_stale = True
+
+    def _apply(self, news: SchedulerNews) -> None:
+        if isinstance(news, RetryHeld):
+            if news.due <= self._held_covered_until:
+                self._held.add(news.run_id, to_us(news.due))
+            return
+        change = news
         unit = (change.job_pk, change.environment)
         if (
             change.next_run_at is None
@@ -150,6 +196,30 @@ class Scheduler:
             )
         self._covered_until = until if not full else until - timedelta(microseconds=1)
         self._refill_at = until
+
+    async def _refill_held(self, now: datetime) -> None:
+        """Track the retries held for an instant within the horizon (as `_refill` jobs)."""
+        self._held_stale = False
+        until = now + self._horizon
+        held = await self._store.held_retries_before(until, self._refill_limit)
+        full = len(held) >= self._refill_limit
+        if full:
+            until = held[-1].due
+        for retry in held:
+            self._held.add(retry.run_id, to_us(retry.due))
+        self._held_covered_until = until if not full else until - timedelta(microseconds=1)
+        self._held_refill_at = until
+
+    async def _release(self, due: list[tuple[str, int]], now: datetime) -> None:
+        """Release a batch of due retries in one store transaction, then hand them over."""
+        orders = await self._store.release_retries([RetryHeld(r, from_us(us)) for r, us in due])
+        if self._fired_late is not None:
+            released = {order.run_id for order in orders}
+            for run_id, due_us in due:
+                if run_id in released:
+                    self._fired_late((now - from_us(due_us)).total_seconds())
+        for order in orders:
+            self._orders.offer(order)
 
     async def _fire(self, due: list[tuple[Unit, int]], now: datetime) -> None:
         """Fire a batch of due units in one store transaction, then hand over the runs."""

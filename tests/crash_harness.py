@@ -37,7 +37,11 @@ promise, "nothing lost, nothing doubled", spelled out on the file and log:
   every run the target answered is in its log;
 - the flooding account never has more than `max_pending_runs` PENDING, and
   every run it got committed, acknowledged or not (its caller hung up),
-  runs exactly once like any other: a flood strands nothing.
+  runs exactly once like any other: a flood strands nothing;
+- every job retries a `500` under one retry policy, so chains are in flight
+  at every kill: each attempt exists once, follows from the run before it,
+  waits exactly its delay, is never sent early, and none is lost
+  (tests/crash_retries.py).
 """
 
 from __future__ import annotations
@@ -72,6 +76,7 @@ from tests.crash_flood import (
     FloodLoad,
     create_flood_job,
 )
+from tests.crash_retries import POLICY, check_retries, create_retry_policy
 from tests.daemon_process import DaemonProcess
 
 TOKEN = "jobsd_crash-test-token-for-account-crash"
@@ -81,7 +86,7 @@ NEW = {"Jobsd-Version": "2026-08-07"}
 TARGET_SCRIPT = Path(__file__).with_name("crash_target.py")
 CRON_PATHS = ("/ok", "/ok", "/sleep/300", "/status/500")
 ONE_OFF_PATHS = ("/ok", "/sleep/1000", "/status/500")
-ONE_OFF_WEIGHTS = (6.0, 2.0, 1.0)
+ONE_OFF_WEIGHTS = (6.0, 2.0, 2.0)
 FAILED_ON_RESPONSE = {"NON_SUCCESS_STATUS"}
 MAX_LOAD_S = 30.0
 MINUTE_US = 60_000_000
@@ -146,6 +151,8 @@ class Stats:
     flood_accepted: int = 0
     flood_refused: int = 0
     flood_hung_up: int = 0
+    retries: int = 0
+    retry_chains: int = 0
     elapsed_s: float = 0.0
 
     def summary(self) -> str:
@@ -160,7 +167,8 @@ class Stats:
             f"{self.deleted} deletes; {self.running_at_kill} runs RUNNING and "
             f"{self.pending_at_kill} PENDING at a kill; {self.unknown_calls} calls cut short; "
             f"flood: {self.flood_runs} runs ({self.flood_accepted} acknowledged, "
-            f"{self.flood_refused} run-nows refused 429, {self.flood_hung_up} callers hung up)"
+            f"{self.flood_refused} run-nows refused 429, {self.flood_hung_up} callers hung up); "
+            f"{self.retries} retries in {self.retry_chains} chains"
         )
 
 
@@ -219,7 +227,8 @@ def check_run(run: dict[str, Any]) -> None:
     created, started, finished = run["created_at_us"], run["started_at_us"], run["finished_at_us"]
     where = f"run {run['id']} ({status}, {reason}): {run}"
     assert status in {"PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELED"}, where
-    assert (run["trigger"] == "SCHEDULE") == (run["scheduled_for_us"] is not None), where
+    due = run["trigger"] in ("SCHEDULE", "RETRY")  # a slot, or a retry's due instant
+    assert due == (run["scheduled_for_us"] is not None), where
     assert (status == "FAILED") == (reason is not None), where
     assert (status in ("PENDING", "RUNNING")) == (finished is None), where
     if status == "PENDING":
@@ -276,6 +285,7 @@ def audit(snap: Snapshot, ledger: Ledger, *, final: bool) -> None:
             assert by_delete or run["id"] in ledger.manual_runs, run
 
     check_log(snap, ledger, final=final)
+    check_retries(snap.runs, snap.jobs, snap.log, final=final)
     if final:
         check_final(snap, ledger)
 
@@ -493,22 +503,25 @@ class Load:
 
 
 def job_doc(slug: str, schedule: str, url: str) -> dict[str, Any]:
-    """2026-06-04: runs in the default environment, production."""
+    """2026-06-04: runs in the default environment, production; retries a 500."""
     headers = [{"name": "X-Env", "value": "production"}]
     return conftest.job_doc(
         slug,
         name=slug,
         schedule=schedule,
         configuration={"url": url, "timeout": 10, "headers": headers},
+        retry_policy=POLICY,
     )
 
 
 def job_doc_new(slug: str, schedule: str, url: str, envs: tuple[str, ...]) -> dict[str, Any]:
-    """2026-08-07: enabled in `envs`, each saying where it runs in its X-Env header."""
+    """2026-08-07: enabled in `envs`, each saying where it runs in its X-Env header;
+    retries a 500."""
     return conftest.job_doc(
         slug,
         name=slug,
         schedule=schedule,
+        retry_policy=POLICY,
         configuration={"url": url, "timeout": 10, "headers": {"X-Env": "production"}},
         environments={
             env: {"enabled": True, **({} if env == "production" else {"headers.X-Env": env})}
@@ -746,6 +759,8 @@ class CrashHarness:
         stats.flood_accepted = len(self.ledger.flood_runs)
         stats.flood_refused = self.ledger.flood_refused
         stats.flood_hung_up = self.ledger.flood_hung_up
+        stats.retries = check_retries(snap.runs, snap.jobs, snap.log, final=True)
+        stats.retry_chains = len({r["retry_of"] for r in snap.runs.values() if r["retry_of"]})
         stats.elapsed_s = time.monotonic() - self._started
         return stats
 
@@ -759,6 +774,7 @@ def run_crash_test(tmp_path: Path, *, rounds: int, max_delay_s: float, seed: int
     """
     with CrashHarness(tmp_path, seed=seed) as harness:
         url = harness.start_daemon()
+        create_retry_policy(url, TOKEN)
         harness.create_crons(url)
         create_flood_job(url, harness.target_url)
         for n in range(rounds):

@@ -4,7 +4,10 @@ Served by hypercorn's trio worker on an ephemeral port. It records every
 request it receives, so tests can check what jobsd actually sent (header
 values in plaintext on the wire) against what jobsd recorded (redacted).
 Paths choose behaviour: `/status/<code>`, `/hang` (never answers),
-`/slow` (answers 200 after 50 ms), anything else 200 with a small JSON body.
+`/slow` (answers 200 after 50 ms), `/flaky/<name>/<n>/<code>` (`<code>`
+for the first `n` requests to that path, then 200), anything else 200 with
+a small JSON body. A `retry_after=<value>` query parameter adds that
+`Retry-After` header to the answer.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs
 
 import trio
 from hypercorn.config import Config
@@ -54,8 +58,17 @@ class Target:
         self.arrived.set()
         self.arrived = trio.Event()
         status = 200
-        if scope["path"].startswith("/status/"):
-            status = int(scope["path"].rsplit("/", 1)[1])
+        path = scope["path"]
+        if path.startswith("/status/"):
+            status = int(path.rsplit("/", 1)[1])
+        if path.startswith("/flaky/"):
+            _, _, _, times, code = path.split("/")
+            seen = sum(1 for r in self.received if r.path == path)
+            status = int(code) if seen <= int(times) else 200
+        extra: list[tuple[bytes, bytes]] = []
+        query = parse_qs(scope.get("query_string", b"").decode())
+        if "retry_after" in query:
+            extra.append((b"retry-after", query["retry_after"][0].encode()))
         if scope["path"] == "/hang":
             await trio.sleep_forever()
         if scope["path"] == "/slow":
@@ -64,7 +77,11 @@ class Target:
             {
                 "type": "http.response.start",
                 "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"x-target", b"yes")],
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"x-target", b"yes"),
+                    *extra,
+                ],
             }
         )
         await send({"type": "http.response.body", "body": b'{"ok":true}'})

@@ -19,6 +19,7 @@ import pytest
 
 from tests.crash_flood import FLOOD_ACCOUNT, MAX_PENDING_RUNS
 from tests.crash_harness import Ledger, Snapshot, audit, recount, run_crash_test
+from tests.crash_retries import POLICY, check_retries
 
 US = 1_000_000
 
@@ -121,6 +122,44 @@ def test_the_final_audit_refuses_lost_and_unexplained_runs() -> None:
         audit(_snapshot(_run("a", "SUCCEEDED")), Ledger(), final=True)
 
 
+def _retry(run_id: str, before: dict[str, Any], attempt: int, **cols: Any) -> dict[str, Any]:
+    """A retry of `before`, as the store writes one (due 1 s after its creation)."""
+    created = before["finished_at_us"]
+    values = {
+        "trigger": "RETRY",
+        "retry_of": before.get("retry_of") or before["id"],
+        "retry_attempt": attempt,
+        "retried_run": before["id"],
+        "held_until_us": None,
+        "created_at_us": created,
+        "scheduled_for_us": created + US,
+        "started_at_us": created + US,
+        "finished_at_us": created + 2 * US,
+    }
+    return _run(run_id, "SUCCEEDED", **{**values, **cols})
+
+
+def test_the_retry_audit_refuses_doubled_early_or_lost_attempts() -> None:
+    failed = _run("a", "FAILED", failure_reason="NON_SUCCESS_STATUS", error="500")
+    jobs = {1: {"id": 1, "slug": "j", "deleted_at_us": None, "retry_policy": POLICY}}
+    sound = _retry("b", failed, 1)
+    assert check_retries({"a": failed, "b": sound}, jobs, [], final=True) == 1
+    doubled = _retry("c", failed, 1)
+    with pytest.raises(AssertionError, match="exist twice"):
+        check_retries({"a": failed, "b": sound, "c": doubled}, jobs, [], final=False)
+    late_due = _retry("b", failed, 1, scheduled_for_us=failed["finished_at_us"] + 2 * US)
+    with pytest.raises(AssertionError, match="retry"):
+        check_retries({"a": failed, "b": late_due}, jobs, [], final=False)
+    early = [{"run_id": "b", "received_ns": (sound["scheduled_for_us"] - US) * 1000}]
+    with pytest.raises(AssertionError):
+        check_retries({"a": failed, "b": sound}, jobs, early, final=False)
+    with pytest.raises(AssertionError, match="has no retry"):
+        check_retries({"a": failed}, jobs, [], final=True)
+    lost = _run("a", "FAILED", failure_reason="WORKER_LOST", error="lost")
+    with pytest.raises(AssertionError):
+        check_retries({"a": lost, "b": _retry("b", lost, 1)}, jobs, [], final=True)
+
+
 def _seed() -> int:
     return int(os.environ.get("JOBSD_CRASH_SEED") or random.randrange(1 << 32))
 
@@ -130,6 +169,7 @@ def test_sigkill_under_load_loses_and_doubles_nothing(tmp_path: Path) -> None:
     stats = run_crash_test(tmp_path, rounds=4, max_delay_s=1.5, seed=seed)
     print(f"crash test (seed {seed}): {stats.summary()}")
     assert stats.rounds == 4 and stats.requests > 0 and stats.flood_accepted > 0
+    assert stats.retries > 0
 
 
 @pytest.mark.slow

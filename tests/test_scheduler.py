@@ -20,7 +20,7 @@ import trio
 import trio.testing
 
 from jobsd.clock import Clock
-from jobsd.messages import JobChanged, RunOrder
+from jobsd.messages import JobChanged, RetryHeld, RunOrder, SchedulerNews
 from jobsd.schedule import first_fire, parse_schedule
 from jobsd.scheduler import FIRE_BATCH, Scheduler
 from jobsd.store.slots import DueJob, SlotFiring
@@ -45,6 +45,28 @@ class MemorySlots:
     slots: set[tuple[int, str, datetime]] = field(default_factory=set)
     refills: int = 0
     transactions: int = 0
+    held: dict[str, datetime] = field(default_factory=dict)  # retry run id -> due
+    released: list[tuple[str, datetime, datetime]] = field(default_factory=list)  # id, due, at
+    held_refills: int = 0
+
+    def hold(self, run_id: str, due: datetime) -> RetryHeld:
+        self.held[run_id] = due
+        return RetryHeld(run_id, due)
+
+    async def held_retries_before(self, until: datetime, limit: int) -> list[RetryHeld]:
+        self.held_refills += 1
+        due = sorted((d, r) for r, d in self.held.items() if d <= until)
+        return [RetryHeld(r, d) for d, r in due[:limit]]
+
+    async def release_retries(self, due: Sequence[RetryHeld]) -> list[RunOrder]:
+        """The real store's contract: released once, and only for its own instant."""
+        orders = []
+        for retry in due:
+            if self.held.get(retry.run_id) == retry.due:
+                del self.held[retry.run_id]
+                self.released.append((retry.run_id, retry.due, self.clock.now()))
+                orders.append(RunOrder(retry.run_id, "acme"))
+        return orders
 
     def put(
         self,
@@ -92,7 +114,7 @@ class MemorySlots:
 class Rig:
     store: MemorySlots
     scheduler: Scheduler
-    changes: trio.MemorySendChannel[JobChanged]
+    changes: trio.MemorySendChannel[SchedulerNews]
     orders: list[RunOrder]
     clock: Clock
 
@@ -118,6 +140,7 @@ async def rig(
     jobs: tuple[tuple[int, str, datetime], ...] = (),
     start: datetime = T0,
     timezone: str | None = None,
+    news_buffer: int = 100,
 ) -> AsyncIterator[Rig]:
     """A scheduler over `MemorySlots` from `start`; `jobs` (in `timezone`) are
     in the store before it starts."""
@@ -125,7 +148,7 @@ async def rig(
     store = MemorySlots(clock)
     for pk, schedule, next_run_at in jobs:
         store.put(pk, schedule, next_run_at, timezone)
-    changes_tx, changes_rx = trio.open_memory_channel[JobChanged](100)
+    changes_tx, changes_rx = trio.open_memory_channel[SchedulerNews](news_buffer)
     intake = RecordedIntake()
     scheduler = Scheduler(
         store,
@@ -292,3 +315,79 @@ async def test_each_environment_fires_on_its_own_cadence(
     # 00:00 and 00:30 are slots of both: each environment fired its own.
     assert (T0 + timedelta(minutes=30)) in production and (T0 + timedelta(minutes=30)) in staging
     assert len(r.store.slots) == len(r.store.fired)
+
+
+# -- retries held for their due instant ------------------------------------------------
+
+
+async def test_retries_are_released_at_their_exact_instants(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    late: list[float] = []
+    async with rig(horizon_s=600) as r:
+        r.scheduler._fired_late = late.append
+        soon, later, far = (
+            T0 + timedelta(seconds=7),
+            T0 + timedelta(seconds=90),
+            T0 + timedelta(hours=2),
+        )
+        for run_id, due in (("soon", soon), ("later", later), ("far", far)):
+            await r.changes.send(r.store.hold(run_id, due))
+        await trio.sleep(3 * 3600)
+    # Each at exactly its instant; the far one (beyond the horizon when it was
+    # announced) by a refill; each released once and handed over.
+    assert r.store.released == [("soon", soon, soon), ("later", later, later), ("far", far, far)]
+    assert [o.run_id for o in r.orders] == ["soon", "later", "far"]
+    assert late == [0.0, 0.0, 0.0]
+
+
+async def test_retries_due_while_down_are_released_by_the_first_pass(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    start = T0 + timedelta(minutes=30)
+    clock = Clock(start)
+    store = MemorySlots(clock)
+    store.hold("overdue", T0 + timedelta(minutes=1))
+    store.hold("ahead", start + timedelta(seconds=5))
+    changes_tx, changes_rx = trio.open_memory_channel[SchedulerNews](10)
+    intake = RecordedIntake()
+    scheduler = Scheduler(store, clock, intake, changes_rx, misfire_grace_s=60)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(scheduler.run)
+        await trio.sleep(10)
+        nursery.cancel_scope.cancel()
+    assert store.released == [
+        ("overdue", T0 + timedelta(minutes=1), start),
+        ("ahead", start + timedelta(seconds=5), start + timedelta(seconds=5)),
+    ]
+    del changes_tx
+
+
+async def test_a_retry_whose_news_was_dropped_is_still_released_on_time(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The store never waits to tell the scheduler of a retry: on a full channel
+    the news is dropped, and the scheduler, seeing it full, reads them back."""
+    async with rig(news_buffer=1) as r:
+        await trio.sleep(1)
+        filler = JobChanged(99, ENV, None, None, None)
+        r.changes.send_nowait(filler)  # handed straight to the waiting scheduler
+        r.changes.send_nowait(filler)  # fills the buffer
+        due = T0 + timedelta(seconds=42)
+        news = r.store.hold("dropped", due)
+        with pytest.raises(trio.WouldBlock):
+            r.changes.send_nowait(news)
+        await trio.sleep(60)
+    assert r.store.released == [("dropped", due, due)]
+    assert r.store.held_refills >= 2
+
+
+async def test_a_retry_canceled_while_held_is_not_handed_over(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with rig() as r:
+        due = T0 + timedelta(seconds=5)
+        await r.changes.send(r.store.hold("canceled", due))
+        del r.store.held["canceled"]  # canceled in the store: release matches nothing
+        await trio.sleep(10)
+    assert r.store.released == [] and r.orders == []

@@ -15,8 +15,9 @@ with hypothesis instead.
 
 The third is stateful: it follows the served spec's OpenAPI links (create ->
 get / replace / delete / run now -> get / cancel / rerun run ...) so that
-requests act on resources that exist rather than 404. For chains to start,
-most job bodies must be valid, which a JSON Schema generator cannot manage
+requests act on resources that exist rather than 404 (retry policies too:
+create -> get / replace / delete). For chains to start, most job and policy
+bodies must be valid, which a JSON Schema generator cannot manage
 on its own (a random string is no schedule); a schemathesis hook therefore
 turns three in four generated job bodies into valid ones, from the drawn
 data, pointing at loopback addresses that refuse (connection refused, or
@@ -66,14 +67,38 @@ ENVIRONMENTS = [{}, {"production": {"enabled": True}}, {"staging": {"enabled": T
                 {"production": {}, "staging": {"enabled": False, "timeout": 2}}]
 
 
+POLICY_BODIES = {("POST", "/api/v1/retry-policies"), ("PUT", "/api/v1/retry-policies/{policy_id}")}
+
+
+def policy_body(op, digest):
+    data = {
+        "type": "retry_policy",
+        "attributes": {
+            "name": "stateful",
+            "max_retries": digest[1] % 11,
+            "backoff": "exponential" if digest[2] % 2 else "fixed",
+            "delay_seconds": 1 + digest[3] % 60,
+            "retry_statuses": ["5xx", "429"][: digest[4] % 3],
+        },
+    }
+    if op.method.upper() == "POST":
+        data["id"] = "sp-" + digest.hex()[:12]
+    return {"data": data}
+
+
 @schemathesis.hook
 def map_body(ctx, body):
     op = ctx.operation
-    if op is None or (op.method.upper(), op.path) not in JOB_BODIES:
+    if op is None:
+        return body
+    key = (op.method.upper(), op.path)
+    if key not in JOB_BODIES and key not in POLICY_BODIES:
         return body
     digest = hashlib.sha256(json.dumps(body, sort_keys=True, default=repr).encode()).digest()
     if digest[0] % 4 == 0:
         return body  # as generated: refusals are part of the story too
+    if key in POLICY_BODIES:
+        return policy_body(op, digest)
     data = {
         "type": "job",
         "attributes": {

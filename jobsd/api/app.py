@@ -19,6 +19,7 @@ from jobsd.api.context import ApiContext
 from jobsd.api.edge import ROUTE_KEY, route_template
 from jobsd.api.jobs import jobs_blueprint
 from jobsd.api.meta import meta_blueprint
+from jobsd.api.policies import policies_blueprint
 from jobsd.api.run_stats import run_stats_blueprint
 from jobsd.api.runs import runs_blueprint
 from jobsd.api.scrape import metrics_blueprint
@@ -35,6 +36,7 @@ def create_app(ctx: ApiContext) -> QuartTrio:
         jobs_blueprint(ctx),
         runs_blueprint(ctx),
         run_stats_blueprint(ctx),
+        policies_blueprint(ctx),
         usage_blueprint(ctx),
         meta_blueprint(ctx),
     ]

@@ -31,9 +31,11 @@ Decisions where the spec is silent:
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from enum import Enum
 from typing import Final
 
+from jobsd.api.extensions import extension_values
 from jobsd.api.fields import (
     FIELD_VALUE,
     FIELD_VALUE_RULE,
@@ -75,6 +77,15 @@ def parse_job_document(
 
     Returns the base spec and `enabled`; raises ApiError if refused.
     """
+    spec, enabled, _ = parse_seed_job(doc, path_slug=path_slug, max_timeout_s=max_timeout_s)
+    return spec, enabled
+
+
+def parse_seed_job(
+    doc: object, *, path_slug: str | None, max_timeout_s: int
+) -> tuple[JobSpec, bool, frozenset[str]]:
+    """`parse_job_document`, and the extension attributes (`jobsd.api.extensions`)
+    the document sets: those it leaves out keep their stored values."""
     if path_slug is not None and not is_slug(path_slug):
         raise not_found("No job has this id: job ids are 1-100 characters of a-z 0-9 - _.")
     errs = _Errors()
@@ -83,10 +94,15 @@ def parse_job_document(
         raise ValidationFailed(errs.items)
     _refuse_conflicts(data, path_slug)
     slug = _slug(errs, data, path_slug)
-    spec, enabled = _attributes(errs, data.get("attributes", MISSING), slug, max_timeout_s)
+    attrs = data.get("attributes", MISSING)
+    spec, enabled = _attributes(errs, attrs, slug, max_timeout_s)
+    given: frozenset[str] = frozenset()
+    if isinstance(attrs, dict):
+        timezone, policy, overlap, given = extension_values(errs, attrs, spec.kind)
+        spec = replace(spec, timezone=timezone, retry_policy=policy, overlap_policy=overlap)
     if errs.items:
         raise ValidationFailed(errs.items)
-    return spec, enabled
+    return spec, enabled, given
 
 
 def is_slug(text: str) -> bool:

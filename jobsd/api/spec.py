@@ -7,10 +7,10 @@ states in prose, and OpenAPI links that say which response names the
 resource the next request acts on. Built once per version at import, so
 every request gets the same bytes.
 
-The 2026-08-07 contract also describes retry policies; jobsd does not
-serve those yet (the next issue's work), so the served document leaves
-them out rather than promise what answers 404.
-`_NOT_YET` lists exactly what is left out.
+Every path of both contracts is served. What jobsd serves beyond a
+version's contract (retry policies and the newer runs parameters to
+2026-06-04 clients, extension attributes) is written in by
+`_add_finding_to_the_seed` and `jobsd.api.spec_additions`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,12 @@ from typing import Any
 
 from jobsd.api import jsonapi
 from jobsd.api.fields import MAX_CONFIGURATION_BYTES, MAX_HEADERS
+from jobsd.api.spec_additions import (
+    NEWER,
+    add_extension_attributes,
+    add_retry_policies,
+    describe_retries,
+)
 from jobsd.messages import OWN_HEADER_PREFIX
 
 VERSION_HEADER = "Jobsd-Version"
@@ -32,11 +38,11 @@ _ERROR_STATUSES = {
     "an unknown Jobsd-Version (source.header), or an HTTP message whose framing could be "
     "read two ways (the connection closes)",
     "401": "Missing or unknown bearer token",
-    "403": "Forbidden by the plan (code active_jobs_limit) or by the token's environments "
-    "(code environment_scope)",
+    "403": "Forbidden by the plan (code active_jobs_limit), by the bound on retry policies "
+    "(code retry_policies_limit) or by the token's environments (code environment_scope)",
     "404": "No such resource for this account",
-    "409": "Conflict (slug taken, id or type mismatch, run already terminal, job deleted, "
-    "environment not enabled)",
+    "409": "Conflict (slug or policy id taken, id or type mismatch, run already terminal, "
+    "job deleted, environment not enabled, retry policy still used by jobs)",
     "413": "Request body over 2 MiB or over 10,000 JSON values",
     "415": "Request body not application/vnd.api+json or application/json",
     "422": "Invalid fields, each with its source.pointer (at most 100, then a count)",
@@ -53,11 +59,6 @@ _LIST_STATUSES = {
     "503": "Too many list responses are being sent (Retry-After)",
 }
 _LISTS = (("/api/v1/jobs", "get"), ("/api/v1/runs", "get"))
-
-# What the 2026-08-07 contract describes and jobsd does not serve yet.
-_NOT_YET: dict[str, Any] = {
-    "paths": ("/api/v1/retry-policies", "/api/v1/retry-policies/{policy_id}"),
-}
 
 
 def base_spec(version: str) -> dict[str, Any]:
@@ -84,11 +85,6 @@ def _tighten_parameters(spec: dict[str, Any]) -> None:
                     parameter["schema"].update(rule)
                 if path == "/api/v1/runs" and parameter["name"] == "page[size]":
                     parameter["schema"]["anyOf"][0]["maximum"] = 1000
-
-
-def _leave_out_what_is_not_served(spec: dict[str, Any]) -> None:
-    for path in _NOT_YET["paths"]:
-        spec["paths"].pop(path, None)
 
 
 def _add_finding_to_the_seed(spec: dict[str, Any]) -> None:
@@ -157,6 +153,15 @@ def _run_links(expr: str) -> dict[str, Any]:
     }
 
 
+def _policy_links(expr: str) -> dict[str, Any]:
+    policy = {"policy_id": expr}
+    return {
+        "GetRetryPolicy": {"operationId": "get_retry_policy", "parameters": policy},
+        "UpdateRetryPolicy": {"operationId": "update_retry_policy", "parameters": policy},
+        "DeleteRetryPolicy": {"operationId": "delete_retry_policy", "parameters": policy},
+    }
+
+
 _ONE = "$response.body#/data/id"
 _FIRST = "$response.body#/data/0/id"  # names nothing when the list is empty
 _LINKS: dict[tuple[str, str, str], dict[str, Any]] = {
@@ -172,6 +177,10 @@ _LINKS: dict[tuple[str, str, str], dict[str, Any]] = {
         },
     },
     ("/api/v1/runs", "get", "200"): _run_links(_FIRST),
+    ("/api/v1/retry-policies", "post", "201"): _policy_links(_ONE),
+    ("/api/v1/retry-policies", "get", "200"): _policy_links(_FIRST),
+    ("/api/v1/retry-policies/{policy_id}", "get", "200"): _policy_links(_ONE),
+    ("/api/v1/retry-policies/{policy_id}", "put", "200"): _policy_links(_ONE),
     ("/api/v1/runs/{run_id}", "get", "200"): _run_links(_ONE),
     ("/api/v1/runs/{run_id}/actions/cancel", "post", "200"): _run_links(_ONE),
     ("/api/v1/runs/{run_id}/actions/rerun", "post", "200"): _run_links(_ONE),
@@ -205,6 +214,12 @@ _ERROR_DOCUMENT = {
                             "header": {"type": "string"},
                         },
                     },
+                    "meta": {
+                        "type": "object",
+                        "description": "More about this error: a retry policy still in use "
+                        "lists the jobs that use it (referencing_jobs, at most 100, and "
+                        "referencing_jobs_total).",
+                    },
                 },
             },
         }
@@ -214,10 +229,11 @@ _ERROR_DOCUMENT = {
 
 def served_spec(version: str) -> bytes:
     spec = copy.deepcopy(base_spec(version))
-    if version != "2026-06-04":
-        _leave_out_what_is_not_served(spec)
-    else:
+    if version == "2026-06-04":
         _add_finding_to_the_seed(spec)
+        add_retry_policies(spec, base_spec(NEWER))
+    describe_retries(spec)
+    add_extension_attributes(spec, version)
     _tighten_parameters(spec)
     _bound_jobs(spec)
     _add_links(spec)

@@ -3,7 +3,7 @@
 `open_store` makes the files private (`jobsd.store.files`), checks the
 file (`PRAGMA quick_check`), applies numbered
 migrations, starts the writer thread, and yields a `Store` whose `jobs`,
-`runs` and `retention` parts expose typed awaitables. It closes last, after
+`runs`, `policies` and `retention` parts expose typed awaitables. It closes last, after
 every actor that might still write has stopped.
 
 An observer, when given, hears of every committed batch and of every run
@@ -26,12 +26,13 @@ import trio
 
 from jobsd.clock import Clock
 from jobsd.crypto import KeyRing
-from jobsd.messages import JobChanged
+from jobsd.messages import SchedulerNews
 from jobsd.store.ends import RunObserver
 from jobsd.store.engine import Engine
 from jobsd.store.files import make_private
 from jobsd.store.jobs import JobStore
 from jobsd.store.keyring import Sealer, follow
+from jobsd.store.policies import RetryPolicyStore
 from jobsd.store.retention import RetentionStore
 from jobsd.store.run_stats import StatsStore
 from jobsd.store.runs import Claim, RunStore
@@ -52,6 +53,7 @@ class Store:
     engine: Engine
     retention: RetentionStore
     stats: StatsStore
+    policies: RetryPolicyStore
 
 
 @asynccontextmanager
@@ -59,7 +61,7 @@ async def open_store(
     path: Path,
     keyring: KeyRing | Sealer,
     clock: Clock,
-    changes: trio.MemorySendChannel[JobChanged] | None = None,
+    changes: trio.MemorySendChannel[SchedulerNews] | None = None,
     observer: StoreObserver | None = None,
     *,
     default_environments: Mapping[str, str] | None = None,
@@ -77,10 +79,11 @@ async def open_store(
     try:
         yield Store(
             jobs=JobStore(engine, sealer, clock, changes, observer),
-            runs=RunStore(engine, sealer, clock, observer),
+            runs=RunStore(engine, sealer, clock, observer, changes),
             engine=engine,
             retention=RetentionStore(engine),
             stats=StatsStore(engine),
+            policies=RetryPolicyStore(engine, clock),
         )
     finally:
         with trio.CancelScope(shield=True):

@@ -25,6 +25,9 @@ T = TypeVar("T")
 class RunObserver(Protocol):
     def runs_ended(self, ends: Sequence[RunEnded]) -> None: ...
 
+    def retry_scheduled(self) -> None:
+        """Once per retry run committed (`jobsd.store.retries`)."""
+
 
 async def write_ending(
     engine: Engine,

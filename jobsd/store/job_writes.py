@@ -21,6 +21,7 @@ from jobsd.plans import UNLIMITED, may_enable
 from jobsd.schedule import first_fire, parse_schedule
 from jobsd.store import environments_sql, listing_sql
 from jobsd.store.keyring import Sealer, is_unreadable_marker
+from jobsd.store.policies import unknown_policies
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,8 @@ def merged_spec(write: JobWrite, stored: JobSpec) -> JobSpec:
         spec = replace(spec, timezone=stored.timezone)
     if "retry_policy" in write.keep:
         spec = replace(spec, retry_policy=stored.retry_policy)
+    if "overlap_policy" in write.keep:
+        spec = replace(spec, overlap_policy=stored.overlap_policy)
     if spec.kind is not JobKind.RECURRING:
         spec = replace(spec, timezone=None)  # a time zone applies to cron schedules only
     return spec
@@ -67,9 +70,8 @@ def changes_of(job: Job, envs: Mapping[str, object]) -> list[JobChanged]:
 def refuse_unknown_policies(conn: sqlite3.Connection, account_id: str, write: JobWrite) -> None:
     """A job may name only a retry policy the account has (422 at each reference).
 
-    The account's policies are the retry-policies resource's rows; until that
-    resource exists (VERSIONS.md, "Retry policies") an account has none, so
-    every name is unknown and only `null` (no retries) is accepted.
+    Checked in the write's transaction, as a policy's delete checks that no
+    job names it: no job can ever refer to a policy that is gone.
     """
     refs = []
     if write.spec.retry_policy is not None and "retry_policy" not in write.keep:
@@ -78,16 +80,18 @@ def refuse_unknown_policies(conn: sqlite3.Connection, account_id: str, write: Jo
         if entry.overlay is not None and entry.overlay.retry_policy is not None:
             at = f"/data/attributes/environments/{pointer_part(env)}/retry_policy"
             refs.append((at, entry.overlay.retry_policy))
-    if refs:
+    unknown = unknown_policies(conn, account_id, {name for _, name in refs})
+    if unknown:
         raise errors.ValidationFailed(
             [
                 errors.invalid(
                     "unknown_retry_policy",
                     at,
-                    f"The account has no retry policy {name!r}; name one it has, or null "
-                    "for no retries.",
+                    f"The account has no retry policy {name!r}; name one it has "
+                    "(GET /api/v1/retry-policies), or null for no retries.",
                 )
                 for at, name in refs
+                if name in unknown
             ]
         )
 

@@ -41,6 +41,7 @@ from jobsd.messages import (
     JobCounting,
     JobKind,
     JobWrite,
+    SchedulerNews,
 )
 from jobsd.store import environments_sql, job_writes, jobs_sql, listing_sql, runs_sql
 from jobsd.store.ends import RunObserver, write_ending
@@ -74,7 +75,7 @@ class JobStore:
         engine: Engine,
         keyring: Sealer,
         clock: Clock,
-        changes: trio.MemorySendChannel[JobChanged] | None = None,
+        changes: trio.MemorySendChannel[SchedulerNews] | None = None,
         observer: RunObserver | None = None,
     ) -> None:
         self._engine = engine

@@ -16,7 +16,7 @@ from datetime import datetime
 from types import MappingProxyType
 
 from jobsd.clock import from_us
-from jobsd.messages import HttpConfig, Job, JobEnvironment, JobKind, JobSpec
+from jobsd.messages import HttpConfig, Job, JobEnvironment, JobKind, JobSpec, OverlapPolicy
 from jobsd.store.environments_sql import ENV_COLUMNS, env_rows, to_overlay
 from jobsd.store.keyring import Sealer
 from jobsd.store.sealed_headers import open_headers, seal_headers
@@ -24,7 +24,7 @@ from jobsd.store.sealed_headers import open_headers, seal_headers
 COLUMNS = (
     "id, account_id, slug, name, description, kind, schedule, timezone, retry_policy, method, "
     "url, headers, success_status, tls_verify, ca_cert, body, timeout_s, created_at_us, "
-    "updated_at_us, deleted_at_us, version"
+    "updated_at_us, deleted_at_us, version, overlap_policy"
 )
 
 
@@ -52,6 +52,7 @@ def to_spec(row: sqlite3.Row, keyring: Sealer, *, strict: bool = False) -> JobSp
         kind=JobKind(row["kind"]),
         timezone=row["timezone"],
         retry_policy=row["retry_policy"],
+        overlap_policy=OverlapPolicy(row["overlap_policy"]),
     )
 
 
@@ -129,6 +130,7 @@ def _writable(spec: JobSpec) -> dict[str, object]:
         "schedule": spec.schedule,
         "timezone": spec.timezone,
         "retry_policy": spec.retry_policy,
+        "overlap_policy": spec.overlap_policy.value,
         "method": c.method,
         "url": c.url,
         "success_status": c.success_status,

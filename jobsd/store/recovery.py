@@ -9,7 +9,11 @@ reads them from the store at start, account by account, oldest first:
 CANCELED. Recovery only counts them, so a backlog of any depth costs it no
 memory. Missed cron slots and late one-offs need nothing
 here: their `next_run_at` is in the past and the scheduler's catch-up rule
-(`jobsd.schedule.plan_fire`) decides on the first pass.
+(`jobsd.schedule.plan_fire`) decides on the first pass. Nor do retries still
+held for their due instant: the scheduler's first pass releases every one
+that came due while the daemon was down (`jobsd.store.retries`). A run lost
+in flight is never retried, whatever its job's retry policy: nobody knows
+whether its request was answered.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from jobsd.store.engine import Engine
-from jobsd.store.runs_sql import FINISHED_AT
+from jobsd.store.runs_sql import DELETED_BEFORE_START, FINISHED_AT
 
 LOST_ERROR = "the daemon stopped while this run's request was in flight (crash or kill)"
 
@@ -38,7 +42,7 @@ def recover_tx(conn: sqlite3.Connection, now_us: int) -> Recovery:
     ).rowcount
     canceled = conn.execute(
         f"UPDATE runs SET status = 'CANCELED', finished_at_us = {FINISHED_AT}, "
-        "error = 'the job was deleted before this run started' "
+        f"held_until_us = NULL, error = '{DELETED_BEFORE_START}' "
         "WHERE status = 'PENDING' "
         "AND job_id IN (SELECT id FROM jobs WHERE deleted_at_us IS NOT NULL)",
         (now_us,),

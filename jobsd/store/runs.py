@@ -1,9 +1,10 @@
-"""Runs in the store: enqueue, claim, finish, cancel, list, and scheduled slots.
+"""Runs in the store: enqueue, claim, finish, cancel, list; slots and retries.
 
 The scheduler's slot firing and the executors' claims are single
 transactions here, which is what makes "at most once per slot" and "never
 started after it was canceled" properties of the database rather than of
-any actor's memory.
+any actor's memory. Slots are fired by `jobsd.store.slots`; a failure's
+retry is written with it, and released when due, by `jobsd.store.retries`.
 
 A run whose job holds a header value that no longer opens (its key was
 retired or lost) is never sent without that header: the claim records it
@@ -12,20 +13,32 @@ FAILED/WORKER_LOST, unmetered, with an error naming the header and the key.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
+import trio
+
 from jobsd import errors
 from jobsd.clock import Clock, from_us, iso, month_of, to_us
 from jobsd.config import DEFAULT_ENVIRONMENT
 from jobsd.errors import SealError
-from jobsd.messages import OWN_HEADER_PREFIX, HttpConfig, JobKind, Outcome, Run, RunOrder
+from jobsd.messages import (
+    OWN_HEADER_PREFIX,
+    HttpConfig,
+    JobKind,
+    Outcome,
+    RetryHeld,
+    Run,
+    RunOrder,
+    SchedulerNews,
+)
 from jobsd.plans import may_meter
 from jobsd.runs import RunStatus, Trigger
-from jobsd.store import environments_sql, jobs_sql, runs_sql, slots
+from jobsd.store import environments_sql, jobs_sql, retries, runs_sql, slots
 from jobsd.store.ends import RunObserver, write_ending
 from jobsd.store.engine import Engine
 from jobsd.store.keyring import Sealer
@@ -42,13 +55,19 @@ class Claim:
     config: HttpConfig | None
     job_slug: str = ""
     scheduled_for: datetime | None = None
+    retry_of: str | None = None
+    retry_attempt: int | None = None
 
     def stamp(self) -> list[tuple[str, str]]:
-        """jobsd's own request headers: who sent this, for which run and slot."""
+        """jobsd's own request headers: who sent this, for which run and slot (a
+        retry's slot is its due instant), and for a retry, of which run, which attempt."""
         own = OWN_HEADER_PREFIX
         headers = [(f"{own}Run-Id", self.run_id), (f"{own}Job", self.job_slug)]
         if self.scheduled_for is not None:
             headers.append((f"{own}Scheduled-For", iso(self.scheduled_for) or ""))
+        if self.retry_of is not None:
+            headers.append((f"{own}Retry-Of", self.retry_of))
+            headers.append((f"{own}Retry-Attempt", str(self.retry_attempt)))
         return headers
 
 
@@ -58,8 +77,14 @@ def _run_not_found(run_id: str) -> errors.ApiError:
 
 class RunStore:
     def __init__(
-        self, engine: Engine, keyring: Sealer, clock: Clock, observer: RunObserver | None = None
+        self,
+        engine: Engine,
+        keyring: Sealer,
+        clock: Clock,
+        observer: RunObserver | None = None,
+        news: trio.MemorySendChannel[SchedulerNews] | None = None,
     ) -> None:
+        self._news = news
         self._engine = engine
         self._keyring = keyring
         self._clock = clock
@@ -226,7 +251,8 @@ class RunStore:
         For each firing nothing happens unless the job is still enabled in
         that environment, live and due there at `due` (the scheduler's view
         may be stale): then (False, None). A run is not inserted when its
-        (job, environment, slot) already has one. Returns,
+        (job, environment, slot) already has one, and is recorded skipped
+        (no order) under `overlap_policy` SKIP (`jobsd.store.slots`). Returns,
         per firing, whether the job advanced and the new run, as the order
         the scheduler hands over. One transaction for a whole batch is what
         lets thousands of jobs due at the same instant fire in milliseconds
@@ -234,10 +260,18 @@ class RunStore:
         """
         now_us = to_us(self._clock.now())
 
-        def tx(conn: sqlite3.Connection) -> list[tuple[bool, RunOrder | None]]:
-            return [slots.fire(conn, firing, now_us) for firing in firings]
+        def tx(conn: sqlite3.Connection, ended: list[str]) -> list[tuple[bool, RunOrder | None]]:
+            return [slots.fire(conn, firing, now_us, ended) for firing in firings]
 
-        return await self._engine.write(tx)
+        return await write_ending(self._engine, self._observer, tx)
+
+    async def held_retries_before(self, until: datetime, limit: int) -> list[RetryHeld]:
+        """Retries held for a due instant by `until`, soonest first."""
+        return await self._engine.read(lambda c: retries.held_before(c, to_us(until), limit))
+
+    async def release_retries(self, due: Sequence[RetryHeld]) -> list[RunOrder]:
+        """Release due retries to the executors, in one transaction; the orders for them."""
+        return await self._engine.write(lambda c: retries.release(c, due))
 
     # -- the dispatcher ---------------------------------------------------------
 
@@ -258,6 +292,8 @@ class RunStore:
             row = runs_sql.by_id(conn, run_id)
             if row is None or row["status"] != RunStatus.PENDING.value:
                 return None
+            if row["held_until_us"] is not None:
+                return None  # a retry not yet due: the scheduler releases it when it is
             job = jobs_sql.row_by_pk(conn, row["job_id"])
             assert job is not None
             account_id = str(row["account_id"])
@@ -297,20 +333,43 @@ class RunStore:
                 config,
                 job_slug=str(row["job_slug"]),
                 scheduled_for=None if scheduled_us is None else from_us(scheduled_us),
+                retry_of=row["retry_of"],
+                retry_attempt=row["retry_attempt"],
             )
 
         return await write_ending(self._engine, self._observer, tx)
 
     async def finish(self, run_id: str, outcome: Outcome) -> bool:
-        now_us = to_us(self._clock.now())
+        """Record the outcome of a RUNNING run, and, in the same transaction, the
+        retry its policy asks for after a failure (`jobsd.store.retries`)."""
+        now = self._clock.now()
 
-        def tx(conn: sqlite3.Connection, ended: list[str]) -> bool:
-            if not runs_sql.finish(conn, run_id, outcome, now_us=now_us):
-                return False
+        def tx(conn: sqlite3.Connection, ended: list[str]) -> tuple[bool, RetryHeld | None]:
+            if not runs_sql.finish(conn, run_id, outcome, now_us=to_us(now)):
+                return False, None
             ended.append(run_id)
-            return True
+            row = runs_sql.by_id(conn, run_id)
+            assert row is not None
+            return True, retries.schedule_retry(conn, row, outcome, now)
 
-        return await write_ending(self._engine, self._observer, tx)
+        finished, retry = await write_ending(self._engine, self._observer, tx)
+        if retry is not None:
+            self._retry_held(retry)
+        return finished
+
+    def _retry_held(self, retry: RetryHeld) -> None:
+        """Tell the observer and the scheduler of a retry that has committed.
+
+        Never waits: an executor must not wait on the scheduler. Should the
+        scheduler's channel be full, the news is dropped; the scheduler sees
+        the full channel when it next reads it and reads the held retries
+        back from the store (`jobsd.scheduler`), so nothing is lost.
+        """
+        if self._observer is not None:
+            self._observer.retry_scheduled()
+        if self._news is not None:
+            with contextlib.suppress(trio.WouldBlock, trio.ClosedResourceError):
+                self._news.send_nowait(retry)
 
     async def mark_lost(self, run_ids: list[str], error: str) -> int:
         now_us = to_us(self._clock.now())

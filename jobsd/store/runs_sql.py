@@ -12,6 +12,7 @@ import json
 import sqlite3
 import uuid
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from jobsd.clock import from_us
@@ -21,7 +22,7 @@ from jobsd.runs import FailureReason, RunStatus, Trigger, sources_of
 COLUMNS = (
     "seq, id, account_id, job_id, job_slug, job_version, environment, trigger, rerun_of, "
     "scheduled_for_us, status, created_at_us, started_at_us, finished_at_us, failure_reason, "
-    "error, request, result"
+    "error, request, result, retry_of, retry_attempt, retried_run, held_until_us"
 )
 
 
@@ -29,6 +30,7 @@ COLUMNS = (
 # the process that created or started it and the one recording the next step
 # (a restored VM, an RTC corrected by NTP): each is clamped to the one before.
 STARTED_AT = "max(?, created_at_us)"
+DELETED_BEFORE_START = "the job was deleted before this run started"
 FINISHED_AT = "max(?, created_at_us, coalesce(started_at_us, created_at_us))"
 
 
@@ -60,6 +62,9 @@ def to_run(row: sqlite3.Row) -> Run:
         error=row["error"],
         request=_opt_json(row["request"]),
         result=_opt_json(row["result"]),
+        retry_of=row["retry_of"],
+        retry_attempt=row["retry_attempt"],
+        retried_run=row["retried_run"],
     )
 
 
@@ -109,6 +114,15 @@ def _where_from(dst: RunStatus) -> str:
     return "status IN (" + ", ".join(f"'{s.value}'" for s in sources_of(dst)) + ")"
 
 
+@dataclass(frozen=True, slots=True)
+class RetryOf:
+    """Where a RETRY run sits: the chain's original run, its number, the run it retries."""
+
+    original: str
+    attempt: int
+    previous: str
+
+
 def insert(
     conn: sqlite3.Connection,
     *,
@@ -120,13 +134,18 @@ def insert(
     created_at_us: int,
     scheduled_for_us: int | None = None,
     rerun_of: str | None = None,
+    retry: RetryOf | None = None,
 ) -> str | None:
-    """Insert a PENDING run; None when its scheduled slot already has one."""
+    """Insert a PENDING run; None when its scheduled slot (or its retry attempt) has one.
+
+    A retry is held until its due instant, `scheduled_for_us`.
+    """
     run_id = str(uuid.uuid4())
     cur = conn.execute(
         "INSERT OR IGNORE INTO runs (id, account_id, job_id, job_slug, environment, trigger, "
-        "rerun_of, scheduled_for_us, status, created_at_us) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'PENDING', ?)",
+        "rerun_of, scheduled_for_us, status, created_at_us, retry_of, retry_attempt, "
+        "retried_run, held_until_us) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'PENDING', ?, ?, ?, ?, ?)",
         (
             run_id,
             account_id,
@@ -137,6 +156,10 @@ def insert(
             rerun_of,
             scheduled_for_us,
             created_at_us,
+            None if retry is None else retry.original,
+            None if retry is None else retry.attempt,
+            None if retry is None else retry.previous,
+            None if retry is None else scheduled_for_us,
         ),
     )
     return run_id if cur.rowcount == 1 else None
@@ -167,9 +190,11 @@ def of_account(
 def start(
     conn: sqlite3.Connection, run_id: str, *, now_us: int, job_version: int, period: str
 ) -> bool:
+    """PENDING -> RUNNING; never for a retry still held (not yet due)."""
     cur = conn.execute(
         f"UPDATE runs SET status = 'RUNNING', started_at_us = {STARTED_AT}, job_version = ?, "
-        f"metered_period = ? WHERE id = ? AND {_where_from(RunStatus.RUNNING)}",
+        f"metered_period = ? WHERE id = ? AND {_where_from(RunStatus.RUNNING)} "
+        "AND held_until_us IS NULL",
         (now_us, job_version, period, run_id),
     )
     return cur.rowcount == 1
@@ -217,9 +242,19 @@ def finish(conn: sqlite3.Connection, run_id: str, outcome: Outcome, *, now_us: i
 
 def cancel(conn: sqlite3.Connection, run_id: str, *, now_us: int) -> bool:
     cur = conn.execute(
-        f"UPDATE runs SET status = 'CANCELED', finished_at_us = {FINISHED_AT} "
-        f"WHERE id = ? AND {_where_from(RunStatus.CANCELED)}",
+        f"UPDATE runs SET status = 'CANCELED', finished_at_us = {FINISHED_AT}, "
+        f"held_until_us = NULL WHERE id = ? AND {_where_from(RunStatus.CANCELED)}",
         (now_us, run_id),
+    )
+    return cur.rowcount == 1
+
+
+def skip(conn: sqlite3.Connection, run_id: str, *, error: str, now_us: int) -> bool:
+    """A slot skipped by its overlap policy: PENDING -> CANCELED, saying why."""
+    cur = conn.execute(
+        f"UPDATE runs SET status = 'CANCELED', finished_at_us = {FINISHED_AT}, error = ? "
+        "WHERE id = ? AND status = 'PENDING'",
+        (now_us, error, run_id),
     )
     return cur.rowcount == 1
 
@@ -233,7 +268,7 @@ def cancel_pending_of_job(conn: sqlite3.Connection, job_pk: int, *, now_us: int)
     ]
     conn.execute(
         f"UPDATE runs SET status = 'CANCELED', finished_at_us = {FINISHED_AT}, "
-        "error = 'the job was deleted before this run started' "
+        f"held_until_us = NULL, error = '{DELETED_BEFORE_START}' "
         "WHERE job_id = ? AND status = 'PENDING'",
         (now_us, job_pk),
     )
@@ -266,10 +301,14 @@ def runs_used(conn: sqlite3.Connection, account_id: str, period: str) -> int:
 
 # -- the durable queue: PENDING runs per account, on the `runs_pending` index ------
 
+# What the dispatcher may hand to a worker: PENDING, and not a retry still
+# held for its due instant (the scheduler releases those when they are due).
+QUEUED = "status = 'PENDING' AND held_until_us IS NULL"
+
 
 def pending_count(conn: sqlite3.Connection, account_id: str) -> int:
     row = conn.execute(
-        "SELECT count(*) FROM runs WHERE account_id = ? AND status = 'PENDING'", (account_id,)
+        f"SELECT count(*) FROM runs WHERE account_id = ? AND {QUEUED}", (account_id,)
     ).fetchone()
     return int(row[0])
 
@@ -278,7 +317,7 @@ def oldest_pending(conn: sqlite3.Connection, account_id: str, limit: int) -> lis
     return [
         str(r[0])
         for r in conn.execute(
-            "SELECT id FROM runs WHERE account_id = ? AND status = 'PENDING' ORDER BY seq LIMIT ?",
+            f"SELECT id FROM runs WHERE account_id = ? AND {QUEUED} ORDER BY seq LIMIT ?",
             (account_id, limit),
         )
     ]
@@ -287,11 +326,11 @@ def oldest_pending(conn: sqlite3.Connection, account_id: str, limit: int) -> lis
 def pending_accounts(conn: sqlite3.Connection, limit: int) -> list[str]:
     """Accounts with PENDING runs: one index seek each, however many runs wait."""
     accounts: list[str] = []
-    row = conn.execute("SELECT min(account_id) FROM runs WHERE status = 'PENDING'").fetchone()
+    row = conn.execute(f"SELECT min(account_id) FROM runs WHERE {QUEUED}").fetchone()
     while row is not None and row[0] is not None and len(accounts) < limit:
         accounts.append(str(row[0]))
         row = conn.execute(
-            "SELECT min(account_id) FROM runs WHERE status = 'PENDING' AND account_id > ?",
+            f"SELECT min(account_id) FROM runs WHERE {QUEUED} AND account_id > ?",
             (accounts[-1],),
         ).fetchone()
     return accounts

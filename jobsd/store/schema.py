@@ -29,13 +29,19 @@ from collections.abc import Callable, Mapping
 
 from jobsd.config import DEFAULT_ENVIRONMENT
 from jobsd.errors import ScheduleError, SchemaTooNewError, StorageError
-from jobsd.runs import FailureReason, RunStatus, Trigger
 from jobsd.schedule import CronSchedule, parse_schedule
 from jobsd.store import count_tables
+from jobsd.store.retry_schema import RETRY_POLICIES, widen_run_checks
 
-
-def _in(values: type[RunStatus] | type[Trigger] | type[FailureReason]) -> str:
-    return "(" + ", ".join(f"'{v.value}'" for v in values) + ")"
+# Migration 1 as it was written: its enum lists are frozen here, so that adding
+# a value later (a trigger, a status) is a migration of its own and a database
+# created today has exactly the schema one created then has.
+_V1_TRIGGERS = "('SCHEDULE', 'MANUAL', 'RERUN')"
+_V1_STATUSES = "('PENDING', 'RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELED')"
+_V1_REASONS = (
+    "('TIMEOUT', 'CONNECTION_ERROR', 'NON_SUCCESS_STATUS', 'SSRF_BLOCKED', "
+    "'QUOTA_EXCEEDED', 'WORKER_LOST')"
+)
 
 
 Migration = str | Callable[[sqlite3.Connection, Mapping[str, str]], None]
@@ -81,14 +87,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         job_id            INTEGER NOT NULL REFERENCES jobs (id),
         job_slug          TEXT    NOT NULL,
         job_version       INTEGER,
-        trigger           TEXT    NOT NULL CHECK (trigger IN {_in(Trigger)}),
+        trigger           TEXT    NOT NULL CHECK (trigger IN {_V1_TRIGGERS}),
         rerun_of          TEXT,
         scheduled_for_us  INTEGER,
-        status            TEXT    NOT NULL CHECK (status IN {_in(RunStatus)}),
+        status            TEXT    NOT NULL CHECK (status IN {_V1_STATUSES}),
         created_at_us     INTEGER NOT NULL,
         started_at_us     INTEGER,
         finished_at_us    INTEGER,
-        failure_reason    TEXT    CHECK (failure_reason IN {_in(FailureReason)}),
+        failure_reason    TEXT    CHECK (failure_reason IN {_V1_REASONS}),
         error             TEXT,
         request           TEXT,
         result            TEXT,
@@ -131,6 +137,10 @@ MIGRATIONS: tuple[Migration, ...] = (
     """,
     # 5: finding runs; see _FINDING.
     lambda conn, defaults: _run_all(conn, _FINDING),
+    # 6: retry policies; see jobsd.store.retry_schema.
+    lambda conn, defaults: _run_all(conn, RETRY_POLICIES),
+    # 7: retry runs and the overlap policy; see jobsd.store.retry_schema.
+    lambda conn, defaults: widen_run_checks(conn),
 )
 
 # `name_key` is the name case-folded (`jobsd_fold`), what listings sort and

@@ -5,6 +5,14 @@ by an instant (with their effective cadence), and the one conditional
 update plus insert that fires a slot. The update advances the environment
 only if it is still due at the instant the scheduler believes; the unique
 `(job, environment, scheduled_for)` index refuses a second run for a slot.
+
+`overlap_policy` SKIP (our extension, Kubernetes CronJob's `Forbid`): a
+slot that comes due while a run of the same job and environment is PENDING
+or RUNNING, a retry held for its due instant included, sends nothing. It
+is still recorded, in the same transaction: a SCHEDULE run for the slot,
+CANCELED, never metered, whose `error` begins with `skipped:` and names
+the run still going. The job advances as usual, so its next slot fires
+normally once that run has ended.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from jobsd.clock import from_us, to_us
-from jobsd.messages import RunOrder
+from jobsd.messages import OverlapPolicy, RunOrder
 from jobsd.runs import Trigger
 from jobsd.store import environments_sql, jobs_sql, runs_sql
 
@@ -51,7 +59,11 @@ def due_jobs(conn: sqlite3.Connection, until: datetime, limit: int) -> list[DueJ
     ]
 
 
-def fire(conn: sqlite3.Connection, firing: SlotFiring, now_us: int) -> tuple[bool, RunOrder | None]:
+def fire(
+    conn: sqlite3.Connection, firing: SlotFiring, now_us: int, ended: list[str]
+) -> tuple[bool, RunOrder | None]:
+    """(whether the job advanced, the order for its new run); a skipped slot's run,
+    recorded CANCELED, is appended to `ended`."""
     next_us = None if firing.next_run_at is None else to_us(firing.next_run_at)
     # A deleted job has no environment rows, so liveness needs no join.
     cur = conn.execute(
@@ -66,6 +78,13 @@ def fire(conn: sqlite3.Connection, firing: SlotFiring, now_us: int) -> tuple[boo
         return True, None
     job = jobs_sql.row_by_pk(conn, firing.job_pk)
     assert job is not None
+    going = None
+    if job["overlap_policy"] == OverlapPolicy.SKIP.value:
+        going = conn.execute(
+            "SELECT id, status FROM runs WHERE job_id = ? AND environment = ? "
+            "AND status IN ('PENDING', 'RUNNING') ORDER BY seq LIMIT 1",
+            (firing.job_pk, firing.environment),
+        ).fetchone()
     run_id = runs_sql.insert(
         conn,
         account_id=job["account_id"],
@@ -76,4 +95,15 @@ def fire(conn: sqlite3.Connection, firing: SlotFiring, now_us: int) -> tuple[boo
         created_at_us=now_us,
         scheduled_for_us=to_us(firing.slot),
     )
-    return True, None if run_id is None else RunOrder(run_id, str(job["account_id"]))
+    if run_id is None:
+        return True, None
+    if going is not None:
+        error = (
+            f"skipped: run {going['id']} of this job in {firing.environment} was still "
+            f"{going['status']} when this slot came due (overlap_policy SKIP); no request "
+            "was sent"
+        )
+        runs_sql.skip(conn, run_id, error=error, now_us=now_us)
+        ended.append(run_id)
+        return True, None
+    return True, RunOrder(run_id, str(job["account_id"]))

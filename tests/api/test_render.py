@@ -2,8 +2,10 @@
 
 The schemas are the contract, so every rendered job, run and usage resource is
 validated with jsonschema against jobsd/openapi.json itself (refs resolved in
-the whole document, formats checked), and must carry exactly the schema's
-attributes: every one present, none extra.
+the whole document, formats checked) and against the spec jobsd serves for
+the seed version (the contract plus its extension attributes, VERSIONS.md),
+and must carry exactly the served schema's attributes: every one present,
+none extra, and so every one of the contract's.
 """
 
 from __future__ import annotations
@@ -24,10 +26,14 @@ from referencing.jsonschema import DRAFT202012
 
 import jobsd
 from jobsd.api.render import duration_ms, render_job, render_run, render_usage
+from jobsd.api.spec import served_spec
+from jobsd.api.v2026_08_07.render import render_run as render_run_2026_08_07
 from jobsd.messages import Header, HttpConfig, Job, JobEnvironment, JobKind, JobSpec, Run
 from jobsd.runs import FailureReason, RunStatus, Trigger
+from tests.api.conformance import check
 
-SPEC = json.loads((Path(jobsd.__file__).parent / "openapi.json").read_text("utf-8"))
+CONTRACT = json.loads((Path(jobsd.__file__).parent / "openapi.json").read_text("utf-8"))
+SPEC = json.loads(served_spec("2026-06-04"))
 SPEC_URI = "urn:jobsd:openapi"
 SCHEMAS = SPEC["components"]["schemas"]
 _RFC3339 = re.compile(
@@ -48,18 +54,33 @@ def _is_date_time(value: object) -> bool:
 FORMATS.checks("date-time")(_is_date_time)
 
 
-def validator(schema_name: str) -> Draft202012Validator:
+class Both:
+    """Validates against the contract and against the served spec."""
+
+    def __init__(self, schema_name: str) -> None:
+        self._validators = [validator(schema_name, spec) for spec in (CONTRACT, SPEC)]
+
+    def validate(self, instance: object) -> None:
+        for one in self._validators:
+            one.validate(instance)
+
+    def is_valid(self, instance: object) -> bool:
+        """Valid for both (each is checked, so neither can pass a bad one alone)."""
+        return all(one.is_valid(instance) for one in self._validators)
+
+
+def validator(schema_name: str, spec: dict[str, Any] = SPEC) -> Draft202012Validator:
     """A validator for one component, its $refs resolved against the whole spec."""
     registry: Registry[Any] = Registry().with_resource(
-        SPEC_URI, Resource.from_contents(SPEC, default_specification=DRAFT202012)
+        SPEC_URI, Resource.from_contents(spec, default_specification=DRAFT202012)
     )
     schema = {"$ref": f"{SPEC_URI}#/components/schemas/{schema_name}"}
     return Draft202012Validator(schema, registry=registry, format_checker=FORMATS)
 
 
-JOB_RESPONSE = validator("JobResponse")
-RUN_RESPONSE = validator("RunResponse")
-USAGE_RESPONSE = validator("UsageResponse")
+JOB_RESPONSE = Both("JobResponse")
+RUN_RESPONSE = Both("RunResponse")
+USAGE_RESPONSE = Both("UsageResponse")
 T0 = datetime(2026, 6, 5, 2, 0, tzinfo=UTC)
 
 
@@ -158,6 +179,10 @@ def test_minimal_job_has_every_attribute_with_nulls_and_empty_headers() -> None:
             "timeout": 30,
         },
         "concurrency_policy": "ALLOW",
+        "timezone": None,
+        "retry_policy": None,
+        "kind": "recurring",
+        "overlap_policy": "ALLOW",
         "next_run_at": "2026-06-05T02:00:00Z",
         "created_at": "2026-06-04T02:00:00Z",
         "updated_at": "2026-06-04T02:00:00Z",
@@ -404,3 +429,36 @@ def test_every_generated_run_validates_and_its_durations_add_up(
     if None not in parts:
         # Each part is floored on its own, so the sum may trail the total by 1 ms.
         assert parts[2] - 1 <= parts[0] + parts[1] <= parts[2]
+
+
+def test_a_retry_reads_as_a_rerun_of_the_run_it_retries_in_the_seed() -> None:
+    """VERSIONS.md's rule: the seed's trigger enum has no RETRY."""
+    original, previous = (
+        "11111111-1111-4111-8111-111111111111",
+        "22222222-2222-4222-8222-222222222222",
+    )
+    retry = make_run(
+        trigger=Trigger.RETRY,
+        scheduled_for=T0 + timedelta(seconds=40),
+        retry_of=original,
+        retry_attempt=2,
+        retried_run=previous,
+    )
+    seed = render_run(retry)
+    assert_valid_run(seed)
+    a = seed["attributes"]
+    assert isinstance(a, dict)
+    assert (a["trigger"], a["rerun_of"], a["scheduled_for"]) == ("RERUN", previous, None)
+    new = render_run_2026_08_07(retry)
+    check("2026-08-07", "GET", "/api/v1/runs/{run_id}", 200, {"data": new})
+    b = new["attributes"]
+    assert isinstance(b, dict)
+    assert (b["trigger"], b["rerun_of"], b["retry"]) == (
+        "RETRY",
+        None,
+        {"of": original, "attempt": 2},
+    )
+    assert b["scheduled_for"] == "2026-06-05T02:00:40Z"
+    # Any other run has no retry object.
+    plain = render_run_2026_08_07(make_run())["attributes"]
+    assert isinstance(plain, dict) and plain["retry"] is None

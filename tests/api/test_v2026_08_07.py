@@ -357,8 +357,12 @@ async def test_seed_writes_leave_what_they_cannot_see(h: Harness) -> None:
     assert after["environments"]["staging"] == attrs(created)["environments"]["staging"]
     # Two headers equal but for case (an array may say that) read as one in a map.
     assert after["configuration"]["headers"] == {"A": "1, 2"}
-    # A seed PUT that makes it a one-off drops what applies to cron only.
+    # A seed PUT that makes it a one-off drops what applies to cron only, when
+    # it leaves the time zone (an extension there) out; sent back, it is refused.
     put = attrs(await seed.get_job("warm")) | {"schedule": "2030-01-01T00:00:00Z"}
+    refused = await seed.put_job("warm", {"data": {"attributes": put}})
+    assert codes(refused.body) == {("/data/attributes/timezone", "not_recurring")}
+    del put["timezone"]
     assert (await seed.put_job("warm", {"data": {"attributes": put}})).status == 200
     after = attrs(await v.get_job("warm"))
     assert after["kind"] == "one_off" and after["timezone"] is None

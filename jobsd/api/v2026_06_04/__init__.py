@@ -24,7 +24,8 @@ from werkzeug.datastructures import MultiDict
 
 from jobsd import errors
 from jobsd.api.auth import Caller
-from jobsd.api.documents import parse_job_document
+from jobsd.api.documents import parse_seed_job
+from jobsd.api.extensions import EXTENSIONS
 from jobsd.api.listing import JOB_PARAMETERS, job_query
 from jobsd.api.params import Query
 from jobsd.api.render import render_job, render_run
@@ -52,7 +53,7 @@ class SeedDialect:
             )
 
     def parse_job(self, doc: object, *, path_slug: str | None, caller: Caller) -> JobWrite:
-        spec, enabled = parse_job_document(
+        spec, enabled, given = parse_seed_job(
             doc, path_slug=path_slug, max_timeout_s=caller.plan.max_timeout
         )
         default = caller.default_environment
@@ -60,7 +61,7 @@ class SeedDialect:
             spec,
             {default: EnvironmentSpec(enabled, overlay=None)},
             owns=frozenset({default}),
-            keep=frozenset({"timezone", "retry_policy"}),
+            keep=EXTENSIONS - given,
         )
 
     def render_job(self, job: Job, caller: Caller) -> dict[str, object]:

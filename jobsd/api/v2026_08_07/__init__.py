@@ -42,7 +42,8 @@ class Dialect20260807:
             max_timeout_s=caller.plan.max_timeout,
             environments=caller.visible,
         )
-        return JobWrite(spec, entries, owns=frozenset(caller.visible))
+        keep = frozenset() if _sets_overlap(doc) else frozenset({"overlap_policy"})
+        return JobWrite(spec, entries, owns=frozenset(caller.visible), keep=keep)
 
     def render_job(self, job: Job, caller: Caller) -> dict[str, object]:
         return render_job(job, caller.visible)
@@ -92,6 +93,13 @@ class Dialect20260807:
 
     def served_spec(self) -> bytes:
         return _SPEC
+
+
+def _sets_overlap(doc: object) -> bool:
+    """Whether a (valid) job document sets `overlap_policy`, an extension here too."""
+    assert isinstance(doc, dict)
+    data = doc["data"]
+    return isinstance(data, dict) and "overlap_policy" in data["attributes"]
 
 
 def _named_environment(body: object) -> str | None:

@@ -21,6 +21,8 @@ Decisions where the spec is silent:
   required (422): a one-off that runs nowhere is never what was meant.
 - `retry_policy` must be a string or null here; whether the account has
   that policy is the store's check (in the write's transaction).
+- `overlap_policy` (jobsd's extension, `jobsd.api.extensions`) left out of
+  a PUT keeps the stored value; null resets it to ALLOW.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from __future__ import annotations
 from typing import Final
 
 from jobsd.api import documents as d
+from jobsd.api.extensions import overlap_attribute, policy_attribute, timezone_attribute
 from jobsd.api.fields import MAX_HEADERS
 from jobsd.api.v2026_08_07 import environments as e
 from jobsd.errors import ValidationFailed, not_found, pointer_part
@@ -63,8 +66,9 @@ def parse_job_document(
     d._choice(errs, attrs, "type", f"{_ATTRS}/type", ("http",))
     d._choice(errs, attrs, "concurrency_policy", f"{_ATTRS}/concurrency_policy", ("ALLOW",))
     schedule, kind = _schedule(errs, attrs.get("schedule"))
-    timezone = e.timezone(errs, attrs.get("timezone"), f"{_ATTRS}/timezone", kind)
-    retry_policy = e.policy(errs, attrs.get("retry_policy"), f"{_ATTRS}/retry_policy")
+    timezone = timezone_attribute(errs, attrs.get("timezone"), f"{_ATTRS}/timezone", kind)
+    retry_policy = policy_attribute(errs, attrs.get("retry_policy"), f"{_ATTRS}/retry_policy")
+    overlap = overlap_attribute(errs, attrs)
     conf = d._object(errs, attrs.get("configuration", d.MISSING), _CONF, "`configuration`")
     config = (
         HttpConfig(url="")
@@ -85,6 +89,7 @@ def parse_job_document(
         kind=kind,
         timezone=timezone,
         retry_policy=retry_policy,
+        overlap_policy=overlap,
     )
     return spec, entries
 

@@ -5,8 +5,9 @@ field it overrides), `schedule`/`timezone` (recurring jobs only; a schedule
 override must be cron), `retry_policy`, and `headers.<name>`; anything else
 is a 422 at its pointer, as is an environment the caller may not name. The
 bounds on one job hold for each environment's effective request. Also here:
-the single values both the base and an overlay check the same way (a time
-zone, a retry policy reference, one header of a name -> value object).
+one header of a name -> value object, checked alike in the base and an
+overlay (a time zone and a retry policy reference are `jobsd.api.extensions`'
+checks, shared with the seed version).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from typing import Final, TypeVar
 
 from jobsd.api import documents as d
+from jobsd.api.extensions import policy_attribute, timezone_attribute
 from jobsd.api.fields import (
     FIELD_VALUE,
     FIELD_VALUE_RULE,
@@ -24,31 +26,11 @@ from jobsd.api.fields import (
 from jobsd.errors import ScheduleError, pointer_part
 from jobsd.messages import EnvironmentSpec, Header, HttpConfig, JobKind, Overlay
 from jobsd.schedule import CronSchedule, parse_schedule
-from jobsd.zones import timezone_problem
 
 _ENVS: Final = "/data/attributes/environments"
 _MAX_HEADER_NAME: Final = 200
 _MAX_HEADER_VALUE: Final = 8192
 _T = TypeVar("_T")
-
-
-def timezone(errs: d._Errors, value: object, ptr: str, kind: JobKind) -> str | None:
-    if value is None:
-        return None
-    text = d._string(errs, value, ptr, max_len=100)
-    if text is None:
-        return None
-    if kind is not JobKind.RECURRING:
-        errs.add("not_recurring", ptr, "`timezone` applies to a cron schedule only.")
-    elif problem := timezone_problem(text):
-        errs.add("invalid_timezone", ptr, problem)
-    return text
-
-
-def policy(errs: d._Errors, value: object, ptr: str) -> str | None:
-    if value is None:
-        return None
-    return d._string(errs, value, ptr, min_len=1, max_len=100)
 
 
 def header(
@@ -214,12 +196,12 @@ def _leaf(
     if key == "ca_cert":
         return d._ca_cert(errs, value, ptr)
     if key == "retry_policy":
-        return policy(errs, value, ptr)
+        return policy_attribute(errs, value, ptr)
     if kind is not JobKind.RECURRING:
         errs.add("not_recurring", ptr, f"`{key}` can be overridden on a recurring job only.")
         return None
     if key == "timezone":
-        return timezone(errs, value, ptr, kind)
+        return timezone_attribute(errs, value, ptr, kind)
     text = d._string(errs, value, ptr, max_len=None, chars_code="invalid_schedule")
     if text is None:
         return None

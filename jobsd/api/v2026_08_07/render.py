@@ -78,6 +78,7 @@ def render_job(job: Job, environments: Sequence[str]) -> dict[str, object]:
             "concurrency_policy": "ALLOW",
             "retry_policy": spec.retry_policy,
             "kind": spec.kind.value,
+            "overlap_policy": spec.overlap_policy.value,
             "created_at": iso(job.created_at),
             "updated_at": iso(job.updated_at),
             "deleted_at": iso(job.deleted_at),
@@ -100,7 +101,9 @@ def render_run(run: Run) -> dict[str, object]:
         "attributes": {
             **attributes,
             "environment": run.environment,
-            "retry": None,
+            "retry": (
+                None if run.retry_of is None else {"of": run.retry_of, "attempt": run.retry_attempt}
+            ),
             "request": request,
         },
     }
