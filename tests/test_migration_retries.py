@@ -1,7 +1,7 @@
-"""Migrations 5 and 6 (retry policies, retry runs, overlap) upgrade a database in place.
+"""The retry migrations (policies; retry runs and overlap) upgrade a database in place.
 
 The "old" database is written with the earlier migrations themselves
-(`MIGRATIONS[:4]`, append-only, so exactly what jobsd wrote before) and rows
+(`MIGRATIONS[:n]`, append-only, so exactly what jobsd wrote before) and rows
 in their columns. Proven: the rows survive untouched, jobs get
 `overlap_policy` ALLOW, the `runs` CHECKs admit RETRY (and still refuse what
 they refused), the queue index leaves held retries out, and the file passes
@@ -23,7 +23,13 @@ from jobsd.clock import Clock
 from jobsd.crypto import KeyRing
 from jobsd.errors import StorageError
 from jobsd.store import open_store
-from jobsd.store.schema import LATEST, MIGRATIONS, current_version
+from jobsd.store.schema import (
+    LATEST,
+    MIGRATIONS,
+    RETRY_POLICIES_VERSION,
+    RETRY_RUNS_VERSION,
+    current_version,
+)
 
 T = datetime(2026, 6, 5, 2, 0, tzinfo=UTC)
 US = 1_780_624_800_000_000  # T in microseconds
@@ -83,7 +89,7 @@ async def upgrade(path: Path) -> None:
         pass
 
 
-@pytest.mark.parametrize("version", [4, 5])
+@pytest.mark.parametrize("version", [RETRY_POLICIES_VERSION - 1, RETRY_RUNS_VERSION - 1])
 async def test_an_old_database_upgrades_in_place(tmp_path: Path, version: int) -> None:
     path = tmp_path / "jobsd.sqlite3"
     await trio.to_thread.run_sync(old_database, path, version)
@@ -134,7 +140,7 @@ async def test_an_old_database_upgrades_in_place(tmp_path: Path, version: int) -
 
 async def test_a_runs_table_not_as_expected_is_refused_and_left_alone(tmp_path: Path) -> None:
     path = tmp_path / "jobsd.sqlite3"
-    await trio.to_thread.run_sync(old_database, path, 5)
+    await trio.to_thread.run_sync(old_database, path, RETRY_RUNS_VERSION - 1)
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'runs'").fetchone()
@@ -150,7 +156,7 @@ async def test_a_runs_table_not_as_expected_is_refused_and_left_alone(tmp_path: 
         await upgrade(path)
     conn = sqlite3.connect(path)
     try:
-        assert current_version(conn) == 5
+        assert current_version(conn) == RETRY_RUNS_VERSION - 1
         columns = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
         assert "held_until_us" not in columns
     finally:

@@ -278,6 +278,9 @@ def _run_all(conn: sqlite3.Connection, statements: tuple[str, ...]) -> None:
 
 
 LATEST = len(MIGRATIONS)
+# The migrations that brought retries (their tests upgrade from just before them).
+RETRY_POLICIES_VERSION = 6
+RETRY_RUNS_VERSION = 7
 
 
 def configure(conn: sqlite3.Connection, *, readonly: bool = False) -> None:

@@ -23,7 +23,7 @@ from jobsd.runs import RunStatus
 BASE_US = to_us(datetime(2026, 6, 4, 23, 0, tzinfo=UTC))
 JOBS = ("alpha", "beta", "gamma")
 ENVIRONMENTS = ("production", "staging")
-TRIGGERS = ("SCHEDULE", "MANUAL", "RERUN")
+TRIGGERS = ("SCHEDULE", "MANUAL", "RERUN", "RETRY")
 REASONS = ("TIMEOUT", "NON_SUCCESS_STATUS")
 _SLOTS = itertools.count()
 
@@ -109,12 +109,23 @@ def insert(conn: sqlite3.Connection, job_pks: dict[str, int], spec: Spec) -> Mad
     scheduled = None
     if spec.trigger == "SCHEDULE":  # a slot fires once: keep slots apart
         scheduled = spec.created_us - spec.scheduled_offset_us - next(_SLOTS)
+        while conn.execute(  # two rows' instants and offsets can still meet: step aside
+            "SELECT 1 FROM runs WHERE trigger = 'SCHEDULE' AND job_id = ? AND environment = ? "
+            "AND scheduled_for_us = ?",
+            (job_pks[spec.job], spec.environment, scheduled),
+        ).fetchone():
+            scheduled -= 1
+    retry = (None, None, None)
+    if spec.trigger == "RETRY":  # due a while after its failure; a chain of its own
+        scheduled = spec.created_us + spec.scheduled_offset_us
+        retry = (str(uuid.uuid4()), 1, str(uuid.uuid4()))
     reason = REASONS[spec.run_us % 2] if status is RunStatus.FAILED else None
     run_id = str(uuid.uuid4())
     cur = conn.execute(
         "INSERT INTO runs (id, account_id, job_id, job_slug, environment, trigger, rerun_of, "
         "scheduled_for_us, status, created_at_us, started_at_us, finished_at_us, "
-        "failure_reason) VALUES (?, 'acme', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "failure_reason, retry_of, retry_attempt, retried_run) "
+        "VALUES (?, 'acme', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             run_id,
             job_pks[spec.job],
@@ -128,6 +139,7 @@ def insert(conn: sqlite3.Connection, job_pks: dict[str, int], spec: Spec) -> Mad
             started,
             finished,
             reason,
+            *retry,
         ),
     )
     assert cur.lastrowid is not None

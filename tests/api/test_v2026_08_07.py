@@ -478,7 +478,7 @@ async def test_version_header_and_served_spec(h: Harness) -> None:
     ).get_json()
     assert served["info"]["x-jobsd-api-version"] == NEW
     assert "/api/v1/run_stats" in served["paths"]
-    assert "/api/v1/retry-policies" not in served["paths"]  # not served yet: not promised
+    assert "/api/v1/retry-policies/{policy_id}" in served["paths"]
     r = await h.client.get("/api/v1/openapi.json", headers={"Jobsd-Version": "x"})
     assert r.status_code == 400
 
