@@ -97,3 +97,24 @@ async def test_a_held_retry_counts_as_a_run_going(
     assert facts[2] == ("SCHEDULE", "CANCELED", "2026-06-05T02:02:00Z")
     assert runs[2]["attributes"]["error"].startswith(f"skipped: run {runs[1]['id']} ")
     assert facts[3][:1] == ("SCHEDULE",) and facts[3][2] == "2026-06-05T02:03:00Z"
+
+
+async def test_a_one_off_fires_whatever_its_overlap_policy(
+    tmp_path: Path, mock_clock: trio.testing.MockClock
+) -> None:
+    """Skipping a one-off's only slot would mean it never runs: SKIP governs cron slots."""
+    async with running(tmp_path) as rig:
+        attributes = {
+            "name": "once",
+            "schedule": "2026-06-05T02:00:30Z",
+            "overlap_policy": "SKIP",
+            "configuration": {"url": f"{rig.target.url}/hang", "timeout": 60},
+            "environments": {"production": {}},
+        }
+        doc = {"data": {"type": "job", "id": "once", "attributes": attributes}}
+        await post(rig.client, "/api/v1/jobs", doc)
+        await post(rig.client, "/api/v1/jobs/once/actions/run", {"environment": "production"})
+        runs = await until_runs(rig, "once", 2)
+    manual, slot = (r["attributes"] for r in runs[:2])
+    assert manual["trigger"] == "MANUAL" and slot["trigger"] == "SCHEDULE"
+    assert slot["status"] != "CANCELED" and slot["started_at"] is not None

@@ -36,7 +36,7 @@ import trio.testing
 
 from tests.api.conformance import check
 from tests.conftest import JSONAPI, make_config
-from tests.inprocess import daemon_at
+from tests.inprocess import Daemon, daemon_at
 from tests.target import Target, open_target
 
 T = datetime(2026, 6, 5, 2, 0, tzinfo=UTC)
@@ -59,17 +59,23 @@ class Rig:
     client: httpx2.AsyncClient
     target: Target
     db: Path
+    daemon: Daemon
 
 
 @asynccontextmanager
-async def running(tmp_path: Path, *, runs_included: int = -1) -> AsyncIterator[Rig]:
+async def running(
+    tmp_path: Path, *, runs_included: int = -1, anchor: datetime = T
+) -> AsyncIterator[Rig]:
+    """A daemon on `tmp_path`'s files (its account on 2026-08-07), its wall clock
+    anchored at `anchor`, and a target; leaving it stops it, `rig.daemon.crash()`
+    as the last thing inside kills it (no stop sequence, as a SIGKILL)."""
     config = make_config(
         tmp_path, acme=ACME, runs_included=runs_included, active_jobs_limit=-1, max_timeout=300
     )
-    async with open_target() as target, daemon_at(config, T) as daemon:
+    async with open_target() as target, daemon_at(config, anchor) as daemon:
         # No client deadline: the mock clock may jump while a request is answered.
         daemon.client.timeout = httpx2.Timeout(None)
-        yield Rig(daemon.client, target, config.storage.path)
+        yield Rig(daemon.client, target, config.storage.path, daemon)
 
 
 async def post(client: httpx2.AsyncClient, path: str, doc: Any, **headers: str) -> Any:

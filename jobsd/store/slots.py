@@ -12,7 +12,8 @@ or RUNNING, a retry held for its due instant included, sends nothing. It
 is still recorded, in the same transaction: a SCHEDULE run for the slot,
 CANCELED, never metered, whose `error` begins with `skipped:` and names
 the run still going. The job advances as usual, so its next slot fires
-normally once that run has ended.
+normally once that run has ended. A one-off's single slot always fires:
+skipping it would mean it never runs.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def fire(
     job = jobs_sql.row_by_pk(conn, firing.job_pk)
     assert job is not None
     going = None
-    if job["overlap_policy"] == OverlapPolicy.SKIP.value:
+    if job["overlap_policy"] == OverlapPolicy.SKIP.value and job["kind"] == "recurring":
         going = conn.execute(
             "SELECT id, status FROM runs WHERE job_id = ? AND environment = ? "
             "AND status IN ('PENDING', 'RUNNING') ORDER BY seq LIMIT 1",
