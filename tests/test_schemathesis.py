@@ -28,9 +28,8 @@ versions' words for where a job runs (`enabled` for 2026-06-04,
 `environments` for 2026-08-07; each version ignores the other's attribute),
 and sometimes no schedule, which 2026-08-07 reads as a manual job.
 
-The 2026-08-07 shared spec also describes retry policies and run statistics,
-which jobsd does not serve yet: those operations answer 404 there, which no
-check run here refuses (their responses are not documented ones).
+Every path of both shared specs is served, retry policies in both versions
+(the seed's served spec carries them, VERSIONS.md).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The official Python SDK (`smplkit-sdk`) on retry policies, time zones and RETRY runs.
 
 Against the real daemon (a process of its own) with its account on
-2026-08-07, and a real target process on 127.0.0.1. The SDK creates, lists,
+2026-08-07, and a real target process on 127.0.0.1 (tests/test_sdk.py's
+fixtures). The SDK creates, lists,
 updates and deletes retry policies, creates jobs naming a policy and a time
 zone, runs one against a target that answers 500, and reads the RETRY runs
 with their `retry` object, through its high-level client and through the
@@ -11,11 +12,7 @@ document did not fit it).
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from smplkit import JobsClient
@@ -28,45 +25,9 @@ from smplkit._generated.jobs.models.run_response import RunResponse
 from smplkit.errors import ConflictError, NotFoundError, ValidationError
 from smplkit.jobs import Backoff, HttpConfig, JobKind
 
-from jobsd.config import token_sha256
-from tests.conftest import config_text
-from tests.daemon_process import DaemonProcess
+from tests.test_sdk import auth, target  # the daemon (account on 2026-08-07) and target
 
-TOKEN = "jobsd_sdk-retries-test-token"
-TARGET = Path(__file__).with_name("crash_target.py")
-ACCOUNT = f"""api_version = "2026-08-07"
-environments = ["production", "staging"]
-[[accounts.scoped_tokens]]
-sha256 = "{token_sha256(TOKEN)}"
-environments = ["production", "staging"]
-"""
-
-
-@pytest.fixture
-def target(tmp_path: Path) -> Iterator[str]:
-    proc = subprocess.Popen(
-        [sys.executable, str(TARGET), str(tmp_path / "target.log")],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        yield proc.stdout.readline().split()[-1]
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
-
-
-@pytest.fixture
-def auth(tmp_path: Path) -> Iterator[AuthenticatedClient]:
-    cfg = tmp_path / "jobsd.toml"
-    cfg.write_text(config_text(tmp_path, acme=ACCOUNT, active_jobs_limit=-1))
-    with DaemonProcess(["serve", "--config", str(cfg)], tmp_path) as daemon:
-        yield AuthenticatedClient(
-            base_url=daemon.url, token=TOKEN, headers={"Accept": "application/vnd.api+json"}
-        )
-        assert "Traceback" not in daemon.stderr(), daemon.stderr()
+__all__ = ["auth", "target"]  # fixtures, used by name
 
 
 def test_the_official_sdk_on_retry_policies_and_retry_runs(

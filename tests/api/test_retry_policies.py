@@ -16,7 +16,7 @@ import pytest
 
 from jobsd.store import policies
 from tests.api.conformance import NEW, SEED, Reply, Versioned, codes
-from tests.conftest import TOKEN_B, Harness, make_harness
+from tests.conftest import TOKEN_B, Harness, job_doc, make_harness
 
 ENVS = 'environments = ["production", "staging"]'
 ONE = "/api/v1/retry-policies/{policy_id}"
@@ -46,13 +46,7 @@ def policy(policy_id: str = "retry-on-5xx", **attrs: Any) -> dict[str, Any]:
 
 
 def job(slug: str = "warm", **attrs: Any) -> dict[str, Any]:
-    attributes: dict[str, Any] = {
-        "name": f"Job {slug}",
-        "schedule": "0 2 * * *",
-        "configuration": {"url": "https://example.invalid/hook"},
-    }
-    attributes.update(attrs)
-    return {"data": {"type": "job", "id": slug, "attributes": attributes}}
+    return job_doc(slug, **attrs)
 
 
 class Policies:
