@@ -50,7 +50,7 @@ from jobsd.dispatch import Dispatcher
 from jobsd.errors import SigningError
 from jobsd.messages import CancelRun, HttpConfig, Outcome
 from jobsd.runs import FailureReason, RunStatus
-from jobsd.store.runs import Claim
+from jobsd.store.claims import Claim
 
 log = logging.getLogger("jobsd.executor")
 

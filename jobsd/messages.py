@@ -13,7 +13,6 @@ from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
 
-from jobsd.retry import RetryPolicy
 from jobsd.runs import FailureReason, RunStatus, Trigger
 
 # jobsd's own request headers (run id, job, scheduled instant) start with this;
@@ -191,18 +190,6 @@ class JobCounting:
         if self.enabled_in is None:
             return kind is not JobKind.ONE_OFF
         return enabled.get(self.enabled_in, False)
-
-
-@dataclass(frozen=True, slots=True)
-class NamedRetryPolicy:
-    """A retry policy as stored: the account's name for it, its rules, its history."""
-
-    id: str
-    name: str
-    rules: RetryPolicy
-    created_at: datetime
-    updated_at: datetime
-    version: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,8 @@
 Pure: no clock, no I/O (`now` comes in, for a `Retry-After` that is a date),
 so hypothesis can hold it against a naive oracle. The store and executor
 call it when they record a failure; the API builds a `RetryPolicy` and
-turns a `RetryPolicyError` into one 422 entry per problem.
+turns a `RetryPolicyError` into one 422 entry per problem. `NamedRetryPolicy`
+is a policy as an account stores it (`jobsd.store.policies`).
 
 The rules (the newer spec's RetryPolicy schema, VERSIONS.md):
 - Only TIMEOUT, CONNECTION_ERROR and NON_SUCCESS_STATUS can be retried,
@@ -192,3 +193,15 @@ def _statuses(patterns: tuple[str, ...]) -> frozenset[int]:
         else:
             codes.add(int(pattern))
     return frozenset(codes)
+
+
+@dataclass(frozen=True, slots=True)
+class NamedRetryPolicy:
+    """A retry policy as stored: the account's name for it, its rules, its history."""
+
+    id: str
+    name: str
+    rules: RetryPolicy
+    created_at: datetime
+    updated_at: datetime
+    version: int

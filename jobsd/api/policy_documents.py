@@ -32,8 +32,7 @@ from jobsd.errors import (
     not_found,
     pointer_part,
 )
-from jobsd.messages import NamedRetryPolicy
-from jobsd.retry import Backoff, RetryPolicy
+from jobsd.retry import Backoff, NamedRetryPolicy, RetryPolicy
 
 TYPE: Final = "retry_policy"
 _ATTRS: Final = "/data/attributes"

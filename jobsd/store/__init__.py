@@ -27,6 +27,7 @@ import trio
 from jobsd.clock import Clock
 from jobsd.crypto import KeyRing
 from jobsd.messages import SchedulerNews
+from jobsd.store.claims import Claim
 from jobsd.store.ends import RunObserver
 from jobsd.store.engine import Engine
 from jobsd.store.files import make_private
@@ -35,7 +36,7 @@ from jobsd.store.keyring import Sealer, follow
 from jobsd.store.policies import RetryPolicyStore
 from jobsd.store.retention import RetentionStore
 from jobsd.store.run_stats import StatsStore
-from jobsd.store.runs import Claim, RunStore
+from jobsd.store.runs import RunStore
 from jobsd.store.schema import migrate, quick_check
 from jobsd.store.slots import DueJob
 

@@ -23,8 +23,7 @@ from dataclasses import dataclass
 
 from jobsd import errors
 from jobsd.clock import Clock, from_us, to_us
-from jobsd.messages import NamedRetryPolicy
-from jobsd.retry import Backoff, RetryPolicy
+from jobsd.retry import Backoff, NamedRetryPolicy, RetryPolicy
 from jobsd.store.engine import Engine
 
 # Policies one account may hold: a page of the listing (1000) shows them all.

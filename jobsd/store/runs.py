@@ -3,12 +3,9 @@
 The scheduler's slot firing and the executors' claims are single
 transactions here, which is what makes "at most once per slot" and "never
 started after it was canceled" properties of the database rather than of
-any actor's memory. Slots are fired by `jobsd.store.slots`; a failure's
-retry is written with it, and released when due, by `jobsd.store.retries`.
-
-A run whose job holds a header value that no longer opens (its key was
-retired or lost) is never sent without that header: the claim records it
-FAILED/WORKER_LOST, unmetered, with an error naming the header and the key.
+any actor's memory. Slots are fired by `jobsd.store.slots`, runs claimed
+by `jobsd.store.claims`; a failure's retry is written with it, and released
+when due, by `jobsd.store.retries`.
 """
 
 from __future__ import annotations
@@ -17,18 +14,14 @@ import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import datetime
 
 import trio
 
 from jobsd import errors
-from jobsd.clock import Clock, from_us, iso, month_of, to_us
+from jobsd.clock import Clock, to_us
 from jobsd.config import DEFAULT_ENVIRONMENT
-from jobsd.errors import SealError
 from jobsd.messages import (
-    OWN_HEADER_PREFIX,
-    HttpConfig,
     JobKind,
     Outcome,
     RetryHeld,
@@ -36,39 +29,14 @@ from jobsd.messages import (
     RunOrder,
     SchedulerNews,
 )
-from jobsd.plans import may_meter
 from jobsd.runs import RunStatus, Trigger
-from jobsd.store import environments_sql, jobs_sql, retries, runs_sql, slots
+from jobsd.store import claims, environments_sql, jobs_sql, queue_sql, retries, runs_sql, slots
+from jobsd.store.claims import Claim
 from jobsd.store.ends import RunObserver, write_ending
 from jobsd.store.engine import Engine
 from jobsd.store.keyring import Sealer
 from jobsd.store.listings import RunListing
 from jobsd.store.slots import DueJob, SlotFiring
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """A run an executor now owns. `config` None: refused for quota, already recorded."""
-
-    run_id: str
-    account_id: str
-    config: HttpConfig | None
-    job_slug: str = ""
-    scheduled_for: datetime | None = None
-    retry_of: str | None = None
-    retry_attempt: int | None = None
-
-    def stamp(self) -> list[tuple[str, str]]:
-        """jobsd's own request headers: who sent this, for which run and slot (a
-        retry's slot is its due instant), and for a retry, of which run, which attempt."""
-        own = OWN_HEADER_PREFIX
-        headers = [(f"{own}Run-Id", self.run_id), (f"{own}Job", self.job_slug)]
-        if self.scheduled_for is not None:
-            headers.append((f"{own}Scheduled-For", iso(self.scheduled_for) or ""))
-        if self.retry_of is not None:
-            headers.append((f"{own}Retry-Of", self.retry_of))
-            headers.append((f"{own}Retry-Attempt", str(self.retry_attempt)))
-        return headers
 
 
 def _run_not_found(run_id: str) -> errors.ApiError:
@@ -276,65 +244,25 @@ class RunStore:
     # -- the dispatcher ---------------------------------------------------------
 
     async def pending_accounts(self, limit: int) -> list[str]:
-        return await self._engine.read(lambda c: runs_sql.pending_accounts(c, limit))
+        return await self._engine.read(lambda c: queue_sql.pending_accounts(c, limit))
 
     async def oldest_pending(self, account_id: str, limit: int) -> list[str]:
-        return await self._engine.read(lambda c: runs_sql.oldest_pending(c, account_id, limit))
+        return await self._engine.read(lambda c: queue_sql.oldest_pending(c, account_id, limit))
 
     # -- executors --------------------------------------------------------------
 
     async def claim(self, run_id: str, runs_included_of: Callable[[str], int]) -> Claim | None:
         """PENDING -> RUNNING, metered; or FAILED/QUOTA_EXCEEDED. None: not ours to run."""
         now = self._clock.now()
-        keyring = self._keyring
 
         def tx(conn: sqlite3.Connection, ended: list[str]) -> Claim | None:
-            row = runs_sql.by_id(conn, run_id)
-            if row is None or row["status"] != RunStatus.PENDING.value:
-                return None
-            if row["held_until_us"] is not None:
-                return None  # a retry not yet due: the scheduler releases it when it is
-            job = jobs_sql.row_by_pk(conn, row["job_id"])
-            assert job is not None
-            account_id = str(row["account_id"])
-            env = environments_sql.env_row(conn, row["job_id"], row["environment"])
-            try:
-                config = jobs_sql.to_spec(job, keyring, strict=True).config
-                if env is not None:
-                    config = environments_sql.to_overlay(
-                        env, account_id, keyring, strict=True
-                    ).apply(config)
-            except SealError as exc:
-                _fail_unopenable(conn, run_id, str(exc), now_us=to_us(now), job=job)
-                ended.append(run_id)
-                return Claim(run_id, account_id, None)
-            period = month_of(now)
-            included = runs_included_of(account_id)
-            if not may_meter(included, runs_sql.runs_used(conn, account_id, period)):
-                runs_sql.refuse_for_quota(
-                    conn,
-                    run_id,
-                    now_us=to_us(now),
-                    job_version=job["version"],
-                    runs_included=included,
-                    period=period,
-                )
-                ended.append(run_id)
-                return Claim(run_id, account_id, None)
-            if not runs_sql.start(
-                conn, run_id, now_us=to_us(now), job_version=job["version"], period=period
-            ):
-                return None
-            runs_sql.meter(conn, account_id, period)
-            scheduled_us = row["scheduled_for_us"]
-            return Claim(
+            return claims.claim(
+                conn,
+                ended,
                 run_id,
-                account_id,
-                config,
-                job_slug=str(row["job_slug"]),
-                scheduled_for=None if scheduled_us is None else from_us(scheduled_us),
-                retry_of=row["retry_of"],
-                retry_attempt=row["retry_attempt"],
+                now=now,
+                keyring=self._keyring,
+                runs_included_of=runs_included_of,
             )
 
         return await write_ending(self._engine, self._observer, tx)
@@ -383,23 +311,8 @@ class RunStore:
         return await write_ending(self._engine, self._observer, tx)
 
 
-def _fail_unopenable(
-    conn: sqlite3.Connection, run_id: str, why: str, *, now_us: int, job: sqlite3.Row
-) -> None:
-    error = (
-        f"{why}; no request was sent. Set the header again (PUT the job), or put the "
-        "missing key back in the key file (`jobsd check-keys` lists such values)"
-    )
-    conn.execute(
-        "UPDATE runs SET status = 'FAILED', failure_reason = 'WORKER_LOST', error = ?, "
-        f"finished_at_us = {runs_sql.FINISHED_AT}, job_version = ? "
-        "WHERE id = ? AND status = 'PENDING'",
-        (error, now_us, job["version"], run_id),
-    )
-
-
 def _check_backlog(conn: sqlite3.Connection, account_id: str, max_pending: int) -> None:
-    if runs_sql.pending_count(conn, account_id) >= max_pending:
+    if queue_sql.pending_count(conn, account_id) >= max_pending:
         raise errors.too_many_pending(max_pending)
 
 

@@ -1,0 +1,125 @@
+"""Claiming a run: the one transaction that makes a PENDING run an executor's.
+
+PENDING -> RUNNING and the usage meter move together, or the run is refused
+for quota (FAILED/QUOTA_EXCEEDED, unmetered), or, when a header value of
+its job no longer opens (its key was retired or lost), recorded
+FAILED/WORKER_LOST without being sent. A run that is not PENDING, or a
+retry still held for its due instant (`jobsd.store.retries`), is not
+claimed at all: the conditional updates here are what make a run start at
+most once, whoever offers it, however often.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from jobsd.clock import from_us, iso, month_of, to_us
+from jobsd.errors import SealError
+from jobsd.messages import OWN_HEADER_PREFIX, HttpConfig
+from jobsd.plans import may_meter
+from jobsd.runs import RunStatus
+from jobsd.store import environments_sql, jobs_sql, runs_sql
+from jobsd.store.keyring import Sealer
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A run an executor now owns. `config` None: refused for quota, already recorded."""
+
+    run_id: str
+    account_id: str
+    config: HttpConfig | None
+    job_slug: str = ""
+    scheduled_for: datetime | None = None
+    retry_of: str | None = None
+    retry_attempt: int | None = None
+
+    def stamp(self) -> list[tuple[str, str]]:
+        """jobsd's own request headers: who sent this, for which run and slot (a
+        retry's slot is its due instant), and for a retry, of which run, which attempt."""
+        own = OWN_HEADER_PREFIX
+        headers = [(f"{own}Run-Id", self.run_id), (f"{own}Job", self.job_slug)]
+        if self.scheduled_for is not None:
+            headers.append((f"{own}Scheduled-For", iso(self.scheduled_for) or ""))
+        if self.retry_of is not None:
+            headers.append((f"{own}Retry-Of", self.retry_of))
+            headers.append((f"{own}Retry-Attempt", str(self.retry_attempt)))
+        return headers
+
+
+def claim(
+    conn: sqlite3.Connection,
+    ended: list[str],
+    run_id: str,
+    *,
+    now: datetime,
+    keyring: Sealer,
+    runs_included_of: Callable[[str], int],
+) -> Claim | None:
+    """The run, now RUNNING and metered; a Claim without config when refused (and
+    recorded, its id in `ended`); None when it is not to be run now."""
+    row = runs_sql.by_id(conn, run_id)
+    if row is None or row["status"] != RunStatus.PENDING.value:
+        return None
+    if row["held_until_us"] is not None:
+        return None  # a retry not yet due: the scheduler releases it when it is
+    job = jobs_sql.row_by_pk(conn, row["job_id"])
+    assert job is not None
+    account_id = str(row["account_id"])
+    env = environments_sql.env_row(conn, row["job_id"], row["environment"])
+    try:
+        config = jobs_sql.to_spec(job, keyring, strict=True).config
+        if env is not None:
+            config = environments_sql.to_overlay(env, account_id, keyring, strict=True).apply(
+                config
+            )
+    except SealError as exc:
+        _fail_unopenable(conn, run_id, str(exc), now_us=to_us(now), job=job)
+        ended.append(run_id)
+        return Claim(run_id, account_id, None)
+    period = month_of(now)
+    included = runs_included_of(account_id)
+    if not may_meter(included, runs_sql.runs_used(conn, account_id, period)):
+        runs_sql.refuse_for_quota(
+            conn,
+            run_id,
+            now_us=to_us(now),
+            job_version=job["version"],
+            runs_included=included,
+            period=period,
+        )
+        ended.append(run_id)
+        return Claim(run_id, account_id, None)
+    if not runs_sql.start(
+        conn, run_id, now_us=to_us(now), job_version=job["version"], period=period
+    ):
+        return None
+    runs_sql.meter(conn, account_id, period)
+    scheduled_us = row["scheduled_for_us"]
+    return Claim(
+        run_id,
+        account_id,
+        config,
+        job_slug=str(row["job_slug"]),
+        scheduled_for=None if scheduled_us is None else from_us(scheduled_us),
+        retry_of=row["retry_of"],
+        retry_attempt=row["retry_attempt"],
+    )
+
+
+def _fail_unopenable(
+    conn: sqlite3.Connection, run_id: str, why: str, *, now_us: int, job: sqlite3.Row
+) -> None:
+    error = (
+        f"{why}; no request was sent. Set the header again (PUT the job), or put the "
+        "missing key back in the key file (`jobsd check-keys` lists such values)"
+    )
+    conn.execute(
+        "UPDATE runs SET status = 'FAILED', failure_reason = 'WORKER_LOST', error = ?, "
+        f"finished_at_us = {runs_sql.FINISHED_AT}, job_version = ? "
+        "WHERE id = ? AND status = 'PENDING'",
+        (error, now_us, job["version"], run_id),
+    )
