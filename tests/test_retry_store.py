@@ -1,0 +1,182 @@
+"""Retries in the store: written with their failure, held, released once, claimed once.
+
+Store-level, on a real SQLite file: a run finished FAILED under a policy
+gets its retry in the same transaction (or none, as the policy and the
+reason say); a held retry is in no queue the dispatcher reads, is refused
+by a claim, and counts toward no backlog; a release is conditional (once,
+only for its own instant, never for a canceled retry); the observer hears
+of each retry once it has committed, and the scheduler's channel is never
+waited on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import trio
+
+from jobsd.clock import Clock
+from jobsd.crypto import KeyRing
+from jobsd.messages import HttpConfig, Outcome, RetryHeld, RunEnded, SchedulerNews
+from jobsd.retry import Backoff, RetryPolicy
+from jobsd.runs import FailureReason, RunStatus, Trigger
+from jobsd.store import open_store, queue_sql
+from tests.model import ENV, create_job, seed_job
+
+T0 = datetime(2026, 6, 5, tzinfo=UTC)
+FAILED_500 = Outcome(
+    RunStatus.FAILED,
+    FailureReason.NON_SUCCESS_STATUS,
+    "status 500",
+    {"method": "POST"},
+    {"status": 500, "headers": {"retry-after": "90"}},
+)
+
+
+@dataclass
+class Told:
+    ends: list[RunEnded] = field(default_factory=list)
+    retries: int = 0
+
+    def runs_ended(self, ends: Sequence[RunEnded]) -> None:
+        self.ends.extend(ends)
+
+    def retry_scheduled(self) -> None:
+        self.retries += 1
+
+    def store_batch(self, size: int, seconds: float) -> None:
+        pass
+
+
+async def test_a_failure_and_its_retry_commit_together(tmp_path: Path) -> None:
+    told = Told()
+    news_tx, news_rx = trio.open_memory_channel[SchedulerNews](1)
+    keyring = KeyRing.load_or_create(tmp_path / "k")
+    async with open_store(tmp_path / "db", keyring, Clock(T0), news_tx, told) as store:
+        rules = RetryPolicy(2, Backoff.FIXED, 30, retry_statuses=("503",))
+        await store.policies.create("acme", "p", "P", rules)
+        write = seed_job("j", "j", None, False, "now", HttpConfig(url="https://x.invalid/"))
+        write = type(write)(
+            type(write.spec)(**{**_fields(write.spec), "retry_policy": "p"}),
+            write.environments,
+            write.owns,
+        )
+        await create_job(store, "acme", write)
+        news_rx.receive_nowait()  # the job's own change: the channel is empty again
+
+        async def failed_run(outcome: Outcome) -> str:
+            run = await store.runs.enqueue_manual(
+                "acme", "j", ENV, require_enabled=False, max_pending=100
+            )
+            claim = await store.runs.claim(run.id, lambda _: -1)
+            assert claim is not None and claim.config is not None
+            assert await store.runs.finish(run.id, outcome)
+            return run.id
+
+        # 500 is not in the allow-list: no retry.
+        plain = await failed_run(FAILED_500)
+        assert told.retries == 0
+        # 503 with Retry-After 90: a retry held for 90 s (the header's, over the policy's 30).
+        outcome = Outcome(
+            RunStatus.FAILED,
+            FailureReason.NON_SUCCESS_STATUS,
+            "status 503",
+            {},
+            {"status": 503, "headers": {"retry-after": "90"}},
+        )
+        first = await failed_run(outcome)
+        assert told.retries == 1
+        news = news_rx.receive_nowait()
+        failed = await store.runs.get_run("acme", first)
+        assert failed.finished_at is not None
+        assert isinstance(news, RetryHeld) and news.due == failed.finished_at + timedelta(
+            seconds=90
+        )
+        retry = await store.runs.get_run("acme", news.run_id)
+        assert (retry.trigger, retry.status, retry.retry_of, retry.retry_attempt) == (
+            Trigger.RETRY,
+            RunStatus.PENDING,
+            first,
+            1,
+        )
+        assert retry.retried_run == first and retry.scheduled_for == news.due
+
+        # Held: in no queue, counting toward no backlog, refused by a claim.
+        def queued(conn: object) -> tuple[list[str], list[str], int]:
+            return (
+                queue_sql.pending_accounts(conn, 10),  # type: ignore[arg-type]
+                queue_sql.oldest_pending(conn, "acme", 10),  # type: ignore[arg-type]
+                queue_sql.pending_count(conn, "acme"),  # type: ignore[arg-type]
+            )
+
+        assert await store.engine.read(queued) == ([], [], 0)
+        assert await store.runs.claim(news.run_id, lambda _: -1) is None
+
+        # Released once, for its own instant only.
+        early = RetryHeld(news.run_id, news.due - timedelta(seconds=1))
+        assert await store.runs.release_retries([early]) == []
+        (order,) = await store.runs.release_retries([news, news])
+        assert order.run_id == news.run_id and order.account_id == "acme"
+        assert await store.runs.release_retries([news]) == []
+        assert await store.engine.read(queued) == (["acme"], [news.run_id], 1)
+        assert await store.runs.held_retries_before(T0 + timedelta(days=1), 10) == []
+
+        # Its failure makes attempt 2; the news channel is full (1 slot, unread):
+        # the store drops the news rather than wait, and the observer still hears.
+        claim = await store.runs.claim(news.run_id, lambda _: -1)
+        assert claim is not None
+        assert ("X-Jobsd-Retry-Attempt", "1") in claim.stamp()
+        news_tx.send_nowait(RetryHeld("filler", T0))
+        assert await store.runs.finish(news.run_id, outcome)
+        assert told.retries == 2
+        (second,) = await store.runs.held_retries_before(T0 + timedelta(days=1), 10)
+        attempt_two = await store.runs.get_run("acme", second.run_id)
+        assert (attempt_two.retry_of, attempt_two.retry_attempt) == (first, 2)
+        assert attempt_two.retried_run == news.run_id
+
+        # Canceled while held: no release, and the chain is over.
+        canceled, was_running = await store.runs.cancel_run("acme", second.run_id)
+        assert canceled.status is RunStatus.CANCELED and not was_running
+        assert await store.runs.release_retries([second]) == []
+        assert plain != first
+
+
+def _fields(spec: object) -> dict[str, object]:
+    return {name: getattr(spec, name) for name in spec.__dataclass_fields__}  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "reason", [FailureReason.SSRF_BLOCKED, FailureReason.WORKER_LOST, FailureReason.QUOTA_EXCEEDED]
+)
+async def test_failures_never_retried(tmp_path: Path, reason: FailureReason) -> None:
+    told = Told()
+    keyring = KeyRing.load_or_create(tmp_path / "k")
+    async with open_store(tmp_path / "db", keyring, Clock(T0), None, told) as store:
+        everything = RetryPolicy(
+            10,
+            Backoff.FIXED,
+            1,
+            retry_on_timeout=True,
+            retry_on_connection_error=True,
+            retry_statuses=("1xx", "2xx", "3xx", "4xx", "5xx"),
+        )
+        await store.policies.create("acme", "all", "All", everything)
+        write = seed_job("j", "j", None, False, "now", HttpConfig(url="https://x.invalid/"))
+        write = type(write)(
+            type(write.spec)(**{**_fields(write.spec), "retry_policy": "all"}),
+            write.environments,
+            write.owns,
+        )
+        await create_job(store, "acme", write)
+        run = await store.runs.enqueue_manual(
+            "acme", "j", ENV, require_enabled=False, max_pending=100
+        )
+        await store.runs.claim(run.id, lambda _: -1)
+        outcome = Outcome(RunStatus.FAILED, reason, "no", {}, {"status": 500, "headers": {}})
+        assert await store.runs.finish(run.id, outcome)
+        assert told.retries == 0
+        assert await store.runs.held_retries_before(T0 + timedelta(days=1), 10) == []
