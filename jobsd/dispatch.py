@@ -19,7 +19,9 @@ free worker serving the account with the fewest runs in flight).
   start, which is how runs recovery left PENDING reach the workers) it asks
   the store which accounts have PENDING runs and marks their lanes to be
   checked. The sweep is the net under everything else: any PENDING run, from
-  whatever path, reaches a worker within `sweep_s` without a restart.
+  whatever path, reaches a worker within `sweep_s` without a restart; a
+  retry still held for its due instant is in no lane until the scheduler
+  releases it (`jobsd.store.queue_sql`).
 - `take` / `done` are the workers' side: a worker parks until a run is
   pickable for it.
 
