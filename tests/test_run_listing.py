@@ -177,3 +177,42 @@ def test_stats_read_counts_and_seek_runs(conn: sqlite3.Connection) -> None:
         "SEARCH runs USING INDEX runs_created "
         "(account_id=? AND created_at_us>? AND created_at_us<?)"
     ]
+
+
+def test_the_count_tables_follow_every_change(conn: sqlite3.Connection) -> None:
+    """Insert, status change, a move to another row (never done today), delete."""
+    conn.execute(
+        "INSERT INTO jobs (id, account_id, slug, name, name_key, kind, schedule, method, url, "
+        "success_status, tls_verify, timeout_s, created_at_us, updated_at_us) VALUES "
+        "(1, 'acme', 'j', 'j', 'j', 'manual', NULL, 'GET', 'https://x', '2xx', 1, 5, 0, 0)"
+    )
+    hour = 3_600_000_000
+    conn.execute(
+        "INSERT INTO runs (id, account_id, job_id, job_slug, environment, trigger, status, "
+        "created_at_us) VALUES ('r', 'acme', 1, 'j', 'production', 'MANUAL', 'PENDING', ?)",
+        (hour + 5,),
+    )
+
+    def rows() -> list[tuple[object, ...]]:
+        return [
+            tuple(r)
+            for table in ("run_counts", "run_counts_hourly")
+            for r in conn.execute(f"SELECT * FROM {table}")
+        ]
+
+    assert rows() == [
+        ("acme", 60, "production", 1, 0, 0, 0, 0),
+        ("acme", 1, "production", 1, 0, 0, 0, 0),
+    ]
+    conn.execute("UPDATE runs SET status = 'RUNNING', started_at_us = created_at_us")
+    assert rows() == [
+        ("acme", 60, "production", 0, 1, 0, 0, 0),
+        ("acme", 1, "production", 0, 1, 0, 0, 0),
+    ]
+    conn.execute("UPDATE runs SET environment = 'staging', created_at_us = ?", (2 * hour,))
+    assert rows() == [
+        ("acme", 120, "staging", 0, 1, 0, 0, 0),
+        ("acme", 2, "staging", 0, 1, 0, 0, 0),
+    ]
+    conn.execute("DELETE FROM runs")
+    assert rows() == []

@@ -40,9 +40,30 @@ def _remove(table: str, unit: str, unit_us: int, row: str) -> str:
     return f"UPDATE {table} SET {change} WHERE {key}; DELETE FROM {table} WHERE {key} AND {empty}"
 
 
+def _move(table: str, unit: str, unit_us: int) -> str:
+    """A run that changed status only: one count moves between columns of its row."""
+    change = ", ".join(
+        f"{c} = {c} - (OLD.status = '{c.upper()}') + (NEW.status = '{c.upper()}')"
+        for c in STATUS_COLUMNS
+    )
+    return (
+        f"UPDATE {table} SET {change} WHERE account_id = NEW.account_id AND "
+        f"{unit} = NEW.created_at_us / {unit_us} AND environment = NEW.environment"
+    )
+
+
 def _all(step: str, row: str) -> str:
     make = _upsert if step == "add" else _remove
     return "; ".join(make(table, unit, unit_us, row) for table, unit, unit_us in GRAINS)
+
+
+# The status is all that ever changes in practice (the run's count row stays
+# the same): one UPDATE per grain. Anything else (never done today) moves the
+# count between rows the general way.
+_SAME_ROW = (
+    "OLD.account_id IS NEW.account_id AND OLD.environment IS NEW.environment "
+    "AND OLD.created_at_us IS NEW.created_at_us"
+)
 
 
 def statements() -> tuple[str, ...]:
@@ -62,10 +83,13 @@ def statements() -> tuple[str, ...]:
         )
     out += [
         f"CREATE TRIGGER run_counts_insert AFTER INSERT ON runs BEGIN {_all('add', 'NEW')}; END",
-        "CREATE TRIGGER run_counts_update AFTER UPDATE OF status, account_id, environment, "
-        "created_at_us ON runs WHEN OLD.status IS NOT NEW.status OR OLD.account_id IS NOT "
-        "NEW.account_id OR OLD.environment IS NOT NEW.environment OR OLD.created_at_us IS NOT "
-        f"NEW.created_at_us BEGIN {_all('remove', 'OLD')}; {_all('add', 'NEW')}; END",
+        "CREATE TRIGGER run_counts_status AFTER UPDATE OF status ON runs "
+        f"WHEN OLD.status IS NOT NEW.status AND {_SAME_ROW} BEGIN "
+        + "; ".join(_move(table, unit, unit_us) for table, unit, unit_us in GRAINS)
+        + "; END",
+        "CREATE TRIGGER run_counts_move AFTER UPDATE OF status, account_id, environment, "
+        f"created_at_us ON runs WHEN NOT ({_SAME_ROW}) "
+        f"BEGIN {_all('remove', 'OLD')}; {_all('add', 'NEW')}; END",
         f"CREATE TRIGGER run_counts_delete AFTER DELETE ON runs BEGIN {_all('remove', 'OLD')}; END",
     ]
     return tuple(out)

@@ -47,6 +47,7 @@ from jobsd.store.runs_sql import to_run
 from jobsd.store.schema import configure
 
 NOW = datetime(2026, 6, 5, 12, 0, tzinfo=UTC)
+FINDING_MIGRATION = 5  # indexes and count tables (jobsd.store.schema)
 NOW_US = to_us(NOW)
 DAY_US = 86_400_000_000
 JOBS, ENVIRONMENTS = 200, ("production", "staging", "qa")
@@ -74,6 +75,9 @@ def fill(conn: sqlite3.Connection, total: int, seed: int = 7) -> None:
                 "VALUES (?, ?, 1, ?)",
                 (j + 1, env, NOW_US + rng.randrange(1, 300) * 1_000_000),
             )
+    if not total:
+        conn.execute("COMMIT")
+        return
     start = NOW_US - 30 * DAY_US
     step = 30 * DAY_US // total
     rows = []
@@ -270,13 +274,61 @@ async def migrate_only(path: Path, key: Path) -> None:
         pass
 
 
+def write_costs(tmp: Path, runs: int = 20_000) -> None:
+    """Microseconds per run to insert, start and finish, before migration 5 and with it.
+
+    Batches of 256 per transaction, as the scheduler and executors write.
+    """
+    from jobsd.store import schema
+
+    for latest in (FINDING_MIGRATION - 1, FINDING_MIGRATION):
+        path = tmp / f"writes-{latest}.sqlite3"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        conn = sqlite3.connect(path, isolation_level=None)
+        configure(conn)
+        saved = schema.MIGRATIONS, schema.LATEST
+        schema.MIGRATIONS, schema.LATEST = saved[0][:latest], latest
+        try:
+            schema.migrate(conn)
+        finally:
+            schema.MIGRATIONS, schema.LATEST = saved
+        fill(conn, 0)  # the jobs only
+        ids = [str(uuid.uuid4()) for _ in range(runs)]
+        steps = {
+            "insert": "INSERT INTO runs (id, account_id, job_id, job_slug, environment, trigger, "
+            "scheduled_for_us, status, created_at_us) VALUES (?, 'acme', 1, 'job-000', "
+            "'production', 'SCHEDULE', ?, 'PENDING', ?)",
+            "start": "UPDATE runs SET status = 'RUNNING', started_at_us = created_at_us + 5 "
+            "WHERE id = ?",
+            "finish": "UPDATE runs SET status = 'SUCCEEDED', finished_at_us = started_at_us + 5 "
+            "WHERE id = ?",
+        }
+        costs = []
+        for step, sql in steps.items():
+            began = time.perf_counter()
+            for i in range(0, runs, 256):
+                conn.execute("BEGIN IMMEDIATE")
+                for k, run_id in enumerate(ids[i : i + 256], start=i):
+                    at = NOW_US + k * 1000
+                    conn.execute(sql, (run_id, at, at) if step == "insert" else (run_id,))
+                conn.execute("COMMIT")
+            costs.append(f"{step} {(time.perf_counter() - began) / runs * 1e6:5.1f} us")
+        conn.close()
+        print(f"schema {latest}: " + ", ".join(costs) + " per run")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--db", type=Path, default=Path("/tmp/jobsd-bench-finding"))
+    parser.add_argument("--writes", action="store_true", help="only the write costs")
     args = parser.parse_args()
     args.db.mkdir(parents=True, exist_ok=True)
+    if args.writes:
+        write_costs(args.db)
+        return
     path = args.db / f"runs-{args.runs}.sqlite3"
     trio.run(migrate_only, path, args.db / "secret.key")
     writer = sqlite3.connect(path, isolation_level=None)
