@@ -10,6 +10,7 @@ The list's filters, sorts, `last_run_only` and cursor are read in
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import AsyncGenerator
 
@@ -43,6 +44,7 @@ def runs_blueprint(ctx: ApiContext) -> Blueprint:
         version = dialect(caller.version)
         query = Query(request.args, RUN_PARAMETERS)
         asked = run_query(query, caller, version.runs_page_size)
+        asked = dataclasses.replace(asked, filter=version.runs_filter(asked.filter))
         base_url = f"{request.host_url.rstrip('/')}{request.path}"
 
         async def parts() -> AsyncGenerator[bytes, None]:

@@ -19,6 +19,7 @@ from jobsd.api import v2026_06_04, v2026_08_07
 from jobsd.api.auth import Caller
 from jobsd.config import API_VERSIONS
 from jobsd.messages import Job, JobCounting, JobKind, JobWrite, Run
+from jobsd.run_filters import RunFilter
 from jobsd.store.job_writes import Limit
 from jobsd.store.jobs import JobQuery
 
@@ -39,6 +40,9 @@ class Dialect(Protocol):
     def render_job(self, job: Job, caller: Caller) -> dict[str, object]: ...
 
     def render_run(self, run: Run) -> dict[str, object]: ...
+
+    def runs_filter(self, flt: RunFilter) -> RunFilter:
+        """The runs filter as this version's rendering means it."""
 
     def job_query(self, args: MultiDict[str, str], caller: Caller) -> tuple[JobQuery, int, int]: ...
 

@@ -20,6 +20,8 @@ through 2026-06-04"):
 
 from __future__ import annotations
 
+import dataclasses
+
 from werkzeug.datastructures import MultiDict
 
 from jobsd import errors
@@ -31,6 +33,7 @@ from jobsd.api.params import Query
 from jobsd.api.render import render_job, render_run
 from jobsd.api.spec import served_spec
 from jobsd.messages import EnvironmentSpec, Job, JobCounting, JobKind, JobWrite, Run
+from jobsd.run_filters import RunFilter
 from jobsd.store.jobs import JobQuery
 
 VERSION = "2026-06-04"
@@ -69,6 +72,13 @@ class SeedDialect:
 
     def render_run(self, run: Run) -> dict[str, object]:
         return render_run(run)
+
+    def runs_filter(self, flt: RunFilter) -> RunFilter:
+        """A retry shows here as a RERUN (`render_run`), so `filter[trigger]=RERUN`
+        keeps retries too: a list filtered by what it shows."""
+        if flt.triggers is None or "RERUN" not in flt.triggers:
+            return flt
+        return dataclasses.replace(flt, triggers=flt.triggers | {"RETRY"})
 
     def job_query(self, args: MultiDict[str, str], caller: Caller) -> tuple[JobQuery, int, int]:
         query = Query(args, ("filter[enabled]", *JOB_PARAMETERS))

@@ -19,6 +19,7 @@ from jobsd.api.spec import served_spec
 from jobsd.api.v2026_08_07.documents import parse_job_document
 from jobsd.api.v2026_08_07.render import render_job, render_run
 from jobsd.messages import Job, JobCounting, JobKind, JobWrite, Run
+from jobsd.run_filters import RunFilter
 from jobsd.store.jobs import JobQuery
 
 VERSION = "2026-08-07"
@@ -50,6 +51,9 @@ class Dialect20260807:
 
     def render_run(self, run: Run) -> dict[str, object]:
         return render_run(run)
+
+    def runs_filter(self, flt: RunFilter) -> RunFilter:
+        return flt
 
     def job_query(self, args: MultiDict[str, str], caller: Caller) -> tuple[JobQuery, int, int]:
         query = Query(args, JOB_PARAMETERS)
