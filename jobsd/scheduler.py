@@ -28,12 +28,16 @@ the store's `runs_held` index like the jobs, and told of new ones by the
 store after they commit (`RetryHeld`, on the same channel as job changes).
 At the instant it releases them, a batch per transaction, and hands them
 over like fired slots. The store never waits to tell it (an executor must
-not wait on the scheduler): when the channel is full a retry's news is
-dropped, and the scheduler, seeing the channel full, reads the held
-retries back from the store. A release is a conditional update, so a
-retry is released once, and its claim (PENDING -> RUNNING) once, across
-crashes too: one held when the daemon died is released by the first pass
-after the start, late, its lateness in its own `started_at`.
+not wait on the scheduler, and a request must not be cancelled between its
+commit and its news): when the channel is full, news is dropped, and the
+scheduler, finding after a receive that the channel was full, reads both
+the jobs due soon and the held retries back from the store. The check
+follows each receive, because only this actor drains the channel: if a
+sender found it full, it is still full at this actor's next receive. A
+release is a conditional update, so a retry is released once, and its
+claim (PENDING -> RUNNING) once, across crashes too: one held when the
+daemon died is released by the first pass after the start, late, its
+lateness in its own `started_at`.
 """
 
 from __future__ import annotations
@@ -104,6 +108,7 @@ class Scheduler:
         self._held_covered_until = from_us(0)
         self._held_refill_at = self._held_covered_until
         self._held_stale = False  # news may have been dropped: read them back
+        self._jobs_stale = False  # likewise for job changes
 
     @property
     def tracked(self) -> int:
@@ -123,7 +128,7 @@ class Scheduler:
             held = self._held.pop_due(to_us(now))
             for start in range(0, len(held), FIRE_BATCH):
                 await self._release(held[start : start + FIRE_BATCH], now)
-            if now >= self._refill_at:
+            if now >= self._refill_at or self._jobs_stale:
                 await self._refill(now)
                 continue
             if now >= self._held_refill_at or self._held_stale:
@@ -138,25 +143,27 @@ class Scheduler:
             if deadline_us is not None:
                 wake = min(wake, from_us(deadline_us))
         with trio.move_on_at(self._clock.to_trio(wake)):
-            self._note_if_full()
             try:
                 news = await self._changes.receive()
             except trio.EndOfChannel:
                 await trio.sleep_forever()
+            self._note_if_was_full()
             self._apply(news)
             while True:
-                self._note_if_full()
                 try:
-                    self._apply(self._changes.receive_nowait())
+                    news = self._changes.receive_nowait()
                 except (trio.WouldBlock, trio.EndOfChannel):
                     break
+                self._note_if_was_full()
+                self._apply(news)
 
-    def _note_if_full(self) -> None:
-        """A full channel may have made the store drop a retry's news (it never
-        waits to send one): read the held retries back from the store."""
+    def _note_if_was_full(self) -> None:
+        """Just after a receive: was the channel full before it? Then a sender
+        may have dropped news (they never wait): read the store back."""
         stats = self._changes.statistics()
-        if stats.current_buffer_used >= stats.max_buffer_size:
+        if stats.current_buffer_used + 1 >= stats.max_buffer_size:
             self._held_stale = True
+            self._jobs_stale = True
 
     def _apply(self, news: SchedulerNews) -> None:
         if isinstance(news, RetryHeld):
@@ -183,6 +190,7 @@ class Scheduler:
         self._schedules.pop(unit, None)
 
     async def _refill(self, now: datetime) -> None:
+        self._jobs_stale = False
         until = now + self._horizon
         due = await self._store.due_before(until, self._refill_limit)
         full = len(due) >= self._refill_limit

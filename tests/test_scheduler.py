@@ -382,6 +382,41 @@ async def test_a_retry_whose_news_was_dropped_is_still_released_on_time(
     assert r.store.held_refills >= 2
 
 
+async def test_a_job_change_dropped_for_a_full_channel_still_fires_on_time(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Job news is dropped, never waited on, when the channel is full (the store
+    tells the scheduler without a checkpoint after its commit); the scheduler
+    then reads the jobs due soon back at once, not at its next refill."""
+    async with rig(news_buffer=2) as r:
+        await trio.sleep(1)
+        refills = r.store.refills
+        filler = JobChanged(99, ENV, None, None, None)
+        r.changes.send_nowait(filler)  # handed straight to the waiting scheduler
+        r.changes.send_nowait(filler)
+        r.changes.send_nowait(filler)  # the buffer is full
+        due = T0 + timedelta(seconds=42)
+        news = r.store.put(7, "2026-01-01T00:00:42Z", due)
+        with pytest.raises(trio.WouldBlock):
+            r.changes.send_nowait(news)
+        await trio.sleep(60)
+    assert r.store.fired == [(7, due, due)]
+    assert r.store.refills == refills + 1
+
+
+async def test_news_through_a_channel_with_room_reads_nothing_back(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The read-back is for dropped news only: a channel never full costs no read."""
+    async with rig(news_buffer=100) as r:
+        await trio.sleep(1)
+        refills, held_refills = r.store.refills, r.store.held_refills
+        for pk in range(50):
+            await r.change(pk, "*/5 * * * *")
+        await trio.sleep(1)
+    assert (r.store.refills, r.store.held_refills) == (refills, held_refills)
+
+
 async def test_a_retry_canceled_while_held_is_not_handed_over(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

@@ -12,7 +12,15 @@ import trio
 from jobsd.clock import Clock, to_us
 from jobsd.crypto import KeyRing
 from jobsd.errors import ApiError, SchemaTooNewError, StorageError
-from jobsd.messages import Header, HttpConfig, JobCounting, JobWrite, Outcome
+from jobsd.messages import (
+    Header,
+    HttpConfig,
+    JobChanged,
+    JobCounting,
+    JobWrite,
+    Outcome,
+    SchedulerNews,
+)
 from jobsd.run_filters import RunFilter
 from jobsd.run_order import DEFAULT_SORT
 from jobsd.runs import FailureReason, RunStatus
@@ -257,3 +265,56 @@ async def test_concurrent_creates_same_slug(tmp_path: Path) -> None:
             for _ in range(30):
                 nursery.start_soon(one)
         assert results.count("ok") == 1 and results.count("409") == 29
+
+
+class _CancelAtCommit:
+    """A store observer that cancels `scope` from the writer thread just after
+    the next transaction commits: the caller's request goes away right then."""
+
+    def __init__(self) -> None:
+        self.scope: trio.CancelScope | None = None
+        self.token = trio.lowlevel.current_trio_token()
+
+    def store_batch(self, size: int, seconds: float) -> None:
+        if self.scope is not None:
+            self.token.run_sync_soon(self.scope.cancel)
+
+    def runs_ended(self, ends: object) -> None:
+        pass
+
+    def retry_scheduled(self) -> None:
+        pass
+
+
+async def test_a_write_cancelled_as_it_commits_still_tells_the_scheduler(tmp_path: Path) -> None:
+    """No checkpoint lies between a job's commit and its news: a request
+    cancelled the moment its write commits cannot leave the scheduler
+    unaware of a job it must fire (it would learn only at its next refill)."""
+    news_tx, news_rx = trio.open_memory_channel[SchedulerNews](10)
+    observer = _CancelAtCommit()
+    db = tmp_path / "jobsd.sqlite3"
+    async with open_store(db, keyring(tmp_path), Clock(T0), news_tx, observer) as store:
+        with trio.CancelScope() as scope:
+            observer.scope = scope
+            await create_job(store, "acme", spec())
+        observer.scope = None
+        assert scope.cancel_called  # the caller went away as the write committed
+        assert (await store.jobs.get_job("acme", "job")).spec.slug == "job"
+        change = news_rx.receive_nowait()
+        assert isinstance(change, JobChanged) and change.next_run_at is not None
+
+
+async def test_job_news_never_waits_on_a_full_channel(tmp_path: Path) -> None:
+    """A full channel drops the news rather than holding the request (the
+    scheduler reads the store back when it finds its channel was full)."""
+    news_tx, news_rx = trio.open_memory_channel[SchedulerNews](1)
+    db = tmp_path / "jobsd.sqlite3"
+    async with open_store(db, keyring(tmp_path), Clock(T0), news_tx) as store:
+        with trio.fail_after(5):
+            await create_job(store, "acme", spec("one"))
+            await create_job(store, "acme", spec("two"))  # dropped, not waited on
+        assert (await store.jobs.get_job("acme", "two")).spec.slug == "two"
+        first = news_rx.receive_nowait()
+        assert isinstance(first, JobChanged)
+        with pytest.raises(trio.WouldBlock):
+            news_rx.receive_nowait()

@@ -17,6 +17,12 @@ from now, when the environment is configured again.
 
 Job changes reach the scheduler over a bounded channel only after they
 commit: the scheduler never learns of a change that could still roll back.
+Telling it never waits, so no checkpoint lies between a commit and its
+news: a request cancelled the moment its write commits (its client gone)
+still tells the scheduler. Should the channel be full, the news is dropped;
+the scheduler sees that its channel was full and reads the jobs due soon
+back from the store (`jobsd.scheduler`), so a dropped change costs one read,
+never a slot.
 
 A header value jobsd could not open is shown to the client as a marker
 (`jobsd.store.keyring`); writing that marker back is refused (422) so a
@@ -87,10 +93,14 @@ class JobStore:
     def now(self) -> datetime:
         return self._clock.now()
 
-    async def _announce(self, changes: Sequence[JobChanged]) -> None:
-        if self._changes is not None:
-            for change in changes:
-                await self._changes.send(change)
+    def _announce(self, changes: Sequence[JobChanged]) -> None:
+        if self._changes is None:
+            return
+        for change in changes:
+            try:
+                self._changes.send_nowait(change)
+            except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+                return  # the scheduler reads the store back (see above)
 
     # -- jobs -------------------------------------------------------------------
 
@@ -120,7 +130,7 @@ class JobStore:
             return job, job_writes.changes_of(job, job.environments)
 
         job, changes = await self._engine.write(tx)
-        await self._announce(changes)
+        self._announce(changes)
         return job
 
     async def replace_job(
@@ -160,7 +170,7 @@ class JobStore:
             return job, job_writes.changes_of(job, {**gone, **job.environments})
 
         job, changes = await self._engine.write(tx)
-        await self._announce(changes)
+        self._announce(changes)
         return job
 
     async def delete_job(
@@ -192,7 +202,7 @@ class JobStore:
                 JobChanged(int(row["id"]), str(e["environment"]), None, None, None) for e in envs
             ]
 
-        await self._announce(await write_ending(self._engine, self._observer, tx))
+        self._announce(await write_ending(self._engine, self._observer, tx))
 
     async def get_job(
         self, account_id: str, slug: str, kinds: Collection[JobKind] = frozenset(JobKind)
@@ -278,5 +288,5 @@ class JobStore:
 
         changes = await self._engine.write(tx)
         if announce:
-            await self._announce(changes)
+            self._announce(changes)
         return len(changes)
