@@ -27,6 +27,7 @@ in the API (a JSON:API error).
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -189,6 +190,35 @@ def too_many_pending(max_pending: int) -> ApiError:
     )
     err.headers["Retry-After"] = str(RETRY_AFTER_S)
     return err
+
+
+# What a write refused because the database stayed locked is told to wait:
+# another process (a backup, `rotate-key`, an operator's sqlite3 shell) held
+# the write lock past the store's busy timeout; a second is enough to try again.
+STORE_BUSY_RETRY_AFTER_S = 1
+
+
+def store_busy() -> ApiError:
+    err = _single(
+        503,
+        "store_busy",
+        "Service Unavailable",
+        "the database stayed locked by another process past the store's busy timeout;"
+        " nothing was changed. Retry shortly",
+    )
+    err.headers["Retry-After"] = str(STORE_BUSY_RETRY_AFTER_S)
+    return err
+
+
+def is_store_busy(exc: BaseException) -> bool:
+    """SQLite's BUSY or LOCKED (any extended code): the database is in use by
+    someone else, not broken; the operation can simply be tried again."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return (
+        isinstance(exc, sqlite3.OperationalError)
+        and code is not None
+        and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    )
 
 
 def unsupported_media(detail: str) -> ApiError:

@@ -2,11 +2,15 @@
 
 The per-request boundary is here and nowhere else: an `ApiError` becomes its
 JSON:API document, a Werkzeug HTTP error (unknown route, wrong method,
-oversized body) becomes the same shape, and anything unexpected becomes a
-logged 500 without a stack trace on the wire.
+oversized body) becomes the same shape, a database another process kept
+locked past the busy timeout a 503 with Retry-After (its transaction rolled
+back: nothing changed), and anything unexpected a logged 500 without a
+stack trace on the wire.
 """
 
 from __future__ import annotations
+
+import logging
 
 from quart import Response, g, request
 from quart_trio import QuartTrio
@@ -25,6 +29,8 @@ from jobsd.api.runs import runs_blueprint
 from jobsd.api.scrape import metrics_blueprint
 from jobsd.api.usage import usage_blueprint
 from jobsd.config import DEFAULT_API_VERSION
+
+log = logging.getLogger("jobsd.api")
 
 
 def create_app(ctx: ApiContext) -> QuartTrio:
@@ -87,6 +93,11 @@ def create_app(ctx: ApiContext) -> QuartTrio:
 
     @app.errorhandler(Exception)
     async def unexpected(exc: Exception) -> Response:
+        if errors.is_store_busy(exc):
+            log.warning(
+                "%s %s: the database stayed locked; answered 503", request.method, request.path
+            )
+            return jsonapi.error_response(errors.store_busy())
         return jsonapi.internal_error_response(exc)
 
     return app
