@@ -16,7 +16,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator
 
-from jobsd.api.fields import url_problem
+from jobsd.urls import url_problem
 
 _NAME = re.compile(r"[a-z0-9_-]{1,64}")
 _DIGEST = re.compile(r"[0-9a-f]{64}")

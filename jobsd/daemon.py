@@ -59,7 +59,7 @@ import trio
 
 from jobsd import signing_secrets
 from jobsd.address_policy import AddressPolicy
-from jobsd.api.context import ApiContext, Health, Settings
+from jobsd.api.context import ApiContext
 from jobsd.api.server import run_api
 from jobsd.clock import Clock, to_us
 from jobsd.config import Config, load_config
@@ -76,6 +76,7 @@ from jobsd.observer import Observer
 from jobsd.reload import Reloader, runs_included_now, signs_requests_now
 from jobsd.retention import run_retention
 from jobsd.scheduler import Scheduler
+from jobsd.settings import Health, Settings
 from jobsd.signing_secrets import RequestSigner
 from jobsd.store import open_store
 from jobsd.store.recovery import recover

@@ -27,9 +27,9 @@ from typing import Any
 
 import trio
 
-from jobsd.api.context import Health
 from jobsd.notify import Notifier
 from jobsd.reload import Reloader
+from jobsd.settings import Health
 from jobsd.store import Store
 
 log = logging.getLogger("jobsd")

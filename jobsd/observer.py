@@ -22,12 +22,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from jobsd.api.context import Settings
 from jobsd.clock import duration_ms
 from jobsd.config import Config
 from jobsd.logs import fields
 from jobsd.messages import RunEnded
 from jobsd.metrics import Metrics, method_label
+from jobsd.settings import Settings
 
 runs_log = logging.getLogger("jobsd.runs")
 access_log = logging.getLogger("jobsd.access")

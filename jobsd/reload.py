@@ -40,10 +40,10 @@ from typing import Any
 
 import trio
 
-from jobsd.api.context import Settings
 from jobsd.config import Config, load_config
 from jobsd.errors import ConfigError
 from jobsd.notify import Notifier
+from jobsd.settings import Settings
 from jobsd.signing_secrets import check_accounts
 
 log = logging.getLogger("jobsd.reload")

@@ -16,11 +16,12 @@ import pytest
 import trio
 
 from jobsd.api.app import create_app
-from jobsd.api.context import ApiContext, Health, Settings
+from jobsd.api.context import ApiContext
 from jobsd.clock import Clock
 from jobsd.config import Config, parse_config, token_sha256
 from jobsd.crypto import KeyRing
 from jobsd.messages import CancelRun, JobChanged, RunOrder
+from jobsd.settings import Health, Settings
 from jobsd.store import Store, open_store
 
 TOKEN_A = "jobsd_test-token-for-account-acme"

@@ -26,13 +26,13 @@ from hypercorn.config import Config as HyperConfig
 from hypercorn.trio import serve
 
 from jobsd.api.app import create_app
-from jobsd.api.context import Health, Settings
 from jobsd.config import load_config, parse_config, token_sha256
 from jobsd.daemon import DaemonOptions, run_daemon
 from jobsd.lifecycle import Lifecycle, essential
 from jobsd.messages import HttpConfig
 from jobsd.notify import Notifier
 from jobsd.reload import Reloader, describe_change, runs_included_now
+from jobsd.settings import Health, Settings
 from tests.conftest import JSONAPI, TOKEN_A, TOKEN_B, config_text
 from tests.daemon_process import DaemonProcess
 from tests.model import create_job, seed_job

@@ -27,13 +27,13 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from jobsd.api.context import Settings
 from jobsd.clock import iso
 from jobsd.config import parse_config, token_sha256
 from jobsd.messages import RunEnded
 from jobsd.metrics import Metrics
 from jobsd.observer import Observer
 from jobsd.runs import FailureReason, RunStatus, Trigger
+from jobsd.settings import Settings
 from tests.conftest import JSONAPI, TOKEN_A, TOKEN_B, auth, config_text
 from tests.target import open_target
 from tests.test_limits import Live, serving_daemon

@@ -22,13 +22,13 @@ import trio
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from jobsd import keyfile, rotation, signing, signing_secrets
-from jobsd.api.context import Settings
 from jobsd.clock import system_utc_now
 from jobsd.config import Config, load_config, parse_config
 from jobsd.crypto import KeyRing
 from jobsd.errors import ConfigError
 from jobsd.notify import Notifier
 from jobsd.reload import Reloader
+from jobsd.settings import Settings
 from tests.conftest import JSONAPI, config_text
 from tests.inprocess import daemon_at
 from tests.target import Received, open_target

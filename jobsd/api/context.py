@@ -2,10 +2,8 @@
 
 The API never touches SQLite or httpx itself. It writes through the store
 and hands work to the executors: committed runs through the pool's intake,
-which never waits (`jobsd.dispatch`), cancels over a channel. `Settings` is
-the one reference the daemon swaps on a config reload (SIGHUP), read whole
-by each request so a request never sees half of an old config and half of
-a new.
+which never waits (`jobsd.dispatch`), cancels over a channel. `Settings` and
+`Health` (`jobsd.settings`) are the live config and the readiness it serves.
 """
 
 from __future__ import annotations
@@ -15,26 +13,13 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from jobsd.config import Config
 from jobsd.dispatch import RunIntake
 from jobsd.messages import CancelRun
+from jobsd.settings import Health, Settings
 from jobsd.store import Store
 
 if TYPE_CHECKING:
     from jobsd.observer import Observer
-
-
-@dataclass
-class Settings:
-    config: Config
-
-
-@dataclass
-class Health:
-    """Set by the daemon: `ready` once every actor runs, cleared as the stop begins."""
-
-    ready: bool = False
-    stopping: bool = False
 
 
 @dataclass(frozen=True)

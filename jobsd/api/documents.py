@@ -46,11 +46,11 @@ from jobsd.api.fields import (
     configuration_size_problem,
     header_name_problem,
     reencode_certificates,
-    url_problem,
 )
 from jobsd.errors import ErrorItem, ScheduleError, ValidationFailed, conflict, invalid, not_found
 from jobsd.messages import Header, HttpConfig, JobKind, JobSpec
 from jobsd.schedule import CronSchedule, parse_schedule
+from jobsd.urls import url_problem
 
 METHODS: Final = ("POST", "GET", "PUT", "PATCH", "DELETE")  # the default first
 CONFIG_FIELDS: Final = frozenset(

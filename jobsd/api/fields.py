@@ -1,7 +1,7 @@
 """Field rules for job documents: the checks that are grammar, not policy.
 
-Slugs, RFC 9110 header tokens and values, success statuses, URLs and PEM
-certificate bundles, and the bounds on one job's size. Split from
+Slugs, RFC 9110 header tokens and values, success statuses and PEM
+certificate bundles (URLs: `jobsd.urls`), and the bounds on one job's size. Split from
 `documents.py`, which walks a document and collects errors; these answer "is
 this one value acceptable, and if not, why", so each can be tested alone and
 every API version's parser applies the same rules.
@@ -15,10 +15,7 @@ create and gigabytes to list.
 
 from __future__ import annotations
 
-import ipaddress
 import re
-import unicodedata
-from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -87,77 +84,6 @@ def configuration_size_problem(config: HttpConfig) -> str | None:
 
 
 SUCCESS_STATUS = re.compile(r"[1-5](?:[0-9][0-9]|xx)")
-_HOST = re.compile(r"[A-Za-z0-9_-]{1,63}(?:\.[A-Za-z0-9_-]{1,63})*\.?")
-_PORT = re.compile(r"[0-9]{1,5}")
-_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"})
-
-
-def url_problem(url: str) -> str | None:
-    if any(unicodedata.category(c) in _INVISIBLE for c in url):
-        return "must not contain spaces, control or invisible characters; percent-encode them"
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "is not a well-formed URL"
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        return "must be an absolute http:// or https:// URL with a host"
-    if "@" in parts.netloc:
-        return "must not carry a user name or password (user:pass@); send them in a header"
-    if parts.netloc.startswith("["):
-        host, _, rest = parts.netloc[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else None
-        if "%" in host or not _is_ipv6(host) or (rest and port is None):
-            return "has a malformed IPv6 address; write it like http://[2001:db8::1]:8080/"
-    else:
-        host, colon, port_text = parts.netloc.partition(":")
-        port = port_text if colon else None
-        if not host.isascii():
-            try:
-                host = host.encode("idna").decode("ascii")
-            except UnicodeError:
-                return "has a host name that is not a valid international domain name"
-        if not _HOST.fullmatch(host) or len(host.rstrip(".")) > 253:
-            return "has a malformed host name"
-        if problem := numeric_host_problem(host):
-            return problem
-    if port is not None and not (_PORT.fullmatch(port) and 1 <= int(port) <= 65535):
-        return "has a port that is not a number 1-65535"
-    return None
-
-
-_NUMERIC_LABEL = re.compile(r"[0-9]+|0[xX][0-9A-Fa-f]*")
-_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_DOTTED_QUAD = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
-
-
-def numeric_host_problem(host: str) -> str | None:
-    """Why a host that reads as an IPv4 address is refused; None for names and 1.2.3.4.
-
-    A host whose last label is a number is an address to the WHATWG URL
-    parser and to inet_aton, which read `0177.0.0.1` as octal, `0x7f.1` as
-    hex, and `127.1` or `2130706433` as shorthand; other software reads the
-    same text as decimal or as a name. Only the one form everyone reads
-    alike is accepted: four decimal numbers 0-255 without leading zeros.
-    """
-    last = host.removesuffix(".").rsplit(".", 1)[-1]
-    if not _NUMERIC_LABEL.fullmatch(last) or _DOTTED_QUAD.fullmatch(host):
-        return None
-    return (
-        f"has the host {host}, which reads as an IPv4 address but is not written as four"
-        " decimal numbers 0-255 without leading zeros or a trailing dot (octal, hex,"
-        " shortened and single-number forms are read differently by different software);"
-        " write it like 192.0.2.10"
-    )
-
-
-def _is_ipv6(text: str) -> bool:
-    try:
-        ipaddress.IPv6Address(text)
-    except ValueError:
-        return False
-    return True
-
-
 _BEGIN, _END = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
 _SPACE = re.compile(r"\s*", re.ASCII)
 _BASE64 = re.compile(r"[A-Za-z0-9+/=\s]+", re.ASCII)

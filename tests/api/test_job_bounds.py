@@ -20,13 +20,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jobsd.api.documents import MAX_ERRORS
-from jobsd.api.fields import (
-    MAX_CONFIGURATION_BYTES,
-    MAX_HEADERS,
-    numeric_host_problem,
-    url_problem,
-)
+from jobsd.api.fields import MAX_CONFIGURATION_BYTES, MAX_HEADERS
 from jobsd.messages import Header, HttpConfig
+from jobsd.urls import numeric_host_problem, url_problem
 from tests.api.test_documents import CONF, MiB, doc, errors_of, parse, pem, refusal
 
 H = f"{CONF}/headers"
