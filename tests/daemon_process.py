@@ -18,6 +18,14 @@ from types import TracebackType
 
 import httpx2
 
+
+def jobsd_command(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """One `jobsd` verb (check-config, token, backup, rotate-key...) to its end."""
+    return subprocess.run(
+        [sys.executable, "-m", "jobsd", *args], cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+
+
 _LISTENING = re.compile(r"jobsd listening on (http://[^\s\",]+)")  # text or a JSON line
 
 

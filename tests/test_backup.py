@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-import subprocess
-import sys
 import threading
 import uuid
 from pathlib import Path
@@ -19,15 +17,10 @@ from jobsd.store.backup import backup_database
 from jobsd.store.schema import LATEST, configure, migrate
 from tests.conftest import JSONAPI, TOKEN_A, config_text
 from tests.daemon_process import DaemonProcess
+from tests.daemon_process import jobsd_command as jobsd
 
 SECRET = "Bearer backup-secret-0123456789"
 HEADERS = {"Authorization": f"Bearer {TOKEN_A}", "Content-Type": JSONAPI}
-
-
-def jobsd(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "jobsd", *args], cwd=cwd, capture_output=True, text=True, timeout=60
-    )
 
 
 def write_config(home: Path) -> Path:

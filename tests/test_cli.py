@@ -5,26 +5,15 @@ from __future__ import annotations
 import hashlib
 import signal
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx2
 
 from jobsd.config import builtin_config
 from tests.daemon_process import DaemonProcess
+from tests.daemon_process import jobsd_command as jobsd
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def jobsd(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "jobsd", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def test_token_prints_a_token_and_its_digest(tmp_path: Path) -> None:

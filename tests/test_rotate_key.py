@@ -6,8 +6,6 @@ import json
 import logging
 import os
 import sqlite3
-import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -20,15 +18,10 @@ from jobsd.crypto import KeyRing, header_aad
 from jobsd.store.keyring import UNREADABLE, LiveKeyRing
 from tests.conftest import JSONAPI, TOKEN_A, config_text, job_doc, make_harness
 from tests.daemon_process import DaemonProcess
+from tests.daemon_process import jobsd_command as jobsd
 
 HEADERS = {"Authorization": f"Bearer {TOKEN_A}", "Content-Type": JSONAPI}
 AAD = header_aad("acme", 1, "Authorization")
-
-
-def jobsd(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "jobsd", *args], cwd=cwd, capture_output=True, text=True, timeout=60
-    )
 
 
 def write_config(home: Path, acme: str = "") -> Path:
