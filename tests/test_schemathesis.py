@@ -166,8 +166,9 @@ def daemon(tmp_path: Path):  # type: ignore[no-untyped-def]
         yield process
 
 
-# Fuzzing time per run: the seed's runs as before, 2026-08-07's a little less.
-MAX_TIME_S = {SEED: 18, NEW: 10}
+# Fuzzing time per run (the default suite's budget): the seed's runs a
+# little longer, as its chains are longer.
+MAX_TIME_S = {SEED: 12, NEW: 8}
 
 
 def served_spec_file(daemon: DaemonProcess, tmp_path: Path, version: str) -> str:
@@ -234,7 +235,7 @@ def test_stateful_links(daemon: DaemonProcess, tmp_path: Path, version: str) -> 
         "--mode",
         "positive",
         version=version,
-        max_time_s=15 if version == SEED else 10,
+        max_time_s=12 if version == SEED else 8,
         env={"SCHEMATHESIS_HOOKS": str(hooks)},
     )
     assert result.returncode == 0, result.stdout[-6000:] + daemon.stderr()[-3000:]
