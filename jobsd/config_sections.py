@@ -1,0 +1,150 @@
+"""The config's sections: one frozen pydantic model per TOML table.
+
+Split from `config.py`, which assembles them into `Config`, checks how they
+refer to one another (an account's plan, token digests, scoped tokens) and
+turns pydantic's errors into `ConfigError`s naming the key. Each key's
+grammar is in `config_fields.py`; `etc/jobsd.toml` documents every key
+here with its unit, and a test walks these models and that file so the two
+cannot drift.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, Field
+
+from jobsd.config_fields import (
+    AbsolutePath,
+    Cidr,
+    Digest,
+    Flag,
+    Limit,
+    Listen,
+    Name,
+    OptionalDigest,
+    OptionalUrl,
+    Seconds,
+    Section,
+    UrlPath,
+    split_listen,
+)
+from jobsd.errors import ConfigError
+
+API_VERSIONS = ("2026-06-04", "2026-08-07")  # oldest first; the first is the default
+DEFAULT_API_VERSION: Literal["2026-06-04"] = "2026-06-04"
+DEFAULT_ENVIRONMENT = "production"
+
+
+class ServerConfig(Section):
+    listen: Listen = "127.0.0.1:8080"
+    max_connections: Annotated[int, Field(strict=True, ge=1, le=65536)] = 256
+    keep_alive_timeout_s: Annotated[int, Field(strict=True, ge=1, le=3600)] = 5
+    max_request_header_bytes: Annotated[int, Field(strict=True, ge=1024, le=1048576)] = 16384
+    trusted_proxies: tuple[Cidr, ...] = ()
+    body_timeout_s: Annotated[int, Field(strict=True, ge=1, le=3600)] = 30
+    request_timeout_s: Annotated[int, Field(strict=True, ge=1, le=3600)] = 60
+    write_timeout_s: Annotated[int, Field(strict=True, ge=1, le=3600)] = 10
+
+    def model_post_init(self, context: Any, /) -> None:
+        if self.request_timeout_s <= self.body_timeout_s:
+            raise ConfigError(
+                "server.request_timeout_s",
+                f"must be longer than server.body_timeout_s ({self.body_timeout_s}),"
+                " or a slow body would be cut short by the request deadline",
+            )
+
+    @property
+    def host(self) -> str:
+        """The bind address without IPv6 brackets."""
+        return split_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return split_listen(self.listen)[1]
+
+
+class StorageConfig(Section):
+    path: AbsolutePath = Path("/var/lib/jobsd/jobsd.sqlite3")
+
+
+class SecretsConfig(Section):
+    key_file: AbsolutePath = Path("/var/lib/jobsd/secret.key")
+
+
+class SchedulerConfig(Section):
+    workers: Annotated[int, Field(strict=True, ge=1, le=1024)] = 64
+    max_pending_runs: Annotated[int, Field(strict=True, ge=1, le=10_000_000)] = 10_000
+    misfire_grace_s: Seconds = 60
+    shutdown_grace_s: Seconds = 10
+
+
+class OutboundConfig(Section):
+    allow_cidrs: tuple[Cidr, ...] = ()
+
+
+class RetentionConfig(Section):
+    days: Annotated[int, Field(strict=True, ge=1)] = 90
+    max_runs_per_job: Annotated[int, Field(strict=True, ge=1)] = 10000
+
+
+class MetricsConfig(Section):
+    enabled: Flag = True
+    path: UrlPath = "/metrics"
+    allow_cidrs: tuple[Cidr, ...] = (
+        ipaddress.ip_network("127.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),
+    )
+    token_sha256: OptionalDigest = ""
+
+
+class LogConfig(Section):
+    format: Literal["text", "json"] = "text"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class PlanConfig(Section):
+    """No defaults: a plan is a promise to customers, so every limit is explicit."""
+
+    runs_included: Limit
+    active_jobs_limit: Limit
+    max_timeout: Annotated[int, Field(strict=True, ge=1, le=86400)]
+
+
+ApiVersion = Literal["2026-06-04", "2026-08-07"]
+
+
+def _distinct(names: tuple[str, ...]) -> tuple[str, ...]:
+    for name in names:
+        if names.count(name) > 1:
+            raise ValueError(f"{name!r} appears twice")
+    return names
+
+
+Environments = Annotated[
+    tuple[Name, ...], Field(min_length=1, max_length=64), AfterValidator(_distinct)
+]
+
+
+class ScopedToken(Section):
+    """A token limited to some of its account's environments."""
+
+    sha256: Digest
+    environments: Environments
+
+
+class AccountConfig(Section):
+    id: Name
+    plan: Name
+    tokens_sha256: tuple[Digest, ...]
+    sign_requests: Flag = False
+    alert_url: OptionalUrl = ""
+    api_version: ApiVersion = DEFAULT_API_VERSION
+    environments: Environments = (DEFAULT_ENVIRONMENT,)
+    scoped_tokens: tuple[ScopedToken, ...] = ()
+
+    @property
+    def default_environment(self) -> str:
+        return self.environments[0]
