@@ -36,6 +36,8 @@ from jobsd.runs import FailureReason
 
 OTHER_ACCOUNT = "(other)"  # also the environment label of one no longer configured
 UNMATCHED_ROUTE = "(unmatched)"
+# A request refused on the wire, before any route (framing, version, head size).
+REFUSED_ROUTE = "(refused)"
 OTHER_METHOD = "OTHER"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -140,6 +142,10 @@ class Metrics:
         method = method_label(method)
         self.api_requests.labels(route, method, str(status)).inc()
         self.api_duration.labels(route, method).observe(seconds)
+
+    def api_refused(self, method: str, status: int) -> None:
+        """A refusal on the wire is counted, not timed: no app handled it."""
+        self.api_requests.labels(REFUSED_ROUTE, method_label(method), str(status)).inc()
 
     def exposition(
         self, pending: int, running: int, accept: str | None = None

@@ -26,7 +26,7 @@ from jobsd.clock import duration_ms
 from jobsd.config import Config
 from jobsd.logs import fields
 from jobsd.messages import RunEnded
-from jobsd.metrics import Metrics, method_label
+from jobsd.metrics import REFUSED_ROUTE, Metrics, method_label
 from jobsd.settings import Settings
 
 runs_log = logging.getLogger("jobsd.runs")
@@ -89,6 +89,20 @@ class Observer:
         self.metrics.retries_scheduled.inc()
 
     # -- the API --------------------------------------------------------------------
+
+    def api_refused(self, method: str, status: int, code: str, client: str | None) -> None:
+        """A request the connection refused before the app (`jobsd.api.connection`)."""
+        self.metrics.api_refused(method, status)
+        access_log.info(
+            "request refused",
+            extra=fields(
+                method=method_label(method),
+                route=REFUSED_ROUTE,
+                status=status,
+                code=code,
+                client=client,
+            ),
+        )
 
     def api_request(
         self, method: str, route: str, status: int, seconds: float, client: str | None

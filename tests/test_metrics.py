@@ -8,6 +8,7 @@ refused scraper connects from 127.0.0.2 (its socket bound there).
 
 from __future__ import annotations
 
+import logging
 import shutil
 import sqlite3
 import subprocess
@@ -37,6 +38,7 @@ from jobsd.settings import Settings
 from tests.conftest import JSONAPI, TOKEN_A, TOKEN_B, auth, config_text
 from tests.target import open_target
 from tests.test_limits import Live, serving_daemon
+from tests.wire import read_answer, request
 
 SCRAPE_TOKEN = "scrape-token-5b6c7d"
 OPENMETRICS = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
@@ -296,6 +298,30 @@ async def test_api_requests_are_counted_by_route_template(tmp_path: Path) -> Non
     assert total(text, "jobsd_api_request_duration_seconds_count", route=route) == 3
     for needle in ("a-1", "b-2", "secret-q", "nowhere", "BREW"):
         assert needle not in text
+
+
+async def test_requests_refused_on_the_wire_are_counted_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Framing that could be read two ways (400) and other HTTP versions (505)
+    are refused before any route: counted under route "(refused)", not timed,
+    and logged with their code."""
+    both = request("POST", "/api/v1/jobs", "Content-Length: 5", "Transfer-Encoding: chunked")
+    http2 = request("GET", "/healthz", version="2.0")
+    caplog.set_level(logging.INFO, logger="jobsd.access")
+    async with serving_daemon(tmp_path) as live, live.client() as c:
+        for raw, status in ((both + b"0\r\n\r\n", 400), (http2, 505), (http2, 505)):
+            async with await trio.open_tcp_stream(live.host, live.port) as stream:
+                await stream.send_all(raw)
+                assert (await read_answer(stream)).status == status
+        text = (await c.get("/metrics")).text
+    refused = {"route": "(refused)"}
+    assert total(text, "jobsd_api_requests_total", **refused, method="POST", status="400") == 1
+    assert total(text, "jobsd_api_requests_total", **refused, method="GET", status="505") == 2
+    assert total(text, "jobsd_api_request_duration_seconds_count", **refused) == 0
+    lines = [r for r in caplog.records if r.getMessage() == "request refused"]
+    assert sorted(r.fields["status"] for r in lines) == [400, 505, 505]  # type: ignore[attr-defined]
+    assert {r.fields["code"] for r in lines} >= {"http_version_not_supported"}  # type: ignore[attr-defined]
 
 
 async def test_a_scrape_during_a_burst_moves_with_the_store(tmp_path: Path) -> None:

@@ -32,9 +32,8 @@ Hypercorn 0.18's trio `TCPServer` can hold a connection, and so a slot of
   errors, after which the connection closes.
 
 This leans on hypercorn internals, hence the pin to 0.18.x in pyproject:
-`H11Protocol._handle_events` (the parse loop, driven here),
-`_check_protocol`, `_create_stream`, `_send_error_response` and
-`_send_h11_event` (overridden), and `TaskGroup`, `TrioSingleTask`.
+`H11Protocol._handle_events` (the parse loop, driven here), the protocol's
+overrides (`jobsd.api.h11_protocol`), and `TaskGroup`, `TrioSingleTask`.
 
 When jobsd itself closes after an answer, it half-closes and reads what the
 client still sends for up to `LINGER_S` (RFC 9112 §9.6): unread bytes at
@@ -45,121 +44,25 @@ destroy the answer before the client reads it.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
 
 import h11
 import trio
 from hypercorn.config import Config as HyperConfig
 from hypercorn.events import Closed, Event, RawData, Updated
-from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.trio.task_group import TaskGroup
 from hypercorn.trio.worker_context import TrioSingleTask, WorkerContext
 from hypercorn.typing import AppWrapper, ConnectionState
 from hypercorn.utils import parse_socket_addr
 
-from jobsd.api import jsonapi
-from jobsd.api.framing import Refusal, folded, folding_refusal, refuse_head
+from jobsd.api.h11_protocol import JobsdH11
 
 MAX_RECV = 2**16
 READ_AHEAD_BYTES = 2**16
 LINGER_S = 2.0
 LINGER_BYTES = 2**20
-_DETAIL_CHARS = 300
 
 log = logging.getLogger("jobsd.http")
-
-
-class _StrictH11(h11.Connection):
-    """h11 that refuses folded header lines (it would unfold them) and says why it refused.
-
-    It also keeps the method of the request in hand: an answer to `HEAD`
-    carries no body, and h11 refuses one.
-    """
-
-    refusal: Refusal | None = None
-    method: bytes | None = None
-
-    def __init__(self, max_head_bytes: int) -> None:
-        super().__init__(h11.SERVER, max_incomplete_event_size=max_head_bytes)
-        self.max_head_bytes = max_head_bytes
-
-    def start_next_cycle(self) -> None:
-        super().start_next_cycle()
-        self.method = None
-
-    def next_event(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
-        if self.their_state is h11.IDLE and folded(self.trailing_data[0]):
-            self.refusal = folding_refusal()
-            raise h11.RemoteProtocolError(self.refusal.detail)
-        try:
-            event = super().next_event()
-            if isinstance(event, h11.Request):
-                self.method = event.method
-            return event
-        except h11.RemoteProtocolError as error:
-            if error.error_status_hint == 431:
-                detail = f"the request line and headers are over {self.max_head_bytes} bytes"
-                self.refusal = Refusal(431, "header_too_large", detail)
-            else:  # h11's 501 (a transfer coding other than chunked) is faulty framing too
-                detail = f"not a valid HTTP/1.1 request: {error}"[:_DETAIL_CHARS]
-                self.refusal = Refusal(400, "bad_request", detail)
-            raise
-
-
-class _H11(H11Protocol):
-    """Hypercorn's HTTP/1.1 protocol, without upgrades, refusing what `framing` refuses.
-
-    Once its connection is ending (`ending`), nothing more is sent: the
-    tasks being cancelled would otherwise try to finish or fail their
-    answers (hypercorn's 500 for an app stopped before it answered) on an
-    h11 state that a cut-short write has left behind.
-    """
-
-    ending = False
-
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self.connection = _StrictH11(self.config.h11_max_incomplete_size)
-        self._refused = False
-
-    async def _check_protocol(self, event: h11.Request) -> None:
-        refusal = refuse_head(event.http_version, event.headers)
-        if refusal is not None:
-            self._refused = True
-            await self._send_refusal(refusal)
-            await self.send(Closed())
-
-    async def _create_stream(self, request: h11.Request) -> None:
-        if self._refused:
-            return
-        if any(name == b"upgrade" for name, _ in request.headers):
-            request = h11.Request(
-                method=request.method,
-                target=request.target,
-                http_version=request.http_version,
-                headers=[(n, v) for n, v in request.headers if n != b"upgrade"],
-            )
-        await super()._create_stream(request)
-
-    async def _send_error_response(self, status_code: int) -> None:
-        assert isinstance(self.connection, _StrictH11)
-        refusal = self.connection.refusal or Refusal(400, "bad_request", "not valid HTTP/1.1")
-        await self._send_refusal(refusal)
-
-    async def _send_h11_event(self, event: Any) -> None:
-        if self.ending:
-            await trio.lowlevel.checkpoint()  # raises Cancelled: this task is on its way out
-            return
-        await super()._send_h11_event(event)
-
-    async def _send_refusal(self, refusal: Refusal) -> None:
-        headers, body = jsonapi.closing_error(refusal.status, refusal.code, refusal.detail)
-        headers += self.config.response_headers("h11")
-        await self._send_h11_event(h11.Response(status_code=refusal.status, headers=headers))
-        assert isinstance(self.connection, _StrictH11)
-        if self.connection.method != b"HEAD":
-            await self._send_h11_event(h11.Data(data=body))
-        await self._send_h11_event(h11.EndOfMessage())
 
 
 class Connection:
@@ -173,7 +76,9 @@ class Connection:
         state: ConnectionState,
         stream: trio.SocketStream,
         write_timeout_s: float,
+        on_refusal: Callable[[str, int, str, str | None], None] | None = None,
     ) -> None:
+        self._on_refusal = on_refusal
         self._app = app
         self._config = config
         self._context = context
@@ -196,7 +101,7 @@ class Connection:
                 server = parse_socket_addr(socket.family, socket.getsockname())
                 async with TaskGroup() as task_group:
                     self._task_group = task_group
-                    self._protocol = _H11(
+                    self._protocol = JobsdH11(
                         self._app,
                         self._config,
                         self._context,
@@ -207,6 +112,9 @@ class Connection:
                         server,
                         self._protocol_send,
                     )
+                    if self._on_refusal is not None:
+                        tell, peer = self._on_refusal, _peer(client)
+                        self._protocol.on_refusal = lambda m, s, c: tell(m, s, c, peer)
                     await self._idle.restart(task_group, self._idle_timeout)
                     task_group.spawn(self._parse)
                     await self._read()
@@ -300,3 +208,7 @@ class Connection:
             pass
         finally:
             await self._stream.aclose()
+
+
+def _peer(client: tuple[str, int] | None) -> str | None:
+    return None if client is None else client[0]

@@ -164,12 +164,14 @@ async def serve(
     *,
     write_timeout_s: float,
     shutdown_trigger: Callable[[], Awaitable[None]],
+    on_refusal: Callable[[str, int, str, str | None], None] | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve `app` on `config.bind` with at most `connections` open at once.
 
     A client must take each write (a response head, a body) within
-    `write_timeout_s`, or its connection ends.
+    `write_timeout_s`, or its connection ends. `on_refusal(method, status,
+    code, client)` hears of each request refused on the wire, before the app.
     """
     if config.ssl_enabled:
         raise ValueError("jobsd.api.limits.serve speaks plain HTTP only")
@@ -194,7 +196,9 @@ async def serve(
             async def handle(listener: CappedListener, stream: trio.SocketStream) -> None:
                 try:
                     state = ConnectionState(lifespan_state.copy())
-                    await Connection(app, config, context, state, stream, write_timeout_s).run()
+                    await Connection(
+                        app, config, context, state, stream, write_timeout_s, on_refusal
+                    ).run()
                 finally:
                     listener.release(stream)
 

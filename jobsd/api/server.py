@@ -85,5 +85,6 @@ async def run_api(
         trio.CapacityLimiter(server.max_connections),
         write_timeout_s=server.write_timeout_s,
         shutdown_trigger=shutdown_trigger,
+        on_refusal=None if ctx.observer is None else ctx.observer.api_refused,
         task_status=task_status,
     )

@@ -1,0 +1,121 @@
+"""HTTP/1.1 as jobsd speaks it: hypercorn's protocol without upgrades, with
+strict framing, every refusal answered as a JSON:API error and told.
+
+Split from `jobsd.api.connection`, which drives this protocol over one
+socket. Overrides hypercorn 0.18 internals (pinned in pyproject):
+`_check_protocol`, `_create_stream`, `_send_error_response` and
+`_send_h11_event`; h11's `next_event` to refuse folded header lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import h11
+import trio
+from hypercorn.events import Closed
+from hypercorn.protocol.h11 import H11Protocol
+
+from jobsd.api import jsonapi
+from jobsd.api.framing import Refusal, folded, folding_refusal, refuse_head
+
+_DETAIL_CHARS = 300
+
+
+class StrictH11(h11.Connection):
+    """h11 that refuses folded header lines (it would unfold them) and says why it refused.
+
+    It also keeps the method of the request in hand: an answer to `HEAD`
+    carries no body, and h11 refuses one.
+    """
+
+    refusal: Refusal | None = None
+    method: bytes | None = None
+
+    def __init__(self, max_head_bytes: int) -> None:
+        super().__init__(h11.SERVER, max_incomplete_event_size=max_head_bytes)
+        self.max_head_bytes = max_head_bytes
+
+    def start_next_cycle(self) -> None:
+        super().start_next_cycle()
+        self.method = None
+
+    def next_event(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
+        if self.their_state is h11.IDLE and folded(self.trailing_data[0]):
+            self.refusal = folding_refusal()
+            raise h11.RemoteProtocolError(self.refusal.detail)
+        try:
+            event = super().next_event()
+            if isinstance(event, h11.Request):
+                self.method = event.method
+            return event
+        except h11.RemoteProtocolError as error:
+            if error.error_status_hint == 431:
+                detail = f"the request line and headers are over {self.max_head_bytes} bytes"
+                self.refusal = Refusal(431, "header_too_large", detail)
+            else:  # h11's 501 (a transfer coding other than chunked) is faulty framing too
+                detail = f"not a valid HTTP/1.1 request: {error}"[:_DETAIL_CHARS]
+                self.refusal = Refusal(400, "bad_request", detail)
+            raise
+
+
+class JobsdH11(H11Protocol):
+    """Hypercorn's HTTP/1.1 protocol, without upgrades, refusing what `framing` refuses.
+
+    Once its connection is ending (`ending`), nothing more is sent: the
+    tasks being cancelled would otherwise try to finish or fail their
+    answers (hypercorn's 500 for an app stopped before it answered) on an
+    h11 state that a cut-short write has left behind.
+    """
+
+    ending = False
+    # Told of each refusal (method, status, code): the metrics and the access log.
+    on_refusal: Callable[[str, int, str], None] | None = None
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.connection = StrictH11(self.config.h11_max_incomplete_size)
+        self._refused = False
+
+    async def _check_protocol(self, event: h11.Request) -> None:
+        refusal = refuse_head(event.http_version, event.headers)
+        if refusal is not None:
+            self._refused = True
+            await self._send_refusal(refusal)
+            await self.send(Closed())
+
+    async def _create_stream(self, request: h11.Request) -> None:
+        if self._refused:
+            return
+        if any(name == b"upgrade" for name, _ in request.headers):
+            request = h11.Request(
+                method=request.method,
+                target=request.target,
+                http_version=request.http_version,
+                headers=[(n, v) for n, v in request.headers if n != b"upgrade"],
+            )
+        await super()._create_stream(request)
+
+    async def _send_error_response(self, status_code: int) -> None:
+        assert isinstance(self.connection, StrictH11)
+        refusal = self.connection.refusal or Refusal(400, "bad_request", "not valid HTTP/1.1")
+        await self._send_refusal(refusal)
+
+    async def _send_h11_event(self, event: Any) -> None:
+        if self.ending:
+            await trio.lowlevel.checkpoint()  # raises Cancelled: this task is on its way out
+            return
+        await super()._send_h11_event(event)
+
+    async def _send_refusal(self, refusal: Refusal) -> None:
+        assert isinstance(self.connection, StrictH11)
+        if self.on_refusal is not None:
+            method = (self.connection.method or b"").decode("ascii", "replace")
+            self.on_refusal(method, refusal.status, refusal.code)
+        headers, body = jsonapi.closing_error(refusal.status, refusal.code, refusal.detail)
+        headers += self.config.response_headers("h11")
+        await self._send_h11_event(h11.Response(status_code=refusal.status, headers=headers))
+        if self.connection.method != b"HEAD":
+            await self._send_h11_event(h11.Data(data=body))
+        await self._send_h11_event(h11.EndOfMessage())
