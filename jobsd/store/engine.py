@@ -15,6 +15,16 @@ Waiting for a write is shielded from cancellation: once a write has been
 handed over it will happen, and the caller learns its result rather than
 leaving it in doubt.
 
+The write connection keeps its temporary storage in memory. A statement
+on `runs` that fires a trigger (the count tables') may abort half-way, so
+SQLite keeps a statement journal of every page it touches; with `runs`'
+indexes that is ~18 pages, past the 64 KiB SQLite keeps in memory, and the
+journal spilled to a temporary file: ~28 `pwrite`s per statement, ~75 of
+the writer's ~190 us per run's insert, start and finish
+(tests/bench/bench_store.py). In memory, a journal holds only the pages
+one statement touches, which the writer's statements bound (retention
+deletes in chunks; recovery and cancels touch live runs only).
+
 `on_batch(size, seconds)` hears, from the writer thread, how many writes
 each transaction carried and how long it took from BEGIN to COMMIT (the
 `jobsd_store_*` metrics); it must be thread-safe and quick.
@@ -80,6 +90,9 @@ class Engine:
         try:
             configure(conn)
             prepare(conn)
+            # After the migrations (whose index builds may sort a million rows):
+            # see the module note.
+            conn.execute("PRAGMA temp_store = MEMORY")
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise StorageError(
