@@ -39,15 +39,14 @@ from jobsd.api.extensions import extension_values
 from jobsd.api.fields import (
     FIELD_VALUE,
     FIELD_VALUE_RULE,
-    MAX_HEADERS,
     SLUG,
     SUCCESS_STATUS,
     SURROGATE,
-    configuration_size_problem,
     header_name_problem,
     reencode_certificates,
 )
 from jobsd.errors import ErrorItem, ScheduleError, ValidationFailed, conflict, invalid, not_found
+from jobsd.job_bounds import MAX_HEADERS, configuration_size_problem
 from jobsd.messages import Header, HttpConfig, JobKind, JobSpec
 from jobsd.schedule import CronSchedule, parse_schedule
 from jobsd.urls import url_problem

@@ -6,11 +6,8 @@ certificate bundles (URLs: `jobsd.urls`), and the bounds on one job's size. Spli
 this one value acceptable, and if not, why", so each can be tested alone and
 every API version's parser applies the same rules.
 
-Bounds where the spec sets none (README, "Decisions"): at most `MAX_HEADERS`
-headers, and the configuration's strings together at most
-`MAX_CONFIGURATION_BYTES` as UTF-8. They keep one job, and so one row of a
-listing, cheap: 60,000 headers once cost a second of the single writer per
-create and gigabytes to list.
+The bounds on one job's size, which the store also applies to what it
+merges, live in `jobsd.job_bounds`.
 """
 
 from __future__ import annotations
@@ -20,13 +17,8 @@ import re
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from jobsd.messages import OWN_HEADER_PREFIX, HttpConfig
+from jobsd.messages import OWN_HEADER_PREFIX
 
-MAX_HEADERS = 64
-# A 1 MiB body, a 64 KiB CA bundle and a 2 KiB URL leave 190 KiB for headers:
-# 64 of 3 KiB, or 23 at the 8 KiB maximum, several times the whole request
-# head that common servers accept (nginx 32 KiB, Node.js 16 KiB).
-MAX_CONFIGURATION_BYTES = 1280 * 1024
 REFUSED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 
 SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
@@ -55,32 +47,6 @@ def header_name_problem(name: str) -> str | None:
             f" {OWN_HEADER_PREFIX}Run-Id and others on every request); choose another name."
         )
     return None
-
-
-def configuration_bytes(config: HttpConfig) -> dict[str, int]:
-    """The UTF-8 size of each variable-length part of a configuration."""
-
-    def size(text: str | None) -> int:
-        return 0 if text is None else len(text.encode("utf-8", "surrogatepass"))
-
-    return {
-        "body": size(config.body),
-        "headers": sum(size(h.name) + size(h.value) for h in config.headers),
-        "ca_cert": size(config.ca_cert),
-        "url": size(config.url),
-    }
-
-
-def configuration_size_problem(config: HttpConfig) -> str | None:
-    parts = configuration_bytes(config)
-    total = sum(parts.values())
-    if total <= MAX_CONFIGURATION_BYTES:
-        return None
-    shares = ", ".join(f"{name} {n}" for name, n in parts.items() if n)
-    return (
-        f"The configuration is {total} bytes as UTF-8 ({shares}); the limit for url, header"
-        f" names and values, ca_cert and body together is {MAX_CONFIGURATION_BYTES} bytes."
-    )
 
 
 SUCCESS_STATUS = re.compile(r"[1-5](?:[0-9][0-9]|xx)")

@@ -21,13 +21,13 @@ from importlib import resources
 from typing import Any
 
 from jobsd.api import jsonapi
-from jobsd.api.fields import MAX_CONFIGURATION_BYTES, MAX_HEADERS
 from jobsd.api.spec_additions import (
     NEWER,
     add_extension_attributes,
     add_retry_policies,
     describe_retries,
 )
+from jobsd.job_bounds import MAX_CONFIGURATION_BYTES, MAX_HEADERS, MAX_STORED_JOB_BYTES
 from jobsd.messages import OWN_HEADER_PREFIX
 
 VERSION_HEADER = "Jobsd-Version"
@@ -109,11 +109,13 @@ def _add_finding_to_the_seed(spec: dict[str, Any]) -> None:
 
 
 def _bound_jobs(spec: dict[str, Any]) -> None:
-    """The bounds on one job that the shared schema leaves open (fields.py)."""
+    """The bounds on one job that the shared schema leaves open (`jobsd.job_bounds`)."""
     config = spec["components"]["schemas"]["JobHttpConfiguration"]
     config["description"] += (
         f"\n\njobsd: url, header names and values, ca_cert and body together are at most"
-        f" {MAX_CONFIGURATION_BYTES} bytes as UTF-8 (422 configuration_too_large)."
+        f" {MAX_CONFIGURATION_BYTES} bytes as UTF-8 (422 configuration_too_large), in the"
+        " request of every environment; the configuration with every environment's"
+        f" overrides at most {MAX_STORED_JOB_BYTES} bytes (422 job_too_large)."
     )
     headers = config["properties"]["headers"]
     headers["maxItems" if headers["type"] == "array" else "maxProperties"] = MAX_HEADERS

@@ -16,6 +16,7 @@ from datetime import datetime
 from jobsd import errors
 from jobsd.clock import to_us
 from jobsd.errors import pointer_part
+from jobsd.job_bounds import stored_job_problem
 from jobsd.messages import Job, JobChanged, JobCounting, JobKind, JobSpec, JobWrite, Overlay
 from jobsd.plans import UNLIMITED, may_enable
 from jobsd.schedule import first_fire, parse_schedule
@@ -165,6 +166,7 @@ def apply_environments(
     """
     pk, account_id = before.pk, before.account_id
     recurring = spec.kind is JobKind.RECURRING
+    kept: dict[str, Overlay] = {}
     for env in sorted(set(before.environments) | set(write.environments)):
         old = before.environments.get(env)
         entry = write.environments.get(env)
@@ -176,6 +178,7 @@ def apply_environments(
         overlay = given or (old.overlay if old is not None else Overlay())
         if not recurring:
             overlay = replace(overlay, schedule=None, timezone=None)
+        kept[env] = overlay
         next_us: int | None = None
         if env in configured and on:
             cadence = environments_sql.effective_cadence(spec, overlay)
@@ -204,3 +207,25 @@ def apply_environments(
                 next_run_at_us=next_us,
                 overlay=overlay,
             )
+    refuse_oversized(spec, kept, write)
+
+
+def refuse_oversized(spec: JobSpec, overlays: Mapping[str, Overlay], write: JobWrite) -> None:
+    """The job as it would be stored, every environment's overrides merged,
+    within the bounds on one job (`jobsd.job_bounds`); else 422 and the
+    whole write rolls back. The pointer names an environment the write set
+    overrides for, else the configuration: the base this write sent is what
+    pushed another environment's request, or the whole job, past its bound."""
+    found = stored_job_problem(spec.config, overlays)
+    if found is None:
+        return
+    env, detail = found
+    entry = write.environments.get(env)
+    if env and entry is not None and entry.overlay not in (None, Overlay()):
+        item = errors.invalid(
+            "configuration_too_large", f"/data/attributes/environments/{pointer_part(env)}", detail
+        )
+    else:
+        code = "configuration_too_large" if env else "job_too_large"
+        item = errors.invalid(code, "/data/attributes/configuration", detail)
+    raise errors.ValidationFailed([item])

@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jobsd.api.documents import MAX_ERRORS
-from jobsd.api.fields import MAX_CONFIGURATION_BYTES, MAX_HEADERS
+from jobsd.job_bounds import MAX_CONFIGURATION_BYTES, MAX_HEADERS
 from jobsd.messages import Header, HttpConfig
 from jobsd.urls import numeric_host_problem, url_problem
 from tests.api.test_documents import CONF, MiB, doc, errors_of, parse, pem, refusal
@@ -102,7 +102,7 @@ def test_size_counts_utf8_bytes_not_characters() -> None:
 
 
 def test_http_config_knows_its_own_size_without_the_parser() -> None:
-    from jobsd.api.fields import configuration_bytes
+    from jobsd.job_bounds import configuration_bytes
 
     config = HttpConfig(url="https://é.test/", headers=(Header("A", "bc"),), body="é", ca_cert="x")
     assert configuration_bytes(config) == {"body": 2, "headers": 3, "ca_cert": 1, "url": 16}

@@ -31,9 +31,9 @@ from typing import Final
 
 from jobsd.api import documents as d
 from jobsd.api.extensions import overlap_attribute, policy_attribute, timezone_attribute
-from jobsd.api.fields import MAX_HEADERS
 from jobsd.api.v2026_08_07 import environments as e
 from jobsd.errors import ValidationFailed, not_found, pointer_part
+from jobsd.job_bounds import MAX_HEADERS
 from jobsd.messages import EnvironmentSpec, Header, HttpConfig, JobKind, JobSpec
 
 _ATTRS: Final = "/data/attributes"

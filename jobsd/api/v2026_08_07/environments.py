@@ -19,11 +19,10 @@ from jobsd.api.extensions import policy_attribute, timezone_attribute
 from jobsd.api.fields import (
     FIELD_VALUE,
     FIELD_VALUE_RULE,
-    MAX_HEADERS,
-    configuration_size_problem,
     header_name_problem,
 )
 from jobsd.errors import ScheduleError, pointer_part
+from jobsd.job_bounds import MAX_HEADERS, configuration_size_problem
 from jobsd.messages import EnvironmentSpec, Header, HttpConfig, JobKind, Overlay
 from jobsd.schedule import CronSchedule, parse_schedule
 
