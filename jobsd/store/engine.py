@@ -3,8 +3,9 @@
 One writer thread owns the only write connection. Callers hand it a
 function of the connection; it drains whatever has queued up, runs the
 batch inside one `BEGIN IMMEDIATE` transaction with a savepoint around each
-function (so one failure rolls back only its own changes), commits once,
-and only then wakes the callers. Concurrent writes therefore cost one fsync
+function (so one failure rolls back only its own changes; a function alone
+in its transaction needs none), commits once, and only then wakes the
+callers, all of them with one wake-up of the trio thread. Concurrent writes therefore cost one fsync
 between them, and a caller is never told "done" before its data is durable.
 
 Reads use a small pool of read-only connections on trio's worker threads,
@@ -185,33 +186,58 @@ class Engine:
             conn.close()
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
-        outcomes: list[tuple[_Pending, Any, BaseException | None]] = []
         began = perf_s()
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for fn, pending in batch:
-                conn.execute("SAVEPOINT op")
-                try:
-                    value = fn(conn)
-                except BaseException as exc:
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
-                    outcomes.append((pending, None, exc))
-                else:
-                    conn.execute("RELEASE op")
-                    outcomes.append((pending, value, None))
-            conn.execute("COMMIT")
+            if len(batch) == 1:
+                outcomes = [_alone(conn, *batch[0])]
+            else:
+                outcomes = [_in_savepoint(conn, fn, pending) for fn, pending in batch]
+                conn.execute("COMMIT")
         except BaseException as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             outcomes = [(pending, None, exc) for _, pending in batch]
         if self._on_batch is not None:
             self._on_batch(len(batch), perf_s() - began)
-        for pending, value, error in outcomes:
-            self._token.run_sync_soon(_settle, pending, value, error)
+        # One wake-up of the trio thread per batch, not one per write.
+        self._token.run_sync_soon(_settle, outcomes)
 
 
-def _settle(pending: _Pending, value: Any, error: BaseException | None) -> None:
-    pending.value = value
-    pending.error = error
-    pending.done.set()
+_Outcome = tuple[_Pending, Any, BaseException | None]
+
+
+def _alone(
+    conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], Any], pending: _Pending
+) -> _Outcome:
+    """A write alone in its transaction needs no savepoint: its failure rolls it all back."""
+    try:
+        value = fn(conn)
+    except BaseException as exc:
+        if conn.in_transaction:  # SQLite may have rolled back already (a full disk)
+            conn.execute("ROLLBACK")
+        return pending, None, exc
+    conn.execute("COMMIT")
+    return pending, value, None
+
+
+def _in_savepoint(
+    conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], Any], pending: _Pending
+) -> _Outcome:
+    """One write of a batch: its failure rolls back its own changes only."""
+    conn.execute("SAVEPOINT op")
+    try:
+        value = fn(conn)
+    except BaseException as exc:
+        conn.execute("ROLLBACK TO op")
+        conn.execute("RELEASE op")
+        return pending, None, exc
+    conn.execute("RELEASE op")
+    return pending, value, None
+
+
+def _settle(outcomes: list[_Outcome]) -> None:
+    for pending, value, error in outcomes:
+        pending.value = value
+        pending.error = error
+        pending.done.set()

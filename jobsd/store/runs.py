@@ -1,41 +1,34 @@
-"""Runs in the store: enqueue, claim, finish, cancel, list; slots and retries.
+"""Runs in the store: enqueue, cancel, list; slots and retries; the durable queue.
 
 The scheduler's slot firing and the executors' claims are single
-transactions here, which is what makes "at most once per slot" and "never
+transactions, which is what makes "at most once per slot" and "never
 started after it was canceled" properties of the database rather than of
-any actor's memory. Slots are fired by `jobsd.store.slots`, runs claimed
-by `jobsd.store.claims`; a failure's retry is written with it, and released
-when due, by `jobsd.store.retries`.
+any actor's memory. Slots are fired by `jobsd.store.slots`; the
+executors' side (claim, finish, mark lost) is `jobsd.store.run_records`',
+runs claimed by `jobsd.store.claims`; a failure's retry is written with
+it, and released when due, by `jobsd.store.retries`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 
-import trio
-
 from jobsd import errors
-from jobsd.clock import Clock, to_us
+from jobsd.clock import to_us
 from jobsd.config import DEFAULT_ENVIRONMENT
 from jobsd.messages import (
     JobKind,
-    Outcome,
     RetryHeld,
     Run,
     RunOrder,
-    SchedulerNews,
 )
 from jobsd.runs import RunStatus, Trigger
-from jobsd.store import claims, environments_sql, jobs_sql, queue_sql, retries, runs_sql, slots
-from jobsd.store.claims import Claim
-from jobsd.store.ends import RunObserver, write_ending
-from jobsd.store.engine import Engine
-from jobsd.store.keyring import Sealer
+from jobsd.store import environments_sql, jobs_sql, queue_sql, retries, runs_sql, slots
 from jobsd.store.listings import RunListing
+from jobsd.store.run_records import RunRecordStore
 from jobsd.store.slots import DueJob, SlotFiring
 
 
@@ -43,20 +36,9 @@ def _run_not_found(run_id: str) -> errors.ApiError:
     return errors.not_found(f"no run with id '{run_id}'")
 
 
-class RunStore:
-    def __init__(
-        self,
-        engine: Engine,
-        keyring: Sealer,
-        clock: Clock,
-        observer: RunObserver | None = None,
-        news: trio.MemorySendChannel[SchedulerNews] | None = None,
-    ) -> None:
-        self._news = news
-        self._engine = engine
-        self._keyring = keyring
-        self._clock = clock
-        self._observer = observer
+class RunStore(RunRecordStore):
+    """Runs for the API, the scheduler and the dispatcher; the executors' side
+    (claim, finish, mark lost) is `RunRecordStore`'s."""
 
     # -- API --------------------------------------------------------------------
 
@@ -193,7 +175,7 @@ class RunStore:
             ended.append(run_id)
             return _fetch(conn, run_id), status is RunStatus.RUNNING
 
-        return await write_ending(self._engine, self._observer, tx)
+        return await self._ending(tx)
 
     # -- scheduler --------------------------------------------------------------
 
@@ -231,7 +213,7 @@ class RunStore:
         def tx(conn: sqlite3.Connection, ended: list[str]) -> list[tuple[bool, RunOrder | None]]:
             return [slots.fire(conn, firing, now_us, ended) for firing in firings]
 
-        return await write_ending(self._engine, self._observer, tx)
+        return await self._ending(tx)
 
     async def held_retries_before(self, until: datetime, limit: int) -> list[RetryHeld]:
         """Retries held for a due instant by `until`, soonest first."""
@@ -248,67 +230,6 @@ class RunStore:
 
     async def oldest_pending(self, account_id: str, limit: int) -> list[str]:
         return await self._engine.read(lambda c: queue_sql.oldest_pending(c, account_id, limit))
-
-    # -- executors --------------------------------------------------------------
-
-    async def claim(self, run_id: str, runs_included_of: Callable[[str], int]) -> Claim | None:
-        """PENDING -> RUNNING, metered; or FAILED/QUOTA_EXCEEDED. None: not ours to run."""
-        now = self._clock.now()
-
-        def tx(conn: sqlite3.Connection, ended: list[str]) -> Claim | None:
-            return claims.claim(
-                conn,
-                ended,
-                run_id,
-                now=now,
-                keyring=self._keyring,
-                runs_included_of=runs_included_of,
-            )
-
-        return await write_ending(self._engine, self._observer, tx)
-
-    async def finish(self, run_id: str, outcome: Outcome) -> bool:
-        """Record the outcome of a RUNNING run, and, in the same transaction, the
-        retry its policy asks for after a failure (`jobsd.store.retries`)."""
-        now = self._clock.now()
-
-        def tx(conn: sqlite3.Connection, ended: list[str]) -> tuple[bool, RetryHeld | None]:
-            if not runs_sql.finish(conn, run_id, outcome, now_us=to_us(now)):
-                return False, None
-            ended.append(run_id)
-            row = runs_sql.by_id(conn, run_id)
-            assert row is not None
-            return True, retries.schedule_retry(conn, row, outcome, now)
-
-        finished, retry = await write_ending(self._engine, self._observer, tx)
-        if retry is not None:
-            self._retry_held(retry)
-        return finished
-
-    def _retry_held(self, retry: RetryHeld) -> None:
-        """Tell the observer and the scheduler of a retry that has committed.
-
-        Never waits: an executor must not wait on the scheduler. Should the
-        scheduler's channel be full, the news is dropped; the scheduler sees
-        the full channel when it next reads it and reads the held retries
-        back from the store (`jobsd.scheduler`), so nothing is lost.
-        """
-        if self._observer is not None:
-            self._observer.retry_scheduled()
-        if self._news is not None:
-            with contextlib.suppress(trio.WouldBlock, trio.ClosedResourceError):
-                self._news.send_nowait(retry)
-
-    async def mark_lost(self, run_ids: list[str], error: str) -> int:
-        now_us = to_us(self._clock.now())
-
-        def tx(conn: sqlite3.Connection, ended: list[str]) -> int:
-            ended.extend(
-                r for r in run_ids if runs_sql.mark_lost(conn, r, now_us=now_us, error=error)
-            )
-            return len(ended)
-
-        return await write_ending(self._engine, self._observer, tx)
 
 
 def _check_backlog(conn: sqlite3.Connection, account_id: str, max_pending: int) -> None:

@@ -1,0 +1,107 @@
+"""The executors' side of the runs: claim, finish, mark lost (`RunRecords`).
+
+Each is one write transaction through `write_ending`, so the runs it ends
+are told to the observer only once they have committed. A claim is
+`jobsd.store.claims`'; a finish writes the outcome and, in the same
+transaction, the retry its policy asks for (`jobsd.store.retries`), and
+tells the scheduler of that retry only after the commit, never waiting on
+it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Callable
+from typing import TypeVar
+
+import trio
+
+from jobsd.clock import Clock, to_us
+from jobsd.messages import Outcome, RetryHeld, SchedulerNews
+from jobsd.store import claims, retries, runs_sql
+from jobsd.store.claims import Claim
+from jobsd.store.ends import RunObserver, write_ending
+from jobsd.store.engine import Engine
+from jobsd.store.keyring import Sealer
+
+T = TypeVar("T")
+
+
+class RunRecordStore:
+    def __init__(
+        self,
+        engine: Engine,
+        keyring: Sealer,
+        clock: Clock,
+        observer: RunObserver | None = None,
+        news: trio.MemorySendChannel[SchedulerNews] | None = None,
+    ) -> None:
+        self._news = news
+        self._engine = engine
+        self._keyring = keyring
+        self._clock = clock
+        self._observer = observer
+
+    async def _ending(self, tx: Callable[[sqlite3.Connection, list[str]], T]) -> T:
+        """`tx` in the writer; the runs it ended told after the commit (`write_ending`)."""
+        return await write_ending(self._engine, self._observer, tx)
+
+    async def claim(self, run_id: str, runs_included_of: Callable[[str], int]) -> Claim | None:
+        """PENDING -> RUNNING, metered; or FAILED/QUOTA_EXCEEDED. None: not ours to run."""
+        now = self._clock.now()
+
+        def tx(conn: sqlite3.Connection, ended: list[str]) -> Claim | None:
+            return claims.claim(
+                conn,
+                ended,
+                run_id,
+                now=now,
+                keyring=self._keyring,
+                runs_included_of=runs_included_of,
+            )
+
+        return await self._ending(tx)
+
+    async def finish(self, run_id: str, outcome: Outcome) -> bool:
+        """Record the outcome of a RUNNING run, and, in the same transaction, the
+        retry its policy asks for after a failure (`jobsd.store.retries`)."""
+        now = self._clock.now()
+
+        def tx(conn: sqlite3.Connection, ended: list[str]) -> tuple[bool, RetryHeld | None]:
+            if not runs_sql.finish(conn, run_id, outcome, now_us=to_us(now)):
+                return False, None
+            ended.append(run_id)
+            row = runs_sql.by_id(conn, run_id)
+            assert row is not None
+            return True, retries.schedule_retry(conn, row, outcome, now)
+
+        finished, retry = await self._ending(tx)
+        if retry is not None:
+            self._retry_held(retry)
+        return finished
+
+    def _retry_held(self, retry: RetryHeld) -> None:
+        """Tell the observer and the scheduler of a retry that has committed.
+
+        Never waits: an executor must not wait on the scheduler. Should the
+        scheduler's channel be full, the news is dropped; the scheduler sees
+        the full channel when it next reads it and reads the held retries
+        back from the store (`jobsd.scheduler`), so nothing is lost.
+        """
+        if self._observer is not None:
+            self._observer.retry_scheduled()
+        if self._news is not None:
+            with contextlib.suppress(trio.WouldBlock, trio.ClosedResourceError):
+                self._news.send_nowait(retry)
+
+    async def mark_lost(self, run_ids: list[str], error: str) -> int:
+        now_us = to_us(self._clock.now())
+
+        def tx(conn: sqlite3.Connection, ended: list[str]) -> int:
+            ended.extend(
+                r for r in run_ids if runs_sql.mark_lost(conn, r, now_us=now_us, error=error)
+            )
+            return len(ended)
+
+        return await self._ending(tx)
