@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from jobsd import logs
 from jobsd.config import LogConfig
@@ -138,3 +140,13 @@ def test_under_systemd_text_lines_carry_no_timestamp(tmp_path: Path) -> None:
         heads
     )
     assert not any(re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d", h) for h in heads)
+
+
+@given(st.text() | st.integers() | st.none())
+def test_a_text_value_is_quoted_exactly_when_it_holds_space_a_quote_or_an_equals_sign(
+    value: object,
+) -> None:
+    """The rule as first written, one character at a time, against the fast search."""
+    text = "" if value is None else str(value)
+    plain = bool(text) and not any(c.isspace() or c in '"=' for c in text)
+    assert logs._text_value(value) == (text if plain else json.dumps(text))

@@ -70,6 +70,9 @@ def create_app(ctx: ApiContext) -> QuartTrio:
         if response.status_code == 408:
             response.headers["Connection"] = "close"
             return response
+        headers = request.headers
+        if "Content-Length" not in headers and "Transfer-Encoding" not in headers:
+            return response  # HTTP/1.1 framing: no body was sent, none is left to read
         try:
             await request.get_data(cache=False)
         except Exception:

@@ -1,12 +1,13 @@
 """Bearer tokens to accounts.
 
-The config holds only SHA-256 digests. The presented token is hashed and
-compared against every digest with `hmac.compare_digest` (inside
-`Config.account_for_digest`), so finding the account costs the same whether
-the token is right, wrong by its last character, or wrong throughout: the
-time tells nothing about how close a guess came. Only the answer (401 or
-not) differs, and that the response says anyway. The token itself is never
-stored, compared in the clear, or logged, and no error detail repeats it.
+The config holds only SHA-256 digests. The presented token is hashed and the
+digest looked up in an index of the config in force (`jobsd.api.tokens`,
+rebuilt when a reload swaps the config), so finding the account costs the
+same whether the token is right, wrong by its last character, or wrong
+throughout: the time tells nothing about how close a guess came. Only the
+answer (401 or not) differs, and that the response says anyway. The token
+itself is never stored, compared in the clear, or logged, and no error
+detail repeats it.
 """
 
 from __future__ import annotations
@@ -76,8 +77,9 @@ def requested_version() -> str | None:
 
 
 def account_for_token(ctx: ApiContext, token: str) -> AccountConfig | None:
-    """The constant-time part: the same work for every token of a given length."""
-    return ctx.settings.config.account_for_digest(token_sha256(token))
+    """The lookup alone: the same work for every token of a given length."""
+    match = ctx.tokens.match(ctx.settings.config, token_sha256(token))
+    return None if match is None else match.account
 
 
 def current_account(ctx: ApiContext) -> Caller:
@@ -94,7 +96,7 @@ def current_account(ctx: ApiContext) -> Caller:
     if token is None:
         raise errors.unauthorized("the Authorization header must be 'Bearer <token>'")
     config = ctx.settings.config
-    match = config.token_for_digest(token_sha256(token))
+    match = ctx.tokens.match(config, token_sha256(token))
     if match is None:
         raise errors.unauthorized("the bearer token is not valid")
     account = match.account

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from jobsd.api.tokens import Tokens
 from jobsd.dispatch import RunIntake
 from jobsd.messages import CancelRun
 from jobsd.settings import Health, Settings
@@ -30,3 +31,4 @@ class ApiContext:
     cancels: trio.MemorySendChannel[CancelRun]
     health: Health = field(default_factory=Health)
     observer: Observer | None = None  # metrics and request logs; None in app-only tests
+    tokens: Tokens = field(default_factory=Tokens)  # follows `settings.config` across reloads

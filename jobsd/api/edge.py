@@ -25,6 +25,7 @@ answered.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Sequence
@@ -70,6 +71,7 @@ def _shape(path: str) -> str:
 _CONTRACT = {_shape(path): path for version in API_VERSIONS for path in base_spec(version)["paths"]}
 
 
+@functools.lru_cache(maxsize=256)  # the app's rules: a few dozen, asked about per request
 def route_template(rule: str) -> str:
     """A Werkzeug rule as the contract names it: `/api/v1/jobs/<slug>` ->
     `/api/v1/jobs/{job_id}`; a route outside the contract keeps its own names."""
@@ -115,7 +117,11 @@ class TrustedProxies:
     async def __call__(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
-        if scope["type"] == "http" and address_in(client_of(scope), self._proxies):
+        if (
+            self._proxies
+            and scope["type"] == "http"
+            and address_in(client_of(scope), self._proxies)
+        ):
             inner = _LinkSafe(self._app, scope)
             fixed = ProxyFixMiddleware(inner, mode="legacy", trusted_hops=1)  # type: ignore[arg-type]
             await fixed(scope, receive, send)

@@ -38,7 +38,7 @@ def meta_blueprint(ctx: ApiContext) -> Blueprint:
             token = bearer_token(request.headers.get("Authorization"))
             match = None
             if token is not None:
-                match = ctx.settings.config.token_for_digest(token_sha256(token))
+                match = ctx.tokens.match(ctx.settings.config, token_sha256(token))
             version = DEFAULT_API_VERSION if match is None else match.account.api_version
         g.jobsd_version = version
         return Response(dialect(version).served_spec(), content_type="application/json")

@@ -11,6 +11,12 @@ between them, and a caller is never told "done" before its data is durable.
 Reads use a small pool of read-only connections on trio's worker threads,
 so a long listing never waits behind the writer (WAL lets both proceed).
 Listings read through snapshots of their own (`jobsd.store.snapshots`).
+A point read (a few rows found by a unique key: one job) runs on the event
+loop's thread instead, on a read-only connection that never waits for a
+lock: it costs tens of microseconds, less than the hand-over to a worker
+thread and back, and a worker thread waiting for the GIL behind a busy loop
+made each such read take milliseconds. If SQLite says busy (WAL recovery
+after a crash, say), the same read goes to a worker thread and waits there.
 
 Waiting for a write is shielded from cancellation: once a write has been
 handed over it will happen, and the caller learns its result rather than
@@ -78,6 +84,7 @@ class Engine:
         self._inflight = trio.Semaphore(1024)
         self._read_conns: list[sqlite3.Connection] = []
         self._read_limiter = trio.CapacityLimiter(readers)
+        self._point_conn: sqlite3.Connection | None = None
         self._readers = readers
         self.snapshots = SnapshotPool(self._open_reader)
         self._thread: threading.Thread | None = None
@@ -129,6 +136,20 @@ class Engine:
             finally:
                 self._read_conns.append(conn)
 
+    async def point_read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`read` for a bounded lookup by key, run here; waits only if SQLite is busy."""
+        if self._closed:
+            raise RuntimeError("the store is closed")
+        if self._point_conn is None:
+            self._point_conn = self._open_reader()
+            self._point_conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            return fn(self._point_conn)
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_BUSY:
+                raise
+        return await self.read(fn)
+
     @asynccontextmanager
     async def snapshot(self, owner: str) -> AsyncIterator[Snapshot]:
         """A read transaction held across awaits; see `jobsd.store.snapshots`."""
@@ -158,6 +179,9 @@ class Engine:
         for conn in self._read_conns:
             conn.close()
         self._read_conns.clear()
+        if self._point_conn is not None:
+            self._point_conn.close()
+            self._point_conn = None
         self.snapshots.close()
 
     # -- the writer thread ----------------------------------------------------

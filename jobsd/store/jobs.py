@@ -216,7 +216,7 @@ class JobStore:
                 raise _job_not_found(slug)
             return jobs_sql.to_job(row, environments_sql.env_rows(conn, row["id"]), keyring)
 
-        return await self._engine.read(q)
+        return await self._engine.point_read(q)
 
     @asynccontextmanager
     async def listing(self, account_id: str) -> AsyncIterator[JobListing]:

@@ -12,11 +12,14 @@ over the rounds.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -58,6 +61,7 @@ class Served:
 class ApiRead:
     jobsd: Served
     hello: Served
+    baseline: Served | None = None  # the same GETs to a daemon from another checkout
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -66,13 +70,17 @@ class ApiRead:
 
 
 async def closed_loops(
-    url: str, paths: list[str], connections: int, seconds: float, served: Served, cpu: object
+    url: str,
+    paths: list[str],
+    connections: int,
+    seconds: float,
+    served: Served,
+    cpu: Callable[[], float],
 ) -> None:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     headers = list(AUTH.items())
     conns = [await H11Conn.open(host, port) for _ in range(connections)]
-    assert callable(cpu)
     cpu0, began = cpu(), time.perf_counter()
     end = began + seconds
 
@@ -104,8 +112,11 @@ async def run_api_read(
     connections: int = 16,
     rounds: int = 3,
     round_s: float = 3.0,
+    baseline: Path | None = None,
 ) -> ApiRead:
     result = ApiRead(Served("GET /api/v1/jobs/{id}"), Served("hello-world quart-trio"))
+    if baseline is not None:
+        result.baseline = Served(f"the same, {baseline.name}")
     hello = subprocess.Popen(
         [sys.executable, "-m", "tests.bench.e2e.hello_server"],
         cwd=Path(__file__).parents[3],
@@ -116,32 +127,31 @@ async def run_api_read(
     try:
         assert hello.stdout is not None
         hello_url = hello.stdout.readline().strip()
-        async with running_daemon(work_dir / "jobsd-api", 4, children) as daemon:
+        async with contextlib.AsyncExitStack() as stack:
+            daemons = [
+                await stack.enter_async_context(running_daemon(work_dir / "jobsd-api", 4, children))
+            ]
+            if baseline is not None:
+                old = running_daemon(work_dir / "jobsd-api-old", 4, children, code=baseline)
+                daemons.append(await stack.enter_async_context(old))
             docs = [
                 job_doc(f"read-{i:04d}", "2099-01-01T00:00:00Z", target.hook) for i in range(jobs)
             ]
-            _, errors = await create_jobs(daemon.api, docs)
-            result.problems.extend(errors)
+            for daemon in daemons:
+                _, errors = await create_jobs(daemon.api, docs)
+                result.problems.extend(errors)
             paths = [f"/api/v1/jobs/read-{i:04d}" for i in range(jobs)]
+            servers = [
+                (d.url, paths, s, partial(tree_cpu_s, d.pid))
+                for d, s in zip(daemons, [result.jobsd, result.baseline], strict=False)
+            ]
+            servers.append((hello_url, [HELLO_PATH], result.hello, partial(proc_cpu_s, hello.pid)))
             for n in range(rounds):
                 print(f"  api: round {n + 1}/{rounds} ...", flush=True)
-                await closed_loops(
-                    daemon.url,
-                    paths,
-                    connections,
-                    round_s,
-                    result.jobsd,
-                    lambda: tree_cpu_s(daemon.pid),
-                )
-                await closed_loops(
-                    hello_url,
-                    [HELLO_PATH],
-                    connections,
-                    round_s,
-                    result.hello,
-                    lambda: proc_cpu_s(hello.pid),
-                )
-        result.problems.extend(daemon.problems)
+                for url, todo, served, cpu in servers:
+                    assert served is not None
+                    await closed_loops(url, todo, connections, round_s, served, cpu)
+        result.problems.extend(p for d in daemons for p in d.problems)
     finally:
         hello.terminate()
         hello.wait(timeout=30)

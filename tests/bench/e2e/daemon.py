@@ -74,13 +74,23 @@ class Daemon:
 
 @asynccontextmanager
 async def running_daemon(
-    data: Path, workers: int, children: Children, *, extra_config: str = "", start_s: float = 30
+    data: Path,
+    workers: int,
+    children: Children,
+    *,
+    extra_config: str = "",
+    start_s: float = 30,
+    code: Path | None = None,
 ) -> AsyncIterator[Daemon]:
-    """Starts it in `data`, yields it, stops it with SIGTERM (problems noted on the Daemon)."""
+    """Starts it in `data`, yields it, stops it with SIGTERM (problems noted on the Daemon).
+
+    `code`: another checkout whose `jobsd` to run (first on PYTHONPATH), for a before/after.
+    """
     data.mkdir(parents=True, exist_ok=True)
     config = data / "jobsd.toml"
     config.write_text(config_toml(data, workers, extra_config))
-    process = DaemonProcess(["serve", "--config", str(config)], cwd=data)
+    env = None if code is None else {"PYTHONPATH": str(code)}
+    process = DaemonProcess(["serve", "--config", str(config)], cwd=data, env=env)
     await trio.to_thread.run_sync(lambda: process.start(timeout_s=start_s))
     assert process.proc is not None
     children.append(process.proc)

@@ -57,6 +57,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--rounds", type=int, default=3, help="alternating rounds of each server")
     g.add_argument("--round-s", type=float, default=3.0)
     g.add_argument("--connections", type=int, default=16)
+    g.add_argument("--api-baseline", type=Path, help="also a daemon from this checkout (before)")
     g = p.add_argument_group("cron")
     g.add_argument("--cron-jobs", type=int, default=1_000_000)
     g.add_argument("--idle-s", type=float, default=10.0)
@@ -118,6 +119,7 @@ async def run(a: argparse.Namespace, deadline: float, children: Children, res: R
                     rounds=a.rounds,
                     round_s=a.round_s,
                     connections=a.connections,
+                    baseline=a.api_baseline,
                 )
             if "cron" in wanted:
                 res.cron = await run_cron_ready(

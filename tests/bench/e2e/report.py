@@ -152,6 +152,12 @@ def report(res: Results, load_before: str, load_after: str, headline: str) -> st
             f"  ratio jobsd ÷ hello: {res.api.ratio:.2f} req/s, "
             f"{res.api.jobsd.cpu_ms / res.api.hello.cpu_ms:.2f} CPU per request",
         ]
+        if (old := res.api.baseline) is not None:
+            out += [
+                "  " + old.line(),
+                f"  ratio {old.name} ÷ hello: {old.rate / res.api.hello.rate:.2f} req/s, "
+                f"{old.cpu_ms / res.api.hello.cpu_ms:.2f} CPU per request",
+            ]
     if res.cron is not None:
         c = res.cron
         out += [

@@ -1,0 +1,135 @@
+"""The API's fast read path keeps every guarantee of the slow one.
+
+- Tokens are looked up in an index of the config in force
+  (`jobsd.api.tokens`): a reload that removes a token refuses it on the very
+  next request, one that narrows a scoped token narrows it at once, one that
+  adds a token admits it at once, and a config swapped by any means (not
+  only `Reloader`) is never answered from the old index.
+- A job is read on the event loop's thread (`Engine.point_read`); when
+  SQLite is busy the read is made again on a worker thread, which may wait.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from jobsd.api.tokens import Tokens
+from jobsd.config import load_config, token_sha256
+from jobsd.notify import Notifier
+from jobsd.reload import Reloader
+from jobsd.settings import Settings
+from jobsd.store.engine import Engine
+from tests.api.test_scoped_tokens import ACME, STAGING_TOKEN
+from tests.conftest import TOKEN_A, TOKEN_B, config_text, job_doc, make_harness
+
+NEW_TOKEN = "jobsd_test-token-added-by-a-reload"
+NEW = {"Jobsd-Version": "2026-08-07"}
+
+
+async def test_a_reload_refuses_a_removed_token_at_once_and_admits_an_added_one(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "jobsd.toml"
+    path.write_text(config_text(tmp_path, acme=ACME))
+    async with make_harness(tmp_path, acme=ACME) as h:
+        started = load_config(path)
+        h.ctx.settings.config = started
+        reloader = Reloader(h.ctx.settings, path, Notifier(None), started)
+        envs = {"production": {"enabled": True}, "staging": {"enabled": True}}
+        assert (
+            await h.post(
+                "/api/v1/jobs",
+                job_doc("warm", environments=envs),
+                headers={"Jobsd-Version": "2026-08-07"},
+            )
+        ).status_code == 201
+        for token in (TOKEN_A, TOKEN_B, STAGING_TOKEN):
+            assert (await h.get("/api/v1/usage", token=token)).status_code == 200
+        assert (await h.get("/api/v1/usage", token=NEW_TOKEN)).status_code == 401
+
+        revoked = config_text(tmp_path, acme=ACME).replace(
+            token_sha256(TOKEN_A), token_sha256(NEW_TOKEN)
+        )
+        path.write_text(revoked.replace('environments = ["staging"]', 'environments = ["qa"]'))
+        assert await reloader.reload()
+        assert (await h.get("/api/v1/usage", token=TOKEN_A)).status_code == 401
+        assert (await h.get("/api/v1/jobs/warm", token=TOKEN_A)).status_code == 401
+        assert (await h.get("/api/v1/usage", token=NEW_TOKEN)).status_code == 200
+        assert (await h.get("/api/v1/usage", token=TOKEN_B)).status_code == 200
+        # The staging token now reaches qa only, where the job has no entry.
+        seen = await h.get(
+            "/api/v1/jobs/warm", token=STAGING_TOKEN, headers={"Jobsd-Version": "2026-08-07"}
+        )
+        assert seen.status_code == 200
+        assert (await seen.get_json())["data"]["attributes"]["environments"] == {}
+
+        path.write_text(config_text(tmp_path, acme=ACME))
+        assert await reloader.reload()
+        assert (await h.get("/api/v1/usage", token=TOKEN_A)).status_code == 200
+        assert (await h.get("/api/v1/usage", token=NEW_TOKEN)).status_code == 401
+
+
+async def test_the_index_follows_any_swap_of_the_config(tmp_path: Path) -> None:
+    """Not only `Reloader`: whatever object is in force is the one answered from."""
+    first = load_config_text(tmp_path, config_text(tmp_path))
+    settings = Settings(first)
+    tokens = Tokens()
+    assert tokens.match(settings.config, token_sha256(TOKEN_A)) is not None
+    # model_copy carries no derived state: the index must not come along with it.
+    settings.config = first.model_copy(update={"accounts": first.accounts[1:]})
+    assert tokens.match(settings.config, token_sha256(TOKEN_A)) is None
+    assert tokens.match(settings.config, token_sha256(TOKEN_B)) is not None
+    settings.config = first
+    match = tokens.match(settings.config, token_sha256(TOKEN_A))
+    assert match is not None and match.account.id == "acme" and match.scope is None
+
+
+def load_config_text(tmp_path: Path, text: str) -> object:
+    path = tmp_path / "swap.toml"
+    path.write_text(text)
+    return load_config(path)
+
+
+async def test_a_point_read_runs_on_the_loop_and_waits_on_a_thread_only_when_busy(
+    tmp_path: Path,
+) -> None:
+    """SQLite says busy to a WAL reader only in rare states (recovery after a
+    crash); the busy answer is made here by the read itself, the first time,
+    on the loop's thread, which is where the fallback decides."""
+    engine = Engine(tmp_path / "point.sqlite3")
+    engine.start(lambda conn: conn.execute("CREATE TABLE t (x INTEGER)"))
+    try:
+        await engine.write(lambda conn: conn.execute("INSERT INTO t VALUES (7)"))
+        threads: list[str] = []
+
+        def read(conn: sqlite3.Connection) -> int:
+            threads.append(threading.current_thread().name)
+            return int(conn.execute("SELECT x FROM t").fetchone()[0])
+
+        assert await engine.point_read(read) == 7
+        assert threads == [threading.main_thread().name]  # no hand-over to a thread
+
+        def busy_on_the_loop(conn: sqlite3.Connection) -> int:
+            if threading.current_thread() is threading.main_thread():
+                exc = sqlite3.OperationalError("database is locked")
+                exc.sqlite_errorcode = sqlite3.SQLITE_BUSY  # type: ignore[attr-defined]
+                raise exc
+            return read(conn)
+
+        threads.clear()
+        assert await engine.point_read(busy_on_the_loop) == 7
+        assert threads and threads[0] != threading.main_thread().name  # read on a worker
+
+        def broken(conn: sqlite3.Connection) -> int:
+            return int(conn.execute("SELECT x FROM no_such_table").fetchone()[0])
+
+        with pytest.raises(sqlite3.OperationalError, match="no such table"):
+            await engine.point_read(broken)  # not busy: raised, not retried
+    finally:
+        await engine.aclose()
+    with pytest.raises(RuntimeError, match="closed"):
+        await engine.point_read(read)
