@@ -70,7 +70,11 @@ class TextFormatter(logging.Formatter):
         self._journal = journal
 
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
+        if record.exc_info or record.exc_text or record.stack_info:
+            line = super().format(record)
+        else:  # what the format string gives, without the generic machinery (a line per request)
+            record.message = record.getMessage()
+            line = f"{record.levelname} {record.name}: {record.message}"
         extra = " ".join(f"{k}={_text_value(v)}" for k, v in _fields_of(record).items())
         head, sep, tail = line.partition("\n")  # a traceback stays below the line it explains
         line = f"{head} {extra}{sep}{tail}" if extra else line

@@ -27,6 +27,7 @@ answer and shows under `jobsd_api_requests_total`); succeeded runs have
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.exposition import choose_encoder
@@ -46,6 +47,7 @@ _REQUEST_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300
 _API_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _STORE_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 _BATCH = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+_API_CHILDREN = 4096  # routes x methods x statuses seen; a client's odd methods cannot grow it
 
 
 def method_label(method: str) -> str:
@@ -120,6 +122,9 @@ class Metrics:
             registry=r,
         )
 
+        # (route, method as sent, status) -> its counter and histogram children
+        self._api_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
     def run_ended(self, end: RunEnded, accounts: Mapping[str, Collection[str]]) -> None:
         """`accounts`: each configured account's environments."""
         known = accounts.get(end.account_id)
@@ -139,9 +144,21 @@ class Metrics:
             self.request_duration.labels(account).observe(max(0.0, took_s))
 
     def api_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        method = method_label(method)
-        self.api_requests.labels(route, method, str(status)).inc()
-        self.api_duration.labels(route, method).observe(seconds)
+        """Called for every request, so the labelled children are kept, not looked up
+        again (`labels` validates and locks each time); at most `_API_CHILDREN` kept."""
+        key = (route, method, status)
+        children = self._api_children.get(key)
+        if children is None:
+            label = method_label(method)
+            children = (
+                self.api_requests.labels(route, label, str(status)),
+                self.api_duration.labels(route, label),
+            )
+            if len(self._api_children) < _API_CHILDREN:
+                self._api_children[key] = children
+        requests, duration = children
+        requests.inc()
+        duration.observe(seconds)
 
     def api_refused(self, method: str, status: int) -> None:
         """A refusal on the wire is counted, not timed: no app handled it."""

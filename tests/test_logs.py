@@ -150,3 +150,31 @@ def test_a_text_value_is_quoted_exactly_when_it_holds_space_a_quote_or_an_equals
     text = "" if value is None else str(value)
     plain = bool(text) and not any(c.isspace() or c in '"=' for c in text)
     assert logs._text_value(value) == (text if plain else json.dumps(text))
+
+
+@given(
+    st.sampled_from([logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR]),
+    st.text(min_size=1, max_size=20),
+    st.text(max_size=40),
+    st.lists(st.text(max_size=10) | st.integers() | st.none(), max_size=3),
+    st.booleans(),
+)
+def test_a_text_line_is_what_the_format_string_gives(
+    level: int, name: str, text: str, args: list[object], journal: bool
+) -> None:
+    """The formatter skips `logging.Formatter.format` for lines without a traceback:
+    the head must be what "%(levelname)s %(name)s: %(message)s" makes of them."""
+    msg = text.replace("%", "%%") + " %s" * len(args)
+    record = logging.makeLogRecord(
+        {
+            "name": name,
+            "levelno": level,
+            "levelname": logging.getLevelName(level),
+            "msg": msg,
+            "args": tuple(args),
+            **logs.fields(k="v w"),
+        }
+    )
+    head = logging.Formatter("%(levelname)s %(name)s: %(message)s").format(record)
+    line = logs.TextFormatter(journal=journal).format(record)
+    assert line.endswith(f'{head} k="v w"')

@@ -390,3 +390,25 @@ async def test_the_scheduler_lag_and_lateness_of_scheduled_runs(tmp_path: Path) 
     assert total(text, "jobsd_scheduler_lag_seconds_count") >= 1
     assert total(text, "jobsd_run_lateness_seconds_count", account="acme") >= 1
     assert total(text, "jobsd_runs_finished_total", trigger="SCHEDULE", status="SUCCEEDED") >= 1
+
+
+def test_api_requests_count_the_same_with_the_children_kept_and_past_their_bound() -> None:
+    """`Metrics.api_request` keeps each labelled child; past the bound it looks them up."""
+    metrics = Metrics()
+    methods = [f"X{i}" for i in range(5000)]  # odd methods: all labelled OTHER
+    for method in methods:
+        metrics.api_request("/api/v1/jobs", method, 405, 0.001)
+    for _ in range(3):
+        metrics.api_request("/api/v1/jobs/{job_id}", "GET", 200, 0.002)
+    assert len(metrics._api_children) == 4096
+    counted = {
+        (s.labels["route"], s.labels["method"], s.labels["status"]): s.value
+        for family in text_string_to_metric_families(metrics.exposition(0, 0)[0].decode())
+        if family.name == "jobsd_api_requests"
+        for s in family.samples
+        if s.name == "jobsd_api_requests_total"
+    }
+    assert counted == {
+        ("/api/v1/jobs", "OTHER", "405"): 5000.0,
+        ("/api/v1/jobs/{job_id}", "GET", "200"): 3.0,
+    }

@@ -1,10 +1,11 @@
 """The API read path in one process, no sockets: CPU per `GET /jobs/{id}` by layer.
 
 Calls the ASGI app the daemon serves (trusted-proxy check, metrics and
-access log, head limit, request deadline, Quart, auth, the store read on
-its thread, rendering) directly with a request scope, one request after
-another, and the same for a hello-world Quart app behind the same
-request-level guards. What is left out is the same for both: hypercorn's
+access log, head limit, request deadline, Quart, auth, the store read,
+rendering) directly with a request scope, `--concurrency` at a time, then
+the same app without the metrics and access log ("quiet"), then a
+hello-world Quart app behind the same request-level guards, round after
+round. What is left out is the same for both: hypercorn's
 parsing and the socket. So the difference is jobsd's own work per read,
 measured as CPU (`process_time`, every thread of this process) per request.
 
@@ -137,6 +138,9 @@ async def rounds(args: argparse.Namespace, config: Config, data: Path) -> None:
         ctx = ApiContext(store, settings, None, cancels_tx, Health(ready=True), observer)  # type: ignore[arg-type]
         jobsd_app = edge.outer_layers(guarded(create_app(ctx)), observer, ())
         hello = guarded(hello_app())
+        # The same app without the edge's metrics and access log: what they cost.
+        unobserved = ApiContext(store, settings, None, cancels_tx, Health(ready=True))  # type: ignore[arg-type]
+        quiet_app = edge.outer_layers(guarded(create_app(unobserved)), None, ())
         caller = Caller(reader, config.plans["p"], ("production",))
         for i in range(100):
             write = DIALECT.parse_job(job_doc(f"job-{i:03d}"), path_slug=None, caller=caller)
@@ -151,6 +155,7 @@ async def rounds(args: argparse.Namespace, config: Config, data: Path) -> None:
         for n in range(args.rounds):
             for name, app, todo in (
                 ("jobsd", jobsd_app, scopes),
+                ("quiet", quiet_app, scopes),
                 ("hello", hello, [hello_scope] * args.requests),
             ):
                 if profiler is not None and name == "jobsd":
