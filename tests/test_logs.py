@@ -175,6 +175,7 @@ def test_a_text_line_is_what_the_format_string_gives(
             **logs.fields(k="v w"),
         }
     )
-    head = logging.Formatter("%(levelname)s %(name)s: %(message)s").format(record)
+    base = logging.Formatter("%(levelname)s %(name)s: %(message)s").format(record)
+    head, sep, tail = base.partition("\n")  # fields go before a second line, as ever
     line = logs.TextFormatter(journal=journal).format(record)
-    assert line.endswith(f'{head} k="v w"')
+    assert line.endswith(f'{head} k="v w"{sep}{tail}')
