@@ -85,4 +85,5 @@ def duration_ms(start: datetime | None, end: datetime | None) -> int | None:
 
 def month_of(instant: datetime) -> str:
     """The usage period (`YYYY-MM`, UTC) an instant falls in."""
-    return instant.astimezone(UTC).strftime("%Y-%m")
+    utc = instant.astimezone(UTC)
+    return f"{utc.year:04d}-{utc.month:02d}"  # strftime costs ~5 us, once per claim

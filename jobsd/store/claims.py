@@ -19,7 +19,7 @@ from datetime import datetime
 from jobsd.clock import from_us, iso, month_of, to_us
 from jobsd.errors import SealError
 from jobsd.messages import OWN_HEADER_PREFIX, HttpConfig
-from jobsd.plans import may_meter
+from jobsd.plans import UNLIMITED, may_meter
 from jobsd.runs import RunStatus
 from jobsd.store import environments_sql, jobs_sql, runs_sql
 from jobsd.store.keyring import Sealer
@@ -50,6 +50,17 @@ class Claim:
         return headers
 
 
+# The run's own columns (named apart from the job's) and its job's, in one read.
+_CLAIM_READ = (
+    "SELECT r.status AS run_status, r.held_until_us AS run_held_until_us, "
+    "r.job_slug AS run_job_slug, r.environment AS run_environment, "
+    "r.scheduled_for_us AS run_scheduled_for_us, r.retry_of AS run_retry_of, "
+    "r.retry_attempt AS run_retry_attempt, "
+    + ", ".join(f"j.{column.strip()}" for column in jobs_sql.COLUMNS.split(","))
+    + " FROM runs AS r JOIN jobs AS j ON j.id = r.job_id WHERE r.id = ?"
+)
+
+
 def claim(
     conn: sqlite3.Connection,
     ended: list[str],
@@ -60,53 +71,58 @@ def claim(
     runs_included_of: Callable[[str], int],
 ) -> Claim | None:
     """The run, now RUNNING and metered; a Claim without config when refused (and
-    recorded, its id in `ended`); None when it is not to be run now."""
-    row = runs_sql.by_id(conn, run_id)
-    if row is None or row["status"] != RunStatus.PENDING.value:
+    recorded, its id in `ended`); None when it is not to be run now.
+
+    The run and its job are read once, together; the environment's row
+    beside them (its overrides applied only when it has any); the month's
+    usage only when the plan limits it. Header values are opened once.
+    """
+    row = conn.execute(_CLAIM_READ, (run_id,)).fetchone()
+    if row is None or row["run_status"] != RunStatus.PENDING.value:
         return None
-    if row["held_until_us"] is not None:
+    if row["run_held_until_us"] is not None:
         return None  # a retry not yet due: the scheduler releases it when it is
-    job = jobs_sql.row_by_pk(conn, row["job_id"])
-    assert job is not None
-    account_id = str(row["account_id"])
-    env = environments_sql.env_row(conn, row["job_id"], row["environment"])
+    account_id = str(row["account_id"])  # the job's, which is the run's
+    env = environments_sql.env_row(conn, row["id"], row["run_environment"])
     try:
-        config = jobs_sql.to_spec(job, keyring, strict=True).config
-        if env is not None:
+        config = jobs_sql.to_config(row, keyring, strict=True)
+        if env is not None and environments_sql.overrides_request(env):
             config = environments_sql.to_overlay(env, account_id, keyring, strict=True).apply(
                 config
             )
     except SealError as exc:
-        _fail_unopenable(conn, run_id, str(exc), now_us=to_us(now), job=job)
+        _fail_unopenable(conn, run_id, str(exc), now_us=to_us(now), job=row)
         ended.append(run_id)
         return Claim(run_id, account_id, None)
     period = month_of(now)
     included = runs_included_of(account_id)
-    if not may_meter(included, runs_sql.runs_used(conn, account_id, period)):
+    if included != UNLIMITED and not may_meter(
+        included, runs_sql.runs_used(conn, account_id, period)
+    ):
         runs_sql.refuse_for_quota(
             conn,
             run_id,
             now_us=to_us(now),
-            job_version=job["version"],
+            job_version=row["version"],
             runs_included=included,
             period=period,
         )
         ended.append(run_id)
         return Claim(run_id, account_id, None)
     if not runs_sql.start(
-        conn, run_id, now_us=to_us(now), job_version=job["version"], period=period
+        conn, run_id, now_us=to_us(now), job_version=row["version"], period=period
     ):
         return None
     runs_sql.meter(conn, account_id, period)
-    scheduled_us = row["scheduled_for_us"]
+    scheduled_us = row["run_scheduled_for_us"]
     return Claim(
         run_id,
         account_id,
         config,
-        job_slug=str(row["job_slug"]),
+        job_slug=str(row["run_job_slug"]),
         scheduled_for=None if scheduled_us is None else from_us(scheduled_us),
-        retry_of=row["retry_of"],
-        retry_attempt=row["retry_attempt"],
+        retry_of=row["run_retry_of"],
+        retry_attempt=row["run_retry_attempt"],
     )
 
 

@@ -3,8 +3,10 @@
 Runs end in several transactions (finished by an executor, refused for
 quota, lost at a stop, canceled through the API, canceled with their job).
 Each of those writes goes through `write_ending`: the transaction lists
-the runs it ended, their facts are read in that same transaction, and the
-observer hears of them only after the commit. So the metrics and the run
+the runs it ended, their facts are read in that same transaction (or
+handed over by the statement that ended them, `Ended.add`, so a finish
+reads nothing twice), and the observer hears of them only after the
+commit. So the metrics and the run
 log lines count exactly the ends the database holds: a rolled-back write
 tells nothing, and no end is told twice.
 """
@@ -16,10 +18,23 @@ from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
 from jobsd.messages import RunEnded
-from jobsd.store import runs_sql
+from jobsd.store import ended_sql
 from jobsd.store.engine import Engine
 
 T = TypeVar("T")
+
+
+class Ended(list[str]):
+    """The ids of the runs a transaction ended; `known`: the facts of those whose
+    ending statement returned them already (`add`), which need no second read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.known: dict[str, RunEnded] = {}
+
+    def add(self, end: RunEnded) -> None:
+        self.append(end.run_id)
+        self.known[end.run_id] = end
 
 
 class RunObserver(Protocol):
@@ -32,16 +47,17 @@ class RunObserver(Protocol):
 async def write_ending(
     engine: Engine,
     observer: RunObserver | None,
-    tx: Callable[[sqlite3.Connection, list[str]], T],
+    tx: Callable[[sqlite3.Connection, Ended], T],
 ) -> T:
     """Run `tx(conn, ended)` in the writer; `tx` appends the ids of the runs it ended."""
 
     def wrapped(conn: sqlite3.Connection) -> tuple[T, list[RunEnded]]:
-        ended: list[str] = []
+        ended = Ended()
         value = tx(conn, ended)
         if observer is None or not ended:
             return value, []
-        return value, runs_sql.ended(conn, ended)
+        unread = [run_id for run_id in ended if run_id not in ended.known]
+        return value, [*ended.known.values(), *ended_sql.ended(conn, unread)]
 
     value, ends = await engine.write(wrapped)
     if ends and observer is not None:

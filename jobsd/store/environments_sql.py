@@ -45,6 +45,11 @@ def to_overlay(
     )
 
 
+def overrides_request(env: sqlite3.Row) -> bool:
+    """Whether the environment changes the request at all (a leaf or a header)."""
+    return bool(env["overlay"] != "{}" or env["headers"] != "[]")
+
+
 def env_rows(conn: sqlite3.Connection, pk: int) -> list[sqlite3.Row]:
     return list(
         conn.execute(

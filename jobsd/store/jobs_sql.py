@@ -32,8 +32,9 @@ def _opt_time(us: int | None) -> datetime | None:
     return None if us is None else from_us(us)
 
 
-def to_spec(row: sqlite3.Row, keyring: Sealer, *, strict: bool = False) -> JobSpec:
-    config = HttpConfig(
+def to_config(row: sqlite3.Row, keyring: Sealer, *, strict: bool = False) -> HttpConfig:
+    """The base request of a job row, its header values opened."""
+    return HttpConfig(
         url=row["url"],
         method=row["method"],
         headers=open_headers(keyring, row["account_id"], row["id"], row["headers"], strict=strict),
@@ -43,6 +44,10 @@ def to_spec(row: sqlite3.Row, keyring: Sealer, *, strict: bool = False) -> JobSp
         body=row["body"],
         timeout_s=row["timeout_s"],
     )
+
+
+def to_spec(row: sqlite3.Row, keyring: Sealer, *, strict: bool = False) -> JobSpec:
+    config = to_config(row, keyring, strict=strict)
     return JobSpec(
         slug=row["slug"],
         name=row["name"],

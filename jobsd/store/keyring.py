@@ -65,10 +65,13 @@ class LiveKeyRing:
 
     def open(self, sealed: str, *, aad: bytes) -> str:
         ring = self.ring
-        key_id = ring.key_id_of(sealed)
-        if key_id not in ring.key_ids and self._refresh():
-            ring = self.ring
-        return ring.open(sealed, aad=aad)
+        try:
+            return ring.open(sealed, aad=aad)
+        except SealError:
+            # Only a key the ring does not hold is worth a look at the file.
+            if ring.key_id_of(sealed) in ring.key_ids or not self._refresh():
+                raise
+        return self.ring.open(sealed, aad=aad)
 
     def key_id_of(self, sealed: str) -> str:
         return self.ring.key_id_of(sealed)

@@ -19,9 +19,9 @@ import trio
 
 from jobsd.clock import Clock, to_us
 from jobsd.messages import Outcome, RetryHeld, SchedulerNews
-from jobsd.store import claims, retries, runs_sql
+from jobsd.store import claims, ended_sql, retries, runs_sql
 from jobsd.store.claims import Claim
-from jobsd.store.ends import RunObserver, write_ending
+from jobsd.store.ends import Ended, RunObserver, write_ending
 from jobsd.store.engine import Engine
 from jobsd.store.keyring import Sealer
 
@@ -43,7 +43,7 @@ class RunRecordStore:
         self._clock = clock
         self._observer = observer
 
-    async def _ending(self, tx: Callable[[sqlite3.Connection, list[str]], T]) -> T:
+    async def _ending(self, tx: Callable[[sqlite3.Connection, Ended], T]) -> T:
         """`tx` in the writer; the runs it ended told after the commit (`write_ending`)."""
         return await write_ending(self._engine, self._observer, tx)
 
@@ -68,12 +68,11 @@ class RunRecordStore:
         retry its policy asks for after a failure (`jobsd.store.retries`)."""
         now = self._clock.now()
 
-        def tx(conn: sqlite3.Connection, ended: list[str]) -> tuple[bool, RetryHeld | None]:
-            if not runs_sql.finish(conn, run_id, outcome, now_us=to_us(now)):
+        def tx(conn: sqlite3.Connection, ended: Ended) -> tuple[bool, RetryHeld | None]:
+            row = runs_sql.finish(conn, run_id, outcome, now_us=to_us(now))
+            if row is None:
                 return False, None
-            ended.append(run_id)
-            row = runs_sql.by_id(conn, run_id)
-            assert row is not None
+            ended.add(ended_sql.to_ended(row))
             return True, retries.schedule_retry(conn, row, outcome, now)
 
         finished, retry = await self._ending(tx)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
 from jobsd.clock import from_us
-from jobsd.messages import Outcome, Run, RunEnded
+from jobsd.messages import Outcome, Run
 from jobsd.runs import FailureReason, RunStatus, Trigger, sources_of
+from jobsd.store.ended_sql import ENDED_COLUMNS
 
 COLUMNS = (
     "seq, id, account_id, job_id, job_slug, job_version, environment, trigger, rerun_of, "
@@ -66,37 +67,6 @@ def to_run(row: sqlite3.Row) -> Run:
         retry_attempt=row["retry_attempt"],
         retried_run=row["retried_run"],
     )
-
-
-def ended(conn: sqlite3.Connection, run_ids: Sequence[str]) -> list[RunEnded]:
-    """The runs `run_ids` as `RunEnded`, for the observer; read inside the ending transaction."""
-    found: list[RunEnded] = []
-    for start in range(0, len(run_ids), 500):
-        chunk = run_ids[start : start + 500]
-        rows = conn.execute(
-            "SELECT id, account_id, job_slug, environment, trigger, status, failure_reason, "
-            "created_at_us, scheduled_for_us, started_at_us, finished_at_us FROM runs "
-            f"WHERE id IN ({', '.join('?' * len(chunk))}) AND finished_at_us IS NOT NULL",
-            chunk,
-        )
-        for row in rows:
-            reason = row["failure_reason"]
-            found.append(
-                RunEnded(
-                    run_id=row["id"],
-                    account_id=row["account_id"],
-                    job_slug=row["job_slug"],
-                    environment=row["environment"],
-                    trigger=Trigger(row["trigger"]),
-                    status=RunStatus(row["status"]),
-                    failure_reason=None if reason is None else FailureReason(reason),
-                    created_at=from_us(row["created_at_us"]),
-                    scheduled_for=_opt_time(row["scheduled_for_us"]),
-                    started_at=_opt_time(row["started_at_us"]),
-                    finished_at=from_us(row["finished_at_us"]),
-                )
-            )
-    return found
 
 
 def live_counts(conn: sqlite3.Connection) -> tuple[int, int]:
@@ -222,11 +192,15 @@ def refuse_for_quota(
     return cur.rowcount == 1
 
 
-def finish(conn: sqlite3.Connection, run_id: str, outcome: Outcome, *, now_us: int) -> bool:
-    cur = conn.execute(
+def finish(
+    conn: sqlite3.Connection, run_id: str, outcome: Outcome, *, now_us: int
+) -> sqlite3.Row | None:
+    """RUNNING -> the outcome; the run as it ended (`ENDED_COLUMNS`, and what a retry
+    needs: `job_id`, `retry_of`, `retry_attempt`), or None when it was not RUNNING."""
+    rows = conn.execute(
         f"UPDATE runs SET status = ?, failure_reason = ?, error = ?, request = ?, result = ?, "
         f"finished_at_us = {FINISHED_AT} WHERE id = ? AND {_where_from(outcome.status)} "
-        f"AND status = 'RUNNING'",
+        f"AND status = 'RUNNING' RETURNING {ENDED_COLUMNS}, job_id, retry_of, retry_attempt",
         (
             outcome.status.value,
             None if outcome.failure_reason is None else outcome.failure_reason.value,
@@ -236,8 +210,8 @@ def finish(conn: sqlite3.Connection, run_id: str, outcome: Outcome, *, now_us: i
             now_us,
             run_id,
         ),
-    )
-    return cur.rowcount == 1
+    ).fetchall()
+    return rows[0] if rows else None
 
 
 def cancel(conn: sqlite3.Connection, run_id: str, *, now_us: int) -> bool:

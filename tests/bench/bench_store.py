@@ -28,7 +28,9 @@ to /dev/null):
 CPU seconds rather than wall time: the machine is shared, and load moves
 CPU time much less than it moves rates. The load average is printed.
 
-`--decrypt` times `KeyRing.open` of one header value alone.
+`--decrypt` times `KeyRing.open` of one header value alone; `--observer`
+times `Observer.runs_ended` alone (`--runs` ends, one per call), with the
+log at warning, and at info in text and in JSON (to /dev/null).
 """
 
 from __future__ import annotations
@@ -55,9 +57,9 @@ from jobsd.clock import Clock
 from jobsd.config import LogConfig, parse_config, token_sha256
 from jobsd.crypto import KeyRing, header_aad
 from jobsd.logs import configure as configure_logs
-from jobsd.messages import Header, HttpConfig, Outcome, RunOrder
+from jobsd.messages import Header, HttpConfig, Outcome, RunEnded, RunOrder
 from jobsd.observer import Observer
-from jobsd.runs import RunStatus
+from jobsd.runs import RunStatus, Trigger
 from jobsd.store import Store, open_store
 from jobsd.store.slots import SlotFiring
 from tests.model import ENV, create_job, next_run, seed_job
@@ -289,6 +291,43 @@ def median_of(passes: list[Figures]) -> Figures:
     )
 
 
+def time_observer(rounds: int) -> None:
+    """`Observer.runs_ended` alone, one end per call as a finish tells it, per log setting."""
+    with tempfile.TemporaryDirectory() as tmp:
+        text = CONFIG.format(dir=tmp, token=token_sha256("bench-token-0123456789"))
+    at = datetime(2026, 6, 5, 2, 0, tzinfo=UTC)
+    ends = [
+        RunEnded(
+            run_id=f"00000000-0000-4000-8000-{i:012d}",
+            account_id="acme",
+            job_slug=f"job-{i % 500}",
+            environment=ENV,
+            trigger=Trigger.SCHEDULE,
+            status=RunStatus.SUCCEEDED,
+            failure_reason=None,
+            created_at=at,
+            scheduled_for=at,
+            started_at=at + timedelta(milliseconds=3),
+            finished_at=at + timedelta(milliseconds=9),
+        )
+        for i in range(rounds)
+    ]
+    for name, fmt, level in (
+        ("metrics only (log warning)", "text", "warning"),
+        ("log info, text", "text", "info"),
+        ("log info, json", "json", "info"),
+    ):
+        observer = Observer(Settings(parse_config(text)))
+        with open(os.devnull, "w") as devnull:
+            handler = configure_logs(LogConfig(format=fmt, level=level), devnull, {})
+            began = time.process_time()
+            for end in ends:
+                observer.runs_ended([end])
+            took = time.process_time() - began
+            logging.getLogger().removeHandler(handler)
+        print(f"Observer.runs_ended, {name:<28} {took / rounds * 1e6:6.1f} us CPU per run")
+
+
 def time_decrypt(rounds: int = 20000) -> None:
     ring = KeyRing({"k1": os.urandom(32)}, "k1")
     aad = header_aad("acme", 1, "Authorization")
@@ -331,11 +370,15 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=3, help="passes per observer; medians")
     parser.add_argument("--decrypt", action="store_true", help="time one header decryption")
+    parser.add_argument("--observer", action="store_true", help="time the observer alone")
     args = parser.parse_args()
     if not 1 <= args.runs <= 200_000 or not 1 <= args.jobs <= args.runs or args.repeat < 1:
         parser.error("--runs 1..200000, --jobs 1..runs, --repeat 1 or more")
     if args.decrypt:
         time_decrypt()
+        return
+    if args.observer:
+        time_observer(args.runs)
         return
     trio.run(main_async, args)
 
