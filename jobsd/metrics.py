@@ -121,6 +121,10 @@ class Metrics:
             buckets=_BATCH,
             registry=r,
         )
+        # Each run's samples go to label children made once (`labels()` validates
+        # and locks on every call); as bounded as the labels themselves.
+        self._finished: dict[tuple[str, str, str, str, str], Any] = {}
+        self._timing: dict[str, tuple[Any, Any]] = {}
 
         # (route, method as sent, status) -> its counter and histogram children
         self._api_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
@@ -131,17 +135,25 @@ class Metrics:
         account = OTHER_ACCOUNT if known is None else end.account_id
         environment = end.environment if known and end.environment in known else OTHER_ACCOUNT
         reason = "" if end.failure_reason is None else end.failure_reason.value
-        self.runs_finished.labels(
-            account, environment, end.status.value, reason, end.trigger.value
-        ).inc()
+        labels = (account, environment, end.status.value, reason, end.trigger.value)
+        finished = self._finished.get(labels)
+        if finished is None:
+            finished = self._finished[labels] = self.runs_finished.labels(*labels)
+        finished.inc()
         if end.failure_reason is FailureReason.QUOTA_EXCEEDED:
             self.quota_refusals.labels(account).inc()
         if end.started_at is not None:
+            timing = self._timing.get(account)
+            if timing is None:
+                timing = self._timing[account] = (
+                    self.lateness.labels(account),
+                    self.request_duration.labels(account),
+                )
             if end.scheduled_for is not None:
                 late_s = (end.started_at - end.scheduled_for).total_seconds()
-                self.lateness.labels(account).observe(max(0.0, late_s))
+                timing[0].observe(max(0.0, late_s))
             took_s = (end.finished_at - end.started_at).total_seconds()
-            self.request_duration.labels(account).observe(max(0.0, took_s))
+            timing[1].observe(max(0.0, took_s))
 
     def api_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Called for every request, so the labelled children are kept, not looked up
