@@ -31,7 +31,8 @@ promise, "nothing lost, nothing doubled", spelled out on the file and log:
   down; every cron slot since a job's creation has exactly one run (no
   downtime here comes near the misfire grace), in each environment it is
   enabled in: the cron jobs are enabled in two environments, `production`
-  and `staging`, and some one-offs target both;
+  and `staging`, and some one-offs target both; one round in four kills
+  inside a burst of one-offs due at one instant (tests/crash_burst.py);
 - every request the target logged is a run the database knows: SUCCEEDED,
   FAILED on the response, lost at a kill, or canceled while running; and
   every run the target answered is in its log;
@@ -69,6 +70,7 @@ from jobsd.schedule import InstantSchedule, parse_schedule
 from jobsd.store.count_tables import GRAINS, STATUS_COLUMNS
 from jobsd.store.recovery import LOST_ERROR
 from tests import conftest
+from tests.crash_burst import BURST_LEAD_S, burst_kill_delay_s, create_burst
 from tests.crash_flood import (
     FLOOD_ACCOUNT,
     FLOOD_TOKEN,
@@ -97,7 +99,8 @@ class Ledger:
     """What the daemon acknowledged, and what each kill left behind."""
 
     one_offs: dict[str, int] = field(default_factory=dict)  # slug -> instant (us)
-    one_off_envs: dict[str, tuple[str, ...]] = field(default_factory=dict)  # slug -> targets
+    # slug -> targets, of every create asked for (acknowledged or cut short by a kill)
+    one_off_envs: dict[str, tuple[str, ...]] = field(default_factory=dict)
     crons: set[str] = field(default_factory=set)
     manual_runs: set[str] = field(default_factory=set)
     canceled_runs: set[str] = field(default_factory=set)
@@ -108,6 +111,7 @@ class Ledger:
     flood_runs: set[str] = field(default_factory=set)
     flood_refused: int = 0
     flood_hung_up: int = 0
+    burst_at_kill: Counter[str] = field(default_factory=Counter)  # a burst's runs, by status
     kills: int = 0
     startup_kills: int = 0
     term_kills: int = 0
@@ -153,6 +157,7 @@ class Stats:
     flood_hung_up: int = 0
     retries: int = 0
     retry_chains: int = 0
+    burst_at_kill: Counter[str] = field(default_factory=Counter)
     elapsed_s: float = 0.0
 
     def summary(self) -> str:
@@ -168,7 +173,8 @@ class Stats:
             f"{self.pending_at_kill} PENDING at a kill; {self.unknown_calls} calls cut short; "
             f"flood: {self.flood_runs} runs ({self.flood_accepted} acknowledged, "
             f"{self.flood_refused} run-nows refused 429, {self.flood_hung_up} callers hung up); "
-            f"{self.retries} retries in {self.retry_chains} chains"
+            f"{self.retries} retries in {self.retry_chains} chains; bursts' runs at their "
+            f"kills: {dict(sorted(self.burst_at_kill.items())) or 'no burst'}"
         )
 
 
@@ -494,11 +500,13 @@ class Load:
         else:
             targets = ENVS[:1]
             doc, headers = job_doc(slug, iso(at) or "", url), {"Content-Type": JSONAPI}
+        # Where it runs if it exists, known before the answer: a create cut short
+        # by the kill may still have committed (targeting both environments).
+        self.one_off_envs[slug] = targets
         r = client.post("/api/v1/jobs", json=doc, headers=headers)
         if r.status_code != 201:
             raise AssertionError(f"create {slug}: {r.status_code} {r.text}")
         self.one_offs[slug] = to_us(at)
-        self.one_off_envs[slug] = targets
         self._known.append(slug)
 
 
@@ -600,14 +608,29 @@ class CrashHarness:
             self.ledger.crons.add(slug)
 
     def kill_round(
-        self, url: str, max_delay_s: float, *, term_first: bool = False, flood: bool = False
+        self,
+        url: str,
+        max_delay_s: float,
+        *,
+        term_first: bool = False,
+        flood: bool = False,
+        burst: bool = False,
     ) -> None:
         """Load the daemon at `url`, SIGKILL it at a random moment, audit the file.
 
         `term_first`: SIGTERM it first and SIGKILL it during the stop sequence,
         as systemd does when `TimeoutStopSec` runs out. `flood`: the flood
-        account floods run-now meanwhile.
+        account floods run-now meanwhile. `burst`: one-offs due at one instant
+        first, and the kill inside their burst (tests/crash_burst.py).
         """
+        delay_s = self.rng.uniform(0.05, max_delay_s)
+        made: dict[str, int] = {}
+        if burst:
+            at = system_utc_now() + timedelta(seconds=BURST_LEAD_S)
+            made = create_burst(url, self.target_url, TOKEN, at, job_doc, self.ledger.kills)
+            self.ledger.one_offs.update(made)
+            self.ledger.one_off_envs.update({slug: ENVS[:1] for slug in made})
+            delay_s = burst_kill_delay_s(at, self.rng)
         known = sorted(
             (self.ledger.crons | set(self.ledger.one_offs)) - self.ledger.delete_attempts
         )
@@ -619,7 +642,7 @@ class CrashHarness:
         daemon = self.daemon
         assert daemon is not None and daemon.proc is not None
         try:
-            time.sleep(self.rng.uniform(0.05, max_delay_s))
+            time.sleep(delay_s)
             assert daemon.proc.poll() is None, f"the daemon died by itself:\n{daemon.stderr()}"
             if term_first:
                 daemon.signal(signal.SIGTERM)
@@ -643,7 +666,12 @@ class CrashHarness:
         self.ledger.flood_runs |= flooding.accepted
         self.ledger.flood_refused += flooding.refused
         self.ledger.flood_hung_up += flooding.hung_up
-        self._audit_after_kill()
+        snap = self._audit_after_kill()
+        if burst:  # where the kill landed: runs ended, in flight, waiting
+            slugs = {pk: job["slug"] for pk, job in snap.jobs.items()}
+            self.ledger.burst_at_kill.update(
+                run["status"] for run in snap.runs.values() if slugs.get(run["job_id"]) in made
+            )
 
     def startup_kill(self) -> None:
         """SIGKILL a daemon still starting: opening the store, recovering, feeding runs."""
@@ -669,7 +697,7 @@ class CrashHarness:
         self.ledger.startup_kills += 1
         self._audit_after_kill()
 
-    def _audit_after_kill(self) -> None:
+    def _audit_after_kill(self) -> Snapshot:
         self.ledger.kills += 1
         # What a SIGKILL leaves behind (the -wal and -shm too) is owner-only.
         for suffix in ("", "-wal", "-shm"):
@@ -683,6 +711,7 @@ class CrashHarness:
             raise AssertionError(f"after {self.where()}: {exc}") from exc
         self.ledger.running_at_kill |= snap.with_status("RUNNING")
         self.ledger.pending_at_kill |= snap.with_status("PENDING")
+        return snap
 
     def check_recovered(self) -> None:
         """Right after a restart: what the last kill left RUNNING is now lost, said so."""
@@ -761,6 +790,7 @@ class CrashHarness:
         stats.flood_hung_up = self.ledger.flood_hung_up
         stats.retries = check_retries(snap.runs, snap.jobs, snap.log, final=True)
         stats.retry_chains = len({r["retry_of"] for r in snap.runs.values() if r["retry_of"]})
+        stats.burst_at_kill = self.ledger.burst_at_kill
         stats.elapsed_s = time.monotonic() - self._started
         return stats
 
@@ -769,8 +799,10 @@ def run_crash_test(tmp_path: Path, *, rounds: int, max_delay_s: float, seed: int
     """Create the cron jobs; `rounds` times load, kill, audit, restart; drain; audit.
 
     Every fourth round kills the daemon during its SIGTERM stop sequence,
-    every third also kills a daemon while it is still starting up, and every
-    other round runs the flood beside the load.
+    another in every four inside a burst of one-offs due at one instant
+    (claims and finishes written in batches), every third also kills a
+    daemon while it is still starting up, and every other round runs the
+    flood beside the load.
     """
     with CrashHarness(tmp_path, seed=seed) as harness:
         url = harness.start_daemon()
@@ -778,7 +810,9 @@ def run_crash_test(tmp_path: Path, *, rounds: int, max_delay_s: float, seed: int
         harness.create_crons(url)
         create_flood_job(url, harness.target_url)
         for n in range(rounds):
-            harness.kill_round(url, max_delay_s, term_first=n % 4 == 3, flood=n % 2 == 0)
+            harness.kill_round(
+                url, max_delay_s, term_first=n % 4 == 3, flood=n % 2 == 0, burst=n % 4 == 1
+            )
             if n % 3 == 1:
                 harness.startup_kill()
             url = harness.start_daemon()
