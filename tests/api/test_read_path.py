@@ -7,6 +7,8 @@
   only `Reloader`) is never answered from the old index.
 - A job is read on the event loop's thread (`Engine.point_read`); when
   SQLite is busy the read is made again on a worker thread, which may wait.
+  What `GET /jobs/{id}` answers is, byte for byte, the rendering of the job
+  as the worker-thread read gave it, in both versions, for generated jobs.
 """
 
 from __future__ import annotations
@@ -16,13 +18,22 @@ import threading
 from pathlib import Path
 
 import pytest
+import trio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from jobsd.api import jsonapi
+from jobsd.api.auth import Caller
 from jobsd.api.tokens import Tokens
-from jobsd.config import load_config, token_sha256
+from jobsd.api.versions import dialect
+from jobsd.config import API_VERSIONS, load_config, token_sha256
+from jobsd.messages import Job
 from jobsd.notify import Notifier
 from jobsd.reload import Reloader
 from jobsd.settings import Settings
+from jobsd.store import environments_sql, jobs_sql
 from jobsd.store.engine import Engine
+from tests.api.test_documents import valid_documents
 from tests.api.test_scoped_tokens import ACME, STAGING_TOKEN
 from tests.conftest import TOKEN_A, TOKEN_B, config_text, job_doc, make_harness
 
@@ -133,3 +144,39 @@ async def test_a_point_read_runs_on_the_loop_and_waits_on_a_thread_only_when_bus
         await engine.aclose()
     with pytest.raises(RuntimeError, match="closed"):
         await engine.point_read(read)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(valid_documents(), st.sampled_from(API_VERSIONS))
+def test_a_job_read_on_the_loop_renders_byte_for_byte_as_the_thread_read_did(
+    tmp_path_factory: pytest.TempPathFactory, doc: dict[str, object], version: str
+) -> None:
+    trio.run(compare_reads, tmp_path_factory.mktemp("read"), doc, version)
+
+
+async def compare_reads(path: Path, doc: dict[str, object], version: str) -> None:
+    async with make_harness(path) as h:
+        assert (await h.post("/api/v1/jobs", doc)).status_code == 201
+        slug = str(doc["data"]["id"])  # type: ignore[index]
+        got = await h.get(f"/api/v1/jobs/{slug}", headers={"Jobsd-Version": version})
+        assert got.status_code == 200
+        jobs = h.store.jobs
+
+        def read(conn: sqlite3.Connection) -> Job:
+            row = jobs_sql.live_row(conn, "acme", slug)
+            assert row is not None
+            envs = environments_sql.env_rows(conn, row["id"])
+            return jobs_sql.to_job(row, envs, jobs._keyring)
+
+        job = await jobs._engine.read(read)  # on a worker thread, as every read was
+        account = h.config.accounts[0]
+        caller = Caller(
+            account.id,
+            h.config.plan_of(account),
+            account.environments,
+            None,
+            account.api_version,
+            version,
+        )
+        expected = jsonapi.document({"data": dialect(version).render_job(job, caller)})
+        assert await got.get_data() == await expected.get_data()
