@@ -9,6 +9,7 @@ firing phase, as the daemon's is measured.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -34,6 +35,10 @@ async def run_peer(
     target: Target, count: int, workers: int, client: str, children: Children
 ) -> Row:
     row = Row(peer_name(client), count=count)
+    for module in ("apscheduler", client):
+        if importlib.util.find_spec(module) is None:
+            row.problems.append(f"{module} is not installed: pip install -e '.[test,bench]'")
+            return row
     requests = bare_requests(count)
     timeout_s = 60 + count / 50
     with tempfile.TemporaryDirectory(prefix="jobsd-peer-") as tmp:
