@@ -36,6 +36,7 @@ from jobsd.errors import ConfigError
 API_VERSIONS = ("2026-06-04", "2026-08-07")  # oldest first; the first is the default
 DEFAULT_API_VERSION: Literal["2026-06-04"] = "2026-06-04"
 DEFAULT_ENVIRONMENT = "production"
+MAX_AUTO_PAUSE_AFTER = 1000
 
 
 class ServerConfig(Section):
@@ -106,11 +107,15 @@ class LogConfig(Section):
 
 
 class PlanConfig(Section):
-    """No defaults: a plan is a promise to customers, so every limit is explicit."""
+    """No defaults for its limits: a plan is a promise to customers, so every
+    limit is explicit. `auto_pause_after` (spec/OPERATIONS.md) is off (0) by
+    default: consecutive failed runs, after retries, that pause a job in an
+    environment (`jobsd.alert_rules`)."""
 
     runs_included: Limit
     active_jobs_limit: Limit
     max_timeout: Annotated[int, Field(strict=True, ge=1, le=86400)]
+    auto_pause_after: Annotated[int, Field(strict=True, ge=0, le=MAX_AUTO_PAUSE_AFTER)] = 0
 
 
 ApiVersion = Literal["2026-06-04", "2026-08-07"]

@@ -4,6 +4,7 @@
     └── store (open_store)                   closes last
         └── actors
             ├── executor pool                stops after the front, with grace
+            ├── alerts                       delivers the outbox; cut off at the end
             ├── watchdog pings               while the store answers (store_answers)
             ├── retention                    prunes run history in small batches
             └── front
@@ -23,7 +24,9 @@ event) runs, in this order and without waiting in between:
    `shutdown_grace_s` to finish; those still running are then recorded
    FAILED/WORKER_LOST with an error that says so. The API drains meanwhile,
    so the whole stop takes about `shutdown_grace_s` at most, not the sum;
-5. the store closes and the process exits 0.
+5. the alert actor is cancelled: alerts being sent stay in the outbox and
+   go out after the next start (at least once, same id and body);
+6. the store closes and the process exits 0.
 
 Refusing connections rather than answering 503 is deliberate: a closed port
 is the signal every client and proxy understands, and no request can slip
@@ -32,12 +35,19 @@ request already under way as the stop begins; everyone else sees the port
 closed, as they will during the restart that usually follows.
 
 One `Observer` (metrics and the run/request log lines) is handed to the
-store, the scheduler and the API at their seams, and one `RequestSigner`
-(the key file's signing secrets, followed live) to the executors; an
-account that signs but has no secret stops the start (`ConfigError`).
+store, the scheduler, the alert actor and the API at their seams, and one
+`RequestSigner` (the key file's signing secrets, followed live) to the
+executors and the alert actor; an account that signs but has no secret
+stops the start (`ConfigError`). The store writes alerts with the run ends
+that make them (`jobsd.store.outbox`, following the live config through
+`jobsd.alert_settings`); the alert actor (`jobsd.alerts`) delivers them with
+the executors' `Delivery` (one address policy), but with concurrency of its
+own, so alerts never take an executor.
 
 Start: recovery first makes the record true (runs left RUNNING by a crash
-become FAILED/WORKER_LOST; `jobsd.store.recovery`); the executor pool then
+become FAILED/WORKER_LOST, and alert as failures; `jobsd.store.recovery`);
+the alert actor puts back in line alerts a crash left being sent; the
+executor pool then
 starts, and its dispatcher's first act is to read which accounts have
 PENDING runs, so runs committed before the restart reach the workers,
 oldest first per account, before anything new is fired or accepted
@@ -59,6 +69,8 @@ import trio
 
 from jobsd import signing_secrets
 from jobsd.address_policy import AddressPolicy
+from jobsd.alert_settings import LiveAlertSettings
+from jobsd.alerts import AlertSender
 from jobsd.api.context import ApiContext
 from jobsd.api.server import run_api
 from jobsd.clock import Clock, to_us
@@ -168,6 +180,7 @@ async def _serve(
     delivery = Delivery(
         AddressPolicy([str(n) for n in config.outbound.allow_cidrs]), resolver=options.resolver
     )
+    alert_settings = LiveAlertSettings(settings)
     async with open_store(
         config.storage.path,
         keyring,
@@ -175,8 +188,9 @@ async def _serve(
         changes_tx,
         observer,
         default_environments=config.default_environments(),
+        alert_policies=alert_settings,
     ) as store:
-        recovery = await recover(store.engine, to_us(clock.now()))
+        recovery = await recover(store.engine, to_us(clock.now()), store.alerts)
         await store.jobs.sync_environments(environments_of(settings.config), announce=False)
         reloader.after_reload(lambda fresh: store.jobs.sync_environments(environments_of(fresh)))
         if recovery.lost or recovery.canceled or recovery.pending:
@@ -212,8 +226,19 @@ async def _serve(
             misfire_grace_s=config.scheduler.misfire_grace_s,
             fired_late=observer.fired_late,
         )
+        assert store.alerts is not None
+        alerts = AlertSender(
+            store.outbox,
+            store.alerts,
+            delivery,
+            alert_settings.target_of,
+            clock,
+            signer=signer,
+            metrics=observer,
+        )
         ctx = ApiContext(store, settings, dispatcher, cancels_tx, lifecycle.health, observer)
         async with trio.open_nursery() as actors:
+            await actors.start(essential, "alert sender", lifecycle, alerts.run)
             await actors.start(essential, "executor pool", lifecycle, pool.run)
             await actors.start(
                 essential,

@@ -154,11 +154,13 @@ class JobWrite:
 
 @dataclass(frozen=True, slots=True)
 class JobEnvironment:
-    """One environment of a stored job: its switch, its next fire, its overrides."""
+    """One environment of a stored job: its switch, its next fire, its overrides,
+    and why it was auto-paused (read-only; cleared when it is enabled again)."""
 
     enabled: bool
     next_run_at: datetime | None
     overlay: Overlay = Overlay()
+    paused_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,10 @@ the job's due instant); the two store metrics are histograms per committed
 transaction; `jobsd_quota_refusals_total` counts runs refused because the
 month's runs were used up (the 403 for `active_jobs_limit` is an API
 answer and shows under `jobsd_api_requests_total`); succeeded runs have
-`failure_reason=""`.
+`failure_reason=""`. The alert counters (`jobsd_alerts_sent_total`,
+`jobsd_alerts_failed_total`, `jobsd_alerts_dropped_total`) are labelled by
+`account`, `type` (`job.failed`, `job.recovered`, `job.paused`) and, for
+drops, `outcome` (`suppressed`, `overflow`, `expired`, `no_alert_url`).
 """
 
 from __future__ import annotations
@@ -121,6 +124,25 @@ class Metrics:
             buckets=_BATCH,
             registry=r,
         )
+        self.alerts_sent = Counter(
+            "jobsd_alerts_sent",
+            "Alerts delivered (a 2xx answer from the account's alert_url).",
+            ["account", "type"],
+            registry=r,
+        )
+        self.alerts_failed = Counter(
+            "jobsd_alerts_failed",
+            "Alert deliveries that failed and will be tried again or given up.",
+            ["account", "type"],
+            registry=r,
+        )
+        self.alerts_dropped = Counter(
+            "jobsd_alerts_dropped",
+            "Alerts never delivered: suppressed by the rate limit, pushed out of a full"
+            " outbox, expired after 24 hours of tries, or left without an alert_url.",
+            ["account", "type", "outcome"],
+            registry=r,
+        )
         # Each run's samples go to label children made once (`labels()` validates
         # and locks on every call); as bounded as the labels themselves.
         self._finished: dict[tuple[str, str, str, str, str], Any] = {}
@@ -154,6 +176,12 @@ class Metrics:
                 timing[0].observe(max(0.0, late_s))
             took_s = (end.finished_at - end.started_at).total_seconds()
             timing[1].observe(max(0.0, took_s))
+
+    def alert(
+        self, counter: Counter, account: str, accounts: Collection[str], *labels: str
+    ) -> None:
+        """Count an alert under its account, or `(other)` if no longer configured."""
+        counter.labels(account if account in accounts else OTHER_ACCOUNT, *labels).inc()
 
     def api_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Called for every request, so the labelled children are kept, not looked up

@@ -88,6 +88,19 @@ class Observer:
         """For the retry policy (issue 9): call once per retry it schedules."""
         self.metrics.retries_scheduled.inc()
 
+    # -- alerts (the store as it writes them, the alert actor as it sends them) ------
+
+    def alert_sent(self, account: str, alert_type: str) -> None:
+        self.metrics.alert(self.metrics.alerts_sent, account, self._known_accounts(), alert_type)
+
+    def alert_failed(self, account: str, alert_type: str) -> None:
+        self.metrics.alert(self.metrics.alerts_failed, account, self._known_accounts(), alert_type)
+
+    def alerts_dropped(self, account: str, alert_type: str, outcome: str) -> None:
+        self.metrics.alert(
+            self.metrics.alerts_dropped, account, self._known_accounts(), alert_type, outcome
+        )
+
     # -- the API --------------------------------------------------------------------
 
     def api_refused(self, method: str, status: int, code: str, client: str | None) -> None:

@@ -39,11 +39,12 @@ def config_text(
     scheduler: str = "",
     extra: str = "",
     acme: str = "",
+    plan: str = "",
 ) -> str:
     """Two accounts: acme (plan free) and other (plan big).
 
     `scheduler`: more lines for [scheduler]; `acme`: more keys for the account
-    acme (api_version, environments, ...).
+    acme (api_version, environments, ...); `plan`: more keys for acme's plan.
     """
     return f"""
 [storage]
@@ -61,6 +62,7 @@ allow_cidrs = ["127.0.0.1/32"]
 runs_included = {runs_included}
 active_jobs_limit = {active_jobs_limit}
 max_timeout = {max_timeout}
+{plan}
 [plans.big]
 runs_included = -1
 active_jobs_limit = -1

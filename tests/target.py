@@ -4,8 +4,9 @@ Served by hypercorn's trio worker on an ephemeral port. It records every
 request it receives, so tests can check what jobsd actually sent (header
 values in plaintext on the wire) against what jobsd recorded (redacted).
 Paths choose behaviour: `/status/<code>`, `/hang` (never answers),
-`/slow` (answers 200 after 50 ms), `/flaky/<name>/<n>/<code>` (`<code>`
-for the first `n` requests to that path, then 200), anything else 200 with
+`/slow` (answers 200 after 50 ms), `/flaky/<name>/<n>/<code>` (`<code>`, or
+no answer ever for `hang`, for the first `n` requests to that path, then
+200), anything else 200 with
 a small JSON body. A `retry_after=<value>` query parameter adds that
 `Retry-After` header to the answer.
 """
@@ -30,6 +31,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     raw_headers: list[tuple[str, str]] = field(default_factory=list)  # repeats kept
+    at: float = field(default_factory=trio.current_time)  # trio's clock (a MockClock's too)
 
 
 @dataclass
@@ -64,7 +66,9 @@ class Target:
         if path.startswith("/flaky/"):
             _, _, _, times, code = path.split("/")
             seen = sum(1 for r in self.received if r.path == path)
-            status = int(code) if seen <= int(times) else 200
+            if code == "hang" and seen <= int(times):
+                await trio.sleep_forever()
+            status = int(code) if seen <= int(times) and code != "hang" else 200
         extra: list[tuple[bytes, bytes]] = []
         query = parse_qs(scope.get("query_string", b"").decode())
         if "retry_after" in query:

@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent / "jobsd"
 
 PURE = (
     "jobsd.address_policy",
+    "jobsd.alert_body",
+    "jobsd.alert_rules",
     "jobsd.buckets",
     "jobsd.cron",
     "jobsd.cursors",
@@ -28,6 +30,7 @@ PURE = (
     "jobsd.intervals",
     "jobsd.retry",
     "jobsd.run_filters",
+    "jobsd.run_attributes",
     "jobsd.run_order",
     "jobsd.schedule",
     "jobsd.timerwheel",

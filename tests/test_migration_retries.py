@@ -1,4 +1,5 @@
-"""The retry migrations (policies; retry runs and overlap) upgrade a database in place.
+"""The retry migrations (policies; retry runs and overlap) and the alert
+migration (outbox, alert state, paused_reason) upgrade a database in place.
 
 The "old" database is written with the earlier migrations themselves
 (`MIGRATIONS[:n]`, append-only, so exactly what jobsd wrote before) and rows
@@ -24,6 +25,7 @@ from jobsd.crypto import KeyRing
 from jobsd.errors import StorageError
 from jobsd.store import open_store
 from jobsd.store.schema import (
+    ALERTS_VERSION,
     LATEST,
     MIGRATIONS,
     RETRY_POLICIES_VERSION,
@@ -89,7 +91,9 @@ async def upgrade(path: Path) -> None:
         pass
 
 
-@pytest.mark.parametrize("version", [RETRY_POLICIES_VERSION - 1, RETRY_RUNS_VERSION - 1])
+@pytest.mark.parametrize(
+    "version", [RETRY_POLICIES_VERSION - 1, RETRY_RUNS_VERSION - 1, ALERTS_VERSION - 1]
+)
 async def test_an_old_database_upgrades_in_place(tmp_path: Path, version: int) -> None:
     path = tmp_path / "jobsd.sqlite3"
     await trio.to_thread.run_sync(old_database, path, version)
@@ -159,5 +163,42 @@ async def test_a_runs_table_not_as_expected_is_refused_and_left_alone(tmp_path: 
         assert current_version(conn) == RETRY_RUNS_VERSION - 1
         columns = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
         assert "held_until_us" not in columns
+    finally:
+        conn.close()
+
+
+async def test_the_alert_migration_adds_the_outbox_and_paused_reason(tmp_path: Path) -> None:
+    path = tmp_path / "jobsd.sqlite3"
+    await trio.to_thread.run_sync(old_database, path, ALERTS_VERSION - 1)
+    await upgrade(path)
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        assert current_version(conn) == LATEST
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert conn.execute(
+            "SELECT job_id, environment, enabled, next_run_at_us, paused_reason "
+            "FROM job_environments"
+        ).fetchall() == [(1, "production", 1, US + 60_000_000, None)]
+        assert conn.execute("SELECT count(*) FROM alert_outbox").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM alert_state").fetchone() == (0,)
+        outbox = (
+            "INSERT INTO alert_outbox (id, account_id, job_id, environment, type, body, "
+            "created_at_us, due_us, expires_at_us, attempts, sending) "
+            "VALUES (?, 'acme', 1, 'production', ?, '{}', 1, 1, ?, ?, ?)"
+        )
+        conn.execute(outbox, ("a1", "job.failed", 2, 1, 1))
+        conn.execute(
+            "UPDATE job_environments SET enabled = 0, next_run_at_us = NULL, "
+            "paused_reason = 'auto-paused'"
+        )
+        for bad, args in (
+            (outbox, ("a2", "job.exploded", 2, 0, 0)),  # a type alerts do not have
+            (outbox, ("a3", "job.failed", 2, 0, 1)),  # sending, never attempted
+            (outbox, ("a4", "job.failed", 0, 0, 0)),  # expires before it is due
+            (outbox, ("a1", "job.failed", 2, 0, 0)),  # an id twice
+            ("UPDATE job_environments SET enabled = 1", ()),  # enabled, still a reason
+        ):
+            with pytest.raises(sqlite3.IntegrityError):
+                conn.execute(bad, args)
     finally:
         conn.close()

@@ -10,20 +10,17 @@ A job is shown as the seed version sees it: its base, with `enabled` and
 `next_run_at` of the default environment (`environment`); one without a row
 there is not enabled. A manual job has no seed form and never reaches here.
 
-Durations are derived here rather than stored, so they can never disagree with
-the instants they come from. Decisions where the spec is silent:
-- Each duration is null when either of its ends is missing: a run canceled
-  while PENDING (or refused for quota) has `finished_at` but no `started_at`,
-  so `pending_duration_ms` and `run_duration_ms` are null and
-  `total_duration_ms` is set.
-- Durations are whole milliseconds rounded down, and never negative (a wall
-  clock stepped back between a restart and a finish reads as 0, not -5).
+A run's attributes, shared with the other version and with alerts, are
+`jobsd.run_attributes`' (where durations are derived). jobsd's own
+read-only `paused_reason` says why the default environment was auto-paused
+(null when it was not).
 """
 
 from __future__ import annotations
 
-from jobsd.clock import duration_ms, iso
+from jobsd.clock import iso
 from jobsd.messages import HttpConfig, Job, Run
+from jobsd.run_attributes import run_attributes
 from jobsd.runs import Trigger
 
 
@@ -62,6 +59,7 @@ def render_job(job: Job, environment: str) -> dict[str, object]:
             "kind": spec.kind.value,
             "overlap_policy": spec.overlap_policy.value,
             "next_run_at": None if state is None else iso(state.next_run_at),
+            "paused_reason": None if state is None else state.paused_reason,
             "created_at": iso(job.created_at),
             "updated_at": iso(job.updated_at),
             "deleted_at": iso(job.deleted_at),
@@ -81,28 +79,6 @@ def render_run(run: Run) -> dict[str, object]:
         "id": run.id,
         "type": "run",
         "attributes": attributes,
-    }
-
-
-def run_attributes(run: Run) -> dict[str, object]:
-    """The attributes both versions give a run, `request` as stored (headers an array)."""
-    return {
-        "job": run.job_slug,
-        "job_version": run.job_version,
-        "trigger": run.trigger.value,
-        "rerun_of": run.rerun_of,
-        "scheduled_for": iso(run.scheduled_for),
-        "status": run.status.value,
-        "created_at": iso(run.created_at),
-        "started_at": iso(run.started_at),
-        "finished_at": iso(run.finished_at),
-        "pending_duration_ms": duration_ms(run.created_at, run.started_at),
-        "run_duration_ms": duration_ms(run.started_at, run.finished_at),
-        "total_duration_ms": duration_ms(run.created_at, run.finished_at),
-        "failure_reason": None if run.failure_reason is None else run.failure_reason.value,
-        "error": run.error,
-        "request": run.request,
-        "result": run.result,
     }
 
 

@@ -3,8 +3,9 @@
 VERSIONS.md gives 2026-06-04 clients the newer spec's retry policies and
 some of its job attributes (`retry_policy`, `timezone`, `kind`); the seed's
 schemas admit extra attributes, so these are extensions there, described
-as such. jobsd's own attributes, in neither spec (`overlap_policy`), are
-extensions in both versions. An extension omitted from a PUT keeps its
+as such. jobsd's own attributes, in neither spec (`overlap_policy`, the
+read-only `paused_reason`: top-level in the seed, in each environment
+entry in 2026-08-07), are extensions in both versions. An extension omitted from a PUT keeps its
 stored value (VERSIONS.md, "Extension attributes and PUT"), which each
 description says, so a generated client knows it.
 """
@@ -65,9 +66,31 @@ _OVERLAP = {
 }
 
 
+_PAUSED = (
+    "jobsd extension, read-only (ignored on input). Why the job was auto-paused in"
+    " {where}: after the plan's `auto_pause_after` consecutive failed runs (after"
+    " retries) jobsd disables it there and says so here, naming the last failed run."
+    " Enabling it there again clears it."
+)
+
+
 def add_extension_attributes(spec: dict[str, Any], version: str) -> None:
     """jobsd's own job attributes (both versions), and what runs' retries look like."""
-    spec["components"]["schemas"]["Job"]["properties"]["overlap_policy"] = copy.deepcopy(_OVERLAP)
+    job = spec["components"]["schemas"]["Job"]["properties"]
+    job["overlap_policy"] = copy.deepcopy(_OVERLAP)
+    if version == NEWER:
+        job["environments"]["description"] += (
+            " jobsd: an entry also reports the read-only `paused_reason` while it is"
+            " auto-paused (absent otherwise). " + _PAUSED.format(where="that environment")
+        )
+    else:
+        job["paused_reason"] = {
+            "anyOf": [{"type": "string"}, {"type": "null"}],
+            "title": "Paused Reason",
+            "description": _PAUSED.format(where="the default environment")
+            + " `null` when it was not auto-paused.",
+            "readOnly": True,
+        }
     run = spec["components"]["schemas"]["Run"]["properties"]
     if version == NEWER:
         run["scheduled_for"]["description"] += (

@@ -7,7 +7,9 @@ migrations, starts the writer thread, and yields a `Store` whose `jobs`,
 every actor that might still write has stopped.
 
 An observer, when given, hears of every committed batch and of every run
-that ended (`jobsd.store.ends`): metrics and the run log line.
+that ended (`jobsd.store.ends`): metrics and the run log line. With
+`alert_policies`, run ends write their alerts in the same transaction
+(`jobsd.store.outbox`), and `outbox` is the alert actor's side of them.
 
 A key ring read from a key file is followed (`jobsd.store.keyring`): the
 store picks up a key added by `jobsd rotate-key` without a restart.
@@ -33,6 +35,8 @@ from jobsd.store.engine import Engine
 from jobsd.store.files import make_private
 from jobsd.store.jobs import JobStore
 from jobsd.store.keyring import Sealer, follow
+from jobsd.store.outbox import AlertCounter, AlertPolicies, AlertRecorder
+from jobsd.store.outbox_queue import OutboxStore
 from jobsd.store.policies import RetryPolicyStore
 from jobsd.store.retention import RetentionStore
 from jobsd.store.run_stats import StatsStore
@@ -41,8 +45,9 @@ from jobsd.store.schema import migrate, quick_check
 from jobsd.store.slots import DueJob
 
 
-class StoreObserver(RunObserver, Protocol):
-    """Told of every committed batch (from the writer thread) and of runs that ended."""
+class StoreObserver(RunObserver, AlertCounter, Protocol):
+    """Told of every committed batch (from the writer thread), of runs that
+    ended, and of alerts dropped as they were written."""
 
     def store_batch(self, size: int, seconds: float) -> None: ...
 
@@ -55,6 +60,8 @@ class Store:
     retention: RetentionStore
     stats: StatsStore
     policies: RetryPolicyStore
+    outbox: OutboxStore
+    alerts: AlertRecorder | None = None
 
 
 @asynccontextmanager
@@ -66,8 +73,10 @@ async def open_store(
     observer: StoreObserver | None = None,
     *,
     default_environments: Mapping[str, str] | None = None,
+    alert_policies: AlertPolicies | None = None,
 ) -> AsyncIterator[Store]:
-    """`default_environments`: account id -> default environment, for migration 3."""
+    """`default_environments`: account id -> default environment, for migration 3.
+    `alert_policies`: which accounts' run ends make alerts (None: none do)."""
     make_private(path)
     engine = Engine(path, on_batch=None if observer is None else observer.store_batch)
 
@@ -77,14 +86,19 @@ async def open_store(
 
     await trio.to_thread.run_sync(engine.start, prepare)
     sealer = follow(keyring)
+    alerts = None
+    if alert_policies is not None:
+        alerts = AlertRecorder(alert_policies, news=changes, counter=observer)
     try:
         yield Store(
             jobs=JobStore(engine, sealer, clock, changes, observer),
-            runs=RunStore(engine, sealer, clock, observer, changes),
+            runs=RunStore(engine, sealer, clock, observer, changes, alerts),
             engine=engine,
             retention=RetentionStore(engine),
             stats=StatsStore(engine),
             policies=RetryPolicyStore(engine, clock),
+            outbox=OutboxStore(engine),
+            alerts=alerts,
         )
     finally:
         with trio.CancelScope(shield=True):

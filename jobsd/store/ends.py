@@ -8,7 +8,8 @@ handed over by the statement that ended them, `Ended.add`, so a finish
 reads nothing twice), and the observer hears of them only after the
 commit. So the metrics and the run
 log lines count exactly the ends the database holds: a rolled-back write
-tells nothing, and no end is told twice.
+tells nothing, and no end is told twice. The alerts those ends make are
+written in the same transaction (`jobsd.store.outbox`), for the same reason.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Protocol, TypeVar
 from jobsd.messages import RunEnded
 from jobsd.store import ended_sql
 from jobsd.store.engine import Engine
+from jobsd.store.outbox import AlertRecorder, Recorded
 
 T = TypeVar("T")
 
@@ -48,18 +50,26 @@ async def write_ending(
     engine: Engine,
     observer: RunObserver | None,
     tx: Callable[[sqlite3.Connection, Ended], T],
+    alerts: AlertRecorder | None = None,
 ) -> T:
-    """Run `tx(conn, ended)` in the writer; `tx` appends the ids of the runs it ended."""
+    """Run `tx(conn, ended)` in the writer; `tx` appends the ids of the runs it ended.
 
-    def wrapped(conn: sqlite3.Connection) -> tuple[T, list[RunEnded]]:
+    With `alerts`, the alerts those ends make are written in the same
+    transaction, after `tx` (so a retry it inserted is there to be seen).
+    """
+
+    def wrapped(conn: sqlite3.Connection) -> tuple[T, list[RunEnded], Recorded | None]:
         ended = Ended()
         value = tx(conn, ended)
+        recorded = None if alerts is None else alerts.record(conn, ended)
         if observer is None or not ended:
-            return value, []
+            return value, [], recorded
         unread = [run_id for run_id in ended if run_id not in ended.known]
-        return value, [*ended.known.values(), *ended_sql.ended(conn, unread)]
+        return value, [*ended.known.values(), *ended_sql.ended(conn, unread)], recorded
 
-    value, ends = await engine.write(wrapped)
+    value, ends, recorded = await engine.write(wrapped)
     if ends and observer is not None:
         observer.runs_ended(ends)
+    if recorded is not None and alerts is not None:
+        alerts.committed(recorded)
     return value

@@ -17,7 +17,7 @@ from jobsd.store.sealed_headers import open_headers, seal_headers
 
 ENV_COLUMNS = (
     "job_id, environment, enabled, next_run_at_us, schedule, timezone, retry_policy, overlay, "
-    "headers"
+    "headers, paused_reason"
 )
 
 # The request leaves an overlay may hold, as stored in its JSON object.
@@ -77,14 +77,18 @@ def put_environment(
     enabled: bool,
     next_run_at_us: int | None,
     overlay: Overlay,
+    paused_reason: str | None = None,
 ) -> None:
-    """Insert or replace an environment row, its overlay sealed anew."""
+    """Insert or replace an environment row, its overlay sealed anew.
+
+    `paused_reason` (why it was auto-paused) is kept only while it stays disabled.
+    """
     leaves = {
         leaf: getattr(overlay, leaf) for leaf in _LEAVES if getattr(overlay, leaf) is not None
     }
     conn.execute(
         f"INSERT OR REPLACE INTO job_environments ({ENV_COLUMNS}) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             pk,
             environment,
@@ -95,6 +99,7 @@ def put_environment(
             overlay.retry_policy,
             json.dumps(leaves),
             seal_headers(keyring, account_id, pk, overlay.headers, environment),
+            None if enabled else paused_reason,
         ),
     )
 
@@ -111,20 +116,21 @@ def set_environment_state(
     """Switch and next fire only: the stored overlay (its sealed values) stays.
 
     `keep_cadence` False drops the `schedule`/`timezone` overrides, which
-    apply to recurring jobs only.
+    apply to recurring jobs only. Enabling it clears its `paused_reason`.
     """
     cadence = "" if keep_cadence else ", schedule = NULL, timezone = NULL"
     conn.execute(
-        f"UPDATE job_environments SET enabled = ?, next_run_at_us = ?{cadence} "
+        f"UPDATE job_environments SET enabled = ?, next_run_at_us = ?{cadence}, "
+        "paused_reason = CASE WHEN ? THEN NULL ELSE paused_reason END "
         "WHERE job_id = ? AND environment = ?",
-        (int(enabled), next_run_at_us, pk, environment),
+        (int(enabled), next_run_at_us, int(enabled), pk, environment),
     )
 
 
 def delete_environment(conn: sqlite3.Connection, pk: int, environment: str) -> None:
-    conn.execute(
-        "DELETE FROM job_environments WHERE job_id = ? AND environment = ?", (pk, environment)
-    )
+    """The entry and its alert state (`jobsd.store.outbox`): a new entry counts afresh."""
+    for table in ("job_environments", "alert_state"):
+        conn.execute(f"DELETE FROM {table} WHERE job_id = ? AND environment = ?", (pk, environment))
 
 
 def effective_cadence(spec: JobSpec, overlay: Overlay) -> tuple[str | None, str | None]:

@@ -206,6 +206,7 @@ def apply_environments(
                 enabled=on,
                 next_run_at_us=next_us,
                 overlay=overlay,
+                paused_reason=None if old is None else old.paused_reason,
             )
     refuse_oversized(spec, kept, write)
 

@@ -69,6 +69,7 @@ def to_job(
             enabled=bool(env["enabled"]),
             next_run_at=_opt_time(env["next_run_at_us"]),
             overlay=to_overlay(env, row["account_id"], keyring, strict=strict),
+            paused_reason=env["paused_reason"],
         )
         for env in envs
     }
@@ -195,3 +196,4 @@ def soft_delete(conn: sqlite3.Connection, pk: int, *, now_us: int) -> None:
         (now_us, now_us, pk),
     )
     conn.execute("DELETE FROM job_environments WHERE job_id = ?", (pk,))
+    conn.execute("DELETE FROM alert_state WHERE job_id = ?", (pk,))

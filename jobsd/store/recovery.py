@@ -13,7 +13,8 @@ here: their `next_run_at` is in the past and the scheduler's catch-up rule
 held for their due instant: the scheduler's first pass releases every one
 that came due while the daemon was down (`jobsd.store.retries`). A run lost
 in flight is never retried, whatever its job's retry policy: nobody knows
-whether its request was answered.
+whether its request was answered; it is a failure for good, so it alerts
+(`jobsd.store.outbox`) in the recovery's transaction.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from jobsd.store.engine import Engine
+from jobsd.store.outbox import AlertRecorder, Recorded
 from jobsd.store.runs_sql import DELETED_BEFORE_START, FINISHED_AT
 
 LOST_ERROR = "the daemon stopped while this run's request was in flight (crash or kill)"
@@ -34,12 +36,19 @@ class Recovery:
     pending: int
 
 
-def recover_tx(conn: sqlite3.Connection, now_us: int) -> Recovery:
-    lost = conn.execute(
-        "UPDATE runs SET status = 'FAILED', failure_reason = 'WORKER_LOST', error = ?, "
-        f"finished_at_us = {FINISHED_AT} WHERE status = 'RUNNING'",
-        (LOST_ERROR, now_us),
-    ).rowcount
+def recover_tx(
+    conn: sqlite3.Connection, now_us: int, alerts: AlertRecorder | None = None
+) -> tuple[Recovery, Recorded | None]:
+    lost_ids = [
+        str(r[0])
+        for r in conn.execute(
+            "UPDATE runs SET status = 'FAILED', failure_reason = 'WORKER_LOST', error = ?, "
+            f"finished_at_us = {FINISHED_AT} WHERE status = 'RUNNING' RETURNING id",
+            (LOST_ERROR, now_us),
+        )
+    ]
+    lost = len(lost_ids)
+    recorded = None if alerts is None else alerts.record(conn, lost_ids)
     canceled = conn.execute(
         f"UPDATE runs SET status = 'CANCELED', finished_at_us = {FINISHED_AT}, "
         f"held_until_us = NULL, error = '{DELETED_BEFORE_START}' "
@@ -48,8 +57,12 @@ def recover_tx(conn: sqlite3.Connection, now_us: int) -> Recovery:
         (now_us,),
     ).rowcount
     pending = int(conn.execute("SELECT count(*) FROM runs WHERE status = 'PENDING'").fetchone()[0])
-    return Recovery(lost=lost, canceled=canceled, pending=pending)
+    return Recovery(lost=lost, canceled=canceled, pending=pending), recorded
 
 
-async def recover(engine: Engine, now_us: int) -> Recovery:
-    return await engine.write(lambda conn: recover_tx(conn, now_us))
+async def recover(engine: Engine, now_us: int, alerts: AlertRecorder | None = None) -> Recovery:
+    """With `alerts`, runs lost in flight alert like any failure, in the same transaction."""
+    recovery, recorded = await engine.write(lambda conn: recover_tx(conn, now_us, alerts))
+    if alerts is not None and recorded is not None:
+        alerts.committed(recorded)
+    return recovery

@@ -5,7 +5,8 @@ are told to the observer only once they have committed. A claim is
 `jobsd.store.claims`'; a finish writes the outcome and, in the same
 transaction, the retry its policy asks for (`jobsd.store.retries`), and
 tells the scheduler of that retry only after the commit, never waiting on
-it.
+it. The alerts the ends make are written in the same transactions
+(`jobsd.store.outbox`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from jobsd.store.claims import Claim
 from jobsd.store.ends import Ended, RunObserver, write_ending
 from jobsd.store.engine import Engine
 from jobsd.store.keyring import Sealer
+from jobsd.store.outbox import AlertRecorder
 
 T = TypeVar("T")
 
@@ -36,16 +38,19 @@ class RunRecordStore:
         clock: Clock,
         observer: RunObserver | None = None,
         news: trio.MemorySendChannel[SchedulerNews] | None = None,
+        alerts: AlertRecorder | None = None,
     ) -> None:
         self._news = news
+        self._alerts = alerts
         self._engine = engine
         self._keyring = keyring
         self._clock = clock
         self._observer = observer
 
     async def _ending(self, tx: Callable[[sqlite3.Connection, Ended], T]) -> T:
-        """`tx` in the writer; the runs it ended told after the commit (`write_ending`)."""
-        return await write_ending(self._engine, self._observer, tx)
+        """`tx` in the writer; the runs it ended told after the commit, and their
+        alerts written in the same transaction (`write_ending`)."""
+        return await write_ending(self._engine, self._observer, tx, self._alerts)
 
     async def claim(self, run_id: str, runs_included_of: Callable[[str], int]) -> Claim | None:
         """PENDING -> RUNNING, metered; or FAILED/QUOTA_EXCEEDED. None: not ours to run."""

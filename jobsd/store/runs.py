@@ -6,7 +6,8 @@ started after it was canceled" properties of the database rather than of
 any actor's memory. Slots are fired by `jobsd.store.slots`; the
 executors' side (claim, finish, mark lost) is `jobsd.store.run_records`',
 runs claimed by `jobsd.store.claims`; a failure's retry is written with
-it, and released when due, by `jobsd.store.retries`.
+it, and released when due, by `jobsd.store.retries`; the alerts an end
+makes are written with it by `jobsd.store.outbox`.
 """
 
 from __future__ import annotations

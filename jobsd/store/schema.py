@@ -27,6 +27,7 @@ import sqlite3
 from collections.abc import Callable, Mapping
 
 from jobsd.errors import SchemaTooNewError, StorageError
+from jobsd.store.alert_schema import ALERTS
 from jobsd.store.environments_schema import environments
 from jobsd.store.finding_schema import FINDING
 from jobsd.store.retry_schema import RETRY_POLICIES, widen_run_checks
@@ -139,6 +140,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     lambda conn, defaults: _run_all(conn, RETRY_POLICIES),
     # 7: retry runs and the overlap policy; see jobsd.store.retry_schema.
     lambda conn, defaults: widen_run_checks(conn),
+    # 8: the alert outbox, alert state and paused_reason; see jobsd.store.alert_schema.
+    lambda conn, defaults: _run_all(conn, ALERTS),
 )
 
 
@@ -151,6 +154,7 @@ LATEST = len(MIGRATIONS)
 # The migrations that brought retries (their tests upgrade from just before them).
 RETRY_POLICIES_VERSION = 6
 RETRY_RUNS_VERSION = 7
+ALERTS_VERSION = 8  # the alert outbox (its test upgrades from just before it)
 
 
 def configure(conn: sqlite3.Connection, *, readonly: bool = False) -> None:

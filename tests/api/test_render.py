@@ -25,9 +25,10 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 import jobsd
-from jobsd.api.render import duration_ms, render_job, render_run, render_usage
+from jobsd.api.render import render_job, render_run, render_usage
 from jobsd.api.spec import served_spec
 from jobsd.api.v2026_08_07.render import render_run as render_run_2026_08_07
+from jobsd.clock import duration_ms
 from jobsd.messages import Header, HttpConfig, Job, JobEnvironment, JobKind, JobSpec, Run
 from jobsd.runs import FailureReason, RunStatus, Trigger
 from tests.api.conformance import check
@@ -184,6 +185,7 @@ def test_minimal_job_has_every_attribute_with_nulls_and_empty_headers() -> None:
         "kind": "recurring",
         "overlap_policy": "ALLOW",
         "next_run_at": "2026-06-05T02:00:00Z",
+        "paused_reason": None,
         "created_at": "2026-06-04T02:00:00Z",
         "updated_at": "2026-06-04T02:00:00Z",
         "deleted_at": None,

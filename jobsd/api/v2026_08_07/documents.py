@@ -10,7 +10,8 @@ Decisions where the spec is silent:
 - Header names compare without regard to case: two names equal but for
   case, in the base or in one environment's overrides, are a 422.
 - In an overlay, a leaf sent as `null` inherits, as if it were absent; the
-  read-only `next_run_at` the API renders in each entry is ignored on input.
+  read-only `next_run_at` and `paused_reason` the API renders in each entry
+  are ignored on input.
 - `enabled` in an entry defaults to true for a one-off (its keys name its
   targets) and to false otherwise (the spec: only `enabled: true` runs).
 - An overlay's `schedule` must be a cron expression (it overrides a

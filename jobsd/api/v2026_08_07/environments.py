@@ -70,6 +70,9 @@ _REQUEST_LEAVES: Final = (
 )
 
 _LEAVES: Final = (*_REQUEST_LEAVES, "schedule", "timezone", "retry_policy")
+# What the API renders in an entry that no client sets: ignored on input, so
+# a client may send back what it read.
+READ_ONLY: Final = ("next_run_at", "paused_reason")
 
 
 def environments(
@@ -145,7 +148,7 @@ def _entry(
     for key, value in obj.items():
         at = f"{ptr}/{pointer_part(key)}"
         group, dot, header_name = key.partition(".")
-        if key in ("enabled", "next_run_at") or value is None:
+        if key in ("enabled", *READ_ONLY) or value is None:
             continue
         if group == "headers" and dot:
             one = header(errs, header_name, value, at, seen)

@@ -2,9 +2,11 @@
 
 A job carries `kind`, `timezone`, `retry_policy` and its `environments`:
 one entry per environment it has a row in that the caller may see, with
-`enabled`, the overrides it holds (sparse, `headers.<name>` flat) and the
-read-only `next_run_at`. Headers, in the job and in a run's `request`
-snapshot, are a name -> value object.
+`enabled`, the overrides it holds (sparse, `headers.<name>` flat), the
+read-only `next_run_at`, and, while it is auto-paused, jobsd's read-only
+`paused_reason` saying why (entries are sparse: absent when not paused).
+Headers, in the job and in a run's `request` snapshot, are a name -> value
+object.
 
 A job written through 2026-06-04 may hold two headers whose names are equal
 but for case (an array can say that, an object cannot): they are shown as
@@ -16,9 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from jobsd.api.render import configuration, run_attributes
+from jobsd.api.render import configuration
 from jobsd.clock import iso
 from jobsd.messages import Header, Job, Overlay, Run
+from jobsd.run_attributes import retry_attribute, run_attributes
 
 
 def header_map(headers: Iterable[Header]) -> dict[str, str]:
@@ -59,11 +62,14 @@ def render_job(job: Job, environments: Sequence[str]) -> dict[str, object]:
     for env in environments:
         state = job.environments.get(env)
         if state is not None:
-            entries[env] = {
+            entry = {
                 "enabled": state.enabled,
                 **overlay_leaves(state.overlay),
                 "next_run_at": iso(state.next_run_at),
             }
+            if state.paused_reason is not None:
+                entry["paused_reason"] = state.paused_reason
+            entries[env] = entry
     return {
         "id": spec.slug,
         "type": "job",
@@ -101,9 +107,7 @@ def render_run(run: Run) -> dict[str, object]:
         "attributes": {
             **attributes,
             "environment": run.environment,
-            "retry": (
-                None if run.retry_of is None else {"of": run.retry_of, "attempt": run.retry_attempt}
-            ),
+            "retry": retry_attribute(run),
             "request": request,
         },
     }

@@ -1,0 +1,178 @@
+"""The alert actor over a real store, a real `Delivery` and a real target, on MockClock.
+
+No scheduler or executors here (their periodic wake-ups would make a mock
+day cost minutes of real time): runs end through the store's own API, as
+an executor ends them, and the actor delivers what their transactions
+wrote. Proved at exact mock instants: one `job.failed` per 10 minutes,
+deferred to the window's end and folded, or dropped by a success; the
+backoff (10 s doubling to an hour) for 24 hours, then a drop with one
+warning line and the metric; alerts of one job in order even while the
+older one is retried.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from jobsd.address_policy import AddressPolicy
+from jobsd.alerts import AlertSender, AlertTarget
+from jobsd.clock import Clock
+from jobsd.crypto import KeyRing
+from jobsd.delivery import Delivery
+from jobsd.observer import Observer
+from jobsd.settings import Settings
+from jobsd.store import Store, open_store
+from tests.conftest import make_config
+from tests.target import Received, Target, open_target
+from tests.test_outbox import FAILED_500, OK, Policies, ended, make_job
+
+T0 = datetime(2026, 6, 5, 2, 0, tzinfo=UTC)
+MINUTE = 60.0
+
+
+@pytest.fixture
+def mock_clock() -> trio.testing.MockClock:
+    return trio.testing.MockClock(autojump_threshold=0.05)
+
+
+@dataclass
+class Rig:
+    store: Store
+    observer: Observer
+    target: Target
+
+    def sent(self, path: str) -> list[Received]:
+        return [r for r in self.target.received if r.path == path]
+
+    def counted(self, name: str, **labels: str) -> float:
+        value = self.observer.metrics.registry.get_sample_value(name, labels)
+        return 0.0 if value is None else value
+
+
+@asynccontextmanager
+async def rig(tmp_path: Path, path: str) -> AsyncIterator[Rig]:
+    observer = Observer(Settings(make_config(tmp_path)))
+    clock = Clock(T0)
+    keyring = KeyRing.load_or_create(tmp_path / "key")
+    async with (
+        open_target() as target,
+        open_store(
+            tmp_path / "db", keyring, clock, None, observer, alert_policies=Policies()
+        ) as store,
+    ):
+        assert store.alerts is not None
+        sender = AlertSender(
+            store.outbox,
+            store.alerts,
+            Delivery(AddressPolicy(["127.0.0.1/32"])),
+            lambda account: AlertTarget(f"{target.url}{path}", False),
+            clock,
+            metrics=observer,
+        )
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sender.run)
+            await make_job(store, "j")
+            yield Rig(store, observer, target)
+            nursery.cancel_scope.cancel()
+
+
+def kind(received: Received) -> str:
+    return str(json.loads(received.body)["type"])
+
+
+def run_of(received: Received) -> str:
+    return str(json.loads(received.body)["data"]["run"]["id"])
+
+
+async def test_one_failed_alert_per_window_deferred_folded_or_dropped(
+    tmp_path: Path, mock_clock: trio.testing.MockClock
+) -> None:
+    async with rig(tmp_path, "/alerts") as r:
+        t0 = trio.current_time()
+
+        async def at(minutes: float, outcome: object) -> str:
+            await trio.sleep_until(t0 + minutes * MINUTE)
+            return await ended(r.store, "j", outcome)  # type: ignore[arg-type]
+
+        await at(0, FAILED_500)  # job.failed at once
+        await at(1, OK)  # job.recovered
+        await at(2, FAILED_500)  # inside the window, after a recovery: deferred
+        newest = await at(3, FAILED_500)  # folded into the deferred one
+        await trio.sleep_until(t0 + 11 * MINUTE)
+        got = r.sent("/alerts")
+        assert [kind(a) for a in got] == ["job.failed", "job.recovered", "job.failed"]
+        assert run_of(got[2]) == newest
+        assert got[2].at == pytest.approx(t0 + 10 * MINUTE, abs=0.01)  # the window's end
+        await at(12, OK)  # job.recovered
+        await at(13, FAILED_500)  # deferred to minute 20...
+        await at(14, OK)  # ...and dropped: the receiver never hears of that failure
+        await trio.sleep_until(t0 + 25 * MINUTE)
+        assert len(r.sent("/alerts")) == 4
+        await at(26, FAILED_500)  # a new window: at once
+        await at(27, FAILED_500)  # still failing, inside it: suppressed
+        await trio.sleep_until(t0 + 40 * MINUTE)
+        kinds = [kind(a) for a in r.sent("/alerts")]
+        failed_at = [a.at for a in r.sent("/alerts") if kind(a) == "job.failed"]
+        suppressed = r.counted(
+            "jobsd_alerts_dropped_total", account="acme", type="job.failed", outcome="suppressed"
+        )
+        sent = r.counted("jobsd_alerts_sent_total", account="acme", type="job.recovered")
+    assert kinds == ["job.failed", "job.recovered", "job.failed", "job.recovered", "job.failed"]
+    assert all(b - a >= 10 * MINUTE for a, b in itertools.pairwise(failed_at))
+    assert (suppressed, sent) == (3, 2)  # folded, dropped, suppressed
+
+
+async def test_an_alert_is_retried_with_backoff_for_a_day_then_dropped(
+    tmp_path: Path, mock_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with rig(tmp_path, "/status/503") as r:
+        with caplog.at_level(logging.INFO, logger="jobsd.alerts"):
+            await ended(r.store, "j", FAILED_500)
+            await trio.sleep(25 * 3600)
+        tries = r.sent("/status/503")
+        failed = r.counted("jobsd_alerts_failed_total", account="acme", type="job.failed")
+        expired = r.counted(
+            "jobsd_alerts_dropped_total", account="acme", type="job.failed", outcome="expired"
+        )
+        held = await r.store.outbox.held()
+    gaps = [round(b.at - a.at) for a, b in itertools.pairwise(tries)]
+    assert gaps[:10] == [10, 20, 40, 80, 160, 320, 640, 1280, 2560, 3600]
+    assert set(gaps[10:-1]) == {3600} and 0 < gaps[-1] <= 3600
+    assert round(tries[-1].at - tries[0].at) == 24 * 3600  # the last at the day's end
+    assert len({a.headers["x-jobsd-alert-id"] for a in tries}) == 1
+    assert len({a.body for a in tries}) == 1  # one id, one content
+    assert (failed, expired, held) == (len(tries), 1, {})
+    dropped = [x for x in caplog.records if x.getMessage() == "alert dropped"]
+    assert len(dropped) == 1 and dropped[0].levelno == logging.WARNING
+    assert dropped[0].fields["outcome"] == "expired"  # type: ignore[attr-defined]
+    port = r.target.url.rsplit(":", 1)[1]
+    allowed = {"account", "type", "alert", "attempt", "attempts", "reason", "http_status"}
+    for record in caplog.records:  # never the URL, a header or the body
+        fields = getattr(record, "fields", {})
+        assert set(fields) <= allowed | {"outcome", "retry_in_s"}, fields
+        text = f"{record.getMessage()} {fields}"
+        assert port not in text and "127.0.0.1" not in text and "finished_at" not in text
+
+
+async def test_an_alert_waits_for_the_older_one_of_its_job_while_that_is_retried(
+    tmp_path: Path, mock_clock: trio.testing.MockClock
+) -> None:
+    path = "/flaky/order/2/503"  # two refusals, then 200
+    async with rig(tmp_path, path) as r:
+        await ended(r.store, "j", FAILED_500)
+        await ended(r.store, "j", OK)
+        await trio.sleep(5 * MINUTE)
+        got = r.sent(path)
+    assert [kind(a) for a in got] == ["job.failed"] * 3 + ["job.recovered"]
+    assert [round(b.at - a.at) for a, b in itertools.pairwise(got[:3])] == [10, 20]

@@ -1,0 +1,230 @@
+"""The alert outbox in the store, on a real SQLite file.
+
+Alerts are written in the transaction that records a run's end (a failure
+its policy retries writes none; the retry that fails for good does), the
+outbox of an account is bounded (the real cap, pushed), an alert once taken
+never changes, and the actor's side hands alerts out in order per job,
+within each account's share, puts back what a crash left in flight, and
+drops what expired.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import trio
+
+from jobsd.alert_rules import FAILED_WINDOW_US, GIVE_UP_AFTER_US
+from jobsd.clock import Clock, to_us
+from jobsd.crypto import KeyRing
+from jobsd.messages import HttpConfig, Outcome, RunEnded, SchedulerNews
+from jobsd.retry import Backoff, RetryPolicy
+from jobsd.runs import FailureReason, RunStatus
+from jobsd.store import Store, open_store
+from jobsd.store.outbox import OUTBOX_CAP, AlertPolicy
+from tests.model import ENV, create_job, seed_job
+
+T0 = datetime(2026, 6, 5, tzinfo=UTC)
+FAILED_500 = Outcome(
+    RunStatus.FAILED, FailureReason.NON_SUCCESS_STATUS, "status 500", {}, {"status": 500}
+)
+OK = Outcome(RunStatus.SUCCEEDED, None, None, {}, {"status": 200})
+
+
+@dataclass
+class Policies:
+    alerting: set[str] = field(default_factory=lambda: {"acme"})
+    auto_pause_after: int = 0
+
+    def any_active(self) -> bool:
+        return bool(self.alerting) or self.auto_pause_after > 0
+
+    def of(self, account_id: str) -> AlertPolicy:
+        return AlertPolicy(account_id in self.alerting, self.auto_pause_after)
+
+
+@dataclass
+class Told:
+    dropped: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def runs_ended(self, ends: Sequence[RunEnded]) -> None:
+        pass
+
+    def retry_scheduled(self) -> None:
+        pass
+
+    def store_batch(self, size: int, seconds: float) -> None:
+        pass
+
+    def alerts_dropped(self, account: str, alert_type: str, outcome: str) -> None:
+        self.dropped.append((account, alert_type, outcome))
+
+
+async def make_job(store: Store, slug: str, policy: str | None = None) -> None:
+    write = seed_job(slug, slug, None, True, "0 0 1 1 *", HttpConfig(url="https://x.invalid/"))
+    if policy is not None:
+        write = replace(write, spec=replace(write.spec, retry_policy=policy), keep=frozenset())
+    await create_job(store, "acme", write)
+
+
+async def ended(store: Store, slug: str, outcome: Outcome) -> str:
+    run = await store.runs.enqueue_manual(
+        "acme", slug, ENV, require_enabled=False, max_pending=10_000
+    )
+    claim = await store.runs.claim(run.id, lambda _: -1)
+    assert claim is not None and claim.config is not None
+    assert await store.runs.finish(run.id, outcome)
+    return run.id
+
+
+def outbox(db: Path) -> list[dict[str, object]]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in conn.execute("SELECT * FROM alert_outbox ORDER BY seq")]
+    finally:
+        conn.close()
+
+
+def opened(
+    tmp_path: Path, told: Told, policies: Policies | None = None, clock: Clock | None = None
+) -> AbstractAsyncContextManager[Store]:
+    news_tx, _ = trio.open_memory_channel[SchedulerNews](100)
+    keyring = KeyRing.load_or_create(tmp_path / "k")
+    return open_store(
+        tmp_path / "db",
+        keyring,
+        clock or Clock(T0),
+        news_tx,
+        told,
+        alert_policies=policies or Policies(),
+    )
+
+
+async def test_a_failure_alerts_in_its_own_transaction_and_a_retried_one_does_not(
+    tmp_path: Path,
+) -> None:
+    async with opened(tmp_path, Told()) as store:
+        await store.policies.create(
+            "acme", "p", "P", RetryPolicy(1, Backoff.FIXED, 30, retry_statuses=("5xx",))
+        )
+        await make_job(store, "j", policy="p")
+        first = await ended(store, "j", FAILED_500)
+        assert outbox(tmp_path / "db") == []  # a retry follows it: not a failure for good
+        await make_job(store, "k")
+        failed = await ended(store, "k", FAILED_500)
+        (row,) = outbox(tmp_path / "db")
+        body = json.loads(str(row["body"]))
+        assert (row["type"], body["type"], body["data"]["run"]["id"]) == (
+            "job.failed",
+            "job.failed",
+            failed,
+        )
+        assert body["data"]["run"]["status"] == "FAILED" and "request" not in body["data"]["run"]
+        assert row["due_us"] == row["created_at_us"]  # sent at once
+        assert row["expires_at_us"] == int(row["due_us"]) + GIVE_UP_AFTER_US  # type: ignore[call-overload]
+        assert first != failed
+        await ended(store, "k", OK)
+        assert [r["type"] for r in outbox(tmp_path / "db")] == ["job.failed", "job.recovered"]
+
+
+async def test_no_statement_and_no_alert_for_an_account_that_does_not_alert(
+    tmp_path: Path,
+) -> None:
+    async with opened(tmp_path, Told(), Policies(alerting=set())) as store:
+        await make_job(store, "j")
+        await ended(store, "j", FAILED_500)
+        assert outbox(tmp_path / "db") == []
+
+
+async def test_the_outbox_of_an_account_holds_at_most_its_cap(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    told = Told()
+    async with opened(tmp_path, told) as store:
+        await make_job(store, "j")
+        now = to_us(T0)
+
+        def fill(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO alert_outbox (id, account_id, job_id, environment, type, body, "
+                "created_at_us, due_us, expires_at_us) VALUES (?, 'acme', 0, ?, "
+                "'job.recovered', '{}', ?, ?, ?)",
+                [(f"old-{n}", ENV, now, now, now + GIVE_UP_AFTER_US) for n in range(OUTBOX_CAP)],
+            )
+
+        await store.engine.write(fill)
+        with caplog.at_level(logging.WARNING, logger="jobsd.alerts"):
+            await ended(store, "j", FAILED_500)
+        rows = outbox(tmp_path / "db")
+        assert len(rows) == OUTBOX_CAP
+        assert rows[0]["id"] == "old-1" and rows[-1]["type"] == "job.failed"  # the oldest went
+        assert told.dropped == [("acme", "job.recovered", "overflow")]
+        assert "outbox is full" in caplog.text
+        # The other account's outbox is its own.
+        assert await store.outbox.held() == {"acme": OUTBOX_CAP}
+
+
+async def test_a_taken_alert_never_changes_and_a_deferred_one_folds_until_taken(
+    tmp_path: Path,
+) -> None:
+    clock = Clock(T0)
+    async with opened(tmp_path, Told(), clock=clock) as store:
+        await make_job(store, "j")
+        await ended(store, "j", FAILED_500)  # job.failed, now
+        await ended(store, "j", OK)  # job.recovered
+        second = await ended(store, "j", FAILED_500)  # inside the window: deferred
+        rows = outbox(tmp_path / "db")
+        assert [r["type"] for r in rows] == ["job.failed", "job.recovered", "job.failed"]
+        deferred = rows[2]
+        assert deferred["due_us"] == int(rows[0]["created_at_us"]) + FAILED_WINDOW_US  # type: ignore[call-overload]
+        third = await ended(store, "j", FAILED_500)  # folded: it names the newest failure
+        folded = outbox(tmp_path / "db")[2]
+        assert folded["id"] == deferred["id"]
+        assert json.loads(str(folded["body"]))["data"]["run"]["id"] == third != second
+        # Once the actor took it, it stays as it was sent.
+        await store.engine.write(
+            lambda c: c.execute(
+                "UPDATE alert_outbox SET sending = 1, attempts = 1 WHERE id = ?", (deferred["id"],)
+            )
+        )
+        await ended(store, "j", FAILED_500)
+        assert outbox(tmp_path / "db")[2]["body"] == folded["body"]
+
+
+async def test_the_actor_takes_in_order_per_job_within_each_share(tmp_path: Path) -> None:
+    async with opened(tmp_path, Told(), Policies(alerting={"acme"})) as store:
+        await make_job(store, "a")
+        await make_job(store, "b")
+        await ended(store, "a", FAILED_500)
+        await ended(store, "a", OK)
+        await ended(store, "b", FAILED_500)
+        now = to_us(T0) + 60_000_000
+        taken = await store.outbox.take(now, room=4, busy={}, per_account=2)
+        # a's recovery waits for a's failure; b's failure goes beside it.
+        assert [json.loads(t.body)["data"]["job"] for t in taken.alerts] == ["a", "b"]
+        assert all(t.attempts == 1 for t in taken.alerts)
+        again = await store.outbox.take(now, room=4, busy={"acme": 2}, per_account=2)
+        assert again.alerts == []  # in flight: not handed out twice, and no share left
+        await store.outbox.delivered(taken.alerts[0].id)
+        (recovered,) = (await store.outbox.take(now, 4, {"acme": 1}, 2)).alerts
+        assert recovered.type == "job.recovered"
+        # A crash leaves them `sending`: the next start puts them back in line.
+        assert await store.outbox.reset_sending() == 2
+        retaken = await store.outbox.take(now, 4, {}, 2)
+        assert sorted(t.id for t in retaken.alerts) == sorted(
+            [taken.alerts[1].id, recovered.id]
+        ) and all(t.attempts == 2 for t in retaken.alerts)
+        # Past its 24 hours, a due alert is dropped instead of taken.
+        await store.outbox.retry_at(recovered.id, now + 10)
+        late = await store.outbox.take(now + GIVE_UP_AFTER_US + 10, 4, {"acme": 1}, 2)
+        assert [e.id for e in late.expired] == [recovered.id] and late.alerts == []
+        assert await store.outbox.next_due_us(now) is None
