@@ -42,7 +42,10 @@ promise, "nothing lost, nothing doubled", spelled out on the file and log:
 - every job retries a `500` under one retry policy, so chains are in flight
   at every kill: each attempt exists once, follows from the run before it,
   waits exactly its delay, is never sent early, and none is lost
-  (tests/crash_retries.py).
+  (tests/crash_retries.py);
+- the account alerts on the target, so alerts wait in the outbox and are in
+  flight at every kill: none is lost, none is sent under one id with two
+  bodies, each says what its run did (tests/crash_alerts.py).
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ from jobsd.schedule import InstantSchedule, parse_schedule
 from jobsd.store.count_tables import GRAINS, STATUS_COLUMNS
 from jobsd.store.recovery import LOST_ERROR
 from tests import conftest
+from tests.crash_alerts import ALERT_PATH, alerts_in, check_alerts, owed_by
 from tests.crash_burst import BURST_LEAD_S, burst_kill_delay_s, create_burst
 from tests.crash_flood import (
     FLOOD_ACCOUNT,
@@ -112,6 +116,10 @@ class Ledger:
     flood_refused: int = 0
     flood_hung_up: int = 0
     burst_at_kill: Counter[str] = field(default_factory=Counter)  # a burst's runs, by status
+    alert_bodies: dict[str, str] = field(default_factory=dict)  # taken alerts: id -> sha256
+    alerts_owed: set[str] = field(default_factory=set)  # seen in the outbox, owed
+    alerts_pending_at_kill: int = 0
+    alerts_sending_at_kill: int = 0
     kills: int = 0
     startup_kills: int = 0
     term_kills: int = 0
@@ -126,6 +134,7 @@ class Snapshot:
     log: list[dict[str, Any]]
     envs: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict)
     counts: set[tuple[Any, ...]] = field(default_factory=set)  # the count tables' rows
+    outbox: dict[str, dict[str, Any]] = field(default_factory=dict)  # alerts not yet delivered
 
     def envs_of(self, pk: int) -> dict[str, dict[str, Any]]:
         return {env: row for (job, env), row in self.envs.items() if job == pk}
@@ -158,6 +167,10 @@ class Stats:
     retries: int = 0
     retry_chains: int = 0
     burst_at_kill: Counter[str] = field(default_factory=Counter)
+    alerts: int = 0
+    alerts_resent: int = 0
+    alerts_pending_at_kill: int = 0
+    alerts_sending_at_kill: int = 0
     elapsed_s: float = 0.0
 
     def summary(self) -> str:
@@ -174,7 +187,10 @@ class Stats:
             f"flood: {self.flood_runs} runs ({self.flood_accepted} acknowledged, "
             f"{self.flood_refused} run-nows refused 429, {self.flood_hung_up} callers hung up); "
             f"{self.retries} retries in {self.retry_chains} chains; bursts' runs at their "
-            f"kills: {dict(sorted(self.burst_at_kill.items())) or 'no burst'}"
+            f"kills: {dict(sorted(self.burst_at_kill.items())) or 'no burst'}; "
+            f"{self.alerts} alerts delivered ({self.alerts_resent} of them again after a "
+            f"kill), {self.alerts_pending_at_kill} waiting and "
+            f"{self.alerts_sending_at_kill} being sent at a kill"
         )
 
 
@@ -189,6 +205,7 @@ def read_snapshot(db_path: Path, log_path: Path) -> Snapshot:
             for r in conn.execute("SELECT * FROM job_environments")
         }
         metered = conn.execute("SELECT coalesce(sum(runs_used), 0) FROM usage").fetchone()[0]
+        outbox = {r["id"]: dict(r) for r in conn.execute("SELECT * FROM alert_outbox")}
         counts = {
             (table, *r)
             for table, unit, _ in GRAINS
@@ -200,7 +217,8 @@ def read_snapshot(db_path: Path, log_path: Path) -> Snapshot:
         conn.close()
     text = log_path.read_text() if log_path.exists() else ""
     lines = text.split("\n")[:-1]  # a line still being appended has no newline yet
-    return Snapshot(runs, jobs, int(metered), [json.loads(line) for line in lines], envs, counts)
+    log = [json.loads(line) for line in lines]
+    return Snapshot(runs, jobs, int(metered), log, envs, counts, outbox)
 
 
 def recount(runs: dict[str, dict[str, Any]]) -> set[tuple[Any, ...]]:
@@ -292,15 +310,25 @@ def audit(snap: Snapshot, ledger: Ledger, *, final: bool) -> None:
 
     check_log(snap, ledger, final=final)
     check_retries(snap.runs, snap.jobs, snap.log, final=final)
+    check_alerts(
+        snap.outbox,
+        snap.runs,
+        snap.jobs,
+        snap.log,
+        ledger.alert_bodies,
+        ledger.alerts_owed,
+        final=final,
+    )
     if final:
         check_final(snap, ledger)
 
 
 def check_log(snap: Snapshot, ledger: Ledger, *, final: bool) -> None:
-    ids = [entry["run_id"] for entry in snap.log]
+    requests = [entry for entry in snap.log if entry.get("alert") is None]  # alerts apart
+    ids = [entry["run_id"] for entry in requests]
     twice = [i for i, n in Counter(ids).items() if n > 1]
     assert not twice, f"run ids the target received more than once: {twice}"
-    for entry in snap.log:
+    for entry in requests:
         run = snap.runs.get(entry["run_id"])
         assert run is not None, f"a request no run accounts for: {entry}"
         # The claim commits before the request is sent: never PENDING once sent.
@@ -551,7 +579,7 @@ class CrashHarness:
         self.db_path = tmp_path / "jobsd.sqlite3"
         self.log_path = tmp_path / "target.log"
         self.config_path = tmp_path / "jobsd.toml"
-        self.config_path.write_text(_config(tmp_path, workers))
+        self.workers = workers
         self.ledger = Ledger()
         self.stats = Stats()
         self.target: subprocess.Popen[str] | None = None
@@ -575,6 +603,7 @@ class CrashHarness:
             self.target.wait(timeout=10)
             raise
         self.target_url = line.split()[-1]
+        self.config_path.write_text(_config(self.dir, self.workers, self.target_url + ALERT_PATH))
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -615,6 +644,7 @@ class CrashHarness:
         term_first: bool = False,
         flood: bool = False,
         burst: bool = False,
+        alert_in_flight: bool = False,
     ) -> None:
         """Load the daemon at `url`, SIGKILL it at a random moment, audit the file.
 
@@ -622,6 +652,8 @@ class CrashHarness:
         as systemd does when `TimeoutStopSec` runs out. `flood`: the flood
         account floods run-now meanwhile. `burst`: one-offs due at one instant
         first, and the kill inside their burst (tests/crash_burst.py).
+        `alert_in_flight`: the moment is when an alert is being sent (the
+        file says so), soon after the delay.
         """
         delay_s = self.rng.uniform(0.05, max_delay_s)
         made: dict[str, int] = {}
@@ -643,6 +675,8 @@ class CrashHarness:
         assert daemon is not None and daemon.proc is not None
         try:
             time.sleep(delay_s)
+            if alert_in_flight:
+                self._wait_for_an_alert_in_flight()
             assert daemon.proc.poll() is None, f"the daemon died by itself:\n{daemon.stderr()}"
             if term_first:
                 daemon.signal(signal.SIGTERM)
@@ -672,6 +706,14 @@ class CrashHarness:
             self.ledger.burst_at_kill.update(
                 run["status"] for run in snap.runs.values() if slugs.get(run["job_id"]) in made
             )
+
+    def _wait_for_an_alert_in_flight(self, timeout_s: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not any(
+            a["sending"] for a in read_snapshot(self.db_path, self.log_path).outbox.values()
+        ):
+            assert time.monotonic() < deadline, f"no alert was sent ({self.where()})"
+            time.sleep(0.02)
 
     def startup_kill(self) -> None:
         """SIGKILL a daemon still starting: opening the store, recovering, feeding runs."""
@@ -710,6 +752,8 @@ class CrashHarness:
         except AssertionError as exc:
             raise AssertionError(f"after {self.where()}: {exc}") from exc
         self.ledger.running_at_kill |= snap.with_status("RUNNING")
+        self.ledger.alerts_pending_at_kill += len(snap.outbox)
+        self.ledger.alerts_sending_at_kill += sum(a["sending"] for a in snap.outbox.values())
         self.ledger.pending_at_kill |= snap.with_status("PENDING")
         return snap
 
@@ -734,9 +778,13 @@ class CrashHarness:
             # Stop clear of a minute boundary so no cron slot fires during the stop.
             near_boundary = not 2_000_000 < now_us % MINUTE_US < MINUTE_US - 2_000_000
             snap = read_snapshot(self.db_path, self.log_path)
-            waiting = snap.with_status("PENDING", "RUNNING") or any(
-                row["enabled"] and snap.jobs[pk]["slug"].startswith("once-")
-                for (pk, _env), row in snap.envs.items()
+            waiting = (
+                snap.with_status("PENDING", "RUNNING")
+                or any(owed_by(alert, now_us) for alert in snap.outbox.values())
+                or any(
+                    row["enabled"] and snap.jobs[pk]["slug"].startswith("once-")
+                    for (pk, _env), row in snap.envs.items()
+                )
             )
             if now_us > last_instant_us and not waiting and not near_boundary:
                 break
@@ -791,6 +839,11 @@ class CrashHarness:
         stats.retries = check_retries(snap.runs, snap.jobs, snap.log, final=True)
         stats.retry_chains = len({r["retry_of"] for r in snap.runs.values() if r["retry_of"]})
         stats.burst_at_kill = self.ledger.burst_at_kill
+        received = alerts_in(snap.log)
+        stats.alerts = len({a["id"] for a in received})
+        stats.alerts_resent = len(received) - stats.alerts
+        stats.alerts_pending_at_kill = self.ledger.alerts_pending_at_kill
+        stats.alerts_sending_at_kill = self.ledger.alerts_sending_at_kill
         stats.elapsed_s = time.monotonic() - self._started
         return stats
 
@@ -802,7 +855,8 @@ def run_crash_test(tmp_path: Path, *, rounds: int, max_delay_s: float, seed: int
     another in every four inside a burst of one-offs due at one instant
     (claims and finishes written in batches), every third also kills a
     daemon while it is still starting up, and every other round runs the
-    flood beside the load.
+    flood beside the load; the last but one waits for an
+    alert being sent, and kills then.
     """
     with CrashHarness(tmp_path, seed=seed) as harness:
         url = harness.start_daemon()
@@ -811,7 +865,12 @@ def run_crash_test(tmp_path: Path, *, rounds: int, max_delay_s: float, seed: int
         create_flood_job(url, harness.target_url)
         for n in range(rounds):
             harness.kill_round(
-                url, max_delay_s, term_first=n % 4 == 3, flood=n % 2 == 0, burst=n % 4 == 1
+                url,
+                max_delay_s,
+                term_first=n % 4 == 3,
+                flood=n % 2 == 0,
+                burst=n % 4 == 1,
+                alert_in_flight=n == rounds - 2,  # the round whose kill catches an alert
             )
             if n % 3 == 1:
                 harness.startup_kill()
@@ -821,7 +880,7 @@ def run_crash_test(tmp_path: Path, *, rounds: int, max_delay_s: float, seed: int
         return harness.final_audit()
 
 
-def _config(tmp_path: Path, workers: int) -> str:
+def _config(tmp_path: Path, workers: int, alert_url: str) -> str:
     return f"""
 [server]
 listen = "127.0.0.1:0"
@@ -845,6 +904,7 @@ id = "crash"
 plan = "unlimited"
 tokens_sha256 = ["{token_sha256(TOKEN)}"]
 environments = ["production", "staging"]
+alert_url = "{alert_url}"
 [[accounts]]
 id = "{FLOOD_ACCOUNT}"
 plan = "unlimited"

@@ -3,7 +3,8 @@
 `python tests/crash_target.py LOG` listens on 127.0.0.1 (port 0), prints
 `crash-target listening on http://127.0.0.1:PORT`, and appends one JSON line
 per request to LOG *as the request arrives*, before answering: the run id,
-job and slot jobsd stamped on it. A request the daemon sent just before it
+job and slot jobsd stamped on it (for an alert, its id, what it says and
+a SHA-256 of its bytes). A request the daemon sent just before it
 was killed is therefore on record even though nobody reads the answer.
 Appends are single `os.write` calls on an `O_APPEND` descriptor, no fsync:
 the log must survive the daemon's deaths, not the machine's.
@@ -16,6 +17,7 @@ outlives the test that started it. Standard library only: it starts fast.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -43,8 +45,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
+        body = self.rfile.read(length) if length else b""
         entry = {
             "run_id": self.headers.get("X-Jobsd-Run-Id"),
             "job": self.headers.get("X-Jobsd-Job"),
@@ -54,18 +55,29 @@ class _Handler(BaseHTTPRequestHandler):
             "path": self.path,
             "received_ns": time.time_ns(),
         }
+        alert_id = self.headers.get("X-Jobsd-Alert-Id")
+        if alert_id is not None:  # an alert: what it said, and a digest of its bytes
+            sent = json.loads(body)
+            entry["alert"] = {
+                "id": alert_id,
+                "sha256": hashlib.sha256(body).hexdigest(),
+                "type": sent["type"],
+                "job": sent["data"]["job"],
+                "environment": sent["data"]["environment"],
+                "run": sent["data"]["run"]["id"],
+            }
         os.write(self.server.log_fd, (json.dumps(entry) + "\n").encode())
         status = 200
         if self.path.startswith("/sleep/"):
             time.sleep(min(int(self.path.rsplit("/", 1)[1]), _MAX_SLEEP_MS) / 1000)
         elif self.path.startswith("/status/"):
             status = int(self.path.rsplit("/", 1)[1])
-        body = b'{"ok":true}'
+        answer = b'{"ok":true}'
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", str(len(answer)))
         self.end_headers()
-        self.wfile.write(body)
+        self.wfile.write(answer)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
 

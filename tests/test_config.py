@@ -234,6 +234,11 @@ BAD_VALUES = [
     (PLAN + account() + 'alert_url = "https://exa mple.com/"\n', "accounts[0].alert_url"),
     (PLAN + account() + f'alert_url = "https://e.com/{"a" * 2048}"\n', "accounts[0].alert_url"),
     (PLAN + account() + "alert_url = 5\n", "accounts[0].alert_url"),
+    (PLAN + "auto_pause_after = -1\n", "plans.free.auto_pause_after"),
+    (PLAN + "auto_pause_after = 1001\n", "plans.free.auto_pause_after"),
+    (PLAN + 'auto_pause_after = "3"\n', "plans.free.auto_pause_after"),
+    (PLAN + "auto_pause_after = 2.0\n", "plans.free.auto_pause_after"),
+    (PLAN + "auto_pause_after = true\n", "plans.free.auto_pause_after"),
 ]
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.crash_alerts import check_alerts
 from tests.crash_flood import FLOOD_ACCOUNT, MAX_PENDING_RUNS
 from tests.crash_harness import Ledger, Snapshot, audit, recount, run_crash_test
 from tests.crash_retries import POLICY, check_retries
@@ -160,6 +161,34 @@ def test_the_retry_audit_refuses_doubled_early_or_lost_attempts() -> None:
         check_retries({"a": lost, "b": _retry("b", lost, 1)}, jobs, [], final=True)
 
 
+def test_the_alert_audit_refuses_changed_lost_and_untold_alerts() -> None:
+    failed = _run("a", "FAILED", failure_reason="TIMEOUT", error="x", account_id="crash")
+    runs = {"a": failed}
+    jobs = {1: {"id": 1, "slug": "j", "deleted_at_us": None}}
+
+    def sent(alert_id: str, digest: str) -> dict[str, Any]:
+        alert = {"id": alert_id, "sha256": digest, "type": "job.failed"}
+        return {"alert": {**alert, "job": "j", "environment": "production", "run": "a"}}
+
+    row = {"id": "x", "body": "{}", "attempts": 1, "due_us": 1, "created_at_us": 1}
+    bodies: dict[str, str] = {}
+    owed: set[str] = set()
+    assert check_alerts({"x": row}, runs, jobs, [], bodies, owed, final=False) == 0
+    with pytest.raises(AssertionError, match="lost"):
+        check_alerts({}, runs, jobs, [], bodies, owed, final=True)
+    with pytest.raises(AssertionError, match="another body"):
+        check_alerts({}, runs, jobs, [sent("x", "0" * 64)], bodies, owed, final=False)
+    with pytest.raises(AssertionError, match="changed after it was taken"):
+        check_alerts({"x": {**row, "body": "[]"}}, runs, jobs, [], bodies, owed, final=False)
+    twice = [sent("y", "1" * 64), sent("y", "2" * 64)]
+    with pytest.raises(AssertionError, match="different bodies"):
+        check_alerts({}, runs, jobs, twice, {}, set(), final=False)
+    with pytest.raises(AssertionError, match="never told"):
+        check_alerts({}, runs, jobs, [], {}, set(), final=True)
+    good = sent("x", bodies["x"])
+    assert check_alerts({}, runs, jobs, [good, good], bodies, owed, final=True) == 1
+
+
 def _seed() -> int:
     return int(os.environ.get("JOBSD_CRASH_SEED") or random.randrange(1 << 32))
 
@@ -169,7 +198,7 @@ def test_sigkill_under_load_loses_and_doubles_nothing(tmp_path: Path) -> None:
     stats = run_crash_test(tmp_path, rounds=4, max_delay_s=1.5, seed=seed)
     print(f"crash test (seed {seed}): {stats.summary()}")
     assert stats.rounds == 4 and stats.requests > 0 and stats.flood_accepted > 0
-    assert stats.retries > 0
+    assert stats.retries > 0 and stats.alerts > 0 and stats.alerts_sending_at_kill > 0
 
 
 @pytest.mark.slow
@@ -181,3 +210,5 @@ def test_sigkill_many_times(tmp_path: Path) -> None:
     assert stats.rounds == rounds and stats.requests > 0
     # Over this many rounds the flood reaches its bound and callers hang up mid-flood.
     assert stats.flood_refused > 0 and stats.flood_hung_up > 0
+    # ...and kills catch alerts being sent, which go out again, the same.
+    assert stats.alerts_resent > 0
