@@ -161,7 +161,7 @@ steps = st.lists(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(steps, st.integers(0, 4))
 def test_histories_against_the_receiver(
     history: list[tuple[Verdict, int, bool]], pause_after: int
@@ -227,7 +227,7 @@ def _pauses(history: list[Verdict], n: int) -> int:
     return pauses
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(st.sampled_from(list(Verdict)), max_size=80), st.integers(1, 5))
 def test_pauses_against_a_naive_count(history: list[Verdict], n: int) -> None:
     state = AlertState()

@@ -12,8 +12,9 @@ Logs: the daemon runs with the `logging` root at DEBUG (hypercorn's error
 log and httpx2's included) and its file descriptors captured, then in a
 child process whose stderr and stdout are kept, while it serves
 authenticated requests, refused ones, jobs with secret header values, and
-runs that fail (connection refused, SSRF-blocked, timed out, a 500). No
-token and no header value may appear in any of it, in text or in JSON
+runs that fail (connection refused, SSRF-blocked, timed out, a 500), whose
+alerts go to an `alert_url` with a secret in its query that refuses them. No
+token, no header value and no URL secret may appear in any of it, in text or in JSON
 lines (`[log] format = "json"`, where every line must also be one JSON
 object, with one structured line per finished run and per request).
 """
@@ -254,8 +255,12 @@ async def test_no_secret_reaches_a_log_in_process(
 @pytest.mark.parametrize("log_format", ["text", "json"])
 async def test_no_secret_reaches_a_child_process_log(tmp_path: Path, log_format: str) -> None:
     cfg = tmp_path / "jobsd.toml"
+    # Alerts of the failing runs go to a URL that refuses them: tried, logged, never its URL.
+    alerts = f'alert_url = "http://127.0.0.1:9/alerts?sig={URL_SECRET}"'
     cfg.write_text(
-        config_text(tmp_path, extra=f'[log]\nformat = "{log_format}"\nlevel = "debug"\n')
+        config_text(
+            tmp_path, acme=alerts, extra=f'[log]\nformat = "{log_format}"\nlevel = "debug"\n'
+        )
     )
     async with open_target() as target:
         process = await trio.to_thread.run_sync(
@@ -299,3 +304,5 @@ def assert_structured(stderr: str, stdout: str) -> None:
     assert all(x["client"] == "127.0.0.1" and x["duration_ms"] >= 0 for x in requests)
     assert {x["status"] for x in requests} >= {200, 201, 401, 422}
     assert any(x["msg"].startswith("jobsd listening on") for x in lines)
+    tries = [x for x in lines if x["msg"] == "alert not delivered; tried again later"]
+    assert tries and {x["reason"] for x in tries} == {"CONNECTION_ERROR"}, tries
