@@ -24,9 +24,16 @@ ENV_COLUMNS = (
 _LEAVES = ("url", "method", "timeout_s", "body", "success_status", "tls_verify", "ca_cert")
 
 
+_NO_OVERLAY = Overlay()  # frozen: one instance serves every environment that overrides nothing
+
+
 def to_overlay(
     env: sqlite3.Row, account_id: str, keyring: Sealer, *, strict: bool = False
 ) -> Overlay:
+    if not overrides_request(env) and (
+        env["schedule"] is None and env["timezone"] is None and env["retry_policy"] is None
+    ):
+        return _NO_OVERLAY  # most environments: nothing to parse or open (a read per GET)
     leaves = json.loads(env["overlay"])
     headers = open_headers(
         keyring,
