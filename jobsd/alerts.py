@@ -52,8 +52,8 @@ from jobsd.store.outbox_queue import OutboxAlert, OutboxStore
 log = logging.getLogger("jobsd.alerts")
 
 TIMEOUT_S = 10
-CONCURRENCY = 4
-PER_ACCOUNT = 1
+CONCURRENCY = 8
+PER_ACCOUNT = 2
 JSON = Header("Content-Type", "application/json")
 
 

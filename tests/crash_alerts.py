@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-ALERT_PATH = "/sleep/200"  # one in flight at a time per account: a backlog builds
+ALERT_PATH = "/sleep/100"  # two in flight at a time per account: a backlog builds
 ALERT_ACCOUNT = "crash"
 
 
