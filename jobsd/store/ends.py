@@ -21,7 +21,8 @@ from typing import Protocol, TypeVar
 from jobsd.messages import RunEnded
 from jobsd.store import ended_sql
 from jobsd.store.engine import Engine
-from jobsd.store.outbox import AlertRecorder, Recorded
+from jobsd.store.outbox import AlertRecorder
+from jobsd.store.outbox_rows import Recorded
 
 T = TypeVar("T")
 

@@ -6,7 +6,8 @@ failed before sending: `jobsd.store.ends`), after those runs have their
 final state and any retry has been inserted. For each run of an account
 whose alerts are on (an `alert_url`, or a plan with `auto_pause_after`) it
 reads the job and environment's `alert_state`, lets the pure rules decide
-(`jobsd.alert_rules.decide`), and writes what they say: outbox rows with
+(`jobsd.alert_rules.decide`), and writes what they say (the rows'
+SQL is `jobsd.store.outbox_rows`): outbox rows with
 their final bodies, the new state, and an auto-pause with its
 `paused_reason`. So a run's end and its alerts commit together or not at
 all: no crash can leave a failure recorded without its alert, or an alert
@@ -25,27 +26,29 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import trio
 
-from jobsd.alert_body import alert_body
 from jobsd.alert_rules import (
-    GIVE_UP_AFTER_US,
     Act,
-    AlertState,
     AlertType,
     Verdict,
     decide,
     verdict,
 )
-from jobsd.clock import from_us
 from jobsd.logs import fields
 from jobsd.messages import JobChanged, SchedulerNews
-from jobsd.store import runs_sql
+from jobsd.store.outbox_rows import (
+    OutboxWriter,
+    Recorded,
+    pause,
+    read_state,
+    unsent,
+    write_state,
+)
 
 log = logging.getLogger("jobsd.alerts")
 
@@ -74,15 +77,6 @@ class AlertPolicies(Protocol):
 
 class AlertCounter(Protocol):
     def alerts_dropped(self, account: str, alert_type: str, outcome: str) -> None: ...
-
-
-@dataclass
-class Recorded:
-    """What one transaction did to alerts, for after its commit."""
-
-    paused: list[JobChanged] = field(default_factory=list)
-    written: int = 0
-    dropped: list[tuple[str, str, str]] = field(default_factory=list)  # account, type, outcome
 
 
 _FACTS = (
@@ -142,8 +136,8 @@ class AlertRecorder:
         done: Recorded,
     ) -> None:
         job_pk, env, at_us = int(row["job_id"]), str(row["environment"]), int(row["finished_at_us"])
-        state = _state(conn, job_pk, env)
-        deferred_open = state.deferred is not None and _unsent(conn, state.deferred)
+        state = read_state(conn, job_pk, env)
+        deferred_open = state.deferred is not None and unsent(conn, state.deferred)
         decision = decide(
             state,
             seen,
@@ -154,7 +148,7 @@ class AlertRecorder:
             alerting=policy.alerting,
         )
         new = decision.state
-        writer = _Writer(conn, row, self._cap, done)
+        writer = OutboxWriter(conn, row, self._cap, done)
         for act in decision.acts:
             if act is Act.SEND_FAILED:
                 writer.insert(AlertType.FAILED, at_us)
@@ -173,16 +167,12 @@ class AlertRecorder:
                 done.dropped.append((row["account_id"], AlertType.FAILED.value, "suppressed"))
             elif act is Act.SEND_RECOVERED:
                 writer.insert(AlertType.RECOVERED, at_us)
-            elif act is Act.PAUSE and _pause(conn, row, state.streak + 1):
+            elif act is Act.PAUSE and pause(conn, row, state.streak + 1):
                 done.paused.append(JobChanged(job_pk, env, None, None, None))
                 if policy.alerting:
                     writer.insert(AlertType.PAUSED, at_us)
         if new != state:
-            conn.execute(
-                "INSERT OR REPLACE INTO alert_state (job_id, environment, streak, failing, "
-                "last_failed_us, deferred) VALUES (?, ?, ?, ?, ?, ?)",
-                (job_pk, env, new.streak, int(new.failing), new.last_failed_us, new.deferred),
-            )
+            write_state(conn, job_pk, env, new)
 
     # -- after the commit --------------------------------------------------------
 
@@ -208,95 +198,3 @@ class AlertRecorder:
         """Set by the next commit that writes an alert: taken before the actor
         reads the outbox, so a write between its read and its wait still wakes it."""
         return self._written
-
-
-def _state(conn: sqlite3.Connection, job_pk: int, env: str) -> AlertState:
-    row = conn.execute(
-        "SELECT streak, failing, last_failed_us, deferred FROM alert_state "
-        "WHERE job_id = ? AND environment = ?",
-        (job_pk, env),
-    ).fetchone()
-    if row is None:
-        return AlertState()
-    return AlertState(int(row[0]), bool(row[1]), row[2], row[3])
-
-
-def _unsent(conn: sqlite3.Connection, alert_id: str) -> bool:
-    found = conn.execute(
-        "SELECT 1 FROM alert_outbox WHERE id = ? AND attempts = 0 AND sending = 0", (alert_id,)
-    ).fetchone()
-    return found is not None
-
-
-def _pause(conn: sqlite3.Connection, row: sqlite3.Row, failures: int) -> bool:
-    reason = (
-        f"auto-paused after {failures} consecutive failed runs (auto_pause_after of the plan); "
-        f"the last: run {row['id']}, {row['failure_reason']}. Enable it again to resume."
-    )
-    cur = conn.execute(
-        "UPDATE job_environments SET enabled = 0, next_run_at_us = NULL, paused_reason = ? "
-        "WHERE job_id = ? AND environment = ? AND enabled = 1",
-        (reason, row["job_id"], row["environment"]),
-    )
-    return cur.rowcount == 1
-
-
-class _Writer:
-    """Outbox rows for one run's end, its body built once, the account's cap kept."""
-
-    def __init__(self, conn: sqlite3.Connection, row: sqlite3.Row, cap: int, done: Recorded):
-        self._conn = conn
-        self._row = row
-        self._cap = cap
-        self._done = done
-
-    def _body(self, alert_type: AlertType) -> str:
-        run_row = runs_sql.by_id(self._conn, self._row["id"])
-        assert run_row is not None
-        return alert_body(
-            alert_type, from_us(self._row["finished_at_us"]), runs_sql.to_run(run_row)
-        )
-
-    def insert(self, alert_type: AlertType, due_us: int) -> str:
-        account = self._row["account_id"]
-        self._make_room(account)
-        alert_id = str(uuid.uuid4())
-        self._conn.execute(
-            "INSERT INTO alert_outbox (id, account_id, job_id, environment, type, body, "
-            "created_at_us, due_us, expires_at_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                alert_id,
-                account,
-                self._row["job_id"],
-                self._row["environment"],
-                alert_type.value,
-                self._body(alert_type),
-                self._row["finished_at_us"],
-                due_us,
-                due_us + GIVE_UP_AFTER_US,
-            ),
-        )
-        self._done.written += 1
-        return alert_id
-
-    def fold(self, alert_id: str) -> None:
-        """The deferred `job.failed` names this run now (it has never been sent)."""
-        self._conn.execute(
-            "UPDATE alert_outbox SET body = ?, created_at_us = ? "
-            "WHERE id = ? AND attempts = 0 AND sending = 0",
-            (self._body(AlertType.FAILED), self._row["finished_at_us"], alert_id),
-        )
-
-    def _make_room(self, account: str) -> None:
-        (held,) = self._conn.execute(
-            "SELECT count(*) FROM alert_outbox WHERE account_id = ?", (account,)
-        ).fetchone()
-        if held < self._cap:
-            return
-        oldest = self._conn.execute(
-            "DELETE FROM alert_outbox WHERE seq = (SELECT seq FROM alert_outbox "
-            "WHERE account_id = ? AND sending = 0 ORDER BY seq LIMIT 1) RETURNING type",
-            (account,),
-        ).fetchone()
-        if oldest is not None:
-            self._done.dropped.append((account, str(oldest[0]), "overflow"))

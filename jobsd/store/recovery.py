@@ -23,7 +23,8 @@ import sqlite3
 from dataclasses import dataclass
 
 from jobsd.store.engine import Engine
-from jobsd.store.outbox import AlertRecorder, Recorded
+from jobsd.store.outbox import AlertRecorder
+from jobsd.store.outbox_rows import Recorded
 from jobsd.store.runs_sql import DELETED_BEFORE_START, FINISHED_AT
 
 LOST_ERROR = "the daemon stopped while this run's request was in flight (crash or kill)"
