@@ -12,14 +12,16 @@ once, has every answer checked, and dials only a checked IP literal. httpcore
 still sends the URL's host as SNI and checks the certificate against it, and
 httpx builds `Host` from the URL.
 
-Each `perform` uses its own client and connection pool. Measured
-(tests/bench/bench_clients.py), one shared pool is faster only when it reuses
-a kept-alive connection to the same origin, which cron traffic (a job fires
-at most once a minute) rarely does; without reuse both cost the same. A
-fresh pool per run means a run's connection, cookies and keep-alive state
-never outlive it: no run reuses what another account's run set up, a
-connection the server closed while idle cannot fail a run, the TLS settings
-need no pool per context, and cancelling a run closes everything it opened.
+One transport per TLS setting serves every run of the process: building an
+httpx client per run cost more CPU than the exchange around it
+(tests/bench/bench_clients.py; the README's Decisions give the figures).
+Requests go to the transport directly, below httpx's client (no cookie jar,
+no auth flow, no redirects: none of them may carry anything from one run to
+the next). Its pool keeps no idle connection (`max_keepalive_connections=0`):
+every run dials its own connection and closes it when its response ends, so
+no run reuses what another run (of any account) set up, a connection the
+server closed while idle can never fail a run, and cancelling a run closes
+everything it opened.
 
 Outcomes: a response whose status matches `success_status` is SUCCEEDED,
 any other is NON_SUCCESS_STATUS with the response recorded. A body read to
@@ -56,13 +58,16 @@ USER_AGENT = "jobsd/0.1"
 CA_CONTEXTS_KEPT = 64
 
 
-_DEFAULT_HEADERS = {
-    "User-Agent": USER_AGENT,
-    "Accept": "*/*",
+# What httpx's client put first on every request; a job's header of the same
+# name replaces one of these.
+_DEFAULT_HEADERS = (
+    ("Accept", "*/*"),
     # Raw bytes are what we count and cap: no decompression bomb can expand
     # past the cap inside one chunk. A job that asks for gzip gets it raw.
-    "Accept-Encoding": "identity",
-}
+    ("Accept-Encoding", "identity"),
+    ("Connection", "keep-alive"),
+    ("User-Agent", USER_AGENT),
+)
 
 
 class _Reading:
@@ -121,6 +126,8 @@ class Delivery:
         self._verifying: ssl.SSLContext | None = None
         self._insecure: ssl.SSLContext | None = None
         self._with_ca: OrderedDict[str, ssl.SSLContext] = OrderedDict()
+        # One transport per context; holding the context keeps its id unique.
+        self._transports: OrderedDict[int, tuple[ssl.SSLContext, PolicyTransport]] = OrderedDict()
 
     async def perform(
         self, config: HttpConfig, *, stamp: Sequence[tuple[str, str]] = ()
@@ -168,38 +175,32 @@ class Delivery:
         reading: _Reading,
         headers: Sequence[tuple[str, str]],
     ) -> None:
-        client = httpx2.AsyncClient(
-            transport=PolicyTransport(ssl_context, self._backend),
-            trust_env=False,
-            follow_redirects=False,
-            timeout=None,
-            headers=_DEFAULT_HEADERS,
-        )
-        async with (
-            client,
-            client.stream(
-                config.method,
-                config.url,
-                headers=[(name.encode(), value.encode()) for name, value in headers],
-                content=config.payload(),
-            ) as response,
-        ):
+        sent = httpx2.Headers(_DEFAULT_HEADERS)
+        sent.update(httpx2.Headers([(name.encode(), value.encode()) for name, value in headers]))
+        request = httpx2.Request(config.method, config.url, headers=sent, content=config.payload())
+        response = await self._transport_for(ssl_context).handle_async_request(request)
+        try:
+            await self._read(response, reading)
+        finally:
+            await response.aclose()  # releases (closes) the connection, shielded
+
+    async def _read(self, response: httpx2.Response, reading: _Reading) -> None:
+        async with aclosing(response.aiter_raw()) as chunks:
             reading.status = response.status_code
             for name, value in response.headers.multi_items():
                 key = name.lower()
                 reading.headers[key] = (
                     f"{reading.headers[key]}, {value}" if key in reading.headers else value
                 )
-            async with aclosing(response.aiter_raw()) as chunks:
-                async for chunk in chunks:
-                    room = self._keep_bytes - len(reading.kept)
-                    if room > 0:
-                        reading.kept += chunk[:room]
-                    reading.body_bytes += len(chunk)
-                    if reading.body_bytes > self._cap_bytes:
-                        reading.body_bytes = self._cap_bytes
-                        reading.capped = True
-                        break
+            async for chunk in chunks:
+                room = self._keep_bytes - len(reading.kept)
+                if room > 0:
+                    reading.kept += chunk[:room]
+                reading.body_bytes += len(chunk)
+                if reading.body_bytes > self._cap_bytes:
+                    reading.body_bytes = self._cap_bytes
+                    reading.capped = True
+                    break
 
     def _judge(self, config: HttpConfig, request: dict[str, object], reading: _Reading) -> Outcome:
         assert reading.status is not None
@@ -221,6 +222,19 @@ class Delivery:
         self, request: dict[str, object], reason: FailureReason, error: str, reading: _Reading
     ) -> Outcome:
         return Outcome(RunStatus.FAILED, reason, error, request, reading.result(self._keep_bytes))
+
+    def _transport_for(self, context: ssl.SSLContext) -> PolicyTransport:
+        """The process's transport for these TLS settings. Dropping one (past the
+        bound) closes nothing: it keeps no idle connection, and a run still
+        using it holds it."""
+        key = id(context)
+        entry = self._transports.get(key)
+        if entry is None:
+            entry = self._transports[key] = (context, PolicyTransport(context, self._backend))
+            while len(self._transports) > CA_CONTEXTS_KEPT + 2:
+                self._transports.popitem(last=False)
+        self._transports.move_to_end(key)
+        return entry[1]
 
     def ssl_context_for(self, config: HttpConfig) -> ssl.SSLContext:
         """The shared context for the job's TLS settings, built on first use."""

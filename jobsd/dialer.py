@@ -172,14 +172,18 @@ class PolicyPool(httpcore2.AsyncConnectionPool):
 
 
 class PolicyTransport(httpx2.AsyncHTTPTransport):
-    """httpx's transport over our backend: HTTP/1.1, no proxy, no environment."""
+    """httpx's transport over our backend: HTTP/1.1, no proxy, no environment,
+    and no idle connection kept: each connection closes when its response ends."""
 
     def __init__(self, ssl_context: ssl.SSLContext, backend: PolicyBackend) -> None:
         super().__init__(verify=ssl_context, trust_env=False)
         # httpx2 cannot take a network backend, so its pool is replaced by one
         # built the same way over ours.
         self._pool = PolicyPool(
-            ssl_context=ssl_context, max_connections=None, network_backend=backend
+            ssl_context=ssl_context,
+            max_connections=None,
+            max_keepalive_connections=0,
+            network_backend=backend,
         )
 
 
