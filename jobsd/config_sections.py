@@ -80,6 +80,9 @@ class SchedulerConfig(Section):
     max_pending_runs: Annotated[int, Field(strict=True, ge=1, le=10_000_000)] = 10_000
     misfire_grace_s: Seconds = 60
     shutdown_grace_s: Seconds = 10
+    # Processes that perform the requests: "auto" one per usable core, 0 none
+    # (this process performs them, as before issue 11).
+    worker_processes: Annotated[int, Field(strict=True, ge=0, le=64)] | Literal["auto"] = "auto"
 
 
 class OutboundConfig(Section):

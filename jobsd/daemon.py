@@ -79,7 +79,7 @@ from jobsd.crypto import KeyRing
 from jobsd.delivery import Delivery, Resolver
 from jobsd.dispatch import Dispatcher, lane_depth
 from jobsd.errors import ConfigError
-from jobsd.executor import ExecutorPool
+from jobsd.executor import ExecutorPool, Performer
 from jobsd.fairqueue import account_cap
 from jobsd.lifecycle import Lifecycle, essential, run_signals, store_answers
 from jobsd.messages import CancelRun, SchedulerNews
@@ -92,6 +92,7 @@ from jobsd.settings import Health, Settings
 from jobsd.signing_secrets import RequestSigner
 from jobsd.store import open_store
 from jobsd.store.recovery import recover
+from jobsd.workers.pool import WorkerProcesses, process_count
 
 log = logging.getLogger("jobsd")
 
@@ -177,10 +178,20 @@ async def _serve(
     )
     changes_tx, changes_rx = trio.open_memory_channel[SchedulerNews](CHANGES_BUFFER)
     cancels_tx, cancels_rx = trio.open_memory_channel[CancelRun](CHANGES_BUFFER)
-    delivery = Delivery(
-        AddressPolicy([str(n) for n in config.outbound.allow_cidrs]), resolver=options.resolver
-    )
+    allow = [str(n) for n in config.outbound.allow_cidrs]
+    delivery = Delivery(AddressPolicy(allow), resolver=options.resolver)
     alert_settings = LiveAlertSettings(settings)
+    performer: Performer = delivery
+    processes: WorkerProcesses | None = None
+    # An injected resolver is a function of this process: it cannot cross to a worker.
+    if options.resolver is None and process_count(config.scheduler.worker_processes):
+        processes = WorkerProcesses(
+            process_count(config.scheduler.worker_processes),
+            allow_cidrs=allow,
+            log=config.log,
+            workers=config.scheduler.workers,
+        )
+        performer = processes
     async with open_store(
         config.storage.path,
         keyring,
@@ -211,7 +222,7 @@ async def _serve(
         )
         pool = ExecutorPool(
             store.runs,
-            delivery,
+            performer,
             runs_included_now(settings),
             workers=workers,
             dispatcher=dispatcher,
@@ -239,6 +250,8 @@ async def _serve(
         ctx = ApiContext(store, settings, dispatcher, cancels_tx, lifecycle.health, observer)
         async with trio.open_nursery() as actors:
             await actors.start(essential, "alert sender", lifecycle, alerts.run)
+            if processes is not None:
+                await actors.start(essential, "worker processes", lifecycle, processes.run)
             await actors.start(essential, "executor pool", lifecycle, pool.run)
             await actors.start(
                 essential,

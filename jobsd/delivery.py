@@ -51,11 +51,13 @@ from jobsd.dialer import (
     describe,
     root_cause,
 )
-from jobsd.messages import HttpConfig, Outcome
+from jobsd.messages import Header, HttpConfig, Outcome
 from jobsd.runs import FailureReason, RunStatus
 
 USER_AGENT = "jobsd/0.1"
 CA_CONTEXTS_KEPT = 64
+BODY_KEEP_BYTES = 65536
+BODY_CAP_BYTES = 8 * 1024 * 1024
 
 
 # What httpx's client put first on every request; a job's header of the same
@@ -97,6 +99,21 @@ class _Reading:
         return f"after status {self.status} and {self.body_bytes} body bytes"
 
 
+def _job_headers(config: HttpConfig, stamp: Sequence[tuple[str, str]]) -> tuple[Header, ...]:
+    stamped = {name.lower() for name, _ in stamp}
+    return tuple(h for h in config.job_headers() if h.name.lower() not in stamped)
+
+
+def request_record(config: HttpConfig, stamp: Sequence[tuple[str, str]]) -> dict[str, object]:
+    """The request as a run records it: the job's header names, never their values."""
+    return {
+        "method": config.method,
+        "url": config.url,
+        "headers": [{"name": h.name, "value": "<redacted>"} for h in _job_headers(config, stamp)],
+        "body": config.body,
+    }
+
+
 def status_matches(status: int, success_status: str) -> bool:
     """`success_status` is a code ("204") or a class ("2xx")."""
     pattern = success_status.strip().lower()
@@ -114,8 +131,8 @@ class Delivery:
         policy: AddressPolicy,
         *,
         resolver: Resolver | None = None,
-        body_keep_bytes: int = 65536,
-        body_cap_bytes: int = 8 * 1024 * 1024,
+        body_keep_bytes: int = BODY_KEEP_BYTES,
+        body_cap_bytes: int = BODY_CAP_BYTES,
         dns_threads: int = 8,
     ) -> None:
         if resolver is None:
@@ -139,14 +156,8 @@ class Delivery:
         that let a target deduplicate, correlate and verify; they are not the
         job's secrets and are not part of the recorded snapshot of the job's
         request. Where a job sets a header of the same name, jobsd's wins."""
-        stamped = {name.lower() for name, _ in stamp}
-        headers = tuple(h for h in config.job_headers() if h.name.lower() not in stamped)
-        request: dict[str, object] = {
-            "method": config.method,
-            "url": config.url,
-            "headers": [{"name": h.name, "value": "<redacted>"} for h in headers],
-            "body": config.body,
-        }
+        headers = _job_headers(config, stamp)
+        request = request_record(config, stamp)
         reading = _Reading()
         try:
             ssl_context = self.ssl_context_for(config)
@@ -265,6 +276,7 @@ __all__ = [
     "Resolver",
     "default_resolver",
     "describe",
+    "request_record",
     "root_cause",
     "status_matches",
 ]

@@ -1,0 +1,270 @@
+"""The worker processes, seen from the daemon: one `Performer` over N children.
+
+The executor pool (`jobsd.executor`) stays in the daemon: it takes a run,
+claims it in the store, stamps and signs it there (no signing secret ever
+leaves the daemon), and hands the request to `WorkerProcesses.perform`,
+which sends it to the least busy live worker (`jobsd.workers.child`) and
+waits for the outcome, which the executor then records. So the store, the
+scheduler, the fair queue and the bound of `workers` runs RUNNING stay where
+they were; only the exchange itself, and its CPU, moves to another core.
+
+- Cancel: a cancelled `perform` (a user's cancel, or the end of the stop's
+  grace) sends `cancel` for its request before it unwinds; the worker
+  cancels that request's scope at once, closing its connection.
+- Death: a worker that exits or breaks the framing has every request it
+  held answered FAILED/WORKER_LOST (`WORKER_LOST_ERROR`, recorded by the
+  executors like any outcome, so never retried and never sent again) and is
+  replaced; one that dies young is replaced after a growing pause, so a
+  worker that cannot start does not spin.
+- Stop: when the daemon's actors end (after the executor pool has
+  stopped), each worker's pair is closed; a worker exits on end of file,
+  and one still there after `EXIT_WAIT_S` is killed. A daemon killed
+  outright closes the pairs too (the kernel does), so no worker outlives it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import trio
+
+from jobsd.config import LogConfig
+from jobsd.delivery import BODY_CAP_BYTES, BODY_KEEP_BYTES, request_record
+from jobsd.messages import HttpConfig, Outcome
+from jobsd.runs import FailureReason, RunStatus
+from jobsd.workers import wire
+
+log = logging.getLogger("jobsd.workers")
+
+WORKER_LOST_ERROR = (
+    "the worker process performing this run's request died; whether the target received "
+    "the request is unknown"
+)
+EXIT_WAIT_S = 5.0
+YOUNG_S = 10.0
+BACKOFF_S = (0.1, 5.0)
+_NOT_INHERITED = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
+
+
+def process_count(setting: int | str) -> int:
+    """`[scheduler] worker_processes`: "auto" is one per core this process may use."""
+    return len(os.sched_getaffinity(0)) if setting == "auto" else int(setting)
+
+
+def _lost(config: HttpConfig, stamp: Sequence[tuple[str, str]], error: str) -> Outcome:
+    record = request_record(config, stamp)
+    return Outcome(RunStatus.FAILED, FailureReason.WORKER_LOST, error, record, None)
+
+
+@dataclass
+class _Waiter:
+    config: HttpConfig
+    stamp: Sequence[tuple[str, str]]
+    done: trio.Event = field(default_factory=trio.Event)
+    outcome: Outcome | None = None
+
+
+class _Child:
+    def __init__(self, number: int, process: trio.Process, stream: trio.SocketStream) -> None:
+        self.number = number
+        self.process = process
+        self.stream = stream
+        self.reader = wire.FrameReader(stream)
+        self.sender: wire.FrameSender | None = None
+        self.waiting: dict[int, _Waiter] = {}
+        self.next_seq = 0
+        self.alive = False
+
+    async def serve(self, capacity: int) -> None:
+        """Route its outcomes to their waiters until it is gone."""
+        self.sender = wire.FrameSender(self.stream, capacity)
+        self.alive = True
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._send, nursery.cancel_scope)
+                while (doc := await self.reader.receive()) is not None:
+                    if doc["kind"] != "done":
+                        raise wire.FrameError(f"a worker sent {doc['kind']!r}")
+                    waiter = self.waiting.pop(wire.seq_of(doc), None)
+                    if waiter is not None:
+                        waiter.outcome = wire.outcome_of(doc)
+                        waiter.done.set()
+                nursery.cancel_scope.cancel()
+        except (wire.FrameError, trio.BrokenResourceError) as exc:
+            log.error("worker process %d broke its socket pair: %s", self.number, exc)
+        finally:
+            self.alive = False
+
+    async def _send(self, reading: trio.CancelScope) -> None:
+        assert self.sender is not None
+        await self.sender.run()
+        reading.cancel()  # it no longer reads what we write: it is gone
+
+    def lose_all(self) -> int:
+        lost = list(self.waiting.values())
+        self.waiting.clear()
+        for waiter in lost:
+            waiter.outcome = _lost(waiter.config, waiter.stamp, WORKER_LOST_ERROR)
+            waiter.done.set()
+        return len(lost)
+
+    async def end(self) -> int:
+        """Close its pair, wait a little for it to exit, then kill it; its exit status."""
+        await self.stream.aclose()
+        with trio.move_on_after(EXIT_WAIT_S):
+            return await self.process.wait()
+        self.process.kill()
+        return await self.process.wait()
+
+
+def _exit(code: int) -> str:
+    return f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
+
+
+class WorkerProcesses:
+    """`count` worker processes behind one `perform`, each replaced when it dies."""
+
+    def __init__(
+        self, count: int, *, allow_cidrs: Sequence[str], log: LogConfig, workers: int
+    ) -> None:
+        self._count = count
+        # Frames one end may queue: every executor's perform, and a cancel each.
+        self._capacity = 2 * workers + 16
+        self._hello = {
+            "kind": "hello",
+            "capacity": self._capacity,
+            "allow_cidrs": list(allow_cidrs),
+            "body_keep_bytes": BODY_KEEP_BYTES,
+            "body_cap_bytes": BODY_CAP_BYTES,
+            "log_format": log.format,
+            "log_level": log.level,
+        }
+        self._children: list[_Child] = []
+        self._changed = trio.Event()
+        self._env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
+
+    @property
+    def pids(self) -> list[int]:
+        return [c.process.pid for c in self._children if c.alive]
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Keep `count` workers until cancelled; started once each has had its first try."""
+        tried = trio.Semaphore(0)
+        async with trio.open_nursery() as nursery:
+            for number in range(self._count):
+                nursery.start_soon(self._keep, number, tried)
+            for _ in range(self._count):
+                await tried.acquire()
+            task_status.started()
+
+    async def _keep(self, number: int, tried: trio.Semaphore | None) -> None:
+        pause = BACKOFF_S[0]
+        while True:
+            child = await self._start(number)
+            if tried is not None:
+                tried.release()
+                tried = None
+            if child is None:
+                await trio.sleep(pause)
+                pause = min(pause * 2, BACKOFF_S[1])
+                continue
+            born = trio.current_time()
+            self._children.append(child)
+            self._announce()
+            try:
+                await child.serve(self._capacity)
+            finally:
+                self._children.remove(child)
+                with trio.CancelScope(shield=True):
+                    lost = child.lose_all()
+                    code = await child.end()
+            log.error(
+                "worker process %d (pid %d) %s with %d runs in flight, recorded "
+                "FAILED/WORKER_LOST; starting another",
+                number,
+                child.process.pid,
+                _exit(code),
+                lost,
+            )
+            if trio.current_time() - born < YOUNG_S:
+                await trio.sleep(pause)
+                pause = min(pause * 2, BACKOFF_S[1])
+            else:
+                pause = BACKOFF_S[0]
+
+    async def _start(self, number: int) -> _Child | None:
+        ours, theirs = socket.socketpair()
+        try:
+            process = await trio.lowlevel.open_process(
+                [sys.executable, "-m", "jobsd.workers.child", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                env=self._env,
+            )
+        except OSError as exc:
+            ours.close()
+            log.error("worker process %d could not be started: %s", number, exc)
+            return None
+        finally:
+            theirs.close()
+        child = _Child(number, process, trio.SocketStream(trio.socket.from_stdlib_socket(ours)))
+        # No timer here: one that cannot start exits, which ends the read. (The
+        # daemon's clock may be trio's MockClock in tests; a worker's is real.)
+        try:
+            await child.stream.send_all(wire.encode(self._hello))
+            ready = await child.reader.receive()
+        except (wire.FrameError, trio.BrokenResourceError, OSError):
+            ready = None
+        if ready is not None and ready.get("kind") == "ready":
+            return child
+        with trio.CancelScope(shield=True):
+            code = await child.end()
+        log.error(
+            "worker process %d (pid %d) never became ready: it %s", number, process.pid, _exit(code)
+        )
+        return None
+
+    def _announce(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def _pick(self) -> _Child:
+        while True:
+            live = [c for c in self._children if c.alive]
+            if live:
+                return min(live, key=lambda c: len(c.waiting))
+            await self._changed.wait()
+
+    async def perform(
+        self, config: HttpConfig, *, stamp: Sequence[tuple[str, str]] = ()
+    ) -> Outcome:
+        """The outcome from a worker; FAILED/WORKER_LOST if the worker died meanwhile."""
+        child: _Child | None = None
+        with trio.move_on_after(config.timeout_s):
+            child = await self._pick()
+        if child is None or not child.alive:
+            error = "no worker process could take this run's request within its timeout"
+            return _lost(config, stamp, error)
+        assert child.sender is not None
+        seq = child.next_seq
+        child.next_seq += 1
+        waiter = child.waiting[seq] = _Waiter(config, stamp)
+        try:
+            await child.sender.send(wire.perform_doc(seq, config, stamp))
+            await waiter.done.wait()
+        except BaseException:
+            if child.waiting.pop(seq, None) is not None and child.alive:
+                try:
+                    child.sender.send_nowait({"kind": "cancel", "seq": seq})
+                except trio.WouldBlock:
+                    log.error("worker process %d is not reading: a cancel is lost", child.number)
+            raise
+        assert waiter.outcome is not None
+        return waiter.outcome

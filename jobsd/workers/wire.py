@@ -1,0 +1,207 @@
+"""The socket pair between the daemon and a worker process: frames and what they carry.
+
+A frame is a 4-byte big-endian length, then that many bytes of one JSON
+object whose "kind" says what it is:
+
+    daemon -> worker   hello    the delivery's settings (address policy, caps, log format)
+                       perform  seq, the run's request (`HttpConfig`) and jobsd's own headers
+                       cancel   seq: abandon that request now
+    worker -> daemon   ready    after hello
+                       done     seq, the `Outcome`
+
+JSON, never pickle: a worker parses what remote servers send, so nothing it
+writes back may be able to run code in the daemon, which holds the keys and
+the database. Every value is checked on the way in (`outcome_of`), and a
+frame longer than `MAX_FRAME_BYTES` ends the pair (`FrameError`). Header
+values cross here and nowhere else: never in a worker's argv or environment.
+
+Frames are written by one sender task per end (`FrameSender`), which joins
+whatever is queued into one write: a burst of runs costs a few system
+calls, not one per run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import trio
+
+from jobsd.messages import Header, HttpConfig, Outcome
+from jobsd.runs import FailureReason, RunStatus
+
+# A job's request (its body is bounded by the API) or an outcome (a kept body
+# of 64 KiB, escaped) fits many times over.
+MAX_FRAME_BYTES = 16 * 1024 * 1024
+_LENGTH = 4
+Doc = dict[str, Any]
+
+
+class FrameError(Exception):
+    """The other end broke the framing: the pair is unusable."""
+
+
+def encode(doc: Doc) -> bytes:
+    body = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    if len(body) > MAX_FRAME_BYTES:
+        raise FrameError(f"a {doc.get('kind')} frame of {len(body)} bytes is past the bound")
+    return len(body).to_bytes(_LENGTH, "big") + body
+
+
+class FrameReader:
+    def __init__(self, stream: trio.abc.ReceiveStream, max_bytes: int = MAX_FRAME_BYTES) -> None:
+        self._stream = stream
+        self._max = max_bytes
+        self._buffer = bytearray()
+
+    async def receive(self) -> Doc | None:
+        """The next frame's object; None when the other end is gone (closed between
+        frames, or reset: a process killed with unread data resets its end)."""
+        while True:
+            if len(self._buffer) >= _LENGTH:
+                size = int.from_bytes(self._buffer[:_LENGTH], "big")
+                if size > self._max:
+                    raise FrameError(f"a frame of {size} bytes is past the bound")
+                end = _LENGTH + size
+                if len(self._buffer) >= end:
+                    body = bytes(self._buffer[_LENGTH:end])
+                    del self._buffer[:end]
+                    return _parsed(body)
+            try:
+                data = await self._stream.receive_some(65536)
+            except trio.BrokenResourceError:
+                return None
+            if not data:
+                if self._buffer:
+                    raise FrameError("the other end closed in the middle of a frame")
+                return None
+            self._buffer += data
+
+
+def _parsed(body: bytes) -> Doc:
+    try:
+        doc = json.loads(body)
+    except ValueError as exc:
+        raise FrameError(f"a frame is not JSON: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("kind"), str):
+        raise FrameError("a frame is not an object with a kind")
+    return doc
+
+
+class FrameSender:
+    """One task writes; everyone else queues. Bounded by `capacity` frames."""
+
+    def __init__(self, stream: trio.abc.SendStream, capacity: int) -> None:
+        self._stream = stream
+        self._tx, self._rx = trio.open_memory_channel[bytes](capacity)
+
+    async def send(self, doc: Doc) -> None:
+        await self._tx.send(encode(doc))
+
+    def send_nowait(self, doc: Doc) -> None:
+        """Queue without waiting; trio.WouldBlock when `capacity` frames wait."""
+        self._tx.send_nowait(encode(doc))
+
+    async def run(self) -> None:
+        """Write until cancelled, or until the other end is gone (then returns)."""
+        async for frame in self._rx:
+            frames = [frame]
+            while True:
+                try:
+                    frames.append(self._rx.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            try:
+                await self._stream.send_all(b"".join(frames))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+
+
+# -- what the frames carry --------------------------------------------------------
+
+
+def config_doc(config: HttpConfig) -> Doc:
+    return {
+        "url": config.url,
+        "method": config.method,
+        "headers": [[h.name, h.value] for h in config.headers],
+        "success_status": config.success_status,
+        "tls_verify": config.tls_verify,
+        "ca_cert": config.ca_cert,
+        "body": config.body,
+        "timeout_s": config.timeout_s,
+    }
+
+
+def config_of(doc: Doc) -> HttpConfig:
+    return HttpConfig(
+        url=_str(doc["url"]),
+        method=_str(doc["method"]),
+        headers=tuple(Header(_str(n), _str(v)) for n, v in doc["headers"]),
+        success_status=_str(doc["success_status"]),
+        tls_verify=bool(doc["tls_verify"]),
+        ca_cert=_optional_str(doc["ca_cert"]),
+        body=_optional_str(doc["body"]),
+        timeout_s=int(doc["timeout_s"]),
+    )
+
+
+def perform_doc(seq: int, config: HttpConfig, stamp: Sequence[tuple[str, str]]) -> Doc:
+    return {
+        "kind": "perform",
+        "seq": seq,
+        "config": config_doc(config),
+        "stamp": [[name, value] for name, value in stamp],
+    }
+
+
+def stamp_of(doc: Doc) -> list[tuple[str, str]]:
+    return [(_str(name), _str(value)) for name, value in doc["stamp"]]
+
+
+def done_doc(seq: int, outcome: Outcome) -> Doc:
+    return {
+        "kind": "done",
+        "seq": seq,
+        "status": outcome.status.value,
+        "failure_reason": None if outcome.failure_reason is None else outcome.failure_reason.value,
+        "error": outcome.error,
+        "request": outcome.request,
+        "result": outcome.result,
+    }
+
+
+def outcome_of(doc: Doc) -> Outcome:
+    """The outcome a worker sent, every field checked; FrameError if one is not of its kind."""
+    try:
+        reason = doc["failure_reason"]
+        request, result = doc["request"], doc["result"]
+        if not isinstance(request, dict) or not (result is None or isinstance(result, dict)):
+            raise TypeError("request and result are objects")
+        return Outcome(
+            RunStatus(doc["status"]),
+            None if reason is None else FailureReason(reason),
+            _optional_str(doc["error"]),
+            request,
+            result,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FrameError(f"a done frame does not hold an outcome: {exc}") from None
+
+
+def seq_of(doc: Doc) -> int:
+    seq = doc.get("seq")
+    if not isinstance(seq, int) or isinstance(seq, bool):
+        raise FrameError(f"a {doc['kind']} frame without a sequence number")
+    return seq
+
+
+def _str(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _optional_str(value: object) -> str | None:
+    return None if value is None else _str(value)
