@@ -36,6 +36,9 @@ promise, "nothing lost, nothing doubled", spelled out on the file and log:
 - every request the target logged is a run the database knows: SUCCEEDED,
   FAILED on the response, lost at a kill, or canceled while running; and
   every run the target answered is in its log;
+- a worker process killed under load (tests/crash_workers.py) loses exactly
+  the runs it held, recorded FAILED/WORKER_LOST at once by the live daemon,
+  and is replaced;
 - the flooding account never has more than `max_pending_runs` PENDING, and
   every run it got committed, acknowledged or not (its caller hung up),
   runs exactly once like any other: a flood strands nothing;
@@ -83,6 +86,13 @@ from tests.crash_flood import (
     create_flood_job,
 )
 from tests.crash_retries import POLICY, check_retries, create_retry_policy
+from tests.crash_workers import (
+    allowed_lines,
+    check_worker_losses,
+    kill_a_worker,
+    lost_to_workers,
+    until_running,
+)
 from tests.daemon_process import DaemonProcess
 
 TOKEN = "jobsd_crash-test-token-for-account-crash"
@@ -124,6 +134,8 @@ class Ledger:
     startup_kills: int = 0
     term_kills: int = 0
     unknown_calls: int = 0
+    worker_kills: int = 0
+    worker_lost: set[str] = field(default_factory=set)  # runs a killed worker held
 
 
 @dataclass
@@ -171,6 +183,8 @@ class Stats:
     alerts_resent: int = 0
     alerts_pending_at_kill: int = 0
     alerts_sending_at_kill: int = 0
+    worker_kills: int = 0
+    worker_lost: int = 0
     elapsed_s: float = 0.0
 
     def summary(self) -> str:
@@ -190,7 +204,8 @@ class Stats:
             f"kills: {dict(sorted(self.burst_at_kill.items())) or 'no burst'}; "
             f"{self.alerts} alerts delivered ({self.alerts_resent} of them again after a "
             f"kill), {self.alerts_pending_at_kill} waiting and "
-            f"{self.alerts_sending_at_kill} being sent at a kill"
+            f"{self.alerts_sending_at_kill} being sent at a kill; "
+            f"{self.worker_kills} worker processes killed, losing {self.worker_lost} runs"
         )
 
 
@@ -343,7 +358,10 @@ def check_log(snap: Snapshot, ledger: Ledger, *, final: bool) -> None:
             accounted = (
                 outcome == ("SUCCEEDED", None)
                 or (run["status"] == "FAILED" and run["failure_reason"] in FAILED_ON_RESPONSE)
-                or (outcome == ("FAILED", "WORKER_LOST") and run["id"] in ledger.running_at_kill)
+                or (
+                    outcome == ("FAILED", "WORKER_LOST")
+                    and run["id"] in ledger.running_at_kill | ledger.worker_lost
+                )
                 or (run["status"] == "CANCELED" and run["started_at_us"] is not None)
             )
             assert accounted, f"request not accounted for by its run {run}: {entry}"
@@ -361,11 +379,13 @@ def check_final(snap: Snapshot, ledger: Ledger) -> None:
     live = snap.with_status("PENDING", "RUNNING")
     assert not live, f"runs never finished: {[snap.runs[i] for i in live]}"
     lost = {i for i, r in snap.runs.items() if r["failure_reason"] == "WORKER_LOST"}
-    assert lost == ledger.running_at_kill, (
-        f"WORKER_LOST {len(lost)} vs RUNNING at a kill {len(ledger.running_at_kill)}: "
-        f"{sorted(lost ^ ledger.running_at_kill)}"
+    expected = ledger.running_at_kill | ledger.worker_lost
+    assert lost == expected, (
+        f"WORKER_LOST {len(lost)} vs RUNNING at a kill {len(ledger.running_at_kill)} + "
+        f"held by a killed worker {len(ledger.worker_lost)}: {sorted(lost ^ expected)}"
     )
-    for run_id in lost:
+    assert lost_to_workers(snap.runs) == ledger.worker_lost
+    for run_id in lost - ledger.worker_lost:
         assert snap.runs[run_id]["error"] == LOST_ERROR
     # Left PENDING by a kill: executed after a restart (lost only if a later kill
     # caught it), unless canceled first.
@@ -418,13 +438,18 @@ def check_final(snap: Snapshot, ledger: Ledger) -> None:
                 assert fired[env] == expected, f"cron job {job['slug']} in {env}: {fired[env]}"
 
 
-def check_daemon_log(stderr: str) -> None:
-    """A kill is the only thing that may go wrong: nothing logged above INFO."""
+def check_daemon_log(stderr: str, worker_kills: int = 0) -> None:
+    """A kill is the only thing that may go wrong: nothing logged above INFO, but
+    one line for each worker process this daemon had killed."""
+    allowed = set(allowed_lines(stderr, worker_kills))
     bad = [
         line
         for line in stderr.splitlines()
-        if "Traceback" in line
-        or any(f" {lvl} " in line for lvl in ("WARNING", "ERROR", "CRITICAL"))
+        if line not in allowed
+        and (
+            "Traceback" in line
+            or any(f" {lvl} " in line for lvl in ("WARNING", "ERROR", "CRITICAL"))
+        )
     ]
     assert not bad, "the daemon logged trouble:\n" + stderr
 
@@ -585,6 +610,7 @@ class CrashHarness:
         self.target: subprocess.Popen[str] | None = None
         self.target_url = ""
         self.daemon: DaemonProcess | None = None
+        self.daemon_worker_kills = 0  # workers killed under the daemon running now
         self._started = time.monotonic()
 
     def __enter__(self) -> CrashHarness:
@@ -623,6 +649,7 @@ class CrashHarness:
 
     def start_daemon(self) -> str:
         self.daemon = DaemonProcess(["serve", "--config", str(self.config_path)], self.dir)
+        self.daemon_worker_kills = 0
         self.daemon.start()
         return self.daemon.url
 
@@ -688,14 +715,9 @@ class CrashHarness:
                 flooding.stop()
         assert daemon.proc.returncode in (-signal.SIGKILL, 0), daemon.stderr()
         self.ledger.term_kills += term_first
-        check_daemon_log(daemon.stderr())
-        self.ledger.one_offs.update(load.one_offs)
-        self.ledger.one_off_envs.update(load.one_off_envs)
-        self.ledger.manual_runs |= load.manual_runs
-        self.ledger.canceled_runs |= load.canceled_runs
-        self.ledger.deleted_jobs |= load.deleted_jobs
-        self.ledger.delete_attempts |= load.delete_attempts
-        self.ledger.unknown_calls += load.unknown + flooding.unknown
+        check_daemon_log(daemon.stderr(), self.daemon_worker_kills)
+        self._take(load)
+        self.ledger.unknown_calls += flooding.unknown
         self.ledger.manual_runs |= flooding.accepted
         self.ledger.flood_runs |= flooding.accepted
         self.ledger.flood_refused += flooding.refused
@@ -714,6 +736,46 @@ class CrashHarness:
         ):
             assert time.monotonic() < deadline, f"no alert was sent ({self.where()})"
             time.sleep(0.02)
+
+    def _take(self, load: Load) -> None:
+        """What the load's calls were acknowledged, into the ledger."""
+        self.ledger.one_offs.update(load.one_offs)
+        self.ledger.one_off_envs.update(load.one_off_envs)
+        self.ledger.manual_runs |= load.manual_runs
+        self.ledger.canceled_runs |= load.canceled_runs
+        self.ledger.deleted_jobs |= load.deleted_jobs
+        self.ledger.delete_attempts |= load.delete_attempts
+        self.ledger.unknown_calls += load.unknown
+
+    def worker_kill_round(self, url: str, max_delay_s: float) -> None:
+        """Load the daemon, SIGKILL one of its worker processes at a random moment, audit."""
+        known = sorted(
+            (self.ledger.crons | set(self.ledger.one_offs)) - self.ledger.delete_attempts
+        )
+        load = Load(url, self.target_url, random.Random(self.rng.random()), known)
+        load.start()
+        daemon = self.daemon
+        assert daemon is not None and daemon.proc is not None
+        try:
+            time.sleep(self.rng.uniform(0.05, max_delay_s))
+            until_running(self.db_path, 2, timeout_s=5)  # so that the victim holds some
+            _, killed_us = kill_a_worker(daemon.proc.pid, self.rng.randrange(1 << 16))
+            time.sleep(0.3)  # the load goes on through the replacement
+        finally:
+            load.stop()
+        assert daemon.proc.poll() is None, f"the daemon died with its worker:\n{daemon.stderr()}"
+        self.ledger.worker_kills += 1
+        self.daemon_worker_kills += 1
+        check_daemon_log(daemon.stderr(), self.daemon_worker_kills)
+        self._take(load)
+        snap = read_snapshot(self.db_path, self.log_path)
+        try:
+            self.ledger.worker_lost |= check_worker_losses(
+                snap.runs, self.ledger.worker_lost, killed_us
+            )
+            audit(snap, self.ledger, final=False)
+        except AssertionError as exc:
+            raise AssertionError(f"after a worker kill ({self.where()}): {exc}") from exc
 
     def startup_kill(self) -> None:
         """SIGKILL a daemon still starting: opening the store, recovering, feeding runs."""
@@ -791,7 +853,7 @@ class CrashHarness:
             time.sleep(0.1)
         assert self.daemon is not None
         assert self.daemon.stop() == 0, self.daemon.stderr()
-        check_daemon_log(self.daemon.stderr())
+        check_daemon_log(self.daemon.stderr(), self.daemon_worker_kills)
 
     def final_audit(self) -> Stats:
         snap = read_snapshot(self.db_path, self.log_path)
@@ -844,6 +906,8 @@ class CrashHarness:
         stats.alerts_resent = len(received) - stats.alerts
         stats.alerts_pending_at_kill = self.ledger.alerts_pending_at_kill
         stats.alerts_sending_at_kill = self.ledger.alerts_sending_at_kill
+        stats.worker_kills = self.ledger.worker_kills
+        stats.worker_lost = len(self.ledger.worker_lost)
         stats.elapsed_s = time.monotonic() - self._started
         return stats
 
@@ -854,8 +918,9 @@ def run_crash_test(tmp_path: Path, *, rounds: int, max_delay_s: float, seed: int
     Every fourth round kills the daemon during its SIGTERM stop sequence,
     another in every four inside a burst of one-offs due at one instant
     (claims and finishes written in batches), every third also kills a
-    daemon while it is still starting up, and every other round runs the
-    flood beside the load; the last but one waits for an
+    daemon while it is still starting up, every other round runs the flood
+    beside the load, and the third of every four first kills one of the
+    daemon's worker processes under load; the last but one waits for an
     alert being sent, and kills then.
     """
     with CrashHarness(tmp_path, seed=seed) as harness:
@@ -864,6 +929,8 @@ def run_crash_test(tmp_path: Path, *, rounds: int, max_delay_s: float, seed: int
         harness.create_crons(url)
         create_flood_job(url, harness.target_url)
         for n in range(rounds):
+            if n % 4 == 2:
+                harness.worker_kill_round(url, max_delay_s)
             harness.kill_round(
                 url,
                 max_delay_s,
@@ -893,6 +960,7 @@ workers = {workers}
 max_pending_runs = {MAX_PENDING_RUNS}
 misfire_grace_s = 60
 shutdown_grace_s = 5
+worker_processes = 2
 [outbound]
 allow_cidrs = ["127.0.0.1/32"]
 [plans.unlimited]

@@ -199,6 +199,7 @@ def test_sigkill_under_load_loses_and_doubles_nothing(tmp_path: Path) -> None:
     print(f"crash test (seed {seed}): {stats.summary()}")
     assert stats.rounds == 4 and stats.requests > 0 and stats.flood_accepted > 0
     assert stats.retries > 0 and stats.alerts > 0 and stats.alerts_sending_at_kill > 0
+    assert stats.worker_kills == 1
 
 
 @pytest.mark.slow
@@ -208,6 +209,7 @@ def test_sigkill_many_times(tmp_path: Path) -> None:
     stats = run_crash_test(tmp_path, rounds=rounds, max_delay_s=2.5, seed=seed)
     print(f"crash test (seed {seed}): {stats.summary()}")
     assert stats.rounds == rounds and stats.requests > 0
+    assert stats.worker_kills == (rounds + 1) // 4
     # Over this many rounds the flood reaches its bound and callers hang up mid-flood.
     assert stats.flood_refused > 0 and stats.flood_hung_up > 0
     # ...and kills catch alerts being sent, which go out again, the same.

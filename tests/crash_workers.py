@@ -1,0 +1,100 @@
+"""The crash test's worker round: SIGKILL one of the daemon's worker processes under load.
+
+The daemon lives on; only the process performing some of its requests dies.
+What the round checks, on top of the harness's whole audit (each slot at
+most once, every run id at the target at most once, the meter, the counts):
+- a replacement worker appears, and the load goes on through it;
+- the runs the killed worker held are FAILED/WORKER_LOST with
+  `WORKER_LOST_ERROR` at once (recorded by the live daemon, not by a later
+  recovery), each started before the kill, and never retried or sent again;
+- the daemon logs that death (one ERROR line, allowed by `check_daemon_log`
+  only as often as workers were killed) and nothing else above INFO.
+The final audit then counts these runs with the ones lost at daemon kills.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import time
+from contextlib import suppress
+from pathlib import Path
+
+from jobsd.workers.pool import WORKER_LOST_ERROR
+
+WORKER_DEATH = "was killed by signal 9 with"  # in the daemon's line for a killed worker
+REPLACED_WITHIN_S = 15.0
+
+
+def worker_pids(pid: int) -> set[int]:
+    """The live child processes of `pid` (spawned from any of its threads)."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with suppress(FileNotFoundError):  # a thread that just ended
+            found |= {int(p) for p in (task / "children").read_text().split()}
+    return {p for p in found if not gone(p)}
+
+
+def gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state == "Z"
+
+
+def until_running(db_path: Path, count: int, timeout_s: float) -> None:
+    """Wait (a while at most) for `count` runs RUNNING: requests a worker holds."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10)
+        try:
+            (n,) = conn.execute("SELECT count(*) FROM runs WHERE status = 'RUNNING'").fetchone()
+        finally:
+            conn.close()
+        if n >= count:
+            return
+        time.sleep(0.05)
+
+
+def kill_a_worker(daemon_pid: int, pick: int) -> tuple[int, int]:
+    """SIGKILL one worker (the `pick`-th by pid); wait for its replacement.
+
+    Returns (the killed pid, the kill's wall-clock instant in µs)."""
+    before = sorted(worker_pids(daemon_pid))
+    assert before, "the daemon has no worker process"
+    victim = before[pick % len(before)]
+    killed_us = time.time_ns() // 1000
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + REPLACED_WITHIN_S
+    while True:
+        now = worker_pids(daemon_pid)
+        if gone(victim) and len(now) == len(before) and victim not in now:
+            return victim, killed_us
+        assert time.monotonic() < deadline, f"worker {victim} was not replaced: {now}"
+        time.sleep(0.05)
+
+
+def lost_to_workers(runs: dict[str, dict[str, object]]) -> set[str]:
+    return {i for i, r in runs.items() if r["error"] == WORKER_LOST_ERROR}
+
+
+def check_worker_losses(
+    runs: dict[str, dict[str, object]], already: set[str], killed_us: int
+) -> set[str]:
+    """The runs this kill lost: each FAILED/WORKER_LOST and started before the kill."""
+    lost = lost_to_workers(runs) - already
+    for run_id in lost:
+        run = runs[run_id]
+        assert (run["status"], run["failure_reason"]) == ("FAILED", "WORKER_LOST"), run
+        started = run["started_at_us"]
+        assert isinstance(started, int) and started <= killed_us, run
+    return lost
+
+
+def allowed_lines(stderr: str, worker_kills: int) -> list[str]:
+    """The daemon's lines for killed workers: at most one per kill."""
+    deaths = [line for line in stderr.splitlines() if WORKER_DEATH in line]
+    assert len(deaths) <= worker_kills, f"{len(deaths)} worker deaths, {worker_kills} kills"
+    return deaths

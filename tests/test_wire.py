@@ -1,0 +1,140 @@
+"""The socket pair's framing (`jobsd.workers.wire`): round trips and every bound."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import trio
+import trio.testing
+from hypothesis import given
+from hypothesis import strategies as st
+
+from jobsd.messages import Header, HttpConfig, Outcome
+from jobsd.runs import FailureReason, RunStatus
+from jobsd.workers import wire
+
+text = st.text(max_size=40)
+
+
+@given(
+    url=text,
+    headers=st.lists(st.tuples(text, text), max_size=4),
+    body=st.none() | text,
+    ca=st.none() | text,
+    verify=st.booleans(),
+    timeout=st.integers(1, 86400),
+)
+def test_a_request_crosses_unchanged(
+    url: str,
+    headers: list[tuple[str, str]],
+    body: str | None,
+    ca: str | None,
+    verify: bool,
+    timeout: int,
+) -> None:
+    config = HttpConfig(
+        url=url,
+        method="PUT",
+        headers=tuple(Header(n, v) for n, v in headers),
+        success_status="204",
+        tls_verify=verify,
+        ca_cert=ca,
+        body=body,
+        timeout_s=timeout,
+    )
+    stamp = [("X-Jobsd-Run-Id", url), ("webhook-id", body or "")]
+    doc = json.loads(wire.encode(wire.perform_doc(7, config, stamp))[4:])
+    assert wire.config_of(doc["config"]) == config
+    assert wire.stamp_of(doc) == stamp and wire.seq_of(doc) == 7
+
+
+def test_an_outcome_crosses_unchanged_and_a_bad_one_is_refused() -> None:
+    outcome = Outcome(
+        RunStatus.FAILED,
+        FailureReason.NON_SUCCESS_STATUS,
+        "status 500",
+        {"method": "POST", "headers": []},
+        {"status": 500, "body": "é\x00"},
+    )
+    doc = json.loads(wire.encode(wire.done_doc(3, outcome))[4:])
+    assert wire.outcome_of(doc) == outcome
+    for key, bad in (
+        ("status", "DONE"),
+        ("failure_reason", "BORED"),
+        ("error", 5),
+        ("request", []),
+        ("result", "x"),
+    ):
+        with pytest.raises(wire.FrameError, match="does not hold an outcome"):
+            wire.outcome_of({**doc, key: bad})
+    with pytest.raises(wire.FrameError, match="does not hold an outcome"):
+        wire.outcome_of({"kind": "done", "seq": 3})
+    with pytest.raises(wire.FrameError, match="sequence number"):
+        wire.seq_of({"kind": "done", "seq": True})
+
+
+async def _read(data: bytes, max_bytes: int = wire.MAX_FRAME_BYTES) -> list[wire.Doc | None]:
+    send, receive = trio.testing.memory_stream_pair()
+    await send.send_all(data)
+    await send.aclose()
+    reader = wire.FrameReader(receive, max_bytes)
+    return [await reader.receive(), await reader.receive()]
+
+
+async def test_frames_split_anywhere_are_read_whole() -> None:
+    frames = wire.encode({"kind": "a", "n": 1}) + wire.encode({"kind": "b"})
+    send, receive = trio.testing.memory_stream_pair()
+    reader = wire.FrameReader(receive)
+    got = []
+    async with trio.open_nursery() as nursery:
+
+        async def feed() -> None:
+            for byte in frames:
+                await send.send_all(bytes([byte]))
+            await send.aclose()
+
+        nursery.start_soon(feed)
+        while (doc := await reader.receive()) is not None:
+            got.append(doc)
+    assert got == [{"kind": "a", "n": 1}, {"kind": "b"}]
+
+
+async def test_a_frame_past_the_bound_ends_the_pair() -> None:
+    with pytest.raises(wire.FrameError, match="past the bound"):
+        await _read((101).to_bytes(4, "big") + b"x" * 101, max_bytes=100)
+    assert await _read(wire.encode({"kind": "x", "pad": "y" * 70}), max_bytes=100) == [
+        {"kind": "x", "pad": "y" * 70},
+        None,
+    ]
+    with pytest.raises(wire.FrameError, match="past the bound"):
+        wire.encode({"kind": "perform", "body": "x" * wire.MAX_FRAME_BYTES})
+
+
+@pytest.mark.parametrize(
+    ("data", "complaint"),
+    [
+        (wire.encode({"kind": "a"})[:-1], "middle of a frame"),
+        ((3).to_bytes(4, "big") + b"{x}", "not JSON"),
+        ((2).to_bytes(4, "big") + b"[]", "not an object with a kind"),
+        ((12).to_bytes(4, "big") + b'{"kind": 12}', "not an object with a kind"),
+    ],
+)
+async def test_broken_framing_is_an_error(data: bytes, complaint: str) -> None:
+    with pytest.raises(wire.FrameError, match=complaint):
+        await _read(data)
+
+
+async def test_the_sender_queue_is_bounded() -> None:
+    send, receive = trio.testing.memory_stream_pair()
+    sender = wire.FrameSender(send, capacity=3)
+    for n in range(3):
+        sender.send_nowait({"kind": "x", "n": n})
+    with pytest.raises(trio.WouldBlock):
+        sender.send_nowait({"kind": "x", "n": 3})
+    reader = wire.FrameReader(receive)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sender.run)
+        got = [await reader.receive() for _ in range(3)]
+        nursery.cancel_scope.cancel()
+    assert [doc["n"] for doc in got if doc is not None] == [0, 1, 2]

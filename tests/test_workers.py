@@ -1,0 +1,127 @@
+"""Worker processes (`jobsd.workers.pool`) with real children, against real targets.
+
+The daemon's side here is only `WorkerProcesses`: it has no delivery, no
+address policy and no dialler of its own, so whatever a request did, a
+worker process did it. The daemon around it is in test_workers_daemon.py.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+
+import trio
+
+from jobsd.config import LogConfig
+from jobsd.messages import Header, HttpConfig
+from jobsd.runs import FailureReason, RunStatus
+from jobsd.workers.pool import WORKER_LOST_ERROR, WorkerProcesses, process_count
+from tests.crash_workers import gone
+from tests.holding_target import RUN_ID, holding_target
+
+STAMP = [("X-Jobsd-Run-Id", "run-1"), ("webhook-signature", "v1,c2lnbmVk")]
+
+
+@asynccontextmanager
+async def processes(count: int = 1) -> AsyncIterator[WorkerProcesses]:
+    pool = WorkerProcesses(count, allow_cidrs=["127.0.0.1/32"], log=LogConfig(), workers=8)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(pool.run)
+        assert len(pool.pids) == count
+        yield pool
+        nursery.cancel_scope.cancel()
+
+
+def stamp(run_id: str) -> list[tuple[str, str]]:
+    return [(RUN_ID, run_id)]
+
+
+def test_auto_is_one_per_usable_core() -> None:
+    assert process_count("auto") == len(os.sched_getaffinity(0))
+    assert process_count(0) == 0 and process_count(3) == 3
+
+
+async def test_a_request_goes_to_a_worker_and_its_outcome_comes_back() -> None:
+    async with holding_target() as target, processes() as pool:
+        headers = (Header("Authorization", "Bearer job-secret"),)
+        config = HttpConfig(url=f"{target.url}/ok", headers=headers, body="{}", timeout_s=10)
+        outcome = await pool.perform(config, stamp=STAMP)
+    assert outcome.status is RunStatus.SUCCEEDED, outcome
+    assert outcome.result is not None and outcome.result["status"] == 200
+    assert outcome.request["headers"] == [{"name": "Authorization", "value": "<redacted>"}]
+    [seen] = target.headers
+    assert seen["authorization"] == "Bearer job-secret"  # the value crossed the pair
+    assert seen["webhook-signature"] == "v1,c2lnbmVk" and seen[RUN_ID] == "run-1"
+
+
+async def test_the_address_policy_is_enforced_in_the_worker() -> None:
+    """A loopback address outside the allowlist: refused where the socket is opened."""
+    [listener] = await trio.open_tcp_listeners(0, host="127.0.0.2")
+    port = listener.socket.getsockname()[1]
+    async with listener, processes() as pool:
+        config = HttpConfig(url=f"http://127.0.0.2:{port}/", timeout_s=5)
+        outcome = await pool.perform(config, stamp=stamp("ssrf"))
+        with trio.move_on_after(0.2):
+            await listener.accept()
+            raise AssertionError("a refused address was dialled")
+    assert outcome.failure_reason is FailureReason.SSRF_BLOCKED, outcome
+    assert "127.0.0.2" in str(outcome.error)
+
+
+async def test_a_cancel_reaches_the_request_in_the_worker_at_once() -> None:
+    async with holding_target() as target, processes() as pool:
+        config = HttpConfig(url=f"{target.url}/hold", timeout_s=60)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(partial(pool.perform, config, stamp=stamp("held")))
+            await target.until(lambda: "held" in target.open_ids)
+            cancelled_at = trio.current_time()
+            nursery.cancel_scope.cancel()
+        await target.until(lambda: "held" in target.closed_at, timeout_s=2)
+    assert target.closed_at["held"] - cancelled_at < 1.0
+
+
+async def test_a_worker_that_dies_loses_its_requests_and_is_replaced() -> None:
+    async with holding_target() as target, processes() as pool:
+        [first] = pool.pids
+        held = HttpConfig(url=f"{target.url}/hold", headers=(Header("X-Key", "v"),), timeout_s=60)
+        outcomes = []
+
+        async def perform(run_id: str) -> None:
+            outcomes.append(await pool.perform(held, stamp=stamp(run_id)))
+
+        async with trio.open_nursery() as nursery:
+            for run_id in ("a", "b"):
+                nursery.start_soon(perform, run_id)
+            await target.until(lambda: target.open_ids == {"a", "b"})
+            os.kill(first, signal.SIGKILL)
+        await target.until(lambda: len(pool.pids) == 1 and pool.pids != [first])
+        assert gone(first)
+        after = await pool.perform(HttpConfig(url=f"{target.url}/ok"), stamp=stamp("c"))
+    assert len(outcomes) == 2
+    for outcome in outcomes:
+        assert (outcome.status, outcome.failure_reason) == (
+            RunStatus.FAILED,
+            FailureReason.WORKER_LOST,
+        )
+        assert outcome.error == WORKER_LOST_ERROR
+        assert outcome.request["headers"] == [{"name": "X-Key", "value": "<redacted>"}]
+    assert after.status is RunStatus.SUCCEEDED
+
+
+async def test_requests_spread_over_the_workers_and_stopping_ends_them_all() -> None:
+    async with holding_target() as target:
+        async with processes(2) as pool:
+            pids = pool.pids
+            async with trio.open_nursery() as nursery:
+                for n in range(6):
+                    config = HttpConfig(url=f"{target.url}/hold", timeout_s=60)
+                    nursery.start_soon(partial(pool.perform, config, stamp=stamp(f"r{n}")))
+                await target.until(lambda: len(target.open_ids) == 6)
+                busy = [len(child.waiting) for child in pool._children]
+                nursery.cancel_scope.cancel()
+        assert sorted(busy) == [3, 3]
+        assert all(gone(pid) for pid in pids)
+        await target.until(lambda: len(target.closed_at) == 6)
