@@ -66,6 +66,7 @@ from functools import partial
 from pathlib import Path
 
 import trio
+import trio.testing
 
 from jobsd import signing_secrets
 from jobsd.address_policy import AddressPolicy
@@ -154,6 +155,17 @@ async def run_daemon(
     log.info("stopped")
 
 
+def _worker_processes(config: Config, options: DaemonOptions) -> int:
+    """None where the requests must stay in this process: an injected resolver is
+    a function of this process, and under a trio clock other than the real one
+    (a test's MockClock) a worker's timeouts would run on another time."""
+    if options.resolver is not None:
+        return 0
+    if isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock):
+        return 0
+    return process_count(config.scheduler.worker_processes)
+
+
 def environments_of(config: Config) -> dict[str, tuple[str, ...]]:
     return {account.id: account.environments for account in config.accounts}
 
@@ -183,13 +195,9 @@ async def _serve(
     alert_settings = LiveAlertSettings(settings)
     performer: Performer = delivery
     processes: WorkerProcesses | None = None
-    # An injected resolver is a function of this process: it cannot cross to a worker.
-    if options.resolver is None and process_count(config.scheduler.worker_processes):
+    if count := _worker_processes(config, options):
         processes = WorkerProcesses(
-            process_count(config.scheduler.worker_processes),
-            allow_cidrs=allow,
-            log=config.log,
-            workers=config.scheduler.workers,
+            count, allow_cidrs=allow, log=config.log, workers=config.scheduler.workers
         )
         performer = processes
     async with open_store(

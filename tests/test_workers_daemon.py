@@ -35,7 +35,12 @@ async def start(tmp_path: Path, workers: int) -> DaemonProcess:
     scheduler = f"worker_processes = 2\nshutdown_grace_s = {GRACE_S}"
     cfg.write_text(config_text(tmp_path, workers=workers, scheduler=scheduler))
     daemon = DaemonProcess(["serve", "--config", str(cfg)], tmp_path)
-    return await trio.to_thread.run_sync(daemon.start)
+    await trio.to_thread.run_sync(daemon.start)
+    # Both workers ready, so that requests spread over the two.
+    with trio.fail_after(30):
+        while daemon.stderr().count(") ready") < 2:
+            await trio.sleep(0.05)
+    return daemon
 
 
 def api(daemon: DaemonProcess) -> httpx2.AsyncClient:

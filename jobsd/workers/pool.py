@@ -47,6 +47,9 @@ WORKER_LOST_ERROR = (
     "the request is unknown"
 )
 EXIT_WAIT_S = 5.0
+# How long a run waits for a live worker (one starting takes about half a
+# second; a replacement as long, plus its pause).
+WORKER_WAIT_S = 30.0
 YOUNG_S = 10.0
 BACKOFF_S = (0.1, 5.0)
 _NOT_INHERITED = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
@@ -154,22 +157,18 @@ class WorkerProcesses:
         return [c.process.pid for c in self._children if c.alive]
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Keep `count` workers until cancelled; started once each has had its first try."""
-        tried = trio.Semaphore(0)
+        """Keep `count` workers until cancelled. Started at once: the workers come
+        up meanwhile (a run waits for one in `perform`), so they cost the
+        daemon's start nothing."""
         async with trio.open_nursery() as nursery:
             for number in range(self._count):
-                nursery.start_soon(self._keep, number, tried)
-            for _ in range(self._count):
-                await tried.acquire()
+                nursery.start_soon(self._keep, number)
             task_status.started()
 
-    async def _keep(self, number: int, tried: trio.Semaphore | None) -> None:
+    async def _keep(self, number: int) -> None:
         pause = BACKOFF_S[0]
         while True:
             child = await self._start(number)
-            if tried is not None:
-                tried.release()
-                tried = None
             if child is None:
                 await trio.sleep(pause)
                 pause = min(pause * 2, BACKOFF_S[1])
@@ -222,7 +221,12 @@ class WorkerProcesses:
             ready = await child.reader.receive()
         except (wire.FrameError, trio.BrokenResourceError, OSError):
             ready = None
+        except BaseException:  # the daemon stops while it starts
+            with trio.CancelScope(shield=True):
+                await child.end()
+            raise
         if ready is not None and ready.get("kind") == "ready":
+            log.info("worker process %d (pid %d) ready", number, process.pid)
             return child
         with trio.CancelScope(shield=True):
             code = await child.end()
@@ -247,10 +251,10 @@ class WorkerProcesses:
     ) -> Outcome:
         """The outcome from a worker; FAILED/WORKER_LOST if the worker died meanwhile."""
         child: _Child | None = None
-        with trio.move_on_after(config.timeout_s):
+        with trio.move_on_after(WORKER_WAIT_S):
             child = await self._pick()
         if child is None or not child.alive:
-            error = "no worker process could take this run's request within its timeout"
+            error = f"no worker process could take this run's request within {WORKER_WAIT_S:g} s"
             return _lost(config, stamp, error)
         assert child.sender is not None
         seq = child.next_seq
