@@ -3,6 +3,7 @@
     signals (TERM/INT stop, HUP reload)      from the first moment to the last
     └── store (open_store)                   closes last
         └── actors
+            ├── worker processes             perform the requests; end after the pool
             ├── executor pool                stops after the front, with grace
             ├── alerts                       delivers the outbox; cut off at the end
             ├── watchdog pings               while the store answers (store_answers)
@@ -26,7 +27,24 @@ event) runs, in this order and without waiting in between:
    so the whole stop takes about `shutdown_grace_s` at most, not the sum;
 5. the alert actor is cancelled: alerts being sent stay in the outbox and
    go out after the next start (at least once, same id and body);
-6. the store closes and the process exits 0.
+6. the worker processes' socket pairs close: each worker, with nothing in
+   flight by then, exits on end of file (one still there after 5 s is
+   killed), and the daemon reaps it;
+7. the store closes and the process exits 0.
+
+Worker processes (`[scheduler] worker_processes`, "auto" = one per core;
+`jobsd.workers`): `python -m jobsd.workers.child FD`, each a trio loop with
+its own delivery, started beside the actors (a run waits for a live one)
+and fed over a socket pair. The executors stay here: they claim in the
+store, stamp and sign (no signing secret leaves this process), hand the
+request to a worker and record its outcome, so the bound of `workers` runs
+RUNNING, the fair queue and exactly-once claims are where they were. A
+worker ignores SIGTERM and SIGINT (systemd and a terminal signal the whole
+group; only this process decides when a request is abandoned) and exits
+when its pair closes, so a daemon killed outright leaves no worker behind.
+A worker that dies has its runs recorded FAILED/WORKER_LOST and is
+replaced. With 0, under a test's MockClock, or with an injected resolver,
+this process performs the requests itself.
 
 Refusing connections rather than answering 503 is deliberate: a closed port
 is the signal every client and proxy understands, and no request can slip

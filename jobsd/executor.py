@@ -33,6 +33,11 @@ database and run after the next start), in-flight requests get
 `shutdown_grace_s`, and any still running then are recorded
 FAILED/WORKER_LOST, saying why.
 
+`delivery` performs the exchange: `jobsd.delivery.Delivery` in this
+process, or `jobsd.workers.pool.WorkerProcesses` in worker processes; the
+claim, jobsd's headers and signature, and the record are made here either
+way, so the bound of `workers` runs RUNNING holds across every process.
+
 The per-run boundary is here: an unexpected exception while performing a
 run is recorded on that run (FAILED/WORKER_LOST with the error) and logged,
 rather than crashing the pool and losing every other run in flight.

@@ -138,3 +138,6 @@ async def test_the_sender_queue_is_bounded() -> None:
         got = [await reader.receive() for _ in range(3)]
         nursery.cancel_scope.cancel()
     assert [doc["n"] for doc in got if doc is not None] == [0, 1, 2]
+    sender.close()  # its worker is gone: nothing queues for it any more
+    with pytest.raises(trio.BrokenResourceError):
+        await sender.send({"kind": "x"})

@@ -30,6 +30,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 
 import trio
@@ -103,6 +104,7 @@ class _Child:
             log.error("worker process %d broke its socket pair: %s", self.number, exc)
         finally:
             self.alive = False
+            self.sender.close()
 
     async def _send(self, reading: trio.CancelScope) -> None:
         assert self.sender is not None
@@ -261,7 +263,8 @@ class WorkerProcesses:
         child.next_seq += 1
         waiter = child.waiting[seq] = _Waiter(config, stamp)
         try:
-            await child.sender.send(wire.perform_doc(seq, config, stamp))
+            with suppress(trio.BrokenResourceError):  # it died: `lose_all` answers
+                await child.sender.send(wire.perform_doc(seq, config, stamp))
             await waiter.done.wait()
         except BaseException:
             if child.waiting.pop(seq, None) is not None and child.alive:

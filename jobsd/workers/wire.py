@@ -103,6 +103,10 @@ class FrameSender:
         """Queue without waiting; trio.WouldBlock when `capacity` frames wait."""
         self._tx.send_nowait(encode(doc))
 
+    def close(self) -> None:
+        """No more frames: a `send` from now on raises trio.BrokenResourceError."""
+        self._rx.close()
+
     async def run(self) -> None:
         """Write until cancelled, or until the other end is gone (then returns)."""
         async for frame in self._rx:
