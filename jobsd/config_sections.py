@@ -80,8 +80,8 @@ class SchedulerConfig(Section):
     max_pending_runs: Annotated[int, Field(strict=True, ge=1, le=10_000_000)] = 10_000
     misfire_grace_s: Seconds = 60
     shutdown_grace_s: Seconds = 10
-    # Processes that perform the requests: "auto" one per usable core, 0 none
-    # (this process performs them, as before issue 11).
+    # Processes that perform the requests: "auto" one per usable core but one
+    # (jobsd.workers.pool.process_count), 0 none: the daemon performs them.
     worker_processes: Annotated[int, Field(strict=True, ge=0, le=64)] | Literal["auto"] = "auto"
 
 

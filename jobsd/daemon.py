@@ -32,10 +32,10 @@ event) runs, in this order and without waiting in between:
    killed), and the daemon reaps it;
 7. the store closes and the process exits 0.
 
-Worker processes (`[scheduler] worker_processes`, "auto" = one per core;
-`jobsd.workers`): `python -m jobsd.workers.child FD`, each a trio loop with
-its own delivery, started beside the actors (a run waits for a live one)
-and fed over a socket pair. The executors stay here: they claim in the
+Worker processes (`[scheduler] worker_processes`, "auto" = one per core
+but the daemon's own; `jobsd.workers`): `python -m jobsd.workers.child FD`,
+each a trio loop with its own delivery, started beside the actors (a run
+waits for a live one) and fed over a socket pair. The executors stay here: they claim in the
 store, stamp and sign (no signing secret leaves this process), hand the
 request to a worker and record its outcome, so the bound of `workers` runs
 RUNNING, the fair queue and exactly-once claims are where they were. A

@@ -57,8 +57,16 @@ _NOT_INHERITED = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS"
 
 
 def process_count(setting: int | str) -> int:
-    """`[scheduler] worker_processes`: "auto" is one per core this process may use."""
-    return len(os.sched_getaffinity(0)) if setting == "auto" else int(setting)
+    """`[scheduler] worker_processes`: "auto" is one per core this process may use,
+    but one, which the daemon keeps for the store, the API and the scheduler.
+
+    Measured with tests/bench/bench_e2e.py on 2 shared cores (the README's
+    Decisions): one worker halves the daemon's own CPU per run and costs
+    about 1 % more in all; a second worker on 2 cores halved the burst's rate.
+    """
+    if setting != "auto":
+        return int(setting)
+    return max(0, len(os.sched_getaffinity(0)) - 1)
 
 
 def _lost(config: HttpConfig, stamp: Sequence[tuple[str, str]], error: str) -> Outcome:
