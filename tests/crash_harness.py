@@ -759,7 +759,8 @@ class CrashHarness:
         try:
             time.sleep(self.rng.uniform(0.05, max_delay_s))
             until_running(self.db_path, 2, timeout_s=5)  # so that the victim holds some
-            _, killed_us = kill_a_worker(daemon.proc.pid, self.rng.randrange(1 << 16))
+            pick = self.rng.randrange(1 << 16)
+            _, killed_us = kill_a_worker(daemon.proc.pid, pick, daemon.stderr)
             time.sleep(0.3)  # the load goes on through the replacement
         finally:
             load.stop()

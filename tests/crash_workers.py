@@ -15,9 +15,11 @@ The final audit then counts these runs with the ones lost at daemon kills.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import time
+from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from jobsd.workers.pool import WORKER_LOST_ERROR
 
 WORKER_DEATH = "was killed by signal 9 with"  # in the daemon's line for a killed worker
 REPLACED_WITHIN_S = 15.0
+_READY = re.compile(r"worker process \d+ \(pid (\d+)\) ready")
 
 
 def worker_pids(pid: int) -> set[int]:
@@ -58,13 +61,21 @@ def until_running(db_path: Path, count: int, timeout_s: float) -> None:
         time.sleep(0.05)
 
 
-def kill_a_worker(daemon_pid: int, pick: int) -> tuple[int, int]:
-    """SIGKILL one worker (the `pick`-th by pid); wait for its replacement.
+def ready_pids(stderr: str) -> set[int]:
+    """The workers the daemon said were ready (one still starting holds no run)."""
+    return {int(pid) for pid in _READY.findall(stderr)}
+
+
+def kill_a_worker(daemon_pid: int, pick: int, stderr: Callable[[], str]) -> tuple[int, int]:
+    """SIGKILL one ready worker (the `pick`-th by pid); wait for its replacement.
 
     Returns (the killed pid, the kill's wall-clock instant in µs)."""
-    before = sorted(worker_pids(daemon_pid))
-    assert before, "the daemon has no worker process"
-    victim = before[pick % len(before)]
+    deadline = time.monotonic() + REPLACED_WITHIN_S
+    while not (ready := sorted(worker_pids(daemon_pid) & ready_pids(stderr()))):
+        assert time.monotonic() < deadline, "no worker process became ready"
+        time.sleep(0.05)
+    before = worker_pids(daemon_pid)
+    victim = ready[pick % len(ready)]
     killed_us = time.time_ns() // 1000
     os.kill(victim, signal.SIGKILL)
     deadline = time.monotonic() + REPLACED_WITHIN_S

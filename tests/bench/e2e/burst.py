@@ -40,7 +40,7 @@ from tests.bench.e2e.daemon import (
     running_daemon,
     wait_terminal,
 )
-from tests.bench.e2e.figures import Row, tree_cpu_s
+from tests.bench.e2e.figures import Row, proc_cpu_s, tree_cpu_s
 from tests.bench.e2e.profiling import Profiler
 from tests.bench.e2e.target import Children, Target, check_delivered
 
@@ -71,16 +71,22 @@ class BurstOptions:
     profile_dir: Path | None = None
     profile_gil: bool = False
     label: str = "jobsd"
+    processes: int | None = None  # [scheduler] worker_processes; None: the default
+    code: Path | None = None  # another checkout to run (a before/after)
 
 
 async def run_burst(
     target: Target, opts: BurstOptions, work_dir: Path, children: Children, into: list[Burst]
 ) -> None:
     """Appends its Burst at once, so a global timeout still reports what was measured."""
-    burst = Burst(Row(f"{opts.label} (spread {opts.spread_s:g} s)", count=opts.count))
+    which = "" if opts.processes is None else f", {opts.processes} procs"
+    which = ", baseline" if opts.code is not None else which
+    burst = Burst(Row(f"{opts.label} (spread {opts.spread_s:g} s{which})", count=opts.count))
     into.append(burst)
-    data = work_dir / f"jobsd-burst-{opts.spread_s:g}-{opts.count}"
-    async with running_daemon(data, opts.workers, children) as daemon:
+    data = work_dir / f"jobsd-burst-{opts.spread_s:g}-{opts.count}{which}".replace(", ", "-")
+    async with running_daemon(
+        data, opts.workers, children, code=opts.code, processes=opts.processes
+    ) as daemon:
         try:
             await _fire(target, opts, daemon, burst, children)
         finally:
@@ -129,7 +135,7 @@ async def _fire(
     if profiler.proc is not None:
         children.append(profiler.proc)
     print(f"  {label}: {count} jobs created; waiting for the runs ...", flush=True)
-    cpu0, target0 = tree_cpu_s(pid), target.cpu_s()
+    cpu0, target0, own0 = tree_cpu_s(pid), target.cpu_s(), proc_cpu_s(pid)
     done = trio.Event()
     async with trio.open_nursery() as nursery:
         if opts.probe_rate > 0:
@@ -139,6 +145,11 @@ async def _fire(
         done.set()
     row.client_cpu_s = tree_cpu_s(pid) - cpu0
     row.target_cpu_s = target.cpu_s() - target0
+    own_ms = (proc_cpu_s(pid) - own0) * 1000 / count
+    burst.notes.append(
+        f"CPU per run: the daemon's own process {own_ms:.2f} ms, its worker processes "
+        f"{row.client_cpu_s * 1000 / count - own_ms:.2f} ms"
+    )
     if stalled:
         burst.notes.append(stalled)
     if profiler.proc is not None:

@@ -29,7 +29,9 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CREATE_CONCURRENCY = 16
 
 
-def config_toml(data: Path, workers: int, extra: str = "") -> str:
+def config_toml(data: Path, workers: int, extra: str = "", processes: int | None = None) -> str:
+    """`processes`: `[scheduler] worker_processes` (None: the default)."""
+    line = "" if processes is None else f"worker_processes = {processes}"
     return f"""
 [server]
 listen = "127.0.0.1:0"
@@ -40,6 +42,7 @@ key_file = "{data / "secret.key"}"
 [scheduler]
 workers = {workers}
 max_pending_runs = 1000000
+{line}
 [outbound]
 allow_cidrs = ["127.0.0.1/32"]
 [plans.bench]
@@ -81,6 +84,7 @@ async def running_daemon(
     extra_config: str = "",
     start_s: float = 30,
     code: Path | None = None,
+    processes: int | None = None,
 ) -> AsyncIterator[Daemon]:
     """Starts it in `data`, yields it, stops it with SIGTERM (problems noted on the Daemon).
 
@@ -88,7 +92,7 @@ async def running_daemon(
     """
     data.mkdir(parents=True, exist_ok=True)
     config = data / "jobsd.toml"
-    config.write_text(config_toml(data, workers, extra_config))
+    config.write_text(config_toml(data, workers, extra_config, processes))
     env = None if code is None else {"PYTHONPATH": str(code)}
     process = DaemonProcess(["serve", "--config", str(config)], cwd=data, env=env)
     await trio.to_thread.run_sync(lambda: process.start(timeout_s=start_s))

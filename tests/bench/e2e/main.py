@@ -45,6 +45,13 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--probe-rate", type=float, default=20.0, help="GET /jobs/{id} per s; 0: none")
     g.add_argument("--no-peers", action="store_true", help="skip APScheduler")
     g.add_argument("--no-bare", action="store_true", help="skip the bare client loops")
+    g.add_argument(
+        "--worker-processes",
+        type=int,
+        nargs="+",
+        help="[scheduler] worker_processes; one daemon each",
+    )
+    g.add_argument("--baseline", type=Path, help="also a daemon from this checkout (before)")
     g.add_argument("--profile", type=Path, help="py-spy the daemon; collapsed stacks here")
     g.add_argument("--profile-gil", action="store_true", help="only samples holding the GIL")
     g = p.add_argument_group("paced")
@@ -94,11 +101,21 @@ async def run(a: argparse.Namespace, deadline: float, children: Children, res: R
         ):
             work = Path(tmp)
             if "burst" in wanted:
+                variants = [(p, None) for p in a.worker_processes or [None]]
+                variants += [] if a.baseline is None else [(None, a.baseline)]
                 for spread in a.spread_s:
-                    opts = BurstOptions(
-                        a.runs, a.workers, spread, a.probe_rate, a.profile, a.profile_gil
-                    )
-                    await run_burst(target, opts, work, children, res.bursts)
+                    for processes, code in variants:
+                        opts = BurstOptions(
+                            a.runs,
+                            a.workers,
+                            spread,
+                            a.probe_rate,
+                            a.profile,
+                            a.profile_gil,
+                            processes=processes,
+                            code=code,
+                        )
+                        await run_burst(target, opts, work, children, res.bursts)
                 for client in () if a.no_peers else PEER_CLIENTS:
                     print(f"  peer: APScheduler + {client} ...", flush=True)
                     res.peers.append(await run_peer(target, a.runs, a.workers, client, children))

@@ -84,6 +84,11 @@ _COMPONENTS: tuple[tuple[str, str, str], ...] = (
     # trio runs each connection attempt in its own task, below no Delivery frame.
     ("main", "open_tcp_stream", "main: delivery (httpx2 client, connect, close)"),
     ("main", "SocketStream.", "main: delivery (httpx2 client, connect, close)"),
+    ("worker", "Delivery.perform", "workers: delivery (httpx2, connect, close)"),
+    ("worker", "open_tcp_stream", "workers: delivery (httpx2, connect, close)"),
+    ("worker", "SocketStream.", "workers: delivery (httpx2, connect, close)"),
+    ("worker", "jobsd/workers/", "workers: the socket pair (frames, JSON)"),
+    ("main", "jobsd/workers/", "main: the socket pair to the workers (frames, JSON)"),
     ("main", "ExecutorPool._execute", "main: executor awaiting the store (claim/finish)"),
     ("main", "Scheduler.", "main: scheduler"),
     ("main", "jobsd/api/", "main: API handlers"),
@@ -95,7 +100,7 @@ def _component(thread: str, frames: list[str]) -> str:
     leaf = frames[-1]
     if thread == "writer" and leaf.startswith("Engine._loop ("):
         return "idle: writer waiting for work (queue.get)"
-    if thread == "main" and "get_events" in leaf:
+    if thread in ("main", "worker") and "get_events" in leaf:
         return "idle: trio waiting in epoll"
     for where, marker, name in _COMPONENTS:
         if where == thread and any(marker in frame for frame in frames):
@@ -115,8 +120,15 @@ def summarize_profile(path: Path, top: int = 15) -> str:
             continue
         count = int(count_text)
         frames = stack.split(";")
+        # --subprocesses puts the process (and its parents) first: which one it was.
+        processes = [f for f in frames if f.startswith("process ")]
+        frames = frames[len(processes) :]
+        if not frames:
+            continue
         total += count
         thread = "writer" if "jobsd-store-writer" in frames[0] else "main"
+        if processes and "jobsd.workers.child" in processes[-1]:
+            thread = "worker"
         components[_component(thread, frames)] += count
         own[frames[-1]] += count
         for frame in set(frames[1:]):
