@@ -32,19 +32,19 @@ event) runs, in this order and without waiting in between:
    killed), and the daemon reaps it;
 7. the store closes and the process exits 0.
 
-Worker processes (`[scheduler] worker_processes`, "auto" = one per core
-but the daemon's own; `jobsd.workers`): `python -m jobsd.workers.child FD`,
+Worker processes (`[scheduler] worker_processes`, "auto" = one per core but
+the daemon's own; `jobsd.workers`): `python -m jobsd.workers.child FD`,
 each a trio loop with its own delivery, started beside the actors (a run
-waits for a live one) and fed over a socket pair. The executors stay here: they claim in the
-store, stamp and sign (no signing secret leaves this process), hand the
-request to a worker and record its outcome, so the bound of `workers` runs
-RUNNING, the fair queue and exactly-once claims are where they were. A
-worker ignores SIGTERM and SIGINT (systemd and a terminal signal the whole
-group; only this process decides when a request is abandoned) and exits
-when its pair closes, so a daemon killed outright leaves no worker behind.
-A worker that dies has its runs recorded FAILED/WORKER_LOST and is
-replaced. With 0, under a test's MockClock, or with an injected resolver,
-this process performs the requests itself.
+waits for a live one) and fed over a socket pair. The executors stay here:
+they claim in the store, stamp and sign (no signing secret leaves this
+process), hand the request to a worker and record its outcome, so the bound
+of `workers` runs RUNNING, the fair queue and exactly-once claims are where
+they were. A worker ignores SIGTERM and SIGINT (systemd and a terminal
+signal the whole group; only this process decides when a request is
+abandoned) and exits when its pair closes, so a daemon killed outright
+leaves no worker behind. A worker that dies has its runs recorded
+FAILED/WORKER_LOST and is replaced. With 0, under a test's MockClock, or
+with an injected resolver, this process performs the requests itself.
 
 Refusing connections rather than answering 503 is deliberate: a closed port
 is the signal every client and proxy understands, and no request can slip
@@ -84,7 +84,6 @@ from functools import partial
 from pathlib import Path
 
 import trio
-import trio.testing
 
 from jobsd import signing_secrets
 from jobsd.address_policy import AddressPolicy
@@ -173,17 +172,6 @@ async def run_daemon(
     log.info("stopped")
 
 
-def _worker_processes(config: Config, options: DaemonOptions) -> int:
-    """None where the requests must stay in this process: an injected resolver is
-    a function of this process, and under a trio clock other than the real one
-    (a test's MockClock) a worker's timeouts would run on another time."""
-    if options.resolver is not None:
-        return 0
-    if isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock):
-        return 0
-    return process_count(config.scheduler.worker_processes)
-
-
 def environments_of(config: Config) -> dict[str, tuple[str, ...]]:
     return {account.id: account.environments for account in config.accounts}
 
@@ -213,7 +201,7 @@ async def _serve(
     alert_settings = LiveAlertSettings(settings)
     performer: Performer = delivery
     processes: WorkerProcesses | None = None
-    if count := _worker_processes(config, options):
+    if count := process_count(config.scheduler.worker_processes, resolver=options.resolver):
         processes = WorkerProcesses(
             count, allow_cidrs=allow, log=config.log, workers=config.scheduler.workers
         )

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 import trio
+import trio.testing
 
 from jobsd.config import LogConfig
 from jobsd.messages import Header, HttpConfig
@@ -41,9 +42,15 @@ def stamp(run_id: str) -> list[tuple[str, str]]:
     return [(RUN_ID, run_id)]
 
 
-def test_auto_is_one_per_usable_core_but_the_daemons_own() -> None:
+async def test_auto_is_one_per_usable_core_but_the_daemons_own() -> None:
     assert process_count("auto") == len(os.sched_getaffinity(0)) - 1
     assert process_count(0) == 0 and process_count(3) == 3
+    # A resolver of this process cannot cross to another.
+    assert process_count(3, resolver=lambda host, port: None) == 0
+
+
+async def test_none_under_a_mock_clock(autojump_clock: trio.testing.MockClock) -> None:
+    assert process_count(3) == 0
 
 
 async def test_a_request_goes_to_a_worker_and_its_outcome_comes_back() -> None:
