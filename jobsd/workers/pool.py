@@ -29,7 +29,7 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 
@@ -175,18 +175,20 @@ class WorkerProcesses:
         return [c.process.pid for c in self._children if c.alive]
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Keep `count` workers until cancelled. Started at once: the workers come
-        up meanwhile (a run waits for one in `perform`), so they cost the
-        daemon's start nothing."""
+        """Keep `count` workers until cancelled. Started once each is spawned: the
+        workers import and come up meanwhile (a run waits for one in
+        `perform`), which costs the daemon's start nothing."""
         async with trio.open_nursery() as nursery:
             for number in range(self._count):
-                nursery.start_soon(self._keep, number)
+                await nursery.start(self._keep, number)
             task_status.started()
 
-    async def _keep(self, number: int) -> None:
+    async def _keep(self, number: int, *, task_status: trio.TaskStatus[None]) -> None:
         pause = BACKOFF_S[0]
+        spawned: Callable[[], None] | None = task_status.started
         while True:
-            child = await self._start(number)
+            child = await self._start(number, spawned)
+            spawned = None
             if child is None:
                 await trio.sleep(pause)
                 pause = min(pause * 2, BACKOFF_S[1])
@@ -215,7 +217,9 @@ class WorkerProcesses:
             else:
                 pause = BACKOFF_S[0]
 
-    async def _start(self, number: int) -> _Child | None:
+    async def _start(self, number: int, spawned: Callable[[], None] | None) -> _Child | None:
+        """A new worker, ready; None if it could not start. `spawned` is called
+        once the process exists (or could not be made), before it is ready."""
         ours, theirs = socket.socketpair()
         try:
             process = await trio.lowlevel.open_process(
@@ -231,6 +235,8 @@ class WorkerProcesses:
             return None
         finally:
             theirs.close()
+            if spawned is not None:
+                spawned()
         child = _Child(number, process, trio.SocketStream(trio.socket.from_stdlib_socket(ours)))
         # No timer here: one that cannot start exits, which ends the read. (The
         # daemon's clock may be trio's MockClock in tests; a worker's is real.)
