@@ -210,9 +210,16 @@ class Stats:
 
 
 def read_snapshot(db_path: Path, log_path: Path) -> Snapshot:
+    # The target's log before the database: with the daemon still running (a
+    # worker kill round), every request logged then had its claim committed
+    # before the snapshot below, so a logged run is never seen PENDING.
+    text = log_path.read_text() if log_path.exists() else ""
     conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10)
     try:
         conn.row_factory = sqlite3.Row
+        # One read transaction: with the daemon still running (a worker kill
+        # round), the runs and their counts must be one moment's.
+        conn.execute("BEGIN")
         runs = {r["id"]: dict(r) for r in conn.execute("SELECT * FROM runs ORDER BY seq")}
         jobs = {r["id"]: dict(r) for r in conn.execute("SELECT * FROM jobs")}
         envs = {
@@ -230,7 +237,6 @@ def read_snapshot(db_path: Path, log_path: Path) -> Snapshot:
         }
     finally:
         conn.close()
-    text = log_path.read_text() if log_path.exists() else ""
     lines = text.split("\n")[:-1]  # a line still being appended has no newline yet
     log = [json.loads(line) for line in lines]
     return Snapshot(runs, jobs, int(metered), log, envs, counts, outbox)
@@ -760,7 +766,7 @@ class CrashHarness:
             time.sleep(self.rng.uniform(0.05, max_delay_s))
             until_running(self.db_path, 2, timeout_s=5)  # so that the victim holds some
             pick = self.rng.randrange(1 << 16)
-            _, killed_us = kill_a_worker(daemon.proc.pid, pick, daemon.stderr)
+            _, replaced_us = kill_a_worker(daemon.proc.pid, pick, daemon.stderr)
             time.sleep(0.3)  # the load goes on through the replacement
         finally:
             load.stop()
@@ -772,7 +778,7 @@ class CrashHarness:
         snap = read_snapshot(self.db_path, self.log_path)
         try:
             self.ledger.worker_lost |= check_worker_losses(
-                snap.runs, self.ledger.worker_lost, killed_us
+                snap.runs, self.ledger.worker_lost, replaced_us
             )
             audit(snap, self.ledger, final=False)
         except AssertionError as exc:

@@ -69,20 +69,22 @@ def ready_pids(stderr: str) -> set[int]:
 def kill_a_worker(daemon_pid: int, pick: int, stderr: Callable[[], str]) -> tuple[int, int]:
     """SIGKILL one ready worker (the `pick`-th by pid); wait for its replacement.
 
-    Returns (the killed pid, the kill's wall-clock instant in µs)."""
+    Returns (the killed pid, the wall-clock instant in µs by which the daemon
+    had replaced it). Not the kill's own instant: a run claimed just after
+    the kill may still be handed to the dying worker before the daemon reads
+    its end of file, and is then rightly lost to it."""
     deadline = time.monotonic() + REPLACED_WITHIN_S
     while not (ready := sorted(worker_pids(daemon_pid) & ready_pids(stderr()))):
         assert time.monotonic() < deadline, "no worker process became ready"
         time.sleep(0.05)
     before = worker_pids(daemon_pid)
     victim = ready[pick % len(ready)]
-    killed_us = time.time_ns() // 1000
     os.kill(victim, signal.SIGKILL)
     deadline = time.monotonic() + REPLACED_WITHIN_S
     while True:
         now = worker_pids(daemon_pid)
         if gone(victim) and len(now) == len(before) and victim not in now:
-            return victim, killed_us
+            return victim, time.time_ns() // 1000
         assert time.monotonic() < deadline, f"worker {victim} was not replaced: {now}"
         time.sleep(0.05)
 
@@ -92,15 +94,16 @@ def lost_to_workers(runs: dict[str, dict[str, object]]) -> set[str]:
 
 
 def check_worker_losses(
-    runs: dict[str, dict[str, object]], already: set[str], killed_us: int
+    runs: dict[str, dict[str, object]], already: set[str], replaced_us: int
 ) -> set[str]:
-    """The runs this kill lost: each FAILED/WORKER_LOST and started before the kill."""
+    """The runs this kill lost: each FAILED/WORKER_LOST and started before the
+    daemon had replaced the worker (`replaced_us`)."""
     lost = lost_to_workers(runs) - already
     for run_id in lost:
         run = runs[run_id]
         assert (run["status"], run["failure_reason"]) == ("FAILED", "WORKER_LOST"), run
         started = run["started_at_us"]
-        assert isinstance(started, int) and started <= killed_us, run
+        assert isinstance(started, int) and started <= replaced_us, run
     return lost
 
 
