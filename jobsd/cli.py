@@ -32,6 +32,7 @@ from jobsd.config import (
 )
 from jobsd.errors import ConfigError, StorageError
 from jobsd.signing_secrets import check_accounts
+from jobsd.store import integrity
 from jobsd.store.backup import backup_database
 from jobsd.store.rekey import Survey
 
@@ -234,12 +235,20 @@ def main(argv: list[str] | None = None) -> int:
     except BaseExceptionGroup as group:
         # Errors raised inside the daemon's nurseries arrive grouped; a bad
         # config or database is still a message and exit 2, not a traceback.
-        known = group.subgroup(lambda e: isinstance(e, ConfigError | StorageError))
+        known = group.subgroup(_refused)
         if known is None:
             raise
         return _refuse(_first_leaf(known), args)
-    except (ConfigError, StorageError) as exc:
+    except Exception as exc:
+        if not _refused(exc):
+            raise
         return _refuse(exc, args)
+
+
+def _refused(exc: BaseException) -> bool:
+    """A bad config or database file: a message and exit 2. SQLite's own word that
+    the file is damaged counts (the integrity check may not have run yet)."""
+    return isinstance(exc, ConfigError | StorageError) or integrity.damaged(exc)
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -251,6 +260,8 @@ def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 def _refuse(exc: BaseException, args: argparse.Namespace) -> int:
     kind = "config error" if isinstance(exc, ConfigError) else "storage error"
+    if integrity.damaged(exc):
+        exc = StorageError(f"the database is damaged ({exc}): {integrity.GUIDANCE}")
     if getattr(args, "json_logs", False):
         logging.getLogger("jobsd").error("jobsd: %s: %s", kind, exc)
     else:

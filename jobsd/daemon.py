@@ -7,6 +7,7 @@
             ├── executor pool                stops after the front, with grace
             ├── alerts                       delivers the outbox; cut off at the end
             ├── watchdog pings               while the store answers (store_answers)
+            ├── integrity check              once ready; a damaged file stops it, exit 2
             ├── retention                    prunes run history in small batches
             └── front
                 ├── scheduler                stops first: nothing new fires
@@ -70,7 +71,8 @@ starts, and its dispatcher's first act is to read which accounts have
 PENDING runs, so runs committed before the restart reach the workers,
 oldest first per account, before anything new is fired or accepted
 (`jobsd.dispatch`). systemd hears READY=1 only once `/healthz` answers 200
-(the API is bound and every actor runs; `Lifecycle.mark_ready`). SIGHUP reloads
+(the API is bound and every actor runs; `Lifecycle.mark_ready`); only then
+does `PRAGMA quick_check` read the file (`jobsd.store.integrity`). SIGHUP reloads
 accounts, plans and tokens (`jobsd.reload`). Signal handling and the stop's
 first step live in `jobsd.lifecycle`, the notify protocol in `jobsd.notify`.
 """
@@ -99,7 +101,7 @@ from jobsd.dispatch import Dispatcher, lane_depth
 from jobsd.errors import ConfigError
 from jobsd.executor import ExecutorPool, Performer
 from jobsd.fairqueue import account_cap
-from jobsd.lifecycle import Lifecycle, essential, run_signals, store_answers
+from jobsd.lifecycle import Lifecycle, check_store, essential, run_signals, store_answers
 from jobsd.messages import CancelRun, SchedulerNews
 from jobsd.notify import Notifier, run_watchdog
 from jobsd.observer import Observer
@@ -170,6 +172,8 @@ async def run_daemon(
         await _serve(options, settings, reloader, lifecycle, task_status)
         signals.cancel_scope.cancel()
     log.info("stopped")
+    if lifecycle.failure is not None:
+        raise lifecycle.failure
 
 
 def environments_of(config: Config) -> dict[str, tuple[str, ...]]:
@@ -289,6 +293,7 @@ async def _serve(
                     lifecycle.stop.wait,
                 )
                 lifecycle.mark_ready(bound)
+                actors.start_soon(check_store, store, lifecycle)
                 await actors.start(run_watchdog, options.notifier, partial(store_answers, store))
                 options.announce(bound)
                 task_status.started(ctx)

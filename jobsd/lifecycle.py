@@ -15,6 +15,12 @@ SIGINT while stopping is only logged: the stop is already bounded by
 `essential` wraps actors that must run for as long as the daemon serves:
 one that returns while no stop was asked for is a bug, and raising brings
 the daemon down (systemd restarts it) instead of serving half a daemon.
+
+`check_store` runs the file's integrity check once the daemon serves
+(`jobsd.store.integrity`); a damaged file is not a bug but a refusal: it
+is logged as CRITICAL and stops the daemon the ordinary way (grace for
+runs in flight), and `run_daemon` then raises it, so the process exits 2
+with the guidance, as a refusal at start does.
 """
 
 from __future__ import annotations
@@ -27,10 +33,11 @@ from typing import Any
 
 import trio
 
+from jobsd.errors import StorageError
 from jobsd.notify import Notifier
 from jobsd.reload import Reloader
 from jobsd.settings import Health
-from jobsd.store import Store
+from jobsd.store import Store, integrity
 
 log = logging.getLogger("jobsd")
 
@@ -47,6 +54,7 @@ class Lifecycle:
         self.notifier = notifier
         self.stop = stop
         self._grace_s = shutdown_grace_s
+        self.failure: StorageError | None = None  # why to exit 2 once stopped
 
     @property
     def stopping(self) -> bool:
@@ -65,6 +73,16 @@ class Lifecycle:
         self.health.ready = True
         if not self.health.stopping:  # READY=1 after STOPPING=1 would confuse systemd
             self.notifier.ready(f"serving on {', '.join(bound)}")
+
+
+async def check_store(store: Store, lifecycle: Lifecycle) -> None:
+    """The integrity check, once; a damaged file stops the daemon (see above)."""
+    try:
+        await integrity.check(store.engine.open_reader)
+    except StorageError as exc:
+        log.critical("stopping: %s", exc)
+        lifecycle.failure = exc
+        lifecycle.begin_stop("the database failed its integrity check")
 
 
 async def run_signals(

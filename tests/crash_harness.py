@@ -827,7 +827,15 @@ class CrashHarness:
         return snap
 
     def check_recovered(self) -> None:
-        """Right after a restart: what the last kill left RUNNING is now lost, said so."""
+        """Right after a restart: what the last kill left RUNNING is now lost, said so,
+        and the file the kill left passes the integrity check the daemon runs once
+        it serves (`jobsd.store.integrity`)."""
+        assert self.daemon is not None
+        deadline = time.monotonic() + 30
+        while "(PRAGMA quick_check): ok" not in self.daemon.stderr():
+            assert self.daemon.proc is not None and self.daemon.proc.poll() is None, self.where()
+            assert time.monotonic() < deadline, f"no integrity check ({self.where()})"
+            time.sleep(0.02)
         snap = read_snapshot(self.db_path, self.log_path)
         for run_id in self.ledger.running_at_kill:
             run = snap.runs[run_id]

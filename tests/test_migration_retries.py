@@ -1,5 +1,6 @@
-"""The retry migrations (policies; retry runs and overlap) and the alert
-migration (outbox, alert state, paused_reason) upgrade a database in place.
+"""The retry migrations (policies; retry runs and overlap), the alert
+migration (outbox, alert state, paused_reason) and the environment indexes
+(migration 9) upgrade a database in place.
 
 The "old" database is written with the earlier migrations themselves
 (`MIGRATIONS[:n]`, append-only, so exactly what jobsd wrote before) and rows
@@ -26,6 +27,7 @@ from jobsd.errors import StorageError
 from jobsd.store import open_store
 from jobsd.store.schema import (
     ALERTS_VERSION,
+    ENVIRONMENT_INDEXES_VERSION,
     LATEST,
     MIGRATIONS,
     RETRY_POLICIES_VERSION,
@@ -92,7 +94,13 @@ async def upgrade(path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "version", [RETRY_POLICIES_VERSION - 1, RETRY_RUNS_VERSION - 1, ALERTS_VERSION - 1]
+    "version",
+    [
+        RETRY_POLICIES_VERSION - 1,
+        RETRY_RUNS_VERSION - 1,
+        ALERTS_VERSION - 1,
+        ENVIRONMENT_INDEXES_VERSION - 1,
+    ],
 )
 async def test_an_old_database_upgrades_in_place(tmp_path: Path, version: int) -> None:
     path = tmp_path / "jobsd.sqlite3"
@@ -110,6 +118,14 @@ async def test_an_old_database_upgrades_in_place(tmp_path: Path, version: int) -
             ("MANUAL", "PENDING", None, None, None),
         ]
         assert conn.execute("SELECT overlap_policy FROM jobs").fetchall() == [("ALLOW",)]
+        assert conn.execute(
+            "SELECT job_id, environment, enabled, next_run_at_us FROM job_environments "
+            "INDEXED BY job_environments_by_environment WHERE environment = 'production'"
+        ).fetchall() == [(1, "production", 1, US + 60_000_000)]
+        assert conn.execute(
+            "SELECT count(*) FROM job_environments INDEXED BY job_environments_dormant "
+            "WHERE enabled = 1 AND next_run_at_us IS NULL"
+        ).fetchone() == (0,)
         assert conn.execute("SELECT count(*) FROM retry_policies").fetchone() == (0,)
         # RETRY is admitted, with its chain, its due instant, and held.
         conn.execute(

@@ -1,20 +1,28 @@
-"""Start-up refuses a database it cannot trust, saying what to do."""
+"""A database jobsd cannot trust stops the daemon, saying what to do.
+
+A file that is not a database, or too new, is refused before serving; the
+integrity check (`PRAGMA quick_check`) runs once the daemon serves
+(`jobsd.store.integrity`) and a failure stops it with exit 2 all the same.
+"""
 
 from __future__ import annotations
 
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import trio
 
 from jobsd.clock import Clock
 from jobsd.crypto import KeyRing
 from jobsd.errors import StorageError
 from jobsd.messages import HttpConfig
-from jobsd.store import open_store
+from jobsd.store import integrity, open_store
 from jobsd.store.schema import LATEST
 from tests.conftest import config_text
 from tests.model import create_job, seed_job
@@ -36,21 +44,98 @@ async def _filled(tmp_path: Path) -> Path:
     return db
 
 
-def _damage(db: Path) -> None:
+def _damage(db: Path, page_no: int = 11) -> None:
+    """Scribble over the start of page `page_no` (1-based)."""
     data = bytearray(db.read_bytes())
     page = 4096
     assert len(data) > 20 * page
-    for offset in range(10 * page, 10 * page + 600, 7):
+    for offset in range((page_no - 1) * page, (page_no - 1) * page + 600, 7):
         data[offset] = 0xA5
     db.write_bytes(bytes(data))
+
+
+def _a_page_of(db: Path, table: str) -> int:
+    """A leaf page of `table` in the middle of its pages."""
+    with sqlite3.connect(db) as conn:
+        pages = [
+            int(r[0])
+            for r in conn.execute(
+                "SELECT pageno FROM dbstat WHERE name = ? AND pagetype = 'leaf' ORDER BY pageno",
+                (table,),
+            )
+        ]
+    assert len(pages) > 10
+    return pages[len(pages) // 2]
 
 
 async def test_damaged_pages_refused(tmp_path: Path) -> None:
     db = await _filled(tmp_path)
     _damage(db)
     with pytest.raises(StorageError, match="backup"):
-        async with open_store(db, KeyRing.load_or_create(tmp_path / "secret.key"), Clock(T0)):
-            pass
+        async with open_store(db, KeyRing.load_or_create(tmp_path / "secret.key"), Clock(T0)) as s:
+            await integrity.check(s.engine.open_reader)
+
+
+async def test_a_sound_file_passes(tmp_path: Path) -> None:
+    db = await _filled(tmp_path)
+    async with open_store(db, KeyRing.load_or_create(tmp_path / "secret.key"), Clock(T0)) as s:
+        await integrity.check(s.engine.open_reader)
+
+
+class _HeldConnection(sqlite3.Connection):
+    """Holds its first statement at its first step until interrupted (or 30 s)."""
+
+    held = threading.Event()
+    released = threading.Event()
+    steps_after = 0
+
+    def hold(self) -> None:
+        def step() -> int:
+            if not self.held.is_set():
+                self.held.set()
+                self.released.wait(30)
+            else:
+                _HeldConnection.steps_after += 1
+            return 0
+
+        self.set_progress_handler(step, 1)
+
+    def interrupt(self) -> None:
+        super().interrupt()
+        self.released.set()
+
+
+async def test_a_stop_interrupts_the_check(tmp_path: Path) -> None:
+    """Cancelled mid-check (a stop), the check ends at once: SQLite is interrupted,
+    not waited for, and its connection closes only after its thread is done."""
+    db = await _filled(tmp_path)
+    opened: list[_HeldConnection] = []
+
+    def open_reader() -> sqlite3.Connection:
+        conn = sqlite3.connect(db, check_same_thread=False, factory=_HeldConnection)
+        conn.hold()
+        opened.append(conn)
+        return conn
+
+    began = time.monotonic()
+    with trio.move_on_after(30) as outer:
+        async with trio.open_nursery() as nursery:
+            scope = trio.CancelScope()
+
+            async def checking() -> None:
+                with scope:
+                    await integrity.check(open_reader)
+                    raise AssertionError("the check was not interrupted")
+
+            nursery.start_soon(checking)
+            await trio.to_thread.run_sync(_HeldConnection.held.wait, 30)
+            scope.cancel()
+    assert not outer.cancelled_caught
+    assert time.monotonic() - began < 10
+    # The whole check of this file is ~33,000 steps of SQLite's VM; interrupted, ~10.
+    assert _HeldConnection.released.is_set() and _HeldConnection.steps_after < 1_000
+    with pytest.raises(sqlite3.ProgrammingError):  # closed by the check
+        opened[0].execute("SELECT 1")
 
 
 def _serve(tmp_path: Path) -> subprocess.CompletedProcess[str]:
@@ -76,6 +161,21 @@ async def test_cli_refuses_damaged_and_foreign_files(tmp_path: Path) -> None:
         Path(f"{db}{suffix}").unlink(missing_ok=True)
     out = _serve(tmp_path)
     assert out.returncode == 2 and "storage.path" in out.stderr and "Traceback" not in out.stderr
+
+
+async def test_damage_found_after_ready_stops_the_daemon(tmp_path: Path) -> None:
+    """Damage the start does not read (a page of disabled jobs): the daemon serves,
+    then its check finds the damage, says so as CRITICAL and exits 2 with the guidance."""
+    db = await _filled(tmp_path)
+    _damage(db, _a_page_of(db, "jobs"))
+    out = _serve(tmp_path)
+    assert "jobsd listening on" in out.stdout, out.stderr
+    assert out.returncode == 2, out.stderr
+    critical = [line for line in out.stderr.splitlines() if "CRITICAL" in line]
+    assert len(critical) == 1 and "quick_check" in critical[0], out.stderr
+    assert "restore the latest backup" in critical[0]
+    assert "jobsd: storage error:" in out.stderr and "Traceback" not in out.stderr
+    assert "stopped" in out.stderr
 
 
 async def test_cli_refuses_a_newer_schema(tmp_path: Path) -> None:

@@ -1,10 +1,10 @@
 """The store: the one owner of SQLite.
 
-`open_store` makes the files private (`jobsd.store.files`), checks the
-file (`PRAGMA quick_check`), applies numbered
+`open_store` makes the files private (`jobsd.store.files`), applies numbered
 migrations, starts the writer thread, and yields a `Store` whose `jobs`,
 `runs`, `policies` and `retention` parts expose typed awaitables. It closes last, after
-every actor that might still write has stopped.
+every actor that might still write has stopped. The file's integrity check
+runs once the daemon serves, not here (`jobsd.store.integrity`).
 
 An observer, when given, hears of every committed batch and of every run
 that ended (`jobsd.store.ends`): metrics and the run log line. With
@@ -41,7 +41,7 @@ from jobsd.store.policies import RetryPolicyStore
 from jobsd.store.retention import RetentionStore
 from jobsd.store.run_stats import StatsStore
 from jobsd.store.runs import RunStore
-from jobsd.store.schema import migrate, quick_check
+from jobsd.store.schema import migrate
 from jobsd.store.slots import DueJob
 
 
@@ -81,7 +81,6 @@ async def open_store(
     engine = Engine(path, on_batch=None if observer is None else observer.store_batch)
 
     def prepare(conn: sqlite3.Connection) -> None:
-        quick_check(conn)
         migrate(conn, default_environments)
 
     await trio.to_thread.run_sync(engine.start, prepare)

@@ -86,7 +86,7 @@ class Engine:
         self._read_limiter = trio.CapacityLimiter(readers)
         self._point_conn: sqlite3.Connection | None = None
         self._readers = readers
-        self.snapshots = SnapshotPool(self._open_reader)
+        self.snapshots = SnapshotPool(self.open_reader)
         self._thread: threading.Thread | None = None
         self._closed = False
 
@@ -130,7 +130,7 @@ class Engine:
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         async with self._read_limiter:
-            conn = self._read_conns.pop() if self._read_conns else self._open_reader()
+            conn = self._read_conns.pop() if self._read_conns else self.open_reader()
             try:
                 return await trio.to_thread.run_sync(fn, conn, abandon_on_cancel=False)
             finally:
@@ -141,7 +141,7 @@ class Engine:
         if self._closed:
             raise RuntimeError("the store is closed")
         if self._point_conn is None:
-            self._point_conn = self._open_reader()
+            self._point_conn = self.open_reader()
             self._point_conn.execute("PRAGMA busy_timeout = 0")
         try:
             return fn(self._point_conn)
@@ -158,7 +158,7 @@ class Engine:
         async with self.snapshots.snapshot(owner) as snap:
             yield snap
 
-    def _open_reader(self) -> sqlite3.Connection:
+    def open_reader(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
             f"file:{self._path}?mode=ro",
             uri=True,

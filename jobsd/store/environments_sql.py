@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 
 from jobsd.messages import JobKind, JobSpec, Overlay
 from jobsd.store.keyring import Sealer
@@ -166,3 +167,46 @@ def due_before(conn: sqlite3.Connection, until_us: int, limit: int) -> list[DueR
         (until_us, limit),
     ).fetchall()
     return [(int(r[0]), str(r[1]), r[2], r[3], int(r[4])) for r in rows]
+
+
+def stored_environments(conn: sqlite3.Connection) -> list[str]:
+    """Every environment some row is in, one seek each (`job_environments_by_environment`)."""
+    found: list[str] = []
+    (env,) = conn.execute("SELECT min(environment) FROM job_environments").fetchone()
+    while env is not None:
+        found.append(str(env))
+        (env,) = conn.execute(
+            "SELECT min(environment) FROM job_environments WHERE environment > ?", (env,)
+        ).fetchone()
+    return found
+
+
+def make_dormant(
+    conn: sqlite3.Connection, environment: str, accounts: Sequence[str]
+) -> list[tuple[int, str]]:
+    """Clear `next_run_at_us` of `environment`'s rows of `accounts`' jobs: (pk, environment)."""
+    rows = conn.execute(
+        "UPDATE job_environments SET next_run_at_us = NULL "
+        "WHERE environment = ? AND next_run_at_us IS NOT NULL "
+        "AND (SELECT account_id FROM jobs WHERE id = job_environments.job_id) "
+        "IN (SELECT value FROM json_each(?)) RETURNING job_id, environment",
+        (environment, json.dumps(list(accounts))),
+    ).fetchall()
+    return [(int(r[0]), str(r[1])) for r in rows]
+
+
+def dormant_enabled(
+    conn: sqlite3.Connection, account_id: str, environments: Sequence[str]
+) -> list[tuple[int, str]]:
+    """Enabled rows of the account's recurring and one-off jobs in `environments`
+    that have no next fire: (pk, environment). Read through `job_environments_dormant`,
+    which holds these and the enabled rows of manual jobs, never the firing ones."""
+    marks = ", ".join("?" * len(environments))
+    rows = conn.execute(
+        "SELECT e.job_id, e.environment FROM job_environments AS e "
+        "INDEXED BY job_environments_dormant JOIN jobs AS j ON j.id = e.job_id "
+        "WHERE e.enabled = 1 AND e.next_run_at_us IS NULL "
+        f"AND e.environment IN ({marks}) AND j.account_id = ? AND j.kind != 'manual'",
+        (*environments, account_id),
+    ).fetchall()
+    return [(int(r[0]), str(r[1])) for r in rows]

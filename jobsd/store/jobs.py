@@ -246,6 +246,10 @@ class JobStore:
         an enabled one listed again, dormant until now, gets a `next_run_at`
         from now (a one-off not yet fired fires late rather than never).
         Accounts not named are left alone. Returns how many rows changed.
+        Its cost does not grow with the jobs that fire as they should (a
+        million of them at every start): one index seek per environment rows
+        are in, then only the rows of an environment some account no longer
+        lists, and the enabled rows that do not fire (migration 9).
         `announce` False: at start, before the scheduler runs (it reads the
         store when it starts; telling it over the bounded channel then would
         wait for a reader that is not there yet).
@@ -255,25 +259,14 @@ class JobStore:
 
         def tx(conn: sqlite3.Connection) -> list[JobChanged]:
             changes: list[JobChanged] = []
+            for env in environments_sql.stored_environments(conn):
+                lacking = [account for account, envs in configured.items() if env not in envs]
+                if lacking:
+                    for pk, _ in environments_sql.make_dormant(conn, env, lacking):
+                        changes.append(JobChanged(pk, env, None, None, None))
             for account_id, envs in configured.items():
-                marks = ", ".join("?" * len(envs))
-                for pk, env in conn.execute(
-                    "UPDATE job_environments SET next_run_at_us = NULL "
-                    f"WHERE next_run_at_us IS NOT NULL AND environment NOT IN ({marks}) "
-                    "AND job_id IN (SELECT id FROM jobs WHERE account_id = ?) "
-                    "RETURNING job_id, environment",
-                    (*envs, account_id),
-                ).fetchall():
-                    changes.append(JobChanged(int(pk), str(env), None, None, None))
-                woken = conn.execute(
-                    "SELECT e.job_id, e.environment FROM job_environments AS e "
-                    "JOIN jobs AS j ON j.id = e.job_id WHERE j.account_id = ? "
-                    "AND e.enabled = 1 AND e.next_run_at_us IS NULL AND j.kind != 'manual' "
-                    f"AND e.environment IN ({marks})",
-                    (account_id, *envs),
-                ).fetchall()
-                for pk, env in woken:
-                    job = jobs_sql.job_by_pk(conn, int(pk), keyring)
+                for pk, env in environments_sql.dormant_enabled(conn, account_id, envs):
+                    job = jobs_sql.job_by_pk(conn, pk, keyring)
                     overlay = job.environments[env].overlay
                     next_us = job_writes.next_fire_us(job.spec, overlay, enabled=True, now=now)
                     conn.execute(

@@ -29,6 +29,11 @@ from jobsd.store.runs_sql import DELETED_BEFORE_START, FINISHED_AT
 
 LOST_ERROR = "the daemon stopped while this run's request was in flight (crash or kill)"
 
+# Each statement repeats the partial index `runs_live`'s condition: SQLite uses
+# a partial index only for a query that states its condition, and without it
+# these read every run ever kept (a scan of `runs` at every start).
+_LIVE = "status IN ('PENDING', 'RUNNING')"
+
 
 @dataclass(frozen=True, slots=True)
 class Recovery:
@@ -44,7 +49,7 @@ def recover_tx(
         str(r[0])
         for r in conn.execute(
             "UPDATE runs SET status = 'FAILED', failure_reason = 'WORKER_LOST', error = ?, "
-            f"finished_at_us = {FINISHED_AT} WHERE status = 'RUNNING' RETURNING id",
+            f"finished_at_us = {FINISHED_AT} WHERE {_LIVE} AND status = 'RUNNING' RETURNING id",
             (LOST_ERROR, now_us),
         )
     ]
@@ -53,11 +58,15 @@ def recover_tx(
     canceled = conn.execute(
         f"UPDATE runs SET status = 'CANCELED', finished_at_us = {FINISHED_AT}, "
         f"held_until_us = NULL, error = '{DELETED_BEFORE_START}' "
-        "WHERE status = 'PENDING' "
-        "AND job_id IN (SELECT id FROM jobs WHERE deleted_at_us IS NOT NULL)",
+        f"WHERE {_LIVE} AND status = 'PENDING' "
+        "AND (SELECT deleted_at_us FROM jobs WHERE id = runs.job_id) IS NOT NULL",
         (now_us,),
     ).rowcount
-    pending = int(conn.execute("SELECT count(*) FROM runs WHERE status = 'PENDING'").fetchone()[0])
+    pending = int(
+        conn.execute(f"SELECT count(*) FROM runs WHERE {_LIVE} AND status = 'PENDING'").fetchone()[
+            0
+        ]
+    )
     return Recovery(lost=lost, canceled=canceled, pending=pending), recorded
 
 

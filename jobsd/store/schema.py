@@ -142,6 +142,16 @@ MIGRATIONS: tuple[Migration, ...] = (
     lambda conn, defaults: widen_run_checks(conn),
     # 8: the alert outbox, alert state and paused_reason; see jobsd.store.alert_schema.
     lambda conn, defaults: _run_all(conn, ALERTS),
+    # 9: environment rows by environment, for `JobStore.sync_environments` at
+    # every start and reload: which environments rows are in (a seek each), and
+    # the enabled rows that do not fire (dormant ones, and manual jobs'). Neither
+    # changes when a slot fires: a fire changes no environment, and moves no
+    # row into or out of the partial one.
+    """
+    CREATE INDEX job_environments_by_environment ON job_environments (environment);
+    CREATE INDEX job_environments_dormant ON job_environments (environment)
+        WHERE enabled = 1 AND next_run_at_us IS NULL;
+    """,
 )
 
 
@@ -155,6 +165,7 @@ LATEST = len(MIGRATIONS)
 RETRY_POLICIES_VERSION = 6
 RETRY_RUNS_VERSION = 7
 ALERTS_VERSION = 8  # the alert outbox (its test upgrades from just before it)
+ENVIRONMENT_INDEXES_VERSION = 9  # environment rows by environment (sync_environments)
 
 
 def configure(conn: sqlite3.Connection, *, readonly: bool = False) -> None:
@@ -225,13 +236,3 @@ def _statements(script: str) -> list[str]:
     `executescript` would COMMIT first; our migrations hold no literal `;`.
     """
     return [s.strip() for s in script.split(";") if s.strip()]
-
-
-def quick_check(conn: sqlite3.Connection) -> None:
-    rows = [r[0] for r in conn.execute("PRAGMA quick_check").fetchall()]
-    if rows != ["ok"]:
-        detail = "; ".join(str(r) for r in rows[:5])
-        raise StorageError(
-            f"the database failed PRAGMA quick_check ({detail}): stop jobsd and restore the "
-            "latest backup (see README, 'Backups')"
-        )
