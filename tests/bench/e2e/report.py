@@ -164,7 +164,8 @@ def report(res: Results, load_before: str, load_after: str, headline: str) -> st
             "",
             f"{c.jobs} enabled cron jobs: ready in {c.ready_s:.2f} s, RSS {c.rss_ready_mib:.0f} "
             f"MiB at ready, {c.rss_idle_mib:.0f} MiB after {c.idle_s:g} s idle, idle CPU "
-            f"{c.idle_cpu_s * 1000:.0f} ms over {c.idle_s:g} s",
+            f"{c.idle_cpu_s * 1000:.0f} ms over {c.idle_s:g} s (after the integrity check, "
+            f"which ended {c.check_s:.2f} s after ready, {c.check_cpu_s * 1000:.0f} ms CPU)",
         ]
     out += ["", "goals (issue 11):"]
     for name, value, goal, met in goals(res):
