@@ -31,7 +31,7 @@ event) runs, in this order and without waiting in between:
 6. the worker processes' socket pairs close: each worker, with nothing in
    flight by then, exits on end of file (one still there after 5 s is
    killed), and the daemon reaps it;
-7. the store closes and the process exits 0.
+7. the store closes and the process exits 0 (2 if the integrity check failed).
 
 Worker processes (`[scheduler] worker_processes`, "auto" = one per core but
 the daemon's own; `jobsd.workers`): `python -m jobsd.workers.child FD`,
@@ -66,15 +66,15 @@ own, so alerts never take an executor.
 Start: recovery first makes the record true (runs left RUNNING by a crash
 become FAILED/WORKER_LOST, and alert as failures; `jobsd.store.recovery`);
 the alert actor puts back in line alerts a crash left being sent; the
-executor pool then
-starts, and its dispatcher's first act is to read which accounts have
-PENDING runs, so runs committed before the restart reach the workers,
-oldest first per account, before anything new is fired or accepted
+executor pool then starts, and its dispatcher's first act is to read which
+accounts have PENDING runs, so runs committed before the restart reach the
+workers, oldest first per account, before anything new is fired or accepted
 (`jobsd.dispatch`). systemd hears READY=1 only once `/healthz` answers 200
 (the API is bound and every actor runs; `Lifecycle.mark_ready`); only then
-does `PRAGMA quick_check` read the file (`jobsd.store.integrity`). SIGHUP reloads
-accounts, plans and tokens (`jobsd.reload`). Signal handling and the stop's
-first step live in `jobsd.lifecycle`, the notify protocol in `jobsd.notify`.
+does `PRAGMA quick_check` read the whole file, off the start's critical
+path (`jobsd.store.integrity`). SIGHUP reloads accounts, plans and tokens
+(`jobsd.reload`). Signal handling and the stop's first step live in
+`jobsd.lifecycle`, the notify protocol in `jobsd.notify`.
 """
 
 from __future__ import annotations
@@ -219,16 +219,9 @@ async def _serve(
         default_environments=config.default_environments(),
         alert_policies=alert_settings,
     ) as store:
-        recovery = await recover(store.engine, to_us(clock.now()), store.alerts)
+        await recover(store.engine, to_us(clock.now()), store.alerts)
         await store.jobs.sync_environments(environments_of(settings.config), announce=False)
         reloader.after_reload(lambda fresh: store.jobs.sync_environments(environments_of(fresh)))
-        if recovery.lost or recovery.canceled or recovery.pending:
-            log.info(
-                "recovery: %d runs lost in flight, %d canceled, %d pending to run",
-                recovery.lost,
-                recovery.canceled,
-                recovery.pending,
-            )
         if lifecycle.stop.is_set():
             log.info("asked to stop while starting: not serving")
             return

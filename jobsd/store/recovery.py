@@ -19,6 +19,7 @@ whether its request was answered; it is a failure for good, so it alerts
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from dataclasses import dataclass
 
@@ -26,6 +27,8 @@ from jobsd.store.engine import Engine
 from jobsd.store.outbox import AlertRecorder
 from jobsd.store.outbox_rows import Recorded
 from jobsd.store.runs_sql import DELETED_BEFORE_START, FINISHED_AT
+
+log = logging.getLogger("jobsd")
 
 LOST_ERROR = "the daemon stopped while this run's request was in flight (crash or kill)"
 
@@ -75,4 +78,11 @@ async def recover(engine: Engine, now_us: int, alerts: AlertRecorder | None = No
     recovery, recorded = await engine.write(lambda conn: recover_tx(conn, now_us, alerts))
     if alerts is not None and recorded is not None:
         alerts.committed(recorded)
+    if recovery.lost or recovery.canceled or recovery.pending:
+        log.info(
+            "recovery: %d runs lost in flight, %d canceled, %d pending to run",
+            recovery.lost,
+            recovery.canceled,
+            recovery.pending,
+        )
     return recovery
