@@ -141,7 +141,9 @@ async def _fire(
         if opts.probe_rate > 0:
             wait_s = max(early_s, 0)
             nursery.start_soon(_probe, daemon.url, opts.probe_rate, count, wait_s, done, burst)
-        stalled = await wait_terminal(daemon.db, "SCHEDULE", count)
+        # Nothing fires before the first instant: a wait for it is no stall.
+        quiet_s = max(early_s, 0) + spread_s
+        stalled = await wait_terminal(daemon.db, "SCHEDULE", count, stall_s=60 + quiet_s)
         done.set()
     row.client_cpu_s = tree_cpu_s(pid) - cpu0
     row.target_cpu_s = target.cpu_s() - target0
