@@ -28,11 +28,23 @@ import re
 import sys
 import traceback
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from jobsd.config import LogConfig
+if TYPE_CHECKING:
+    from jobsd.config import LogConfig
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """`[log]` as a worker process is told it: importing `jobsd.config` (pydantic)
+    would cost each worker about 10 MiB of RSS for two strings."""
+
+    format: str
+    level: str
+
 
 QUIET = ("httpx2", "httpcore2", "httpx", "httpcore")
 _SYSLOG_PRIORITY = {
@@ -131,7 +143,7 @@ def under_journal(stream: TextIO, environ: Mapping[str, str]) -> bool:
 
 
 def formatter_for(
-    config: LogConfig, stream: TextIO, environ: Mapping[str, str]
+    config: LogConfig | LogSettings, stream: TextIO, environ: Mapping[str, str]
 ) -> logging.Formatter:
     if config.format == "json":
         return JsonFormatter()
@@ -139,7 +151,9 @@ def formatter_for(
 
 
 def configure(
-    config: LogConfig, stream: TextIO | None = None, environ: Mapping[str, str] | None = None
+    config: LogConfig | LogSettings,
+    stream: TextIO | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> logging.Handler:
     """Make the root logger write `config`'s lines to `stream` (stderr); returns the handler."""
     stream = sys.stderr if stream is None else stream

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import subprocess
 import sys
 import warnings
 from collections.abc import Iterator
@@ -179,3 +180,17 @@ def test_a_text_line_is_what_the_format_string_gives(
     head, sep, tail = base.partition("\n")  # fields go before a second line, as ever
     line = logs.TextFormatter(journal=journal).format(record)
     assert line.endswith(f'{head} k="v w"{sep}{tail}')
+
+
+def test_a_worker_process_loads_no_pydantic(restored_logging: None) -> None:
+    """A worker is told `[log]` as two strings (`logs.LogSettings`): the config's
+    pydantic models would cost every worker process about 10 MiB of RSS."""
+    code = (
+        "import sys, jobsd.workers.child; print(sorted(m for m in sys.modules if 'pydantic' in m))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+    handler = logs.configure(logs.LogSettings(format="json", level="warning"), io.StringIO(), {})
+    assert isinstance(handler.formatter, logs.JsonFormatter)
+    assert logging.getLogger().level == logging.WARNING

@@ -25,7 +25,6 @@ import trio
 
 from jobsd import logs
 from jobsd.address_policy import AddressPolicy
-from jobsd.config import LogConfig
 from jobsd.delivery import Delivery
 from jobsd.messages import HttpConfig, Outcome
 from jobsd.runs import FailureReason, RunStatus
@@ -80,7 +79,7 @@ async def serve(sock: socket.socket) -> None:
     hello = await reader.receive()
     if hello is None or hello.get("kind") != "hello":
         raise wire.FrameError("a worker's first frame is hello")
-    logs.configure(LogConfig(format=hello["log_format"], level=hello["log_level"]))
+    logs.configure(logs.LogSettings(format=hello["log_format"], level=hello["log_level"]))
     await Worker(stream, hello).serve(reader)
 
 
