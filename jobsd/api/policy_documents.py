@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from jobsd.api import doc_reader as r
 from jobsd.api import documents as d
 from jobsd.clock import iso
 from jobsd.errors import (
@@ -56,11 +57,11 @@ def parse_policy_document(doc: object, *, path_id: str | None) -> tuple[str, str
     """(id, name, rules) of a decoded POST (`path_id` None) or PUT body; raises if refused."""
     if path_id is not None and not d.is_slug(path_id):
         raise not_found("No retry policy has this id: ids are 1-100 characters of a-z 0-9 - _.")
-    errs = d._Errors()
+    errs = r.Errors()
     if not isinstance(doc, dict):
-        errs.add("invalid_type", "", f"The body must be an object with `data`, not {d._kind(doc)}.")
+        errs.add("invalid_type", "", f"The body must be an object with `data`, not {r.kind(doc)}.")
         raise ValidationFailed(errs.items)
-    data = d._object(errs, doc.get("data", d.MISSING), "/data", "`data` (the retry policy)")
+    data = r.read_object(errs, doc.get("data", r.MISSING), "/data", "`data` (the retry policy)")
     if data is None:
         raise ValidationFailed(errs.items)
     kind = data.get("type", TYPE)
@@ -69,15 +70,17 @@ def parse_policy_document(doc: object, *, path_id: str | None) -> tuple[str, str
             "type_mismatch", f'This endpoint takes resources of type "{TYPE}".', "/data/type"
         )
     if not isinstance(kind, str):
-        errs.add("invalid_type", "/data/type", f'`type` must be "{TYPE}", not {d._kind(kind)}.')
-    policy_id = _id(errs, data.get("id", d.MISSING), path_id)
-    attrs = d._object(errs, data.get("attributes", d.MISSING), _ATTRS, "`attributes`")
+        errs.add("invalid_type", "/data/type", f'`type` must be "{TYPE}", not {r.kind(kind)}.')
+    policy_id = _id(errs, data.get("id", r.MISSING), path_id)
+    attrs = r.read_object(errs, data.get("attributes", r.MISSING), _ATTRS, "`attributes`")
     if attrs is None:
         raise ValidationFailed(errs.items)
-    name = d._string(errs, attrs.get("name", d.MISSING), f"{_ATTRS}/name", min_len=1, max_len=200)
+    name = r.read_string(
+        errs, attrs.get("name", r.MISSING), f"{_ATTRS}/name", min_len=1, max_len=200
+    )
     values = {
         "max_retries": _integer(errs, attrs, "max_retries"),
-        "backoff": _backoff(errs, attrs.get("backoff", d.MISSING)),
+        "backoff": _backoff(errs, attrs.get("backoff", r.MISSING)),
         "delay_seconds": _integer(errs, attrs, "delay_seconds"),
         "max_delay_seconds": _integer(errs, attrs, "max_delay_seconds", optional=True),
         "retry_on_timeout": _flag(errs, attrs, "retry_on_timeout"),
@@ -137,12 +140,12 @@ def render_policy(policy: NamedRetryPolicy) -> dict[str, object]:
     }
 
 
-def _id(errs: d._Errors, given: object, path_id: str | None) -> str:
+def _id(errs: r.Errors, given: object, path_id: str | None) -> str:
     if path_id is not None:  # PUT: `id` may be omitted or null, else it must match
-        if given is d.MISSING or given is None:
+        if given is r.MISSING or given is None:
             return path_id
         if not isinstance(given, str):
-            errs.add("invalid_type", "/data/id", f"`id` must be a string, not {d._kind(given)}.")
+            errs.add("invalid_type", "/data/id", f"`id` must be a string, not {r.kind(given)}.")
         elif given != path_id:
             raise conflict(
                 "id_mismatch",
@@ -150,10 +153,10 @@ def _id(errs: d._Errors, given: object, path_id: str | None) -> str:
                 "/data/id",
             )
         return path_id
-    if given is d.MISSING:
+    if given is r.MISSING:
         errs.add("required", "/data/id", "`id` is required: the policy's id, e.g. retry-on-5xx.")
     elif not isinstance(given, str):
-        errs.add("invalid_type", "/data/id", f"`id` must be a string, not {d._kind(given)}.")
+        errs.add("invalid_type", "/data/id", f"`id` must be a string, not {r.kind(given)}.")
     elif not d.is_slug(given):
         errs.add(
             "invalid_id",
@@ -166,27 +169,27 @@ def _id(errs: d._Errors, given: object, path_id: str | None) -> str:
 
 
 def _integer(
-    errs: d._Errors, attrs: dict[str, object], key: str, *, optional: bool = False
+    errs: r.Errors, attrs: dict[str, object], key: str, *, optional: bool = False
 ) -> int | None:
     """A whole number (an integral float counts); None when optional and absent or null."""
-    value = attrs.get(key, None if optional else d.MISSING)
+    value = attrs.get(key, None if optional else r.MISSING)
     ptr = f"{_ATTRS}/{key}"
     if value is None and optional:
         return None
-    if value is d.MISSING:
+    if value is r.MISSING:
         errs.add("required", ptr, f"`{key}` is required.")
         return None
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        errs.add("invalid_type", ptr, f"`{key}` must be a whole number, not {d._kind(value)}.")
+        errs.add("invalid_type", ptr, f"`{key}` must be a whole number, not {r.kind(value)}.")
         return None
     return value
 
 
-def _backoff(errs: d._Errors, value: object) -> Backoff | None:
+def _backoff(errs: r.Errors, value: object) -> Backoff | None:
     ptr = f"{_ATTRS}/backoff"
-    if value is d.MISSING:
+    if value is r.MISSING:
         errs.add("required", ptr, "`backoff` is required: fixed or exponential.")
     elif not isinstance(value, str) or value not in {b.value for b in Backoff}:
         errs.add("invalid_value", ptr, "`backoff` must be fixed or exponential (exact case).")
@@ -195,24 +198,24 @@ def _backoff(errs: d._Errors, value: object) -> Backoff | None:
     return None
 
 
-def _flag(errs: d._Errors, attrs: dict[str, object], key: str) -> bool:
+def _flag(errs: r.Errors, attrs: dict[str, object], key: str) -> bool:
     value = attrs.get(key, False)
     if not isinstance(value, bool):
         errs.add(
             "invalid_type",
             f"{_ATTRS}/{key}",
-            f"`{key}` must be true or false, not {d._kind(value)}.",
+            f"`{key}` must be true or false, not {r.kind(value)}.",
         )
         return False
     return value
 
 
-def _patterns(errs: d._Errors, attrs: dict[str, object], key: str) -> tuple[str, ...]:
+def _patterns(errs: r.Errors, attrs: dict[str, object], key: str) -> tuple[str, ...]:
     """A list of strings; whether each is a status pattern is RetryPolicy's check."""
     value = attrs.get(key, [])
     ptr = f"{_ATTRS}/{key}"
     if not isinstance(value, list):
-        errs.add("invalid_type", ptr, f"`{key}` must be an array of strings, not {d._kind(value)}.")
+        errs.add("invalid_type", ptr, f"`{key}` must be an array of strings, not {r.kind(value)}.")
         return ()
     patterns: list[str] = []
     for i, item in enumerate(value):
@@ -220,6 +223,6 @@ def _patterns(errs: d._Errors, attrs: dict[str, object], key: str) -> tuple[str,
             patterns.append(item)
         else:
             errs.add(
-                "invalid_type", f"{ptr}/{i}", f"A status pattern is a string, not {d._kind(item)}."
+                "invalid_type", f"{ptr}/{i}", f"A status pattern is a string, not {r.kind(item)}."
             )
     return tuple(patterns)

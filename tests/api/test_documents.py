@@ -32,8 +32,9 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 import jobsd
-from jobsd.api.documents import is_slug, parse_job_document
+from jobsd.api.documents import is_slug
 from jobsd.api.render import render_job
+from jobsd.api.v2026_06_04.documents import parse_job_document
 from jobsd.errors import ApiError
 from jobsd.messages import Job, JobEnvironment, JobSpec
 

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jobsd.api.documents import MAX_ERRORS
+from jobsd.api.doc_reader import MAX_ERRORS
 from jobsd.job_bounds import MAX_CONFIGURATION_BYTES, MAX_HEADERS
 from jobsd.messages import Header, HttpConfig
 from jobsd.urls import numeric_host_problem, url_problem

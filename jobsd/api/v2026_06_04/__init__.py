@@ -1,7 +1,7 @@
 """2026-06-04, the seed version: the API jobsd spoke first, and the default.
 
-Its documents are parsed by `jobsd.api.documents` and rendered by
-`jobsd.api.render` (where both lived before there were versions); this
+Its documents are parsed by `documents.py` here (over the readers both
+versions share, `jobsd.api.documents`) and rendered by `jobsd.api.render`; this
 package says how that view maps onto the one model (VERSIONS.md, "Seen
 through 2026-06-04"):
 
@@ -26,12 +26,12 @@ from werkzeug.datastructures import MultiDict
 
 from jobsd import errors
 from jobsd.api.auth import Caller
-from jobsd.api.documents import parse_seed_job
 from jobsd.api.extensions import EXTENSIONS
 from jobsd.api.listing import JOB_PARAMETERS, job_query
 from jobsd.api.params import Query
 from jobsd.api.render import render_job, render_run
 from jobsd.api.spec import served_spec
+from jobsd.api.v2026_06_04.documents import parse_seed_job
 from jobsd.messages import EnvironmentSpec, Job, JobCounting, JobKind, JobWrite, Run
 from jobsd.run_filters import RunFilter
 from jobsd.store.jobs import JobQuery

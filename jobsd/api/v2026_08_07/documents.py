@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from jobsd.api import doc_reader as r
 from jobsd.api import documents as d
 from jobsd.api.extensions import overlap_attribute, policy_attribute, timezone_attribute
 from jobsd.api.v2026_08_07 import environments as e
@@ -51,33 +52,35 @@ def parse_job_document(
     """
     if path_slug is not None and not d.is_slug(path_slug):
         raise not_found("No job has this id: job ids are 1-100 characters of a-z 0-9 - _.")
-    errs = d._Errors()
-    data = d._envelope(errs, doc)
+    errs = r.Errors()
+    data = d.envelope(errs, doc)
     if data is None:
         raise ValidationFailed(errs.items)
-    d._refuse_conflicts(data, path_slug)
-    slug = d._slug(errs, data, path_slug)
-    attrs = d._object(errs, data.get("attributes", d.MISSING), _ATTRS, "`attributes`")
+    d.refuse_conflicts(data, path_slug)
+    slug = d.read_slug(errs, data, path_slug)
+    attrs = r.read_object(errs, data.get("attributes", r.MISSING), _ATTRS, "`attributes`")
     if attrs is None:
         raise ValidationFailed(errs.items)
-    name = d._string(errs, attrs.get("name", d.MISSING), f"{_ATTRS}/name", min_len=1, max_len=200)
+    name = r.read_string(
+        errs, attrs.get("name", r.MISSING), f"{_ATTRS}/name", min_len=1, max_len=200
+    )
     description = attrs.get("description")
     if description is not None:
-        description = d._string(errs, description, f"{_ATTRS}/description", max_len=2000)
-    d._choice(errs, attrs, "type", f"{_ATTRS}/type", ("http",))
-    d._choice(errs, attrs, "concurrency_policy", f"{_ATTRS}/concurrency_policy", ("ALLOW",))
+        description = r.read_string(errs, description, f"{_ATTRS}/description", max_len=2000)
+    r.read_choice(errs, attrs, "type", f"{_ATTRS}/type", ("http",))
+    r.read_choice(errs, attrs, "concurrency_policy", f"{_ATTRS}/concurrency_policy", ("ALLOW",))
     schedule, kind = _schedule(errs, attrs.get("schedule"))
     timezone = timezone_attribute(errs, attrs.get("timezone"), f"{_ATTRS}/timezone", kind)
     retry_policy = policy_attribute(errs, attrs.get("retry_policy"), f"{_ATTRS}/retry_policy")
     overlap = overlap_attribute(errs, attrs)
-    conf = d._object(errs, attrs.get("configuration", d.MISSING), _CONF, "`configuration`")
+    conf = r.read_object(errs, attrs.get("configuration", r.MISSING), _CONF, "`configuration`")
     config = (
         HttpConfig(url="")
         if conf is None
-        else d._configuration(errs, conf, max_timeout_s, _header_map)
+        else d.read_configuration(errs, conf, max_timeout_s, _header_map)
     )
     entries = e.environments(
-        errs, attrs.get("environments", d.MISSING), kind, environments, max_timeout_s, config
+        errs, attrs.get("environments", r.MISSING), kind, environments, max_timeout_s, config
     )
     if errs.items:
         raise ValidationFailed(errs.items)
@@ -95,23 +98,23 @@ def parse_job_document(
     return spec, entries
 
 
-def _schedule(errs: d._Errors, value: object) -> tuple[str | None, JobKind]:
+def _schedule(errs: r.Errors, value: object) -> tuple[str | None, JobKind]:
     if value is None:
         return None, JobKind.MANUAL
-    text, kind = d._schedule(errs, value)
+    text, kind = d.read_schedule(errs, value)
     return text, kind
 
 
-def _header_map(errs: d._Errors, value: object) -> tuple[Header, ...]:
+def _header_map(errs: r.Errors, value: object) -> tuple[Header, ...]:
     """2026-08-07: `headers` is a name -> value object."""
     ptr = f"{_CONF}/headers"
-    if value is d.MISSING:
+    if value is r.MISSING:
         return ()
     if not isinstance(value, dict):
         errs.add(
             "invalid_type",
             ptr,
-            f"`headers` must be an object of name: value, not {d._kind(value)}.",
+            f"`headers` must be an object of name: value, not {r.kind(value)}.",
         )
         return ()
     if len(value) > MAX_HEADERS:

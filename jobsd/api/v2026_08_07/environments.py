@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Final, TypeVar
 
+from jobsd.api import doc_reader as r
 from jobsd.api import documents as d
 from jobsd.api.extensions import policy_attribute, timezone_attribute
 from jobsd.api.fields import (
@@ -33,7 +34,7 @@ _T = TypeVar("_T")
 
 
 def header(
-    errs: d._Errors, name: str, value: object, ptr: str, seen: dict[str, str]
+    errs: r.Errors, name: str, value: object, ptr: str, seen: dict[str, str]
 ) -> Header | None:
     """One header from a map: its name (the key) and value; `seen` catches case twins."""
     ok = True
@@ -52,7 +53,7 @@ def header(
         ok = False
     else:
         seen[name.lower()] = name
-    text = d._string(errs, value, ptr, max_len=_MAX_HEADER_VALUE, chars_code=None)
+    text = r.read_string(errs, value, ptr, max_len=_MAX_HEADER_VALUE, chars_code=None)
     if text is not None and not FIELD_VALUE.fullmatch(text):
         errs.add("invalid_header", ptr, FIELD_VALUE_RULE)
         ok = False
@@ -76,20 +77,20 @@ READ_ONLY: Final = ("next_run_at", "paused_reason")
 
 
 def environments(
-    errs: d._Errors,
+    errs: r.Errors,
     value: object,
     kind: JobKind,
     allowed: tuple[str, ...],
     max_timeout_s: int,
     base: HttpConfig,
 ) -> dict[str, EnvironmentSpec]:
-    if value is d.MISSING:
+    if value is r.MISSING:
         value = {}
     if not isinstance(value, dict):
         errs.add(
             "invalid_type",
             _ENVS,
-            f"`environments` must be an object keyed by environment, not {d._kind(value)}.",
+            f"`environments` must be an object keyed by environment, not {r.kind(value)}.",
         )
         return {}
     entries: dict[str, EnvironmentSpec] = {}
@@ -102,7 +103,7 @@ def environments(
                 f"No environment {env!r} here; this token may name: {', '.join(allowed)}.",
             )
             continue
-        obj = d._object(errs, entry, ptr, f"The entry for {env}")
+        obj = r.read_object(errs, entry, ptr, f"The entry for {env}")
         if obj is None:
             continue
         entries[env] = _entry(errs, obj, ptr, kind, max_timeout_s)
@@ -132,14 +133,14 @@ def environments(
 
 
 def _entry(
-    errs: d._Errors, obj: dict[str, object], ptr: str, kind: JobKind, max_timeout_s: int
+    errs: r.Errors, obj: dict[str, object], ptr: str, kind: JobKind, max_timeout_s: int
 ) -> EnvironmentSpec:
     enabled = obj.get("enabled", kind is JobKind.ONE_OFF)
     if not isinstance(enabled, bool):
         errs.add(
             "invalid_type",
             f"{ptr}/enabled",
-            f"`enabled` must be true or false, not {d._kind(enabled)}.",
+            f"`enabled` must be true or false, not {r.kind(enabled)}.",
         )
         enabled = False
     leaves: dict[str, object] = {}
@@ -180,23 +181,23 @@ def _as(kind: type[_T], value: object) -> _T | None:
 
 
 def _leaf(
-    errs: d._Errors, key: str, value: object, ptr: str, kind: JobKind, max_timeout_s: int
+    errs: r.Errors, key: str, value: object, ptr: str, kind: JobKind, max_timeout_s: int
 ) -> object:
     """One overlay leaf, checked as the base field it overrides."""
     if key == "url":
-        return d._url(errs, value, ptr) or None
+        return d.read_url(errs, value, ptr) or None
     if key == "method":
-        return d._choice(errs, {key: value}, key, ptr, d.METHODS)
+        return r.read_choice(errs, {key: value}, key, ptr, d.METHODS)
     if key == "timeout":
-        return d._timeout(errs, value, max_timeout_s, ptr)
+        return d.read_timeout(errs, value, max_timeout_s, ptr)
     if key == "body":
-        return d._body(errs, value, ptr)
+        return d.read_body(errs, value, ptr)
     if key == "success_status":
-        return d._success_status(errs, value, ptr)
+        return d.read_success_status(errs, value, ptr)
     if key == "tls_verify":
-        return d._boolean(errs, {key: value}, key, ptr)
+        return r.read_boolean(errs, {key: value}, key, ptr)
     if key == "ca_cert":
-        return d._ca_cert(errs, value, ptr)
+        return d.read_ca_cert(errs, value, ptr)
     if key == "retry_policy":
         return policy_attribute(errs, value, ptr)
     if kind is not JobKind.RECURRING:
@@ -204,7 +205,7 @@ def _leaf(
         return None
     if key == "timezone":
         return timezone_attribute(errs, value, ptr, kind)
-    text = d._string(errs, value, ptr, max_len=None, chars_code="invalid_schedule")
+    text = r.read_string(errs, value, ptr, max_len=None, chars_code="invalid_schedule")
     if text is None:
         return None
     try:
