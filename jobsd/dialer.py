@@ -1,32 +1,22 @@
-"""Where the address policy is enforced: the dialler under httpx.
+"""Where the address policy is enforced: the one place a delivery socket is opened.
 
-`PolicyBackend` is the httpcore network backend, so every connection httpx
-makes resolves once (through an injectable resolver with its own thread
-limiter), has every answer checked against `AddressPolicy`, and dials only a
-checked IP literal; httpcore still sends the URL's host as SNI and checks
-the certificate against it. `PolicyTransport` is httpx's transport over that
-backend. Split from `delivery.py`, which decides what an exchange means;
-this module only decides where a socket may go.
+`PolicyDialer.open_tcp` resolves a host once (through an injectable resolver
+with its own thread limiter), checks every answer against `AddressPolicy`,
+and connects only to a checked IP literal, trying the allowed answers in
+turn. Nothing else in jobsd opens an outbound socket for a run or an alert:
+the HTTP/1.1 exchange (`jobsd.http1`) asks this module for its stream, and
+TLS is layered over what it returns, so the certificate and SNI follow the
+URL's host while the socket goes only where the policy allows. Split from
+`delivery.py`, which decides what an exchange means; this module only
+decides where a socket may go.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
-import ssl
-from collections.abc import (
-    AsyncGenerator,
-    AsyncIterable,
-    AsyncIterator,
-    Awaitable,
-    Callable,
-    Iterable,
-    Sequence,
-)
-from typing import Protocol, runtime_checkable
+from collections.abc import Awaitable, Callable, Sequence
 
-import httpcore2
-import httpx2
 import trio
 
 from jobsd.address_policy import AddressPolicy, IPAddress
@@ -37,8 +27,7 @@ Resolver = Callable[[str, int], Awaitable[Sequence[IPAddress]]]
 class AddressRefused(Exception):
     """Every address of a host is refused by the policy; nothing was dialled.
 
-    Not an httpcore error, so httpx passes it through unmapped and `perform`
-    can tell SSRF from a failed connection.
+    Its own type, so `perform` can tell SSRF from a failed connection.
     """
 
     def __init__(self, host: str, reasons: Sequence[str]) -> None:
@@ -49,6 +38,11 @@ class AddressRefused(Exception):
         super().__init__(
             detail if literal else f"{host} resolves only to refused addresses: {detail}"
         )
+
+
+class ConnectFailed(Exception):
+    """No connection: the lookup failed, or every allowed address refused or
+    timed out. The message names the host and each address tried."""
 
 
 def default_resolver(limiter: trio.CapacityLimiter) -> Resolver:
@@ -69,20 +63,16 @@ def default_resolver(limiter: trio.CapacityLimiter) -> Resolver:
     return resolve
 
 
-class PolicyBackend(httpcore2.AsyncNetworkBackend):
+class PolicyDialer:
+    """Shared by every run of a process; holds nothing per connection."""
+
     def __init__(self, policy: AddressPolicy, resolver: Resolver) -> None:
         self._policy = policy
         self._resolver = resolver
-        self._dial = httpcore2.TrioBackend()
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore2.SOCKET_OPTION] | None = None,
-    ) -> httpcore2.AsyncNetworkStream:
+    async def open_tcp(self, host: str, port: int) -> trio.SocketStream:
+        """A connected stream to an allowed address of `host`; raises
+        AddressRefused (nothing dialled) or ConnectFailed."""
         allowed: list[IPAddress] = []
         refused: list[str] = []
         for ip in await self._answers(host, port):
@@ -96,12 +86,10 @@ class PolicyBackend(httpcore2.AsyncNetworkBackend):
         failures: list[str] = []
         for ip in allowed:
             try:
-                return await self._dial.connect_tcp(
-                    str(ip), port, timeout, local_address, socket_options
-                )
-            except httpcore2.ConnectError as exc:
-                failures.append(f"{ip}: {root_cause(exc)}")
-        raise httpcore2.ConnectError(f"cannot connect to {host} port {port}: {'; '.join(failures)}")
+                return await _connect(ip, port)
+            except OSError as exc:
+                failures.append(f"{ip}: {exc}")
+        raise ConnectFailed(f"cannot connect to {host} port {port}: {'; '.join(failures)}")
 
     async def _answers(self, host: str, port: int) -> list[IPAddress]:
         try:
@@ -111,84 +99,27 @@ class PolicyBackend(httpcore2.AsyncNetworkBackend):
         try:
             answers = await self._resolver(host, port)
         except (OSError, UnicodeError) as exc:  # UnicodeError: a label IDNA refuses
-            raise httpcore2.ConnectError(f"DNS lookup of {host} failed: {describe(exc)}") from exc
+            raise ConnectFailed(f"DNS lookup of {host} failed: {describe(exc)}") from exc
         if not answers:
-            raise httpcore2.ConnectError(f"DNS lookup of {host} returned no address")
+            raise ConnectFailed(f"DNS lookup of {host} returned no address")
         return list(dict.fromkeys(answers))
 
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[httpcore2.SOCKET_OPTION] | None = None,
-    ) -> httpcore2.AsyncNetworkStream:
-        raise httpcore2.ConnectError("unix sockets are never dialled")
 
-    async def sleep(self, seconds: float) -> None:
-        await trio.sleep(seconds)
-
-
-class _Body:
-    """The pool's body stream behind a plain iterator. httpx2 stops iterating
-    (at our cap) without closing the pool's async generator, leaving it to
-    the garbage collector; here closing the response closes it."""
-
-    def __init__(self, stream: AsyncIterable[bytes]) -> None:
-        self._stream = stream
-        self._chunks: AsyncIterator[bytes] | None = None
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        self._chunks = aiter(self._stream)
-        return self
-
-    async def __anext__(self) -> bytes:
-        assert self._chunks is not None
-        return await anext(self._chunks)
-
-    async def aclose(self) -> None:
-        try:
-            if isinstance(self._chunks, AsyncGenerator):
-                await self._chunks.aclose()
-        finally:
-            if isinstance(self._stream, _Closable):
-                await self._stream.aclose()  # shields itself; releases the connection
-
-
-@runtime_checkable
-class _Closable(Protocol):
-    async def aclose(self) -> None: ...
-
-
-class PolicyPool(httpcore2.AsyncConnectionPool):
-    async def handle_async_request(self, request: httpcore2.Request) -> httpcore2.Response:
-        response = await super().handle_async_request(request)
-        assert isinstance(response.stream, AsyncIterable)
-        return httpcore2.Response(
-            status=response.status,
-            headers=response.headers,
-            content=_Body(response.stream),
-            extensions=response.extensions,
-        )
-
-
-class PolicyTransport(httpx2.AsyncHTTPTransport):
-    """httpx's transport over our backend: HTTP/1.1, no proxy, no environment,
-    and no idle connection kept: each connection closes when its response ends."""
-
-    def __init__(self, ssl_context: ssl.SSLContext, backend: PolicyBackend) -> None:
-        super().__init__(verify=ssl_context, trust_env=False)
-        # httpx2 cannot take a network backend, so its pool is replaced by one
-        # built the same way over ours.
-        self._pool = PolicyPool(
-            ssl_context=ssl_context,
-            max_connections=None,
-            max_keepalive_connections=0,
-            network_backend=backend,
-        )
+async def _connect(ip: IPAddress, port: int) -> trio.SocketStream:
+    """One socket to one checked literal: no lookup, no happy-eyeballs nursery
+    (the answers are already ordered and checked)."""
+    family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+    sock = trio.socket.socket(family, socket.SOCK_STREAM)
+    try:
+        await sock.connect((str(ip), port))
+    except BaseException:
+        sock.close()
+        raise
+    return trio.SocketStream(sock)
 
 
 def root_cause(exc: BaseException) -> BaseException:
-    """The innermost exception, where trio and httpx keep the specific error."""
+    """The innermost exception, where trio and ssl keep the specific error."""
     root = exc
     for _ in range(8):
         if isinstance(root, BaseExceptionGroup) and root.exceptions:

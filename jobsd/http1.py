@@ -1,0 +1,191 @@
+"""One HTTP/1.1 exchange on h11 over a trio stream: a request out, a response in.
+
+Delivery's wire code, without a client library's layers: h11 frames and
+parses, trio carries the bytes, and nothing here arms a timer or opens a
+cancel scope per read or write (the caller's one deadline covers the whole
+exchange). The connection is dialled through the address policy
+(`jobsd.dialer`), wrapped in TLS when the URL says https, used for this one
+request and closed: the request says `Connection: close`, which is what
+HTTP/1.1 asks of a client that will not reuse a connection, lets the server
+release it at once, and leaves the wait after closing on the server's side.
+
+The server's side is bounded: the status line and header block may not
+exceed `MAX_HEAD_BYTES` (h11's `max_incomplete_event_size`, as httpcore
+set it), each read is at most `READ_BYTES`, and the body is counted and
+cut by the caller's cap. A response that breaks HTTP/1.1 ends the exchange
+with h11's reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+from collections.abc import Sequence
+
+import h11
+import trio
+
+from jobsd.dialer import PolicyDialer, root_cause
+from jobsd.http_url import Target
+
+MAX_HEAD_BYTES = 100 * 1024
+READ_BYTES = 64 * 1024
+_BODY_EXPECTED = ("POST", "PUT", "PATCH", "QUERY")
+
+
+class ExchangeFailed(Exception):
+    """The exchange broke (TLS, a read, a protocol error); the message says
+    where and why, for the run's `error`."""
+
+
+class Reading:
+    """What has arrived so far; recorded even when the exchange ends early."""
+
+    def __init__(self, keep_bytes: int, cap_bytes: int) -> None:
+        self.keep_bytes = keep_bytes
+        self.cap_bytes = cap_bytes
+        self.status: int | None = None
+        self.headers: dict[str, str] = {}
+        self.kept = bytearray()
+        self.body_bytes = 0
+        self.capped = False
+
+    def start(self, response: h11.Response) -> None:
+        raw = [(name, value) for name, value in response.headers]
+        encoding = _encoding([value for _, value in raw])
+        for name, value in raw:
+            key, text = name.decode("latin-1"), value.decode(encoding)
+            self.headers[key] = f"{self.headers[key]}, {text}" if key in self.headers else text
+        self.status = response.status_code
+
+    def take(self, chunk: bytes) -> bool:
+        """Counts and keeps a chunk of body; False once the cap is reached."""
+        room = self.keep_bytes - len(self.kept)
+        if room > 0:
+            self.kept += chunk[:room]
+        self.body_bytes += len(chunk)
+        if self.body_bytes > self.cap_bytes:
+            self.body_bytes = self.cap_bytes
+            self.capped = True
+        return not self.capped
+
+    def result(self) -> dict[str, object] | None:
+        if self.status is None:
+            return None
+        return {
+            "status": self.status,
+            "headers": self.headers,
+            "body": self.kept.decode("utf-8", errors="replace"),
+            "body_truncated": self.body_bytes > self.keep_bytes,
+            "body_bytes": self.body_bytes,
+        }
+
+    def where(self) -> str:
+        if self.status is None:
+            return "before the response headers arrived"
+        return f"after status {self.status} and {self.body_bytes} body bytes"
+
+
+def _encoding(values: Sequence[bytes]) -> str:
+    """httpx's choice for a header block: ASCII, else UTF-8, else Latin-1."""
+    for encoding in ("ascii", "utf-8"):
+        try:
+            for value in values:
+                value.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        return encoding
+    return "latin-1"
+
+
+def request_bytes(
+    conn: h11.Connection,
+    method: str,
+    target: Target,
+    headers: Sequence[tuple[str, str]],
+    body: bytes,
+) -> bytes:
+    """The whole request, framed by h11 (which refuses a header name or value
+    HTTP/1.1 does not allow: h11.LocalProtocolError). `headers` come in the
+    order httpx sent them: the defaults a job's header does not replace, then
+    the job's and jobsd's; Host and an empty POST's `Content-Length: 0` first,
+    a body's length last."""
+    method = method.upper()
+    names = {name.lower() for name, _ in headers}
+    lines = [(name.encode(), value.encode()) for name, value in headers]
+    framed = "content-length" in names or "transfer-encoding" in names
+    if body and not framed:
+        lines.append((b"Content-Length", str(len(body)).encode()))
+    first = [] if "host" in names else [(b"Host", target.authority.encode())]
+    if not body and not framed and method in _BODY_EXPECTED:
+        first.append((b"Content-Length", b"0"))
+    request = h11.Request(method=method, target=target.target, headers=first + lines)
+    data = conn.send(request) or b""
+    if body:
+        data += conn.send(h11.Data(data=body)) or b""
+    return data + (conn.send(h11.EndOfMessage()) or b"")
+
+
+class Connector:
+    """Opens streams for one TLS setting (one `ssl.SSLContext`) through the
+    address policy; shared by every run of the process using that setting."""
+
+    def __init__(self, ssl_context: ssl.SSLContext, dialer: PolicyDialer) -> None:
+        self._ssl_context = ssl_context
+        self._dialer = dialer
+
+    async def open(self, target: Target) -> trio.abc.Stream:
+        """Raises the dialer's AddressRefused or ConnectFailed, or ExchangeFailed."""
+        stream = await self._dialer.open_tcp(target.host, target.port)
+        if not target.tls:
+            return stream
+        # An IP literal as server_hostname: no SNI, the certificate checked against the IP.
+        tls = trio.SSLStream(
+            stream, self._ssl_context, server_hostname=target.host, https_compatible=True
+        )
+        try:
+            await tls.do_handshake()
+        except trio.BrokenResourceError as exc:
+            await trio.aclose_forcefully(stream)
+            raise ExchangeFailed(f"TLS handshake with {target.host} failed: {_why(exc)}") from exc
+        except BaseException:
+            await trio.aclose_forcefully(stream)
+            raise
+        return tls
+
+
+async def exchange(
+    stream: trio.abc.Stream, conn: h11.Connection, data: bytes, reading: Reading
+) -> None:
+    """Sends the request and reads the response into `reading`, skipping 1xx,
+    until the body ends or reaches the cap. Raises ExchangeFailed or
+    h11.RemoteProtocolError. The caller closes the stream."""
+    # A server may answer (413, 400) and close before reading it all: read on.
+    with contextlib.suppress(trio.BrokenResourceError):
+        await stream.send_all(data)
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            try:
+                received = await stream.receive_some(READ_BYTES)
+            except trio.BrokenResourceError as exc:
+                raise ExchangeFailed(f"reading the response failed: {_why(exc)}") from exc
+            if not received and conn.their_state is h11.SEND_RESPONSE:
+                raise ExchangeFailed("Server disconnected without sending a response.")
+            conn.receive_data(bytes(received))
+        elif type(event) is h11.Data:
+            if not reading.take(event.data):
+                return
+        elif type(event) is h11.Response:
+            reading.start(event)
+        elif type(event) is h11.EndOfMessage:
+            return
+        elif type(event) is h11.ConnectionClosed:  # not reached: h11 raises first
+            raise ExchangeFailed("Server disconnected without sending a response.")
+        # h11.InformationalResponse (1xx): the final response follows
+
+
+def _why(exc: BaseException) -> str:
+    """trio wraps the socket's or ssl's error; that inner one says what happened."""
+    root = root_cause(exc)
+    return str(root).strip() or type(root).__name__
