@@ -1,0 +1,316 @@
+"""The HTTP/1.1 exchange on h11 (`jobsd.http1`), against raw servers on loopback.
+
+Each server writes exactly the bytes a test gives it, so the response can
+be what no well-behaved server library would send: chunked and
+close-delimited bodies, informational responses, a broken status line, a
+header block past the bound, a connection closed mid-body. What a run
+records is checked through `Delivery.perform`, the way runs use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from jobsd.delivery import Delivery
+from jobsd.http1 import MAX_HEAD_BYTES, READ_BYTES
+from jobsd.messages import Header, Outcome
+from jobsd.runs import FailureReason, RunStatus
+from tests.test_delivery import LOCAL, Exchange, config, fixed, serving
+from tests.tls_ca import make_ca
+
+Reply = Callable[[trio.SocketStream], Awaitable[None]]
+
+
+@dataclass
+class RawServer:
+    port: int = 0
+    requests: list[bytes] = field(default_factory=list)
+    closed_by_client: int = 0
+
+
+@asynccontextmanager
+async def raw_serving(reply: Reply) -> AsyncIterator[RawServer]:
+    """Reads one request head, then hands the stream to `reply`; closes after."""
+    server = RawServer()
+
+    async def handle(stream: trio.SocketStream) -> None:
+        head = b""
+        try:
+            with trio.fail_after(10):
+                while b"\r\n\r\n" not in head:
+                    data = await stream.receive_some(65536)
+                    if not data:
+                        return
+                    head += data
+            server.requests.append(head)
+            await reply(stream)
+            with trio.move_on_after(10):
+                while await stream.receive_some(65536):
+                    pass
+                server.closed_by_client += 1
+        except trio.BrokenResourceError:
+            server.closed_by_client += 1
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    [listener] = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    server.port = listener.socket.getsockname()[1]
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.serve_listeners, handle, [listener])
+        try:
+            yield server
+        finally:
+            nursery.cancel_scope.cancel()
+
+
+def sends(*parts: bytes, close: bool = True) -> Reply:
+    """Writes each part in its own send; with close=False it then waits for the
+    client to hang up (a response that must end on its own framing)."""
+
+    async def reply(stream: trio.SocketStream) -> None:
+        for part in parts:
+            await stream.send_all(part)
+        if close:
+            await stream.aclose()
+
+    return reply
+
+
+async def perform(reply: Reply, **fields: object) -> tuple[RawServer, Outcome]:
+    async with raw_serving(reply) as server:
+        outcome = await Delivery(LOCAL).perform(
+            config(f"http://127.0.0.1:{server.port}/", **fields)
+        )
+    return server, outcome
+
+
+def got(outcome: Outcome) -> dict[str, Any]:
+    assert outcome.result is not None, outcome
+    return outcome.result
+
+
+# -- the request ------------------------------------------------------------------
+
+
+async def test_the_request_says_connection_close_and_a_jobs_header_replaces_a_default() -> None:
+    reply = sends(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    headers = (Header("User-Agent", "mine/1"),)
+    server, outcome = await perform(reply, headers=headers, method="GET")
+    assert outcome.status is RunStatus.SUCCEEDED
+    [head] = server.requests
+    lines = head.decode().split("\r\n")
+    assert lines[0] == "GET / HTTP/1.1"
+    assert lines[1:6] == [
+        f"Host: 127.0.0.1:{server.port}",
+        "Accept: */*",
+        "Accept-Encoding: identity",
+        "Connection: close",
+        "User-Agent: mine/1",
+    ]
+
+
+async def test_an_illegal_header_value_fails_before_any_connection() -> None:
+    server, outcome = await perform(sends(b""), headers=(Header("X-A", "a\r\nInjected: 1"),))
+    assert outcome.failure_reason is FailureReason.CONNECTION_ERROR
+    assert "Illegal header value" in str(outcome.error)
+    assert server.requests == []
+
+
+# -- response framing --------------------------------------------------------------
+
+
+async def test_a_chunked_body_is_read_to_its_last_chunk() -> None:
+    chunks = b"3\r\nabc\r\n4;ext=1\r\ndefg\r\n0\r\nTrailer: x\r\n\r\n"
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    _, outcome = await perform(sends(head, chunks[:7], chunks[7:], close=False))
+    assert outcome.status is RunStatus.SUCCEEDED, outcome
+    assert got(outcome)["body"] == "abcdefg"
+    assert got(outcome)["body_bytes"] == 7
+
+
+@pytest.mark.parametrize("version", [b"HTTP/1.1", b"HTTP/1.0"])
+async def test_a_close_delimited_body_ends_with_the_connection(version: bytes) -> None:
+    _, outcome = await perform(sends(version + b" 200 OK\r\n\r\n", b"part one, ", b"part two"))
+    assert outcome.status is RunStatus.SUCCEEDED, outcome
+    assert got(outcome)["body"] == "part one, part two"
+
+
+async def test_informational_responses_are_skipped() -> None:
+    reply = sends(
+        b"HTTP/1.1 100 Continue\r\n\r\n",
+        b"HTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\n",
+        b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\nX-Final: yes\r\n\r\nok",
+        close=False,
+    )
+    _, outcome = await perform(reply)
+    assert outcome.status is RunStatus.SUCCEEDED
+    result = got(outcome)
+    assert (result["status"], result["body"]) == (201, "ok")
+    assert "link" not in result["headers"] and result["headers"]["x-final"] == "yes"
+
+
+@pytest.mark.parametrize(
+    ("method", "status", "success"),
+    [("HEAD", 200, "2xx"), ("POST", 204, "2xx"), ("GET", 304, "3xx")],
+)
+async def test_no_body_follows_head_204_or_304_even_with_a_length(
+    method: str, status: int, success: str
+) -> None:
+    # The server keeps the connection open: waiting for a body would time out.
+    head = f"HTTP/1.1 {status} X\r\nContent-Length: 50\r\n\r\n".encode()
+    server, outcome = await perform(
+        sends(head, close=False), method=method, success_status=success, timeout_s=5
+    )
+    assert outcome.status is RunStatus.SUCCEEDED, outcome
+    assert got(outcome)["body_bytes"] == 0
+    assert server.closed_by_client == 1
+
+
+# -- responses that break HTTP/1.1 --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("response", "reason"),
+    [
+        (b"HELLO THERE\r\n\r\n", "illegal status line"),
+        (b"HTTP/1.1 200 OK\r\nBad Header: x\r\n\r\n", "illegal header line"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", "Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", "Content-Length"),
+        (b"", "Server disconnected without sending a response."),
+    ],
+)
+async def test_a_response_breaking_http11_is_a_connection_error_with_h11s_reason(
+    response: bytes, reason: str
+) -> None:
+    _, outcome = await perform(sends(response))
+    assert outcome.failure_reason is FailureReason.CONNECTION_ERROR
+    assert reason in str(outcome.error)
+    assert outcome.result is None
+
+
+@pytest.mark.parametrize(
+    ("head", "reason"),
+    [
+        (b"Transfer-Encoding: chunked\r\n\r\n5\r\nab", "incomplete chunked read"),
+        (b"Transfer-Encoding: chunked\r\n\r\nzz\r\nab", "illegal chunk header"),
+        (b"Content-Length: 10\r\n\r\nab", "received 2 bytes, expected 10"),
+    ],
+)
+async def test_a_body_broken_after_the_headers_keeps_the_partial_result(
+    head: bytes, reason: str
+) -> None:
+    _, outcome = await perform(sends(b"HTTP/1.1 200 OK\r\n" + head))
+    assert outcome.failure_reason is FailureReason.CONNECTION_ERROR
+    assert outcome.error is not None and reason in outcome.error
+    assert "after status 200" in outcome.error
+    assert got(outcome)["status"] == 200
+
+
+def header_block(size: int) -> bytes:
+    """A response head of exactly `size` bytes, in 1000-byte header lines."""
+    start, end = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n", b"\r\n"
+    lines, room = [], size - len(start) - len(end)
+    for i in range(room // 1000):
+        lines.append(b"X-%06d: " % i + b"v" * (1000 - 12) + b"\r\n")
+    rest = room - 1000 * len(lines)
+    if rest:
+        lines.append(b"X-last: " + b"v" * (rest - 10) + b"\r\n")
+    head = start + b"".join(lines) + end
+    assert len(head) == size
+    return head
+
+
+async def test_the_response_head_is_bounded() -> None:
+    """h11 holds at most MAX_HEAD_BYTES of an unfinished head, plus what one read adds."""
+    _, within = await perform(sends(header_block(MAX_HEAD_BYTES), close=False))
+    assert within.status is RunStatus.SUCCEEDED, within
+    assert len(got(within)["headers"]) > 90
+    over = MAX_HEAD_BYTES + READ_BYTES + 1
+    _, past = await perform(sends(header_block(over)[:-2], close=False))  # never ends
+    assert past.failure_reason is FailureReason.CONNECTION_ERROR
+    assert past.error == "Receive buffer too long"
+
+
+async def test_an_endless_header_block_is_cut_at_the_bound_not_the_deadline() -> None:
+    async def endless(stream: trio.SocketStream) -> None:
+        await stream.send_all(b"HTTP/1.1 200 OK\r\n")
+        for i in range(100_000):
+            await stream.send_all(b"X-%08d: y\r\n" % i)
+
+    started = trio.current_time()
+    _, outcome = await perform(endless, timeout_s=30)
+    assert outcome.error == "Receive buffer too long"
+    assert trio.current_time() - started < 10
+
+
+# -- TLS ------------------------------------------------------------------------------
+
+
+async def test_tls_close_delimited_body_ends_at_a_close_without_close_notify(
+    tmp_path: Path,
+) -> None:
+    ca = make_ca()
+
+    async def close_delimited(exchange: Exchange) -> None:
+        assert isinstance(exchange.stream, trio.SSLStream)
+        await exchange.stream.send_all(b"HTTP/1.1 200 OK\r\n\r\nsecret body")
+        await exchange.stream.transport_stream.aclose()  # no close_notify
+
+    resolver = fixed({"target.test": ["127.0.0.1"]})
+    context = ca.server_context(tmp_path, ["target.test"])
+    async with serving(close_delimited, ssl_context=context) as server:
+        url = f"https://target.test:{server.port}/"
+        outcome = await Delivery(LOCAL, resolver=resolver).perform(config(url, ca_cert=ca.cert_pem))
+    assert outcome.status is RunStatus.SUCCEEDED, outcome
+    assert outcome.result is not None and got(outcome)["body"] == "secret body"
+
+
+# -- invariants ----------------------------------------------------------------------
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    body=st.binary(max_size=3000),
+    cuts=st.lists(st.integers(min_value=1, max_value=400), max_size=12),
+    chunked=st.booleans(),
+    keep=st.integers(min_value=0, max_value=2000),
+)
+def test_any_split_of_any_body_is_counted_and_kept_exactly(
+    body: bytes, cuts: list[int], chunked: bool, keep: int
+) -> None:
+    """However the server frames and the network splits a body, a run records
+    its exact length and its first `keep` bytes."""
+    pieces, rest = [], body
+    for cut in cuts:
+        pieces.append(rest[:cut])
+        rest = rest[cut:]
+    pieces = [p for p in [*pieces, rest] if p]
+    if chunked:
+        head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        wire = [b"%x\r\n%s\r\n" % (len(p), p) for p in pieces] + [b"0\r\n\r\n"]
+    else:
+        head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body)
+        wire = pieces
+
+    async def main() -> None:
+        async with raw_serving(sends(head, *wire, close=False)) as server:
+            delivery = Delivery(LOCAL, body_keep_bytes=keep)
+            outcome = await delivery.perform(config(f"http://127.0.0.1:{server.port}/"))
+        assert outcome.status is RunStatus.SUCCEEDED, outcome
+        assert outcome.result is not None
+        assert got(outcome)["body_bytes"] == len(body)
+        assert got(outcome)["body"] == body[:keep].decode("utf-8", errors="replace")
+        assert got(outcome)["body_truncated"] is (len(body) > keep)
+
+    trio.run(main)
