@@ -27,6 +27,7 @@ PURE = (
     "jobsd.cron",
     "jobsd.cursors",
     "jobsd.fairqueue",
+    "jobsd.http_url",
     "jobsd.intervals",
     "jobsd.retry",
     "jobsd.run_filters",

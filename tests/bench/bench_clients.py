@@ -4,15 +4,19 @@ Compares, at 1/16/64 concurrent requests against a local hypercorn server
 or a canned-response trio server (the default: cheap enough that client costs
 show), run in a subprocess so it does not share the client's CPU:
 
-- perform:        `Delivery.perform` as shipped (a fresh client and pool per
-                  run, over the address-policy backend);
-- fresh-policy:   a fresh AsyncClient per request over the policy backend;
-- shared-policy:  one AsyncClient over the policy backend for every request;
+- perform:        `Delivery.perform` as shipped (since issue 11: h11 over a
+                  trio stream dialled through the address policy, one
+                  connection per run);
+- fresh-default:  a fresh httpx2 AsyncClient per request;
+- shared-default: one AsyncClient for every request;
 - shared-close:   the shared client, but every request says
                   `Connection: close`: sharing without keep-alive, which
                   separates the cost of building clients from the gain of
-                  reusing connections;
-- fresh-default / shared-default: the same with httpx2's own backend.
+                  reusing connections.
+
+(The `*-policy` variants, httpx2 over jobsd's own httpcore network
+backend, went with that backend when delivery moved to h11; the figures
+below are from before, when `perform` built a client per run.)
 
 Each cell sends a bounded number of requests per round (variants
 interleaved, median of the rounds) and is cut at a time limit. Prints a
@@ -49,7 +53,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from jobsd.address_policy import AddressPolicy
 from jobsd.delivery import Delivery
-from jobsd.dialer import PolicyBackend, PolicyTransport, default_resolver
 from jobsd.messages import HttpConfig
 
 CELL_LIMIT_S = 60.0
@@ -187,7 +190,6 @@ async def bench(url: str, total: int, rounds: int, ca_pem: str | None) -> None:
     if ca_pem:
         ctx.load_verify_locations(cadata=ca_pem)
     policy = AddressPolicy(["127.0.0.1/32"])
-    backend = PolicyBackend(policy, default_resolver(trio.CapacityLimiter(8)))
     delivery = Delivery(policy)
     config = HttpConfig(url=url, method="GET", ca_cert=ca_pem, timeout_s=30)
 
@@ -203,10 +205,6 @@ async def bench(url: str, total: int, rounds: int, ca_pem: str | None) -> None:
                 pass
             response.raise_for_status()
 
-    def policy_client() -> httpx2.AsyncClient:
-        transport = PolicyTransport(ctx, backend)
-        return httpx2.AsyncClient(transport=transport, trust_env=False, timeout=None)
-
     def default_client() -> httpx2.AsyncClient:
         limits = httpx2.Limits(max_connections=None)
         return httpx2.AsyncClient(verify=ctx, trust_env=False, timeout=None, limits=limits)
@@ -217,12 +215,10 @@ async def bench(url: str, total: int, rounds: int, ca_pem: str | None) -> None:
 
     print(f"{url}  ({total} requests per cell and round, {rounds} rounds, interleaved)")
     for concurrency in (1, 16, 64):
-        async with policy_client() as shared_policy, default_client() as shared_default:
+        async with default_client() as shared_default:
             variants: dict[str, Variant] = {
                 "perform": perform,
-                "fresh-policy": lambda: fresh(policy_client),
-                "shared-policy": lambda: read(shared_policy),
-                "shared-close": lambda: read(shared_policy, close=True),
+                "shared-close": lambda: read(shared_default, close=True),
                 "fresh-default": lambda: fresh(default_client),
                 "shared-default": lambda: read(shared_default),
             }
