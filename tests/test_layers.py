@@ -12,6 +12,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -140,3 +142,17 @@ def test_no_import_cycles() -> None:
     for name in sorted(graph):
         if name not in state:
             visit(name, [name])
+
+
+@pytest.mark.parametrize("entry", ["jobsd.cli", "jobsd.daemon", "jobsd.workers.child"])
+def test_the_running_daemon_loads_no_test_tooling(entry: str) -> None:
+    """trio.testing imports pytest when it is installed: 6.6 MiB of the
+    daemon's RSS (issue 11's million-cron budget is 100 MiB for the tree)."""
+    probe = (
+        f"import sys, {entry}; "
+        "print(sorted(m for m in ('pytest', 'trio.testing', 'hypothesis') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]", done.stdout
