@@ -16,7 +16,8 @@ priority prefix the journal reads as the line's level.
 What a line may hold is decided where it is written, not here: no token,
 header value, body, query string or job URL ever reaches a logger (tests
 grep every line). httpx logs each request's URL at INFO, so its loggers
-stay at WARNING whatever the level.
+stay at WARNING whatever the level: delivery no longer uses it, but a
+library that does must not bring those lines back.
 """
 
 from __future__ import annotations
