@@ -201,13 +201,18 @@ async def _serve(
     changes_tx, changes_rx = trio.open_memory_channel[SchedulerNews](CHANGES_BUFFER)
     cancels_tx, cancels_rx = trio.open_memory_channel[CancelRun](CHANGES_BUFFER)
     allow = [str(n) for n in config.outbound.allow_cidrs]
-    delivery = Delivery(AddressPolicy(allow), resolver=options.resolver)
+    keepalive_s = config.outbound.keepalive_s
+    delivery = Delivery(AddressPolicy(allow), resolver=options.resolver, keepalive_s=keepalive_s)
     alert_settings = LiveAlertSettings(settings)
     performer: Performer = delivery
     processes: WorkerProcesses | None = None
     if count := process_count(config.scheduler.worker_processes, resolver=options.resolver):
         processes = WorkerProcesses(
-            count, allow_cidrs=allow, log=config.log, workers=config.scheduler.workers
+            count,
+            allow_cidrs=allow,
+            log=config.log,
+            workers=config.scheduler.workers,
+            keepalive_s=keepalive_s,
         )
         performer = processes
     async with open_store(
@@ -260,6 +265,8 @@ async def _serve(
         )
         ctx = ApiContext(store, settings, dispatcher, cancels_tx, lifecycle.health, observer)
         async with trio.open_nursery() as actors:
+            # Closes kept connections as they expire, and all of them at the stop.
+            actors.start_soon(delivery.idle.tidy)
             await actors.start(essential, "alert sender", lifecycle, alerts.run)
             if processes is not None:
                 await actors.start(essential, "worker processes", lifecycle, processes.run)

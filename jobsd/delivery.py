@@ -48,8 +48,19 @@ from jobsd.dialer import (
     describe,
     root_cause,
 )
-from jobsd.http1 import MAX_HEAD_BYTES, Connector, ExchangeFailed, Reading, exchange, request_bytes
-from jobsd.http_url import InvalidURL, parse
+from jobsd.http1 import (
+    MAX_HEAD_BYTES,
+    Connector,
+    ExchangeFailed,
+    Reading,
+    offer_request,
+    read_response,
+    request_bytes,
+    reusable,
+    send_request,
+)
+from jobsd.http_url import InvalidURL, Target, parse
+from jobsd.keepalive import IdleConnections, ReuseKey
 from jobsd.messages import Header, HttpConfig, Outcome
 from jobsd.runs import FailureReason, RunStatus
 
@@ -65,7 +76,7 @@ _DEFAULT_HEADERS = (
     # Raw bytes are what we count and cap: no decompression bomb can expand
     # past the cap inside one chunk. A job that asks for gzip gets it raw.
     ("Accept-Encoding", "identity"),
-    # This connection carries one request (see jobsd.http1).
+    # Left out when the connection may be kept (HTTP/1.1's default is to keep it).
     ("Connection", "close"),
     ("User-Agent", USER_AGENT),
 )
@@ -77,10 +88,12 @@ def _job_headers(config: HttpConfig, stamp: Sequence[tuple[str, str]]) -> tuple[
 
 
 def _sent_headers(
-    headers: Sequence[Header], stamp: Sequence[tuple[str, str]]
+    headers: Sequence[Header], stamp: Sequence[tuple[str, str]], *, keep: bool
 ) -> list[tuple[str, str]]:
     own = [(h.name, h.value) for h in headers] + list(stamp)
     names = {name.lower() for name, _ in own}
+    if keep:
+        names.add("connection")
     return [d for d in _DEFAULT_HEADERS if d[0].lower() not in names] + own
 
 
@@ -114,6 +127,7 @@ class Delivery:
         body_keep_bytes: int = BODY_KEEP_BYTES,
         body_cap_bytes: int = BODY_CAP_BYTES,
         dns_threads: int = 8,
+        keepalive_s: float = 0.0,
     ) -> None:
         if resolver is None:
             resolver = default_resolver(trio.CapacityLimiter(dns_threads))
@@ -125,6 +139,7 @@ class Delivery:
         self._with_ca: OrderedDict[str, ssl.SSLContext] = OrderedDict()
         # One connector per context; holding the context keeps its id unique.
         self._transports: OrderedDict[int, tuple[ssl.SSLContext, Connector]] = OrderedDict()
+        self.idle = IdleConnections(keepalive_s)
 
     async def perform(
         self, config: HttpConfig, *, stamp: Sequence[tuple[str, str]] = ()
@@ -147,14 +162,11 @@ class Delivery:
         with trio.move_on_after(config.timeout_s):
             try:
                 target = parse(config.url)
+                key = self._reuse_key(config, target, ssl_context)
                 conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_BYTES)
-                sent = _sent_headers(headers, stamp)
+                sent = _sent_headers(headers, stamp, keep=key is not None)
                 data = request_bytes(conn, config.method, target, sent, config.payload())
-                stream = await self._connector_for(ssl_context).open(target)
-                try:
-                    await exchange(stream, conn, data, reading)
-                finally:
-                    await trio.aclose_forcefully(stream)
+                await self._exchange(key, ssl_context, target, conn, data, reading)
             except AddressRefused as exc:
                 return self._failed(request, FailureReason.SSRF_BLOCKED, str(exc), reading)
             except (InvalidURL, ConnectFailed, ExchangeFailed, h11.ProtocolError) as exc:
@@ -165,6 +177,49 @@ class Delivery:
             return self._judge(config, request, reading)
         error = f"no complete response within the {config.timeout_s} s timeout ({reading.where()})"
         return self._failed(request, FailureReason.TIMEOUT, error, reading)
+
+    def _reuse_key(
+        self, config: HttpConfig, target: Target, context: ssl.SSLContext
+    ) -> ReuseKey | None:
+        if config.reuse_scope is None or not self.idle.enabled:
+            return None
+        return ReuseKey(config.reuse_scope, target.tls, target.host, target.port, context)
+
+    async def _exchange(
+        self,
+        key: ReuseKey | None,
+        context: ssl.SSLContext,
+        target: Target,
+        conn: h11.Connection,
+        data: bytes,
+        reading: Reading,
+    ) -> None:
+        """Sends on a kept connection of `key` or a fresh one, reads the
+        response, then keeps the connection or closes it. A kept connection
+        is given up for a fresh one only while nothing of the request left
+        this process (stale at the poll, or its first send refused); once
+        any byte may have reached the server, a failure is the run's, as on
+        a fresh connection: resending could deliver the request twice."""
+        kept = None if key is None else self.idle.take(key)
+        stream = None if kept is None else kept.stream
+        requests = 0 if kept is None else kept.requests
+        try:
+            if kept is not None and not await offer_request(kept.stream, data):
+                kept.close()
+                stream, requests = None, 0
+            if stream is None:
+                stream = await self._connector_for(context).open(target)
+                await send_request(stream, data)
+            await read_response(stream, conn, reading)
+        except BaseException as exc:
+            if stream is not None:
+                await trio.aclose_forcefully(stream)
+            if requests and isinstance(exc, ExchangeFailed):
+                note = "on a connection kept from an earlier run; not resent"
+                raise ExchangeFailed(f"{exc} ({note})") from exc
+            raise
+        if key is None or not reusable(conn) or not self.idle.give(key, stream, requests + 1):
+            await trio.aclose_forcefully(stream)
 
     def _judge(self, config: HttpConfig, request: dict[str, object], reading: Reading) -> Outcome:
         assert reading.status is not None

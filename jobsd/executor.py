@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Protocol
 
 import trio
@@ -153,7 +154,9 @@ class ExecutorPool:
             outcome: Outcome | None = None
             with scope:
                 try:
-                    outcome = await self._delivery.perform(claim.config, stamp=self._stamp(claim))
+                    # A run may reuse a connection its own account's runs kept.
+                    config = replace(claim.config, reuse_scope=claim.account_id)
+                    outcome = await self._delivery.perform(config, stamp=self._stamp(claim))
                 except SigningError as exc:
                     log.error("run %s not sent: %s", run_id, exc)
                     outcome = Outcome(

@@ -154,15 +154,34 @@ class Connector:
         return tls
 
 
-async def exchange(
-    stream: trio.abc.Stream, conn: h11.Connection, data: bytes, reading: Reading
-) -> None:
-    """Sends the request and reads the response into `reading`, skipping 1xx,
-    until the body ends or reaches the cap. Raises ExchangeFailed or
-    h11.RemoteProtocolError. The caller closes the stream."""
+async def send_request(stream: trio.abc.Stream, data: bytes) -> None:
+    """Sends the request on a fresh connection."""
     # A server may answer (413, 400) and close before reading it all: read on.
     with contextlib.suppress(trio.BrokenResourceError):
         await stream.send_all(data)
+
+
+async def offer_request(stream: trio.abc.Stream, data: bytes) -> bool:
+    """Sends the request on a kept connection; False when the socket refused
+    its first bytes (the server reset it while idle), so nothing of it left
+    this process and a fresh connection may carry it. Over TLS that cannot
+    be told apart from a failure after bytes left, so it is never False."""
+    if isinstance(stream, trio.SocketStream):
+        try:
+            sent = await stream.socket.send(data)
+        except OSError:
+            return False
+        data = data[sent:]
+        if not data:
+            return True
+    await send_request(stream, data)
+    return True
+
+
+async def read_response(stream: trio.abc.Stream, conn: h11.Connection, reading: Reading) -> None:
+    """Reads the response into `reading`, skipping 1xx, until the body ends or
+    reaches the cap. Raises ExchangeFailed or h11.RemoteProtocolError. The
+    caller closes the stream, or keeps it if `reusable`."""
     while True:
         event = conn.next_event()
         if event is h11.NEED_DATA:
@@ -183,6 +202,18 @@ async def exchange(
         elif type(event) is h11.ConnectionClosed:  # not reached: h11 raises first
             raise ExchangeFailed("Server disconnected without sending a response.")
         # h11.InformationalResponse (1xx): the final response follows
+
+
+def reusable(conn: h11.Connection) -> bool:
+    """Whether the connection may carry another request: both sides done and
+    keeping it open (h11 agrees to a next cycle: no `Connection: close`, not
+    HTTP/1.0, not a close-delimited or unread body) and nothing received
+    past the response."""
+    try:
+        conn.start_next_cycle()
+    except h11.LocalProtocolError:
+        return False
+    return conn.trailing_data == (b"", False)
 
 
 def _why(exc: BaseException) -> str:

@@ -38,6 +38,9 @@ class HttpConfig:
     ca_cert: str | None = None
     body: str | None = None
     timeout_s: int = 30
+    # Not the job's: which runs may share a kept connection (jobsd.keepalive).
+    # The executor sets the run's account id; None (alerts, tools) never reuses.
+    reuse_scope: str | None = None
 
     def job_headers(self) -> tuple[Header, ...]:
         """The headers a run sends for the job: without any under jobsd's own

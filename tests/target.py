@@ -32,6 +32,7 @@ class Received:
     body: bytes
     raw_headers: list[tuple[str, str]] = field(default_factory=list)  # repeats kept
     at: float = field(default_factory=trio.current_time)  # trio's clock (a MockClock's too)
+    client: tuple[str, int] | None = None  # the connection it came on (address, port)
 
 
 @dataclass
@@ -56,7 +57,11 @@ class Target:
             if not message.get("more_body"):
                 break
         raw = [(k.decode().lower(), v.decode()) for k, v in scope["headers"]]
-        self.received.append(Received(scope["method"], scope["path"], dict(raw), body, raw))
+        client = scope.get("client")
+        peer = None if client is None else (str(client[0]), int(client[1]))
+        self.received.append(
+            Received(scope["method"], scope["path"], dict(raw), body, raw, client=peer)
+        )
         self.arrived.set()
         self.arrived = trio.Event()
         status = 200

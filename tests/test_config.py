@@ -555,3 +555,14 @@ def test_config_shaped_garbage_raises_only_config_error(document: dict[str, Any]
         parse_config(text)
     except ConfigError as exc:
         assert exc.key and exc.message
+
+
+def test_keepalive_s_defaults_to_one_second_and_is_bounded() -> None:
+    assert parse_config("").outbound.keepalive_s == 1.0
+    assert parse_config("[outbound]\nkeepalive_s = 0").outbound.keepalive_s == 0
+    assert parse_config("[outbound]\nkeepalive_s = 10").outbound.keepalive_s == 10
+    assert parse_config("[outbound]\nkeepalive_s = 0.25").outbound.keepalive_s == 0.25
+    for bad in ("-0.5", "10.5", "true", '"1"', "nan", "inf"):
+        with pytest.raises(ConfigError) as info:
+            parse_config(f"[outbound]\nkeepalive_s = {bad}")
+        assert "outbound.keepalive_s" in str(info.value)

@@ -141,3 +141,10 @@ async def test_the_sender_queue_is_bounded() -> None:
     sender.close()  # its worker is gone: nothing queues for it any more
     with pytest.raises(trio.BrokenResourceError):
         await sender.send({"kind": "x"})
+
+
+@given(scope=st.none() | st.text(min_size=1, max_size=64))
+def test_a_requests_reuse_scope_crosses_unchanged(scope: str | None) -> None:
+    config = HttpConfig(url="http://127.0.0.1/", reuse_scope=scope)
+    doc = json.loads(wire.encode(wire.perform_doc(1, config, []))[4:])
+    assert wire.config_of(doc["config"]).reuse_scope == scope

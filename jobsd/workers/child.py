@@ -39,6 +39,7 @@ class Worker:
             AddressPolicy(list(hello["allow_cidrs"])),
             body_keep_bytes=int(hello["body_keep_bytes"]),
             body_cap_bytes=int(hello["body_cap_bytes"]),
+            keepalive_s=float(hello["keepalive_s"]),
         )
         self._sender = wire.FrameSender(stream, int(hello["capacity"]))
         self._in_flight: dict[int, trio.CancelScope] = {}
@@ -46,6 +47,7 @@ class Worker:
     async def serve(self, reader: wire.FrameReader) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._sender.run)
+            nursery.start_soon(self._delivery.idle.tidy)
             await self._sender.send({"kind": "ready"})
             while (doc := await reader.receive()) is not None:
                 seq = wire.seq_of(doc)

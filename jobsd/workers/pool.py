@@ -154,7 +154,13 @@ class WorkerProcesses:
     """`count` worker processes behind one `perform`, each replaced when it dies."""
 
     def __init__(
-        self, count: int, *, allow_cidrs: Sequence[str], log: LogConfig, workers: int
+        self,
+        count: int,
+        *,
+        allow_cidrs: Sequence[str],
+        log: LogConfig,
+        workers: int,
+        keepalive_s: float = 0.0,
     ) -> None:
         self._count = count
         # Frames one end may queue: every executor's perform, and a cancel each.
@@ -165,6 +171,7 @@ class WorkerProcesses:
             "allow_cidrs": list(allow_cidrs),
             "body_keep_bytes": BODY_KEEP_BYTES,
             "body_cap_bytes": BODY_CAP_BYTES,
+            "keepalive_s": keepalive_s,
             "log_format": log.format,
             "log_level": log.level,
         }

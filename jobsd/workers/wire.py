@@ -135,6 +135,7 @@ def config_doc(config: HttpConfig) -> Doc:
         "ca_cert": config.ca_cert,
         "body": config.body,
         "timeout_s": config.timeout_s,
+        "reuse_scope": config.reuse_scope,
     }
 
 
@@ -148,6 +149,7 @@ def config_of(doc: Doc) -> HttpConfig:
         ca_cert=_optional_str(doc["ca_cert"]),
         body=_optional_str(doc["body"]),
         timeout_s=int(doc["timeout_s"]),
+        reuse_scope=_optional_str(doc["reuse_scope"]),
     )
 
 

@@ -1,0 +1,178 @@
+"""Idle HTTP/1.1 connections kept, briefly, for the next run of the same account and origin.
+
+A burst to one origin spent a third of a worker's CPU dialling and closing
+(py-spy: connect 25 %, close 9 %); reusing the connection a run just
+finished with saves both. What may be reused, and when, is decided here
+and in `jobsd.delivery`; the rules (README, Decisions: "Keep-alive reuse"):
+
+- A connection is keyed by (scope, scheme, host, port, ssl context). The
+  scope is the account id (`HttpConfig.reuse_scope`): a connection never
+  carries another account's request. The ssl context is the TLS settings'
+  identity (`tls_verify`, `ca_cert`); the key holds the context itself, so
+  its id cannot be reused by another context while a connection waits. A
+  connection was dialled through the address policy (`jobsd.dialer`) to a
+  checked IP; within the short expiry it is reused without a new lookup.
+- It is kept only after its response was read to the end and h11 agreed to
+  a next cycle (`start_next_cycle`: neither side said `Connection: close`,
+  not HTTP/1.0, no close-delimited body), with nothing unread behind it.
+  Anything else (a capped body, a timeout, a cancel, any error) closes it.
+- Bounded: `idle_s` after its last response it is closed (the daemon's
+  default 1 s, half of gunicorn's 2 s keep-alive, the shortest common
+  default, so a server never closes for idleness one we still hold); at
+  most `max_idle` idle connections in the process and `max_idle_per_key`
+  per key (the oldest closed first); at most `max_requests` requests each.
+- Before reuse the socket is polled: a connection that is readable (the
+  server closed it, reset it, or sent bytes nobody asked for) is closed and
+  the next one, or a fresh dial, is used instead. Nothing was sent on it.
+
+Idle connections are closed on expiry by `tidy` (one task; it sleeps while
+none are idle, so an idle daemon wakes for nothing) and all at once by
+`close_all` (a stop). Closing is the socket's own close, synchronous: no
+TLS close_notify, as for every connection a run closes.
+"""
+
+from __future__ import annotations
+
+import select
+import ssl
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import trio
+
+MAX_IDLE = 64
+MAX_IDLE_PER_KEY = 32
+MAX_REQUESTS = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class ReuseKey:
+    scope: str
+    tls: bool
+    host: str
+    port: int
+    context: ssl.SSLContext
+
+
+class Kept:
+    """A connection between runs: its stream, its raw socket (polled and
+    closed directly), how many requests it carried."""
+
+    __slots__ = ("requests", "socket", "stream")
+
+    def __init__(self, stream: trio.abc.Stream, requests: int) -> None:
+        self.stream = stream
+        self.socket = raw_socket(stream)
+        self.requests = requests
+
+    def close(self) -> None:
+        self.socket.close()
+
+
+def raw_socket(stream: trio.abc.Stream) -> trio.socket.SocketType:
+    while isinstance(stream, trio.SSLStream):
+        stream = stream.transport_stream
+    assert isinstance(stream, trio.SocketStream)
+    return stream.socket
+
+
+def is_quiet(sock: trio.socket.SocketType) -> bool:
+    """True if nothing arrived while the connection was idle. A FIN, an RST
+    or bytes the server sent unasked all make the socket readable."""
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN | select.POLLPRI)
+    return not poller.poll(0)
+
+
+class IdleConnections:
+    """One per `Delivery` (per process). Not shared across processes."""
+
+    def __init__(
+        self,
+        idle_s: float,
+        *,
+        max_idle: int = MAX_IDLE,
+        max_idle_per_key: int = MAX_IDLE_PER_KEY,
+        max_requests: int = MAX_REQUESTS,
+    ) -> None:
+        self.idle_s = idle_s
+        self.max_idle = max_idle
+        self.max_idle_per_key = max_idle_per_key
+        self.max_requests = max_requests
+        # Every idle connection, oldest first: (key, kept, idle since).
+        self._all: OrderedDict[int, tuple[ReuseKey, Kept, float]] = OrderedDict()
+        self._by_key: dict[ReuseKey, list[Kept]] = {}
+        self._some_idle = trio.Event()
+
+    @property
+    def enabled(self) -> bool:
+        return self.idle_s > 0
+
+    def __len__(self) -> int:
+        return len(self._all)
+
+    def take(self, key: ReuseKey) -> Kept | None:
+        """The newest live idle connection of `key`, if any; stale and expired
+        ones met on the way are closed."""
+        self.expire(trio.current_time())
+        kept = self._by_key.get(key)
+        while kept:
+            conn = kept.pop()
+            del self._all[id(conn)]
+            if not kept:
+                del self._by_key[key]
+            if is_quiet(conn.socket):
+                return conn
+            conn.close()
+        return None
+
+    def give(self, key: ReuseKey, stream: trio.abc.Stream, requests: int) -> bool:
+        """Keeps a connection whose exchange ended cleanly; False (the caller
+        closes it) when reuse is off or it has carried its share."""
+        if not self.enabled or requests >= self.max_requests:
+            return False
+        conn = Kept(stream, requests)
+        kept = self._by_key.setdefault(key, [])
+        if len(kept) >= self.max_idle_per_key:
+            self._drop(kept[0])
+        while len(self._all) >= self.max_idle:
+            self._drop(next(iter(self._all.values()))[1])
+        kept = self._by_key.setdefault(key, [])
+        kept.append(conn)
+        self._all[id(conn)] = (key, conn, trio.current_time())
+        self._some_idle.set()
+        return True
+
+    def expire(self, now: float) -> float | None:
+        """Closes what has been idle `idle_s`; returns when the next one expires."""
+        while self._all:
+            _, conn, since = next(iter(self._all.values()))
+            if now - since < self.idle_s:
+                return since + self.idle_s
+            self._drop(conn)
+        return None
+
+    def close_all(self) -> None:
+        while self._all:
+            self._drop(next(iter(self._all.values()))[1])
+
+    async def tidy(self) -> None:
+        """Closes idle connections as they expire, and all of them when cancelled."""
+        try:
+            while True:
+                await self._some_idle.wait()
+                due = self.expire(trio.current_time())
+                if due is None:
+                    self._some_idle = trio.Event()
+                else:
+                    await trio.sleep_until(due)
+        finally:
+            self.close_all()
+
+    def _drop(self, conn: Kept) -> None:
+        key, _, _ = self._all.pop(id(conn))
+        kept = self._by_key[key]
+        kept.remove(conn)
+        if not kept:
+            del self._by_key[key]
+        conn.close()
