@@ -16,10 +16,15 @@ check every answer, dial only a checked IP literal; TLS then runs over that
 socket with the URL's host as SNI and as the name the certificate must
 match, and `Host` comes from the URL (`jobsd.http_url`, httpx's rules).
 
-Every run dials its own connection and closes it when its response ends, so
-no run reuses what another run (of any account) set up, a connection the
-server closed while idle can never fail a run, and cancelling a run closes
-everything it opened. No redirect is followed, no cookie kept.
+A run's connection is kept for the next run only under `jobsd.keepalive`'s
+rules: of the same account (`HttpConfig.reuse_scope`; alerts have none and
+always dial afresh with `Connection: close`), origin and TLS settings, for
+`[outbound] keepalive_s`, and only after a response read to its clean end.
+A kept connection found closed before anything was sent on it is replaced
+by a fresh dial; once any byte of the request may have reached the server,
+a failure is the run's outcome and the request is never sent again.
+Cancelling a run closes the connection it was using. No redirect is
+followed, no cookie kept.
 
 Outcomes: a response whose status matches `success_status` is SUCCEEDED,
 any other is NON_SUCCESS_STATUS with the response recorded. A body read to
@@ -34,6 +39,7 @@ from __future__ import annotations
 import ssl
 from collections import OrderedDict
 from collections.abc import Sequence
+from functools import partial
 
 import h11
 import trio
@@ -48,17 +54,7 @@ from jobsd.dialer import (
     describe,
     root_cause,
 )
-from jobsd.http1 import (
-    MAX_HEAD_BYTES,
-    Connector,
-    ExchangeFailed,
-    Reading,
-    offer_request,
-    read_response,
-    request_bytes,
-    reusable,
-    send_request,
-)
+from jobsd.http1 import MAX_HEAD_BYTES, Connector, ExchangeFailed, Reading, request_bytes
 from jobsd.http_url import InvalidURL, Target, parse
 from jobsd.keepalive import IdleConnections, ReuseKey
 from jobsd.messages import Header, HttpConfig, Outcome
@@ -166,7 +162,8 @@ class Delivery:
                 conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_BYTES)
                 sent = _sent_headers(headers, stamp, keep=key is not None)
                 data = request_bytes(conn, config.method, target, sent, config.payload())
-                await self._exchange(key, ssl_context, target, conn, data, reading)
+                connector = self._connector_for(ssl_context)
+                await self.idle.exchange(key, partial(connector.open, target), conn, data, reading)
             except AddressRefused as exc:
                 return self._failed(request, FailureReason.SSRF_BLOCKED, str(exc), reading)
             except (InvalidURL, ConnectFailed, ExchangeFailed, h11.ProtocolError) as exc:
@@ -184,42 +181,6 @@ class Delivery:
         if config.reuse_scope is None or not self.idle.enabled:
             return None
         return ReuseKey(config.reuse_scope, target.tls, target.host, target.port, context)
-
-    async def _exchange(
-        self,
-        key: ReuseKey | None,
-        context: ssl.SSLContext,
-        target: Target,
-        conn: h11.Connection,
-        data: bytes,
-        reading: Reading,
-    ) -> None:
-        """Sends on a kept connection of `key` or a fresh one, reads the
-        response, then keeps the connection or closes it. A kept connection
-        is given up for a fresh one only while nothing of the request left
-        this process (stale at the poll, or its first send refused); once
-        any byte may have reached the server, a failure is the run's, as on
-        a fresh connection: resending could deliver the request twice."""
-        kept = None if key is None else self.idle.take(key)
-        stream = None if kept is None else kept.stream
-        requests = 0 if kept is None else kept.requests
-        try:
-            if kept is not None and not await offer_request(kept.stream, data):
-                kept.close()
-                stream, requests = None, 0
-            if stream is None:
-                stream = await self._connector_for(context).open(target)
-                await send_request(stream, data)
-            await read_response(stream, conn, reading)
-        except BaseException as exc:
-            if stream is not None:
-                await trio.aclose_forcefully(stream)
-            if requests and isinstance(exc, ExchangeFailed):
-                note = "on a connection kept from an earlier run; not resent"
-                raise ExchangeFailed(f"{exc} ({note})") from exc
-            raise
-        if key is None or not reusable(conn) or not self.idle.give(key, stream, requests + 1):
-            await trio.aclose_forcefully(stream)
 
     def _judge(self, config: HttpConfig, request: dict[str, object], reading: Reading) -> Outcome:
         assert reading.status is not None

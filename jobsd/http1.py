@@ -4,10 +4,15 @@ Delivery's wire code, without a client library's layers: h11 frames and
 parses, trio carries the bytes, and nothing here arms a timer or opens a
 cancel scope per read or write (the caller's one deadline covers the whole
 exchange). The connection is dialled through the address policy
-(`jobsd.dialer`), wrapped in TLS when the URL says https, used for this one
-request and closed: the request says `Connection: close`, which is what
-HTTP/1.1 asks of a client that will not reuse a connection, lets the server
-release it at once, and leaves the wait after closing on the server's side.
+(`jobsd.dialer`) and wrapped in TLS when the URL says https. What happens
+to it after the response is the caller's decision (`jobsd.delivery`):
+`reusable` says whether HTTP/1.1 allows another request on it, and
+`offer_request` sends on a kept one, telling the caller when nothing of the
+request left (the one case a fresh connection may carry it instead). A
+request on a connection that will not be kept says `Connection: close`,
+which is what HTTP/1.1 asks of a client that will not reuse a connection,
+lets the server release it at once, and leaves the wait after closing on
+the server's side.
 
 The server's side is bounded: the status line and header block may not
 exceed `MAX_HEAD_BYTES` (h11's `max_incomplete_event_size`, as httpcore
@@ -18,7 +23,6 @@ with h11's reason.
 
 from __future__ import annotations
 
-import contextlib
 import ssl
 from collections.abc import Sequence
 
@@ -154,28 +158,32 @@ class Connector:
         return tls
 
 
-async def send_request(stream: trio.abc.Stream, data: bytes) -> None:
-    """Sends the request on a fresh connection."""
-    # A server may answer (413, 400) and close before reading it all: read on.
-    with contextlib.suppress(trio.BrokenResourceError):
+async def send_request(stream: trio.abc.Stream, data: bytes) -> bool:
+    """Sends the request; False if the connection broke before all of it was
+    handed over (the response is still read: a server may answer, 413 or
+    400, and close before reading it all), and it must not be kept."""
+    try:
         await stream.send_all(data)
+    except trio.BrokenResourceError:
+        return False
+    return True
 
 
-async def offer_request(stream: trio.abc.Stream, data: bytes) -> bool:
-    """Sends the request on a kept connection; False when the socket refused
-    its first bytes (the server reset it while idle), so nothing of it left
-    this process and a fresh connection may carry it. Over TLS that cannot
-    be told apart from a failure after bytes left, so it is never False."""
+async def offer_request(stream: trio.abc.Stream, data: bytes) -> bool | None:
+    """Sends the request on a kept connection, as `send_request`; None when
+    the socket refused its first bytes (the server reset it while idle), so
+    nothing of it left this process and a fresh connection may carry it.
+    Over TLS that cannot be told apart from a failure after bytes left, so
+    it is never None."""
     if isinstance(stream, trio.SocketStream):
         try:
             sent = await stream.socket.send(data)
         except OSError:
-            return False
-        data = data[sent:]
-        if not data:
+            return None
+        if sent == len(data):
             return True
-    await send_request(stream, data)
-    return True
+        data = data[sent:]
+    return await send_request(stream, data)
 
 
 async def read_response(stream: trio.abc.Stream, conn: h11.Connection, reading: Reading) -> None:

@@ -2,8 +2,11 @@
 
 A burst to one origin spent a third of a worker's CPU dialling and closing
 (py-spy: connect 25 %, close 9 %); reusing the connection a run just
-finished with saves both. What may be reused, and when, is decided here
-and in `jobsd.delivery`; the rules (README, Decisions: "Keep-alive reuse"):
+finished with saves both (a worker's CPU per run fell by about a third,
+tests/bench/README.md). `IdleConnections.exchange` carries one request on
+a kept connection or a fresh one and decides what becomes of it; what the
+response means stays in `jobsd.delivery`, the wire in `jobsd.http1`. The
+rules (README, Decisions: "Keep-alive reuse"):
 
 - A connection is keyed by (scope, scheme, host, port, ssl context). The
   scope is the account id (`HttpConfig.reuse_scope`): a connection never
@@ -24,6 +27,8 @@ and in `jobsd.delivery`; the rules (README, Decisions: "Keep-alive reuse"):
 - Before reuse the socket is polled: a connection that is readable (the
   server closed it, reset it, or sent bytes nobody asked for) is closed and
   the next one, or a fresh dial, is used instead. Nothing was sent on it.
+  The same holds when the socket refuses the request's first send. Any
+  later failure is the run's: "retry the connect, not the request".
 
 Idle connections are closed on expiry by `tidy` (one task; it sleeps while
 none are idle, so an idle daemon wakes for nothing) and all at once by
@@ -36,9 +41,20 @@ from __future__ import annotations
 import select
 import ssl
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import h11
 import trio
+
+from jobsd.http1 import (
+    ExchangeFailed,
+    Reading,
+    offer_request,
+    read_response,
+    reusable,
+    send_request,
+)
 
 MAX_IDLE = 64
 MAX_IDLE_PER_KEY = 32
@@ -111,6 +127,42 @@ class IdleConnections:
     def __len__(self) -> int:
         return len(self._all)
 
+    async def exchange(
+        self,
+        key: ReuseKey | None,
+        dial: Callable[[], Awaitable[trio.abc.Stream]],
+        conn: h11.Connection,
+        data: bytes,
+        reading: Reading,
+    ) -> None:
+        """Sends on a kept connection of `key` or a fresh one (`dial`), reads
+        the response, then keeps the connection or closes it. A kept one is
+        given up for a fresh one only while nothing of the request left this
+        process (stale at the poll, or its first send refused); once any byte
+        may have reached the server, a failure is the run's, as on a fresh
+        connection: resending could deliver the request twice."""
+        kept = None if key is None else self.take(key)
+        stream = None if kept is None else kept.stream
+        requests = 0 if kept is None else kept.requests
+        try:
+            whole = None if kept is None else await offer_request(kept.stream, data)
+            if kept is not None and whole is None:
+                kept.close()
+                stream, requests = None, 0
+            if stream is None:
+                stream = await dial()
+                whole = await send_request(stream, data)
+            await read_response(stream, conn, reading)
+        except BaseException as exc:
+            if stream is not None:
+                await trio.aclose_forcefully(stream)
+            if requests and isinstance(exc, ExchangeFailed):
+                note = "on a connection kept from an earlier run; not resent"
+                raise ExchangeFailed(f"{exc} ({note})") from exc
+            raise
+        if key is None or not whole or not reusable(conn) or not self.give(key, stream, requests):
+            await trio.aclose_forcefully(stream)
+
     def take(self, key: ReuseKey) -> Kept | None:
         """The newest live idle connection of `key`, if any; stale and expired
         ones met on the way are closed."""
@@ -126,12 +178,13 @@ class IdleConnections:
             conn.close()
         return None
 
-    def give(self, key: ReuseKey, stream: trio.abc.Stream, requests: int) -> bool:
-        """Keeps a connection whose exchange ended cleanly; False (the caller
-        closes it) when reuse is off or it has carried its share."""
-        if not self.enabled or requests >= self.max_requests:
+    def give(self, key: ReuseKey, stream: trio.abc.Stream, before: int) -> bool:
+        """Keeps a connection whose exchange ended cleanly (it carried
+        `before` requests before this one); False (the caller closes it)
+        when reuse is off or it has carried its share."""
+        if not self.enabled or before + 1 >= self.max_requests:
             return False
-        conn = Kept(stream, requests)
+        conn = Kept(stream, before + 1)
         kept = self._by_key.setdefault(key, [])
         if len(kept) >= self.max_idle_per_key:
             self._drop(kept[0])
