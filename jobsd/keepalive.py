@@ -81,6 +81,13 @@ class Kept:
         self.socket = raw_socket(stream)
         self.requests = requests
 
+    def quiet(self) -> bool:
+        """Nothing arrived while idle: not on the socket, and over TLS no
+        decrypted bytes left over in the TLS layer either."""
+        if isinstance(self.stream, trio.SSLStream) and self.stream.pending():
+            return False
+        return is_quiet(self.socket)
+
     def close(self) -> None:
         self.socket.close()
 
@@ -173,7 +180,7 @@ class IdleConnections:
             del self._all[id(conn)]
             if not kept:
                 del self._by_key[key]
-            if is_quiet(conn.socket):
+            if conn.quiet():
                 return conn
             conn.close()
         return None

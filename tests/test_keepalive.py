@@ -168,6 +168,29 @@ async def test_a_server_closing_or_resetting_idle_connections_never_fails_a_run(
     assert delivered(server) == {f"r{i}": 1 for i in range(6)}
 
 
+async def test_a_tls_server_closing_idle_connections_never_fails_a_run(tmp_path: Path) -> None:
+    ca = make_ca()
+    closed = trio.Event()
+
+    async def answer_then_close(exchange: Exchange) -> None:
+        await exchange.respond(200, b"ok")
+        await exchange.stream.aclose()  # close_notify, then the FIN
+        closed.set()
+
+    delivery = reusing()
+    server_context = ca.server_context(tmp_path, ["127.0.0.1"])
+    async with serving(answer_then_close, ssl_context=server_context) as server:
+        url = f"https://127.0.0.1:{server.port}/"
+        for i in range(3):
+            outcome = await delivery.perform(kept(url, ca_cert=ca.cert_pem), stamp=stamp(f"r{i}"))
+            assert outcome.status is RunStatus.SUCCEEDED, outcome
+            with trio.fail_after(10):
+                await closed.wait()
+            closed = trio.Event()
+    assert server.accepted == 3
+    assert delivered(server) == {f"r{i}": 1 for i in range(3)}
+
+
 async def test_a_server_closing_after_n_requests_never_fails_a_run() -> None:
     served: dict[int, int] = {}
 
