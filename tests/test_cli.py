@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import signal
+import socket
 import stat
 from pathlib import Path
 
@@ -75,3 +76,14 @@ def test_serve_on_builtin_defaults(tmp_path: Path) -> None:
         daemon.signal(signal.SIGTERM)
         assert daemon.proc is not None and daemon.proc.wait(timeout=30) == 0
         assert token not in daemon.stderr()
+
+
+def test_a_listen_address_in_use_is_a_message_not_a_traceback(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = jobsd("serve", "--listen", f"127.0.0.1:{port}", cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert f"server.listen: cannot listen on 127.0.0.1:{port}: Address already in use" in out.stderr
+    assert "Traceback" not in out.stderr

@@ -47,6 +47,7 @@ from hypercorn.utils import ShutdownError, raise_shutdown, repr_socket_addr
 
 from jobsd.api import jsonapi
 from jobsd.api.connection import Connection
+from jobsd.errors import ConfigError
 
 
 class HeadLimit:
@@ -187,7 +188,14 @@ async def serve(
         async with trio.open_nursery() as server_nursery:
             listeners: list[CappedListener] = []
             binds: list[str] = []
-            for sock in config.create_sockets().insecure_sockets:
+            try:
+                sockets = config.create_sockets().insecure_sockets
+            except OSError as exc:  # a message and exit 2 (jobsd.cli), not a traceback
+                where = ", ".join(config.bind)
+                raise ConfigError(
+                    "server.listen", f"cannot listen on {where}: {exc.strerror or exc}"
+                ) from exc
+            for sock in sockets:
                 sock.listen(config.backlog)
                 inner = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
                 listeners.append(CappedListener(inner, connections))
