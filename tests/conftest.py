@@ -40,6 +40,7 @@ def config_text(
     extra: str = "",
     acme: str = "",
     plan: str = "",
+    outbound: str = "",
 ) -> str:
     """Two accounts: acme (plan free) and other (plan big).
 
@@ -58,6 +59,7 @@ workers = {workers}
 {scheduler}
 [outbound]
 allow_cidrs = ["127.0.0.1/32"]
+{outbound}
 [plans.free]
 runs_included = {runs_included}
 active_jobs_limit = {active_jobs_limit}
