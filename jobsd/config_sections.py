@@ -81,7 +81,7 @@ class SchedulerConfig(Section):
     misfire_grace_s: Seconds = 60
     shutdown_grace_s: Seconds = 10
     # Processes that perform the requests: "auto" one per usable core but one
-    # (jobsd.workers.pool.process_count), 0 none: the daemon performs them.
+    # (jobsd.workers.count.process_count), 0 none: the daemon performs them.
     worker_processes: Annotated[int, Field(strict=True, ge=0, le=64)] | Literal["auto"] = "auto"
 
 

@@ -112,7 +112,8 @@ from jobsd.settings import Health, Settings
 from jobsd.signing_secrets import RequestSigner
 from jobsd.store import open_store
 from jobsd.store.recovery import recover
-from jobsd.workers.pool import WorkerProcesses, process_count
+from jobsd.workers.count import process_count
+from jobsd.workers.pool import WorkerProcesses
 
 log = logging.getLogger("jobsd")
 
@@ -204,7 +205,6 @@ async def _serve(
     keepalive_s = config.outbound.keepalive_s
     delivery = Delivery(AddressPolicy(allow), resolver=options.resolver, keepalive_s=keepalive_s)
     alert_settings = LiveAlertSettings(settings)
-    performer: Performer = delivery
     processes: WorkerProcesses | None = None
     if count := process_count(config.scheduler.worker_processes, resolver=options.resolver):
         processes = WorkerProcesses(
@@ -214,7 +214,7 @@ async def _serve(
             workers=config.scheduler.workers,
             keepalive_s=keepalive_s,
         )
-        performer = processes
+    performer: Performer = delivery if processes is None else processes
     async with open_store(
         config.storage.path,
         keyring,

@@ -19,7 +19,8 @@ import trio.testing
 from jobsd.config import LogConfig
 from jobsd.messages import Header, HttpConfig
 from jobsd.runs import FailureReason, RunStatus
-from jobsd.workers.pool import WORKER_LOST_ERROR, WorkerProcesses, process_count
+from jobsd.workers.count import process_count
+from jobsd.workers.pool import WORKER_LOST_ERROR, WorkerProcesses
 from tests.crash_workers import gone
 from tests.holding_target import RUN_ID, holding_target
 

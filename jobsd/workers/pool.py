@@ -56,29 +56,6 @@ BACKOFF_S = (0.1, 5.0)
 _NOT_INHERITED = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
 
 
-def process_count(setting: int | str, *, resolver: object | None = None) -> int:
-    """`[scheduler] worker_processes`: "auto" is one per core this process may use,
-    but one, which the daemon keeps for the store, the API and the scheduler.
-
-    Measured with tests/bench/bench_e2e.py on 2 shared cores (the README's
-    Decisions): one worker halves the daemon's own CPU per run and costs
-    about 1 % more in all; a second worker on 2 cores halved the burst's rate.
-
-    None where the requests must stay in the daemon's process: an injected
-    `resolver` is a function of that process, and under a trio clock other
-    than the real one (a test's MockClock) a worker's timeouts would run on
-    another time than the daemon's.
-    """
-    # Not importing trio.testing to ask (it imports pytest: 6.6 MiB of RSS).
-    testing = sys.modules.get("trio.testing")
-    mocked = testing is not None and isinstance(trio.lowlevel.current_clock(), testing.MockClock)
-    if resolver is not None or mocked:
-        return 0
-    if setting != "auto":
-        return int(setting)
-    return max(0, len(os.sched_getaffinity(0)) - 1)
-
-
 def _lost(config: HttpConfig, stamp: Sequence[tuple[str, str]], error: str) -> Outcome:
     record = request_record(config, stamp)
     return Outcome(RunStatus.FAILED, FailureReason.WORKER_LOST, error, record, None)
