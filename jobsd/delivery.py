@@ -135,7 +135,7 @@ class Delivery:
         self._insecure: ssl.SSLContext | None = None
         self._with_ca: OrderedDict[str, ssl.SSLContext] = OrderedDict()
         # One connector per context; holding the context keeps its id unique.
-        self._connectors: OrderedDict[int, tuple[ssl.SSLContext, Connector]] = OrderedDict()
+        self._transports: OrderedDict[int, tuple[ssl.SSLContext, Connector]] = OrderedDict()
         self.idle = IdleConnections(keepalive_s)
 
     async def perform(
@@ -207,12 +207,12 @@ class Delivery:
         """The process's connector for these TLS settings. Dropping one (past
         the bound) closes nothing: it holds no connection."""
         key = id(context)
-        entry = self._connectors.get(key)
+        entry = self._transports.get(key)
         if entry is None:
-            entry = self._connectors[key] = (context, Connector(context, self._dialer))
-            while len(self._connectors) > CA_CONTEXTS_KEPT + 2:
-                self._connectors.popitem(last=False)
-        self._connectors.move_to_end(key)
+            entry = self._transports[key] = (context, Connector(context, self._dialer))
+            while len(self._transports) > CA_CONTEXTS_KEPT + 2:
+                self._transports.popitem(last=False)
+        self._transports.move_to_end(key)
         return entry[1]
 
     def ssl_context_for(self, config: HttpConfig) -> ssl.SSLContext:
