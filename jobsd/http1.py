@@ -19,12 +19,23 @@ exceed `MAX_HEAD_BYTES` (h11's `max_incomplete_event_size`, as httpcore
 set it), each read is at most `READ_BYTES`, and the body is counted and
 cut by the caller's cap. A response that breaks HTTP/1.1 ends the exchange
 with h11's reason.
+
+Every read first asks the kernel to acknowledge at once (`TCP_QUICKACK`,
+Linux). A server that writes its head and its body separately (Python's
+http.server, and many others, with Nagle on) holds the body until the head
+is acknowledged; Linux delays that acknowledgement up to 40 ms once a
+connection looks interactive, which a kept connection does from its second
+request on. Measured against such a server on loopback: 44 ms per reused
+request, 0.2 ms with it (tests/test_keepalive.py). The flag is not
+sticky (the kernel leaves quick-ack mode by itself), so it is set per read.
 """
 
 from __future__ import annotations
 
+import socket
 import ssl
 from collections.abc import Sequence
+from contextlib import suppress
 
 import h11
 import trio
@@ -190,9 +201,11 @@ async def read_response(stream: trio.abc.Stream, conn: h11.Connection, reading: 
     """Reads the response into `reading`, skipping 1xx, until the body ends or
     reaches the cap. Raises ExchangeFailed or h11.RemoteProtocolError. The
     caller closes the stream, or keeps it if `reusable`."""
+    sock = raw_socket(stream)
     while True:
         event = conn.next_event()
         if event is h11.NEED_DATA:
+            quick_ack(sock)
             try:
                 received = await stream.receive_some(READ_BYTES)
             except trio.BrokenResourceError as exc:
@@ -210,6 +223,23 @@ async def read_response(stream: trio.abc.Stream, conn: h11.Connection, reading: 
         elif type(event) is h11.ConnectionClosed:  # not reached: h11 raises first
             raise ExchangeFailed("Server disconnected without sending a response.")
         # h11.InformationalResponse (1xx): the final response follows
+
+
+QUICK_ACK: int | None = getattr(socket, "TCP_QUICKACK", None)
+
+
+def quick_ack(sock: trio.socket.SocketType | None) -> None:
+    """Acknowledge what arrives next at once (see the module's docstring)."""
+    if sock is not None and QUICK_ACK is not None:
+        with suppress(OSError):  # closed under us: the read that follows says so
+            sock.setsockopt(socket.IPPROTO_TCP, QUICK_ACK, 1)
+
+
+def raw_socket(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
+    """The TCP socket under a stream (and its TLS layers), if it is one."""
+    while isinstance(stream, trio.SSLStream):
+        stream = stream.transport_stream
+    return stream.socket if isinstance(stream, trio.SocketStream) else None
 
 
 def reusable(conn: h11.Connection) -> bool:

@@ -51,6 +51,7 @@ from jobsd.http1 import (
     ExchangeFailed,
     Reading,
     offer_request,
+    raw_socket,
     read_response,
     reusable,
     send_request,
@@ -78,7 +79,9 @@ class Kept:
 
     def __init__(self, stream: trio.abc.Stream, requests: int) -> None:
         self.stream = stream
-        self.socket = raw_socket(stream)
+        sock = raw_socket(stream)
+        assert sock is not None, "only TCP connections are kept"
+        self.socket = sock
         self.requests = requests
 
     def quiet(self) -> bool:
@@ -90,13 +93,6 @@ class Kept:
 
     def close(self) -> None:
         self.socket.close()
-
-
-def raw_socket(stream: trio.abc.Stream) -> trio.socket.SocketType:
-    while isinstance(stream, trio.SSLStream):
-        stream = stream.transport_stream
-    assert isinstance(stream, trio.SocketStream)
-    return stream.socket
 
 
 def is_quiet(sock: trio.socket.SocketType) -> bool:

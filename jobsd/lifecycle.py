@@ -38,6 +38,7 @@ from jobsd.notify import Notifier
 from jobsd.reload import Reloader
 from jobsd.settings import Health
 from jobsd.store import Store, integrity
+from jobsd.taskdump import log_task_tree
 
 log = logging.getLogger("jobsd")
 
@@ -91,12 +92,15 @@ async def run_signals(
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """TERM and INT stop, HUP reloads; reloads run one at a time, in order."""
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+    """TERM and INT stop, HUP reloads (one at a time, in order), USR1 logs the task tree."""
+    handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
+    with trio.open_signal_receiver(*handled) as signals:
         task_status.started()
         async for signum in signals:
             name = signal.Signals(signum).name
-            if signum != signal.SIGHUP:
+            if signum == signal.SIGUSR1:
+                log_task_tree("received SIGUSR1")
+            elif signum != signal.SIGHUP:
                 if lifecycle.stopping:
                     log.info("received %s while stopping: the stop is already under way", name)
                 lifecycle.begin_stop(f"received {name}")

@@ -53,6 +53,7 @@ promise, "nothing lost, nothing doubled", spelled out on the file and log:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -597,6 +598,12 @@ def job_doc_new(slug: str, schedule: str, url: str, envs: tuple[str, ...]) -> di
     )
 
 
+def _keepalive_line() -> str:
+    """The shipped default unless `JOBSD_CRASH_KEEPALIVE_S` says otherwise."""
+    value = os.environ.get("JOBSD_CRASH_KEEPALIVE_S")
+    return "" if value is None else f"keepalive_s = {float(value)}"
+
+
 # -- the harness -------------------------------------------------------------------
 
 
@@ -652,6 +659,20 @@ class CrashHarness:
     def where(self) -> str:
         stderr = "" if self.daemon is None else str(self.daemon.stderr_path)
         return f"seed {self.seed}, kill {self.ledger.kills}, daemon stderr {stderr}"
+
+    def tasks(self) -> str:
+        """The trio task trees of the daemon and its workers (SIGUSR1 logs them)."""
+        if self.daemon is None or self.daemon.proc.poll() is not None:
+            return "(no daemon running)"
+        pid = self.daemon.proc.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        for each in [pid, *map(int, children)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(each, signal.SIGUSR1)
+        time.sleep(1.0)
+        stderr = self.daemon.stderr()
+        at = stderr.find("received SIGUSR1")
+        return stderr[max(at - 2000, 0) :] if at >= 0 else stderr[-5000:]
 
     def start_daemon(self) -> str:
         self.daemon = DaemonProcess(["serve", "--config", str(self.config_path)], self.dir)
@@ -850,7 +871,8 @@ class CrashHarness:
         deadline = time.monotonic() + timeout_s
         last_instant_us = max(self.ledger.one_offs.values(), default=0)
         while True:
-            assert time.monotonic() < deadline, f"the daemon never drained ({self.where()})"
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"the daemon never drained ({self.where()})\n{self.tasks()}")
             now_us = to_us(system_utc_now())
             # Stop clear of a minute boundary so no cron slot fires during the stop.
             near_boundary = not 2_000_000 < now_us % MINUTE_US < MINUTE_US - 2_000_000
@@ -978,6 +1000,7 @@ shutdown_grace_s = 5
 worker_processes = 2
 [outbound]
 allow_cidrs = ["127.0.0.1/32"]
+{_keepalive_line()}
 [plans.unlimited]
 runs_included = -1
 active_jobs_limit = -1

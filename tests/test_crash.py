@@ -4,6 +4,9 @@ The harness (tests/crash_harness.py) says what is checked and why. The
 default run does a few kill rounds (well under 30 s); the long run behind
 `-m slow` does `JOBSD_CRASH_ROUNDS` of them (default 30). `JOBSD_CRASH_SEED`
 replays a run's kill moments and load mix (process timings still vary).
+`JOBSD_CRASH_KEEPALIVE_S` overrides `[outbound] keepalive_s` (the shipped
+default otherwise). A daemon that never drains logs its and its workers'
+trio task trees (SIGUSR1) into the failure.
 The first tests show that the audit bites: a record that breaks a promise
 is refused.
 """

@@ -11,8 +11,11 @@ Every request carries `X-Jobsd-Run-Id`, and the server counts them.
 
 from __future__ import annotations
 
+import http.server
+import itertools
 import socket
 import struct
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -132,6 +135,50 @@ async def test_a_kept_connection_never_skips_the_address_policy() -> None:
         refused = await delivery.perform(kept(f"http://127.0.0.2:{server.port}/"))
     assert refused.failure_reason is FailureReason.SSRF_BLOCKED
     assert server.accepted == 1
+
+
+class _TwoWrites(http.server.BaseHTTPRequestHandler):
+    """Head and body in two writes, Nagle on: Python's own server, as it is."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    do_POST = do_GET
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+async def test_a_server_writing_head_and_body_apart_costs_no_delayed_ack() -> None:
+    """Linux delays its ACK up to 40 ms on a connection that looks interactive
+    (a kept one, from its second request); such a server waits for that ACK
+    before sending the body. Reused runs must not pay it: median well under
+    40 ms (it was 44 ms each before delivery asked for quick ACKs)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TwoWrites)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        delivery = reusing()
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        durations = []
+        for i in range(9):
+            outcome = await delivery.perform(kept(url), stamp=stamp(f"r{i}"))
+            assert outcome.status is RunStatus.SUCCEEDED, outcome.error
+            durations.append(trio.current_time())
+        assert len(delivery.idle) == 1
+        gaps = sorted(b - a for a, b in itertools.pairwise(durations))
+        assert gaps[len(gaps) // 2] < 0.02, gaps
+    finally:
+        delivery.idle.close_all()
+        await trio.to_thread.run_sync(server.shutdown)
+        server.server_close()
 
 
 # -- a connection the server gave up -------------------------------------------------

@@ -28,6 +28,7 @@ from jobsd.address_policy import AddressPolicy
 from jobsd.delivery import Delivery
 from jobsd.messages import HttpConfig, Outcome
 from jobsd.runs import FailureReason, RunStatus
+from jobsd.taskdump import dump_on_signal
 from jobsd.workers import wire
 
 log = logging.getLogger("jobsd.worker")
@@ -48,6 +49,7 @@ class Worker:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._sender.run)
             nursery.start_soon(self._delivery.idle.tidy)
+            nursery.start_soon(dump_on_signal)
             await self._sender.send({"kind": "ready"})
             while (doc := await reader.receive()) is not None:
                 seq = wire.seq_of(doc)
