@@ -89,7 +89,7 @@ class OutboundConfig(Section):
     allow_cidrs: tuple[Cidr, ...] = ()
     # How long a connection a run finished with is kept for the next run of
     # the same account, origin and TLS settings (jobsd.keepalive); 0 = never.
-    keepalive_s: Annotated[float, Field(strict=True, ge=0, le=10, allow_inf_nan=False)] = 0.0
+    keepalive_s: Annotated[float, Field(strict=True, ge=0, le=10, allow_inf_nan=False)] = 1.0
 
 
 class RetentionConfig(Section):

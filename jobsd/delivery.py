@@ -19,8 +19,7 @@ match, and `Host` comes from the URL (`jobsd.http_url`, httpx's rules).
 A run's connection is kept for the next run only under `jobsd.keepalive`'s
 rules: of the same account (`HttpConfig.reuse_scope`; alerts have none and
 always dial afresh with `Connection: close`), origin and TLS settings, for
-`[outbound] keepalive_s` (off by default: see the README), and only after
-a response read to its clean end.
+`[outbound] keepalive_s`, and only after a response read to its clean end.
 A kept connection found closed before anything was sent on it is replaced
 by a fresh dial; once any byte of the request may have reached the server,
 a failure is the run's outcome and the request is never sent again.

@@ -20,7 +20,7 @@ rules (README, Decisions: "Keep-alive reuse"):
   not HTTP/1.0, no close-delimited body), with nothing unread behind it.
   Anything else (a capped body, a timeout, a cancel, any error) closes it.
 - Bounded: `idle_s` after its last response it is closed (the daemon's
-  suggested 1 s, half of gunicorn's 2 s keep-alive, the shortest common
+  default 1 s, half of gunicorn's 2 s keep-alive, the shortest common
   default, so a server never closes for idleness one we still hold); at
   most `max_idle` idle connections in the process and `max_idle_per_key`
   per key (the oldest closed first); at most `max_requests` requests each.

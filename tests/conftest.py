@@ -40,7 +40,6 @@ def config_text(
     extra: str = "",
     acme: str = "",
     plan: str = "",
-    outbound: str = "",
 ) -> str:
     """Two accounts: acme (plan free) and other (plan big).
 
@@ -59,7 +58,6 @@ workers = {workers}
 {scheduler}
 [outbound]
 allow_cidrs = ["127.0.0.1/32"]
-{outbound}
 [plans.free]
 runs_included = {runs_included}
 active_jobs_limit = {active_jobs_limit}

@@ -57,12 +57,10 @@ async def api(live: Live, token: str) -> AsyncIterator[httpx2.AsyncClient]:
 
 @asynccontextmanager
 async def two_accounts(
-    tmp_path: Path, *, max_pending_runs: int | None = None, outbound: str = ""
+    tmp_path: Path, *, max_pending_runs: int | None = None
 ) -> AsyncIterator[tuple[Target, Live, httpx2.AsyncClient, httpx2.AsyncClient]]:
-    """The target, the daemon (8 workers, no quotas) and a client for each account;
-    `outbound`: more lines for [outbound]."""
+    """The target, the daemon (8 workers, no quotas) and a client for each account."""
     plan: dict[str, Any] = {"workers": 8, "runs_included": -1, "active_jobs_limit": -1}
-    plan["outbound"] = outbound
     if max_pending_runs is not None:
         plan["scheduler"] = f"max_pending_runs = {max_pending_runs}"
     async with (

@@ -557,8 +557,8 @@ def test_config_shaped_garbage_raises_only_config_error(document: dict[str, Any]
         assert exc.key and exc.message
 
 
-def test_keepalive_s_defaults_to_off_and_is_bounded() -> None:
-    assert parse_config("").outbound.keepalive_s == 0.0
+def test_keepalive_s_defaults_to_one_second_and_is_bounded() -> None:
+    assert parse_config("").outbound.keepalive_s == 1.0
     assert parse_config("[outbound]\nkeepalive_s = 0").outbound.keepalive_s == 0
     assert parse_config("[outbound]\nkeepalive_s = 10").outbound.keepalive_s == 10
     assert parse_config("[outbound]\nkeepalive_s = 0.25").outbound.keepalive_s == 0.25

@@ -20,7 +20,7 @@ RUNS = 6
 
 
 async def test_each_account_reuses_only_its_own_connections(tmp_path: Path) -> None:
-    async with two_accounts(tmp_path, outbound="keepalive_s = 1") as (target, live, acme, other):
+    async with two_accounts(tmp_path) as (target, live, acme, other):
         for client in (acme, other):
             await create(client, "hook", "0 0 1 1 *", f"{target.url}/ok")
         for n in range(RUNS):

@@ -45,7 +45,6 @@ max_pending_runs = 1000000
 {line}
 [outbound]
 allow_cidrs = ["127.0.0.1/32"]
-keepalive_s = 1
 [plans.bench]
 runs_included = -1
 active_jobs_limit = -1
