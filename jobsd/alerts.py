@@ -43,8 +43,9 @@ import trio
 from jobsd.alert_rules import next_attempt
 from jobsd.clock import Clock, from_us, to_us
 from jobsd.errors import SigningError
+from jobsd.job_model import Header, HttpConfig
 from jobsd.logs import fields
-from jobsd.messages import Header, HttpConfig, Outcome
+from jobsd.messages import Outcome
 from jobsd.runs import RunStatus
 from jobsd.store.outbox import AlertRecorder
 from jobsd.store.outbox_queue import OutboxAlert, OutboxStore

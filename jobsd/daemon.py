@@ -94,18 +94,23 @@ from jobsd.alerts import AlertSender
 from jobsd.api.context import ApiContext
 from jobsd.api.server import run_api
 from jobsd.clock import Clock, to_us
-from jobsd.config import Config, load_config
+from jobsd.config import Config
 from jobsd.crypto import KeyRing
 from jobsd.delivery import Delivery, Resolver
 from jobsd.dispatch import Dispatcher, lane_depth
-from jobsd.errors import ConfigError
 from jobsd.executor import ExecutorPool, Performer
 from jobsd.fairqueue import account_cap
 from jobsd.lifecycle import Lifecycle, check_store, essential, run_signals, store_answers
 from jobsd.messages import CancelRun, SchedulerNews
 from jobsd.notify import Notifier, run_watchdog
 from jobsd.observer import Observer
-from jobsd.reload import Reloader, runs_included_now, signs_requests_now
+from jobsd.reload import (
+    Reloader,
+    environments_of,
+    file_as_started,
+    runs_included_now,
+    signs_requests_now,
+)
 from jobsd.retention import run_retention
 from jobsd.scheduler import Scheduler
 from jobsd.settings import Health, Settings
@@ -141,16 +146,6 @@ async def _run_scheduler(
         await essential("scheduler", lifecycle, scheduler.run, task_status=task_status)
 
 
-async def _file_as_started(options: DaemonOptions) -> Config:
-    """The config file itself, without command-line overrides: the reload baseline."""
-    if options.config_path is None:
-        return options.config
-    try:
-        return await trio.to_thread.run_sync(load_config, options.config_path)
-    except ConfigError:
-        return options.config
-
-
 async def run_daemon(
     options: DaemonOptions,
     stop: trio.Event | None = None,
@@ -165,9 +160,8 @@ async def run_daemon(
         config.scheduler.shutdown_grace_s,
     )
     settings = Settings(config)
-    reloader = Reloader(
-        settings, options.config_path, options.notifier, await _file_as_started(options)
-    )
+    baseline = await file_as_started(config, options.config_path)
+    reloader = Reloader(settings, options.config_path, options.notifier, baseline)
     async with trio.open_nursery() as signals:
         await signals.start(run_signals, lifecycle, reloader)
         await _serve(options, settings, reloader, lifecycle, task_status)
@@ -175,10 +169,6 @@ async def run_daemon(
     log.info("stopped")
     if lifecycle.failure is not None:
         raise lifecycle.failure
-
-
-def environments_of(config: Config) -> dict[str, tuple[str, ...]]:
-    return {account.id: account.environments for account in config.accounts}
 
 
 async def _serve(

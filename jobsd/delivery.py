@@ -56,8 +56,9 @@ from jobsd.dialer import (
 )
 from jobsd.http1 import MAX_HEAD_BYTES, Connector, ExchangeFailed, Reading, request_bytes
 from jobsd.http_url import InvalidURL, Target, parse
+from jobsd.job_model import Header, HttpConfig
 from jobsd.keepalive import IdleConnections, ReuseKey
-from jobsd.messages import Header, HttpConfig, Outcome
+from jobsd.messages import Outcome
 from jobsd.runs import FailureReason, RunStatus
 
 USER_AGENT = "jobsd/0.1"

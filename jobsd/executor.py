@@ -54,7 +54,8 @@ import trio
 
 from jobsd.dispatch import Dispatcher
 from jobsd.errors import SigningError
-from jobsd.messages import CancelRun, HttpConfig, Outcome
+from jobsd.job_model import HttpConfig
+from jobsd.messages import CancelRun, Outcome
 from jobsd.runs import FailureReason, RunStatus
 from jobsd.store.claims import Claim
 

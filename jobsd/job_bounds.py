@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from jobsd.messages import HttpConfig, Overlay
+from jobsd.job_model import HttpConfig, Overlay
 
 MAX_HEADERS = 64
 # A 1 MiB body, a 64 KiB CA bundle and a 2 KiB URL leave 190 KiB for headers:

@@ -60,6 +60,21 @@ RESTART_ONLY = (
 )
 
 
+async def file_as_started(config: Config, path: Path | None) -> Config:
+    """The config file itself, without command-line overrides: the reload baseline."""
+    if path is None:
+        return config
+    try:
+        return await trio.to_thread.run_sync(load_config, path)
+    except ConfigError:
+        return config
+
+
+def environments_of(config: Config) -> dict[str, tuple[str, ...]]:
+    """Each account's configured environments, as the store syncs them at start and reload."""
+    return {account.id: account.environments for account in config.accounts}
+
+
 def runs_included_now(settings: Settings) -> Callable[[str], int]:
     """The executors' view of quotas: the live config, read at claim time."""
 

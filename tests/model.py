@@ -9,7 +9,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from jobsd.messages import EnvironmentSpec, HttpConfig, Job, JobCounting, JobKind, JobSpec, JobWrite
+from jobsd.job_model import (
+    EnvironmentSpec,
+    HttpConfig,
+    Job,
+    JobCounting,
+    JobKind,
+    JobSpec,
+    JobWrite,
+)
 from jobsd.schedule import CronSchedule, parse_schedule
 from jobsd.store import Store
 from jobsd.store.job_writes import Limit

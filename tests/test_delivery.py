@@ -24,7 +24,7 @@ import trio.testing
 
 from jobsd.address_policy import AddressPolicy, IPAddress
 from jobsd.delivery import Delivery
-from jobsd.messages import Header, HttpConfig
+from jobsd.job_model import Header, HttpConfig
 from jobsd.runs import FailureReason, RunStatus
 from tests.tls_ca import make_ca
 

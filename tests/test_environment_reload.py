@@ -20,7 +20,7 @@ import trio
 from jobsd.clock import Clock
 from jobsd.crypto import KeyRing
 from jobsd.daemon import CHANGES_BUFFER
-from jobsd.messages import HttpConfig
+from jobsd.job_model import HttpConfig
 from jobsd.store import open_store
 from tests.conftest import JSONAPI, TOKEN_A, config_text, make_config
 from tests.daemon_process import DaemonProcess

@@ -15,7 +15,8 @@ from jobsd.crypto import KeyRing
 from jobsd.dispatch import Dispatcher
 from jobsd.executor import ExecutorPool
 from jobsd.fairqueue import account_cap
-from jobsd.messages import CancelRun, HttpConfig, Outcome, RunOrder
+from jobsd.job_model import HttpConfig
+from jobsd.messages import CancelRun, Outcome, RunOrder
 from jobsd.runs import FailureReason, RunStatus
 from jobsd.store import Store, open_store
 from tests.model import ENV, create_job, seed_job

@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 
 from jobsd.delivery import Delivery
 from jobsd.http1 import MAX_HEAD_BYTES, READ_BYTES
-from jobsd.messages import Header, Outcome
+from jobsd.job_model import Header
+from jobsd.messages import Outcome
 from jobsd.runs import FailureReason, RunStatus
 from tests.test_delivery import LOCAL, Exchange, config, fixed, serving
 from tests.tls_ca import make_ca

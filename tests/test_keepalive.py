@@ -24,8 +24,8 @@ import trio.testing
 
 from jobsd.delivery import Delivery
 from jobsd.http1 import offer_request
+from jobsd.job_model import HttpConfig
 from jobsd.keepalive import IdleConnections
-from jobsd.messages import HttpConfig
 from jobsd.runs import FailureReason, RunStatus
 from tests.test_delivery import LOCAL, Exchange, Server, config, serving
 from tests.tls_ca import make_ca

@@ -31,6 +31,8 @@ PURE = (
     "jobsd.fairqueue",
     "jobsd.http_url",
     "jobsd.intervals",
+    "jobsd.job_model",
+    "jobsd.messages",
     "jobsd.retry",
     "jobsd.run_filters",
     "jobsd.run_attributes",

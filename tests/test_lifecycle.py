@@ -28,8 +28,8 @@ from hypercorn.trio import serve
 from jobsd.api.app import create_app
 from jobsd.config import load_config, parse_config, token_sha256
 from jobsd.daemon import DaemonOptions, run_daemon
+from jobsd.job_model import HttpConfig
 from jobsd.lifecycle import Lifecycle, essential
-from jobsd.messages import HttpConfig
 from jobsd.notify import Notifier
 from jobsd.reload import Reloader, describe_change, runs_included_now
 from jobsd.settings import Health, Settings

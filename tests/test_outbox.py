@@ -25,7 +25,8 @@ import trio
 from jobsd.alert_rules import FAILED_WINDOW_US, GIVE_UP_AFTER_US
 from jobsd.clock import Clock, to_us
 from jobsd.crypto import KeyRing
-from jobsd.messages import HttpConfig, Outcome, RunEnded, SchedulerNews
+from jobsd.job_model import HttpConfig
+from jobsd.messages import Outcome, RunEnded, SchedulerNews
 from jobsd.retry import Backoff, RetryPolicy
 from jobsd.runs import FailureReason, RunStatus
 from jobsd.store import Store, open_store

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from jobsd.clock import Clock, to_us
 from jobsd.config import RetentionConfig
 from jobsd.crypto import KeyRing
-from jobsd.messages import HttpConfig, JobWrite
+from jobsd.job_model import HttpConfig, JobWrite
 from jobsd.retention import PruneReport, cutoff_us, prune_once, run_retention
 from jobsd.runs import RunStatus
 from jobsd.store import Store, open_store

@@ -21,7 +21,8 @@ import trio
 
 from jobsd.clock import Clock
 from jobsd.crypto import KeyRing
-from jobsd.messages import HttpConfig, Outcome, RetryHeld, RunEnded, SchedulerNews
+from jobsd.job_model import HttpConfig
+from jobsd.messages import Outcome, RetryHeld, RunEnded, SchedulerNews
 from jobsd.retry import Backoff, RetryPolicy
 from jobsd.runs import FailureReason, RunStatus, Trigger
 from jobsd.store import open_store, queue_sql

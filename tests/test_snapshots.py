@@ -20,7 +20,7 @@ import trio
 
 from jobsd.clock import Clock
 from jobsd.errors import ApiError
-from jobsd.messages import JobKind, JobWrite
+from jobsd.job_model import JobKind, JobWrite
 from jobsd.run_filters import RunFilter
 from jobsd.run_order import DEFAULT_SORT, Position
 from jobsd.store import Store, open_store

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from jobsd.clock import Clock
 from jobsd.crypto import KeyRing
-from jobsd.messages import HttpConfig
+from jobsd.job_model import HttpConfig
 from jobsd.store import environments_sql, open_store
 from jobsd.store.recovery import recover_tx
 from tests.model import create_job, seed_job

@@ -12,15 +12,8 @@ import trio
 from jobsd.clock import Clock, to_us
 from jobsd.crypto import KeyRing
 from jobsd.errors import ApiError, SchemaTooNewError, StorageError
-from jobsd.messages import (
-    Header,
-    HttpConfig,
-    JobChanged,
-    JobCounting,
-    JobWrite,
-    Outcome,
-    SchedulerNews,
-)
+from jobsd.job_model import Header, HttpConfig, JobCounting, JobWrite
+from jobsd.messages import JobChanged, Outcome, SchedulerNews
 from jobsd.run_filters import RunFilter
 from jobsd.run_order import DEFAULT_SORT
 from jobsd.runs import FailureReason, RunStatus

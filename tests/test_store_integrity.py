@@ -21,7 +21,7 @@ import trio
 from jobsd.clock import Clock
 from jobsd.crypto import KeyRing
 from jobsd.errors import StorageError
-from jobsd.messages import HttpConfig
+from jobsd.job_model import HttpConfig
 from jobsd.store import integrity, open_store
 from jobsd.store.schema import LATEST
 from tests.conftest import config_text

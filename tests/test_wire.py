@@ -10,7 +10,8 @@ import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jobsd.messages import Header, HttpConfig, Outcome
+from jobsd.job_model import Header, HttpConfig
+from jobsd.messages import Outcome
 from jobsd.runs import FailureReason, RunStatus
 from jobsd.workers import wire
 

@@ -17,7 +17,7 @@ import trio
 import trio.testing
 
 from jobsd.config import LogConfig
-from jobsd.messages import Header, HttpConfig
+from jobsd.job_model import Header, HttpConfig
 from jobsd.runs import FailureReason, RunStatus
 from jobsd.workers.count import process_count
 from jobsd.workers.pool import WORKER_LOST_ERROR, WorkerProcesses

@@ -45,7 +45,7 @@ from jobsd.api.fields import (
 )
 from jobsd.errors import ScheduleError, conflict
 from jobsd.job_bounds import configuration_size_problem
-from jobsd.messages import Header, HttpConfig, JobKind
+from jobsd.job_model import Header, HttpConfig, JobKind
 from jobsd.schedule import CronSchedule, parse_schedule
 from jobsd.urls import url_problem
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from jobsd.api.fields import SURROGATE
-from jobsd.messages import JobKind, OverlapPolicy
+from jobsd.job_model import JobKind, OverlapPolicy
 from jobsd.zones import timezone_problem
 
 _ATTRS = "/data/attributes"

@@ -17,7 +17,7 @@ import re
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from jobsd.messages import OWN_HEADER_PREFIX
+from jobsd.job_model import OWN_HEADER_PREFIX
 
 REFUSED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 

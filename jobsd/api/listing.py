@@ -12,7 +12,7 @@ from jobsd import errors
 from jobsd.api.auth import Caller
 from jobsd.api.params import Query
 from jobsd.cursors import page_offset
-from jobsd.messages import JobKind
+from jobsd.job_model import JobKind
 from jobsd.store.jobs import JobQuery
 from jobsd.store.listing_sql import SORTS
 

@@ -19,7 +19,8 @@ read-only `paused_reason` says why the default environment was auto-paused
 from __future__ import annotations
 
 from jobsd.clock import iso
-from jobsd.messages import HttpConfig, Job, Run
+from jobsd.job_model import HttpConfig, Job
+from jobsd.messages import Run
 from jobsd.run_attributes import run_attributes
 from jobsd.runs import Trigger
 

@@ -28,7 +28,7 @@ from jobsd.api.spec_additions import (
     describe_retries,
 )
 from jobsd.job_bounds import MAX_CONFIGURATION_BYTES, MAX_HEADERS, MAX_STORED_JOB_BYTES
-from jobsd.messages import OWN_HEADER_PREFIX
+from jobsd.job_model import OWN_HEADER_PREFIX
 
 VERSION_HEADER = "Jobsd-Version"
 _FILES = {"2026-06-04": "openapi.json", "2026-08-07": "openapi-2026-08-07.json"}

@@ -18,7 +18,8 @@ from werkzeug.datastructures import MultiDict
 from jobsd.api import v2026_06_04, v2026_08_07
 from jobsd.api.auth import Caller
 from jobsd.config import API_VERSIONS
-from jobsd.messages import Job, JobCounting, JobKind, JobWrite, Run
+from jobsd.job_model import Job, JobCounting, JobKind, JobWrite
+from jobsd.messages import Run
 from jobsd.run_filters import RunFilter
 from jobsd.store.job_writes import Limit
 from jobsd.store.jobs import JobQuery

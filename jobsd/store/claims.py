@@ -18,7 +18,7 @@ from datetime import datetime
 
 from jobsd.clock import from_us, iso, month_of, to_us
 from jobsd.errors import SealError
-from jobsd.messages import OWN_HEADER_PREFIX, HttpConfig
+from jobsd.job_model import OWN_HEADER_PREFIX, HttpConfig
 from jobsd.plans import UNLIMITED, may_meter
 from jobsd.runs import RunStatus
 from jobsd.store import environments_sql, jobs_sql, runs_sql

@@ -12,7 +12,7 @@ import json
 import sqlite3
 from collections.abc import Sequence
 
-from jobsd.messages import JobKind, JobSpec, Overlay
+from jobsd.job_model import JobKind, JobSpec, Overlay
 from jobsd.store.keyring import Sealer
 from jobsd.store.sealed_headers import open_headers, seal_headers
 

@@ -17,7 +17,8 @@ from jobsd import errors
 from jobsd.clock import to_us
 from jobsd.errors import pointer_part
 from jobsd.job_bounds import stored_job_problem
-from jobsd.messages import Job, JobChanged, JobCounting, JobKind, JobSpec, JobWrite, Overlay
+from jobsd.job_model import Job, JobCounting, JobKind, JobSpec, JobWrite, Overlay
+from jobsd.messages import JobChanged
 from jobsd.plans import UNLIMITED, may_enable
 from jobsd.schedule import first_fire, parse_schedule
 from jobsd.store import environments_sql, listing_sql

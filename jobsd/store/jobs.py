@@ -6,7 +6,7 @@ callers asked at, and the writer thread never reads a clock. Checks that
 must be atomic with their write (a live slug is free, the plan's active job
 limit) run inside the same transaction, and so does the merge of a write
 with what is stored: a replace sets the environments it owns and keeps the
-others exactly as they are at that moment (`messages.JobWrite`).
+others exactly as they are at that moment (`job_model.JobWrite`).
 
 Each environment of a job fires on its own: `next_run_at` is kept per
 environment, recomputed from now when its effective schedule changes or it
@@ -41,14 +41,8 @@ import trio
 
 from jobsd import errors
 from jobsd.clock import Clock, from_us, to_us
-from jobsd.messages import (
-    Job,
-    JobChanged,
-    JobCounting,
-    JobKind,
-    JobWrite,
-    SchedulerNews,
-)
+from jobsd.job_model import Job, JobCounting, JobKind, JobWrite
+from jobsd.messages import JobChanged, SchedulerNews
 from jobsd.store import environments_sql, job_writes, jobs_sql, listing_sql, runs_sql
 from jobsd.store.ends import RunObserver, write_ending
 from jobsd.store.engine import Engine

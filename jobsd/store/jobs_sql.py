@@ -16,7 +16,7 @@ from datetime import datetime
 from types import MappingProxyType
 
 from jobsd.clock import from_us
-from jobsd.messages import HttpConfig, Job, JobEnvironment, JobKind, JobSpec, OverlapPolicy
+from jobsd.job_model import HttpConfig, Job, JobEnvironment, JobKind, JobSpec, OverlapPolicy
 from jobsd.store.environments_sql import ENV_COLUMNS, env_rows, to_overlay
 from jobsd.store.keyring import Sealer
 from jobsd.store.sealed_headers import open_headers, seal_headers

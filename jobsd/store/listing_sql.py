@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 
-from jobsd.messages import JobCounting, JobKind
+from jobsd.job_model import JobCounting, JobKind
 from jobsd.store.jobs_sql import COLUMNS
 
 

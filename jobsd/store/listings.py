@@ -15,7 +15,8 @@ from collections.abc import AsyncGenerator, Iterable
 from contextlib import aclosing
 from typing import TYPE_CHECKING
 
-from jobsd.messages import Job, Run
+from jobsd.job_model import Job
+from jobsd.messages import Run
 from jobsd.run_order import Position
 from jobsd.store import jobs_sql, listing_sql, runs_sql
 from jobsd.store.keyring import Sealer

@@ -20,12 +20,8 @@ from datetime import datetime
 from jobsd import errors
 from jobsd.clock import to_us
 from jobsd.config import DEFAULT_ENVIRONMENT
-from jobsd.messages import (
-    JobKind,
-    RetryHeld,
-    Run,
-    RunOrder,
-)
+from jobsd.job_model import JobKind
+from jobsd.messages import RetryHeld, Run, RunOrder
 from jobsd.runs import RunStatus, Trigger
 from jobsd.store import environments_sql, jobs_sql, queue_sql, retries, runs_sql, slots
 from jobsd.store.listings import RunListing

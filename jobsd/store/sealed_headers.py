@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from jobsd.crypto import header_aad
 from jobsd.errors import SealError
-from jobsd.messages import Header
+from jobsd.job_model import Header
 from jobsd.store.keyring import Sealer, unreadable_marker
 
 

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from jobsd.clock import from_us, to_us
-from jobsd.messages import OverlapPolicy, RunOrder
+from jobsd.job_model import OverlapPolicy
+from jobsd.messages import RunOrder
 from jobsd.runs import Trigger
 from jobsd.store import environments_sql, jobs_sql, runs_sql
 

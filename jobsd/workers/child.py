@@ -26,7 +26,8 @@ import trio
 from jobsd import logs
 from jobsd.address_policy import AddressPolicy
 from jobsd.delivery import Delivery
-from jobsd.messages import HttpConfig, Outcome
+from jobsd.job_model import HttpConfig
+from jobsd.messages import Outcome
 from jobsd.runs import FailureReason, RunStatus
 from jobsd.taskdump import dump_on_signal
 from jobsd.workers import wire

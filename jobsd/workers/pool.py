@@ -37,7 +37,8 @@ import trio
 
 from jobsd.config import LogConfig
 from jobsd.delivery import BODY_CAP_BYTES, BODY_KEEP_BYTES, request_record
-from jobsd.messages import HttpConfig, Outcome
+from jobsd.job_model import HttpConfig
+from jobsd.messages import Outcome
 from jobsd.runs import FailureReason, RunStatus
 from jobsd.workers import wire
 

@@ -28,7 +28,8 @@ from typing import Any
 
 import trio
 
-from jobsd.messages import Header, HttpConfig, Outcome
+from jobsd.job_model import Header, HttpConfig
+from jobsd.messages import Outcome
 from jobsd.runs import FailureReason, RunStatus
 
 # A job's request (its body is bounded by the API) or an outcome (a kept body

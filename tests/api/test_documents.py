@@ -36,7 +36,7 @@ from jobsd.api.documents import is_slug
 from jobsd.api.render import render_job
 from jobsd.api.v2026_06_04.documents import parse_job_document
 from jobsd.errors import ApiError
-from jobsd.messages import Job, JobEnvironment, JobSpec
+from jobsd.job_model import Job, JobEnvironment, JobSpec
 
 PLAN_MAX_S = 30
 CONF = "/data/attributes/configuration"

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from jobsd.api.doc_reader import MAX_ERRORS
 from jobsd.job_bounds import MAX_CONFIGURATION_BYTES, MAX_HEADERS
-from jobsd.messages import Header, HttpConfig
+from jobsd.job_model import Header, HttpConfig
 from jobsd.urls import numeric_host_problem, url_problem
 from tests.api.test_documents import CONF, MiB, doc, errors_of, parse, pem, refusal
 

@@ -27,7 +27,7 @@ from jobsd.api.auth import Caller
 from jobsd.api.tokens import Tokens
 from jobsd.api.versions import dialect
 from jobsd.config import API_VERSIONS, load_config, token_sha256
-from jobsd.messages import Job
+from jobsd.job_model import Job
 from jobsd.notify import Notifier
 from jobsd.reload import Reloader
 from jobsd.settings import Settings

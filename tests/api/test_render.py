@@ -29,7 +29,8 @@ from jobsd.api.render import render_job, render_run, render_usage
 from jobsd.api.spec import served_spec
 from jobsd.api.v2026_08_07.render import render_run as render_run_2026_08_07
 from jobsd.clock import duration_ms
-from jobsd.messages import Header, HttpConfig, Job, JobEnvironment, JobKind, JobSpec, Run
+from jobsd.job_model import Header, HttpConfig, Job, JobEnvironment, JobKind, JobSpec
+from jobsd.messages import Run
 from jobsd.runs import FailureReason, RunStatus, Trigger
 from tests.api.conformance import check
 

@@ -17,7 +17,7 @@ import pytest
 
 from jobsd.config import token_sha256
 from jobsd.job_bounds import MAX_CONFIGURATION_BYTES, MAX_STORED_JOB_BYTES, stored_job_problem
-from jobsd.messages import Header, HttpConfig, Overlay
+from jobsd.job_model import Header, HttpConfig, Overlay
 from tests.api.conformance import Versioned, codes
 from tests.conftest import Harness, job_doc, make_harness
 

@@ -53,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from jobsd.address_policy import AddressPolicy
 from jobsd.delivery import Delivery
-from jobsd.messages import HttpConfig
+from jobsd.job_model import HttpConfig
 
 CELL_LIMIT_S = 60.0
 

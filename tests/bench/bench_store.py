@@ -56,8 +56,9 @@ from jobsd.api.context import Settings
 from jobsd.clock import Clock
 from jobsd.config import LogConfig, parse_config, token_sha256
 from jobsd.crypto import KeyRing, header_aad
+from jobsd.job_model import Header, HttpConfig
 from jobsd.logs import configure as configure_logs
-from jobsd.messages import Header, HttpConfig, Outcome, RunEnded, RunOrder
+from jobsd.messages import Outcome, RunEnded, RunOrder
 from jobsd.observer import Observer
 from jobsd.runs import RunStatus, Trigger
 from jobsd.store import Store, open_store

@@ -32,7 +32,8 @@ from jobsd.api.params import Query
 from jobsd.api.render import render_job, render_run
 from jobsd.api.spec import served_spec
 from jobsd.api.v2026_06_04.documents import parse_seed_job
-from jobsd.messages import EnvironmentSpec, Job, JobCounting, JobKind, JobWrite, Run
+from jobsd.job_model import EnvironmentSpec, Job, JobCounting, JobKind, JobWrite
+from jobsd.messages import Run
 from jobsd.run_filters import RunFilter
 from jobsd.store.jobs import JobQuery
 

@@ -18,7 +18,7 @@ from jobsd.api.extensions import extension_values
 from jobsd.api.fields import FIELD_VALUE, FIELD_VALUE_RULE, header_name_problem
 from jobsd.errors import ValidationFailed, not_found
 from jobsd.job_bounds import MAX_HEADERS
-from jobsd.messages import Header, HttpConfig, JobSpec
+from jobsd.job_model import Header, HttpConfig, JobSpec
 
 
 def parse_job_document(

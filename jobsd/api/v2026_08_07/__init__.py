@@ -18,7 +18,8 @@ from jobsd.api.params import Query
 from jobsd.api.spec import served_spec
 from jobsd.api.v2026_08_07.documents import parse_job_document
 from jobsd.api.v2026_08_07.render import render_job, render_run
-from jobsd.messages import Job, JobCounting, JobKind, JobWrite, Run
+from jobsd.job_model import Job, JobCounting, JobKind, JobWrite
+from jobsd.messages import Run
 from jobsd.run_filters import RunFilter
 from jobsd.store.jobs import JobQuery
 

@@ -36,7 +36,7 @@ from jobsd.api.extensions import overlap_attribute, policy_attribute, timezone_a
 from jobsd.api.v2026_08_07 import environments as e
 from jobsd.errors import ValidationFailed, not_found, pointer_part
 from jobsd.job_bounds import MAX_HEADERS
-from jobsd.messages import EnvironmentSpec, Header, HttpConfig, JobKind, JobSpec
+from jobsd.job_model import EnvironmentSpec, Header, HttpConfig, JobKind, JobSpec
 
 _ATTRS: Final = "/data/attributes"
 _CONF: Final = "/data/attributes/configuration"

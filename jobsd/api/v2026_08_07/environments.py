@@ -24,7 +24,7 @@ from jobsd.api.fields import (
 )
 from jobsd.errors import ScheduleError, pointer_part
 from jobsd.job_bounds import MAX_HEADERS, configuration_size_problem
-from jobsd.messages import EnvironmentSpec, Header, HttpConfig, JobKind, Overlay
+from jobsd.job_model import EnvironmentSpec, Header, HttpConfig, JobKind, Overlay
 from jobsd.schedule import CronSchedule, parse_schedule
 
 _ENVS: Final = "/data/attributes/environments"

@@ -20,7 +20,8 @@ from collections.abc import Iterable, Sequence
 
 from jobsd.api.render import configuration
 from jobsd.clock import iso
-from jobsd.messages import Header, Job, Overlay, Run
+from jobsd.job_model import Header, Job, Overlay
+from jobsd.messages import Run
 from jobsd.run_attributes import retry_attribute, run_attributes
 
 
