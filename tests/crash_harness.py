@@ -235,6 +235,9 @@ def read_snapshot(db_path: Path, log_path: Path) -> Snapshot:
             for r in conn.execute(
                 f"SELECT account_id, {unit}, environment, {', '.join(STATUS_COLUMNS)} FROM {table}"
             )
+        } | {
+            ("pending_counts", *r)
+            for r in conn.execute("SELECT account_id, n FROM pending_counts WHERE n > 0")
         }
     finally:
         conn.close()
@@ -244,9 +247,13 @@ def read_snapshot(db_path: Path, log_path: Path) -> Snapshot:
 
 
 def recount(runs: dict[str, dict[str, Any]]) -> set[tuple[Any, ...]]:
-    """The count tables' rows as the runs say they should be."""
+    """The count tables' rows (and each account's queued runs, `pending_counts`)
+    as the runs say they should be."""
     tally: Counter[tuple[Any, ...]] = Counter()
+    queued: Counter[str] = Counter()
     for r in runs.values():
+        if r["status"] == "PENDING" and r.get("held_until_us") is None:
+            queued[r["account_id"]] += 1
         for table, _, unit_us in GRAINS:
             tally[
                 (
@@ -261,7 +268,9 @@ def recount(runs: dict[str, dict[str, Any]]) -> set[tuple[Any, ...]]:
     for (table, account, at, env, status), n in tally.items():
         counts = rows.setdefault((table, account, at, env), [0] * len(STATUS_COLUMNS))
         counts[STATUS_COLUMNS.index(status.lower())] = n
-    return {(*key, *counts) for key, counts in rows.items()}
+    return {(*key, *counts) for key, counts in rows.items()} | {
+        ("pending_counts", account, n) for account, n in queued.items()
+    }
 
 
 # -- the audit ---------------------------------------------------------------------
@@ -307,7 +316,7 @@ def audit(snap: Snapshot, ledger: Ledger, *, final: bool) -> None:
     }
     assert len(flood_pending) <= MAX_PENDING_RUNS, f"{len(flood_pending)} flood runs PENDING"
 
-    assert snap.counts == recount(snap.runs), "run_stats' counts disagree with the runs"
+    assert snap.counts == recount(snap.runs), "the kept counts disagree with the runs"
 
     started = sum(1 for r in snap.runs.values() if r["started_at_us"] is not None)
     assert snap.metered == started, f"usage says {snap.metered} runs, {started} started"

@@ -107,6 +107,18 @@ def test_the_audit_refuses_counts_that_disagree_with_the_runs() -> None:
         audit(snap, Ledger(), final=False)
 
 
+def test_the_audit_refuses_a_queued_count_that_disagrees_with_the_runs() -> None:
+    queued = _run("a", "PENDING")
+    snap = _snapshot(queued)
+    assert ("pending_counts", queued["account_id"], 1) in snap.counts
+    audit(snap, Ledger(), final=False)
+    snap.counts = (snap.counts - {("pending_counts", queued["account_id"], 1)}) | {
+        ("pending_counts", queued["account_id"], 2)
+    }
+    with pytest.raises(AssertionError, match="counts disagree"):
+        audit(snap, Ledger(), final=False)
+
+
 def test_the_audit_refuses_a_flood_past_its_bound() -> None:
     flood = [
         _run(f"f{n}", "PENDING", account_id=FLOOD_ACCOUNT) for n in range(MAX_PENDING_RUNS + 1)

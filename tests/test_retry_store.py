@@ -25,7 +25,7 @@ from jobsd.job_model import HttpConfig
 from jobsd.messages import Outcome, RetryHeld, RunEnded, SchedulerNews
 from jobsd.retry import Backoff, RetryPolicy
 from jobsd.runs import FailureReason, RunStatus, Trigger
-from jobsd.store import open_store, queue_sql
+from jobsd.store import open_store, pending_counts, queue_sql
 from tests.model import ENV, create_job, seed_job
 
 T0 = datetime(2026, 6, 5, tzinfo=UTC)
@@ -111,7 +111,7 @@ async def test_a_failure_and_its_retry_commit_together(tmp_path: Path) -> None:
             return (
                 queue_sql.pending_accounts(conn, 10),  # type: ignore[arg-type]
                 queue_sql.oldest_pending(conn, "acme", 10),  # type: ignore[arg-type]
-                queue_sql.pending_count(conn, "acme"),  # type: ignore[arg-type]
+                pending_counts.pending_count(conn, "acme"),  # type: ignore[arg-type]
             )
 
         assert await store.engine.read(queued) == ([], [], 0)

@@ -2,9 +2,10 @@
 
 Per account, oldest first, on the `runs_pending` index (`jobsd.dispatch`
 reads them back into its lanes; `max_pending_runs` bounds an account's
-backlog with `pending_count`). A retry held for its due instant is not in
-the queue until the scheduler releases it (`jobsd.store.retries`): it is
-scheduled work, like a slot not yet due, and counts toward no backlog.
+backlog, counted by triggers in `jobsd.store.pending_counts`). A retry
+held for its due instant is not in the queue until the scheduler releases
+it (`jobsd.store.retries`): it is scheduled work, like a slot not yet due,
+and counts toward no backlog.
 """
 
 from __future__ import annotations
@@ -14,13 +15,6 @@ import sqlite3
 # What the dispatcher may hand to a worker: PENDING, and not a retry still
 # held for its due instant (the scheduler releases those when they are due).
 QUEUED = "status = 'PENDING' AND held_until_us IS NULL"
-
-
-def pending_count(conn: sqlite3.Connection, account_id: str) -> int:
-    row = conn.execute(
-        f"SELECT count(*) FROM runs WHERE account_id = ? AND {QUEUED}", (account_id,)
-    ).fetchone()
-    return int(row[0])
 
 
 def oldest_pending(conn: sqlite3.Connection, account_id: str, limit: int) -> list[str]:

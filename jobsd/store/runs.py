@@ -23,7 +23,15 @@ from jobsd.config import DEFAULT_ENVIRONMENT
 from jobsd.job_model import JobKind
 from jobsd.messages import RetryHeld, Run, RunOrder
 from jobsd.runs import RunStatus, Trigger
-from jobsd.store import environments_sql, jobs_sql, queue_sql, retries, runs_sql, slots
+from jobsd.store import (
+    environments_sql,
+    jobs_sql,
+    pending_counts,
+    queue_sql,
+    retries,
+    runs_sql,
+    slots,
+)
 from jobsd.store.listings import RunListing
 from jobsd.store.run_records import RunRecordStore
 from jobsd.store.slots import DueJob, SlotFiring
@@ -230,7 +238,7 @@ class RunStore(RunRecordStore):
 
 
 def _check_backlog(conn: sqlite3.Connection, account_id: str, max_pending: int) -> None:
-    if queue_sql.pending_count(conn, account_id) >= max_pending:
+    if pending_counts.pending_count(conn, account_id) >= max_pending:
         raise errors.too_many_pending(max_pending)
 
 

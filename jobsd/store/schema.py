@@ -27,6 +27,7 @@ import sqlite3
 from collections.abc import Callable, Mapping
 
 from jobsd.errors import SchemaTooNewError, StorageError
+from jobsd.store import pending_counts
 from jobsd.store.alert_schema import ALERTS
 from jobsd.store.environments_schema import environments
 from jobsd.store.finding_schema import FINDING
@@ -152,6 +153,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     CREATE INDEX job_environments_dormant ON job_environments (environment)
         WHERE enabled = 1 AND next_run_at_us IS NULL;
     """,
+    # 10: each account's queued runs, counted; see jobsd.store.pending_counts.
+    lambda conn, defaults: _run_all(conn, pending_counts.STATEMENTS),
 )
 
 
