@@ -42,6 +42,7 @@ from tests.bench.e2e.daemon import (
 )
 from tests.bench.e2e.figures import Row, proc_cpu_s, tree_cpu_s
 from tests.bench.e2e.profiling import Profiler
+from tests.bench.e2e.store_wall import store_sample
 from tests.bench.e2e.target import Children, Target, check_delivered
 
 PILOT_JOBS = 200
@@ -135,6 +136,7 @@ async def _fire(
     if profiler.proc is not None:
         children.append(profiler.proc)
     print(f"  {label}: {count} jobs created; waiting for the runs ...", flush=True)
+    store0 = await store_sample(api)
     cpu0, target0, own0 = tree_cpu_s(pid), target.cpu_s(), proc_cpu_s(pid)
     done = trio.Event()
     async with trio.open_nursery() as nursery:
@@ -152,6 +154,9 @@ async def _fire(
         f"CPU per run: the daemon's own process {own_ms:.2f} ms, its worker processes "
         f"{row.client_cpu_s * 1000 / count - own_ms:.2f} ms"
     )
+    store1 = await store_sample(api)
+    if store0 is not None and store1 is not None:
+        burst.notes.append((store1 - store0).describe())
     if stalled:
         burst.notes.append(stalled)
     if profiler.proc is not None:

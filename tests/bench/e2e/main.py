@@ -126,7 +126,14 @@ async def run(a: argparse.Namespace, deadline: float, children: Children, res: R
                 await run_burst(target, opts, work, children, res.paced)
             if "runnow" in wanted:
                 res.runnow = await run_runnow(
-                    target, work, children, rate=a.rate, seconds=a.seconds, workers=a.workers
+                    target,
+                    work,
+                    children,
+                    rate=a.rate,
+                    seconds=a.seconds,
+                    workers=a.workers,
+                    profile_dir=a.profile,
+                    profile_gil=a.profile_gil,
                 )
             if "api" in wanted:
                 res.api = await run_api_read(

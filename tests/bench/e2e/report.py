@@ -174,4 +174,6 @@ def report(res: Results, load_before: str, load_after: str, headline: str) -> st
     out += [f"PROBLEM {p}" for p in res.problems()]
     out += [f"NOTE: {n}" for n in res.notes]
     out += [b.profile for b in res.bursts if b.profile]
+    if res.runnow is not None and res.runnow.profile:
+        out.append(res.runnow.profile)
     return "\n".join(out)

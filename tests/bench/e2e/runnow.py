@@ -26,6 +26,7 @@ from tests.bench.e2e.daemon import (
     wait_terminal,
 )
 from tests.bench.e2e.figures import Row, tree_cpu_s
+from tests.bench.e2e.profiling import Profiler
 from tests.bench.e2e.target import Children, Target, check_delivered
 
 
@@ -39,6 +40,7 @@ class RunNow:
     runs: int = 0
     cpu_ms_per_run: float = math.nan
     problems: list[str] = field(default_factory=list)
+    profile: str = ""
 
 
 async def run_runnow(
@@ -50,6 +52,8 @@ async def run_runnow(
     seconds: float = 20,
     workers: int = 64,
     jobs: int = 100,
+    profile_dir: Path | None = None,
+    profile_gil: bool = False,
 ) -> RunNow:
     result = RunNow(rate, seconds)
     async with running_daemon(work_dir / "jobsd-runnow", workers, children) as daemon:
@@ -61,6 +65,9 @@ async def run_runnow(
         parts = urlsplit(daemon.url)
         headers = [*AUTH.items(), ("Content-Type", "application/vnd.api+json")]
         print(f"  runnow: {rate:g}/s for {seconds:g} s ...", flush=True)
+        profiler = Profiler(profile_dir, daemon.pid, "runnow", gil=profile_gil)
+        if profiler.proc is not None:
+            children.append(profiler.proc)
         cpu0 = tree_cpu_s(daemon.pid)
         result.api = await paced.offer(
             parts.hostname or "127.0.0.1",
@@ -76,6 +83,8 @@ async def run_runnow(
         result.cpu_ms_per_run = (tree_cpu_s(daemon.pid) - cpu0) * 1000 / max(accepted, 1)
         if stalled:
             result.problems.append(stalled)
+        if profiler.proc is not None:
+            result.profile = f"[run-now]\n{profiler.stop()}"
         runs = run_rows(daemon.db, "MANUAL")
         result.succeeded = sum(r["status"] == "SUCCEEDED" for r in runs)
         result.pending_ms = [
