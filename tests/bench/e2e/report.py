@@ -143,6 +143,8 @@ def report(res: Results, load_before: str, load_after: str, headline: str) -> st
             f"  started_at - created_at ms p50 p99 max {triple(rn.pending_ms)}",
             f"  daemon CPU {rn.cpu_ms_per_run:.2f} ms per run (API call, run, record)",
         ]
+        if rn.store:
+            out.append(f"  {rn.store}")
     if res.api is not None:
         out += [
             "",

@@ -27,6 +27,7 @@ from tests.bench.e2e.daemon import (
 )
 from tests.bench.e2e.figures import Row, tree_cpu_s
 from tests.bench.e2e.profiling import Profiler
+from tests.bench.e2e.store_wall import store_sample
 from tests.bench.e2e.target import Children, Target, check_delivered
 
 
@@ -41,6 +42,7 @@ class RunNow:
     cpu_ms_per_run: float = math.nan
     problems: list[str] = field(default_factory=list)
     profile: str = ""
+    store: str = ""
 
 
 async def run_runnow(
@@ -68,6 +70,7 @@ async def run_runnow(
         profiler = Profiler(profile_dir, daemon.pid, "runnow", gil=profile_gil)
         if profiler.proc is not None:
             children.append(profiler.proc)
+        store0 = await store_sample(daemon.api)
         cpu0 = tree_cpu_s(daemon.pid)
         result.api = await paced.offer(
             parts.hostname or "127.0.0.1",
@@ -81,6 +84,9 @@ async def run_runnow(
         stalled = await wait_terminal(daemon.db, "MANUAL", accepted)
         result.runs = accepted
         result.cpu_ms_per_run = (tree_cpu_s(daemon.pid) - cpu0) * 1000 / max(accepted, 1)
+        store1 = await store_sample(daemon.api)
+        if store0 is not None and store1 is not None:
+            result.store = (store1 - store0).describe()
         if stalled:
             result.problems.append(stalled)
         if profiler.proc is not None:

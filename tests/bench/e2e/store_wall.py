@@ -37,9 +37,9 @@ class StoreSample:
 
     def describe(self) -> str:
         if self.transactions <= 0 or self.writes <= 0:
-            return "store while firing: no write transaction seen in /metrics"
+            return "store: no write transaction seen in /metrics"
         return (
-            f"store while firing: {self.writes:.0f} writes in {self.transactions:.0f} "
+            f"store: {self.writes:.0f} writes in {self.transactions:.0f} "
             f"transactions ({self.writes / self.transactions:.1f} per transaction), "
             f"BEGIN..COMMIT {self.seconds * 1000 / self.transactions:.2f} ms each, "
             f"{self.seconds * 1e6 / self.writes:.0f} us of the writer's wall time per write"
