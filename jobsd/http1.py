@@ -17,8 +17,13 @@ the server's side.
 The server's side is bounded: the status line and header block may not
 exceed `MAX_HEAD_BYTES` (h11's `max_incomplete_event_size`, as httpcore
 set it), each read is at most `READ_BYTES`, and the body is counted and
-cut by the caller's cap. A response that breaks HTTP/1.1 ends the exchange
-with h11's reason.
+cut by the caller's cap. Informational (1xx) responses are skipped, but
+together they may not exceed `INFORMATIONAL_BYTES`: each is bounded alone
+by h11, and without a bound on all of them a target could keep a worker
+parsing heads at full speed until the run's deadline, which is what the
+body's cap exists to prevent. A server reporting progress (`102
+Processing`) every second for five minutes sends 8 KB of it. A response
+that breaks HTTP/1.1 ends the exchange with h11's reason.
 
 Every read first asks the kernel to acknowledge at once (`TCP_QUICKACK`,
 Linux). A server that writes its head and its body separately (Python's
@@ -44,6 +49,8 @@ from jobsd.dialer import PolicyDialer, root_cause
 from jobsd.http_url import Target
 
 MAX_HEAD_BYTES = 100 * 1024
+# All the informational (1xx) heads before the final one, together.
+INFORMATIONAL_BYTES = MAX_HEAD_BYTES
 READ_BYTES = 64 * 1024
 _BODY_EXPECTED = ("POST", "PUT", "PATCH", "QUERY")
 
@@ -202,6 +209,7 @@ async def read_response(stream: trio.abc.Stream, conn: h11.Connection, reading: 
     reaches the cap. Raises ExchangeFailed or h11.RemoteProtocolError. The
     caller closes the stream, or keeps it if `reusable`."""
     sock = raw_socket(stream)
+    informational = 0
     while True:
         event = conn.next_event()
         if event is h11.NEED_DATA:
@@ -222,7 +230,18 @@ async def read_response(stream: trio.abc.Stream, conn: h11.Connection, reading: 
             return
         elif type(event) is h11.ConnectionClosed:  # not reached: h11 raises first
             raise ExchangeFailed("Server disconnected without sending a response.")
-        # h11.InformationalResponse (1xx): the final response follows
+        elif type(event) is h11.InformationalResponse:  # the final response follows
+            informational += _head_size(event)
+            if informational > INFORMATIONAL_BYTES:
+                raise ExchangeFailed(
+                    f"more than {INFORMATIONAL_BYTES} bytes of informational (1xx) responses"
+                )
+
+
+def _head_size(event: h11.InformationalResponse) -> int:
+    """The head's size as sent in the usual form (h11 has dropped optional whitespace)."""
+    lines = sum(len(name) + len(value) + 4 for name, value in event.headers.raw_items())
+    return len(b"HTTP/1.1 000 \r\n\r\n") + len(event.reason) + lines
 
 
 QUICK_ACK: int | None = getattr(socket, "TCP_QUICKACK", None)

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jobsd.delivery import Delivery
-from jobsd.http1 import MAX_HEAD_BYTES, READ_BYTES
+from jobsd.http1 import INFORMATIONAL_BYTES, MAX_HEAD_BYTES, READ_BYTES
 from jobsd.job_model import Header
 from jobsd.messages import Outcome
 from jobsd.runs import FailureReason, RunStatus
@@ -251,6 +251,34 @@ async def test_an_endless_header_block_is_cut_at_the_bound_not_the_deadline() ->
     _, outcome = await perform(endless, timeout_s=30)
     assert outcome.error == "Receive buffer too long"
     assert trio.current_time() - started < 10
+
+
+async def test_endless_informational_responses_are_cut_at_the_bound_not_the_deadline() -> None:
+    """1xx heads are skipped, but not for free: without a bound a target could
+    keep a worker parsing them at full speed until the run's deadline."""
+
+    async def endless(stream: trio.SocketStream) -> None:
+        for _ in range(100_000):
+            await stream.send_all(b"HTTP/1.1 103 Early Hints\r\nLink: </x>; rel=preload\r\n\r\n")
+
+    started = trio.current_time()
+    _, outcome = await perform(endless, timeout_s=30)
+    assert outcome.failure_reason is FailureReason.CONNECTION_ERROR, outcome
+    assert outcome.error == (
+        f"more than {INFORMATIONAL_BYTES} bytes of informational (1xx) responses"
+    )
+    assert outcome.result is None
+    assert trio.current_time() - started < 10
+
+
+async def test_informational_responses_within_the_bound_are_skipped() -> None:
+    """A server reporting progress (102) every so often stays well inside it."""
+    progress = b"HTTP/1.1 102 Processing\r\n\r\n"
+    count = INFORMATIONAL_BYTES // len(progress) - 1
+    final = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    _, outcome = await perform(sends(progress * count, final, close=False))
+    assert outcome.status is RunStatus.SUCCEEDED, outcome
+    assert got(outcome)["body"] == "ok"
 
 
 # -- TLS ------------------------------------------------------------------------------
