@@ -54,11 +54,12 @@ from jobsd.dialer import (
     describe,
     root_cause,
 )
-from jobsd.http1 import MAX_HEAD_BYTES, Connector, ExchangeFailed, Reading, request_bytes
+from jobsd.http1 import Connector, ExchangeFailed, request_bytes
 from jobsd.http_url import InvalidURL, Target, parse
 from jobsd.job_model import Header, HttpConfig
 from jobsd.keepalive import IdleConnections, ReuseKey
 from jobsd.messages import Outcome
+from jobsd.reading import MAX_HEAD_BYTES, Reading
 from jobsd.runs import FailureReason, RunStatus
 
 USER_AGENT = "jobsd/0.1"
@@ -192,7 +193,7 @@ class Delivery:
                 f"status {reading.status} does not match success_status {config.success_status}"
             )
         if reading.capped:
-            notes.append(f"stopped reading the body at the {self._cap_bytes}-byte cap")
+            notes.append(reading.cap_note())
         error = "; ".join(notes)
         if not matched:
             return self._failed(request, FailureReason.NON_SUCCESS_STATUS, error, reading)

@@ -14,16 +14,13 @@ which is what HTTP/1.1 asks of a client that will not reuse a connection,
 lets the server release it at once, and leaves the wait after closing on
 the server's side.
 
-The server's side is bounded: the status line and header block may not
-exceed `MAX_HEAD_BYTES` (h11's `max_incomplete_event_size`, as httpcore
-set it), each read is at most `READ_BYTES`, and the body is counted and
-cut by the caller's cap. Informational (1xx) responses are skipped, but
-together they may not exceed `INFORMATIONAL_BYTES`: each is bounded alone
-by h11, and without a bound on all of them a target could keep a worker
-parsing heads at full speed until the run's deadline, which is what the
-body's cap exists to prevent. A server reporting progress (`102
-Processing`) every second for five minutes sends 8 KB of it. A response
-that breaks HTTP/1.1 ends the exchange with h11's reason.
+The server's side is bounded (`jobsd.reading` says how and why): the
+status line and header block by `MAX_HEAD_BYTES` (h11's
+`max_incomplete_event_size`), the informational (1xx) heads skipped before
+the final one by `INFORMATIONAL_BYTES` together, each read by
+`READ_BYTES`, the body by the caller's cap, and the bytes read for the
+whole response by `wire_bound`. A response that breaks HTTP/1.1 ends the
+exchange with h11's reason.
 
 Every read first asks the kernel to acknowledge at once (`TCP_QUICKACK`,
 Linux). A server that writes its head and its body separately (Python's
@@ -47,10 +44,8 @@ import trio
 
 from jobsd.dialer import PolicyDialer, root_cause
 from jobsd.http_url import Target
+from jobsd.reading import INFORMATIONAL_BYTES, Reading, head_size, wire_bound
 
-MAX_HEAD_BYTES = 100 * 1024
-# All the informational (1xx) heads before the final one, together.
-INFORMATIONAL_BYTES = MAX_HEAD_BYTES
 READ_BYTES = 64 * 1024
 _BODY_EXPECTED = ("POST", "PUT", "PATCH", "QUERY")
 
@@ -58,66 +53,6 @@ _BODY_EXPECTED = ("POST", "PUT", "PATCH", "QUERY")
 class ExchangeFailed(Exception):
     """The exchange broke (TLS, a read, a protocol error); the message says
     where and why, for the run's `error`."""
-
-
-class Reading:
-    """What has arrived so far; recorded even when the exchange ends early."""
-
-    def __init__(self, keep_bytes: int, cap_bytes: int) -> None:
-        self.keep_bytes = keep_bytes
-        self.cap_bytes = cap_bytes
-        self.status: int | None = None
-        self.headers: dict[str, str] = {}
-        self.kept = bytearray()
-        self.body_bytes = 0
-        self.capped = False
-
-    def start(self, response: h11.Response) -> None:
-        raw = [(name, value) for name, value in response.headers]
-        encoding = _encoding([value for _, value in raw])
-        for name, value in raw:
-            key, text = name.decode("latin-1"), value.decode(encoding)
-            self.headers[key] = f"{self.headers[key]}, {text}" if key in self.headers else text
-        self.status = response.status_code
-
-    def take(self, chunk: bytes) -> bool:
-        """Counts and keeps a chunk of body; False once the cap is reached."""
-        room = self.keep_bytes - len(self.kept)
-        if room > 0:
-            self.kept += chunk[:room]
-        self.body_bytes += len(chunk)
-        if self.body_bytes > self.cap_bytes:
-            self.body_bytes = self.cap_bytes
-            self.capped = True
-        return not self.capped
-
-    def result(self) -> dict[str, object] | None:
-        if self.status is None:
-            return None
-        return {
-            "status": self.status,
-            "headers": self.headers,
-            "body": self.kept.decode("utf-8", errors="replace"),
-            "body_truncated": self.body_bytes > self.keep_bytes,
-            "body_bytes": self.body_bytes,
-        }
-
-    def where(self) -> str:
-        if self.status is None:
-            return "before the response headers arrived"
-        return f"after status {self.status} and {self.body_bytes} body bytes"
-
-
-def _encoding(values: Sequence[bytes]) -> str:
-    """httpx's choice for a header block: ASCII, else UTF-8, else Latin-1."""
-    for encoding in ("ascii", "utf-8"):
-        try:
-            for value in values:
-                value.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-        return encoding
-    return "latin-1"
 
 
 def request_bytes(
@@ -213,11 +148,15 @@ async def read_response(stream: trio.abc.Stream, conn: h11.Connection, reading: 
     while True:
         event = conn.next_event()
         if event is h11.NEED_DATA:
+            if reading.status is not None and reading.wire_bytes >= wire_bound(reading.cap_bytes):
+                reading.capped = True
+                return
             quick_ack(sock)
             try:
                 received = await stream.receive_some(READ_BYTES)
             except trio.BrokenResourceError as exc:
                 raise ExchangeFailed(f"reading the response failed: {_why(exc)}") from exc
+            reading.wire_bytes += len(received)
             if not received and conn.their_state is h11.SEND_RESPONSE:
                 raise ExchangeFailed("Server disconnected without sending a response.")
             conn.receive_data(bytes(received))
@@ -231,17 +170,11 @@ async def read_response(stream: trio.abc.Stream, conn: h11.Connection, reading: 
         elif type(event) is h11.ConnectionClosed:  # not reached: h11 raises first
             raise ExchangeFailed("Server disconnected without sending a response.")
         elif type(event) is h11.InformationalResponse:  # the final response follows
-            informational += _head_size(event)
+            informational += head_size(event)
             if informational > INFORMATIONAL_BYTES:
                 raise ExchangeFailed(
                     f"more than {INFORMATIONAL_BYTES} bytes of informational (1xx) responses"
                 )
-
-
-def _head_size(event: h11.InformationalResponse) -> int:
-    """The head's size as sent in the usual form (h11 has dropped optional whitespace)."""
-    lines = sum(len(name) + len(value) + 4 for name, value in event.headers.raw_items())
-    return len(b"HTTP/1.1 000 \r\n\r\n") + len(event.reason) + lines
 
 
 QUICK_ACK: int | None = getattr(socket, "TCP_QUICKACK", None)

@@ -49,13 +49,13 @@ import trio
 
 from jobsd.http1 import (
     ExchangeFailed,
-    Reading,
     offer_request,
     raw_socket,
     read_response,
     reusable,
     send_request,
 )
+from jobsd.reading import Reading
 
 MAX_IDLE = 64
 MAX_IDLE_PER_KEY = 32

@@ -21,9 +21,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jobsd.delivery import Delivery
-from jobsd.http1 import INFORMATIONAL_BYTES, MAX_HEAD_BYTES, READ_BYTES
+from jobsd.http1 import READ_BYTES
 from jobsd.job_model import Header
 from jobsd.messages import Outcome
+from jobsd.reading import INFORMATIONAL_BYTES, MAX_HEAD_BYTES, wire_bound
 from jobsd.runs import FailureReason, RunStatus
 from tests.test_delivery import LOCAL, Exchange, config, fixed, serving
 from tests.tls_ca import make_ca
@@ -279,6 +280,34 @@ async def test_informational_responses_within_the_bound_are_skipped() -> None:
     _, outcome = await perform(sends(progress * count, final, close=False))
     assert outcome.status is RunStatus.SUCCEEDED, outcome
     assert got(outcome)["body"] == "ok"
+
+
+@pytest.mark.parametrize(
+    "chunk",
+    [b"1;" + b"e" * 1000 + b"\r\nx\r\n", b"1\r\nx\r\n"],
+    ids=["extensions", "one-byte-chunks"],
+)
+async def test_an_endless_chunked_body_of_mostly_framing_stops_at_the_wire_bound(
+    chunk: bytes,
+) -> None:
+    """The cap counts body bytes; chunk framing (headers, extensions) carrying
+    little body must not let a target be read at full speed until the deadline."""
+
+    async def endless(stream: trio.SocketStream) -> None:
+        await stream.send_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for _ in range(100_000):
+            await stream.send_all(chunk * 64)
+
+    cap = 64 * 1024
+    async with raw_serving(endless) as server:
+        delivery = Delivery(LOCAL, body_keep_bytes=1024, body_cap_bytes=cap)
+        started = trio.current_time()
+        outcome = await delivery.perform(config(f"http://127.0.0.1:{server.port}/", timeout_s=30))
+    assert trio.current_time() - started < 10
+    assert outcome.status is RunStatus.SUCCEEDED, outcome  # judged on its status, as at the cap
+    bound = wire_bound(cap)
+    assert f"stopped reading the body after {bound} bytes on the wire" in str(outcome.error)
+    assert 0 < got(outcome)["body_bytes"] < cap
 
 
 # -- TLS ------------------------------------------------------------------------------

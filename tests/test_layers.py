@@ -33,6 +33,7 @@ PURE = (
     "jobsd.intervals",
     "jobsd.job_model",
     "jobsd.messages",
+    "jobsd.reading",
     "jobsd.retry",
     "jobsd.run_filters",
     "jobsd.run_attributes",
