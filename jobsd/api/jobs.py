@@ -80,7 +80,12 @@ def jobs_blueprint(ctx: ApiContext) -> Blueprint:
         await ctx.store.jobs.get_job(caller.id, slug, version.kinds)
         write = version.parse_job(doc, path_slug=slug, caller=caller)
         job = await ctx.store.jobs.replace_job(
-            caller.id, slug, write, configured=caller.environments, limit=limit_of(caller)
+            caller.id,
+            slug,
+            write,
+            configured=caller.environments,
+            limit=limit_of(caller),
+            guard=caller.scope,
         )
         return jsonapi.document({"data": version.render_job(job, caller)})
 

@@ -135,7 +135,10 @@ class JobStore:
         *,
         configured: Collection[str],
         limit: Limit,
+        guard: frozenset[str] | None = None,
     ) -> Job:
+        """Replace; `guard` set: refuse (403) a change to what an environment
+        enabled outside it does (`job_writes.refuse_reaching_out`)."""
         job_writes.refuse_markers(write)
         now = self.now()
         keyring = self._keyring
@@ -147,6 +150,7 @@ class JobStore:
             job_writes.refuse_unknown_policies(conn, account_id, write)
             before = jobs_sql.to_job(row, environments_sql.env_rows(conn, row["id"]), keyring)
             spec = job_writes.merged_spec(write, before.spec)
+            job_writes.refuse_reaching_out(before, spec, guard)
             enabled = {env: e.enabled for env, e in before.environments.items()}
             was_counted = limit.counting.counts(before.spec.kind, enabled)
             for env in write.owns:

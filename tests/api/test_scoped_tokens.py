@@ -4,7 +4,8 @@ A scoped token sees, lists, runs and changes only its environments: another
 environment is unknown wherever it is named (422 in bodies, 400 in filters),
 its runs are 404 and never listed, jobs are listed with their map narrowed,
 a PUT keeps the entries it cannot see, and deleting a job enabled where the
-token cannot reach is 403.
+token cannot reach is 403, as is a PUT that changes what such an environment
+sends (it inherits the base).
 """
 
 from __future__ import annotations
@@ -119,3 +120,48 @@ async def test_the_seed_version_needs_the_default_environment(h: Harness) -> Non
     # Runs and usage need no environment of their own.
     assert (await seed.list_runs()).status == 200
     assert (await Versioned(h, NEW, token=STAGING_TOKEN).usage()).status == 200
+
+
+async def test_a_scoped_put_cannot_change_what_an_environment_out_of_reach_sends(
+    h: Harness,
+) -> None:
+    # The base is what every environment inherits: a staging token that could
+    # point it elsewhere would send production's own secret header override
+    # (and its schedule, its retries) wherever it liked. So a scoped PUT may
+    # change what an enabled environment out of its reach sends or when: no;
+    # its own entries and the job's name: yes; a job not enabled out of reach: yes.
+    full, staging = Versioned(h), Versioned(h, token=STAGING_TOKEN)
+    envs = {
+        "production": {"enabled": True, "headers.Authorization": "Bearer prod-secret"},
+        "staging": {"enabled": True},
+        "qa": {"enabled": False},
+    }
+    assert (await full.post_job(doc(environments=envs))).status == 201
+    before = (await full.get_job("warm")).body["data"]["attributes"]
+    mine = {"staging": {"enabled": True}}
+    elsewhere = {"url": "https://attacker.example/steal"}
+    for attrs in (
+        {"configuration": elsewhere},
+        {"configuration": {**before["configuration"], "tls_verify": False}},
+        {"configuration": {**before["configuration"], "headers": {"X-Extra": "1"}}},
+        {"schedule": "* * * * *", "configuration": before["configuration"]},
+        {"timezone": "Asia/Tokyo", "configuration": before["configuration"]},
+    ):
+        r = await staging.put_job("warm", doc(environments=mine, **attrs))
+        assert r.status == 403, (attrs, r.body)
+        assert r.body["errors"][0]["code"] == "environment_scope"
+        assert "production" in r.body["errors"][0]["detail"]
+        assert (await full.get_job("warm")).body["data"]["attributes"] == before
+    # The same base sent back (as read), with only its own entry and the name changed.
+    same = {"configuration": before["configuration"], "schedule": before["schedule"]}
+    r = await staging.put_job(
+        "warm", doc(name="renamed", environments={"staging": {"enabled": False}}, **same)
+    )
+    assert r.status == 200, r.body
+    # A staging override of its own may still point staging anywhere.
+    own = {"staging": {"enabled": True, "url": "https://staging.example/"}}
+    assert (await staging.put_job("warm", doc(environments=own, **same))).status == 200
+    # Where nothing out of reach is enabled, the base is the token's to change.
+    await full.post_job(doc("b", environments={"production": {"enabled": False}}))
+    r = await staging.put_job("b", doc("b", environments=mine, configuration=elsewhere))
+    assert r.status == 200, r.body
