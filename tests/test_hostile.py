@@ -320,6 +320,32 @@ async def test_hostile_slugs_in_the_path(tmp_path: Path, path: str) -> None:
                 assert status in (404, 405)
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1//jobs",
+        "/api//v1/usage",
+        "/api/v1/jobs//target",
+        "/api/v1/jobs/target//actions/run",
+        "/api/v1/runs/00000000-0000-0000-0000-000000000000//actions/cancel",
+    ],
+)
+async def test_doubled_slashes_are_a_json_404_not_an_html_redirect(
+    tmp_path: Path, path: str
+) -> None:
+    # Werkzeug merges slashes by answering a 308 with an HTML page, which
+    # skips the app's error handlers; a path with an empty segment names no
+    # resource of the contract, so it is an unknown route like any other.
+    async with make_harness(tmp_path) as h:
+        await h.post("/api/v1/jobs", {"data": {**base_document("target")["data"]}})
+        for method in ("GET", "POST", "PUT", "DELETE"):
+            r = await h.client.open(path, method=method, headers=auth(TOKEN_A))
+            assert r.status_code in (404, 405), (method, r.status_code)
+            assert r.headers["Content-Type"] == JSONAPI
+            assert "Location" not in r.headers
+        assert (await h.get("/api/v1/jobs/target")).status_code == 200
+
+
 CONF = "/data/attributes/configuration"
 FLOOD = [{"name": f"H{i}", "value": "v"} for i in range(60_000)]
 

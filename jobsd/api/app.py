@@ -38,6 +38,9 @@ def create_app(ctx: ApiContext) -> QuartTrio:
     app.config["MAX_CONTENT_LENGTH"] = jsonapi.MAX_BODY_BYTES
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
     app.url_map.strict_slashes = False
+    # Werkzeug would answer a path with `//` by a 308 and an HTML page, past
+    # the error handlers below; an empty segment names nothing: a JSON 404.
+    app.url_map.merge_slashes = False
     blueprints = [
         jobs_blueprint(ctx),
         runs_blueprint(ctx),
