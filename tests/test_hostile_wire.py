@@ -263,3 +263,25 @@ async def test_whatever_bytes_come_the_daemon_answers_sanely_and_keeps_serving(
         await healthz_latency_s(live.host, live.port)
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert not errors, [r.getMessage() for r in errors]
+
+
+@pytest.mark.parametrize(
+    ("line", "body"),
+    [
+        (f"Authorization : Bearer {TOKEN_A}", b""),  # a space before the colon
+        (f"Authorization: Bearer {TOKEN_A}\rx", b""),  # a bare CR
+        (f"X-Note\x01: Bearer {TOKEN_A}", b""),  # a control character in the name
+        ("Transfer-Encoding: chunked", f"zz;{TOKEN_A}\r\n".encode()),  # a chunk extension
+    ],
+    ids=["space-before-colon", "bare-cr", "control-in-name", "chunk-header"],
+)
+async def test_a_refused_request_is_not_echoed_back(tmp_path: Path, line: str, body: bytes) -> None:
+    # h11 names the line it refused with the line's bytes; those bytes may
+    # carry a bearer token, and an error body is what proxies and clients log.
+    async with serving_daemon(tmp_path) as live:
+        raw = request("POST", "/api/v1/jobs", f"Content-Type: {JSONAPI}", line, body=body)
+        answers = split_answers(await exchange(live.host, live.port, raw))
+        assert [a.status for a in answers] == [400], answers
+        assert TOKEN_A.encode() not in answers[0].body, answers[0].body
+        detail = json.loads(answers[0].body)["errors"][0]["detail"]
+        assert detail.startswith("not a valid HTTP/1.1 request: illegal "), detail

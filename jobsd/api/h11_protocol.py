@@ -9,6 +9,7 @@ socket. Overrides hypercorn 0.18 internals (pinned in pyproject):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +22,16 @@ from jobsd.api import jsonapi
 from jobsd.api.framing import Refusal, folded, folding_refusal, refuse_head
 
 _DETAIL_CHARS = 300
+_QUOTED = re.compile(r":? *(?:bytearray\()?b['\"].*\Z", re.DOTALL)
+
+
+def without_bytes(message: str) -> str:
+    """h11's reason less the bytes it quotes (`illegal header line: bytearray(b'...')`).
+
+    Those bytes are the client's own line, and may hold its bearer token; an
+    error body is what proxies and clients log. The reason alone says enough.
+    """
+    return _QUOTED.sub("", message)[:_DETAIL_CHARS]
 
 
 class StrictH11(h11.Connection):
@@ -55,7 +66,7 @@ class StrictH11(h11.Connection):
                 detail = f"the request line and headers are over {self.max_head_bytes} bytes"
                 self.refusal = Refusal(431, "header_too_large", detail)
             else:  # h11's 501 (a transfer coding other than chunked) is faulty framing too
-                detail = f"not a valid HTTP/1.1 request: {error}"[:_DETAIL_CHARS]
+                detail = f"not a valid HTTP/1.1 request: {without_bytes(str(error))}"
                 self.refusal = Refusal(400, "bad_request", detail)
             raise
 
