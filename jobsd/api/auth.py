@@ -61,9 +61,22 @@ class Caller:
         return tuple(e for e in self.environments if self.scope is None or e in self.scope)
 
 
+def single_header(name: str) -> str | None:
+    """The one value of a header that holds one; 400 when it comes more than once.
+
+    Taking the first of two `Authorization` (or `Jobsd-Version`) lines would
+    let whoever adds one ahead of a proxy's own choose who is asking. The
+    detail never repeats a value: it may be a token.
+    """
+    values = request.headers.getlist(name)
+    if len(values) > 1:
+        raise errors.bad_header(name, f"send {name} once, not {len(values)} times")
+    return values[0] if values else None
+
+
 def requested_version() -> str | None:
     """The version the request names, if any; 400 when it names an unknown one."""
-    raw = request.headers.get(VERSION_HEADER)
+    raw = single_header(VERSION_HEADER)
     if raw is None:
         return None
     value = raw.strip()
@@ -89,7 +102,7 @@ def current_account(ctx: ApiContext) -> Caller:
     once the caller is known: a 401 names the daemon's default.
     """
     requested = requested_version()
-    header = request.headers.get("Authorization")
+    header = single_header("Authorization")
     if header is None:
         raise errors.unauthorized("send Authorization: Bearer <token>")
     token = bearer_token(header)

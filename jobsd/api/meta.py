@@ -8,11 +8,11 @@ here: the document is public.
 
 from __future__ import annotations
 
-from quart import Blueprint, Response, g, request
+from quart import Blueprint, Response, g
 
 from jobsd import errors
 from jobsd.api import jsonapi
-from jobsd.api.auth import bearer_token, requested_version
+from jobsd.api.auth import bearer_token, requested_version, single_header
 from jobsd.api.context import ApiContext
 from jobsd.api.versions import dialect
 from jobsd.config import DEFAULT_API_VERSION, token_sha256
@@ -35,7 +35,7 @@ def meta_blueprint(ctx: ApiContext) -> Blueprint:
     async def openapi() -> Response:
         version = requested_version()
         if version is None:
-            token = bearer_token(request.headers.get("Authorization"))
+            token = bearer_token(single_header("Authorization"))
             match = None
             if token is not None:
                 match = ctx.tokens.match(ctx.settings.config, token_sha256(token))

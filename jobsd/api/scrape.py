@@ -21,7 +21,7 @@ from quart import Blueprint, Response, request
 
 from jobsd import errors
 from jobsd.api import jsonapi
-from jobsd.api.auth import bearer_token
+from jobsd.api.auth import bearer_token, single_header
 from jobsd.api.context import ApiContext
 from jobsd.api.edge import address_in, client_of
 from jobsd.config import MetricsConfig
@@ -50,7 +50,7 @@ def metrics_blueprint(ctx: ApiContext, observer: Observer, config: MetricsConfig
     @bp.get(config.path)
     async def metrics() -> Response:
         client = client_of(request.scope)
-        if not allowed(config, client, request.headers.get("Authorization")):
+        if not allowed(config, client, single_header("Authorization")):
             return jsonapi.error_response(_REFUSED)
         pending, running = await ctx.store.runs.count_live()
         accept = request.headers.get("Accept")

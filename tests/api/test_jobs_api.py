@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+from werkzeug.datastructures import Headers
+
 from jobsd.messages import RunOrder
-from tests.conftest import JSONAPI, TOKEN_B, Harness, job_doc, make_harness
+from tests.conftest import JSONAPI, TOKEN_A, TOKEN_B, Harness, job_doc, make_harness
 
 
 def pointers(body: dict[str, Any]) -> set[str]:
@@ -184,6 +187,32 @@ async def test_auth(harness: Harness) -> None:
     r = await harness.client.get("/api/v1/jobs", headers={"Authorization": "Basic abc"})
     assert r.status_code == 401
     assert (await r.get_json())["errors"][0]["status"] == "401"
+
+
+@pytest.mark.parametrize(
+    ("name", "values"),
+    [
+        ("Authorization", [f"Bearer {TOKEN_A}", f"Bearer {TOKEN_B}"]),
+        ("Authorization", [f"Bearer {TOKEN_A}", f"Bearer {TOKEN_A}"]),
+        ("Jobsd-Version", ["2026-08-07", "2026-06-04"]),
+    ],
+)
+async def test_two_of_a_header_that_holds_one_value_are_refused(
+    harness: Harness, name: str, values: list[str]
+) -> None:
+    # Which of two tokens (or versions) is meant? Taking the first would let
+    # whoever adds a header before a proxy's own choose the identity.
+    base = Headers({"Authorization": f"Bearer {TOKEN_A}", "Content-Type": JSONAPI})
+    base.pop(name, None)
+    for value in values:
+        base.add(name, value)
+    r = await harness.client.post("/api/v1/jobs", headers=base, json=job_doc("twice"))
+    assert r.status_code == 400
+    error = (await r.get_json())["errors"][0]
+    assert error["code"] == "invalid_header" and error["source"] == {"header": name}
+    assert TOKEN_A not in error["detail"]
+    for token in (TOKEN_A, TOKEN_B):
+        assert (await harness.get("/api/v1/jobs/twice", token=token)).status_code == 404
 
 
 async def test_media_types_and_malformed(harness: Harness) -> None:
