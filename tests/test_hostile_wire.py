@@ -285,3 +285,19 @@ async def test_a_refused_request_is_not_echoed_back(tmp_path: Path, line: str, b
         assert TOKEN_A.encode() not in answers[0].body, answers[0].body
         detail = json.loads(answers[0].body)["errors"][0]["detail"]
         assert detail.startswith("not a valid HTTP/1.1 request: illegal "), detail
+
+
+async def test_answers_without_content_claim_no_html(tmp_path: Path) -> None:
+    # Every answer is JSON:API or carries nothing at all; a 204 and the
+    # automatic answer to OPTIONS said text/html, Quart's default.
+    async with serving_daemon(tmp_path) as live, live.client() as client:
+        doc = json.loads(_JOB)
+        assert (await client.post("/api/v1/jobs", json=doc)).status_code == 201
+        answers = [
+            await client.delete("/api/v1/jobs/smuggled"),
+            await client.options("/api/v1/jobs"),
+            await client.options("/api/v1/jobs/smuggled", headers={"Authorization": "x"}),
+        ]
+        for r in answers:
+            assert r.status_code in (200, 204) and r.content == b""
+            assert "content-type" not in r.headers, r.headers

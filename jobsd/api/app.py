@@ -83,6 +83,16 @@ def create_app(ctx: ApiContext) -> QuartTrio:
         return response
 
     @app.after_request
+    async def no_type_without_content(response: Response) -> Response:
+        # A 204, or the automatic answer to OPTIONS, has no content to type;
+        # Quart would still label it text/html, which no answer of ours is.
+        if response.status_code == 204 or (
+            request.method == "OPTIONS" and response.content_length == 0
+        ):
+            response.headers.pop("Content-Type", None)
+        return response
+
+    @app.after_request
     async def say_version(response: Response) -> Response:
         # The version the request was served in; where none could be chosen
         # (no valid token, an unknown Jobsd-Version) the daemon's default.
