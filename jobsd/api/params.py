@@ -17,6 +17,9 @@ from jobsd import errors
 
 _FAMILY = re.compile(r"^(page|filter|meta|sort|include|fields)\[[^\]]*\]$|^(sort|include)$")
 _DIGITS = re.compile(r"^[0-9]{1,18}$")
+# What 18 digits hold: every integer parameter stops there (well inside
+# SQLite's int64), so a page past any end is still answered, just empty.
+LARGEST = 10**18 - 1
 
 
 class Query:
@@ -31,14 +34,15 @@ class Query:
     def text(self, name: str) -> str | None:
         return self._args.get(name)
 
-    def integer(self, name: str, default: int, low: int, high: int | None = None) -> int:
+    def integer(self, name: str, default: int, low: int, high: int = LARGEST) -> int:
         raw = self._args.get(name)
         if raw is None:
             return default
         value = int(raw) if _DIGITS.match(raw) else None
-        if value is None or value < low or (high is not None and value > high):
-            bound = f"between {low} and {high}" if high is not None else f">= {low}"
-            raise errors.bad_parameter(name, f"{name} must be an integer {bound}, not '{raw}'")
+        if value is None or not low <= value <= high:
+            raise errors.bad_parameter(
+                name, f"{name} must be an integer between {low} and {high}, not '{raw}'"
+            )
         return value
 
     def boolean(self, name: str) -> bool | None:

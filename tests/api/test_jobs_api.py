@@ -287,6 +287,23 @@ async def test_list_pagination_and_filters(harness: Harness) -> None:
         assert (await r.get_json())["errors"][0]["source"] == {"parameter": name}
 
 
+@pytest.mark.parametrize("path", ["/api/v1/jobs", "/api/v1/retry-policies"])
+async def test_page_number_is_bounded_at_eighteen_digits_and_says_so(
+    harness: Harness, path: str
+) -> None:
+    # Past any end, but still a page: answered empty; one digit more is a
+    # 400 whose detail names the bound it crossed, not only ">= 1".
+    largest = "9" * 18
+    r = await harness.get(path, query_string={"page[number]": largest, "meta[total]": "true"})
+    body = await r.get_json()
+    assert r.status_code == 200 and body["data"] == []
+    assert body["meta"]["pagination"]["page"] == int(largest)
+    r = await harness.get(path, query_string={"page[number]": "1" + "0" * 18})
+    error = (await r.get_json())["errors"][0]
+    assert r.status_code == 400 and error["source"] == {"parameter": "page[number]"}
+    assert largest in error["detail"], error
+
+
 async def test_delete_cancels_pending_runs_and_keeps_history(harness: Harness) -> None:
     await harness.post("/api/v1/jobs", job_doc("d"))
     run = await (await harness.post("/api/v1/jobs/d/actions/run")).get_json()
