@@ -301,3 +301,36 @@ async def test_answers_without_content_claim_no_html(tmp_path: Path) -> None:
         for r in answers:
             assert r.status_code in (200, 204) and r.content == b""
             assert "content-type" not in r.headers, r.headers
+
+
+BAD_HOSTS = [
+    *("a" * 64, "x" * 300, "h:99999", "h:0", "h:", "[::1", "[zz]", "[1]", "[::1]x"),
+    *("a@b", "x/y?z#", '"q', "a b", "", "é.example"),
+]
+GOOD_HOSTS = ["localhost", "127.0.0.1:8080", "[::1]:8080", "api.example.com", "A-B.example:65535"]
+
+
+async def test_a_host_that_is_not_host_and_port_is_400_and_links_stay_urls(
+    tmp_path: Path,
+) -> None:
+    # Werkzeug raised past every error handler on a label over 63 characters
+    # (a 500 with no body and a traceback in the log for each request), and
+    # built `links.next` as "http:/api/..." from a Host it could not read.
+    # RFC 9112 (3.2): a Host with an invalid value is a 400.
+    async with serving_daemon(tmp_path) as live, live.client() as client:
+        await client.post("/api/v1/jobs", json=json.loads(_JOB))
+        for _ in range(2):
+            await client.post("/api/v1/jobs/smuggled/actions/run")
+        for host in BAD_HOSTS:
+            raw = request("GET", "/api/v1/runs?page[size]=1", AUTH).replace(
+                b"Host: x\r\n", b"Host: " + host.encode() + b"\r\n", 1
+            )
+            answers = split_answers(await exchange(live.host, live.port, raw))
+            assert [a.status for a in answers] == [400], (host, answers)
+            assert answers[0].error_code() == "invalid_host", host
+        for host in GOOD_HOSTS:
+            r = await client.get("/api/v1/runs?page[size]=1", headers={"Host": host})
+            assert r.status_code == 200, (host, r.text)
+            assert (
+                r.json()["links"]["next"].lower().startswith(f"http://{host.lower()}/api/v1/runs?")
+            ), host

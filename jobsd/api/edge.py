@@ -34,6 +34,7 @@ from typing import Any
 from hypercorn.middleware import ProxyFixMiddleware
 from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallable, Scope
 
+from jobsd.api import jsonapi
 from jobsd.api.spec import base_spec
 from jobsd.clock import perf_s
 from jobsd.config import API_VERSIONS
@@ -85,8 +86,49 @@ def client_of(scope: Scope) -> str | None:
 
 
 _HOST = re.compile(
-    r"(?:[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?"
+    r"(?:[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*|\[([0-9A-Fa-f:.]+)\])(?::([0-9]{1,5}))?"
 )
+
+
+def is_host(value: bytes) -> bool:
+    """Whether a Host value is `host[:port]` (an IPv6 literal in brackets, a
+    port 1-65535): what Werkzeug reads whole and links can be built on."""
+    match = _HOST.fullmatch(value.decode("latin-1"))
+    if match is None or (match[2] is not None and not 1 <= int(match[2]) <= 65535):
+        return False
+    try:
+        return match[1] is None or ipaddress.IPv6Address(match[1]) is not None
+    except ValueError:
+        return False
+
+
+class ValidHost:
+    """ASGI middleware: a request whose Host is not `host[:port]` is a JSON:API 400.
+
+    Werkzeug raises on a Host it cannot encode (a label over 63 characters)
+    before any of the app's error handlers can answer, which hypercorn turns
+    into a 500 with no body and a traceback in the log, and it builds links
+    such as `links.next` as `http:/api/...` from a Host it cannot read. RFC
+    9112 (3.2) asks for a 400 for a Host with an invalid value. Sits where the
+    app's scope is final: after a trusted proxy's forwarded host is applied.
+    """
+
+    def __init__(self, app: ASGIFramework) -> None:
+        self._app = app
+
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        if scope["type"] == "http":
+            hosts = [v for k, v in scope["headers"] if k.lower() == b"host"]
+            if hosts and not is_host(hosts[-1]):
+                headers, body = jsonapi.closing_error(
+                    400, "invalid_host", "the Host header must be host[:port]"
+                )
+                await send({"type": "http.response.start", "status": 400, "headers": headers})
+                await send({"type": "http.response.body", "body": body, "more_body": False})
+                return
+        await self._app(scope, receive, send)
 
 
 class _LinkSafe:
@@ -104,7 +146,7 @@ class _LinkSafe:
             scope["scheme"] = self._original["scheme"]  # type: ignore[typeddict-item]
         headers: Any = scope.get("headers", [])
         hosts = [v for k, v in headers if k.lower() == b"host"]
-        if hosts and not _HOST.fullmatch(hosts[-1].decode("latin-1")):
+        if hosts and not is_host(hosts[-1]):
             scope["headers"] = self._original["headers"]  # type: ignore[typeddict-item]
         await self._app(scope, receive, send)
 

@@ -77,7 +77,7 @@ async def run_api(
     app.config["BODY_TIMEOUT"] = server.body_timeout_s
     config = hypercorn_config(server)
     timed = limits.RequestDeadline(app, server.request_timeout_s)  # type: ignore[arg-type]
-    guarded = limits.HeadLimit(timed, server.max_request_header_bytes)
+    guarded = limits.HeadLimit(edge.ValidHost(timed), server.max_request_header_bytes)
     outer = edge.outer_layers(guarded, ctx.observer, server.trusted_proxies)  # type: ignore[arg-type]
     await limits.serve(
         wrap_app(outer, config.wsgi_max_body_size, "asgi"),  # type: ignore[arg-type]
