@@ -62,8 +62,8 @@ def request_bytes(
     headers: Sequence[tuple[str, str]],
     body: bytes,
 ) -> bytes:
-    """The whole request, framed by h11 (which refuses a header name or value
-    HTTP/1.1 does not allow: h11.LocalProtocolError). `headers` come in the
+    """The whole request, framed by h11 (a header name or value HTTP/1.1 does
+    not allow: ExchangeFailed). `headers` come in the
     order httpx sent them: the defaults a job's header does not replace, then
     the job's and jobsd's; Host and an empty POST's `Content-Length: 0` first,
     a body's length last."""
@@ -76,11 +76,31 @@ def request_bytes(
     first = [] if "host" in names else [(b"Host", target.authority.encode())]
     if not body and not framed and method in _BODY_EXPECTED:
         first.append((b"Content-Length", b"0"))
-    request = h11.Request(method=method, target=target.target, headers=first + lines)
+    request = _request(method, target.target, first + lines)
     data = conn.send(request) or b""
     if body:
         data += conn.send(h11.Data(data=body)) or b""
     return data + (conn.send(h11.EndOfMessage()) or b"")
+
+
+def _request(method: str, target: str, headers: list[tuple[bytes, bytes]]) -> h11.Request:
+    """h11's Request. h11's refusal of a header value quotes the value, which
+    is a secret (it would become the run's `error`, and an alert's): the
+    error names the header instead. The API refuses such values; this holds
+    for any that reach a run anyway. Raised outside the `except`, so no
+    context carries h11's message either (`describe` reads the context)."""
+    try:
+        return h11.Request(method=method, target=target, headers=headers)
+    except h11.LocalProtocolError as exc:
+        problem = str(exc)  # the method or the target: h11 quotes neither
+    for name, value in headers:
+        try:
+            h11.Request(method="GET", target="/", headers=[(name, value)], http_version="1.0")
+        except h11.LocalProtocolError:
+            shown = name.decode("utf-8", "replace")
+            problem = f"the value of header {shown} is not allowed in HTTP/1.1 (not shown)"
+            break
+    raise ExchangeFailed(problem)
 
 
 class Connector:
