@@ -3,9 +3,11 @@
 `Delivery` is built once per process and shared by every executor actor (in
 the daemon for alerts, in each worker process for runs). It owns what is
 costly or must be bounded process-wide: the address policy, the TLS contexts
-(building one costs tens of milliseconds) and the DNS thread limiter (a
+(building one costs tens of milliseconds) and the DNS threads (a
 cancelled lookup keeps its thread, so DNS gets its own limiter and cannot
-starve trio's default one).
+starve trio's default one, and each account at most half of it, so one
+account's names that never resolve cannot starve the others:
+`jobsd.lookup_threads`).
 
 The exchange is HTTP/1.1 on h11 over trio streams (`jobsd.http1`), not an
 HTTP client library: httpx2 over httpcore cost a worker ~1.15 ms of CPU per
@@ -58,6 +60,7 @@ from jobsd.http1 import Connector, ExchangeFailed, request_bytes
 from jobsd.http_url import InvalidURL, Target, parse
 from jobsd.job_model import Header, HttpConfig
 from jobsd.keepalive import IdleConnections, ReuseKey
+from jobsd.lookup_threads import LOOKUP_SCOPE, LookupThreads
 from jobsd.messages import Outcome
 from jobsd.reading import MAX_HEAD_BYTES, Reading
 from jobsd.runs import FailureReason, RunStatus
@@ -128,7 +131,7 @@ class Delivery:
         keepalive_s: float = 0.0,
     ) -> None:
         if resolver is None:
-            resolver = default_resolver(trio.CapacityLimiter(dns_threads))
+            resolver = default_resolver(LookupThreads(dns_threads))
         self._dialer = PolicyDialer(policy, resolver)
         self._keep_bytes = body_keep_bytes
         self._cap_bytes = body_cap_bytes
@@ -149,6 +152,14 @@ class Delivery:
         that let a target deduplicate, correlate and verify; they are not the
         job's secrets and are not part of the recorded snapshot of the job's
         request. Where a job sets a header of the same name, jobsd's wins."""
+        # Name lookups count against the account's share of the threads.
+        scope = LOOKUP_SCOPE.set(config.reuse_scope)
+        try:
+            return await self._perform(config, stamp)
+        finally:
+            LOOKUP_SCOPE.reset(scope)
+
+    async def _perform(self, config: HttpConfig, stamp: Sequence[tuple[str, str]]) -> Outcome:
         headers = _job_headers(config, stamp)
         request = request_record(config, stamp)
         reading = Reading(self._keep_bytes, self._cap_bytes)

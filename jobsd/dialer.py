@@ -16,10 +16,12 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import trio
 
 from jobsd.address_policy import AddressPolicy, IPAddress
+from jobsd.lookup_threads import LookupThreads
 
 Resolver = Callable[[str, int], Awaitable[Sequence[IPAddress]]]
 
@@ -45,17 +47,21 @@ class ConnectFailed(Exception):
     timed out. The message names the host and each address tried."""
 
 
-def default_resolver(limiter: trio.CapacityLimiter) -> Resolver:
-    """getaddrinfo in a thread counted by `limiter`, not trio's default limiter."""
+def default_resolver(
+    threads: LookupThreads, lookup: Callable[..., Sequence[Any]] = socket.getaddrinfo
+) -> Resolver:
+    """getaddrinfo in a thread counted by `threads` (each account's share of
+    them: `jobsd.lookup_threads`), not trio's default limiter. `lookup` is
+    getaddrinfo but in tests."""
 
     async def resolve(host: str, port: int) -> Sequence[IPAddress]:
         infos = await trio.to_thread.run_sync(
-            socket.getaddrinfo,
+            lookup,
             host,
             port,
             0,
             socket.SOCK_STREAM,
-            limiter=limiter,
+            limiter=threads,  # type: ignore[arg-type]  # the duck type trio documents
             abandon_on_cancel=True,
         )
         return [ipaddress.ip_address(info[4][0]) for info in infos]

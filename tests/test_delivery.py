@@ -12,10 +12,12 @@ from __future__ import annotations
 import ipaddress
 import socket
 import ssl
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import h11
 import pytest
@@ -23,8 +25,9 @@ import trio
 import trio.testing
 
 from jobsd.address_policy import AddressPolicy, IPAddress
-from jobsd.delivery import Delivery
+from jobsd.delivery import Delivery, default_resolver
 from jobsd.job_model import Header, HttpConfig
+from jobsd.lookup_threads import LookupThreads
 from jobsd.runs import FailureReason, RunStatus
 from tests.tls_ca import make_ca
 
@@ -434,6 +437,39 @@ async def test_a_slow_resolver_counts_against_the_deadline(
 
     outcome = await Delivery(LOCAL, resolver=slow).perform(config("http://slow.test/", timeout_s=5))
     assert outcome.failure_reason is FailureReason.TIMEOUT
+
+
+async def test_lookups_that_never_answer_hold_only_their_accounts_share_of_the_threads() -> None:
+    """A lookup abandoned by its run keeps its thread until the resolver gives
+    up; one account's names whose nameserver never answers must not hold every
+    thread, or every other account's runs to any name time out meanwhile."""
+    never = threading.Event()
+    started: list[str] = []
+
+    def lookup(host: str, port: int, *args: object) -> list[Any]:
+        started.append(host)
+        if host == "fine.test":
+            return socket.getaddrinfo("127.0.0.1", port, *args)  # type: ignore[arg-type]
+        never.wait(30)  # a nameserver that never answers, until the test ends
+        return []
+
+    threads = LookupThreads(8)
+    delivery = Delivery(LOCAL, resolver=default_resolver(threads, lookup))
+    try:
+        async with serving(ok) as server, trio.open_nursery() as nursery:
+            for i in range(8):
+                slow = config(f"http://slow{i}.test/", timeout_s=1, reuse_scope="noisy")
+                nursery.start_soon(delivery.perform, slow)
+            with trio.fail_after(10):
+                while len(started) < threads.per_scope:
+                    await trio.sleep(0.01)
+            await trio.sleep(1.5)  # every noisy run has given up; its lookups have not
+            assert len(started) == threads.per_scope == 4  # the rest never got a thread
+            fine = config(f"http://fine.test:{server.port}/", timeout_s=3, reuse_scope="quiet")
+            outcome = await delivery.perform(fine)
+        assert outcome.status is RunStatus.SUCCEEDED, outcome
+    finally:
+        never.set()
 
 
 # -- TLS ------------------------------------------------------------------------------
