@@ -285,6 +285,8 @@ async def test_a_refused_request_is_not_echoed_back(tmp_path: Path, line: str, b
         assert TOKEN_A.encode() not in answers[0].body, answers[0].body
         detail = json.loads(answers[0].body)["errors"][0]["detail"]
         assert detail.startswith("not a valid HTTP/1.1 request: illegal "), detail
+        # Answered below Quart, it still says which version answered (the default).
+        assert answers[0].headers["jobsd-version"] == "2026-06-04", answers[0].headers
 
 
 async def test_answers_without_content_claim_no_html(tmp_path: Path) -> None:
@@ -328,6 +330,7 @@ async def test_a_host_that_is_not_host_and_port_is_400_and_links_stay_urls(
             answers = split_answers(await exchange(live.host, live.port, raw))
             assert [a.status for a in answers] == [400], (host, answers)
             assert answers[0].error_code() == "invalid_host", host
+            assert answers[0].headers["jobsd-version"] == "2026-06-04", host
         for host in GOOD_HOSTS:
             r = await client.get("/api/v1/runs?page[size]=1", headers={"Host": host})
             assert r.status_code == 200, (host, r.text)

@@ -34,7 +34,7 @@ from typing import Any
 from hypercorn.middleware import ProxyFixMiddleware
 from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallable, Scope
 
-from jobsd.api import jsonapi
+from jobsd.api.limits import send_closing_error
 from jobsd.api.spec import base_spec
 from jobsd.clock import perf_s
 from jobsd.config import API_VERSIONS
@@ -122,11 +122,8 @@ class ValidHost:
         if scope["type"] == "http":
             hosts = [v for k, v in scope["headers"] if k.lower() == b"host"]
             if hosts and not is_host(hosts[-1]):
-                headers, body = jsonapi.closing_error(
-                    400, "invalid_host", "the Host header must be host[:port]"
-                )
-                await send({"type": "http.response.start", "status": 400, "headers": headers})
-                await send({"type": "http.response.body", "body": body, "more_body": False})
+                detail = "the Host header must be host[:port]"
+                await send_closing_error(send, 400, "invalid_host", detail)
                 return
         await self._app(scope, receive, send)
 

@@ -22,6 +22,7 @@ from quart import Response, request
 from werkzeug.exceptions import HTTPException
 
 from jobsd import errors
+from jobsd.config import DEFAULT_API_VERSION
 
 MEDIA_TYPE = "application/vnd.api+json"
 ACCEPTED_BODY_TYPES = frozenset({MEDIA_TYPE, "application/json"})
@@ -54,12 +55,17 @@ def error_response(err: errors.ApiError) -> Response:
 
 
 def closing_error(status: int, code: str, detail: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
-    """Head and body of an error sent below Quart, on a connection about to close."""
+    """Head and body of an error sent below Quart, on a connection about to close.
+
+    Like every answer it names the version that answered: below Quart no
+    version was chosen, so the daemon's default (VERSIONS.md).
+    """
     item = errors.ErrorItem(status, code, HTTPStatus(status).phrase, detail)
     body = json.dumps({"errors": [item.to_json()]}).encode()
     headers = [
         (b"content-type", MEDIA_TYPE.encode()),
         (b"content-length", str(len(body)).encode()),
+        (b"jobsd-version", DEFAULT_API_VERSION.encode()),
         (b"connection", b"close"),
     ]
     return headers, body
