@@ -128,13 +128,30 @@ def by_minutes(expr: str, name: str, start: datetime, end: datetime) -> list[dat
     return found
 
 
+def _midnight_gap_end(t: datetime, name: str) -> bool:
+    """Whether `t` ends a spring-forward gap over local midnight (São Paulo's, until 2019).
+
+    cronsim starts each new day at 00:00; where that does not exist it normalises it to the
+    gap's end and fires there, even for a real-time job, whose minutes in a gap never happen
+    (found by hypothesis: `* */2 */3 * *`, 2016-10-16). The real-minute walk is the oracle
+    there; the cross-check leaves that one instant out on both sides."""
+    zone = load_zone(name)
+    before = (t - timedelta(minutes=1)).astimezone(zone)
+    return before.date() != t.astimezone(zone).date() and t.astimezone(zone).hour > 0
+
+
 def expected(expr: str, name: str, start: datetime, end: datetime) -> list[datetime]:
     parsed = parse_schedule(expr)
     assert isinstance(parsed, CronSchedule)
     if not compile_cron(parsed.expr).wall_clock:
         walked = by_minutes(expr, name, start, end)
         if name not in HALF_HOUR_ZONES:
-            assert walked == by_cronsim(expr, name, start, end), "the two oracles disagree"
+            theirs = [
+                t for t in by_cronsim(expr, name, start, end) if not _midnight_gap_end(t, name)
+            ]
+            assert [t for t in walked if not _midnight_gap_end(t, name)] == theirs, (
+                "the two oracles disagree"
+            )
         return walked
     return by_cronsim(expr, name, start, end)
 
