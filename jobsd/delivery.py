@@ -231,23 +231,30 @@ class Delivery:
         """The shared context for the job's TLS settings, built on first use."""
         if not config.tls_verify:
             if self._insecure is None:
-                self._insecure = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                self._insecure = _no_renegotiation(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
                 self._insecure.check_hostname = False
                 self._insecure.verify_mode = ssl.CERT_NONE
             return self._insecure
         if config.ca_cert is None or not config.url.lower().startswith("https:"):
             if self._verifying is None:
-                self._verifying = ssl.create_default_context()
+                self._verifying = _no_renegotiation(ssl.create_default_context())
             return self._verifying
         context = self._with_ca.get(config.ca_cert)
         if context is None:
-            context = ssl.create_default_context()
+            context = _no_renegotiation(ssl.create_default_context())
             context.load_verify_locations(cadata=config.ca_cert)
             self._with_ca[config.ca_cert] = context
             while len(self._with_ca) > CA_CONTEXTS_KEPT:
                 self._with_ca.popitem(last=False)
         self._with_ca.move_to_end(config.ca_cert)
         return context
+
+
+def _no_renegotiation(context: ssl.SSLContext) -> ssl.SSLContext:
+    """A target may not renegotiate TLS 1.2 mid-exchange: a hostile one could make a
+    worker repeat handshakes (public-key work each) until the run's deadline."""
+    context.options |= ssl.OP_NO_RENEGOTIATION
+    return context
 
 
 __all__ = [

@@ -521,6 +521,18 @@ def test_ssl_contexts_are_built_once_and_shared() -> None:
     assert delivery.ssl_context_for(config("http://x.test/", ca_cert="junk")) is verifying
 
 
+def test_no_context_lets_a_target_renegotiate() -> None:
+    """A hostile target could make a worker repeat TLS 1.2 handshakes until the deadline."""
+    delivery = Delivery(LOCAL)
+    url = "https://example.test/"
+    for asked in (
+        config(url),
+        config(url, tls_verify=False),
+        config(url, ca_cert=make_ca("a").cert_pem),
+    ):
+        assert delivery.ssl_context_for(asked).options & ssl.OP_NO_RENEGOTIATION
+
+
 async def test_an_unloadable_ca_cert_is_a_connection_error() -> None:
     outcome = await Delivery(LOCAL).perform(config("https://127.0.0.1:1/", ca_cert="junk"))
     assert outcome.failure_reason is FailureReason.CONNECTION_ERROR

@@ -76,6 +76,7 @@ REQUIRED = {
     "RestrictRealtime": "yes",
     "SystemCallArchitectures": "native",
     "CapabilityBoundingSet": "",
+    "LimitCORE": "0",  # a core dump would hold keys and decrypted header values
 }
 
 
