@@ -62,6 +62,18 @@ def create_app(ctx: ApiContext) -> QuartTrio:
         if request.url_rule is not None:
             request.scope[ROUTE_KEY] = route_template(request.url_rule.rule)  # type: ignore[literal-required]
 
+    @app.before_request
+    async def body_within_bound() -> None:
+        # Run now through 2026-06-04, rerun, cancel and DELETE take no body,
+        # so they acted before anything read one: a body over 2 MiB got a 200
+        # and a new run. Reading it here (bounded by MAX_CONTENT_LENGTH and
+        # BODY_TIMEOUT, as any read) makes it a 413 before anything happens;
+        # the handlers that parse a body get these bytes from Quart's cache.
+        headers = request.headers
+        framed = "Content-Length" in headers or "Transfer-Encoding" in headers
+        if framed and len(await request.get_data(cache=True)) > jsonapi.MAX_BODY_BYTES:
+            raise errors.payload_too_large("the request body is over 2 MiB")
+
     @app.after_request
     async def drain_body(response: Response) -> Response:
         # A connection whose request body was left unread closes after the
