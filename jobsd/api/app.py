@@ -11,6 +11,7 @@ stack trace on the wire.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from quart import Response, g, request
 from quart_trio import QuartTrio
@@ -31,6 +32,16 @@ from jobsd.api.usage import usage_blueprint
 from jobsd.config import DEFAULT_API_VERSION
 
 log = logging.getLogger("jobsd.api")
+
+
+_FRAMING = (b"content-length", b"transfer-encoding")
+
+
+def _framed(scope: Any) -> bool:
+    """Whether HTTP/1.1 framing says a body was sent. Read from the scope (header
+    names are lower-case there) rather than Werkzeug's Headers, whose lookup of a
+    missing name raises and catches an exception: two hooks ask on every request."""
+    return any(name in _FRAMING for name, _ in scope["headers"])
 
 
 def create_app(ctx: ApiContext) -> QuartTrio:
@@ -69,9 +80,9 @@ def create_app(ctx: ApiContext) -> QuartTrio:
         # and a new run. Reading it here (bounded by MAX_CONTENT_LENGTH and
         # BODY_TIMEOUT, as any read) makes it a 413 before anything happens;
         # the handlers that parse a body get these bytes from Quart's cache.
-        headers = request.headers
-        framed = "Content-Length" in headers or "Transfer-Encoding" in headers
-        if framed and len(await request.get_data(cache=True)) > jsonapi.MAX_BODY_BYTES:
+        if not _framed(request.scope):
+            return
+        if len(await request.get_data(cache=True)) > jsonapi.MAX_BODY_BYTES:
             raise errors.payload_too_large("the request body is over 2 MiB")
 
     @app.after_request
@@ -85,8 +96,7 @@ def create_app(ctx: ApiContext) -> QuartTrio:
         if response.status_code == 408:
             response.headers["Connection"] = "close"
             return response
-        headers = request.headers
-        if "Content-Length" not in headers and "Transfer-Encoding" not in headers:
+        if not _framed(request.scope):
             return response  # HTTP/1.1 framing: no body was sent, none is left to read
         try:
             await request.get_data(cache=False)
