@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections import Counter
 from http import HTTPStatus
 from typing import Any
 
@@ -180,13 +181,9 @@ def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     members = dict(pairs)
     if len(members) == len(pairs):
         return members
-    seen: set[str] = set()
-    for name, _ in pairs:
-        if name in seen:
-            shown = repr(name) if len(name) <= 60 else "a member name"
-            raise ValueError(f"{shown} appears twice in one object")
-        seen.add(name)
-    raise AssertionError("unreachable: a shorter dict has a repeated name")
+    name = next(n for n, count in Counter(n for n, _ in pairs).items() if count > 1)
+    shown = repr(name) if len(name) <= 60 else "a member name"
+    raise ValueError(f"{shown} appears twice in one object")
 
 
 def http_exception_response(exc: HTTPException) -> Response:
