@@ -356,6 +356,13 @@ async def test_a_body_over_two_mib_is_413_where_the_body_is_ignored_too(
     async with serving_daemon(tmp_path) as live, live.client() as client:
         assert (await client.post("/api/v1/jobs", json=json.loads(_JOB))).status_code == 201
         run = (await client.post("/api/v1/jobs/smuggled/actions/run")).json()["data"]
+        # Its request fails at once (port 9): let it end, so nothing but the
+        # requests below could change the runs between the two reads.
+        with trio.fail_after(30):
+            while (await client.get(f"/api/v1/runs/{run['id']}")).json()["data"]["attributes"][
+                "status"
+            ] in ("PENDING", "RUNNING"):
+                await trio.sleep(0.05)
         before = (await client.get("/api/v1/runs")).json()["data"]
         for method, path in [
             ("POST", "/api/v1/jobs/smuggled/actions/run"),
