@@ -76,7 +76,11 @@ def single_header(name: str) -> str | None:
 
 def requested_version() -> str | None:
     """The version the request names, if any; 400 when it names an unknown one."""
-    raw = single_header(VERSION_HEADER)
+    return known_version(single_header(VERSION_HEADER))
+
+
+def known_version(raw: str | None) -> str | None:
+    """A `Jobsd-Version` value as sent (None: not sent), checked; 400 when unknown."""
     if raw is None:
         return None
     value = raw.strip()
@@ -102,10 +106,21 @@ def current_account(ctx: ApiContext) -> Caller:
     once the caller is known: a 401 names the daemon's default.
     """
     requested = requested_version()
-    header = single_header("Authorization")
-    if header is None:
+    caller = caller_for(ctx, single_header("Authorization"), requested)
+    g.jobsd_version = caller.version
+    return caller
+
+
+def caller_for(ctx: ApiContext, authorization: str | None, requested: str | None) -> Caller:
+    """Who an `Authorization` value (None: not sent) names, or 401; in the version
+    requested (already checked by `known_version`) or else the account's.
+
+    Free of Quart's request so that the read answered below it
+    (`jobsd.api.fast_reads`) finds its caller by the same steps.
+    """
+    if authorization is None:
         raise errors.unauthorized("send Authorization: Bearer <token>")
-    token = bearer_token(header)
+    token = bearer_token(authorization)
     if token is None:
         raise errors.unauthorized("the Authorization header must be 'Bearer <token>'")
     config = ctx.settings.config
@@ -113,13 +128,11 @@ def current_account(ctx: ApiContext) -> Caller:
     if match is None:
         raise errors.unauthorized("the bearer token is not valid")
     account = match.account
-    version = requested or account.api_version
-    g.jobsd_version = version
     return Caller(
         account.id,
         config.plan_of(account),
         account.environments,
         match.scope,
         account.api_version,
-        version,
+        requested or account.api_version,
     )

@@ -36,9 +36,13 @@ _STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"')
 log = logging.getLogger("jobsd.api")
 
 
+def encoded(payload: dict[str, Any]) -> str:
+    """A document's JSON as every answer spells it: compact, UTF-8 left as is."""
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+
+
 def document(payload: dict[str, Any], status: int = 200, **headers: str) -> Response:
-    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-    response = Response(body, status=status, content_type=MEDIA_TYPE)
+    response = Response(encoded(payload), status=status, content_type=MEDIA_TYPE)
     for name, value in headers.items():
         response.headers[name.replace("_", "-")] = value
     return response

@@ -25,6 +25,10 @@ the one being waited for:
 There is no per-read timeout: a read waits only while the client is the one
 expected to act, and the head, body and request bounds cover that.
 
+In front of the app (behind the head and Host checks, ahead of the
+deadline) `jobsd.api.fast_reads` answers the plain `GET` of one job itself
+and hands everything else on.
+
 Outside those limits sit `jobsd.api.edge`'s layers: trusted proxies'
 forwarded headers, then the per-request metrics and access log.
 
@@ -39,11 +43,13 @@ from collections.abc import Awaitable, Callable
 
 import trio
 from hypercorn.config import Config as HyperConfig
+from hypercorn.typing import ASGIFramework
 from hypercorn.utils import wrap_app
 
 from jobsd.api import edge, limits
 from jobsd.api.app import create_app
 from jobsd.api.context import ApiContext
+from jobsd.api.fast_reads import FastReads
 from jobsd.config import ServerConfig
 
 GRACEFUL_TIMEOUT_S = 5.0
@@ -66,6 +72,17 @@ def hypercorn_config(server: ServerConfig) -> HyperConfig:
     return config
 
 
+def served_app(ctx: ApiContext, server: ServerConfig, *, fast_reads: bool = True) -> ASGIFramework:
+    """The app with every layer a request passes on its way in (see the module note);
+    without `fast_reads`, the same with every request answered by the app (to compare)."""
+    app = create_app(ctx)
+    app.config["BODY_TIMEOUT"] = server.body_timeout_s
+    timed = limits.RequestDeadline(app, server.request_timeout_s)  # type: ignore[arg-type]
+    reads = FastReads(timed, ctx) if fast_reads else timed
+    guarded = limits.HeadLimit(edge.ValidHost(reads), server.max_request_header_bytes)
+    return edge.outer_layers(guarded, ctx.observer, server.trusted_proxies)
+
+
 async def run_api(
     ctx: ApiContext,
     server: ServerConfig,
@@ -73,12 +90,8 @@ async def run_api(
     *,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    app = create_app(ctx)
-    app.config["BODY_TIMEOUT"] = server.body_timeout_s
     config = hypercorn_config(server)
-    timed = limits.RequestDeadline(app, server.request_timeout_s)  # type: ignore[arg-type]
-    guarded = limits.HeadLimit(edge.ValidHost(timed), server.max_request_header_bytes)
-    outer = edge.outer_layers(guarded, ctx.observer, server.trusted_proxies)  # type: ignore[arg-type]
+    outer = served_app(ctx, server)
     await limits.serve(
         wrap_app(outer, config.wsgi_max_body_size, "asgi"),  # type: ignore[arg-type]
         config,

@@ -138,17 +138,21 @@ class Engine:
 
     async def point_read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """`read` for a bounded lookup by key, run here; waits only if SQLite is busy."""
+        try:
+            return self.point_read_now(fn)
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_BUSY:
+                raise
+        return await self.read(fn)
+
+    def point_read_now(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A point read here and now, never waiting: SQLite's busy error instead."""
         if self._closed:
             raise RuntimeError("the store is closed")
         if self._point_conn is None:
             self._point_conn = self.open_reader()
             self._point_conn.execute("PRAGMA busy_timeout = 0")
-        try:
-            return fn(self._point_conn)
-        except sqlite3.OperationalError as exc:
-            if getattr(exc, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_BUSY:
-                raise
-        return await self.read(fn)
+        return fn(self._point_conn)
 
     @asynccontextmanager
     async def snapshot(self, owner: str) -> AsyncIterator[Snapshot]:

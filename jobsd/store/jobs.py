@@ -36,6 +36,7 @@ from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 import trio
 
@@ -206,15 +207,19 @@ class JobStore:
         self, account_id: str, slug: str, kinds: Collection[JobKind] = frozenset(JobKind)
     ) -> Job:
         """The live job; 404 also when its kind is not among `kinds` (a version cannot show it)."""
-        keyring = self._keyring
+        return await self._engine.point_read(partial(self._live_job, account_id, slug, kinds))
 
-        def q(conn: sqlite3.Connection) -> Job:
-            row = jobs_sql.live_row(conn, account_id, slug)
-            if row is None or JobKind(row["kind"]) not in kinds:
-                raise _job_not_found(slug)
-            return jobs_sql.to_job(row, environments_sql.env_rows(conn, row["id"]), keyring)
+    def get_job_now(self, account_id: str, slug: str, kinds: Collection[JobKind]) -> Job:
+        """`get_job` without waiting: SQLite's busy error where it would wait."""
+        return self._engine.point_read_now(partial(self._live_job, account_id, slug, kinds))
 
-        return await self._engine.point_read(q)
+    def _live_job(
+        self, account_id: str, slug: str, kinds: Collection[JobKind], conn: sqlite3.Connection
+    ) -> Job:
+        row = jobs_sql.live_row(conn, account_id, slug)
+        if row is None or JobKind(row["kind"]) not in kinds:
+            raise _job_not_found(slug)
+        return jobs_sql.to_job(row, environments_sql.env_rows(conn, row["id"]), self._keyring)
 
     @asynccontextmanager
     async def listing(self, account_id: str) -> AsyncIterator[JobListing]:

@@ -1,9 +1,11 @@
 """The API read path in one process, no sockets: CPU per `GET /jobs/{id}` by layer.
 
 Calls the ASGI app the daemon serves (trusted-proxy check, metrics and
-access log, head limit, request deadline, Quart, auth, the store read,
-rendering) directly with a request scope, `--concurrency` at a time, then
-the same app without the metrics and access log ("quiet"), then a
+access log, head limit, Host check, the fast read path; auth, the store
+read, rendering) directly with a request scope, `--concurrency` at a time,
+then the same read answered by the Quart route behind the older layers
+("routed": request deadline, Quart, its hooks), then the served app without
+the metrics and access log ("quiet"), then a
 hello-world Quart app behind the same request-level guards, round after
 round. What is left out is the same for both: hypercorn's
 parsing and the socket. So the difference is jobsd's own work per read,
@@ -33,10 +35,10 @@ from typing import Any
 
 import trio
 
-from jobsd.api import edge, limits
-from jobsd.api.app import create_app
+from jobsd.api import limits
 from jobsd.api.auth import Caller
 from jobsd.api.context import ApiContext
+from jobsd.api.server import served_app
 from jobsd.api.v2026_06_04 import DIALECT
 from jobsd.api.versions import limit_of
 from jobsd.clock import Clock
@@ -136,11 +138,13 @@ async def rounds(args: argparse.Namespace, config: Config, data: Path) -> None:
         config.storage.path, keyring, Clock(datetime.now(UTC)), changes_tx
     ) as store:
         ctx = ApiContext(store, settings, None, cancels_tx, Health(ready=True), observer)  # type: ignore[arg-type]
-        jobsd_app = edge.outer_layers(guarded(create_app(ctx)), observer, ())
+        jobsd_app = served_app(ctx, config.server)
+        # The same read answered by the Quart route (no fast path in front).
+        routed_app = served_app(ctx, config.server, fast_reads=False)
         hello = guarded(hello_app())
         # The same app without the edge's metrics and access log: what they cost.
         unobserved = ApiContext(store, settings, None, cancels_tx, Health(ready=True))  # type: ignore[arg-type]
-        quiet_app = edge.outer_layers(guarded(create_app(unobserved)), None, ())
+        quiet_app = served_app(unobserved, config.server)
         caller = Caller(reader, config.plans["p"], ("production",))
         for i in range(100):
             write = DIALECT.parse_job(job_doc(f"job-{i:03d}"), path_slug=None, caller=caller)
@@ -155,6 +159,7 @@ async def rounds(args: argparse.Namespace, config: Config, data: Path) -> None:
         for n in range(args.rounds):
             for name, app, todo in (
                 ("jobsd", jobsd_app, scopes),
+                ("routed", routed_app, scopes),
                 ("quiet", quiet_app, scopes),
                 ("hello", hello, [hello_scope] * args.requests),
             ):
