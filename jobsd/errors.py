@@ -198,6 +198,11 @@ def too_many_pending(max_pending: int) -> ApiError:
 STORE_BUSY_RETRY_AFTER_S = 1
 
 
+def internal() -> ApiError:
+    """What an unexpected failure says on the wire: no more (the log has it)."""
+    return _single(500, "internal_error", "Internal Server Error", "the server failed; see its log")
+
+
 def store_busy() -> ApiError:
     err = _single(
         503,

@@ -116,7 +116,7 @@ def caller_for(ctx: ApiContext, authorization: str | None, requested: str | None
     requested (already checked by `known_version`) or else the account's.
 
     Free of Quart's request so that the read answered below it
-    (`jobsd.api.fast_reads`) finds its caller by the same steps.
+    (`jobsd.api.fast_paths`) finds its caller by the same steps.
     """
     if authorization is None:
         raise errors.unauthorized("send Authorization: Bearer <token>")

@@ -52,8 +52,12 @@ def no_content() -> Response:
     return Response("", status=204)
 
 
+def error_payload(err: errors.ApiError) -> dict[str, Any]:
+    return {"errors": [item.to_json() for item in err.items]}
+
+
 def error_response(err: errors.ApiError) -> Response:
-    response = document({"errors": [item.to_json() for item in err.items]}, status=err.status)
+    response = document(error_payload(err), status=err.status)
     for name, value in err.headers.items():
         response.headers[name] = value
     return response
@@ -213,12 +217,4 @@ def http_exception_response(exc: HTTPException) -> Response:
 
 def internal_error_response(exc: BaseException) -> Response:
     log.error("unhandled error in %s %s: %r", request.method, request.path, exc, exc_info=exc)
-    err = errors.ApiError(
-        500,
-        [
-            errors.ErrorItem(
-                500, "internal_error", "Internal Server Error", "the server failed; see its log"
-            )
-        ],
-    )
-    return error_response(err)
+    return error_response(errors.internal())

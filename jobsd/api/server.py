@@ -25,9 +25,9 @@ the one being waited for:
 There is no per-read timeout: a read waits only while the client is the one
 expected to act, and the head, body and request bounds cover that.
 
-In front of the app (behind the head and Host checks, ahead of the
-deadline) `jobsd.api.fast_reads` answers the plain `GET` of one job itself
-and hands everything else on.
+In front of the app `jobsd.api.fast_paths` answers the plain `GET` of one
+job (behind the head and Host checks, ahead of the deadline) and the plain
+run-now (behind the deadline) itself, and hands everything else on.
 
 Outside those limits sit `jobsd.api.edge`'s layers: trusted proxies'
 forwarded headers, then the per-request metrics and access log.
@@ -49,7 +49,7 @@ from hypercorn.utils import wrap_app
 from jobsd.api import edge, limits
 from jobsd.api.app import create_app
 from jobsd.api.context import ApiContext
-from jobsd.api.fast_reads import FastReads
+from jobsd.api.fast_paths import FastReads, FastRunNow
 from jobsd.config import ServerConfig
 
 GRACEFUL_TIMEOUT_S = 5.0
@@ -72,13 +72,16 @@ def hypercorn_config(server: ServerConfig) -> HyperConfig:
     return config
 
 
-def served_app(ctx: ApiContext, server: ServerConfig, *, fast_reads: bool = True) -> ASGIFramework:
+def served_app(ctx: ApiContext, server: ServerConfig, *, fast_paths: bool = True) -> ASGIFramework:
     """The app with every layer a request passes on its way in (see the module note);
-    without `fast_reads`, the same with every request answered by the app (to compare)."""
-    app = create_app(ctx)
-    app.config["BODY_TIMEOUT"] = server.body_timeout_s
-    timed = limits.RequestDeadline(app, server.request_timeout_s)  # type: ignore[arg-type]
-    reads = FastReads(timed, ctx) if fast_reads else timed
+    without `fast_paths`, the same with every request answered by the app (to compare)."""
+    quart = create_app(ctx)
+    quart.config["BODY_TIMEOUT"] = server.body_timeout_s
+    app: ASGIFramework = quart  # type: ignore[assignment]
+    timed = limits.RequestDeadline(
+        FastRunNow(app, ctx) if fast_paths else app, server.request_timeout_s
+    )
+    reads = FastReads(timed, ctx) if fast_paths else timed
     guarded = limits.HeadLimit(edge.ValidHost(reads), server.max_request_header_bytes)
     return edge.outer_layers(guarded, ctx.observer, server.trusted_proxies)
 

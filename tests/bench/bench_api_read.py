@@ -140,7 +140,7 @@ async def rounds(args: argparse.Namespace, config: Config, data: Path) -> None:
         ctx = ApiContext(store, settings, None, cancels_tx, Health(ready=True), observer)  # type: ignore[arg-type]
         jobsd_app = served_app(ctx, config.server)
         # The same read answered by the Quart route (no fast path in front).
-        routed_app = served_app(ctx, config.server, fast_reads=False)
+        routed_app = served_app(ctx, config.server, fast_paths=False)
         hello = guarded(hello_app())
         # The same app without the edge's metrics and access log: what they cost.
         unobserved = ApiContext(store, settings, None, cancels_tx, Health(ready=True))  # type: ignore[arg-type]

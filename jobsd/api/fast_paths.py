@@ -1,0 +1,223 @@
+"""The two requests clients repeat most, answered below Quart when nothing about them is unusual.
+
+Reading one job (a dashboard, the SDK, a script polling its job) and
+running one now (the SDK's `run`, a CI step) are most of what clients
+send, and Quart's machinery around a request (request and response
+objects and their contexts, routing over every rule, six hooks, the
+request deadline's task) costs more CPU than either: a read took ~600 us
+in one process through the route and ~170 us here
+(tests/bench/bench_api_read.py). So these two layers answer the plain
+case themselves, with the parts the routes use (`auth.caller_for`, the
+version's `guard`, `run_now_target` and rendering, the store's methods,
+`jsonapi.encoded`), and send the status, headers and bytes the route
+would (tests/api/test_fast_paths.py compares the two, request by request).
+
+The plain case: the route's method and exact path, no body (none framed,
+or `Content-Length: 0`), one `Authorization` naming a caller, at most one
+known `Jobsd-Version`, the version's guard passed. Anything else, and
+anything that goes wrong before the answer is whole (an error to answer,
+a header sent twice, a busy database, any exception at all), and the
+layer has sent nothing and changed nothing: the request goes on to the
+app, which answers it as it always has.
+
+- `FastReads` sits in front of the request deadline: it never awaits
+  before its answer is whole (the job is read on the loop's thread, and a
+  read that would wait for SQLite is the app's), so there is nothing to
+  bound.
+- `FastRunNow` sits behind the deadline, as its write waits for the
+  writer. Up to the write it only reads, and passes on whatever is not
+  plain; from the write on the answer is its own, never passed on (the run
+  is attempted once): the run, offered to the executors with no await in
+  between (`jobsd.dispatch`), or the write's refusal, a busy database's
+  503 or a 500, each as the app's error boundary words it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from hypercorn.typing import (
+    ASGIFramework,
+    ASGIReceiveCallable,
+    ASGISendCallable,
+    HTTPScope,
+    Scope,
+)
+
+from jobsd import errors
+from jobsd.api.auth import VERSION_HEADER, Caller, caller_for, known_version
+from jobsd.api.context import ApiContext
+from jobsd.api.edge import ROUTE_KEY, route_template
+from jobsd.api.jsonapi import MEDIA_TYPE, encoded, error_payload
+from jobsd.api.versions import Dialect, dialect
+from jobsd.messages import RunOrder
+
+log = logging.getLogger("jobsd.api")
+
+JOBS = "/api/v1/jobs/"
+RUN_NOW = "/actions/run"
+_READ_ROUTE = route_template(JOBS + "<slug>")
+_RUN_NOW_ROUTE = route_template(JOBS + "<slug>" + RUN_NOW)
+_AUTHORIZATION = b"authorization"
+_VERSION = VERSION_HEADER.lower().encode()
+_FRAMING = (b"content-length", b"transfer-encoding")
+_TYPE = (b"content-type", MEDIA_TYPE.encode())
+
+
+def _slug(scope: HTTPScope, suffix: str = "") -> str | None:
+    """The one path segment after `/api/v1/jobs/` (and before `suffix`), if that is the path."""
+    path = scope["path"]
+    if scope.get("root_path") or not path.startswith(JOBS) or not path.endswith(suffix):
+        return None
+    slug = path[len(JOBS) : len(path) - len(suffix)]
+    return slug if slug and "/" not in slug else None
+
+
+def _caller(ctx: ApiContext, scope: HTTPScope) -> tuple[Caller, Dialect] | None:
+    """The caller and its version, for a request with one `Authorization`, at most one
+    `Jobsd-Version` and no body; None for any other; raises as the route would."""
+    authorization: list[bytes] = []
+    versions: list[bytes] = []
+    framing: list[bytes] = []
+    for name, value in scope["headers"]:
+        if name == _AUTHORIZATION:
+            authorization.append(value)
+        elif name == _VERSION:
+            versions.append(value)
+        elif name in _FRAMING:
+            framing.append(name + b":" + value.strip())
+    if len(authorization) != 1 or len(versions) > 1 or framing not in ([], [b"content-length:0"]):
+        return None
+    requested = known_version(versions[0].decode("latin-1")) if versions else None
+    caller = caller_for(ctx, authorization[0].decode("latin-1"), requested)
+    version = dialect(caller.version)
+    version.guard(caller)
+    return caller, version
+
+
+async def _send(
+    send: ASGISendCallable,
+    version: str,
+    payload: dict[str, Any],
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """The answer as Quart sends a `jsonapi.document`, `Jobsd-Version` last (its hook's)."""
+    body = encoded(payload).encode()
+    head = [_TYPE, (b"content-length", b"%d" % len(body))]
+    head += [(name.lower().encode(), value.encode()) for name, value in (headers or {}).items()]
+    head.append((_VERSION, version.encode()))
+    await send({"type": "http.response.start", "status": status, "headers": head})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def _send_error(send: ASGISendCallable, version: str, err: errors.ApiError) -> None:
+    """`jsonapi.error_response` as Quart would send it."""
+    await _send(send, version, error_payload(err), err.status, err.headers)
+
+
+class FastReads:
+    """`GET /api/v1/jobs/{job_id}`: see the module note."""
+
+    def __init__(self, app: ASGIFramework, ctx: ApiContext) -> None:
+        self._app = app
+        self._ctx = ctx
+
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            try:
+                answer = self._answer(scope)
+            except Exception:  # the app answers it, errors and all
+                answer = None
+            if answer is not None:
+                scope[ROUTE_KEY] = _READ_ROUTE  # type: ignore[literal-required]
+                caller, payload = answer
+                await _send(send, caller.version, payload)
+                return
+        await self._app(scope, receive, send)
+
+    def _answer(self, scope: HTTPScope) -> tuple[Caller, dict[str, Any]] | None:
+        slug = _slug(scope)
+        found = None if slug is None else _caller(self._ctx, scope)
+        if slug is None or found is None:
+            return None
+        caller, version = found
+        job = self._ctx.store.jobs.get_job_now(caller.id, slug, version.kinds)
+        return caller, {"data": version.render_job(job, caller)}
+
+
+class FastRunNow:
+    """`POST /api/v1/jobs/{job_id}/actions/run`: see the module note."""
+
+    def __init__(self, app: ASGIFramework, ctx: ApiContext) -> None:
+        self._app = app
+        self._ctx = ctx
+
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            try:
+                target = self._target(scope)
+            except Exception:  # the app answers it, errors and all
+                target = None
+            if target is not None:
+                scope[ROUTE_KEY] = _RUN_NOW_ROUTE  # type: ignore[literal-required]
+                await self._run_now(scope, send, *target)
+                return
+        await self._app(scope, receive, send)
+
+    def _target(self, scope: HTTPScope) -> tuple[Caller, Dialect, str, str, bool] | None:
+        """(caller, version, job, environment, whether it must be enabled there) for the
+        plain case; None for anything else. Reads only."""
+        slug = _slug(scope, RUN_NOW)
+        found = None if slug is None else _caller(self._ctx, scope)
+        if slug is None or found is None:
+            return None
+        caller, version = found
+        job = self._ctx.store.jobs.get_job_now(caller.id, slug, version.kinds)
+        environment, require_enabled = version.run_now_target(job, None, caller)
+        return caller, version, slug, environment, require_enabled
+
+    async def _run_now(
+        self,
+        scope: HTTPScope,
+        send: ASGISendCallable,
+        caller: Caller,
+        version: Dialect,
+        slug: str,
+        environment: str,
+        require_enabled: bool,
+    ) -> None:
+        """The write, and its answer: the run, or why not, as the app's boundary would say.
+
+        Answered here, never passed on, so a refusal (a 429 past
+        `max_pending_runs`, say) costs one attempt, not two."""
+        ctx = self._ctx
+        try:
+            run = await ctx.store.runs.enqueue_manual(
+                caller.id,
+                slug,
+                environment,
+                require_enabled=require_enabled,
+                kinds=version.kinds,
+                max_pending=ctx.settings.config.scheduler.max_pending_runs,
+            )
+            ctx.orders.offer(RunOrder(run.id, run.account_id))  # never waits: see jobsd.dispatch
+            payload = {"data": version.render_run(run)}
+        except errors.ApiError as err:
+            await _send_error(send, caller.version, err)
+            return
+        except Exception as exc:
+            where = f"{scope['method']} {scope['path']}"
+            if errors.is_store_busy(exc):
+                log.warning("%s: the database stayed locked; answered 503", where)
+                await _send_error(send, caller.version, errors.store_busy())
+            else:
+                log.error("unhandled error in %s: %r", where, exc, exc_info=exc)
+                await _send_error(send, caller.version, errors.internal())
+            return
+        await _send(send, caller.version, payload)
