@@ -2,10 +2,10 @@
 
 The daemon (`tests.inprocess.daemon_at`) runs on trio's MockClock: a chain
 whose retries wait seconds to minutes plays out in a moment, and every
-instant the store records is the mock clock's. The clock jumps only after
-the process has been idle for a few real milliseconds (not at once, as
-`autojump_clock` does), so a request in flight over loopback or a write on
-the store's thread is never overtaken by a jump to some timeout.
+instant the store records is the mock clock's. The clock jumps only when
+the process has been idle for a few real milliseconds and no task waits on
+a thread (`tests.idle_clock`), so a write on the store's thread is never
+overtaken by a jump to some timeout, however loaded the machine.
 
 What is proven, each on a real chain: the attempts and their numbers, the
 delays exactly (a retry's `scheduled_for` minus the `finished_at` of the
@@ -36,6 +36,7 @@ import trio.testing
 
 from tests.api.conformance import check
 from tests.conftest import JSONAPI, make_config
+from tests.idle_clock import jump_when_idle
 from tests.inprocess import Daemon, daemon_at
 from tests.target import Target, open_target
 
@@ -47,7 +48,7 @@ ACME = 'api_version = "2026-08-07"\nenvironments = ["production", "staging"]'
 
 @pytest.fixture
 def mock_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0.05)
+    return trio.testing.MockClock()  # moved by `jump_when_idle`, started in `running`
 
 
 def iso_at(text: str) -> datetime:
@@ -72,10 +73,13 @@ async def running(
     config = make_config(
         tmp_path, acme=ACME, runs_included=runs_included, active_jobs_limit=-1, max_timeout=300
     )
-    async with open_target() as target, daemon_at(config, anchor) as daemon:
-        # No client deadline: the mock clock may jump while a request is answered.
-        daemon.client.timeout = httpx2.Timeout(None)
-        yield Rig(daemon.client, target, config.storage.path, daemon)
+    async with trio.open_nursery() as clock_hand:
+        clock_hand.start_soon(jump_when_idle)
+        async with open_target() as target, daemon_at(config, anchor) as daemon:
+            # No client deadline: the mock clock may jump while a request is answered.
+            daemon.client.timeout = httpx2.Timeout(None)
+            yield Rig(daemon.client, target, config.storage.path, daemon)
+        clock_hand.cancel_scope.cancel()
 
 
 async def post(client: httpx2.AsyncClient, path: str, doc: Any, **headers: str) -> Any:
