@@ -8,7 +8,9 @@ firing on time; an oversized request head (431: a JSON:API document when it
 came whole or trickled) and a body over 2 MiB
 (413, sized or chunked) are refused without harm to anyone else.
 The connection cap itself is proved on `jobsd.api.limits.serve` directly,
-where the limiter can be watched.
+where the limiter can be watched. The slowloris bounds are net of the time
+the loop's thread waited for a CPU (`tests.cpu_wait`): the attackers share
+the daemon's loop, and on a loaded machine that wait alone passed them.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from jobsd.clock import Clock, iso
 from jobsd.config import parse_config
 from jobsd.daemon import DaemonOptions, run_daemon
 from tests.conftest import JSONAPI, TOKEN_A, config_text
+from tests.cpu_wait import CpuWait, watching_cpu_wait
 from tests.target import Target, open_target
 
 ANCHOR = datetime(2026, 6, 5, 1, 0, 0, tzinfo=UTC)
@@ -178,9 +181,13 @@ class Attack:
                     self.cut_by_server += 1
 
 
-async def normal_client(live: Live, until: float) -> list[tuple[float, str, int]]:
+# A normal client's request: (began, answered) in trio time, what it was, its status.
+Seen = tuple[float, float, str, int]
+
+
+async def normal_client(live: Live, until: float) -> list[Seen]:
     """A fresh connection for every request: the case a connection cap starves first."""
-    seen: list[tuple[float, str, int]] = []
+    seen: list[Seen] = []
     fresh = httpx2.Limits(max_keepalive_connections=0)
     put: dict[str, Any] = {
         "json": job("steady", "0 0 1 1 *", "http://127.0.0.1:9/x"),
@@ -196,14 +203,14 @@ async def normal_client(live: Live, until: float) -> list[tuple[float, str, int]
             method, path, kw = calls[len(seen) % len(calls)]
             start = trio.current_time()
             r = await client.request(method, path, **kw)
-            seen.append((trio.current_time() - start, f"{method} {path}", r.status_code))
+            seen.append((start, trio.current_time(), f"{method} {path}", r.status_code))
             await trio.sleep(0.05)
     return seen
 
 
 async def attack_and_serve(
     live: Live, target: Target, attackers: int, attack_s: float
-) -> tuple[Attack, list[tuple[float, str, int]], str]:
+) -> tuple[Attack, list[Seen], str]:
     """Run the attack while a normal client works and a one-off job is due."""
     async with live.client() as client:
         r = await client.post(
@@ -221,7 +228,7 @@ async def attack_and_serve(
         )
         assert r.status_code == 201, r.text
     attack = Attack(live.host, live.port, trio.current_time() + attack_s)
-    seen: list[tuple[float, str, int]] = []
+    seen: list[Seen] = []
     async with trio.open_nursery() as nursery:
         for _ in range(attackers):
             nursery.start_soon(attack.slowloris)
@@ -234,7 +241,8 @@ async def attack_and_serve(
     return attack, seen, iso(due) or ""
 
 
-async def lateness_s(live: Live, scheduled_for: str) -> float:
+async def lateness_s(live: Live, scheduled_for: str, cpu: CpuWait) -> tuple[float, float]:
+    """How late the one-off started: in all, and net of the loop's waits for a CPU meanwhile."""
     async with live.client() as client:
         with trio.fail_after(10):
             while True:
@@ -245,19 +253,44 @@ async def lateness_s(live: Live, scheduled_for: str) -> float:
                 await trio.sleep(0.05)
     attrs = runs[0]["attributes"]
     assert attrs["scheduled_for"] == scheduled_for
-    started = datetime.fromisoformat(attrs["started_at"])
-    return (started - datetime.fromisoformat(scheduled_for)).total_seconds()
+    due = live.clock.to_trio(datetime.fromisoformat(scheduled_for))
+    started = live.clock.to_trio(datetime.fromisoformat(attrs["started_at"]))
+    return started - due, cpu.net_s(due, started)
+
+
+def latencies(seen: list[Seen], cpu: CpuWait) -> tuple[float, float]:
+    """The normal client's slowest answer: in all, and net of the loop's waits for a CPU."""
+    in_all = max((end - start for start, end, *_ in seen), default=0.0)
+    return in_all, max((cpu.net_s(start, end) for start, end, *_ in seen), default=0.0)
+
+
+def report(
+    name: str, attack: Attack, seen: list[Seen], cpu: CpuWait, late: tuple[float, float]
+) -> None:
+    slowest = latencies(seen, cpu)
+    print(
+        f"{name}: {attack.opened} opened, {attack.cut_by_server} cut; {len(seen)} requests, slowest"
+        f" {slowest[0]:.3f} s ({slowest[1]:.3f} net); one-off {late[0]:.3f} s late"
+        f" ({late[1]:.3f} net); loop waited {cpu.waited_s(-math.inf, math.inf):.3f} s for a CPU"
+    )
 
 
 async def test_slowloris_under_the_cap_leaves_normal_clients_served(tmp_path: Path) -> None:
     server = "max_connections = 400\nkeep_alive_timeout_s = 2\n"
-    async with open_target() as target, serving_daemon(tmp_path, server) as live:
+    async with (
+        open_target() as target,
+        serving_daemon(tmp_path, server) as live,
+        watching_cpu_wait() as cpu,
+    ):
         attack, seen, due = await attack_and_serve(live, target, attackers=200, attack_s=4.0)
-        assert attack.opened >= 200
-        assert seen and all(status == 200 for *_, status in seen), seen
-        # Generous, for a loaded machine: typically well under half a second.
-        assert max(latency for latency, *_ in seen) < 2.5, seen
-        assert await lateness_s(live, due) < 1.0
+        late = await lateness_s(live, due, cpu)
+    report("under the cap", attack, seen, cpu, late)
+    assert attack.opened >= 200
+    assert seen and all(status == 200 for *_, status in seen), seen
+    # Net of the loop's waits for a CPU (tests.cpu_wait), which on a loaded
+    # machine reached the bounds themselves; typically a tenth of them.
+    assert latencies(seen, cpu)[1] < 2.5, seen
+    assert late[1] < 1.0
 
 
 async def test_slowloris_over_the_cap_is_cut_and_clients_still_get_through(
@@ -265,17 +298,23 @@ async def test_slowloris_over_the_cap_is_cut_and_clients_still_get_through(
 ) -> None:
     keep_alive_s, cap, attackers = 1, 50, 250
     server = f"max_connections = {cap}\nkeep_alive_timeout_s = {keep_alive_s}\n"
-    async with open_target() as target, serving_daemon(tmp_path, server) as live:
+    async with (
+        open_target() as target,
+        serving_daemon(tmp_path, server) as live,
+        watching_cpu_wait() as cpu,
+    ):
         attack, seen, due = await attack_and_serve(live, target, attackers, attack_s=5.0)
-        # The server cut the tricklers at the keep-alive deadline (they reconnect).
-        assert attack.cut_by_server >= cap, attack
-        assert seen and all(status == 200 for *_, status in seen), seen
-        # A fresh connection queues behind at most every attacker once:
-        # ceil(attackers / cap) keep-alive periods, plus slack for a busy box.
-        bound_s = math.ceil(attackers / cap) * keep_alive_s + 3.0
-        assert max(latency for latency, *_ in seen) < bound_s, seen
-        # Timers are not connections: the job fires on time all the same.
-        assert await lateness_s(live, due) < 1.0
+        late = await lateness_s(live, due, cpu)
+    report("over the cap", attack, seen, cpu, late)
+    # The server cut the tricklers at the keep-alive deadline (they reconnect).
+    assert attack.cut_by_server >= cap, attack
+    assert seen and all(status == 200 for *_, status in seen), seen
+    # A fresh connection queues behind at most every attacker once:
+    # ceil(attackers / cap) keep-alive periods, plus slack for a busy box.
+    bound_s = math.ceil(attackers / cap) * keep_alive_s + 3.0
+    assert latencies(seen, cpu)[1] < bound_s, seen
+    # Timers are not connections: the job fires on time all the same.
+    assert late[1] < 1.0
 
 
 async def read_all(stream: trio.SocketStream) -> bytes:
