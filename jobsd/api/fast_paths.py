@@ -10,15 +10,16 @@ in one process through the route and ~170 us here
 case themselves, with the parts the routes use (`auth.caller_for`, the
 version's `guard`, `run_now_target` and rendering, the store's methods,
 `jsonapi.encoded`), and send the status, headers and bytes the route
-would (tests/api/test_fast_paths.py compares the two, request by request).
+would (tests/api/test_fast_paths.py and test_fast_run_now.py compare the
+two, request by request).
 
 The plain case: the route's method and exact path, no body (none framed,
 or `Content-Length: 0`), one `Authorization` naming a caller, at most one
 known `Jobsd-Version`, the version's guard passed. Anything else, and
-anything that goes wrong before the answer is whole (an error to answer,
-a header sent twice, a busy database, any exception at all), and the
-layer has sent nothing and changed nothing: the request goes on to the
-app, which answers it as it always has.
+anything that goes wrong while the layer only reads (an error to answer,
+a header sent twice, a busy database, any exception at all), and it has
+sent nothing and changed nothing: the request goes on to the app, which
+answers it as it always has.
 
 - `FastReads` sits in front of the request deadline: it never awaits
   before its answer is whole (the job is read on the loop's thread, and a
@@ -35,7 +36,7 @@ app, which answers it as it always has.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from hypercorn.typing import (
     ASGIFramework,
@@ -49,16 +50,15 @@ from jobsd import errors
 from jobsd.api.auth import VERSION_HEADER, Caller, caller_for, known_version
 from jobsd.api.context import ApiContext
 from jobsd.api.edge import ROUTE_KEY, route_template
+from jobsd.api.jobs import run_now
 from jobsd.api.jsonapi import MEDIA_TYPE, encoded, error_payload
 from jobsd.api.versions import Dialect, dialect
-from jobsd.messages import RunOrder
 
 log = logging.getLogger("jobsd.api")
+Plan = TypeVar("Plan")
 
 JOBS = "/api/v1/jobs/"
 RUN_NOW = "/actions/run"
-_READ_ROUTE = route_template(JOBS + "<slug>")
-_RUN_NOW_ROUTE = route_template(JOBS + "<slug>" + RUN_NOW)
 _AUTHORIZATION = b"authorization"
 _VERSION = VERSION_HEADER.lower().encode()
 _FRAMING = (b"content-length", b"transfer-encoding")
@@ -117,8 +117,11 @@ async def _send_error(send: ASGISendCallable, version: str, err: errors.ApiError
     await _send(send, version, error_payload(err), err.status, err.headers)
 
 
-class FastReads:
-    """`GET /api/v1/jobs/{job_id}`: see the module note."""
+class _FastPath(Generic[Plan]):
+    """One route answered here when `_plan` finds the request plain; see the module note."""
+
+    method: str
+    route: str
 
     def __init__(self, app: ASGIFramework, ctx: ApiContext) -> None:
         self._app = app
@@ -127,19 +130,32 @@ class FastReads:
     async def __call__(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET":
+        if scope["type"] == "http" and scope["method"] == self.method:
             try:
-                answer = self._answer(scope)
+                plan = self._plan(scope)
             except Exception:  # the app answers it, errors and all
-                answer = None
-            if answer is not None:
-                scope[ROUTE_KEY] = _READ_ROUTE  # type: ignore[literal-required]
-                caller, payload = answer
-                await _send(send, caller.version, payload)
+                plan = None
+            if plan is not None:
+                scope[ROUTE_KEY] = self.route  # type: ignore[literal-required]
+                await self._answer(scope, send, plan)
                 return
         await self._app(scope, receive, send)
 
-    def _answer(self, scope: HTTPScope) -> tuple[Caller, dict[str, Any]] | None:
+    def _plan(self, scope: HTTPScope) -> Plan | None:
+        """What to answer with, for the plain case; None for anything else. Reads only."""
+        raise NotImplementedError
+
+    async def _answer(self, scope: HTTPScope, send: ASGISendCallable, plan: Plan) -> None:
+        raise NotImplementedError
+
+
+class FastReads(_FastPath[tuple[Caller, dict[str, Any]]]):
+    """`GET /api/v1/jobs/{job_id}`."""
+
+    method = "GET"
+    route = route_template(JOBS + "<slug>")
+
+    def _plan(self, scope: HTTPScope) -> tuple[Caller, dict[str, Any]] | None:
         slug = _slug(scope)
         found = None if slug is None else _caller(self._ctx, scope)
         if slug is None or found is None:
@@ -148,31 +164,24 @@ class FastReads:
         job = self._ctx.store.jobs.get_job_now(caller.id, slug, version.kinds)
         return caller, {"data": version.render_job(job, caller)}
 
-
-class FastRunNow:
-    """`POST /api/v1/jobs/{job_id}/actions/run`: see the module note."""
-
-    def __init__(self, app: ASGIFramework, ctx: ApiContext) -> None:
-        self._app = app
-        self._ctx = ctx
-
-    async def __call__(
-        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    async def _answer(
+        self, scope: HTTPScope, send: ASGISendCallable, plan: tuple[Caller, dict[str, Any]]
     ) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            try:
-                target = self._target(scope)
-            except Exception:  # the app answers it, errors and all
-                target = None
-            if target is not None:
-                scope[ROUTE_KEY] = _RUN_NOW_ROUTE  # type: ignore[literal-required]
-                await self._run_now(scope, send, *target)
-                return
-        await self._app(scope, receive, send)
+        caller, payload = plan
+        await _send(send, caller.version, payload)
 
-    def _target(self, scope: HTTPScope) -> tuple[Caller, Dialect, str, str, bool] | None:
-        """(caller, version, job, environment, whether it must be enabled there) for the
-        plain case; None for anything else. Reads only."""
+
+_RunNowPlan = tuple[Caller, Dialect, str, str, bool]
+
+
+class FastRunNow(_FastPath[_RunNowPlan]):
+    """`POST /api/v1/jobs/{job_id}/actions/run`."""
+
+    method = "POST"
+    route = route_template(JOBS + "<slug>" + RUN_NOW)
+
+    def _plan(self, scope: HTTPScope) -> _RunNowPlan | None:
+        """(caller, version, job, environment, whether it must be enabled there)."""
         slug = _slug(scope, RUN_NOW)
         found = None if slug is None else _caller(self._ctx, scope)
         if slug is None or found is None:
@@ -182,31 +191,14 @@ class FastRunNow:
         environment, require_enabled = version.run_now_target(job, None, caller)
         return caller, version, slug, environment, require_enabled
 
-    async def _run_now(
-        self,
-        scope: HTTPScope,
-        send: ASGISendCallable,
-        caller: Caller,
-        version: Dialect,
-        slug: str,
-        environment: str,
-        require_enabled: bool,
-    ) -> None:
+    async def _answer(self, scope: HTTPScope, send: ASGISendCallable, plan: _RunNowPlan) -> None:
         """The write, and its answer: the run, or why not, as the app's boundary would say.
 
         Answered here, never passed on, so a refusal (a 429 past
         `max_pending_runs`, say) costs one attempt, not two."""
-        ctx = self._ctx
+        caller, version, slug, environment, require_enabled = plan
         try:
-            run = await ctx.store.runs.enqueue_manual(
-                caller.id,
-                slug,
-                environment,
-                require_enabled=require_enabled,
-                kinds=version.kinds,
-                max_pending=ctx.settings.config.scheduler.max_pending_runs,
-            )
-            ctx.orders.offer(RunOrder(run.id, run.account_id))  # never waits: see jobsd.dispatch
+            run = await run_now(self._ctx, caller, version, slug, environment, require_enabled)
             payload = {"data": version.render_run(run)}
         except errors.ApiError as err:
             await _send_error(send, caller.version, err)

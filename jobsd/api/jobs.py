@@ -16,7 +16,7 @@ from jobsd.api.auth import Caller, current_account
 from jobsd.api.context import ApiContext
 from jobsd.api.versions import Dialect, dialect, limit_of
 from jobsd.cursors import total_pages
-from jobsd.messages import RunOrder
+from jobsd.messages import Run, RunOrder
 
 
 def jobs_blueprint(ctx: ApiContext) -> Blueprint:
@@ -102,15 +102,29 @@ def jobs_blueprint(ctx: ApiContext) -> Blueprint:
         job = await ctx.store.jobs.get_job(caller.id, slug, version.kinds)
         body = await jsonapi.optional_json_body() if version.run_now_body else None
         environment, require_enabled = version.run_now_target(job, body, caller)
-        run = await ctx.store.runs.enqueue_manual(
-            caller.id,
-            slug,
-            environment,
-            require_enabled=require_enabled,
-            kinds=version.kinds,
-            max_pending=ctx.settings.config.scheduler.max_pending_runs,
-        )
-        ctx.orders.offer(RunOrder(run.id, run.account_id))  # never waits: see jobsd.dispatch
+        run = await run_now(ctx, caller, version, slug, environment, require_enabled)
         return jsonapi.document({"data": version.render_run(run)})
 
     return bp
+
+
+async def run_now(
+    ctx: ApiContext,
+    caller: Caller,
+    version: Dialect,
+    slug: str,
+    environment: str,
+    require_enabled: bool,
+) -> Run:
+    """A MANUAL run queued and handed to the executors, with no await between the two
+    (`jobsd.dispatch`); also `jobsd.api.fast_paths`' run-now."""
+    run = await ctx.store.runs.enqueue_manual(
+        caller.id,
+        slug,
+        environment,
+        require_enabled=require_enabled,
+        kinds=version.kinds,
+        max_pending=ctx.settings.config.scheduler.max_pending_runs,
+    )
+    ctx.orders.offer(RunOrder(run.id, run.account_id))  # never waits: see jobsd.dispatch
+    return run
