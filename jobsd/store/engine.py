@@ -11,7 +11,7 @@ between them, and a caller is never told "done" before its data is durable.
 Reads use a small pool of read-only connections on trio's worker threads,
 so a long listing never waits behind the writer (WAL lets both proceed).
 Listings read through snapshots of their own (`jobsd.store.snapshots`).
-A point read (a few rows found by a unique key: one job) runs on the event
+A point read (a few rows found by a unique key: one job, one run) runs on the event
 loop's thread instead, on a read-only connection that never waits for a
 lock: it costs tens of microseconds, less than the hand-over to a worker
 thread and back, and a worker thread waiting for the GIL behind a busy loop

@@ -146,6 +146,24 @@ async def test_a_point_read_runs_on_the_loop_and_waits_on_a_thread_only_when_bus
         await engine.point_read(read)
 
 
+async def test_one_job_and_one_run_are_read_without_a_worker_thread(tmp_path: Path) -> None:
+    """Point reads: with every reader thread's slot taken, both still answer."""
+    async with make_harness(tmp_path) as h:
+        assert (await h.post("/api/v1/jobs", job_doc("polled"))).status_code == 201
+        run = await (await h.post("/api/v1/jobs/polled/actions/run")).get_json()
+        limiter = h.store.engine._read_limiter  # type: ignore[attr-defined]
+        holders = [object() for _ in range(int(limiter.total_tokens))]
+        for holder in holders:
+            limiter.acquire_on_behalf_of_nowait(holder)
+        try:
+            with trio.fail_after(5):
+                assert (await h.get("/api/v1/jobs/polled")).status_code == 200
+                assert (await h.get(f"/api/v1/runs/{run['data']['id']}")).status_code == 200
+        finally:
+            for holder in holders:
+                limiter.release_on_behalf_of(holder)
+
+
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(valid_documents(), st.sampled_from(API_VERSIONS))
 def test_a_job_read_on_the_loop_renders_byte_for_byte_as_the_thread_read_did(
