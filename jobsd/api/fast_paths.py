@@ -1,8 +1,8 @@
 """The two requests clients repeat most, answered below Quart when nothing about them is unusual.
 
 Reading one job (a dashboard, the SDK, a script polling its job) and
-running one now (the SDK's `run`, a CI step) are most of what clients
-send, and Quart's machinery around a request (request and response
+running one now (a CI step, a script's `curl -X POST`) are most of what
+clients send, and Quart's machinery around a request (request and response
 objects and their contexts, routing over every rule, six hooks, the
 request deadline's task) costs more CPU than either: a read took ~600 us
 in one process through the route and ~170 us here
@@ -14,7 +14,8 @@ would (tests/api/test_fast_paths.py and test_fast_run_now.py compare the
 two, request by request).
 
 The plain case: the route's method and exact path, no body (none framed,
-or `Content-Length: 0`), one `Authorization` naming a caller, at most one
+or `Content-Length: 0`; the official SDK's run-now names its environment
+in a body, which the app reads), one `Authorization` naming a caller, at most one
 known `Jobsd-Version`, the version's guard passed. Anything else, and
 anything that goes wrong while the layer only reads (an error to answer,
 a header sent twice, a busy database, any exception at all), and it has
