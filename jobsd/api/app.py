@@ -34,14 +34,11 @@ from jobsd.config import DEFAULT_API_VERSION
 log = logging.getLogger("jobsd.api")
 
 
-_FRAMING = (b"content-length", b"transfer-encoding")
-
-
 def _framed(scope: Any) -> bool:
     """Whether HTTP/1.1 framing says a body was sent. Read from the scope (header
     names are lower-case there) rather than Werkzeug's Headers, whose lookup of a
     missing name raises and catches an exception: two hooks ask on every request."""
-    return any(name in _FRAMING for name, _ in scope["headers"])
+    return any(name in jsonapi.FRAMING_HEADERS for name, _ in scope["headers"])
 
 
 def create_app(ctx: ApiContext) -> QuartTrio:

@@ -52,7 +52,7 @@ from jobsd.api.auth import VERSION_HEADER, Caller, caller_for, known_version
 from jobsd.api.context import ApiContext
 from jobsd.api.edge import ROUTE_KEY, route_template
 from jobsd.api.jobs import run_now
-from jobsd.api.jsonapi import MEDIA_TYPE, encoded, error_payload
+from jobsd.api.jsonapi import FRAMING_HEADERS, MEDIA_TYPE, encoded, error_payload
 from jobsd.api.versions import Dialect, dialect
 
 log = logging.getLogger("jobsd.api")
@@ -62,7 +62,6 @@ JOBS = "/api/v1/jobs/"
 RUN_NOW = "/actions/run"
 _AUTHORIZATION = b"authorization"
 _VERSION = VERSION_HEADER.lower().encode()
-_FRAMING = (b"content-length", b"transfer-encoding")
 _TYPE = (b"content-type", MEDIA_TYPE.encode())
 
 
@@ -86,7 +85,7 @@ def _caller(ctx: ApiContext, scope: HTTPScope) -> tuple[Caller, Dialect] | None:
             authorization.append(value)
         elif name == _VERSION:
             versions.append(value)
-        elif name in _FRAMING:
+        elif name in FRAMING_HEADERS:
             framing.append(name + b":" + value.strip())
     if len(authorization) != 1 or len(versions) > 1 or framing not in ([], [b"content-length:0"]):
         return None

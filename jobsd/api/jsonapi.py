@@ -28,6 +28,8 @@ from jobsd.config import DEFAULT_API_VERSION
 MEDIA_TYPE = "application/vnd.api+json"
 ACCEPTED_BODY_TYPES = frozenset({MEDIA_TYPE, "application/json"})
 MAX_BODY_BYTES = 2 * 1024 * 1024
+# The headers by which HTTP/1.1 says a request has a body (names as in an ASGI scope).
+FRAMING_HEADERS = (b"content-length", b"transfer-encoding")
 _MAX_DEPTH = 64
 MAX_JSON_VALUES = 10_000
 # A JSON string, escapes and all; possessive, so a long one costs one pass.
