@@ -33,7 +33,13 @@ Hypercorn 0.18's trio `TCPServer` can hold a connection, and so a slot of
 
 This leans on hypercorn internals, hence the pin to 0.18.x in pyproject:
 `H11Protocol._handle_events` (the parse loop, driven here), the protocol's
-overrides (`jobsd.api.h11_protocol`), and `TaskGroup`, `TrioSingleTask`.
+overrides (`jobsd.api.h11_protocol`), and `TaskGroup`.
+
+The keep-alive timer is one cancel scope per connection whose deadline
+moves (from accept, then from each answer; none while a request is served),
+where hypercorn's `TrioSingleTask` cancelled a task and started another for
+every request: two task switches and a nursery's `start` per request on
+the loop's thread.
 
 When jobsd itself closes after an answer, it half-closes and reads what the
 client still sends for up to `LINGER_S` (RFC 9112 §9.6): unread bytes at
@@ -44,6 +50,7 @@ destroy the answer before the client reads it.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 
 import h11
@@ -51,7 +58,7 @@ import trio
 from hypercorn.config import Config as HyperConfig
 from hypercorn.events import Closed, Event, RawData, Updated
 from hypercorn.trio.task_group import TaskGroup
-from hypercorn.trio.worker_context import TrioSingleTask, WorkerContext
+from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import AppWrapper, ConnectionState
 from hypercorn.utils import parse_socket_addr
 
@@ -88,7 +95,10 @@ class Connection:
         self._scope = trio.CancelScope()
         self._linger = False
         self._send_lock = trio.Lock()
-        self._idle = TrioSingleTask()
+        # The keep-alive timer: one scope for the connection's life whose deadline
+        # moves (from accept, then from each answer; none while a request is served).
+        self._idle = trio.CancelScope(deadline=math.inf)
+        self._busy = False
         self._unparsed = 0
         self._input = trio.Event()
         self._room = trio.Event()
@@ -100,7 +110,6 @@ class Connection:
                 client = parse_socket_addr(socket.family, socket.getpeername())
                 server = parse_socket_addr(socket.family, socket.getsockname())
                 async with TaskGroup() as task_group:
-                    self._task_group = task_group
                     self._protocol = JobsdH11(
                         self._app,
                         self._config,
@@ -115,7 +124,8 @@ class Connection:
                     if self._on_refusal is not None:
                         tell, peer = self._on_refusal, _peer(client)
                         self._protocol.on_refusal = lambda m, s, c: tell(m, s, c, peer)
-                    await self._idle.restart(task_group, self._idle_timeout)
+                    self._set_idle(idle=True)
+                    task_group.spawn(self._idle_timer)
                     task_group.spawn(self._parse)
                     await self._read()
         except OSError:
@@ -158,27 +168,40 @@ class Connection:
         elif isinstance(event, Closed):
             await self._end(linger=True)
         elif isinstance(event, Updated):
-            if event.idle:
-                await self._idle.restart(self._task_group, self._idle_timeout)
-            else:
-                await self._idle.stop()
+            self._set_idle(idle=event.idle)
 
     async def _write(self, data: bytes) -> None:
         async with self._send_lock:
             try:
-                with trio.fail_after(self._write_timeout_s):
+                with trio.CancelScope(deadline=trio.current_time() + self._write_timeout_s) as cut:
                     await self._stream.send_all(data)
-                return
-            except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
-                pass  # the peer left, or did not take the bytes in time
+                if not cut.cancelled_caught:
+                    return
+                # the peer did not take the bytes in time
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass  # the peer left
             except trio.Cancelled:
                 self._stop(linger=False)  # cut short mid-message: the framing is lost
                 raise
         await self._end(linger=False)
 
-    async def _idle_timeout(self) -> None:
-        with trio.move_on_after(self._config.keep_alive_timeout):
+    def _set_idle(self, *, idle: bool) -> None:
+        """Start or stop the keep-alive timer: a deadline moved, not a task restarted
+        (hypercorn's `TrioSingleTask` spawned and cancelled a task per request)."""
+        self._busy = not idle
+        if idle:
+            self._idle.deadline = trio.current_time() + self._config.keep_alive_timeout
+        else:
+            self._idle.deadline = math.inf
+
+    async def _idle_timer(self) -> None:
+        """Ends the connection when it has waited `keep_alive_timeout` for a request, or
+        when the server stops and it is idle (a busy one is closed by the protocol
+        after its answer: `H11Protocol._maybe_recycle` sends `Closed` once terminated)."""
+        with self._idle:
             await self._context.terminated.wait()
+            if self._busy:
+                await trio.sleep_forever()
         self._stop(linger=False)
 
     def _stop(self, *, linger: bool) -> None:
