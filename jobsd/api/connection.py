@@ -25,7 +25,7 @@ Hypercorn 0.18's trio `TCPServer` can hold a connection, and so a slot of
 - Its read timeout ran while the app worked, dropping slow requests
   unanswered. Here no read has a timeout: waiting for the client is bounded
   by the keep-alive timer (a whole head), the body timeout and the request
-  deadline (`jobsd.api.limits.RequestDeadline`).
+  deadline (`jobsd.api.request_deadline`).
 - HTTP/1.1 only: `Upgrade` is ignored (hypercorn would switch to h2c or a
   WebSocket on it); framing that could be read two ways is refused
   (`jobsd.api.framing`); what h11 refuses is answered too; all as JSON:API

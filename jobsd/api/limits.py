@@ -12,8 +12,8 @@ one is cut short): a whole request head must arrive within
 last answer, until the head is complete, so trickling header bytes does not
 reset it); hypercorn answers 431 to a head that grows past
 `h11_max_incomplete_size` and `HeadLimit` to one that arrived whole; Quart
-bounds a body by `BODY_TIMEOUT`; `RequestDeadline` bounds the app; the
-connection bounds each write.
+bounds a body by `BODY_TIMEOUT`; `jobsd.api.request_deadline` bounds the
+app; the connection bounds each write.
 
 `serve` is hypercorn's `worker_serve` (hypercorn/trio/run.py) for plain TCP,
 without TLS, QUIC or worker recycling, with the capped listener in place of
@@ -37,7 +37,6 @@ from hypercorn.typing import (
     ASGIFramework,
     ASGIReceiveCallable,
     ASGISendCallable,
-    ASGISendEvent,
     ConnectionState,
     HTTPScope,
     LifespanState,
@@ -71,52 +70,6 @@ class HeadLimit:
             await send_closing_error(send, 431, "header_too_large", detail)
             return
         await self._app(scope, receive, send)
-
-
-class RequestDeadline:
-    """ASGI middleware: a request still unanswered `timeout_s` after its head came is answered 503.
-
-    The app is then cancelled and the connection closed: an answer that
-    never comes holds a slot and leaves the client guessing. A store write
-    already handed over still completes (it is shielded), so the request
-    may have taken effect; the error says so. An answer already begun is
-    left to finish (each write is bounded by the connection).
-    """
-
-    def __init__(self, app: ASGIFramework, timeout_s: float) -> None:
-        self._app = app
-        self._timeout_s = timeout_s
-
-    async def __call__(
-        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
-    ) -> None:
-        if scope["type"] != "http":
-            await self._app(scope, receive, send)
-            return
-        started = late = False
-
-        async def send_in_time(message: ASGISendEvent) -> None:
-            nonlocal started
-            if not late:
-                started = True
-                await send(message)
-
-        async with trio.open_nursery() as nursery:
-
-            async def answer() -> None:
-                await self._app(scope, receive, send_in_time)
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(answer)
-            await trio.sleep(self._timeout_s)
-            if not started:
-                late = True  # the app's own answer, should it come, is dropped
-                detail = (
-                    f"the request was not answered within {self._timeout_s:g} s and was stopped;"
-                    " it may have taken effect: read before retrying"
-                )
-                await send_closing_error(send, 503, "request_timeout", detail)
-                nursery.cancel_scope.cancel()
 
 
 async def send_closing_error(send: ASGISendCallable, status: int, code: str, detail: str) -> None:

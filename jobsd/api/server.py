@@ -14,7 +14,7 @@ the one being waited for:
   whole body within `server.body_timeout_s` -> 408, then the connection
   closes (its unread rest would be taken for the next request);
 - the answer: within `server.request_timeout_s` of the head -> otherwise
-  503 `request_timeout` and close (`limits.RequestDeadline`);
+  503 `request_timeout` and close (`jobsd.api.request_deadline`);
 - the client must take each write within `server.write_timeout_s`, or the
   connection closes (`jobsd.api.connection`);
 - a peer that leaves (EOF, reset) is noticed at once, even while its
@@ -50,6 +50,7 @@ from jobsd.api import edge, limits
 from jobsd.api.app import create_app
 from jobsd.api.context import ApiContext
 from jobsd.api.fast_paths import FastReads, FastRunNow
+from jobsd.api.request_deadline import RequestDeadline
 from jobsd.config import ServerConfig
 
 GRACEFUL_TIMEOUT_S = 5.0
@@ -78,9 +79,7 @@ def served_app(ctx: ApiContext, server: ServerConfig, *, fast_paths: bool = True
     quart = create_app(ctx)
     quart.config["BODY_TIMEOUT"] = server.body_timeout_s
     app: ASGIFramework = quart  # type: ignore[assignment]
-    timed = limits.RequestDeadline(
-        FastRunNow(app, ctx) if fast_paths else app, server.request_timeout_s
-    )
+    timed = RequestDeadline(FastRunNow(app, ctx) if fast_paths else app, server.request_timeout_s)
     reads = FastReads(timed, ctx) if fast_paths else timed
     guarded = limits.HeadLimit(edge.ValidHost(reads), server.max_request_header_bytes)
     return edge.outer_layers(guarded, ctx.observer, server.trusted_proxies)

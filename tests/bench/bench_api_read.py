@@ -38,6 +38,7 @@ import trio
 from jobsd.api import limits
 from jobsd.api.auth import Caller
 from jobsd.api.context import ApiContext
+from jobsd.api.request_deadline import RequestDeadline
 from jobsd.api.server import served_app
 from jobsd.api.v2026_06_04 import DIALECT
 from jobsd.api.versions import limit_of
@@ -123,7 +124,7 @@ async def concurrently(app: Asgi, scopes: list[dict[str, Any]], tasks: int) -> N
 
 def guarded(app: Any) -> Any:
     """The request-level guards both apps get (jobsd.api.server)."""
-    return limits.HeadLimit(limits.RequestDeadline(app, 60), 16384)
+    return limits.HeadLimit(RequestDeadline(app, 60), 16384)
 
 
 async def rounds(args: argparse.Namespace, config: Config, data: Path) -> None:

@@ -20,6 +20,7 @@ from hypercorn.utils import wrap_app
 from quart_trio import QuartTrio
 
 from jobsd.api import limits
+from jobsd.api.request_deadline import RequestDeadline
 from jobsd.api.server import hypercorn_config
 from jobsd.config import ServerConfig
 
@@ -39,7 +40,7 @@ def hello_app() -> QuartTrio:
 async def main() -> None:
     server = ServerConfig(listen="127.0.0.1:0")
     config = hypercorn_config(server)
-    timed = limits.RequestDeadline(hello_app(), server.request_timeout_s)  # type: ignore[arg-type]
+    timed = RequestDeadline(hello_app(), server.request_timeout_s)  # type: ignore[arg-type]
     guarded = limits.HeadLimit(timed, server.max_request_header_bytes)
     stop = trio.Event()
 
