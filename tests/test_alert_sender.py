@@ -34,6 +34,7 @@ from jobsd.observer import Observer
 from jobsd.settings import Settings
 from jobsd.store import Store, open_store
 from tests.conftest import make_config
+from tests.idle_clock import jump_when_idle
 from tests.target import Received, Target, open_target
 from tests.test_outbox import FAILED_500, OK, Policies, ended, make_job
 
@@ -43,7 +44,7 @@ MINUTE = 60.0
 
 @pytest.fixture
 def mock_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0.05)
+    return trio.testing.MockClock()  # moved by `jump_when_idle`, started in `rig`
 
 
 @dataclass
@@ -81,6 +82,7 @@ async def rig(tmp_path: Path, path: str) -> AsyncIterator[Rig]:
             metrics=observer,
         )
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(jump_when_idle)
             await nursery.start(sender.run)
             await make_job(store, "j")
             yield Rig(store, observer, target)

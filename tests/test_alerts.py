@@ -1,10 +1,11 @@
 """Failure alerts and auto-pause through the real daemon, against real servers on 127.0.0.1.
 
 The daemon runs in this process (`tests.inprocess.daemon_at`) on trio's
-MockClock, which jumps only after a few real milliseconds of idleness (see
-tests/test_retry_runs.py): retries, the 10-minute rate limit, the backoff
-and the 24 hours of tries play out in a moment, at exact instants. The
-target records each request with the (mock) instant it arrived.
+MockClock, moved by `tests.idle_clock.jump_when_idle` (only when the loop is
+idle and no thread, the store's writer included, is at work): retries, the
+10-minute rate limit, the backoff and the 24 hours of tries play out in a
+moment, at exact instants. The target records each request with the (mock)
+instant it arrived.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from jobsd.config import Config
 from jobsd.crypto import KeyRing
 from tests.api.conformance import check
 from tests.conftest import JSONAPI, TOKEN_B, make_config
+from tests.idle_clock import jump_when_idle
 from tests.inprocess import Daemon, daemon_at
 from tests.target import Received, Target, open_target
 from tests.test_retry_runs import db_counts, manual_job, policy, post, run_now, runs_of
@@ -42,7 +44,7 @@ MINUTE = 60.0
 
 @pytest.fixture
 def mock_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0.05)
+    return trio.testing.MockClock()  # moved by `jump_when_idle`, started in `daemon`
 
 
 def alert_config(
@@ -70,9 +72,12 @@ def alert_config(
 
 @asynccontextmanager
 async def daemon(config: Config, anchor: datetime = T) -> AsyncIterator[Daemon]:
-    async with daemon_at(config, anchor) as running:
-        running.client.timeout = httpx2.Timeout(None)  # the mock clock may jump meanwhile
-        yield running
+    async with trio.open_nursery() as clock_hand:
+        clock_hand.start_soon(jump_when_idle)
+        async with daemon_at(config, anchor) as running:
+            running.client.timeout = httpx2.Timeout(None)  # the mock clock may jump meanwhile
+            yield running
+        clock_hand.cancel_scope.cancel()
 
 
 def alerts(target: Target, path: str = "/alerts") -> list[Received]:
