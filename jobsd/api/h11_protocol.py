@@ -5,6 +5,11 @@ Split from `jobsd.api.connection`, which drives this protocol over one
 socket. Overrides hypercorn 0.18 internals (pinned in pyproject):
 `_check_protocol`, `_create_stream`, `_send_error_response` and
 `_send_h11_event`; h11's `next_event` to refuse folded header lines.
+
+A response's head is held until its body's first bytes (or its end) and
+goes out with them in one write: hypercorn wrote the head, the body and
+the (empty, for a sized body) end of message apart, three bounded writes
+and two TCP segments where nearly every answer of the API is one body.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import Any
 
 import h11
 import trio
-from hypercorn.events import Closed
+from hypercorn.events import Closed, Event, RawData
 from hypercorn.protocol.h11 import H11Protocol
 
 from jobsd.api import jsonapi
@@ -88,6 +93,9 @@ class JobsdH11(H11Protocol):
         super().__init__(*args)
         self.connection = StrictH11(self.config.h11_max_incomplete_size)
         self._refused = False
+        self._held = b""  # a response head, to go out with what follows it
+        self._deliver = self.send
+        self.send = self._send_held_first
 
     async def _check_protocol(self, event: h11.Request) -> None:
         refusal = refuse_head(event.http_version, event.headers)
@@ -117,7 +125,26 @@ class JobsdH11(H11Protocol):
         if self.ending:
             await trio.lowlevel.checkpoint()  # raises Cancelled: this task is on its way out
             return
-        await super()._send_h11_event(event)
+        try:
+            data = self.connection.send(event) or b""
+        except h11.LocalProtocolError:
+            if self.connection.their_state != h11.ERROR:
+                raise
+            return
+        if isinstance(event, h11.Response):
+            self._held += data
+            return
+        data, self._held = self._held + data, b""
+        if data:
+            await self._deliver(RawData(data=data))
+
+    async def _send_held_first(self, event: Event) -> None:
+        """The protocol's way out: a head whose body never came (the app failed
+        after starting its answer) still goes out before the connection closes."""
+        if self._held and isinstance(event, Closed):
+            held, self._held = self._held, b""
+            await self._deliver(RawData(data=held))
+        await self._deliver(event)
 
     async def _send_refusal(self, refusal: Refusal) -> None:
         assert isinstance(self.connection, StrictH11)
