@@ -60,6 +60,9 @@ def parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("runnow")
     g.add_argument("--rate", type=float, default=500.0, help="run-now calls per second")
     g.add_argument("--seconds", type=float, default=20.0, help="for this long")
+    g.add_argument(
+        "--runnow-baseline", type=Path, help="then the same with a daemon from this checkout"
+    )
     g = p.add_argument_group("api")
     g.add_argument("--rounds", type=int, default=6, help="alternating rounds of each server")
     g.add_argument("--round-s", type=float, default=2.0)
@@ -135,6 +138,16 @@ async def run(a: argparse.Namespace, deadline: float, children: Children, res: R
                     profile_dir=a.profile,
                     profile_gil=a.profile_gil,
                 )
+                if a.runnow_baseline is not None:
+                    res.runnow_baseline = await run_runnow(
+                        target,
+                        work,
+                        children,
+                        rate=a.rate,
+                        seconds=a.seconds,
+                        workers=a.workers,
+                        code=a.runnow_baseline,
+                    )
             if "api" in wanted:
                 res.api = await run_api_read(
                     target,

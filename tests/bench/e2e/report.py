@@ -31,6 +31,7 @@ class Results:
     bare: list[Row] = field(default_factory=list)
     paced: list[Burst] = field(default_factory=list)
     runnow: RunNow | None = None
+    runnow_baseline: RunNow | None = None
     api: ApiRead | None = None
     cron: CronReady | None = None
     notes: list[str] = field(default_factory=list)
@@ -40,7 +41,13 @@ class Results:
 
     def problems(self) -> list[str]:
         out = [f"[{r.name}] {p}" for r in self.rows() for p in r.problems]
-        for name, part in (("runnow", self.runnow), ("api", self.api), ("cron", self.cron)):
+        parts = (
+            ("runnow", self.runnow),
+            ("runnow before", self.runnow_baseline),
+            ("api", self.api),
+            ("cron", self.cron),
+        )
+        for name, part in parts:
             if part is not None:
                 out += [f"[{name}] {p}" for p in part.problems]
         return out
@@ -133,12 +140,12 @@ def report(res: Results, load_before: str, load_after: str, headline: str) -> st
             out.append(f"{b.row.name} runs/s " + "; ".join(parts))
         for b in res.bursts + res.paced:
             out += _burst_lines(b)
-    if res.runnow is not None:
-        rn = res.runnow
+    for rn in (r for r in (res.runnow, res.runnow_baseline) if r is not None):
         out += [
             "",
-            f"run-now offered at {rn.rate:g}/s for {rn.seconds:g} s: {rn.api.offered} offered, "
-            f"answers {dict(rn.api.statuses)}, {rn.succeeded}/{rn.runs} runs SUCCEEDED",
+            f"run-now ({rn.label}) offered at {rn.rate:g}/s for {rn.seconds:g} s: "
+            f"{rn.api.offered} offered, answers {dict(rn.api.statuses)}, "
+            f"{rn.succeeded}/{rn.runs} runs SUCCEEDED",
             f"  API latency ms p50 p99 max {triple(rn.api.latency_ms)}",
             f"  started_at - created_at ms p50 p99 max {triple(rn.pending_ms)}",
             f"  daemon CPU {rn.cpu_ms_per_run:.2f} ms per run (API call, run, record)",

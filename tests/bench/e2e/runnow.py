@@ -35,6 +35,7 @@ from tests.bench.e2e.target import Children, Target, check_delivered
 class RunNow:
     rate: float
     seconds: float
+    label: str = "jobsd"
     api: paced.Paced = field(default_factory=paced.Paced)
     pending_ms: list[float] = field(default_factory=list)
     succeeded: int = 0
@@ -56,9 +57,12 @@ async def run_runnow(
     jobs: int = 100,
     profile_dir: Path | None = None,
     profile_gil: bool = False,
+    code: Path | None = None,
 ) -> RunNow:
-    result = RunNow(rate, seconds)
-    async with running_daemon(work_dir / "jobsd-runnow", workers, children) as daemon:
+    """`code`: another checkout's daemon (a before, `--runnow-baseline`)."""
+    result = RunNow(rate, seconds, "jobsd" if code is None else code.name)
+    where = work_dir / f"jobsd-runnow-{result.label}"
+    async with running_daemon(where, workers, children, code=code) as daemon:
         docs = [job_doc(f"now-{i:04d}", "2099-01-01T00:00:00Z", target.hook) for i in range(jobs)]
         _, errors = await create_jobs(daemon.api, docs)
         if errors:
