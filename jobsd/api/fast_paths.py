@@ -37,6 +37,7 @@ answers it as it always has.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 from hypercorn.typing import (
@@ -187,8 +188,12 @@ class FastRunNow(_FastPath[_RunNowPlan]):
         if slug is None or found is None:
             return None
         caller, version = found
-        job = self._ctx.store.jobs.get_job_now(caller.id, slug, version.kinds)
-        environment, require_enabled = version.run_now_target(job, None, caller)
+        # Read only if the environment depends on the job: otherwise the write's own
+        # read answers a job that is not there, with the same 404 (no body: nothing
+        # else could be refused first).
+        environment, require_enabled = version.run_now_target(
+            partial(self._ctx.store.jobs.get_job_now, caller.id, slug, version.kinds), None, caller
+        )
         return caller, version, slug, environment, require_enabled
 
     async def _answer(self, scope: HTTPScope, send: ASGISendCallable, plan: _RunNowPlan) -> None:

@@ -101,7 +101,7 @@ def jobs_blueprint(ctx: ApiContext) -> Blueprint:
         caller, version = caller_and_dialect()
         job = await ctx.store.jobs.get_job(caller.id, slug, version.kinds)
         body = await jsonapi.optional_json_body() if version.run_now_body else None
-        environment, require_enabled = version.run_now_target(job, body, caller)
+        environment, require_enabled = version.run_now_target(lambda: job, body, caller)
         run = await run_now(ctx, caller, version, slug, environment, require_enabled)
         return jsonapi.document({"data": version.render_run(run)})
 

@@ -11,6 +11,7 @@ scheduler and executors know one model.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from werkzeug.datastructures import MultiDict
@@ -47,8 +48,12 @@ class Dialect(Protocol):
 
     def job_query(self, args: MultiDict[str, str], caller: Caller) -> tuple[JobQuery, int, int]: ...
 
-    def run_now_target(self, job: Job, body: object, caller: Caller) -> tuple[str, bool]:
-        """(environment, whether it must be enabled there) for a run now."""
+    def run_now_target(
+        self, job: Callable[[], Job], body: object, caller: Caller
+    ) -> tuple[str, bool]:
+        """(environment, whether it must be enabled there) for a run now; `job()` reads
+        the job, called only where the choice depends on it (so a caller that has
+        not read it yet reads it only then)."""
 
     def counting(self, default_environment: str) -> JobCounting:
         """What `active_jobs` counts, in `/usage` and against the plan's limit."""

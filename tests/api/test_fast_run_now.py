@@ -123,7 +123,8 @@ async def test_every_run_now_is_the_routes_run_now(
 async def test_a_plain_run_now_is_answered_without_the_app(tmp_path: Path) -> None:
     """And queues one run, offered once; one past `max_pending_runs` is refused
     here (429, as the app words it: one attempt, not two); what it cannot
-    answer reaches the app, having queued nothing."""
+    answer reaches the app, having queued nothing; a job that is not there is
+    answered 404 here, as the app words it."""
     pending = "max_pending_runs = 2"
     async with (
         prepared(tmp_path / "fast", scheduler=pending) as h,
@@ -138,13 +139,16 @@ async def test_a_plain_run_now_is_answered_without_the_app(tmp_path: Path) -> No
             assert reply[0] == expected and reply[3] == "/api/v1/jobs/{job_id}/actions/run"
             assert comparable(reply) == comparable(await answer(routed, run_now))
         assert spy.paths == [] and len(h.orders.orders) == 2
+        # A job that is not there: the write's own read says so, answered here.
+        missing = {**plain("/api/v1/jobs/missing/actions/run"), "method": "POST"}
+        reply = await answer(layer, missing)
+        assert reply[0] == 404 and comparable(reply) == comparable(await answer(routed, missing))
         for request in [
-            {**plain("/api/v1/jobs/missing/actions/run"), "method": "POST"},
             {**plain("/api/v1/jobs/once/actions/run", content_length="2"), "method": "POST"},
             {**plain("/api/v1/jobs/once/actions/run", "wrong"), "method": "POST"},
         ]:
             assert (await answer(layer, request))[0] == 599
-        assert len(spy.paths) == 3 and len(h.orders.orders) == 2
+        assert len(spy.paths) == 2 and len(h.orders.orders) == 2
         assert sum((await held(h)).values()) == 2
 
 

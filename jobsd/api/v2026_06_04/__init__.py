@@ -21,6 +21,7 @@ through 2026-06-04"):
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 from werkzeug.datastructures import MultiDict
 
@@ -93,7 +94,9 @@ class SeedDialect:
             enabled_in=None if enabled is None else (caller.default_environment, enabled),
         )
 
-    def run_now_target(self, job: Job, body: object, caller: Caller) -> tuple[str, bool]:
+    def run_now_target(
+        self, job: Callable[[], Job], body: object, caller: Caller
+    ) -> tuple[str, bool]:
         return caller.default_environment, False
 
     def counting(self, default_environment: str) -> JobCounting:

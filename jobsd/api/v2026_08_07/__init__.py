@@ -9,6 +9,8 @@ counts permanent jobs. A write owns the environments the caller may see
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from werkzeug.datastructures import MultiDict
 
 from jobsd import errors
@@ -60,7 +62,9 @@ class Dialect20260807:
         query = Query(args, JOB_PARAMETERS)
         return job_query(query, caller, shown=_SHOWN, listed=_LISTED, default_sort="name")
 
-    def run_now_target(self, job: Job, body: object, caller: Caller) -> tuple[str, bool]:
+    def run_now_target(
+        self, job: Callable[[], Job], body: object, caller: Caller
+    ) -> tuple[str, bool]:
         """The named environment, else the token's only one, else the job's only enabled one."""
         named = _named_environment(body)
         visible = caller.visible
@@ -79,7 +83,8 @@ class Dialect20260807:
             return named, True
         if len(visible) == 1:
             return visible[0], True
-        enabled = [e for e in visible if (s := job.environments.get(e)) is not None and s.enabled]
+        environments = job().environments
+        enabled = [e for e in visible if (s := environments.get(e)) is not None and s.enabled]
         if len(enabled) == 1:
             return enabled[0], True
         where = f"it is enabled in {', '.join(enabled)}" if enabled else "it is enabled in none"
