@@ -1,31 +1,33 @@
-"""The two requests clients repeat most, answered below Quart when nothing about them is unusual.
+"""The requests clients repeat most, answered below Quart when nothing about them is unusual.
 
-Reading one job (a dashboard, the SDK, a script polling its job) and
-running one now (a CI step, a script's `curl -X POST`) are most of what
-clients send, and Quart's machinery around a request (request and response
-objects and their contexts, routing over every rule, six hooks, the
-request deadline's task) costs more CPU than either: a read took ~600 us
-in one process through the route and ~170 us here
-(tests/bench/bench_api_read.py). So these two layers answer the plain
-case themselves, with the parts the routes use (`auth.caller_for`, the
-version's `guard`, `run_now_target` and rendering, the store's methods,
-`jsonapi.encoded`), and send the status, headers and bytes the route
-would (tests/api/test_fast_paths.py and test_fast_run_now.py compare the
-two, request by request).
+Reading one job (a dashboard, the SDK, a script polling its job), running
+one now (a CI step, a script's `curl -X POST`) and reading one run (a
+client waiting for that run to end) are most of what clients send, and
+Quart's machinery around a request (request and response objects and
+their contexts, routing over every rule, six hooks) costs more CPU than
+any of them: a read took ~600 us in one process through the route and
+~170 us here (tests/bench/bench_api_read.py). So these layers answer the
+plain case themselves, with the parts the routes use (`auth.caller_for`,
+the version's `guard`, `run_now_target` and rendering, the store's
+methods, `jsonapi.encoded`), and send the status, headers and bytes the
+route would (tests/api/test_fast_paths.py, test_fast_run_now.py and
+test_fast_run_reads.py compare the two, request by request).
 
 The plain case: the route's method and exact path, no body (none framed,
 or `Content-Length: 0`; the official SDK's run-now names its environment
-in a body, which the app reads), one `Authorization` naming a caller, at most one
-known `Jobsd-Version`, the version's guard passed. Anything else, and
+in a body, which the app reads), one `Authorization` naming a caller, at
+most one known `Jobsd-Version`, the version's guard passed. Anything else, and
 anything that goes wrong while the layer only reads (an error to answer,
 a header sent twice, a busy database, any exception at all), and it has
 sent nothing and changed nothing: the request goes on to the app, which
 answers it as it always has.
 
-- `FastReads` sits in front of the request deadline: it never awaits
-  before its answer is whole (the job is read on the loop's thread, and a
-  read that would wait for SQLite is the app's), so there is nothing to
-  bound.
+- `FastReads` and `FastRunReads` sit in front of the request deadline:
+  they never await before their answer is whole (the job or the run is read
+  on the loop's thread, and a read that would wait for SQLite is the
+  app's), so there is nothing to bound. The runs' route checks no
+  version's guard (a run shows in every version), so neither does
+  `FastRunReads`.
 - `FastRunNow` sits behind the deadline, as its write waits for the
   writer. Up to the write it only reads, and passes on whatever is not
   plain; from the write on the answer is its own, never passed on (the run
@@ -54,30 +56,35 @@ from jobsd.api.context import ApiContext
 from jobsd.api.edge import ROUTE_KEY, route_template
 from jobsd.api.jobs import run_now
 from jobsd.api.jsonapi import FRAMING_HEADERS, MEDIA_TYPE, encoded, error_payload
+from jobsd.api.runs import canonical_run_id
 from jobsd.api.versions import Dialect, dialect
 
 log = logging.getLogger("jobsd.api")
 Plan = TypeVar("Plan")
 
 JOBS = "/api/v1/jobs/"
+RUNS = "/api/v1/runs/"
 RUN_NOW = "/actions/run"
 _AUTHORIZATION = b"authorization"
 _VERSION = VERSION_HEADER.lower().encode()
 _TYPE = (b"content-type", MEDIA_TYPE.encode())
 
 
-def _slug(scope: HTTPScope, suffix: str = "") -> str | None:
-    """The one path segment after `/api/v1/jobs/` (and before `suffix`), if that is the path."""
+def _segment(scope: HTTPScope, prefix: str, suffix: str = "") -> str | None:
+    """The one path segment after `prefix` (and before `suffix`), if that is the path."""
     path = scope["path"]
-    if scope.get("root_path") or not path.startswith(JOBS) or not path.endswith(suffix):
+    if scope.get("root_path") or not path.startswith(prefix) or not path.endswith(suffix):
         return None
-    slug = path[len(JOBS) : len(path) - len(suffix)]
-    return slug if slug and "/" not in slug else None
+    segment = path[len(prefix) : len(path) - len(suffix)]
+    return segment if segment and "/" not in segment else None
 
 
-def _caller(ctx: ApiContext, scope: HTTPScope) -> tuple[Caller, Dialect] | None:
+def _caller(
+    ctx: ApiContext, scope: HTTPScope, *, guarded: bool = True
+) -> tuple[Caller, Dialect] | None:
     """The caller and its version, for a request with one `Authorization`, at most one
-    `Jobsd-Version` and no body; None for any other; raises as the route would."""
+    `Jobsd-Version` and no body; None for any other; raises as the route would (the
+    version's guard only where the route checks it: the jobs' routes)."""
     authorization: list[bytes] = []
     versions: list[bytes] = []
     framing: list[bytes] = []
@@ -93,7 +100,8 @@ def _caller(ctx: ApiContext, scope: HTTPScope) -> tuple[Caller, Dialect] | None:
     requested = known_version(versions[0].decode("latin-1")) if versions else None
     caller = caller_for(ctx, authorization[0].decode("latin-1"), requested)
     version = dialect(caller.version)
-    version.guard(caller)
+    if guarded:
+        version.guard(caller)
     return caller, version
 
 
@@ -150,14 +158,24 @@ class _FastPath(Generic[Plan]):
         raise NotImplementedError
 
 
-class FastReads(_FastPath[tuple[Caller, dict[str, Any]]]):
+class _Read(_FastPath[tuple[Caller, dict[str, Any]]]):
+    """A read: the plan is the whole answer, its document in hand."""
+
+    async def _answer(
+        self, scope: HTTPScope, send: ASGISendCallable, plan: tuple[Caller, dict[str, Any]]
+    ) -> None:
+        caller, payload = plan
+        await _send(send, caller.version, payload)
+
+
+class FastReads(_Read):
     """`GET /api/v1/jobs/{job_id}`."""
 
     method = "GET"
     route = route_template(JOBS + "<slug>")
 
     def _plan(self, scope: HTTPScope) -> tuple[Caller, dict[str, Any]] | None:
-        slug = _slug(scope)
+        slug = _segment(scope, JOBS)
         found = None if slug is None else _caller(self._ctx, scope)
         if slug is None or found is None:
             return None
@@ -165,11 +183,21 @@ class FastReads(_FastPath[tuple[Caller, dict[str, Any]]]):
         job = self._ctx.store.jobs.get_job_now(caller.id, slug, version.kinds)
         return caller, {"data": version.render_job(job, caller)}
 
-    async def _answer(
-        self, scope: HTTPScope, send: ASGISendCallable, plan: tuple[Caller, dict[str, Any]]
-    ) -> None:
-        caller, payload = plan
-        await _send(send, caller.version, payload)
+
+class FastRunReads(_Read):
+    """`GET /api/v1/runs/{run_id}`: a client waiting for its run to end polls it."""
+
+    method = "GET"
+    route = route_template(RUNS + "<run_id>")
+
+    def _plan(self, scope: HTTPScope) -> tuple[Caller, dict[str, Any]] | None:
+        raw = _segment(scope, RUNS)
+        found = None if raw is None else _caller(self._ctx, scope, guarded=False)
+        if raw is None or found is None:
+            return None
+        caller, version = found
+        run = self._ctx.store.runs.get_run_now(caller.id, canonical_run_id(raw), caller.scope)
+        return caller, {"data": version.render_run(run)}
 
 
 _RunNowPlan = tuple[Caller, Dialect, str, str, bool]
@@ -183,7 +211,7 @@ class FastRunNow(_FastPath[_RunNowPlan]):
 
     def _plan(self, scope: HTTPScope) -> _RunNowPlan | None:
         """(caller, version, job, environment, whether it must be enabled there)."""
-        slug = _slug(scope, RUN_NOW)
+        slug = _segment(scope, JOBS, RUN_NOW)
         found = None if slug is None else _caller(self._ctx, scope)
         if slug is None or found is None:
             return None

@@ -28,7 +28,7 @@ from jobsd.messages import CancelRun, RunOrder
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
-def _run_id(raw: str) -> str:
+def canonical_run_id(raw: str) -> str:
     """A canonical run id; anything that is not a UUID names no run (404)."""
     if not _UUID.match(raw):
         raise errors.not_found(f"no run with id '{raw}'")
@@ -64,14 +64,16 @@ def runs_blueprint(ctx: ApiContext) -> Blueprint:
     @bp.get("/api/v1/runs/<run_id>")
     async def get_run(run_id: str) -> Response:
         caller = current_account(ctx)
-        run = await ctx.store.runs.get_run(caller.id, _run_id(run_id), visible=caller.scope)
+        run = await ctx.store.runs.get_run(
+            caller.id, canonical_run_id(run_id), visible=caller.scope
+        )
         return jsonapi.document({"data": dialect(caller.version).render_run(run)})
 
     @bp.post("/api/v1/runs/<run_id>/actions/cancel")
     async def cancel_run(run_id: str) -> Response:
         caller = current_account(ctx)
         run, was_running = await ctx.store.runs.cancel_run(
-            caller.id, _run_id(run_id), visible=caller.scope
+            caller.id, canonical_run_id(run_id), visible=caller.scope
         )
         if was_running:
             await ctx.cancels.send(CancelRun(run.id))
@@ -82,7 +84,7 @@ def runs_blueprint(ctx: ApiContext) -> Blueprint:
         caller = current_account(ctx)
         run = await ctx.store.runs.enqueue_rerun(
             caller.id,
-            _run_id(run_id),
+            canonical_run_id(run_id),
             visible=caller.scope,
             configured=caller.environments,
             max_pending=ctx.settings.config.scheduler.max_pending_runs,

@@ -49,7 +49,7 @@ from hypercorn.utils import wrap_app
 from jobsd.api import edge, limits
 from jobsd.api.app import create_app
 from jobsd.api.context import ApiContext
-from jobsd.api.fast_paths import FastReads, FastRunNow
+from jobsd.api.fast_paths import FastReads, FastRunNow, FastRunReads
 from jobsd.api.request_deadline import RequestDeadline
 from jobsd.config import ServerConfig
 
@@ -80,7 +80,7 @@ def served_app(ctx: ApiContext, server: ServerConfig, *, fast_paths: bool = True
     quart.config["BODY_TIMEOUT"] = server.body_timeout_s
     app: ASGIFramework = quart  # type: ignore[assignment]
     timed = RequestDeadline(FastRunNow(app, ctx) if fast_paths else app, server.request_timeout_s)
-    reads = FastReads(timed, ctx) if fast_paths else timed
+    reads = FastReads(FastRunReads(timed, ctx), ctx) if fast_paths else timed
     guarded = limits.HeadLimit(edge.ValidHost(reads), server.max_request_header_bytes)
     return edge.outer_layers(guarded, ctx.observer, server.trusted_proxies)
 

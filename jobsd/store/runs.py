@@ -16,6 +16,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
+from functools import partial
 
 from jobsd import errors
 from jobsd.clock import to_us
@@ -39,6 +40,15 @@ from jobsd.store.slots import DueJob, SlotFiring
 
 def _run_not_found(run_id: str) -> errors.ApiError:
     return errors.not_found(f"no run with id '{run_id}'")
+
+
+def _run_of(
+    account_id: str, run_id: str, visible: Collection[str] | None, conn: sqlite3.Connection
+) -> Run:
+    row = runs_sql.of_account(conn, account_id, run_id, visible)
+    if row is None:
+        raise _run_not_found(run_id)
+    return runs_sql.to_run(row)
 
 
 class RunStore(RunRecordStore):
@@ -143,15 +153,13 @@ class RunStore(RunRecordStore):
     async def get_run(
         self, account_id: str, run_id: str, *, visible: Collection[str] | None = None
     ) -> Run:
-        def q(conn: sqlite3.Connection) -> Run:
-            row = runs_sql.of_account(conn, account_id, run_id, visible)
-            if row is None:
-                raise _run_not_found(run_id)
-            return runs_sql.to_run(row)
-
         # One row by its key: on the loop's thread (`Engine.point_read`), as a
         # job is. A worker thread's hand-over cost a GET of one run ~2x the CPU.
-        return await self._engine.point_read(q)
+        return await self._engine.point_read(partial(_run_of, account_id, run_id, visible))
+
+    def get_run_now(self, account_id: str, run_id: str, visible: Collection[str] | None) -> Run:
+        """`get_run` without waiting: SQLite's busy error where it would wait."""
+        return self._engine.point_read_now(partial(_run_of, account_id, run_id, visible))
 
     @asynccontextmanager
     async def listing(self, account_id: str) -> AsyncIterator[RunListing]:
