@@ -766,12 +766,17 @@ class CrashHarness:
             )
 
     def _wait_for_an_alert_in_flight(self, timeout_s: float = 20.0) -> None:
+        """Returns as soon as the file says an alert is being sent: one small
+        query, not a whole snapshot (which, on a loaded machine, took longer
+        than the alert's 100 ms at the target, and the kill then found none)."""
         deadline = time.monotonic() + timeout_s
-        while not any(
-            a["sending"] for a in read_snapshot(self.db_path, self.log_path).outbox.values()
-        ):
-            assert time.monotonic() < deadline, f"no alert was sent ({self.where()})"
-            time.sleep(0.02)
+        conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=5)
+        try:
+            while not conn.execute("SELECT 1 FROM alert_outbox WHERE sending LIMIT 1").fetchone():
+                assert time.monotonic() < deadline, f"no alert was sent ({self.where()})"
+                time.sleep(0.005)
+        finally:
+            conn.close()
 
     def _take(self, load: Load) -> None:
         """What the load's calls were acknowledged, into the ledger."""
