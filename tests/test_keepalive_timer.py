@@ -9,15 +9,12 @@ busy one after its answer. Each property is watched on the wire, with
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import trio
-from hypercorn.config import Config as HyperConfig
-from hypercorn.utils import wrap_app
 
-from jobsd.api import limits
+from tests.bare_server import bare_server, lifespan
 
 KEEP_ALIVE_S = 0.5
 SLOW_S = 1.2
@@ -26,39 +23,16 @@ GET = b"GET /%s HTTP/1.1\r\nHost: x\r\n\r\n"
 
 async def app(scope: Any, receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            await send({"type": message["type"] + ".complete"})
-            if message["type"] == "lifespan.shutdown":
-                return
+        await lifespan(receive, send)
+        return
     if scope["path"] == "/slow":
         await trio.sleep(SLOW_S)
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"hello"})
 
 
-@asynccontextmanager
-async def serving() -> AsyncIterator[tuple[int, trio.Event]]:
-    config = HyperConfig()
-    config.bind = ["127.0.0.1:0"]
-    config.keep_alive_timeout = KEEP_ALIVE_S
-    config.accesslog = None
-    config.errorlog = None
-    config.graceful_timeout = 10
-    stop = trio.Event()
-    async with trio.open_nursery() as nursery:
-        bound = await nursery.start(
-            lambda task_status: limits.serve(
-                wrap_app(app, 0, "asgi"),  # type: ignore[arg-type]
-                config,
-                trio.CapacityLimiter(16),
-                write_timeout_s=10,
-                shutdown_trigger=stop.wait,
-                task_status=task_status,
-            )
-        )
-        yield int(bound[0].rsplit(":", 1)[1]), stop
-        stop.set()
+def serving() -> AbstractAsyncContextManager[tuple[int, trio.Event]]:
+    return bare_server(app, keep_alive_s=KEEP_ALIVE_S)
 
 
 async def answer(stream: trio.SocketStream) -> bytes:

@@ -25,14 +25,12 @@ from typing import Any
 
 import httpx2
 import trio
-from hypercorn.config import Config as HyperConfig
-from hypercorn.utils import wrap_app
 
-from jobsd.api import limits
 from jobsd.api.context import ApiContext
 from jobsd.clock import Clock, iso
 from jobsd.config import parse_config
 from jobsd.daemon import DaemonOptions, run_daemon
+from tests.bare_server import bare_server, lifespan
 from tests.conftest import JSONAPI, TOKEN_A, config_text
 from tests.cpu_wait import CpuWait, watching_cpu_wait
 from tests.target import Target, open_target
@@ -90,11 +88,8 @@ def job(slug: str, schedule: str, url: str) -> dict[str, Any]:
 
 async def hello_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            await send({"type": message["type"] + ".complete"})
-            if message["type"] == "lifespan.shutdown":
-                return
+        await lifespan(receive, send)
+        return
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"hello"})
 
@@ -106,26 +101,12 @@ async def wait_until(predicate: Any, timeout_s: float = 10.0) -> None:
 
 
 async def test_connections_past_the_cap_wait_for_a_free_slot() -> None:
-    config = HyperConfig()
-    config.bind = ["127.0.0.1:0"]
-    config.keep_alive_timeout = 60  # only closing a connection frees its slot here
-    config.accesslog = None
-    config.errorlog = None
-    config.graceful_timeout = 0.1
     limiter = trio.CapacityLimiter(3)
-    stop = trio.Event()
-    async with trio.open_nursery() as nursery:
-        bound = await nursery.start(
-            lambda task_status: limits.serve(
-                wrap_app(hello_app, 0, "asgi"),  # type: ignore[arg-type]
-                config,
-                limiter,
-                write_timeout_s=10,
-                shutdown_trigger=stop.wait,
-                task_status=task_status,
-            )
-        )
-        port = int(bound[0].rsplit(":", 1)[1])
+    # Only closing a connection frees its slot here: a keep-alive longer than the test.
+    async with bare_server(hello_app, keep_alive_s=60, connections=limiter, graceful_s=0.1) as (
+        port,
+        _,
+    ):
         idle = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(3)]
         # The accept loop takes a slot before it accepts: 3 held + 1 waiting = all in.
         await wait_until(lambda: limiter.statistics().tasks_waiting == 1)
@@ -146,7 +127,6 @@ async def test_connections_past_the_cap_wait_for_a_free_slot() -> None:
             await stream.aclose()
         # Only the accept loop's reservation for the next connection is left.
         await wait_until(lambda: limiter.borrowed_tokens == 1)
-        stop.set()
 
 
 # -- slowloris and oversized heads, on the real daemon --------------------------

@@ -16,11 +16,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
-from hypercorn.config import Config as HyperConfig
-from hypercorn.utils import wrap_app
 
-from jobsd.api import limits
 from jobsd.api.request_deadline import RequestDeadline
+from tests.bare_server import bare_server, lifespan
 
 DEADLINE_S = 0.5
 SHIELDED_S = 2.0  # the app's shielded step: past the deadline
@@ -28,11 +26,8 @@ SHIELDED_S = 2.0  # the app's shielded step: past the deadline
 
 async def app(scope: Any, receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            await send({"type": message["type"] + ".complete"})
-            if message["type"] == "lifespan.shutdown":
-                return
+        await lifespan(receive, send)
+        return
     if scope["path"] == "/shielded":
         with trio.CancelScope(shield=True):
             await trio.sleep(SHIELDED_S)
@@ -47,26 +42,8 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
 
 @asynccontextmanager
 async def serving(deadline: RequestDeadline) -> AsyncIterator[int]:
-    config = HyperConfig()
-    config.bind = ["127.0.0.1:0"]
-    config.keep_alive_timeout = 30
-    config.accesslog = None
-    config.errorlog = None
-    config.graceful_timeout = 10
-    stop = trio.Event()
-    async with trio.open_nursery() as nursery:
-        bound = await nursery.start(
-            lambda task_status: limits.serve(
-                wrap_app(deadline, 0, "asgi"),  # type: ignore[arg-type]
-                config,
-                trio.CapacityLimiter(64),
-                write_timeout_s=10,
-                shutdown_trigger=stop.wait,
-                task_status=task_status,
-            )
-        )
-        yield int(bound[0].rsplit(":", 1)[1])
-        stop.set()
+    async with bare_server(deadline, keep_alive_s=30) as (port, _):
+        yield port
 
 
 async def exchange(port: int, path: str) -> tuple[bytes, float, float]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -132,26 +132,43 @@ def near_plain(method: str, paths: list[str]) -> st.SearchStrategy[dict[str, Any
     )
 
 
-wild = st.builds(
-    lambda method, path, authorization, versions, framing, query: {
-        "method": method,
-        "path": path,
-        "query_string": query.encode(),
-        "headers": [
-            (b"host", b"127.0.0.1:8080"),
-            *header("authorization", authorization),
-            *header("jobsd-version", versions),
-            *framing,
-        ],
-    },
-    method=st.sampled_from(["GET", "GET", "GET", "HEAD", "OPTIONS", "PUT"]),  # none that acts
-    path=st.sampled_from(PATHS),
-    authorization=st.lists(st.sampled_from(AUTHORIZATIONS), max_size=2),
-    versions=st.lists(st.sampled_from(VERSIONS), max_size=2),
-    framing=st.sampled_from(
-        [[], [], [(b"content-length", b"0")], [(b"content-length", b"3000000")]]
-    ),
-    query=st.sampled_from(["", "", "include=runs", "page[size]=x"]),
+def wild_requests(
+    methods: Sequence[str],
+    paths: Sequence[str],
+    framings: Sequence[list[tuple[bytes, bytes]]],
+    *,
+    authorizations: Sequence[str] = AUTHORIZATIONS,
+    queries: Sequence[str] = ("",),
+) -> st.SearchStrategy[dict[str, Any]]:
+    """Requests around a route: these methods and paths, no/one/two `Authorization`
+    and `Jobsd-Version` headers (right, wrong, malformed), these body framings."""
+    return st.builds(
+        lambda method, path, authorization, versions, framing, query: {
+            "method": method,
+            "path": path,
+            "query_string": query.encode(),
+            "headers": [
+                (b"host", b"127.0.0.1:8080"),
+                *header("authorization", authorization),
+                *header("jobsd-version", versions),
+                *framing,
+            ],
+        },
+        method=st.sampled_from(methods),
+        path=st.sampled_from(paths),
+        authorization=st.lists(st.sampled_from(authorizations), max_size=2),
+        versions=st.lists(st.sampled_from(VERSIONS), max_size=2),
+        framing=st.sampled_from(framings),
+        query=st.sampled_from(queries),
+    )
+
+
+NO_BODY_OR_TOO_BIG = [[], [], [(b"content-length", b"0")], [(b"content-length", b"3000000")]]
+wild = wild_requests(
+    ["GET", "GET", "GET", "HEAD", "OPTIONS", "PUT"],  # none that acts
+    PATHS,
+    NO_BODY_OR_TOO_BIG,
+    queries=["", "", "include=runs", "page[size]=x"],
 )
 requests = st.one_of(wild, near_plain("GET", PATHS))
 

@@ -28,13 +28,12 @@ from jobsd.api.fast_paths import FastRunNow
 from jobsd.api.server import served_app
 from tests.api.test_fast_paths import (
     AUTHORIZATIONS,
-    VERSIONS,
     Spy,
     answer,
-    header,
     near_plain,
     plain,
     prepared,
+    wild_requests,
 )
 from tests.api.test_store_busy import short_busy_timeout, write_lock_held
 from tests.conftest import Harness
@@ -48,32 +47,18 @@ PATHS = [f"/api/v1/jobs/{slug}/actions/run" for slug in SLUGS] + [
 _INSTANT = re.compile(rb'"\d{4}-\d\d-\d\dT[0-9:.]+Z"')
 _counter = itertools.count()
 
-wild = st.builds(
-    lambda method, path, authorization, versions, framing: {
-        "method": method,
-        "path": path,
-        "query_string": b"",
-        "headers": [
-            (b"host", b"127.0.0.1:8080"),
-            *header("authorization", authorization),
-            *header("jobsd-version", versions),
-            *framing,
-        ],
-    },
-    method=st.sampled_from(["POST", "POST", "POST", "PUT"]),
-    path=st.sampled_from(PATHS),
-    authorization=st.lists(st.sampled_from(AUTHORIZATIONS[:3] * 3 + AUTHORIZATIONS), max_size=2),
-    versions=st.lists(st.sampled_from(VERSIONS), max_size=2),
-    framing=st.sampled_from(
-        [
-            [],
-            [],
-            [(b"content-length", b"0")],
-            [(b"content-length", b"2")],  # a body to parse: the app's
-            [(b"content-length", b"3000000")],  # over 2 MiB: 413
-            [(b"transfer-encoding", b"chunked")],
-        ]
-    ),
+wild = wild_requests(
+    ["POST", "POST", "POST", "PUT"],
+    PATHS,
+    [
+        [],
+        [],
+        [(b"content-length", b"0")],
+        [(b"content-length", b"2")],  # a body to parse: the app's
+        [(b"content-length", b"3000000")],  # over 2 MiB: 413
+        [(b"transfer-encoding", b"chunked")],
+    ],
+    authorizations=AUTHORIZATIONS[:3] * 3 + AUTHORIZATIONS,
 )
 requests = st.one_of(wild, near_plain("POST", PATHS[:5]))
 

@@ -21,15 +21,14 @@ from hypothesis import strategies as st
 from jobsd.api.fast_paths import FastRunReads
 from jobsd.api.server import served_app
 from tests.api.test_fast_paths import (
-    AUTHORIZATIONS,
+    NO_BODY_OR_TOO_BIG,
     STAGING,
-    VERSIONS,
     Spy,
     answer,
-    header,
     near_plain,
     plain,
     prepared,
+    wild_requests,
 )
 from tests.conftest import TOKEN_A, TOKEN_B, Harness
 
@@ -48,26 +47,7 @@ PATHS = [
 ]
 _counter = itertools.count()
 
-wild = st.builds(
-    lambda method, path, authorization, versions, framing: {
-        "method": method,
-        "path": path,
-        "query_string": b"",
-        "headers": [
-            (b"host", b"127.0.0.1:8080"),
-            *header("authorization", authorization),
-            *header("jobsd-version", versions),
-            *framing,
-        ],
-    },
-    method=st.sampled_from(["GET", "GET", "GET", "HEAD", "PUT"]),  # none that acts
-    path=st.sampled_from(PATHS),
-    authorization=st.lists(st.sampled_from(AUTHORIZATIONS), max_size=2),
-    versions=st.lists(st.sampled_from(VERSIONS), max_size=2),
-    framing=st.sampled_from(
-        [[], [], [(b"content-length", b"0")], [(b"content-length", b"3000000")]]
-    ),
-)
+wild = wild_requests(["GET", "GET", "GET", "HEAD", "PUT"], PATHS, NO_BODY_OR_TOO_BIG)
 requests = st.one_of(wild, near_plain("GET", PATHS[:5]))
 
 

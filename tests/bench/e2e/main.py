@@ -128,26 +128,22 @@ async def run(a: argparse.Namespace, deadline: float, children: Children, res: R
                 opts = BurstOptions(a.paced_runs, a.workers, a.paced_s, label="jobsd paced")
                 await run_burst(target, opts, work, children, res.paced)
             if "runnow" in wanted:
-                res.runnow = await run_runnow(
-                    target,
-                    work,
-                    children,
-                    rate=a.rate,
-                    seconds=a.seconds,
-                    workers=a.workers,
-                    profile_dir=a.profile,
-                    profile_gil=a.profile_gil,
-                )
-                if a.runnow_baseline is not None:
-                    res.runnow_baseline = await run_runnow(
+                for code in [None] if a.runnow_baseline is None else [None, a.runnow_baseline]:
+                    got = await run_runnow(
                         target,
                         work,
                         children,
                         rate=a.rate,
                         seconds=a.seconds,
                         workers=a.workers,
-                        code=a.runnow_baseline,
+                        profile_dir=None if code else a.profile,
+                        profile_gil=a.profile_gil,
+                        code=code,
                     )
+                    if code is None:
+                        res.runnow = got
+                    else:
+                        res.runnow_baseline = got
             if "api" in wanted:
                 res.api = await run_api_read(
                     target,
