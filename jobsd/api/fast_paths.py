@@ -16,11 +16,12 @@ test_fast_run_reads.py compare the two, request by request).
 The plain case: the route's method and exact path, no body (none framed,
 or `Content-Length: 0`; the official SDK's run-now names its environment
 in a body, which the app reads), one `Authorization` naming a caller, at
-most one known `Jobsd-Version`, the version's guard passed. Anything else, and
-anything that goes wrong while the layer only reads (an error to answer,
-a header sent twice, a busy database, any exception at all), and it has
-sent nothing and changed nothing: the request goes on to the app, which
-answers it as it always has.
+most one known `Jobsd-Version`, the version's guard passed (where the
+route checks it). Anything else, and anything that goes wrong while the
+layer only reads (an error to answer, a header sent twice, a busy
+database, any exception at all), and it has sent nothing and changed
+nothing: the request goes on to the app, which answers it as it always
+has.
 
 - `FastReads` and `FastRunReads` sit in front of the request deadline:
   they never await before their answer is whole (the job or the run is read
