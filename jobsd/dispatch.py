@@ -77,6 +77,7 @@ class Dispatcher:
         self._sweep_s = sweep_s
         self._workers = trio.lowlevel.ParkingLot()
         self._wanted = trio.Event()
+        self._closed = False
 
     @property
     def queued(self) -> int:
@@ -89,9 +90,10 @@ class Dispatcher:
         elif self._queue.wants_refill(order.account_id):
             self._wanted.set()
 
-    async def take(self) -> RunOrder:
-        """The next run for a free worker; waits while none is pickable."""
-        while True:
+    async def take(self) -> RunOrder | None:
+        """The next run for a free worker; waits while none is pickable. None
+        once `close`d: the pool is stopping."""
+        while not self._closed:
             picked = self._queue.pick(self._cap())
             if picked is not None:
                 account_id, run_id = picked
@@ -99,12 +101,21 @@ class Dispatcher:
                     self._wanted.set()
                 return RunOrder(run_id, account_id)
             await self._workers.park()
+        return None
+
+    def close(self) -> None:
+        """Every take, parked or to come, answers None."""
+        self._closed = True
+        self._workers.unpark_all()
 
     def done(self, order: RunOrder) -> None:
         """The worker that took `order` is free (its run finished or was not ours)."""
-        self._queue.done(order.account_id, order.run_id)
-        # A capped account may have become pickable for a parked worker.
-        self._workers.unpark()
+        if self._queue.done(order.account_id, order.run_id):
+            # Its account, capped, may have become pickable for a parked worker.
+            # Only its own: another's runs in flight did not change. (A worker
+            # parks only when every account with runs queued is at the cap, so
+            # each of them has runs in flight whose ends wake one.)
+            self._workers.unpark()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         await self._sweep()

@@ -101,7 +101,6 @@ class ExecutorPool:
         self._cancels = cancels
         self._in_flight: dict[str, trio.CancelScope] = {}
         self._lost: set[str] = set()
-        self._idle: set[trio.CancelScope] = set()
         self._stopping = False
         self._all_done = trio.Event()
         self._dispatch_scope = trio.CancelScope()
@@ -131,14 +130,10 @@ class ExecutorPool:
                 scope.cancel()
 
     async def _work(self) -> None:
-        while not self._stopping:
-            with trio.CancelScope() as taking:
-                self._idle.add(taking)
-                try:
-                    order = await self._dispatcher.take()
-                finally:
-                    self._idle.discard(taking)
-            if taking.cancelled_caught or self._stopping:
+        # No cancel scope per take: `stop` closes the dispatcher, which answers
+        # every take from then on, parked or not, with None.
+        while (order := await self._dispatcher.take()) is not None:
+            if self._stopping:
                 return  # a run taken as the stop began stays PENDING for the next start
             try:
                 await self._execute(order.run_id)
@@ -167,6 +162,15 @@ class ExecutorPool:
                     log.exception("run %s failed inside jobsd", run_id)
                     error = f"jobsd failed while performing this run: {type(exc).__name__}"
                     outcome = Outcome(RunStatus.FAILED, FailureReason.WORKER_LOST, error, {}, None)
+                if not scope.cancel_called:
+                    # Out of reach of a cancel from here on (a user's finds it no
+                    # longer in flight, the stop's grace too), and shielded from
+                    # the daemon's: the run's own scope records it, one scope
+                    # per run fewer than a shield of its own.
+                    del self._in_flight[run_id]
+                    scope.shield = True
+                    await self._runs.finish(run_id, outcome)
+                    return
             with trio.CancelScope(shield=True):
                 if outcome is not None:
                     # A response that made it in just as the grace ran out is
@@ -194,8 +198,7 @@ class ExecutorPool:
         """
         self._stopping = True
         self._dispatch_scope.cancel()
-        for scope in list(self._idle):
-            scope.cancel()
+        self._dispatcher.close()
         with trio.move_on_after(grace_s):
             await self._all_done.wait()
         if not self._all_done.is_set():

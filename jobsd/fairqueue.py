@@ -120,14 +120,17 @@ class FairQueue:
         self._served[account_id] = self._picks
         return account_id, run_id
 
-    def done(self, account_id: str, run_id: str) -> None:
-        """A picked run's worker is free again."""
+    def done(self, account_id: str, run_id: str) -> bool:
+        """A picked run's worker is free again; True if its account has runs queued."""
         lane = self._lanes.get(account_id)
         if lane is None:
-            return
+            return False
         lane.in_flight.discard(run_id)
-        if not lane.queued and not lane.in_flight and not lane.spilled:
+        if lane.queued:
+            return True
+        if not lane.in_flight and not lane.spilled:
             del self._lanes[account_id]
+        return False
 
     def wants_refill(self, account_id: str) -> bool:
         lane = self._lanes.get(account_id)

@@ -31,7 +31,6 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import suppress
-from dataclasses import dataclass, field
 
 import trio
 
@@ -62,12 +61,37 @@ def _lost(config: HttpConfig, stamp: Sequence[tuple[str, str]], error: str) -> O
     return Outcome(RunStatus.FAILED, FailureReason.WORKER_LOST, error, record, None)
 
 
-@dataclass
 class _Waiter:
-    config: HttpConfig
-    stamp: Sequence[tuple[str, str]]
-    done: trio.Event = field(default_factory=trio.Event)
-    outcome: Outcome | None = None
+    """A `perform` waiting for its outcome: its task is parked by hand (no Event
+    per run) and rescheduled by whoever answers, `serve` or `lose_all`."""
+
+    __slots__ = ("config", "outcome", "parked", "stamp", "task")
+
+    def __init__(self, config: HttpConfig, stamp: Sequence[tuple[str, str]]) -> None:
+        self.config = config
+        self.stamp = stamp
+        self.task = trio.lowlevel.current_task()
+        self.parked = False
+        self.outcome: Outcome | None = None
+
+    def answer(self, outcome: Outcome) -> None:
+        self.outcome = outcome
+        if self.parked:
+            self.parked = False
+            trio.lowlevel.reschedule(self.task)
+
+    async def wait(self) -> Outcome:
+        """The outcome, once answered; cancellable (then never rescheduled)."""
+        if self.outcome is None:
+            self.parked = True
+
+            def abort(_: object) -> trio.lowlevel.Abort:
+                self.parked = False
+                return trio.lowlevel.Abort.SUCCEEDED
+
+            await trio.lowlevel.wait_task_rescheduled(abort)
+        assert self.outcome is not None
+        return self.outcome
 
 
 class _Child:
@@ -93,8 +117,7 @@ class _Child:
                         raise wire.FrameError(f"a worker sent {doc['kind']!r}")
                     waiter = self.waiting.pop(wire.seq_of(doc), None)
                     if waiter is not None:
-                        waiter.outcome = wire.outcome_of(doc)
-                        waiter.done.set()
+                        waiter.answer(wire.outcome_of(doc))
                 nursery.cancel_scope.cancel()
         except (wire.FrameError, trio.BrokenResourceError) as exc:
             log.error("worker process %d broke its socket pair: %s", self.number, exc)
@@ -111,8 +134,7 @@ class _Child:
         lost = list(self.waiting.values())
         self.waiting.clear()
         for waiter in lost:
-            waiter.outcome = _lost(waiter.config, waiter.stamp, WORKER_LOST_ERROR)
-            waiter.done.set()
+            waiter.answer(_lost(waiter.config, waiter.stamp, WORKER_LOST_ERROR))
         return len(lost)
 
     async def end(self) -> int:
@@ -250,31 +272,46 @@ class WorkerProcesses:
         self._changed.set()
         self._changed = trio.Event()
 
+    def _least_busy(self) -> _Child | None:
+        best: _Child | None = None
+        for child in self._children:
+            if child.alive and (best is None or len(child.waiting) < len(best.waiting)):
+                best = child
+        return best
+
     async def _pick(self) -> _Child:
-        while True:
-            live = [c for c in self._children if c.alive]
-            if live:
-                return min(live, key=lambda c: len(c.waiting))
+        while (child := self._least_busy()) is None:
             await self._changed.wait()
+        return child
 
     async def perform(
         self, config: HttpConfig, *, stamp: Sequence[tuple[str, str]] = ()
     ) -> Outcome:
-        """The outcome from a worker; FAILED/WORKER_LOST if the worker died meanwhile."""
-        child: _Child | None = None
-        with trio.move_on_after(WORKER_WAIT_S):
-            child = await self._pick()
-        if child is None or not child.alive:
-            error = f"no worker process could take this run's request within {WORKER_WAIT_S:g} s"
-            return _lost(config, stamp, error)
+        """The outcome from a worker; FAILED/WORKER_LOST if the worker died meanwhile.
+
+        With a worker live, a run's only wait here is for its outcome: the
+        frame is queued without waiting (the queue holds every executor's)."""
+        child = self._least_busy()
+        if child is None:
+            with trio.move_on_after(WORKER_WAIT_S):
+                child = await self._pick()
+            if child is None or not child.alive:
+                error = (
+                    f"no worker process could take this run's request within {WORKER_WAIT_S:g} s"
+                )
+                return _lost(config, stamp, error)
         assert child.sender is not None
         seq = child.next_seq
         child.next_seq += 1
         waiter = child.waiting[seq] = _Waiter(config, stamp)
         try:
+            doc = wire.perform_doc(seq, config, stamp)
             with suppress(trio.BrokenResourceError):  # it died: `lose_all` answers
-                await child.sender.send(wire.perform_doc(seq, config, stamp))
-            await waiter.done.wait()
+                try:
+                    child.sender.send_nowait(doc)
+                except trio.WouldBlock:
+                    await child.sender.send(doc)
+            return await waiter.wait()
         except BaseException:
             if child.waiting.pop(seq, None) is not None and child.alive:
                 try:
@@ -282,5 +319,3 @@ class WorkerProcesses:
                 except trio.WouldBlock:
                     log.error("worker process %d is not reading: a cancel is lost", child.number)
             raise
-        assert waiter.outcome is not None
-        return waiter.outcome

@@ -37,6 +37,9 @@ from jobsd.runs import FailureReason, RunStatus
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 _LENGTH = 4
 Doc = dict[str, Any]
+# Built once: `json.dumps` with arguments builds an encoder at every call
+# (about a third of a frame's encoding).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 class FrameError(Exception):
@@ -44,7 +47,7 @@ class FrameError(Exception):
 
 
 def encode(doc: Doc) -> bytes:
-    body = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    body = _ENCODER.encode(doc).encode("utf-8")
     if len(body) > MAX_FRAME_BYTES:
         raise FrameError(f"a {doc.get('kind')} frame of {len(body)} bytes is past the bound")
     return len(body).to_bytes(_LENGTH, "big") + body
@@ -55,34 +58,48 @@ class FrameReader:
         self._stream = stream
         self._max = max_bytes
         self._buffer = bytearray()
+        self._start = 0  # where the next frame begins in `_buffer`
 
     async def receive(self) -> Doc | None:
         """The next frame's object; None when the other end is gone (closed between
         frames, or reset: a process killed with unread data resets its end)."""
         while True:
-            if len(self._buffer) >= _LENGTH:
-                size = int.from_bytes(self._buffer[:_LENGTH], "big")
-                if size > self._max:
-                    raise FrameError(f"a frame of {size} bytes is past the bound")
-                end = _LENGTH + size
-                if len(self._buffer) >= end:
-                    body = bytes(self._buffer[_LENGTH:end])
-                    del self._buffer[:end]
-                    return _parsed(body)
+            doc = self._next()
+            if doc is not None:
+                return doc
             try:
                 data = await self._stream.receive_some(65536)
             except trio.BrokenResourceError:
                 return None
             if not data:
-                if self._buffer:
+                if len(self._buffer) > self._start:
                     raise FrameError("the other end closed in the middle of a frame")
                 return None
+            if self._start:
+                # What was read is dropped once per read, not once per frame:
+                # a read holds a burst's frames, and each drop moves the rest.
+                del self._buffer[: self._start]
+                self._start = 0
             self._buffer += data
 
+    def _next(self) -> Doc | None:
+        """The next whole frame in the buffer, or None."""
+        start, buffer = self._start, self._buffer
+        if len(buffer) - start < _LENGTH:
+            return None
+        size = int.from_bytes(buffer[start : start + _LENGTH], "big")
+        if size > self._max:
+            raise FrameError(f"a frame of {size} bytes is past the bound")
+        end = start + _LENGTH + size
+        if len(buffer) < end:
+            return None
+        self._start = end
+        return _parsed(buffer[start + _LENGTH : end])
 
-def _parsed(body: bytes) -> Doc:
+
+def _parsed(body: bytearray) -> Doc:
     try:
-        doc = json.loads(body)
+        doc = json.loads(body.decode())  # from a str: json's own sniffing of bytes skipped
     except ValueError as exc:
         raise FrameError(f"a frame is not JSON: {exc}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("kind"), str):
