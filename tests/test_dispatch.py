@@ -10,7 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import trio
+import trio.testing
 
+from jobsd.dispatch import Dispatcher
 from jobsd.messages import RunOrder
 from jobsd.runs import RunStatus
 from tests.test_executor import PoolRig, pool_rig
@@ -157,3 +159,50 @@ async def test_a_stop_leaves_queued_and_spilled_runs_pending(tmp_path: Path) -> 
         await until_started(rig, 1)
         await rig.pool.stop(0.2)
         assert (await rig.statuses(ids)).count(RunStatus.PENDING) == 9
+
+
+class NoStore:
+    async def pending_accounts(self, limit: int) -> list[str]:
+        return []
+
+    async def oldest_pending(self, account_id: str, limit: int) -> list[str]:
+        return []
+
+
+async def test_a_parked_worker_wakes_only_when_a_run_may_be_pickable() -> None:
+    """A run's end wakes a parked worker only if its account has runs queued
+    (at the cap, now below it); and a closed dispatcher answers every take,
+    parked or to come, with None: the pool's stop needs no cancel scope per take."""
+    picks = 0
+
+    def cap() -> int:
+        nonlocal picks
+        picks += 1  # asked at every pick: a woken worker asks again
+        return 1
+
+    dispatcher = Dispatcher(NoStore(), depth=4, cap=cap)
+    dispatcher.offer(RunOrder("a1", "acme"))
+    dispatcher.offer(RunOrder("z1", "zeta"))
+    dispatcher.offer(RunOrder("z2", "zeta"))
+    taken = [await dispatcher.take(), await dispatcher.take()]
+    assert {o.run_id for o in taken if o is not None} == {"a1", "z1"}
+    answers: list[RunOrder | None] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: _take_into(dispatcher, answers))
+        await trio.testing.wait_all_tasks_blocked()
+        asked = picks  # parked: zeta is at its cap of 1, acme has nothing queued
+        dispatcher.done(taken[0])  # acme's: nothing of acme's to pick
+        await trio.testing.wait_all_tasks_blocked()
+        assert picks == asked and answers == []
+        dispatcher.done(taken[1])  # zeta's, below its cap again: z2
+        await trio.testing.wait_all_tasks_blocked()
+        assert [o.run_id for o in answers if o is not None] == ["z2"]
+        nursery.start_soon(lambda: _take_into(dispatcher, answers))
+        await trio.testing.wait_all_tasks_blocked()
+        dispatcher.close()
+    assert answers[1:] == [None]
+    assert await dispatcher.take() is None
+
+
+async def _take_into(dispatcher: Dispatcher, answers: list[RunOrder | None]) -> None:
+    answers.append(await dispatcher.take())

@@ -97,7 +97,9 @@ class Model:
     def finish(self, index: int) -> None:
         if self.in_flight:
             account, run_id = self.in_flight.pop(index % len(self.in_flight))
-            self.queue.done(account, run_id)
+            # True exactly when its account has runs queued: only then may a
+            # parked worker have something new to pick (jobsd.dispatch).
+            assert self.queue.done(account, run_id) == (self.queue.queued_of(account) > 0)
 
     def cancel(self, account: str, index: int) -> None:
         if self.pending[account]:

@@ -101,6 +101,21 @@ async def test_frames_split_anywhere_are_read_whole() -> None:
     assert got == [{"kind": "a", "n": 1}, {"kind": "b"}]
 
 
+async def test_a_read_of_many_frames_and_part_of_one_gives_each_once() -> None:
+    """A burst's frames arrive many to a read, the last often cut: each is read
+    once, in order, the cut one when its rest arrives."""
+    frames = b"".join(wire.encode({"kind": "done", "seq": n}) for n in range(300))
+    cut = len(frames) - 5
+    send, receive = trio.testing.memory_stream_pair()
+    reader = wire.FrameReader(receive)
+    await send.send_all(frames[:cut])
+    got = [await reader.receive() for _ in range(299)]
+    await send.send_all(frames[cut:])
+    await send.aclose()
+    got += [await reader.receive(), await reader.receive()]
+    assert got == [{"kind": "done", "seq": n} for n in range(300)] + [None]
+
+
 async def test_a_frame_past_the_bound_ends_the_pair() -> None:
     with pytest.raises(wire.FrameError, match="past the bound"):
         await _read((101).to_bytes(4, "big") + b"x" * 101, max_bytes=100)
@@ -117,6 +132,7 @@ async def test_a_frame_past_the_bound_ends_the_pair() -> None:
     [
         (wire.encode({"kind": "a"})[:-1], "middle of a frame"),
         ((3).to_bytes(4, "big") + b"{x}", "not JSON"),
+        ((2).to_bytes(4, "big") + b"\xff\xfe", "not JSON"),
         ((2).to_bytes(4, "big") + b"[]", "not an object with a kind"),
         ((12).to_bytes(4, "big") + b'{"kind": 12}', "not an object with a kind"),
     ],
@@ -142,6 +158,24 @@ async def test_the_sender_queue_is_bounded() -> None:
     sender.close()  # its worker is gone: nothing queues for it any more
     with pytest.raises(trio.BrokenResourceError):
         await sender.send({"kind": "x"})
+
+
+async def test_a_frame_with_room_is_queued_without_a_checkpoint() -> None:
+    """A run's perform frame costs its executor no trip through trio's scheduler;
+    past the capacity, a send waits for room."""
+    send, receive = trio.testing.memory_stream_pair()
+    sender = wire.FrameSender(send, capacity=2)
+    with trio.testing.assert_no_checkpoints():
+        await sender.send({"kind": "x", "n": 0})
+        await sender.send({"kind": "x", "n": 1})
+    reader = wire.FrameReader(receive)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sender.send, {"kind": "x", "n": 2})
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(sender.run)
+        got = [await reader.receive() for _ in range(3)]
+        nursery.cancel_scope.cancel()
+    assert [doc["n"] for doc in got if doc is not None] == [0, 1, 2]
 
 
 @given(scope=st.none() | st.text(min_size=1, max_size=64))

@@ -289,8 +289,8 @@ class WorkerProcesses:
     ) -> Outcome:
         """The outcome from a worker; FAILED/WORKER_LOST if the worker died meanwhile.
 
-        With a worker live, a run's only wait here is for its outcome: the
-        frame is queued without waiting (the queue holds every executor's)."""
+        With a worker live, a run's only wait here is for its outcome: its
+        frame is queued at once (`FrameSender.send`)."""
         child = self._least_busy()
         if child is None:
             with trio.move_on_after(WORKER_WAIT_S):
@@ -305,12 +305,8 @@ class WorkerProcesses:
         child.next_seq += 1
         waiter = child.waiting[seq] = _Waiter(config, stamp)
         try:
-            doc = wire.perform_doc(seq, config, stamp)
             with suppress(trio.BrokenResourceError):  # it died: `lose_all` answers
-                try:
-                    child.sender.send_nowait(doc)
-                except trio.WouldBlock:
-                    await child.sender.send(doc)
+                await child.sender.send(wire.perform_doc(seq, config, stamp))
             return await waiter.wait()
         except BaseException:
             if child.waiting.pop(seq, None) is not None and child.alive:

@@ -115,7 +115,14 @@ class FrameSender:
         self._tx, self._rx = trio.open_memory_channel[bytes](capacity)
 
     async def send(self, doc: Doc) -> None:
-        await self._tx.send(encode(doc))
+        """Queue `doc`: at once, without a checkpoint, while there is room (the
+        capacity holds a frame for every request in flight, so a run's frame
+        costs it no trip through the scheduler); else wait for room."""
+        frame = encode(doc)
+        try:
+            self._tx.send_nowait(frame)
+        except trio.WouldBlock:
+            await self._tx.send(frame)
 
     def send_nowait(self, doc: Doc) -> None:
         """Queue without waiting; trio.WouldBlock when `capacity` frames wait."""
