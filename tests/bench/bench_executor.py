@@ -10,8 +10,10 @@ process, its own delivery) against `target_server.py` in its own process;
 the store is a stand-in whose claim and finish each yield once and return
 at once, so what is left in this process is the executor's tasks, scopes
 and hand-offs, the socket pair and its frames, and the fair queue. Prints,
-per round, runs/s and CPU per run of this process (the daemon's side; it
-has no other thread) and of the worker process.
+per round, runs/s, CPU per run of this process (the daemon's side; it has
+no other thread) and of the worker process, and the task steps per run in
+this process (trips through trio's scheduler: the instrument costs a little
+CPU of its own, the same for any checkout).
 """
 
 from __future__ import annotations
@@ -79,12 +81,26 @@ class Records:
         return found
 
 
+class Steps(trio.abc.Instrument):
+    """Task steps (each a trip through trio's scheduler) while counting."""
+
+    def __init__(self) -> None:
+        self.counting = False
+        self.steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if self.counting:
+            self.steps += 1
+
+
 def _cpu_of(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def one_round(url: str, runs: int, workers: int) -> tuple[float, float, float, int]:
+async def one_round(
+    url: str, runs: int, workers: int, steps: Steps
+) -> tuple[float, float, float, int]:
     records = Records(url, runs)
     processes = WorkerProcesses(1, allow_cidrs=["127.0.0.1/32"], log=LogConfig(), workers=workers)
     dispatcher = Dispatcher(records, depth=lane_depth(workers), cap=lambda: workers)
@@ -99,11 +115,13 @@ async def one_round(url: str, runs: int, workers: int) -> tuple[float, float, fl
         await nursery.start(pool.run)
         (pid,) = processes.pids
         cpu0, worker0, began = time.process_time(), _cpu_of(pid), time.perf_counter()
+        steps.counting = True
         for n in range(runs):
             dispatcher.offer(RunOrder(f"run-{n}", "acct"))
             if n % 64 == 63:
                 await trio.lowlevel.checkpoint()
         await records.all_done.wait()
+        steps.counting = False
         wall = time.perf_counter() - began
         cpu, worker = time.process_time() - cpu0, _cpu_of(pid) - worker0
         await pool.stop(1.0)
@@ -129,10 +147,14 @@ def main() -> None:
         assert target.stdout is not None
         url = target.stdout.readline().strip()
         for r in range(a.rounds):
-            rate, daemon_us, worker_us, failed = trio.run(one_round, url, a.runs, a.workers)
+            steps = Steps()
+            rate, daemon_us, worker_us, failed = trio.run(
+                one_round, url, a.runs, a.workers, steps, instruments=[steps]
+            )
             print(
                 f"round {r}: {rate:7.0f} runs/s  daemon {daemon_us:6.1f} us/run  "
-                f"worker {worker_us:6.1f} us/run  failed {failed}",
+                f"worker {worker_us:6.1f} us/run  task steps/run {steps.steps / a.runs:5.2f}  "
+                f"failed {failed}",
                 flush=True,
             )
     finally:
