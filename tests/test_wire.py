@@ -160,14 +160,29 @@ async def test_the_sender_queue_is_bounded() -> None:
         await sender.send({"kind": "x"})
 
 
+class _Steps(trio.abc.Instrument):
+    def __init__(self, task: trio.lowlevel.Task) -> None:
+        self.task = task
+        self.count = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.count += task is self.task
+
+
 async def test_a_frame_with_room_is_queued_without_a_checkpoint() -> None:
     """A run's perform frame costs its executor no trip through trio's scheduler;
     past the capacity, a send waits for room."""
     send, receive = trio.testing.memory_stream_pair()
     sender = wire.FrameSender(send, capacity=2)
-    with trio.testing.assert_no_checkpoints():
-        await sender.send({"kind": "x", "n": 0})
-        await sender.send({"kind": "x", "n": 1})
+    steps = _Steps(trio.lowlevel.current_task())
+    trio.lowlevel.add_instrument(steps)
+    await sender.send({"kind": "x", "n": 0})
+    await sender.send({"kind": "x", "n": 1})
+    trio.lowlevel.remove_instrument(steps)
+    assert steps.count == 0  # never rescheduled: it did not yield
+    with trio.CancelScope() as cancelled:
+        cancelled.cancel()
+        await sender.send({"kind": "x", "n": "never"})  # a cancelled send queues nothing
     reader = wire.FrameReader(receive)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(sender.send, {"kind": "x", "n": 2})

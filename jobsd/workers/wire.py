@@ -115,9 +115,11 @@ class FrameSender:
         self._tx, self._rx = trio.open_memory_channel[bytes](capacity)
 
     async def send(self, doc: Doc) -> None:
-        """Queue `doc`: at once, without a checkpoint, while there is room (the
-        capacity holds a frame for every request in flight, so a run's frame
-        costs it no trip through the scheduler); else wait for room."""
+        """Queue `doc`: at once, without a trip through the scheduler, while there
+        is room (the capacity holds a frame for every request in flight);
+        else wait for room. Cancelled already: nothing is queued (a run
+        cancelled before its request went out sends nothing)."""
+        await trio.lowlevel.checkpoint_if_cancelled()
         frame = encode(doc)
         try:
             self._tx.send_nowait(frame)
