@@ -167,7 +167,7 @@ class ExecutorPool:
                     # longer in flight, the stop's grace too), and shielded from
                     # the daemon's: the run's own scope records it, one scope
                     # per run fewer than a shield of its own.
-                    del self._in_flight[run_id]
+                    self._in_flight.pop(run_id, None)
                     scope.shield = True
                     await self._runs.finish(run_id, outcome)
                     return
