@@ -21,6 +21,7 @@ class LiveAlertSettings:
         self._settings = settings
         self._config: Config | None = None
         self._policies: dict[str, AlertPolicy] = {}
+        self._any_active = False
         self._targets: dict[str, AlertTarget] = {}
 
     def _current(self) -> None:
@@ -31,6 +32,8 @@ class LiveAlertSettings:
             a.id: AlertPolicy(bool(a.alert_url), config.plan_of(a).auto_pause_after)
             for a in config.accounts
         }
+        # Asked at every run's end (`AlertRecorder.record`): one scan per config, not per end.
+        self._any_active = any(p.active for p in self._policies.values())
         self._targets = {
             a.id: AlertTarget(a.alert_url, a.sign_requests) for a in config.accounts if a.alert_url
         }
@@ -40,7 +43,7 @@ class LiveAlertSettings:
 
     def any_active(self) -> bool:
         self._current()
-        return any(p.active for p in self._policies.values())
+        return self._any_active
 
     def of(self, account_id: str) -> AlertPolicy:
         self._current()

@@ -50,14 +50,19 @@ class Claim:
         return headers
 
 
-# The run's own columns (named apart from the job's) and its job's, in one read.
+# The run's own columns (named apart from the job's), its job's, and whether its
+# environment's row overrides the request (`environments_sql.overrides_request`;
+# NULL without a row), in one read: the row itself is read only when it does.
 _CLAIM_READ = (
     "SELECT r.status AS run_status, r.held_until_us AS run_held_until_us, "
     "r.job_slug AS run_job_slug, r.environment AS run_environment, "
     "r.scheduled_for_us AS run_scheduled_for_us, r.retry_of AS run_retry_of, "
     "r.retry_attempt AS run_retry_attempt, "
+    "e.overlay != '{}' OR e.headers != '[]' AS env_overrides, "
     + ", ".join(f"j.{column.strip()}" for column in jobs_sql.COLUMNS.split(","))
-    + " FROM runs AS r JOIN jobs AS j ON j.id = r.job_id WHERE r.id = ?"
+    + " FROM runs AS r JOIN jobs AS j ON j.id = r.job_id "
+    "LEFT JOIN job_environments AS e ON e.job_id = r.job_id AND e.environment = r.environment "
+    "WHERE r.id = ?"
 )
 
 
@@ -83,7 +88,9 @@ def claim(
     if row["run_held_until_us"] is not None:
         return None  # a retry not yet due: the scheduler releases it when it is
     account_id = str(row["account_id"])  # the job's, which is the run's
-    env = environments_sql.env_row(conn, row["id"], row["run_environment"])
+    env = None
+    if row["env_overrides"]:
+        env = environments_sql.env_row(conn, row["id"], row["run_environment"])
     try:
         config = jobs_sql.to_config(row, keyring, strict=True)
         if env is not None and environments_sql.overrides_request(env):

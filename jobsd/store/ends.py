@@ -62,7 +62,7 @@ async def write_ending(
     def wrapped(conn: sqlite3.Connection) -> tuple[T, list[RunEnded], Recorded | None]:
         ended = Ended()
         value = tx(conn, ended)
-        recorded = None if alerts is None else alerts.record(conn, ended)
+        recorded = None if alerts is None else alerts.record(conn, ended, ended.known)
         if observer is None or not ended:
             return value, [], recorded
         unread = [run_id for run_id in ended if run_id not in ended.known]

@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -40,7 +40,7 @@ from jobsd.alert_rules import (
     verdict,
 )
 from jobsd.logs import fields
-from jobsd.messages import JobChanged, SchedulerNews
+from jobsd.messages import JobChanged, RunEnded, SchedulerNews
 from jobsd.store.outbox_rows import (
     OutboxWriter,
     Recorded,
@@ -108,10 +108,25 @@ class AlertRecorder:
 
     # -- inside the transaction --------------------------------------------------
 
-    def record(self, conn: sqlite3.Connection, ended: Sequence[str]) -> Recorded:
+    def record(
+        self,
+        conn: sqlite3.Connection,
+        ended: Sequence[str],
+        known: Mapping[str, RunEnded] | None = None,
+    ) -> Recorded:
+        """`known`: the ends whose facts the transaction has (a finish's); those of
+        an account whose alerts are off are left out before anything is read."""
         done = Recorded()
         if not ended or not self._policies.any_active():
             return done
+        if known:
+            ended = [
+                run_id
+                for run_id in ended
+                if (end := known.get(run_id)) is None or self._policies.of(end.account_id).active
+            ]
+            if not ended:
+                return done
         order = {run_id: n for n, run_id in enumerate(ended)}
         facts: list[sqlite3.Row] = []
         for start in range(0, len(ended), 500):

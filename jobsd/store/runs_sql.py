@@ -80,8 +80,15 @@ def live_counts(conn: sqlite3.Connection) -> tuple[int, int]:
     return int(counts.get("PENDING", 0)), int(counts.get("RUNNING", 0))
 
 
+# Built once: a claim and a finish each use one on the writer thread.
+_WHERE_FROM = {
+    dst: "status IN (" + ", ".join(f"'{s.value}'" for s in sources_of(dst)) + ")"
+    for dst in RunStatus
+}
+
+
 def _where_from(dst: RunStatus) -> str:
-    return "status IN (" + ", ".join(f"'{s.value}'" for s in sources_of(dst)) + ")"
+    return _WHERE_FROM[dst]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +98,44 @@ class RetryOf:
     original: str
     attempt: int
     previous: str
+
+
+_INSERT = (
+    "INSERT OR IGNORE INTO runs (id, account_id, job_id, job_slug, environment, trigger, "
+    "rerun_of, scheduled_for_us, status, created_at_us, retry_of, retry_attempt, "
+    "retried_run, held_until_us) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'PENDING', ?, ?, ?, ?, ?)"
+)
+_INSERT_RETURNING = f"{_INSERT} RETURNING {COLUMNS}"
+
+
+def _insert_values(
+    *,
+    account_id: str,
+    job_pk: int,
+    job_slug: str,
+    environment: str,
+    trigger: Trigger,
+    created_at_us: int,
+    scheduled_for_us: int | None = None,
+    rerun_of: str | None = None,
+    retry: RetryOf | None = None,
+) -> tuple[object, ...]:
+    return (
+        str(uuid.uuid4()),
+        account_id,
+        job_pk,
+        job_slug,
+        environment,
+        trigger.value,
+        rerun_of,
+        scheduled_for_us,
+        created_at_us,
+        None if retry is None else retry.original,
+        None if retry is None else retry.attempt,
+        None if retry is None else retry.previous,
+        None if retry is None else scheduled_for_us,
+    )
 
 
 def insert(
@@ -110,29 +155,46 @@ def insert(
 
     A retry is held until its due instant, `scheduled_for_us`.
     """
-    run_id = str(uuid.uuid4())
-    cur = conn.execute(
-        "INSERT OR IGNORE INTO runs (id, account_id, job_id, job_slug, environment, trigger, "
-        "rerun_of, scheduled_for_us, status, created_at_us, retry_of, retry_attempt, "
-        "retried_run, held_until_us) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'PENDING', ?, ?, ?, ?, ?)",
-        (
-            run_id,
-            account_id,
-            job_pk,
-            job_slug,
-            environment,
-            trigger.value,
-            rerun_of,
-            scheduled_for_us,
-            created_at_us,
-            None if retry is None else retry.original,
-            None if retry is None else retry.attempt,
-            None if retry is None else retry.previous,
-            None if retry is None else scheduled_for_us,
-        ),
+    values = _insert_values(
+        account_id=account_id,
+        job_pk=job_pk,
+        job_slug=job_slug,
+        environment=environment,
+        trigger=trigger,
+        created_at_us=created_at_us,
+        scheduled_for_us=scheduled_for_us,
+        rerun_of=rerun_of,
+        retry=retry,
     )
-    return run_id if cur.rowcount == 1 else None
+    cur = conn.execute(_INSERT, values)
+    return str(values[0]) if cur.rowcount == 1 else None
+
+
+def insert_returning(
+    conn: sqlite3.Connection,
+    *,
+    account_id: str,
+    job_pk: int,
+    job_slug: str,
+    environment: str,
+    trigger: Trigger,
+    created_at_us: int,
+    rerun_of: str | None = None,
+) -> sqlite3.Row | None:
+    """`insert` of a run-now or a rerun, the new row (`COLUMNS`) returned by the same
+    statement rather than read again (one statement, each of which costs the writer
+    GIL hand-overs); None when it was ignored."""
+    values = _insert_values(
+        account_id=account_id,
+        job_pk=job_pk,
+        job_slug=job_slug,
+        environment=environment,
+        trigger=trigger,
+        created_at_us=created_at_us,
+        rerun_of=rerun_of,
+    )
+    row: sqlite3.Row | None = conn.execute(_INSERT_RETURNING, values).fetchone()
+    return row
 
 
 def by_id(conn: sqlite3.Connection, run_id: str) -> sqlite3.Row | None:
@@ -161,13 +223,15 @@ def start(
     conn: sqlite3.Connection, run_id: str, *, now_us: int, job_version: int, period: str
 ) -> bool:
     """PENDING -> RUNNING; never for a retry still held (not yet due)."""
-    cur = conn.execute(
-        f"UPDATE runs SET status = 'RUNNING', started_at_us = {STARTED_AT}, job_version = ?, "
-        f"metered_period = ? WHERE id = ? AND {_where_from(RunStatus.RUNNING)} "
-        "AND held_until_us IS NULL",
-        (now_us, job_version, period, run_id),
-    )
+    cur = conn.execute(_START, (now_us, job_version, period, run_id))
     return cur.rowcount == 1
+
+
+_START = (
+    f"UPDATE runs SET status = 'RUNNING', started_at_us = {STARTED_AT}, job_version = ?, "
+    f"metered_period = ? WHERE id = ? AND {_where_from(RunStatus.RUNNING)} "
+    "AND held_until_us IS NULL"
+)
 
 
 def refuse_for_quota(
@@ -198,9 +262,7 @@ def finish(
     """RUNNING -> the outcome; the run as it ended (`ENDED_COLUMNS`, and what a retry
     needs: `job_id`, `retry_of`, `retry_attempt`), or None when it was not RUNNING."""
     rows = conn.execute(
-        f"UPDATE runs SET status = ?, failure_reason = ?, error = ?, request = ?, result = ?, "
-        f"finished_at_us = {FINISHED_AT} WHERE id = ? AND {_where_from(outcome.status)} "
-        f"AND status = 'RUNNING' RETURNING {ENDED_COLUMNS}, job_id, retry_of, retry_attempt",
+        _FINISH[outcome.status],
         (
             outcome.status.value,
             None if outcome.failure_reason is None else outcome.failure_reason.value,
@@ -212,6 +274,14 @@ def finish(
         ),
     ).fetchall()
     return rows[0] if rows else None
+
+
+_FINISH = {
+    status: f"UPDATE runs SET status = ?, failure_reason = ?, error = ?, request = ?, "
+    f"result = ?, finished_at_us = {FINISHED_AT} WHERE id = ? AND {_where_from(status)} "
+    f"AND status = 'RUNNING' RETURNING {ENDED_COLUMNS}, job_id, retry_of, retry_attempt"
+    for status in RunStatus
+}
 
 
 def cancel(conn: sqlite3.Connection, run_id: str, *, now_us: int) -> bool:

@@ -117,10 +117,15 @@ class Figures:
     batches: int = 0
     statements: int = 0
     triggers: int = 0
+    fire_statements: int = 0
 
     def row(self, name: str) -> str:
         n = max(1, self.runs)
-        stmts = f"{self.statements / n:5.1f} {self.triggers / n:5.1f}" if self.statements else ""
+        stmts = (
+            f"{self.statements / n:5.1f} {self.triggers / n:5.1f}  {self.fire_statements / n:5.1f}"
+            if self.statements
+            else ""
+        )
         return (
             f"{name:<26} {self.runs:>6} {self.fire_writer_s / n * 1e6:>8.0f} "
             f"{self.writer_s / n * 1e6:>8.0f} {self.process_s / n * 1e6:>8.0f} "
@@ -131,7 +136,8 @@ class Figures:
 
 HEADER = (
     f"{'observer':<26} {'runs':>6} {'fire us':>8} {'writer':>8} {'process':>8} {'rest':>8} "
-    f"{'tx/run':>6} {'runs/s':>8}  statements + in triggers /run (claim+finish)"
+    f"{'tx/run':>6} {'runs/s':>8}  statements + in triggers /run (claim+finish); "
+    "statements /run (fire)"
 )
 
 
@@ -219,6 +225,26 @@ async def fire(store: Store, jobs: list[tuple[int, datetime]], runs: int) -> lis
     return orders
 
 
+async def enqueue(
+    store: Store, jobs: list[tuple[int, datetime]], runs: int, workers: int
+) -> list[RunOrder]:
+    """`runs` MANUAL runs (run-now), `workers` calls in flight, as the API makes them."""
+    orders: list[RunOrder] = []
+    todo = iter(range(runs))
+
+    async def caller() -> None:
+        for i in todo:
+            run = await store.runs.enqueue_manual(
+                "acme", f"job-{i % len(jobs)}", ENV, require_enabled=False, max_pending=10**9
+            )
+            orders.append(RunOrder(run.id, run.account_id))
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(workers):
+            nursery.start_soon(caller)
+    return orders
+
+
 async def execute(store: Store, orders: list[RunOrder], workers: int) -> None:
     todo = iter(orders)
     unlimited: Callable[[str], int] = lambda _account: -1  # noqa: E731
@@ -261,9 +287,14 @@ async def one_pass(
                 observer=obs,
             ) as store:
                 jobs = await make_jobs(store, args.jobs)
+                figures.statements = 0
                 w0 = writer_cpu_s()
-                orders = await fire(store, jobs, runs)
+                if args.manual:
+                    orders = await enqueue(store, jobs, runs, args.workers)
+                else:
+                    orders = await fire(store, jobs, runs)
                 w1, p1, t1 = writer_cpu_s(), time.process_time(), time.perf_counter()
+                figures.fire_statements = figures.statements
                 figures.statements, figures.triggers, figures.batches = 0, 0, 0
                 await execute(store, orders, args.workers)
                 figures.triggers -= figures.statements
@@ -347,7 +378,7 @@ async def main_async(args: argparse.Namespace) -> None:
     )
     print(
         f"medians of {args.repeat} passes; per run, CPU microseconds: fire = writer in "
-        "fire_slots; writer/process/rest in claim+finish"
+        f"{'enqueue_manual' if args.manual else 'fire_slots'}; writer/process/rest in claim+finish"
     )
     print(HEADER)
     for observer in ("none", "metrics (log warning)", "log info"):
@@ -360,6 +391,7 @@ async def main_async(args: argparse.Namespace) -> None:
             counted = await one_pass(Path(tmp), args, observer, min(args.runs, 1000), trace=True)
         timed.statements = round(counted.statements / counted.runs * timed.runs)
         timed.triggers = round(counted.triggers / counted.runs * timed.runs)
+        timed.fire_statements = round(counted.fire_statements / counted.runs * timed.runs)
         print(timed.row(observer), flush=True)
     print(f"load average after {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
@@ -370,6 +402,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=500)
     parser.add_argument("--workers", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=3, help="passes per observer; medians")
+    parser.add_argument(
+        "--manual", action="store_true", help="runs made by run-now (enqueue_manual), not fired"
+    )
     parser.add_argument("--decrypt", action="store_true", help="time one header decryption")
     parser.add_argument("--observer", action="store_true", help="time the observer alone")
     args = parser.parse_args()
