@@ -22,16 +22,23 @@ ENDED_COLUMNS = (
 )
 
 
+# A stored value to its member by a dict lookup, not a call of the Enum (~20x
+# cheaper): every run's rows are converted on the writer thread. The columns'
+# CHECK constraints hold only these values.
+TRIGGERS = {t.value: t for t in Trigger}
+STATUSES = {s.value: s for s in RunStatus}
+REASONS: dict[str | None, FailureReason | None] = {None: None} | {r.value: r for r in FailureReason}
+
+
 def to_ended(row: sqlite3.Row) -> RunEnded:
-    reason = row["failure_reason"]
     return RunEnded(
         run_id=row["id"],
         account_id=row["account_id"],
         job_slug=row["job_slug"],
         environment=row["environment"],
-        trigger=Trigger(row["trigger"]),
-        status=RunStatus(row["status"]),
-        failure_reason=None if reason is None else FailureReason(reason),
+        trigger=TRIGGERS[row["trigger"]],
+        status=STATUSES[row["status"]],
+        failure_reason=REASONS[row["failure_reason"]],
         created_at=from_us(row["created_at_us"]),
         scheduled_for=_opt_time(row["scheduled_for_us"]),
         started_at=_opt_time(row["started_at_us"]),

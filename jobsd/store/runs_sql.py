@@ -17,8 +17,8 @@ from datetime import datetime
 
 from jobsd.clock import from_us
 from jobsd.messages import Outcome, Run
-from jobsd.runs import FailureReason, RunStatus, Trigger, sources_of
-from jobsd.store.ended_sql import ENDED_COLUMNS
+from jobsd.runs import RunStatus, Trigger, sources_of
+from jobsd.store.ended_sql import ENDED_COLUMNS, REASONS, STATUSES, TRIGGERS
 
 COLUMNS = (
     "seq, id, account_id, job_id, job_slug, job_version, environment, trigger, rerun_of, "
@@ -44,7 +44,6 @@ def _opt_json(raw: str | None) -> dict[str, object] | None:
 
 
 def to_run(row: sqlite3.Row) -> Run:
-    reason = row["failure_reason"]
     return Run(
         id=row["id"],
         account_id=row["account_id"],
@@ -52,14 +51,14 @@ def to_run(row: sqlite3.Row) -> Run:
         job_slug=row["job_slug"],
         job_version=row["job_version"],
         environment=row["environment"],
-        trigger=Trigger(row["trigger"]),
+        trigger=TRIGGERS[row["trigger"]],
         rerun_of=row["rerun_of"],
         scheduled_for=_opt_time(row["scheduled_for_us"]),
-        status=RunStatus(row["status"]),
+        status=STATUSES[row["status"]],
         created_at=from_us(row["created_at_us"]),
         started_at=_opt_time(row["started_at_us"]),
         finished_at=_opt_time(row["finished_at_us"]),
-        failure_reason=None if reason is None else FailureReason(reason),
+        failure_reason=REASONS[row["failure_reason"]],
         error=row["error"],
         request=_opt_json(row["request"]),
         result=_opt_json(row["result"]),
