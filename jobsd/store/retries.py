@@ -68,15 +68,17 @@ def schedule_retry(
     due_us = to_us(now + delay)
     run_id = runs_sql.insert(
         conn,
-        account_id=run["account_id"],
-        job_pk=run["job_id"],
-        job_slug=run["job_slug"],
-        environment=run["environment"],
-        trigger=Trigger.RETRY,
-        created_at_us=to_us(now),
-        scheduled_for_us=due_us,
-        retry=runs_sql.RetryOf(
-            original=run["retry_of"] or run["id"], attempt=attempt, previous=run["id"]
+        runs_sql.NewRun(
+            account_id=run["account_id"],
+            job_pk=run["job_id"],
+            job_slug=run["job_slug"],
+            environment=run["environment"],
+            trigger=Trigger.RETRY,
+            created_at_us=to_us(now),
+            scheduled_for_us=due_us,
+            retry=runs_sql.RetryOf(
+                original=run["retry_of"] or run["id"], attempt=attempt, previous=run["id"]
+            ),
         ),
     )
     return None if run_id is None else RetryHeld(run_id, from_us(due_us))

@@ -100,12 +100,14 @@ class RunStore(RunRecordStore):
                 raise errors.too_many_pending(max_pending)
             row = runs_sql.insert_returning(
                 conn,
-                account_id=account_id,
-                job_pk=job["id"],
-                job_slug=slug,
-                environment=environment,
-                trigger=Trigger.MANUAL,
-                created_at_us=now_us,
+                runs_sql.NewRun(
+                    account_id=account_id,
+                    job_pk=job["id"],
+                    job_slug=slug,
+                    environment=environment,
+                    trigger=Trigger.MANUAL,
+                    created_at_us=now_us,
+                ),
             )
             assert row is not None
             return runs_sql.to_run(row)
@@ -149,13 +151,15 @@ class RunStore(RunRecordStore):
                 raise errors.too_many_pending(max_pending)
             row = runs_sql.insert_returning(
                 conn,
-                account_id=account_id,
-                job_pk=job["id"],
-                job_slug=job["slug"],
-                environment=environment,
-                trigger=Trigger.RERUN,
-                created_at_us=now_us,
-                rerun_of=source_id,
+                runs_sql.NewRun(
+                    account_id=account_id,
+                    job_pk=job["id"],
+                    job_slug=job["slug"],
+                    environment=environment,
+                    trigger=Trigger.RERUN,
+                    created_at_us=now_us,
+                    rerun_of=source_id,
+                ),
             )
             assert row is not None
             return runs_sql.to_run(row)

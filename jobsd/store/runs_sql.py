@@ -108,91 +108,51 @@ _INSERT = (
 _INSERT_RETURNING = f"{_INSERT} RETURNING {COLUMNS}"
 
 
-def _insert_values(
-    *,
-    account_id: str,
-    job_pk: int,
-    job_slug: str,
-    environment: str,
-    trigger: Trigger,
-    created_at_us: int,
-    scheduled_for_us: int | None = None,
-    rerun_of: str | None = None,
-    retry: RetryOf | None = None,
-) -> tuple[object, ...]:
-    return (
-        str(uuid.uuid4()),
-        account_id,
-        job_pk,
-        job_slug,
-        environment,
-        trigger.value,
-        rerun_of,
-        scheduled_for_us,
-        created_at_us,
-        None if retry is None else retry.original,
-        None if retry is None else retry.attempt,
-        None if retry is None else retry.previous,
-        None if retry is None else scheduled_for_us,
-    )
+@dataclass(frozen=True, slots=True)
+class NewRun:
+    """A run to insert, PENDING; a retry is held until its due instant, `scheduled_for_us`."""
+
+    account_id: str
+    job_pk: int
+    job_slug: str
+    environment: str
+    trigger: Trigger
+    created_at_us: int
+    scheduled_for_us: int | None = None
+    rerun_of: str | None = None
+    retry: RetryOf | None = None
+
+    def values(self) -> tuple[object, ...]:
+        """`_INSERT`'s parameters, under a new id."""
+        retry = self.retry
+        return (
+            str(uuid.uuid4()),
+            self.account_id,
+            self.job_pk,
+            self.job_slug,
+            self.environment,
+            self.trigger.value,
+            self.rerun_of,
+            self.scheduled_for_us,
+            self.created_at_us,
+            None if retry is None else retry.original,
+            None if retry is None else retry.attempt,
+            None if retry is None else retry.previous,
+            None if retry is None else self.scheduled_for_us,
+        )
 
 
-def insert(
-    conn: sqlite3.Connection,
-    *,
-    account_id: str,
-    job_pk: int,
-    job_slug: str,
-    environment: str,
-    trigger: Trigger,
-    created_at_us: int,
-    scheduled_for_us: int | None = None,
-    rerun_of: str | None = None,
-    retry: RetryOf | None = None,
-) -> str | None:
-    """Insert a PENDING run; None when its scheduled slot (or its retry attempt) has one.
-
-    A retry is held until its due instant, `scheduled_for_us`.
-    """
-    values = _insert_values(
-        account_id=account_id,
-        job_pk=job_pk,
-        job_slug=job_slug,
-        environment=environment,
-        trigger=trigger,
-        created_at_us=created_at_us,
-        scheduled_for_us=scheduled_for_us,
-        rerun_of=rerun_of,
-        retry=retry,
-    )
+def insert(conn: sqlite3.Connection, run: NewRun) -> str | None:
+    """Insert the run; its id, or None when its scheduled slot (or its retry attempt) has one."""
+    values = run.values()
     cur = conn.execute(_INSERT, values)
     return str(values[0]) if cur.rowcount == 1 else None
 
 
-def insert_returning(
-    conn: sqlite3.Connection,
-    *,
-    account_id: str,
-    job_pk: int,
-    job_slug: str,
-    environment: str,
-    trigger: Trigger,
-    created_at_us: int,
-    rerun_of: str | None = None,
-) -> sqlite3.Row | None:
-    """`insert` of a run-now or a rerun, the new row (`COLUMNS`) returned by the same
-    statement rather than read again (one statement, each of which costs the writer
-    GIL hand-overs); None when it was ignored."""
-    values = _insert_values(
-        account_id=account_id,
-        job_pk=job_pk,
-        job_slug=job_slug,
-        environment=environment,
-        trigger=trigger,
-        created_at_us=created_at_us,
-        rerun_of=rerun_of,
-    )
-    row: sqlite3.Row | None = conn.execute(_INSERT_RETURNING, values).fetchone()
+def insert_returning(conn: sqlite3.Connection, run: NewRun) -> sqlite3.Row | None:
+    """`insert`, the new row (`COLUMNS`) returned by the same statement rather than read
+    again (each statement costs the writer GIL hand-overs); None when it was ignored."""
+    row: sqlite3.Row | None = conn.execute(_INSERT_RETURNING, run.values()).fetchone()
     return row
 
 

@@ -89,13 +89,15 @@ def fire(
         ).fetchone()
     run_id = runs_sql.insert(
         conn,
-        account_id=job["account_id"],
-        job_pk=firing.job_pk,
-        job_slug=job["slug"],
-        environment=firing.environment,
-        trigger=Trigger.SCHEDULE,
-        created_at_us=now_us,
-        scheduled_for_us=to_us(firing.slot),
+        runs_sql.NewRun(
+            account_id=job["account_id"],
+            job_pk=firing.job_pk,
+            job_slug=job["slug"],
+            environment=firing.environment,
+            trigger=Trigger.SCHEDULE,
+            created_at_us=now_us,
+            scheduled_for_us=to_us(firing.slot),
+        ),
     )
     if run_id is None:
         return True, None
