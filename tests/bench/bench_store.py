@@ -1,12 +1,13 @@
 """What does the store cost per run? Fire, claim and finish through the real store.
 
-    .venv/bin/python -m tests.bench.bench_store [--runs 5000] [--jobs 500] [--workers 64]
+    .venv/bin/python -m tests.bench.bench_store [--runs 5000] [--jobs 500] [--workers 64] [--manual]
 
 No HTTP: the executors' side is played by `--workers` trio tasks that claim
 a run, make the outcome a delivery would (a 200 with a small body), and
 finish it, through the same `RunRecords` calls the executor pool makes; the
 scheduler's side by `fire_slots` calls of 256 firings, as the scheduler
-makes them. The store is the real one (`open_store`: every migration,
+makes them (`--manual`: by `enqueue_manual` calls, `--workers` in flight, as
+run-now makes them). The store is the real one (`open_store`: every migration,
 index and count trigger, a key file, one sealed header per job) on a SQLite
 file under a temporary directory.
 
