@@ -15,6 +15,7 @@ lives in `jobsd.store.backup` and `jobsd.rotation`, this module only prints.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 from pathlib import Path
@@ -104,6 +105,7 @@ def _serve(args: argparse.Namespace) -> int:
     args.json_logs = config.log.format == "json"
 
     def announce(bound: list[str]) -> None:
+        _set_the_start_aside()
         urls = ", ".join(bound)
         if args.json_logs:  # stdout too: every line one JSON object
             print(logs.json_line("jobsd", f"jobsd listening on {urls}", urls=bound), flush=True)
@@ -121,6 +123,24 @@ def _serve(args: argparse.Namespace) -> int:
     options = DaemonOptions(config=config, config_path=args.config, announce=announce)
     trio.run(run_daemon, options)
     return 0
+
+
+def _set_the_start_aside() -> None:
+    """Once ready, what the start made (modules, the app, the config, the scheduler's
+    jobs) is moved out of the cycle collector's sight (`gc.freeze`).
+
+    It lives as long as the process, yet every full collection walked all of
+    it: 55-61 ms, every loop's task stopped, a few times a minute under load
+    (gc callbacks in a daemon taking 300 run-nows/s; 3.9 ms once frozen),
+    and with a million cron jobs, proportionally more. Done here, in the
+    process's entry point, not in `run_daemon`, which tests run inside their
+    own process. What frozen objects later drop is still freed by reference
+    counting; only cycles among them outlive their use.
+    """
+    gc.freeze()
+    logging.getLogger("jobsd").info(
+        "ready: %d objects of the start set aside from the cycle collector", gc.get_freeze_count()
+    )
 
 
 def _with_listen(config: Config, listen: str) -> Config:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import signal
 import socket
 import stat
@@ -76,6 +77,9 @@ def test_serve_on_builtin_defaults(tmp_path: Path) -> None:
         daemon.signal(signal.SIGTERM)
         assert daemon.proc is not None and daemon.proc.wait(timeout=30) == 0
         assert token not in daemon.stderr()
+        # Once ready, the start's objects are out of the cycle collector's sight (jobsd.cli).
+        frozen = re.search(r"ready: (\d+) objects of the start set aside", daemon.stderr())
+        assert frozen is not None and int(frozen[1]) > 50_000, daemon.stderr()[-2000:]
 
 
 def test_a_listen_address_in_use_is_a_message_not_a_traceback(tmp_path: Path) -> None:
