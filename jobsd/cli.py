@@ -126,16 +126,16 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _set_the_start_aside() -> None:
-    """Once ready, what the start made (modules, the app, the config, the scheduler's
-    jobs) is moved out of the cycle collector's sight (`gc.freeze`).
+    """Once ready, what the start made (modules, the app, the config) is moved out
+    of the cycle collector's sight (`gc.freeze`).
 
     It lives as long as the process, yet every full collection walked all of
     it: 55-61 ms, every loop's task stopped, a few times a minute under load
-    (gc callbacks in a daemon taking 300 run-nows/s; 3.9 ms once frozen),
-    and with a million cron jobs, proportionally more. Done here, in the
-    process's entry point, not in `run_daemon`, which tests run inside their
-    own process. What frozen objects later drop is still freed by reference
-    counting; only cycles among them outlive their use.
+    (gc callbacks in a daemon taking 300 run-nows/s; 3.9 ms once frozen).
+    Done here, in the process's entry point, not in `run_daemon`, which
+    tests run inside their own process. What frozen objects later drop is
+    still freed by reference counting; only cycles among them outlive their
+    use.
     """
     gc.freeze()
     logging.getLogger("jobsd").info(
