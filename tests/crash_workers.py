@@ -23,7 +23,7 @@ from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 
-from jobsd.workers.pool import WORKER_LOST_ERROR
+from jobsd.workers.child_link import WORKER_LOST_ERROR
 
 WORKER_DEATH = "was killed by signal 9 with"  # in the daemon's line for a killed worker
 REPLACED_WITHIN_S = 15.0

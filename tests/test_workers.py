@@ -19,8 +19,9 @@ import trio.testing
 from jobsd.config import LogConfig
 from jobsd.job_model import Header, HttpConfig
 from jobsd.runs import FailureReason, RunStatus
+from jobsd.workers.child_link import WORKER_LOST_ERROR
 from jobsd.workers.count import process_count
-from jobsd.workers.pool import WORKER_LOST_ERROR, WorkerProcesses
+from jobsd.workers.pool import WorkerProcesses
 from tests.crash_workers import gone
 from tests.holding_target import RUN_ID, holding_target
 

@@ -20,7 +20,7 @@ from typing import Any
 import httpx2
 import trio
 
-from jobsd.workers.pool import WORKER_LOST_ERROR
+from jobsd.workers.child_link import WORKER_LOST_ERROR
 from tests.conftest import TOKEN_A, config_text
 from tests.crash_workers import gone, worker_pids
 from tests.daemon_process import DaemonProcess

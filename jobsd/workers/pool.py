@@ -3,8 +3,9 @@
 The executor pool (`jobsd.executor`) stays in the daemon: it takes a run,
 claims it in the store, stamps and signs it there (no signing secret ever
 leaves the daemon), and hands the request to `WorkerProcesses.perform`,
-which sends it to the least busy live worker (`jobsd.workers.child`) and
-waits for the outcome, which the executor then records. So the store, the
+which sends it to the least busy live worker (`jobsd.workers.child`; each
+one seen from here is a `jobsd.workers.child_link.Child`) and waits for the
+outcome, which the executor then records. So the store, the
 scheduler, the fair queue and the bound of `workers` runs RUNNING stay where
 they were; only the exchange itself, and its CPU, moves to another core.
 
@@ -12,13 +13,13 @@ they were; only the exchange itself, and its CPU, moves to another core.
   grace) sends `cancel` for its request before it unwinds; the worker
   cancels that request's scope at once, closing its connection.
 - Death: a worker that exits or breaks the framing has every request it
-  held answered FAILED/WORKER_LOST (`WORKER_LOST_ERROR`, recorded by the
+  held answered FAILED/WORKER_LOST (`child_link.WORKER_LOST_ERROR`, recorded by the
   executors like any outcome, so never retried and never sent again) and is
   replaced; one that dies young is replaced after a growing pause, so a
   worker that cannot start does not spin.
 - Stop: when the daemon's actors end (after the executor pool has
   stopped), each worker's pair is closed; a worker exits on end of file,
-  and one still there after `EXIT_WAIT_S` is killed. A daemon killed
+  and one still there after `child_link.EXIT_WAIT_S` is killed. A daemon killed
   outright closes the pairs too (the kernel does), so no worker outlives it.
 """
 
@@ -35,115 +36,20 @@ from contextlib import suppress
 import trio
 
 from jobsd.config import LogConfig
-from jobsd.delivery import BODY_CAP_BYTES, BODY_KEEP_BYTES, request_record
+from jobsd.delivery import BODY_CAP_BYTES, BODY_KEEP_BYTES
 from jobsd.job_model import HttpConfig
 from jobsd.messages import Outcome
-from jobsd.runs import FailureReason, RunStatus
 from jobsd.workers import wire
+from jobsd.workers.child_link import Child, Waiter, lost
 
 log = logging.getLogger("jobsd.workers")
 
-WORKER_LOST_ERROR = (
-    "the worker process performing this run's request died; whether the target received "
-    "the request is unknown"
-)
-EXIT_WAIT_S = 5.0
 # How long a run waits for a live worker (one starting takes about half a
 # second; a replacement as long, plus its pause).
 WORKER_WAIT_S = 30.0
 YOUNG_S = 10.0
 BACKOFF_S = (0.1, 5.0)
 _NOT_INHERITED = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
-
-
-def _lost(config: HttpConfig, stamp: Sequence[tuple[str, str]], error: str) -> Outcome:
-    record = request_record(config, stamp)
-    return Outcome(RunStatus.FAILED, FailureReason.WORKER_LOST, error, record, None)
-
-
-class _Waiter:
-    """A `perform` waiting for its outcome: its task is parked by hand (no Event
-    per run) and rescheduled by whoever answers, `serve` or `lose_all`."""
-
-    __slots__ = ("config", "outcome", "parked", "stamp", "task")
-
-    def __init__(self, config: HttpConfig, stamp: Sequence[tuple[str, str]]) -> None:
-        self.config = config
-        self.stamp = stamp
-        self.task = trio.lowlevel.current_task()
-        self.parked = False
-        self.outcome: Outcome | None = None
-
-    def answer(self, outcome: Outcome) -> None:
-        self.outcome = outcome
-        if self.parked:
-            self.parked = False
-            trio.lowlevel.reschedule(self.task)
-
-    async def wait(self) -> Outcome:
-        """The outcome, once answered; cancellable (then never rescheduled)."""
-        if self.outcome is None:
-            self.parked = True
-
-            def abort(_: object) -> trio.lowlevel.Abort:
-                self.parked = False
-                return trio.lowlevel.Abort.SUCCEEDED
-
-            await trio.lowlevel.wait_task_rescheduled(abort)
-        assert self.outcome is not None
-        return self.outcome
-
-
-class _Child:
-    def __init__(self, number: int, process: trio.Process, stream: trio.SocketStream) -> None:
-        self.number = number
-        self.process = process
-        self.stream = stream
-        self.reader = wire.FrameReader(stream)
-        self.sender: wire.FrameSender | None = None
-        self.waiting: dict[int, _Waiter] = {}
-        self.next_seq = 0
-        self.alive = False
-
-    async def serve(self, capacity: int) -> None:
-        """Route its outcomes to their waiters until it is gone."""
-        self.sender = wire.FrameSender(self.stream, capacity)
-        self.alive = True
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._send, nursery.cancel_scope)
-                while (doc := await self.reader.receive()) is not None:
-                    if doc["kind"] != "done":
-                        raise wire.FrameError(f"a worker sent {doc['kind']!r}")
-                    waiter = self.waiting.pop(wire.seq_of(doc), None)
-                    if waiter is not None:
-                        waiter.answer(wire.outcome_of(doc))
-                nursery.cancel_scope.cancel()
-        except (wire.FrameError, trio.BrokenResourceError) as exc:
-            log.error("worker process %d broke its socket pair: %s", self.number, exc)
-        finally:
-            self.alive = False
-            self.sender.close()
-
-    async def _send(self, reading: trio.CancelScope) -> None:
-        assert self.sender is not None
-        await self.sender.run()
-        reading.cancel()  # it no longer reads what we write: it is gone
-
-    def lose_all(self) -> int:
-        lost = list(self.waiting.values())
-        self.waiting.clear()
-        for waiter in lost:
-            waiter.answer(_lost(waiter.config, waiter.stamp, WORKER_LOST_ERROR))
-        return len(lost)
-
-    async def end(self) -> int:
-        """Close its pair, wait a little for it to exit, then kill it; its exit status."""
-        await self.stream.aclose()
-        with trio.move_on_after(EXIT_WAIT_S):
-            return await self.process.wait()
-        self.process.kill()
-        return await self.process.wait()
 
 
 def _exit(code: int) -> str:
@@ -175,7 +81,7 @@ class WorkerProcesses:
             "log_format": log.format,
             "log_level": log.level,
         }
-        self._children: list[_Child] = []
+        self._children: list[Child] = []
         self._changed = trio.Event()
         self._env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
 
@@ -226,7 +132,7 @@ class WorkerProcesses:
             else:
                 pause = BACKOFF_S[0]
 
-    async def _start(self, number: int, spawned: Callable[[], None] | None) -> _Child | None:
+    async def _start(self, number: int, spawned: Callable[[], None] | None) -> Child | None:
         """A new worker, ready; None if it could not start. `spawned` is called
         once the process exists (or could not be made), before it is ready."""
         ours, theirs = socket.socketpair()
@@ -246,7 +152,7 @@ class WorkerProcesses:
             theirs.close()
             if spawned is not None:
                 spawned()
-        child = _Child(number, process, trio.SocketStream(trio.socket.from_stdlib_socket(ours)))
+        child = Child(number, process, trio.SocketStream(trio.socket.from_stdlib_socket(ours)))
         # No timer here: one that cannot start exits, which ends the read. (The
         # daemon's clock may be trio's MockClock in tests; a worker's is real.)
         try:
@@ -272,14 +178,14 @@ class WorkerProcesses:
         self._changed.set()
         self._changed = trio.Event()
 
-    def _least_busy(self) -> _Child | None:
-        best: _Child | None = None
+    def _least_busy(self) -> Child | None:
+        best: Child | None = None
         for child in self._children:
             if child.alive and (best is None or len(child.waiting) < len(best.waiting)):
                 best = child
         return best
 
-    async def _pick(self) -> _Child:
+    async def _pick(self) -> Child:
         while (child := self._least_busy()) is None:
             await self._changed.wait()
         return child
@@ -299,11 +205,11 @@ class WorkerProcesses:
                 error = (
                     f"no worker process could take this run's request within {WORKER_WAIT_S:g} s"
                 )
-                return _lost(config, stamp, error)
+                return lost(config, stamp, error)
         assert child.sender is not None
         seq = child.next_seq
         child.next_seq += 1
-        waiter = child.waiting[seq] = _Waiter(config, stamp)
+        waiter = child.waiting[seq] = Waiter(config, stamp)
         try:
             with suppress(trio.BrokenResourceError):  # it died: `lose_all` answers
                 await child.sender.send(wire.perform_doc(seq, config, stamp))

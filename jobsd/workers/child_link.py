@@ -1,0 +1,118 @@
+"""One worker process seen from the daemon: its socket pair, and the runs waiting on it.
+
+Split from `jobsd.workers.pool`, which keeps the set of them (start,
+replace, pick the least busy, stop). `_Child.serve` routes each `done`
+frame to the `perform` waiting for it; `lose_all` answers every waiter
+FAILED/WORKER_LOST when the worker is gone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import trio
+
+from jobsd.delivery import request_record
+from jobsd.job_model import HttpConfig
+from jobsd.messages import Outcome
+from jobsd.runs import FailureReason, RunStatus
+from jobsd.workers import wire
+
+log = logging.getLogger("jobsd.workers")
+
+WORKER_LOST_ERROR = (
+    "the worker process performing this run's request died; whether the target received "
+    "the request is unknown"
+)
+EXIT_WAIT_S = 5.0
+
+
+def lost(config: HttpConfig, stamp: Sequence[tuple[str, str]], error: str) -> Outcome:
+    record = request_record(config, stamp)
+    return Outcome(RunStatus.FAILED, FailureReason.WORKER_LOST, error, record, None)
+
+
+class Waiter:
+    """A `perform` waiting for its outcome: its task is parked by hand (no Event
+    per run) and rescheduled by whoever answers, `serve` or `lose_all`."""
+
+    __slots__ = ("config", "outcome", "parked", "stamp", "task")
+
+    def __init__(self, config: HttpConfig, stamp: Sequence[tuple[str, str]]) -> None:
+        self.config = config
+        self.stamp = stamp
+        self.task = trio.lowlevel.current_task()
+        self.parked = False
+        self.outcome: Outcome | None = None
+
+    def answer(self, outcome: Outcome) -> None:
+        self.outcome = outcome
+        if self.parked:
+            self.parked = False
+            trio.lowlevel.reschedule(self.task)
+
+    async def wait(self) -> Outcome:
+        """The outcome, once answered; cancellable (then never rescheduled)."""
+        if self.outcome is None:
+            self.parked = True
+
+            def abort(_: object) -> trio.lowlevel.Abort:
+                self.parked = False
+                return trio.lowlevel.Abort.SUCCEEDED
+
+            await trio.lowlevel.wait_task_rescheduled(abort)
+        assert self.outcome is not None
+        return self.outcome
+
+
+class Child:
+    def __init__(self, number: int, process: trio.Process, stream: trio.SocketStream) -> None:
+        self.number = number
+        self.process = process
+        self.stream = stream
+        self.reader = wire.FrameReader(stream)
+        self.sender: wire.FrameSender | None = None
+        self.waiting: dict[int, Waiter] = {}
+        self.next_seq = 0
+        self.alive = False
+
+    async def serve(self, capacity: int) -> None:
+        """Route its outcomes to their waiters until it is gone."""
+        self.sender = wire.FrameSender(self.stream, capacity)
+        self.alive = True
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._send, nursery.cancel_scope)
+                while (doc := await self.reader.receive()) is not None:
+                    if doc["kind"] != "done":
+                        raise wire.FrameError(f"a worker sent {doc['kind']!r}")
+                    waiter = self.waiting.pop(wire.seq_of(doc), None)
+                    if waiter is not None:
+                        waiter.answer(wire.outcome_of(doc))
+                nursery.cancel_scope.cancel()
+        except (wire.FrameError, trio.BrokenResourceError) as exc:
+            log.error("worker process %d broke its socket pair: %s", self.number, exc)
+        finally:
+            self.alive = False
+            self.sender.close()
+
+    async def _send(self, reading: trio.CancelScope) -> None:
+        assert self.sender is not None
+        await self.sender.run()
+        reading.cancel()  # it no longer reads what we write: it is gone
+
+    def lose_all(self) -> int:
+        waiters = list(self.waiting.values())
+        self.waiting.clear()
+        for waiter in waiters:
+            waiter.answer(lost(waiter.config, waiter.stamp, WORKER_LOST_ERROR))
+        return len(waiters)
+
+    async def end(self) -> int:
+        """Close its pair, wait a little for it to exit, then kill it; its exit status."""
+        await self.stream.aclose()
+        with trio.move_on_after(EXIT_WAIT_S):
+            return await self.process.wait()
+        self.process.kill()
+        return await self.process.wait()
