@@ -23,6 +23,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from jobsd import cli_signing, logs, rotation
+from jobsd.cli_refusals import first_leaf, refuse, refused
 from jobsd.config import (
     Config,
     ServerConfig,
@@ -31,9 +32,8 @@ from jobsd.config import (
     new_token,
     token_sha256,
 )
-from jobsd.errors import ConfigError, StorageError
+from jobsd.errors import ConfigError
 from jobsd.signing_secrets import check_accounts
-from jobsd.store import integrity
 from jobsd.store.backup import backup_database
 from jobsd.store.rekey import Survey
 
@@ -255,38 +255,14 @@ def main(argv: list[str] | None = None) -> int:
     except BaseExceptionGroup as group:
         # Errors raised inside the daemon's nurseries arrive grouped; a bad
         # config or database is still a message and exit 2, not a traceback.
-        known = group.subgroup(_refused)
+        known = group.subgroup(refused)
         if known is None:
             raise
-        return _refuse(_first_leaf(known), args)
+        return refuse(first_leaf(known), args)
     except Exception as exc:
-        if not _refused(exc):
+        if not refused(exc):
             raise
-        return _refuse(exc, args)
-
-
-def _refused(exc: BaseException) -> bool:
-    """A bad config or database file: a message and exit 2. SQLite's own word that
-    the file is damaged counts (the integrity check may not have run yet)."""
-    return isinstance(exc, ConfigError | StorageError) or integrity.damaged(exc)
-
-
-def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    exc: BaseException = group
-    while isinstance(exc, BaseExceptionGroup):
-        exc = exc.exceptions[0]
-    return exc
-
-
-def _refuse(exc: BaseException, args: argparse.Namespace) -> int:
-    kind = "config error" if isinstance(exc, ConfigError) else "storage error"
-    if integrity.damaged(exc):
-        exc = StorageError(f"the database is damaged ({exc}): {integrity.GUIDANCE}")
-    if getattr(args, "json_logs", False):
-        logging.getLogger("jobsd").error("jobsd: %s: %s", kind, exc)
-    else:
-        print(f"jobsd: {kind}: {exc}", file=sys.stderr)
-    return 2
+        return refuse(exc, args)
 
 
 def _dispatch(args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ from jobsd.errors import SealError
 from jobsd.job_model import OWN_HEADER_PREFIX, HttpConfig
 from jobsd.plans import UNLIMITED, may_meter
 from jobsd.runs import RunStatus
-from jobsd.store import environments_sql, jobs_sql, runs_sql
+from jobsd.store import environments_sql, jobs_sql, runs_sql, usage_sql
 from jobsd.store.keyring import Sealer
 
 
@@ -104,7 +104,7 @@ def claim(
     period = month_of(now)
     included = runs_included_of(account_id)
     if included != UNLIMITED and not may_meter(
-        included, runs_sql.runs_used(conn, account_id, period)
+        included, usage_sql.runs_used(conn, account_id, period)
     ):
         runs_sql.refuse_for_quota(
             conn,
@@ -120,7 +120,7 @@ def claim(
         conn, run_id, now_us=to_us(now), job_version=row["version"], period=period
     ):
         return None
-    runs_sql.meter(conn, account_id, period)
+    usage_sql.meter(conn, account_id, period)
     scheduled_us = row["run_scheduled_for_us"]
     return Claim(
         run_id,

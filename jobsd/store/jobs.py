@@ -44,7 +44,7 @@ from jobsd import errors
 from jobsd.clock import Clock, from_us, to_us
 from jobsd.job_model import Job, JobCounting, JobKind, JobWrite
 from jobsd.messages import JobChanged, SchedulerNews
-from jobsd.store import environments_sql, job_writes, jobs_sql, listing_sql, runs_sql
+from jobsd.store import environments_sql, job_writes, jobs_sql, listing_sql, runs_sql, usage_sql
 from jobsd.store.ends import RunObserver, write_ending
 from jobsd.store.engine import Engine
 from jobsd.store.job_writes import Limit
@@ -233,7 +233,7 @@ class JobStore:
 
         def q(conn: sqlite3.Connection) -> tuple[int, int]:
             return (
-                runs_sql.runs_used(conn, account_id, period),
+                usage_sql.runs_used(conn, account_id, period),
                 listing_sql.count_active(conn, account_id, counting),
             )
 

@@ -285,18 +285,3 @@ def mark_lost(conn: sqlite3.Connection, run_id: str, *, now_us: int, error: str)
         (error, now_us, run_id),
     )
     return cur.rowcount == 1
-
-
-def meter(conn: sqlite3.Connection, account_id: str, period: str) -> None:
-    conn.execute(
-        "INSERT INTO usage (account_id, period, runs_used) VALUES (?, ?, 1) "
-        "ON CONFLICT (account_id, period) DO UPDATE SET runs_used = runs_used + 1",
-        (account_id, period),
-    )
-
-
-def runs_used(conn: sqlite3.Connection, account_id: str, period: str) -> int:
-    row = conn.execute(
-        "SELECT runs_used FROM usage WHERE account_id = ? AND period = ?", (account_id, period)
-    ).fetchone()
-    return 0 if row is None else int(row[0])
