@@ -14,14 +14,14 @@ route would (tests/api/test_fast_paths.py, test_fast_run_now.py and
 test_fast_run_reads.py compare the two, request by request).
 
 The plain case: the route's method and exact path, no body (none framed,
-or `Content-Length: 0`; the official SDK's run-now names its environment
-in a body, which the app reads), one `Authorization` naming a caller, at
-most one known `Jobsd-Version`, the version's guard passed (where the
-route checks it). Anything else, and anything that goes wrong while the
-layer only reads (an error to answer, a header sent twice, a busy
-database, any exception at all), and it has sent nothing and changed
-nothing: the request goes on to the app, which answers it as it always
-has.
+or `Content-Length: 0`; a run-now may also carry the small body naming its
+environment that the official SDK sends: `jobsd.api.fast_run_now`), one
+`Authorization` naming a caller, at most one known `Jobsd-Version`, the
+version's guard passed (where the route checks it). Anything else, and
+anything that goes wrong while the layer only reads (an error to answer, a
+header sent twice, a busy database, any exception at all), and it has sent
+nothing and changed nothing: the request goes on to the app, which answers
+it as it always has (a body the layer read, byte for byte as it came).
 
 - `FastReads` and `FastRunReads` sit in front of the request deadline:
   they never await before their answer is whole (the job or the run is read
@@ -29,18 +29,17 @@ has.
   app's), so there is nothing to bound. The runs' route checks no
   version's guard (a run shows in every version), so neither does
   `FastRunReads`.
-- `FastRunNow` sits behind the deadline, as its write waits for the
-  writer. Up to the write it only reads, and passes on whatever is not
-  plain; from the write on the answer is its own, never passed on (the run
-  is attempted once): the run, offered to the executors with no await in
-  between (`jobsd.dispatch`), or the write's refusal, a busy database's
-  503 or a 500, each as the app's error boundary words it.
+- `FastRunNow` (`jobsd.api.fast_run_now`) sits behind the deadline, as
+  its write waits for the writer (and it may wait for a body). Up to the
+  write it only reads, and passes on whatever is not plain; from the write
+  on the answer is its own, never passed on (the run is attempted once):
+  the run, offered to the executors with no await in between
+  (`jobsd.dispatch`), or the write's refusal, a busy database's 503 or a
+  500, each as the app's error boundary words it.
 """
 
 from __future__ import annotations
 
-import logging
-from functools import partial
 from typing import Any, Generic, TypeVar
 
 from hypercorn.typing import (
@@ -55,12 +54,10 @@ from jobsd import errors
 from jobsd.api.auth import VERSION_HEADER, Caller, caller_for, known_version
 from jobsd.api.context import ApiContext
 from jobsd.api.edge import ROUTE_KEY, route_template
-from jobsd.api.jobs import run_now
 from jobsd.api.jsonapi import FRAMING_HEADERS, MEDIA_TYPE, encoded, error_payload
 from jobsd.api.runs import canonical_run_id
 from jobsd.api.versions import Dialect, dialect
 
-log = logging.getLogger("jobsd.api")
 Plan = TypeVar("Plan")
 
 JOBS = "/api/v1/jobs/"
@@ -71,7 +68,7 @@ _VERSION = VERSION_HEADER.lower().encode()
 _TYPE = (b"content-type", MEDIA_TYPE.encode())
 
 
-def _segment(scope: HTTPScope, prefix: str, suffix: str = "") -> str | None:
+def segment(scope: HTTPScope, prefix: str, suffix: str = "") -> str | None:
     """The one path segment after `prefix` (and before `suffix`), if that is the path."""
     path = scope["path"]
     if scope.get("root_path") or not path.startswith(prefix) or not path.endswith(suffix):
@@ -80,12 +77,13 @@ def _segment(scope: HTTPScope, prefix: str, suffix: str = "") -> str | None:
     return segment if segment and "/" not in segment else None
 
 
-def _caller(
-    ctx: ApiContext, scope: HTTPScope, *, guarded: bool = True
+def caller_of(
+    ctx: ApiContext, scope: HTTPScope, *, guarded: bool = True, framed: bool = False
 ) -> tuple[Caller, Dialect] | None:
     """The caller and its version, for a request with one `Authorization`, at most one
-    `Jobsd-Version` and no body; None for any other; raises as the route would (the
-    version's guard only where the route checks it: the jobs' routes)."""
+    `Jobsd-Version` and no body (unless `framed`: the caller judges the body); None for
+    any other; raises as the route would (the version's guard only where the route
+    checks it: the jobs' routes)."""
     authorization: list[bytes] = []
     versions: list[bytes] = []
     framing: list[bytes] = []
@@ -96,7 +94,8 @@ def _caller(
             versions.append(value)
         elif name in FRAMING_HEADERS:
             framing.append(name + b":" + value.strip())
-    if len(authorization) != 1 or len(versions) > 1 or framing not in ([], [b"content-length:0"]):
+    unframed = framed or framing in ([], [b"content-length:0"])
+    if len(authorization) != 1 or len(versions) > 1 or not unframed:
         return None
     requested = known_version(versions[0].decode("latin-1")) if versions else None
     caller = caller_for(ctx, authorization[0].decode("latin-1"), requested)
@@ -106,25 +105,33 @@ def _caller(
     return caller, version
 
 
-async def _send(
+async def send_document(
     send: ASGISendCallable,
     version: str,
     payload: dict[str, Any],
     status: int = 200,
     headers: dict[str, str] | None = None,
+    *,
+    closing: bool = False,
 ) -> None:
-    """The answer as Quart sends a `jsonapi.document`, `Jobsd-Version` last (its hook's)."""
+    """The answer as Quart sends a `jsonapi.document`, `Jobsd-Version` last (its hook's)
+    but for `Connection: close` where the app's `drain_body` adds it (after: the
+    hooks run last registered first)."""
     body = encoded(payload).encode()
     head = [_TYPE, (b"content-length", b"%d" % len(body))]
     head += [(name.lower().encode(), value.encode()) for name, value in (headers or {}).items()]
     head.append((_VERSION, version.encode()))
+    if closing:
+        head.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": head})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-async def _send_error(send: ASGISendCallable, version: str, err: errors.ApiError) -> None:
+async def send_error(
+    send: ASGISendCallable, version: str, err: errors.ApiError, *, closing: bool = False
+) -> None:
     """`jsonapi.error_response` as Quart would send it."""
-    await _send(send, version, error_payload(err), err.status, err.headers)
+    await send_document(send, version, error_payload(err), err.status, err.headers, closing=closing)
 
 
 class _FastPath(Generic[Plan]):
@@ -166,7 +173,7 @@ class _Read(_FastPath[tuple[Caller, dict[str, Any]]]):
         self, scope: HTTPScope, send: ASGISendCallable, plan: tuple[Caller, dict[str, Any]]
     ) -> None:
         caller, payload = plan
-        await _send(send, caller.version, payload)
+        await send_document(send, caller.version, payload)
 
 
 class FastReads(_Read):
@@ -176,8 +183,8 @@ class FastReads(_Read):
     route = route_template(JOBS + "<slug>")
 
     def _plan(self, scope: HTTPScope) -> tuple[Caller, dict[str, Any]] | None:
-        slug = _segment(scope, JOBS)
-        found = None if slug is None else _caller(self._ctx, scope)
+        slug = segment(scope, JOBS)
+        found = None if slug is None else caller_of(self._ctx, scope)
         if slug is None or found is None:
             return None
         caller, version = found
@@ -192,58 +199,10 @@ class FastRunReads(_Read):
     route = route_template(RUNS + "<run_id>")
 
     def _plan(self, scope: HTTPScope) -> tuple[Caller, dict[str, Any]] | None:
-        raw = _segment(scope, RUNS)
-        found = None if raw is None else _caller(self._ctx, scope, guarded=False)
+        raw = segment(scope, RUNS)
+        found = None if raw is None else caller_of(self._ctx, scope, guarded=False)
         if raw is None or found is None:
             return None
         caller, version = found
         run = self._ctx.store.runs.get_run_now(caller.id, canonical_run_id(raw), caller.scope)
         return caller, {"data": version.render_run(run)}
-
-
-_RunNowPlan = tuple[Caller, Dialect, str, str, bool]
-
-
-class FastRunNow(_FastPath[_RunNowPlan]):
-    """`POST /api/v1/jobs/{job_id}/actions/run`."""
-
-    method = "POST"
-    route = route_template(JOBS + "<slug>" + RUN_NOW)
-
-    def _plan(self, scope: HTTPScope) -> _RunNowPlan | None:
-        """(caller, version, job, environment, whether it must be enabled there)."""
-        slug = _segment(scope, JOBS, RUN_NOW)
-        found = None if slug is None else _caller(self._ctx, scope)
-        if slug is None or found is None:
-            return None
-        caller, version = found
-        # Read only if the environment depends on the job: otherwise the write's own
-        # read answers a job that is not there, with the same 404 (no body: nothing
-        # else could be refused first).
-        environment, require_enabled = version.run_now_target(
-            partial(self._ctx.store.jobs.get_job_now, caller.id, slug, version.kinds), None, caller
-        )
-        return caller, version, slug, environment, require_enabled
-
-    async def _answer(self, scope: HTTPScope, send: ASGISendCallable, plan: _RunNowPlan) -> None:
-        """The write, and its answer: the run, or why not, as the app's boundary would say.
-
-        Answered here, never passed on, so a refusal (a 429 past
-        `max_pending_runs`, say) costs one attempt, not two."""
-        caller, version, slug, environment, require_enabled = plan
-        try:
-            run = await run_now(self._ctx, caller, version, slug, environment, require_enabled)
-            payload = {"data": version.render_run(run)}
-        except errors.ApiError as err:
-            await _send_error(send, caller.version, err)
-            return
-        except Exception as exc:
-            where = f"{scope['method']} {scope['path']}"
-            if errors.is_store_busy(exc):
-                log.warning("%s: the database stayed locked; answered 503", where)
-                await _send_error(send, caller.version, errors.store_busy())
-            else:
-                log.error("unhandled error in %s: %r", where, exc, exc_info=exc)
-                await _send_error(send, caller.version, errors.internal())
-            return
-        await _send(send, caller.version, payload)

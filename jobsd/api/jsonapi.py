@@ -110,15 +110,26 @@ async def json_body() -> Any:
 
 async def optional_json_body() -> Any:
     """Like `json_body`, but no body at all (or only whitespace) is None, not an error."""
-    raw = await _raw_body()
+    return optional_document(await _raw_body(), request.headers.get("Content-Type"))
+
+
+def optional_document(raw: bytes, content_type: str | None) -> Any:
+    """`optional_json_body` of these bytes, sent with this `Content-Type`: apart from
+    Quart's request, so that the run-now answered below Quart
+    (`jobsd.api.fast_run_now`) parses its body by the very same rules."""
     if not raw.strip():
         return None
-    _check_media_type()
+    check_media_type(content_type)
     return _decode(raw)
 
 
 def _check_media_type() -> None:
-    content_type = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    check_media_type(request.headers.get("Content-Type"))
+
+
+def check_media_type(header: str | None) -> None:
+    """415 unless `header` (a `Content-Type`, if any) names a media type we read."""
+    content_type = (header or "").split(";")[0].strip().lower()
     if content_type not in ACCEPTED_BODY_TYPES:
         raise errors.unsupported_media(
             f"send the body as {MEDIA_TYPE} or application/json"
@@ -196,19 +207,25 @@ def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     raise ValueError(f"{shown} appears twice in one object")
 
 
-def http_exception_response(exc: HTTPException) -> Response:
+def http_error(exc: HTTPException, method: str) -> errors.ApiError:
+    """A Werkzeug HTTP error as the API words it; apart from Quart's request, so that
+    a body timeout met below Quart (`jobsd.api.fast_run_now`) is worded alike."""
     status = exc.code or 500
     if status == 413:
-        return error_response(errors.payload_too_large("the request body is over 2 MiB"))
+        return errors.payload_too_large("the request body is over 2 MiB")
     code = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}.get(
         status, "http_error"
     )
     detail = {
         404: "no such resource",
-        405: f"{request.method} is not allowed here",
+        405: f"{method} is not allowed here",
     }.get(status, exc.description or exc.name)
-    err = errors.ApiError(status, [errors.ErrorItem(status, code, exc.name, str(detail))])
-    response = error_response(err)
+    return errors.ApiError(status, [errors.ErrorItem(status, code, exc.name, str(detail))])
+
+
+def http_exception_response(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    response = error_response(http_error(exc, request.method))
     if status == 405:
         allowed = exc.get_headers()
         for name, value in allowed:

@@ -49,7 +49,8 @@ from hypercorn.utils import wrap_app
 from jobsd.api import edge, limits
 from jobsd.api.app import create_app
 from jobsd.api.context import ApiContext
-from jobsd.api.fast_paths import FastReads, FastRunNow, FastRunReads
+from jobsd.api.fast_paths import FastReads, FastRunReads
+from jobsd.api.fast_run_now import FastRunNow
 from jobsd.api.request_deadline import RequestDeadline
 from jobsd.config import ServerConfig
 
@@ -79,7 +80,8 @@ def served_app(ctx: ApiContext, server: ServerConfig, *, fast_paths: bool = True
     quart = create_app(ctx)
     quart.config["BODY_TIMEOUT"] = server.body_timeout_s
     app: ASGIFramework = quart  # type: ignore[assignment]
-    timed = RequestDeadline(FastRunNow(app, ctx) if fast_paths else app, server.request_timeout_s)
+    run_now = FastRunNow(app, ctx, body_timeout_s=server.body_timeout_s) if fast_paths else app
+    timed = RequestDeadline(run_now, server.request_timeout_s)
     reads = FastReads(FastRunReads(timed, ctx), ctx) if fast_paths else timed
     guarded = limits.HeadLimit(edge.ValidHost(reads), server.max_request_header_bytes)
     return edge.outer_layers(guarded, ctx.observer, server.trusted_proxies)

@@ -59,8 +59,9 @@ _counter = itertools.count()
 
 
 @asynccontextmanager
-async def prepared(tmp_path: Path, **config: Any) -> AsyncIterator[Harness]:
-    async with make_harness(tmp_path, acme=ACME, active_jobs_limit=-1, **config) as h:
+async def prepared(tmp_path: Path, *, acme: str = "", **config: Any) -> AsyncIterator[Harness]:
+    """The jobs every test here reads; `acme`: more keys for the account acme."""
+    async with make_harness(tmp_path, acme=acme + ACME, active_jobs_limit=-1, **config) as h:
         envs = {"staging": {"enabled": True, "headers.X-Env": "staging"}}
         on = {"production": {"enabled": True}}
         new = {"Jobsd-Version": "2026-08-07"}

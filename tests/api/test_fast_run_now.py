@@ -1,4 +1,4 @@
-"""Run-now answered below Quart (`jobsd.api.fast_paths.FastRunNow`) is the route's run-now.
+"""Run-now answered below Quart (`jobsd.api.fast_run_now.FastRunNow`) is the route's run-now.
 
 A write cannot be sent twice to one store to compare, so each drawn batch
 of requests goes to two stores prepared alike: one served with the fast
@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jobsd.api.fast_paths import FastRunNow
+from jobsd.api.fast_run_now import FastRunNow
 from jobsd.api.server import served_app
 from tests.api.test_fast_paths import (
     AUTHORIZATIONS,
@@ -116,7 +116,7 @@ async def test_a_plain_run_now_is_answered_without_the_app(tmp_path: Path) -> No
         prepared(tmp_path / "routed", scheduler=pending) as other,
     ):
         spy = Spy()
-        layer = FastRunNow(spy, h.ctx)  # type: ignore[arg-type]
+        layer = FastRunNow(spy, h.ctx, body_timeout_s=30)  # type: ignore[arg-type]
         routed = served_app(other.ctx, other.config.server, fast_paths=False)
         run_now = {**plain("/api/v1/jobs/once/actions/run"), "method": "POST"}
         for expected in (200, 200, 429):
