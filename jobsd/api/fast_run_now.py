@@ -203,10 +203,14 @@ async def _read_body(
     """The body, once whole; None if the client stopped first, or its messages do not
     add up to the `length` it framed. Every message received is added to
     `received`, to be replayed (also when the caller's timeout cancels this)."""
+    size = 0
     while True:
         message = await receive()
         received.append(message)
         if message["type"] != "http.request":
+            return None
+        size += len(message.get("body", b""))
+        if size > length:  # never held past what was framed
             return None
         if not message.get("more_body", False):
             body = b"".join(m.get("body", b"") for m in received)  # type: ignore[misc]

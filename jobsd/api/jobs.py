@@ -117,7 +117,7 @@ async def run_now(
     require_enabled: bool,
 ) -> Run:
     """A MANUAL run queued and handed to the executors, with no await between the two
-    (`jobsd.dispatch`); also `jobsd.api.fast_paths`' run-now."""
+    (`jobsd.dispatch`); also `jobsd.api.fast_run_now`'s."""
     run = await ctx.store.runs.enqueue_manual(
         caller.id,
         slug,

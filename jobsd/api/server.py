@@ -26,8 +26,10 @@ There is no per-read timeout: a read waits only while the client is the one
 expected to act, and the head, body and request bounds cover that.
 
 In front of the app `jobsd.api.fast_paths` answers the plain `GET` of one
-job (behind the head and Host checks, ahead of the deadline) and the plain
-run-now (behind the deadline) itself, and hands everything else on.
+job or run (behind the head and Host checks, ahead of the deadline) and
+`jobsd.api.fast_run_now` the plain run-now (behind the deadline, its body
+read within `server.body_timeout_s` as the app reads it) itself, and both
+hand everything else on.
 
 Outside those limits sit `jobsd.api.edge`'s layers: trusted proxies'
 forwarded headers, then the per-request metrics and access log.

@@ -148,7 +148,8 @@ async def answer(app: Any, request: dict[str, Any], wire: Wire) -> tuple[Any, ..
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    await app(scope, wire.receive, send)
+    with trio.fail_after(10):  # a layer that lost the body would leave the app waiting
+        await app(scope, wire.receive, send)
     start = next(m for m in sent if m["type"] == "http.response.start")
     answered = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return start["status"], list(start["headers"]), answered, scope.get(ROUTE_KEY)
@@ -210,6 +211,47 @@ def run_now(body: bytes, content_type: str = SDK_TYPE, **more: str) -> dict[str,
     }
 
 
+def chunked(request: dict[str, Any]) -> dict[str, Any]:
+    """`request` with its body framed by `Transfer-Encoding: chunked` instead."""
+    headers = [(n, v) for n, v in request["headers"] if n != b"content-length"]
+    return {**request, "headers": [*headers, (b"transfer-encoding", b"chunked")]}
+
+
+def twice_typed(request: dict[str, Any], first: str = SDK_TYPE) -> dict[str, Any]:
+    """`request` with a `Content-Type` before its own."""
+    return {**request, "headers": [(b"content-type", first.encode()), *request["headers"]]}
+
+
+PLAIN_BODY = b'{"environment":"staging"}'
+EDGES = [
+    (run_now(PLAIN_BODY), [PLAIN_BODY]),
+    (run_now(PLAIN_BODY, "text/plain"), [PLAIN_BODY]),  # 415
+    (run_now(PLAIN_BODY, ""), [PLAIN_BODY]),  # 415
+    (run_now(PLAIN_BODY, "application/json; charset=utf-8"), [PLAIN_BODY]),
+    (twice_typed(run_now(PLAIN_BODY), "text/plain"), [PLAIN_BODY]),  # the first one counts
+    (twice_typed(run_now(PLAIN_BODY, "text/plain")), [PLAIN_BODY]),
+    (run_now(b" \n", "text/plain"), [b" \n"]),  # whitespace: no body, of any type
+    (chunked(run_now(PLAIN_BODY)), [b'{"envi', PLAIN_BODY[6:], b""]),
+    (run_now(PLAIN_BODY.ljust(BODY_BOUND + 1)), [PLAIN_BODY.ljust(BODY_BOUND + 1)]),
+    (run_now(b'{"environment":"staging"} x'), [b'{"environment":"staging"} x']),  # 400
+]
+
+
+async def test_the_edges_answer_as_the_route_does(tmp_path: Path) -> None:
+    """Those the drawn batches may miss: media types, framing, the bound, run once each."""
+    async with (
+        prepared(tmp_path / "fast", scheduler="max_pending_runs = 100") as fast_side,
+        prepared(tmp_path / "routed", scheduler="max_pending_runs = 100") as routed_side,
+    ):
+        fast = served_app(fast_side.ctx, fast_side.config.server)
+        routed = served_app(routed_side.ctx, routed_side.config.server, fast_paths=False)
+        for request, chunks in EDGES:
+            got = comparable(await answer(fast, request, Wire(chunks)))
+            assert got == comparable(await answer(routed, request, Wire(chunks))), request
+        assert await held(fast_side) == await held(routed_side)
+        assert len(fast_side.orders.orders) == len(routed_side.orders.orders) == 6
+
+
 async def test_plain_bodies_are_answered_here_and_the_rest_reach_the_app_as_sent(
     tmp_path: Path,
 ) -> None:
@@ -242,6 +284,8 @@ async def test_plain_bodies_are_answered_here_and_the_rest_reach_the_app_as_sent
                 False,
             ),
             (run_now(b" " * (BODY_BOUND + 1)), [b" " * (BODY_BOUND + 1)], False),
+            (chunked(run_now(b"{}")), [b"{}"], False),
+            (twice_typed(run_now(b"{}")), [b"{}"], False),
         ]:
             wire = Wire(chunks)
             recorder = Recorder(wire)

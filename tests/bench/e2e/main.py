@@ -63,6 +63,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--runnow-baseline", type=Path, help="then the same with a daemon from this checkout"
     )
+    g.add_argument("--body", action="store_true", help="send the SDK's body (2026-08-07)")
     g = p.add_argument_group("api")
     g.add_argument("--rounds", type=int, default=6, help="alternating rounds of each server")
     g.add_argument("--round-s", type=float, default=2.0)
@@ -139,6 +140,7 @@ async def run(a: argparse.Namespace, deadline: float, children: Children, res: R
                         profile_dir=None if code else a.profile,
                         profile_gil=a.profile_gil,
                         code=code,
+                        body=a.body,
                     )
                     if code is None:
                         res.runnow = got

@@ -143,7 +143,8 @@ def report(res: Results, load_before: str, load_after: str, headline: str) -> st
     for rn in (r for r in (res.runnow, res.runnow_baseline) if r is not None):
         out += [
             "",
-            f"run-now ({rn.label}) offered at {rn.rate:g}/s for {rn.seconds:g} s: "
+            f"run-now ({rn.label}{', SDK body' if rn.body else ''}) offered at "
+            f"{rn.rate:g}/s for {rn.seconds:g} s: "
             f"{rn.api.offered} offered, answers {dict(rn.api.statuses)}, "
             f"{rn.succeeded}/{rn.runs} runs SUCCEEDED",
             f"  API latency ms p50 p99 max {triple(rn.api.latency_ms)}",
@@ -152,6 +153,12 @@ def report(res: Results, load_before: str, load_after: str, headline: str) -> st
         ]
         if rn.store:
             out.append(f"  {rn.store}")
+    if res.runnow is not None and (old_rn := res.runnow_baseline) is not None:
+        out.append(
+            f"run-now daemon CPU per run, after / before ({old_rn.label}): "
+            f"{res.runnow.cpu_ms_per_run:.2f} / {old_rn.cpu_ms_per_run:.2f} ms = "
+            f"{res.runnow.cpu_ms_per_run / old_rn.cpu_ms_per_run:.2f}"
+        )
     if res.api is not None:
         out += [
             "",

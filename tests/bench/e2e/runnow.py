@@ -7,6 +7,12 @@ the target and never fire on their own. Then every MANUAL run is awaited
 and read from the file. Figures: the API's latency (goal p99 <= 50 ms), how
 long a run waited for an executor, `started_at - created_at` (goal p99
 <= 100 ms), and the daemon's CPU per run over the offer and the drain.
+
+`body`: each call as the official SDK sends it (`jobs.run(id,
+environment="production")`): the JSON body `{"environment":"production"}`,
+in 2026-08-07 (`Jobsd-Version`; the SDK's account is pinned to it), where
+the route reads that body; without it, no body (`Content-Length: 0`), as
+`curl -X POST` sends it.
 """
 
 from __future__ import annotations
@@ -30,12 +36,15 @@ from tests.bench.e2e.profiling import Profiler
 from tests.bench.e2e.store_wall import store_sample
 from tests.bench.e2e.target import Children, Target, check_delivered
 
+SDK_BODY = b'{"environment":"production"}'  # httpx's spelling of RunNowRequest.to_dict()
+
 
 @dataclass
 class RunNow:
     rate: float
     seconds: float
     label: str = "jobsd"
+    body: bool = False
     api: paced.Paced = field(default_factory=paced.Paced)
     pending_ms: list[float] = field(default_factory=list)
     succeeded: int = 0
@@ -58,9 +67,11 @@ async def run_runnow(
     profile_dir: Path | None = None,
     profile_gil: bool = False,
     code: Path | None = None,
+    body: bool = False,
 ) -> RunNow:
-    """`code`: another checkout's daemon (a before, `--runnow-baseline`)."""
-    result = RunNow(rate, seconds, "jobsd" if code is None else code.name)
+    """`code`: another checkout's daemon (a before, `--runnow-baseline`); `body`: the
+    SDK's (see the module note)."""
+    result = RunNow(rate, seconds, "jobsd" if code is None else code.name, body=body)
     where = work_dir / f"jobsd-runnow-{result.label}"
     async with running_daemon(where, workers, children, code=code) as daemon:
         docs = [job_doc(f"now-{i:04d}", "2099-01-01T00:00:00Z", target.hook) for i in range(jobs)]
@@ -70,6 +81,10 @@ async def run_runnow(
         await target.take()
         parts = urlsplit(daemon.url)
         headers = [*AUTH.items(), ("Content-Type", "application/vnd.api+json")]
+        sent = b""
+        if body:
+            headers.append(("Jobsd-Version", "2026-08-07"))
+            sent = SDK_BODY
         print(f"  runnow: {rate:g}/s for {seconds:g} s ...", flush=True)
         profiler = Profiler(profile_dir, daemon.pid, "runnow", gil=profile_gil)
         if profiler.proc is not None:
@@ -81,7 +96,7 @@ async def run_runnow(
             parts.port or 80,
             rate,
             int(rate * seconds),
-            lambda i: ("POST", f"/api/v1/jobs/now-{i % jobs:04d}/actions/run", headers, b""),
+            lambda i: ("POST", f"/api/v1/jobs/now-{i % jobs:04d}/actions/run", headers, sent),
             connections=64,
         )
         accepted = sum(n for status, n in result.api.statuses.items() if 200 <= status < 300)
