@@ -140,8 +140,10 @@ class FastRunNow:
         framing = [(n, v.strip()) for n, v in scope["headers"] if n in jsonapi.FRAMING_HEADERS]
         types = [v.decode("latin-1") for n, v in scope["headers"] if n == _CONTENT_TYPE]
         length = 0
-        if framing:
-            ((name, value),) = framing  # one: Content-Length, or Transfer-Encoding (refused)
+        if framing:  # one Content-Length within the bound; Transfer-Encoding is the app's
+            if len(framing) != 1:
+                return None
+            ((name, value),) = framing
             if name != _CONTENT_LENGTH or not value.isdigit() or int(value) > BODY_BOUND:
                 return None
             length = int(value)
