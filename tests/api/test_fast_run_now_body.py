@@ -25,10 +25,10 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jobsd.api.edge import ROUTE_KEY
 from jobsd.api.fast_run_now import BODY_BOUND
 from jobsd.api.server import served_app
 from tests.api.test_fast_paths import STAGING, prepared
+from tests.api.test_fast_paths import answer as fast_paths_answer
 from tests.api.test_fast_run_now import comparable, held
 from tests.conftest import TOKEN_A, TOKEN_B
 
@@ -127,28 +127,7 @@ class Wire:
 
 
 async def answer(app: Any, request: dict[str, Any], wire: Wire) -> tuple[Any, ...]:
-    scope: dict[str, Any] = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "scheme": "http",
-        "root_path": "",
-        "client": ("127.0.0.1", 40000),
-        "server": ("127.0.0.1", 8080),
-        "extensions": {},
-        "raw_path": request["path"].encode(),
-        **request,
-    }
-    sent: list[dict[str, Any]] = []
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    with trio.fail_after(10):  # a layer that lost the body would leave the app waiting
-        await app(scope, wire.receive, send)
-    start = next(m for m in sent if m["type"] == "http.response.start")
-    answered = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return start["status"], list(start["headers"]), answered, scope.get(ROUTE_KEY)
+    return await fast_paths_answer(app, request, wire.receive)
 
 
 @settings(
