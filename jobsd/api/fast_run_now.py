@@ -215,8 +215,9 @@ async def _read_body(
         if size > length:  # never held past what was framed
             return None
         if not message.get("more_body", False):
-            body = b"".join(m.get("body", b"") for m in received)  # type: ignore[misc]
-            return body if len(body) == length else None
+            if size != length:
+                return None
+            return b"".join(m.get("body", b"") for m in received)  # type: ignore[misc]
 
 
 def _replaying(

@@ -17,6 +17,9 @@ import json
 import logging
 import re
 from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +76,40 @@ def comparable(reply: tuple[Any, ...]) -> tuple[Any, ...]:
     return status, headers, body, route
 
 
+@dataclass
+class BothWays:
+    """Two stores prepared alike: `fast` served with the fast paths, `routed` without."""
+
+    fast_side: Harness
+    routed_side: Harness
+    fast: Any
+    routed: Any
+
+    async def same_answer(
+        self, request: dict[str, Any], receive: Callable[[], Any] | None = None
+    ) -> None:
+        """`request` sent to each (`receive()` makes each its own receive, if given)."""
+        got = comparable(await answer(self.fast, request, receive and receive()))
+        assert got == comparable(await answer(self.routed, request, receive and receive())), request
+
+    async def same_stores(self) -> None:
+        """The same runs held, and offered to the executors for the same accounts."""
+        assert await held(self.fast_side) == await held(self.routed_side)
+        offered = [o.account_id for o in self.fast_side.orders.orders]
+        assert offered == [o.account_id for o in self.routed_side.orders.orders]
+
+
+@asynccontextmanager
+async def both_ways(where: Path, scheduler: str) -> AsyncIterator[BothWays]:
+    async with (
+        prepared(where / "fast", scheduler=scheduler) as fast_side,
+        prepared(where / "routed", scheduler=scheduler) as routed_side,
+    ):
+        fast = served_app(fast_side.ctx, fast_side.config.server)
+        routed = served_app(routed_side.ctx, routed_side.config.server, fast_paths=False)
+        yield BothWays(fast_side, routed_side, fast, routed)
+
+
 async def held(h: Harness) -> Counter[tuple[str, str, str, str]]:
     """Every run in the store: (account, job, environment, status) and how many."""
 
@@ -89,20 +126,11 @@ async def held(h: Harness) -> Counter[tuple[str, str, str, str]]:
 async def test_every_run_now_is_the_routes_run_now(
     tmp_path: Path, batch: list[dict[str, Any]]
 ) -> None:
-    where = tmp_path / f"ex{next(_counter)}"
-    pending = "max_pending_runs = 2"  # two run-nows in, the rest are 429
-    async with (
-        prepared(where / "fast", scheduler=pending) as fast_side,
-        prepared(where / "routed", scheduler=pending) as routed_side,
-    ):
-        fast = served_app(fast_side.ctx, fast_side.config.server)
-        routed = served_app(routed_side.ctx, routed_side.config.server, fast_paths=False)
+    # two run-nows in, the rest are 429
+    async with both_ways(tmp_path / f"ex{next(_counter)}", "max_pending_runs = 2") as sides:
         for request in batch:
-            got = comparable(await answer(fast, request))
-            assert got == comparable(await answer(routed, request)), request
-        assert await held(fast_side) == await held(routed_side)
-        offered = [o.account_id for o in fast_side.orders.orders]
-        assert offered == [o.account_id for o in routed_side.orders.orders]
+            await sides.same_answer(request)
+        await sides.same_stores()
 
 
 async def test_a_plain_run_now_is_answered_without_the_app(tmp_path: Path) -> None:

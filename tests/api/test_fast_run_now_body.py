@@ -26,10 +26,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jobsd.api.fast_run_now import BODY_BOUND
-from jobsd.api.server import served_app
-from tests.api.test_fast_paths import STAGING, prepared
+from tests.api.test_fast_paths import STAGING
 from tests.api.test_fast_paths import answer as fast_paths_answer
-from tests.api.test_fast_run_now import comparable, held
+from tests.api.test_fast_run_now import both_ways, held
 from tests.conftest import TOKEN_A, TOKEN_B
 
 PATHS = [f"/api/v1/jobs/{slug}/actions/run" for slug in ["warm", "once", "by-hand", "missing"]]
@@ -137,20 +136,11 @@ async def answer(app: Any, request: dict[str, Any], wire: Wire) -> tuple[Any, ..
 async def test_every_run_now_with_a_body_is_the_routes_run_now(
     tmp_path: Path, batch: list[tuple[dict[str, Any], list[bytes]]]
 ) -> None:
-    where = tmp_path / f"ex{next(_counter)}"
-    pending = "max_pending_runs = 4"  # four run-nows in, the rest are 429
-    async with (
-        prepared(where / "fast", scheduler=pending) as fast_side,
-        prepared(where / "routed", scheduler=pending) as routed_side,
-    ):
-        fast = served_app(fast_side.ctx, fast_side.config.server)
-        routed = served_app(routed_side.ctx, routed_side.config.server, fast_paths=False)
+    # four run-nows in, the rest are 429
+    async with both_ways(tmp_path / f"ex{next(_counter)}", "max_pending_runs = 4") as sides:
         for request, chunks in batch:
-            got = comparable(await answer(fast, request, Wire(chunks)))
-            assert got == comparable(await answer(routed, request, Wire(chunks))), request
-        assert await held(fast_side) == await held(routed_side)
-        offered = [o.account_id for o in fast_side.orders.orders]
-        assert offered == [o.account_id for o in routed_side.orders.orders]
+            await sides.same_answer(request, lambda chunks=chunks: Wire(chunks).receive)
+        await sides.same_stores()
 
 
 def run_now(body: bytes, content_type: str = SDK_TYPE, **more: str) -> dict[str, Any]:
@@ -197,14 +187,8 @@ EDGES = [
 
 async def test_the_edges_answer_as_the_route_does(tmp_path: Path) -> None:
     """Those the drawn batches may miss: media types, framing, the bound, run once each."""
-    async with (
-        prepared(tmp_path / "fast", scheduler="max_pending_runs = 100") as fast_side,
-        prepared(tmp_path / "routed", scheduler="max_pending_runs = 100") as routed_side,
-    ):
-        fast = served_app(fast_side.ctx, fast_side.config.server)
-        routed = served_app(routed_side.ctx, routed_side.config.server, fast_paths=False)
+    async with both_ways(tmp_path, "max_pending_runs = 100") as sides:
         for request, chunks in EDGES:
-            got = comparable(await answer(fast, request, Wire(chunks)))
-            assert got == comparable(await answer(routed, request, Wire(chunks))), request
-        assert await held(fast_side) == await held(routed_side)
-        assert len(fast_side.orders.orders) == len(routed_side.orders.orders) == 6
+            await sides.same_answer(request, lambda chunks=chunks: Wire(chunks).receive)
+        assert await held(sides.fast_side) == await held(sides.routed_side)
+        assert len(sides.fast_side.orders.orders) == len(sides.routed_side.orders.orders) == 6
