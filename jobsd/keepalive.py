@@ -24,6 +24,9 @@ rules (README, Decisions: "Keep-alive reuse"):
   default, so a server never closes for idleness one we still hold); at
   most `max_idle` idle connections in the process and `max_idle_per_key`
   per key (the oldest closed first); at most `max_requests` requests each.
+  A key may fill the process's share: a burst to one origin has as many
+  runs in flight as there are workers (64 by default), and a lower cap per
+  key made one connection in four or five a fresh dial.
 - Before reuse the socket is polled: a connection that is readable (the
   server closed it, reset it, or sent bytes nobody asked for) is closed and
   the next one, or a fresh dial, is used instead. Nothing was sent on it.
@@ -58,7 +61,7 @@ from jobsd.http1 import (
 from jobsd.reading import Reading
 
 MAX_IDLE = 64
-MAX_IDLE_PER_KEY = 32
+MAX_IDLE_PER_KEY = 64
 MAX_REQUESTS = 1000
 
 

@@ -29,6 +29,14 @@ to /dev/null):
 CPU seconds rather than wall time: the machine is shared, and load moves
 CPU time much less than it moves rates. The load average is printed.
 
+`--floor` times the run's three durable writes alone, as SQL: a fire's
+`INSERT` (256 per transaction), a claim's read and `UPDATE` to RUNNING and
+a finish's `UPDATE` (33 per transaction, the burst's mean), the store's own
+statements on the same file and schema, with no savepoint, no trio and no
+Python beyond the `execute` calls: what any design that keeps this record
+in this schema pays per run, whatever the code around it (issue 11's goals
+are weighed against it in tests/bench/README.md).
+
 `--decrypt` times `KeyRing.open` of one header value alone; `--observer`
 times `Observer.runs_ended` alone (`--runs` ends, one per call), with the
 log at warning, and at info in text and in JSON (to /dev/null).
@@ -37,6 +45,7 @@ log at warning, and at info in text and in JSON (to /dev/null).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sqlite3
@@ -49,6 +58,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -63,6 +73,8 @@ from jobsd.messages import Outcome, RunEnded, RunOrder
 from jobsd.observer import Observer
 from jobsd.runs import RunStatus, Trigger
 from jobsd.store import Store, open_store
+from jobsd.store.runs_sql import _FINISH, _INSERT, _START, NewRun, by_id
+from jobsd.store.schema import configure
 from jobsd.store.slots import SlotFiring
 from tests.model import ENV, create_job, next_run, seed_job
 
@@ -308,6 +320,73 @@ async def one_pass(
     return figures
 
 
+async def floor_pass(tmp: Path, args: argparse.Namespace) -> tuple[float, float, float]:
+    """CPU seconds per run of the three writes' SQL alone: (fire, claim, finish)."""
+    path = tmp / "jobsd.sqlite3"
+    async with open_store(path, KeyRing.load_or_create(tmp / "secret.key"), Clock(T0)) as store:
+        jobs = await make_jobs(store, args.jobs)
+    return await trio.to_thread.run_sync(floor_writes, path, jobs, args.runs)
+
+
+def floor_writes(path: Path, jobs: list[tuple[int, datetime]], runs: int) -> tuple[float, ...]:
+    conn = sqlite3.connect(path, isolation_level=None)
+    configure(conn)
+    conn.execute("PRAGMA temp_store = MEMORY")
+    now_us = int(T0.timestamp() * 1e6)
+    news = [
+        NewRun("acme", pk, f"job-{j}", ENV, Trigger.SCHEDULE, now_us, now_us + i * 60_000_000)
+        for i in range(runs // len(jobs) + 1)
+        for j, (pk, _) in enumerate(jobs)
+    ][:runs]
+    request, result = json.dumps(REQUEST), json.dumps(RESULT)
+    finish = _FINISH[RunStatus.SUCCEEDED]
+    ids: list[str] = []
+
+    def fire(chunk: list[NewRun]) -> None:
+        for new in chunk:
+            values = new.values()
+            conn.execute(_INSERT, values)
+            ids.append(str(values[0]))
+
+    def claim(chunk: list[str]) -> None:
+        for run_id in chunk:
+            row = by_id(conn, run_id)
+            assert row is not None
+            assert conn.execute(_START, (now_us, 1, "2026-06", run_id)).rowcount == 1
+
+    def end(chunk: list[str]) -> None:
+        for run_id in chunk:
+            done = (RunStatus.SUCCEEDED.value, None, None, request, result, now_us, run_id)
+            assert conn.execute(finish, done).fetchall()
+
+    def timed(step: Callable[[list[Any]], None], items: list[Any], per_tx: int) -> float:
+        began = time.thread_time()
+        for i in range(0, len(items), per_tx):
+            conn.execute("BEGIN IMMEDIATE")
+            step(items[i : i + per_tx])
+            conn.execute("COMMIT")
+        return (time.thread_time() - began) / len(items)
+
+    try:
+        return (timed(fire, news, FIRE_BATCH), timed(claim, ids, 33), timed(end, ids, 33))
+    finally:
+        conn.close()
+
+
+async def time_floor(args: argparse.Namespace) -> None:
+    passes = []
+    for _ in range(args.repeat):
+        with tempfile.TemporaryDirectory(prefix="jobsd-bench-store-") as tmp:
+            passes.append(await floor_pass(Path(tmp), args))
+    fire_s, claim_s, end_s = (statistics.median(p[i] for p in passes) for i in range(3))
+    print(
+        f"the record's SQL alone, {args.runs} runs, medians of {args.repeat} passes, CPU us per "
+        f"run: fire {fire_s * 1e6:.0f}, claim {claim_s * 1e6:.0f}, finish {end_s * 1e6:.0f}, "
+        f"all {(fire_s + claim_s + end_s) * 1e6:.0f} (load average "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())})"
+    )
+
+
 def median_of(passes: list[Figures]) -> Figures:
     """Each figure's median over the passes (they all ran the same runs)."""
 
@@ -408,6 +487,7 @@ def main() -> None:
     )
     parser.add_argument("--decrypt", action="store_true", help="time one header decryption")
     parser.add_argument("--observer", action="store_true", help="time the observer alone")
+    parser.add_argument("--floor", action="store_true", help="time the record's SQL alone")
     args = parser.parse_args()
     if not 1 <= args.runs <= 200_000 or not 1 <= args.jobs <= args.runs or args.repeat < 1:
         parser.error("--runs 1..200000, --jobs 1..runs, --repeat 1 or more")
@@ -416,6 +496,9 @@ def main() -> None:
         return
     if args.observer:
         time_observer(args.runs)
+        return
+    if args.floor:
+        trio.run(time_floor, args)
         return
     trio.run(main_async, args)
 

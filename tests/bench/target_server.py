@@ -32,13 +32,15 @@ class Counts:
 
     def __init__(self) -> None:
         self.requests = 0
+        self.connections = 0  # those that carried a counted request: reuse shows here
         self.ids: Counter[str] = Counter()
 
     def take(self) -> bytes:
-        body = json.dumps({"requests": self.requests, "ids": dict(self.ids)}).encode()
+        doc = {"requests": self.requests, "connections": self.connections, "ids": dict(self.ids)}
         self.requests = 0
+        self.connections = 0
         self.ids = Counter()
-        return body
+        return json.dumps(doc).encode()
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
@@ -50,6 +52,7 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
 
 async def _serve_connection(stream: trio.SocketStream, counts: Counts) -> None:
     conn = h11.Connection(h11.SERVER)
+    counted = False
     try:
         while True:
             request: h11.Request | None = None
@@ -76,6 +79,9 @@ async def _serve_connection(stream: trio.SocketStream, counts: Counts) -> None:
                 content_type = b"application/json"
             else:
                 counts.requests += 1
+                if not counted:
+                    counts.connections += 1
+                    counted = True
                 run_id = _header(list(request.headers), b"x-jobsd-run-id")
                 if run_id is not None:
                     counts.ids[run_id.decode("ascii", "replace")] += 1

@@ -165,6 +165,7 @@ async def _fire(
     summarize_runs(burst, runs)
     got, ids = await target.take()
     check_delivered(row, got, ids, {str(r["id"]) for r in runs})
+    burst.notes.append(f"target: {got} requests over {target.connections} connections")
     if len(runs) != count:
         row.problems.append(f"{len(runs)} SCHEDULE runs in the database, expected {count}")
     statuses, pages = await api_walk(api)

@@ -37,6 +37,7 @@ class Target:
         if not self.url.startswith("http://127.0.0.1:"):
             raise RuntimeError(f"target did not start: {self.url!r}")
         self.hook = self.url + HOOK_PATH
+        self.connections = 0  # of the last take: how many connections carried its requests
 
     def cpu_s(self) -> float:
         return proc_cpu_s(self.proc.pid)
@@ -45,6 +46,7 @@ class Target:
         """Requests and per-run-id counts since the last take (and reset them)."""
         async with httpx2.AsyncClient(trust_env=False, timeout=30) as client:
             doc = (await client.get(f"{self.url}/_bench/take")).json()
+        self.connections = int(doc["connections"])
         return int(doc["requests"]), Counter(doc["ids"])
 
     def close(self) -> None:
