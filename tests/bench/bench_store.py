@@ -30,7 +30,7 @@ CPU seconds rather than wall time: the machine is shared, and load moves
 CPU time much less than it moves rates. The load average is printed.
 
 `--floor` times the run's three durable writes alone, as SQL: a fire's
-`INSERT` (256 per transaction), a claim's read and `UPDATE` to RUNNING and
+slot advance and `INSERT` (256 per transaction), a claim's read and `UPDATE` to RUNNING and
 a finish's `UPDATE` (33 per transaction, the burst's mean), the store's own
 statements on the same file and schema, with no savepoint, no trio and no
 Python beyond the `execute` calls: what any design that keeps this record
@@ -64,7 +64,7 @@ import trio
 
 import jobsd.store.engine as engine_module
 from jobsd.api.context import Settings
-from jobsd.clock import Clock
+from jobsd.clock import Clock, to_us
 from jobsd.config import LogConfig, parse_config, token_sha256
 from jobsd.crypto import KeyRing, header_aad
 from jobsd.job_model import Header, HttpConfig
@@ -328,22 +328,36 @@ async def floor_pass(tmp: Path, args: argparse.Namespace) -> tuple[float, float,
     return await trio.to_thread.run_sync(floor_writes, path, jobs, args.runs)
 
 
+# The slot's advance, as `jobsd.store.slots.fire` makes it for a job that fires again.
+_ADVANCE = (
+    "UPDATE job_environments SET next_run_at_us = ? WHERE job_id = ? AND environment = ? "
+    "AND enabled = 1 AND next_run_at_us = ?"
+)
+
+
 def floor_writes(path: Path, jobs: list[tuple[int, datetime]], runs: int) -> tuple[float, ...]:
     conn = sqlite3.connect(path, isolation_level=None)
     configure(conn)
     conn.execute("PRAGMA temp_store = MEMORY")
     now_us = int(T0.timestamp() * 1e6)
+    minute_us = 60_000_000
+    # Each job's slots in turn from its first due instant, as the scheduler fires them.
     news = [
-        NewRun("acme", pk, f"job-{j}", ENV, Trigger.SCHEDULE, now_us, now_us + i * 60_000_000)
+        NewRun("acme", pk, f"job-{j}", ENV, Trigger.SCHEDULE, now_us, to_us(due) + i * minute_us)
         for i in range(runs // len(jobs) + 1)
-        for j, (pk, _) in enumerate(jobs)
+        for j, (pk, due) in enumerate(jobs)
     ][:runs]
     request, result = json.dumps(REQUEST), json.dumps(RESULT)
     finish = _FINISH[RunStatus.SUCCEEDED]
     ids: list[str] = []
 
     def fire(chunk: list[NewRun]) -> None:
+        """The slot moves on (what makes a slot fire once) and its run is inserted."""
         for new in chunk:
+            due_us = new.scheduled_for_us
+            assert due_us is not None
+            moved = conn.execute(_ADVANCE, (due_us + minute_us, new.job_pk, ENV, due_us))
+            assert moved.rowcount == 1
             values = new.values()
             conn.execute(_INSERT, values)
             ids.append(str(values[0]))
