@@ -3,8 +3,9 @@
 Served to both API versions (an added endpoint breaks no seed client); the
 shape is the 2026-08-07 spec's `RunStatsResponse` either way. `bucket`
 must be one of the spec's sizes, and the span the request covers (its
-`filter[created_at]`, narrowed to where runs exist) may hold at most
-`MAX_BUCKETS` of them: the 400 names the sizes that would fit.
+`filter[created_at]`, narrowed to where runs of the environments it covers
+exist) may hold at most `MAX_BUCKETS` of them: the 400 names the sizes
+that would fit.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def run_stats_blueprint(ctx: ApiContext) -> Blueprint:
                     "bucket", f"bucket must be one of {', '.join(BUCKETS_US)}, not '{bucket}'"
                 )
             bucket_us = BUCKETS_US[bucket]
-            span = await ctx.store.stats.created_span(caller.id, created_at)
+            span = await ctx.store.stats.created_span(caller.id, created_at, environments)
             if span is not None and buckets_spanned(*span, bucket_us) > MAX_BUCKETS:
                 fit = sizes_that_fit(*span)
                 raise errors.bad_parameter(

@@ -245,9 +245,19 @@ def run_stats(conn: sqlite3.Connection, account_id: str, query: StatsQuery) -> R
 
 
 def created_span(
-    conn: sqlite3.Connection, account_id: str, interval: Interval
+    conn: sqlite3.Connection,
+    account_id: str,
+    interval: Interval,
+    environments: frozenset[str] | None = None,
 ) -> tuple[int, int] | None:
-    """The first and last created_at of the account's runs inside `interval` (None: none)."""
+    """The first and last created_at of the runs inside `interval` and `environments`
+    (None: none).
+
+    Only the environments the statistics cover count: a span widened by runs
+    the caller may not see would refuse a request over its own runs, and the
+    refusal would print when those others were created. Each environment is
+    its own seek on `runs_env_created`.
+    """
     where, params = "account_id = ?", list[object]([account_id])
     if interval.lo is not None:
         where += " AND created_at_us >= ?"
@@ -255,13 +265,20 @@ def created_span(
     if interval.hi is not None:
         where += " AND created_at_us < ?"
         params.append(interval.hi)
-    ends = [
-        conn.execute(
-            f"SELECT {f}(created_at_us) FROM runs INDEXED BY runs_created WHERE {where}", params
-        ).fetchone()[0]
-        for f in ("min", "max")
-    ]
-    return None if ends[0] is None else (int(ends[0]), int(ends[1]))
+    reads: list[tuple[str, list[object]]] = [(f"runs_created WHERE {where}", params)]
+    if environments is not None:
+        reads = [
+            (f"runs_env_created WHERE {where} AND environment = ?", [*params, env])
+            for env in sorted(environments)
+        ]
+    ends: list[int] = []
+    for source, args in reads:
+        for f in ("min", "max"):
+            found = conn.execute(f"SELECT {f}(created_at_us) FROM runs INDEXED BY {source}", args)
+            value = found.fetchone()[0]
+            if value is not None:
+                ends.append(int(value))
+    return (min(ends), max(ends)) if ends else None
 
 
 class StatsStore:
@@ -273,5 +290,9 @@ class StatsStore:
     async def run_stats(self, account_id: str, query: StatsQuery) -> RunStats:
         return await self._engine.read(lambda c: run_stats(c, account_id, query))
 
-    async def created_span(self, account_id: str, interval: Interval) -> tuple[int, int] | None:
-        return await self._engine.read(lambda c: created_span(c, account_id, interval))
+    async def created_span(
+        self, account_id: str, interval: Interval, environments: frozenset[str] | None
+    ) -> tuple[int, int] | None:
+        return await self._engine.read(
+            lambda c: created_span(c, account_id, interval, environments)
+        )

@@ -165,3 +165,29 @@ async def test_a_scoped_put_cannot_change_what_an_environment_out_of_reach_sends
     await full.post_job(doc("b", environments={"production": {"enabled": False}}))
     r = await staging.put_job("b", doc("b", environments=mine, configuration=elsewhere))
     assert r.status == 200, r.body
+
+
+async def test_the_bucket_bound_counts_only_runs_the_caller_may_see(h: Harness) -> None:
+    # Production's runs a month back made a staging token's `bucket=1m` a 400
+    # that printed when they were created: a span of runs it may not see.
+    full, staging = Versioned(h), Versioned(h, token=STAGING_TOKEN)
+    envs = {"production": {"enabled": True}, "staging": {"enabled": True}}
+    await full.post_job(doc(environments=envs))
+    old = (await full.run_now("warm", {"environment": "production"})).body["data"]["id"]
+    await h.store.engine.write(
+        lambda c: c.execute(
+            "UPDATE runs SET created_at_us = created_at_us - 30 * 86400000000 WHERE id = ?", (old,)
+        )
+    )
+    assert (await staging.run_now("warm")).status == 200
+    for query in ("bucket=1m", "bucket=1m&filter[environment]=staging"):
+        r = await staging.call("GET", f"/api/v1/run_stats?{query}", "/api/v1/run_stats")
+        assert r.status == 200, r.body
+        assert [b["count"] for b in r.body["data"]["attributes"]["buckets"]] == [1]
+    # Narrowed by the environment filter as by the scope.
+    r = await full.call(
+        "GET", "/api/v1/run_stats?bucket=1m&filter[environment]=staging", "/api/v1/run_stats"
+    )
+    assert r.status == 200, r.body
+    r = await full.call("GET", "/api/v1/run_stats?bucket=1m", "/api/v1/run_stats")
+    assert r.status == 400 and r.body["errors"][0]["source"] == {"parameter": "bucket"}
