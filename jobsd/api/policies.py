@@ -3,7 +3,9 @@
 Served alike to both API versions (VERSIONS.md, "Retry policies"): the
 resource is the newer spec's, and the seed's clients may use it too. A
 policy belongs to the account, not to an environment, so any of the
-account's tokens, scoped or not, manages its policies.
+account's tokens, scoped or not, manages its policies, but a scoped token
+may not replace one that decides how jobs retry in an enabled environment
+out of its reach (403 `environment_scope`, as for a job's `PUT`).
 """
 
 from __future__ import annotations
@@ -80,7 +82,10 @@ def policies_blueprint(ctx: ApiContext) -> Blueprint:
         # A policy that does not exist is 404 before its document is judged, as for jobs.
         await ctx.store.policies.get(caller.id, policy_id)
         _, name, rules = parse_policy_document(doc, path_id=policy_id)
-        policy = await ctx.store.policies.replace(caller.id, policy_id, name, rules)
+        out_of_reach = () if caller.scope is None else set(caller.environments) - caller.scope
+        policy = await ctx.store.policies.replace(
+            caller.id, policy_id, name, rules, out_of_reach=sorted(out_of_reach)
+        )
         return jsonapi.document({"data": render_policy(policy)})
 
     @bp.delete("/api/v1/retry-policies/<policy_id>")

@@ -25,6 +25,7 @@ from jobsd import errors
 from jobsd.clock import Clock, from_us, to_us
 from jobsd.retry import Backoff, NamedRetryPolicy, RetryPolicy
 from jobsd.store.engine import Engine
+from jobsd.store.policy_reach import refuse_reaching_out
 
 # Policies one account may hold: a page of the listing (1000) shows them all.
 MAX_POLICIES = 1000
@@ -100,11 +101,20 @@ class RetryPolicyStore:
         return await self._engine.write(tx)
 
     async def replace(
-        self, account_id: str, policy_id: str, name: str, rules: RetryPolicy
+        self,
+        account_id: str,
+        policy_id: str,
+        name: str,
+        rules: RetryPolicy,
+        *,
+        out_of_reach: Collection[str] = (),
     ) -> NamedRetryPolicy:
+        """Replace; 403 when the policy is in effect in an enabled environment of
+        `out_of_reach` (a scoped token's: the account's environments it cannot see)."""
         now_us = to_us(self._clock.now())
 
         def tx(conn: sqlite3.Connection) -> NamedRetryPolicy:
+            refuse_reaching_out(conn, account_id, policy_id, out_of_reach)
             values = {**_writable(name, rules), "updated_at_us": now_us}
             assignments = ", ".join(f"{n} = :{n}" for n in values)
             cur = conn.execute(

@@ -5,7 +5,8 @@ environment is unknown wherever it is named (422 in bodies, 400 in filters),
 its runs are 404 and never listed, jobs are listed with their map narrowed,
 a PUT keeps the entries it cannot see, and deleting a job enabled where the
 token cannot reach is 403, as is a PUT that changes what such an environment
-sends (it inherits the base).
+sends (it inherits the base), and replacing a retry policy that decides how
+jobs retry there.
 """
 
 from __future__ import annotations
@@ -38,8 +39,22 @@ async def h(tmp_path: Path) -> AsyncIterator[Harness]:
         yield harness
 
 
+POLICIES = "/api/v1/retry-policies"
+ONE_POLICY = "/api/v1/retry-policies/{policy_id}"
+
+
 def doc(slug: str = "warm", **attrs: Any) -> dict[str, Any]:
     return job_doc(slug, **attrs)
+
+
+def policy(policy_id: str, max_retries: int = 1) -> dict[str, Any]:
+    attributes = {
+        "name": policy_id,
+        "max_retries": max_retries,
+        "backoff": "fixed",
+        "delay_seconds": 5,
+    }
+    return {"data": {"id": policy_id, "type": "retry_policy", "attributes": attributes}}
 
 
 async def test_a_scoped_token_sees_and_changes_only_its_environments(h: Harness) -> None:
@@ -165,6 +180,37 @@ async def test_a_scoped_put_cannot_change_what_an_environment_out_of_reach_sends
     await full.post_job(doc("b", environments={"production": {"enabled": False}}))
     r = await staging.put_job("b", doc("b", environments=mine, configuration=elsewhere))
     assert r.status == 200, r.body
+
+
+async def test_a_scoped_token_cannot_rewrite_a_policy_in_effect_out_of_reach(h: Harness) -> None:
+    full, staging = Versioned(h), Versioned(h, token=STAGING_TOKEN)
+    for policy_id in ("p", "q"):
+        assert (await full.call("POST", POLICIES, POLICIES, policy(policy_id))).status == 201
+    envs = {"production": {"enabled": True}, "staging": {"enabled": True}}
+    assert (await full.post_job(doc("a", retry_policy="p", environments=envs))).status == 201
+
+    async def put_policy(v: Versioned, policy_id: str, retries: int) -> Any:
+        return await v.call(
+            "PUT", f"{POLICIES}/{policy_id}", ONE_POLICY, policy(policy_id, retries)
+        )
+
+    # Production inherits the job's policy: staging may not choose its retries.
+    r = await put_policy(staging, "p", 10)
+    assert r.status == 403 and r.body["errors"][0]["code"] == "environment_scope", r.body
+    assert "production" in r.body["errors"][0]["detail"] and "a" in r.body["errors"][0]["detail"]
+    got = await full.call("GET", f"{POLICIES}/p", ONE_POLICY)
+    assert got.body["data"]["attributes"]["max_retries"] == 1
+    # Production's own override wins: then the job's policy is staging's to change,
+    # and the override's is not.
+    envs["production"] = {"enabled": True, "retry_policy": "q"}
+    assert (await full.put_job("a", doc("a", retry_policy="p", environments=envs))).status == 200
+    assert (await put_policy(staging, "p", 10)).status == 200
+    assert (await put_policy(staging, "q", 10)).status == 403
+    # Disabled out of reach, or a token that reaches production: allowed.
+    envs["production"] = {"enabled": False, "retry_policy": "q"}
+    assert (await full.put_job("a", doc("a", retry_policy="p", environments=envs))).status == 200
+    assert (await put_policy(staging, "q", 3)).status == 200
+    assert (await put_policy(Versioned(h, token=BOTH_TOKEN), "p", 2)).status == 200
 
 
 async def test_the_bucket_bound_counts_only_runs_the_caller_may_see(h: Harness) -> None:
