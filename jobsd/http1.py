@@ -160,9 +160,10 @@ async def offer_request(stream: trio.abc.Stream, data: bytes) -> bool | None:
 
 
 async def read_response(stream: trio.abc.Stream, conn: h11.Connection, reading: Reading) -> None:
-    """Reads the response into `reading`, skipping 1xx, until the body ends or
-    reaches the cap. Raises ExchangeFailed or h11.RemoteProtocolError. The
-    caller closes the stream, or keeps it if `reusable`."""
+    """Reads the response into `reading`, skipping 1xx (but a 101 accepting the
+    job's `Upgrade`, which is the answer), until the body ends or reaches the
+    cap. Raises ExchangeFailed or h11.RemoteProtocolError. The caller closes
+    the stream, or keeps it if `reusable`."""
     sock = raw_socket(stream)
     informational = 0
     while True:
@@ -190,6 +191,11 @@ async def read_response(stream: trio.abc.Stream, conn: h11.Connection, reading: 
         elif type(event) is h11.ConnectionClosed:  # not reached: h11 raises first
             raise ExchangeFailed("Server disconnected without sending a response.")
         elif type(event) is h11.InformationalResponse:  # the final response follows
+            if conn.their_state is h11.SWITCHED_PROTOCOL:
+                # A 101 to the job's `Upgrade`: the server's answer, and the end of
+                # HTTP on this connection (h11 would answer PAUSED from now on).
+                reading.start(event)
+                return
             informational += head_size(event)
             if informational > INFORMATIONAL_BYTES:
                 raise ExchangeFailed(

@@ -59,7 +59,7 @@ class Reading:
         self.pieces = 0
         self.capped = False
 
-    def start(self, response: h11.Response) -> None:
+    def start(self, response: h11.Response | h11.InformationalResponse) -> None:
         raw = [(name, value) for name, value in response.headers]
         encoding = _encoding([value for _, value in raw])
         for name, value in raw:

@@ -169,6 +169,50 @@ async def test_informational_responses_are_skipped() -> None:
     assert "link" not in result["headers"] and result["headers"]["x-final"] == "yes"
 
 
+async def perform_in_own_thread(reply: Reply, **fields: object) -> Outcome:
+    """`perform` on a trio loop of its own thread: a delivery that spins without
+    ever yielding fails the test at the guard instead of hanging it."""
+    async with raw_serving(reply) as server:
+        url = f"http://127.0.0.1:{server.port}/"
+
+        def run() -> Outcome:
+            return trio.run(Delivery(LOCAL).perform, config(url, **fields))
+
+        with trio.fail_after(10):
+            return await trio.to_thread.run_sync(run, abandon_on_cancel=True)
+
+
+@pytest.mark.parametrize("success", ["2xx", "101"])
+async def test_a_101_to_the_jobs_upgrade_is_its_response_not_an_endless_loop(
+    success: str,
+) -> None:
+    """A job may send `Upgrade` (only Connection, Host and the framing headers are
+    refused). A server that accepts ends HTTP on the connection with its 101:
+    h11 then answers PAUSED for ever, which read in a loop spun a worker's CPU
+    without yielding, past every deadline, and froze every run of its process."""
+    reply = sends(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\nnot http",
+        close=False,
+    )
+    outcome = await perform_in_own_thread(
+        reply,
+        method="GET",
+        headers=(Header("Upgrade", "websocket"),),
+        success_status=success,
+        timeout_s=3,
+    )
+    result = got(outcome)
+    assert (result["status"], result["headers"], result["body"]) == (
+        101,
+        {"upgrade": "websocket"},
+        "",
+    )
+    if success == "101":
+        assert outcome.status is RunStatus.SUCCEEDED, outcome
+    else:
+        assert outcome.failure_reason is FailureReason.NON_SUCCESS_STATUS, outcome
+
+
 @pytest.mark.parametrize(
     ("method", "status", "success"),
     [("HEAD", 200, "2xx"), ("POST", 204, "2xx"), ("GET", 304, "3xx")],
