@@ -239,6 +239,38 @@ async def test_a_tls_server_closing_idle_connections_never_fails_a_run(tmp_path:
     assert delivered(server) == {f"r{i}": 1 for i in range(3)}
 
 
+async def test_over_tls_a_response_nobody_asked_for_is_never_the_next_runs(
+    tmp_path: Path,
+) -> None:
+    """A server answers, then at once sends a second response in a TLS record of
+    its own, in the same TCP segment (corked). TLS reads the socket in bulk, so
+    that record waits in the TLS layer, where neither `pending()` (decrypted
+    bytes only) nor a poll of the socket sees it: the connection looked quiet,
+    was kept, and the next run recorded the stale response as its own."""
+    ca = make_ca()
+
+    async def answer_and_one_more(exchange: Exchange) -> None:
+        assert isinstance(exchange.stream, trio.SSLStream)
+        raw = exchange.stream.transport_stream
+        assert isinstance(raw, trio.SocketStream)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+        await exchange.respond(200, b"ok")
+        await exchange.stream.send_all(b"HTTP/1.1 299 Stale\r\nContent-Length: 5\r\n\r\nstale")
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
+
+    delivery = reusing()
+    server_context = ca.server_context(tmp_path, ["127.0.0.1"])
+    async with serving(answer_and_one_more, ssl_context=server_context) as server:
+        url = f"https://127.0.0.1:{server.port}/"
+        for i in range(2):
+            run = kept(url, ca_cert=ca.cert_pem, success_status="200")
+            outcome = await delivery.perform(run, stamp=stamp(f"r{i}"))
+            assert outcome.status is RunStatus.SUCCEEDED, (i, outcome)
+            assert outcome.result is not None and outcome.result["body"] == "ok"
+    assert server.accepted == 2
+    assert delivered(server) == {"r0": 1, "r1": 1}
+
+
 async def test_a_server_closing_after_n_requests_never_fails_a_run() -> None:
     served: dict[int, int] = {}
 
