@@ -13,12 +13,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 
+import pytest
 import trio
 import trio.testing
 
 from jobsd.config import LogConfig
 from jobsd.job_model import Header, HttpConfig
+from jobsd.messages import Outcome
 from jobsd.runs import FailureReason, RunStatus
+from jobsd.workers import pool as pool_module
 from jobsd.workers.child_link import WORKER_LOST_ERROR
 from jobsd.workers.count import process_count
 from jobsd.workers.pool import WorkerProcesses
@@ -92,6 +95,36 @@ async def test_a_cancel_reaches_the_request_in_the_worker_at_once() -> None:
             nursery.cancel_scope.cancel()
         await target.until(lambda: "held" in target.closed_at, timeout_s=2)
     assert target.closed_at["held"] - cancelled_at < 1.0
+
+
+async def test_a_worker_that_stops_answering_is_killed_past_the_runs_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker enforces a request's timeout itself; one that gives no outcome
+    well past it no longer runs its loop (here: stopped) and would hold its
+    runs RUNNING for good. It is killed: its runs WORKER_LOST, a new one starts."""
+    monkeypatch.setattr(pool_module, "STUCK_S", 0.5)
+    async with holding_target() as target, processes() as pool:
+        [first] = pool.pids
+        held = HttpConfig(url=f"{target.url}/hold", timeout_s=1)
+        async with trio.open_nursery() as nursery:
+            outcomes: list[Outcome] = []
+
+            async def perform() -> None:
+                outcomes.append(await pool.perform(held, stamp=stamp("stuck")))
+
+            nursery.start_soon(perform)
+            await target.until(lambda: "stuck" in target.open_ids)
+            os.kill(first, signal.SIGSTOP)
+            with trio.fail_after(10):
+                while not outcomes:
+                    await trio.sleep(0.05)
+        await target.until(lambda: len(pool.pids) == 1 and pool.pids != [first])
+        assert gone(first)
+        after = await pool.perform(HttpConfig(url=f"{target.url}/ok"), stamp=stamp("next"))
+    [outcome] = outcomes
+    assert (outcome.status, outcome.failure_reason) == (RunStatus.FAILED, FailureReason.WORKER_LOST)
+    assert after.status is RunStatus.SUCCEEDED, after
 
 
 async def test_a_worker_that_dies_loses_its_requests_and_is_replaced() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from contextlib import suppress
 
 import trio
 
@@ -108,6 +109,21 @@ class Child:
         for waiter in waiters:
             waiter.answer(lost(waiter.config, waiter.stamp, WORKER_LOST_ERROR))
         return len(waiters)
+
+    def kill_stuck(self, waited_s: float) -> None:
+        """Kill a worker that gave no outcome `waited_s` after a request (see
+        `jobsd.workers.pool`, "Stuck"); its death answers every run it held."""
+        if self.process.returncode is not None:
+            return
+        log.error(
+            "worker process %d (pid %d) gave no outcome %g s after a request was sent, "
+            "past that run's timeout: killed as stuck",
+            self.number,
+            self.process.pid,
+            waited_s,
+        )
+        with suppress(ProcessLookupError):
+            self.process.kill()
 
     async def end(self) -> int:
         """Close its pair, wait a little for it to exit, then kill it; its exit status."""

@@ -17,6 +17,11 @@ they were; only the exchange itself, and its CPU, moves to another core.
   executors like any outcome, so never retried and never sent again) and is
   replaced; one that dies young is replaced after a growing pause, so a
   worker that cannot start does not spin.
+- Stuck: a worker enforces each request's timeout itself, so an outcome
+  that has not come `STUCK_S` past its run's timeout means the worker no
+  longer runs its loop (a bug that spins without yielding, a process
+  stopped): it is killed, which is a death as above. Without this its runs
+  would stay RUNNING, and the process keep its share of the work, for good.
 - Stop: when the daemon's actors end (after the executor pool has
   stopped), each worker's pair is closed; a worker exits on end of file,
   and one still there after `child_link.EXIT_WAIT_S` is killed. A daemon killed
@@ -48,6 +53,9 @@ log = logging.getLogger("jobsd.workers")
 # second; a replacement as long, plus its pause).
 WORKER_WAIT_S = 30.0
 YOUNG_S = 10.0
+# Past a run's timeout before its worker is taken for stuck: far more than the
+# worker needs to notice its own deadline and send its answer under load.
+STUCK_S = 30.0
 BACKOFF_S = (0.1, 5.0)
 _NOT_INHERITED = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
 
@@ -213,7 +221,10 @@ class WorkerProcesses:
         try:
             with suppress(trio.BrokenResourceError):  # it died: `lose_all` answers
                 await child.sender.send(wire.perform_doc(seq, config, stamp))
-            return await waiter.wait()
+            with trio.move_on_after(config.timeout_s + STUCK_S):
+                return await waiter.wait()
+            child.kill_stuck(config.timeout_s + STUCK_S)
+            return await waiter.wait()  # its death answers: `lose_all`
         except BaseException:
             if child.waiting.pop(seq, None) is not None and child.alive:
                 try:
