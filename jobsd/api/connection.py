@@ -68,6 +68,9 @@ MAX_RECV = 2**16
 READ_AHEAD_BYTES = 2**16
 LINGER_S = 2.0
 LINGER_BYTES = 2**20
+# The client's states in which what it sends is never parsed: a refused request, and
+# one that closes the connection (RFC 9112 §9.6), whose rest is dropped, not held.
+_UNREAD = (h11.ERROR, h11.MUST_CLOSE)
 
 log = logging.getLogger("jobsd.http")
 
@@ -149,7 +152,7 @@ class Connection:
                 data = b""
             if not data:
                 await self._end(linger=False)
-            if self._protocol.connection.their_state is not h11.ERROR:
+            if self._protocol.connection.their_state not in _UNREAD:
                 self._protocol.connection.receive_data(data)
                 self._unparsed += len(data)
                 self._input.set()

@@ -43,7 +43,11 @@ class StrictH11(h11.Connection):
     """h11 that refuses folded header lines (it would unfold them) and says why it refused.
 
     It also keeps the method of the request in hand: an answer to `HEAD`
-    carries no body, and h11 refuses one.
+    carries no body, and h11 refuses one. And after a request that closes
+    the connection (`Connection: close`, HTTP/1.0) it reads nothing more:
+    RFC 9112 §9.6 says not to process what follows, where h11 raises on it
+    (a stray CRLF, a pipelined request), which answered the request 400
+    while it went on to take effect.
     """
 
     refusal: Refusal | None = None
@@ -58,6 +62,8 @@ class StrictH11(h11.Connection):
         self.method = None
 
     def next_event(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
+        if self.their_state is h11.MUST_CLOSE:
+            return h11.NEED_DATA  # the rest is never read; the connection closes after the answer
         if self.their_state is h11.IDLE and folded(self.trailing_data[0]):
             self.refusal = folding_refusal()
             raise h11.RemoteProtocolError(self.refusal.detail)
