@@ -16,6 +16,10 @@ as RFC 9112 allows:
 - HTTP versions other than 1.x: 505. The listener speaks HTTP/1.1 only;
   `PRI * HTTP/2.0` (HTTP/2 with prior knowledge) is one of these.
 
+And one request line h11 takes that is no request-target (RFC 9112 §3.2):
+a query with no path (`GET ?a`), whose empty path Quart fails on before
+any error handler of the app (a 500 and a traceback): 400.
+
 What h11 itself refuses (bad chunk sizes, differing Content-Length values,
 a transfer coding other than `chunked`) is answered 400 by the connection.
 """
@@ -52,6 +56,13 @@ def refuse_head(http_version: bytes, headers: Iterable[tuple[bytes, bytes]]) -> 
         )
     if b"transfer-encoding" in names and http_version == b"1.0":
         return Refusal(400, "bad_framing", "Transfer-Encoding is not allowed in HTTP/1.0")
+    return None
+
+
+def refuse_target(target: bytes) -> Refusal | None:
+    """Why this request-target may not be served, or None."""
+    if target.startswith(b"?"):
+        return Refusal(400, "bad_request", "the request target has no path; send /path?query")
     return None
 
 

@@ -24,7 +24,7 @@ from hypercorn.events import Closed, Event, RawData
 from hypercorn.protocol.h11 import H11Protocol
 
 from jobsd.api import jsonapi
-from jobsd.api.framing import Refusal, folded, folding_refusal, refuse_head
+from jobsd.api.framing import Refusal, folded, folding_refusal, refuse_head, refuse_target
 
 _DETAIL_CHARS = 300
 _QUOTED = re.compile(r":? *(?:bytearray\()?b['\"].*\Z", re.DOTALL)
@@ -104,7 +104,7 @@ class JobsdH11(H11Protocol):
         self.send = self._send_held_first
 
     async def _check_protocol(self, event: h11.Request) -> None:
-        refusal = refuse_head(event.http_version, event.headers)
+        refusal = refuse_head(event.http_version, event.headers) or refuse_target(event.target)
         if refusal is not None:
             self._refused = True
             await self._send_refusal(refusal)
