@@ -20,6 +20,10 @@ SDK user on Quart's path, ~4x the CPU. So the layer also takes a body when:
   `environment`, a string or null. The version's `run_now_target` then
   chooses as the route's does.
 
+The caller found from the head is found again once the body is whole, as
+the route finds it only then: a reload in between may have revoked the
+token or narrowed its environments.
+
 Anything else (a parse that raises, an odd document, an environment the
 token may not name) and the request goes on to the app with the messages
 already received replayed exactly, then the rest from the client: the app
@@ -121,8 +125,11 @@ class FastRunNow:
                 await _send_late(send)
                 return
         try:
-            # None: the client stopped (or sent other than it framed), for the app to hear
-            plan = None if body is None else self._plan(head, body)
+            # None: the client stopped (or sent other than it framed), for the app to hear.
+            # The caller is asked again once a body came, as the route asks only then: a
+            # reload meanwhile may have revoked or narrowed the token.
+            fresh = self._head(scope) if head.length and body is not None else head
+            plan = None if body is None or fresh is None else self._plan(fresh, body)
         except Exception:
             plan = None
         if plan is None:
