@@ -16,9 +16,10 @@ as RFC 9112 allows:
 - HTTP versions other than 1.x: 505. The listener speaks HTTP/1.1 only;
   `PRI * HTTP/2.0` (HTTP/2 with prior knowledge) is one of these.
 
-And one request line h11 takes that is no request-target (RFC 9112 §3.2):
-a query with no path (`GET ?a`), whose empty path Quart fails on before
-any error handler of the app (a 500 and a traceback): 400.
+And request lines h11 takes whose target is none of RFC 9112 §3.2's: a
+query with no path (`GET ?a`), an absolute URL that cannot be read
+(`http://[::1/`). Quart fails on them before any error handler of the app
+(a 500 and a traceback): 400.
 
 What h11 itself refuses (bad chunk sizes, differing Content-Length values,
 a transfer coding other than `chunked`) is answered 400 by the connection.
@@ -29,6 +30,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from urllib.parse import unquote, urlparse
 
 _END_OF_HEAD = re.compile(rb"\n\r?\n")
 _FOLD = re.compile(rb"\n[ \t]")
@@ -60,10 +62,21 @@ def refuse_head(http_version: bytes, headers: Iterable[tuple[bytes, bytes]]) -> 
 
 
 def refuse_target(target: bytes) -> Refusal | None:
-    """Why this request-target may not be served, or None."""
-    if target.startswith(b"?"):
-        return Refusal(400, "bad_request", "the request target has no path; send /path?query")
-    return None
+    """Why this request-target may not be served, or None.
+
+    The app routes on the target's path as hypercorn decodes it (percent
+    escapes undone) or, for an absolute-form target, on the path Quart has
+    `urllib.parse` find in it; a target that gives neither fails in Quart.
+    """
+    path = unquote(target.partition(b"?")[0].decode("latin-1"))
+    if path.startswith("/"):
+        return None
+    try:
+        if path and urlparse(path) is not None:
+            return None
+    except ValueError:  # `http://[::1/`: an IPv6 literal left open
+        pass
+    return Refusal(400, "bad_request", "the request target is neither /path?query nor a URL")
 
 
 def folded(buffered: bytes) -> bool:
