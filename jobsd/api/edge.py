@@ -102,6 +102,17 @@ def is_host(value: bytes) -> bool:
         return False
 
 
+def server_authority(scope: Scope) -> bytes | None:
+    """`host:port` of the address the client reached (an IPv6 literal bracketed), if
+    it is one a Host may name."""
+    server: Any = scope.get("server")
+    if not server or server[1] is None:
+        return None
+    host = str(server[0])
+    authority = (f"[{host}]" if ":" in host else host) + f":{server[1]}"
+    return authority.encode() if is_host(authority.encode()) else None
+
+
 class ValidHost:
     """ASGI middleware: a request whose Host is not `host[:port]` is a JSON:API 400.
 
@@ -111,6 +122,10 @@ class ValidHost:
     such as `links.next` as `http:/api/...` from a Host it cannot read. RFC
     9112 (3.2) asks for a 400 for a Host with an invalid value. Sits where the
     app's scope is final: after a trusted proxy's forwarded host is applied.
+
+    A request with no Host (HTTP/1.0 needs none; h11 requires it of 1.1) is
+    given the address it reached, as a WSGI server names it: Quart would
+    make its host `""`, and its links `http:/api/...`.
     """
 
     def __init__(self, app: ASGIFramework) -> None:
@@ -125,6 +140,8 @@ class ValidHost:
                 detail = "the Host header must be host[:port]"
                 await send_closing_error(send, 400, "invalid_host", detail)
                 return
+            if not hosts and (authority := server_authority(scope)) is not None:
+                scope["headers"] = [*scope["headers"], (b"host", authority)]
         await self._app(scope, receive, send)
 
 
