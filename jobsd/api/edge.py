@@ -92,13 +92,17 @@ _HOST = re.compile(
 
 def is_host(value: bytes) -> bool:
     """Whether a Host value is `host[:port]` (an IPv6 literal in brackets, a
-    port 1-65535): what Werkzeug reads whole and links can be built on."""
+    port 1-65535): what Werkzeug reads whole and links can be built on. A
+    name's IDNA labels (`xn--...`) must decode, as Werkzeug decodes them for
+    a link (and raises past the app's error handlers where it cannot)."""
     match = _HOST.fullmatch(value.decode("latin-1"))
     if match is None or (match[2] is not None and not 1 <= int(match[2]) <= 65535):
         return False
     try:
-        return match[1] is None or ipaddress.IPv6Address(match[1]) is not None
-    except ValueError:
+        if match[1] is None:
+            return bool(match[0].partition(":")[0].lower().encode("ascii").decode("idna"))
+        return ipaddress.IPv6Address(match[1]) is not None
+    except (ValueError, UnicodeError):
         return False
 
 
