@@ -2,7 +2,10 @@
 
 Every line goes through the `logging` root: jobsd's own, hypercorn's error
 log, Python warnings (`captureWarnings`) and, in JSON mode, an uncaught
-exception (`sys.excepthook`), so with `format = "json"` each line the
+exception (`sys.excepthook`), one that ends a thread (`threading.excepthook`:
+the store's writer is one) and one Python can only report as ignored
+(`sys.unraisablehook`: raised in a `__del__` or a finalizer, which trio's
+sockets and generators have), so with `format = "json"` each line the
 daemon writes is one JSON object: `ts` (RFC 3339 UTC), `level`, `logger`,
 `msg`, the record's structured fields, and `exc` (the traceback, as one
 string) when there is one.
@@ -27,6 +30,7 @@ import logging
 import os
 import re
 import sys
+import threading
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -176,9 +180,34 @@ def configure(
         logging.getLogger(name).setLevel(logging.WARNING)
     logging.captureWarnings(True)
     if config.format == "json":
+        # Each of these would otherwise print a plain multi-line traceback to stderr.
         sys.excepthook = _log_uncaught
+        threading.excepthook = _log_thread_uncaught
+        sys.unraisablehook = _log_unraisable
     return handler
 
 
 def _log_uncaught(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
     logging.getLogger("jobsd").critical("jobsd crashed", exc_info=(kind, exc, tb))
+
+
+def _log_thread_uncaught(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:  # what the default hook keeps quiet too
+        return
+    name = "?" if args.thread is None else args.thread.name
+    exc_info = None
+    if args.exc_value is not None:
+        exc_info = (args.exc_type, args.exc_value, args.exc_traceback)
+    logging.getLogger("jobsd").critical("thread %s crashed", name, exc_info=exc_info)
+
+
+def _log_unraisable(unraisable: sys.UnraisableHookArgs) -> None:
+    if unraisable.exc_value is None:
+        exc_info = None
+    else:
+        exc_info = (unraisable.exc_type, unraisable.exc_value, unraisable.exc_traceback)
+    what = unraisable.err_msg or "Exception ignored in"
+    # The object's name, not its repr, which may quote what a log must not hold (a URL).
+    found = unraisable.object
+    name = getattr(found, "__qualname__", None) or type(found).__qualname__
+    logging.getLogger("jobsd").error("%s: %s", what, name, exc_info=exc_info)

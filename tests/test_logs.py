@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,6 +83,7 @@ def test_the_journal_is_recognised_by_its_device_and_inode(tmp_path: Path) -> No
 def restored_logging() -> Iterator[None]:
     root = logging.getLogger()
     handlers, level, hook = list(root.handlers), root.level, sys.excepthook
+    thread_hook, unraisable_hook = threading.excepthook, sys.unraisablehook
     try:
         yield
     finally:
@@ -91,6 +93,7 @@ def restored_logging() -> Iterator[None]:
             root.addHandler(handler)
         root.setLevel(level)
         sys.excepthook = hook
+        threading.excepthook, sys.unraisablehook = thread_hook, unraisable_hook
         logging.captureWarnings(False)
 
 
@@ -113,6 +116,36 @@ def test_json_mode_turns_warnings_and_crashes_into_json_lines(restored_logging: 
     assert docs[1]["logger"] == "py.warnings" and "a library is unhappy" in docs[1]["msg"]
     assert docs[2]["msg"] == "jobsd crashed" and "RuntimeError: actor died" in docs[2]["exc"]
     assert len(docs) == 3
+
+
+class _DiesInDel:
+    def __del__(self) -> None:
+        raise RuntimeError("ignored in __del__")
+
+
+def test_json_mode_turns_a_thread_crash_and_an_unraisable_error_into_json_lines(
+    restored_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Python reports these past `sys.excepthook`, as plain multi-line tracebacks on
+    stderr: the store's writer is a thread, and trio finalizes generators and
+    sockets in `__del__`. In JSON mode each must still be one JSON line."""
+    out = io.StringIO()
+    logs.configure(LogConfig(format="json", level="info"), stream=out, environ={})
+
+    def dies() -> None:
+        raise RuntimeError("writer thread died")
+
+    thread = threading.Thread(target=dies, name="jobsd-store-writer")
+    thread.start()
+    thread.join()
+    dying = _DiesInDel()
+    del dying
+    assert capsys.readouterr().err == ""
+    docs = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert len(docs) == 2, out.getvalue()
+    assert "RuntimeError: writer thread died" in docs[0]["exc"]
+    assert "jobsd-store-writer" in docs[0]["msg"] and docs[0]["level"] == "critical"
+    assert "RuntimeError: ignored in __del__" in docs[1]["exc"]
 
 
 def test_text_mode_levels(restored_logging: None) -> None:
