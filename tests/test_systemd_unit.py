@@ -85,6 +85,14 @@ def test_required_directive(key: str, expected: str) -> None:
     assert single(key) == expected
 
 
+def test_it_starts_after_the_network_and_the_clock() -> None:
+    """jobsd reads the system time once at start (jobsd/clock.py): a clock set
+    after it (NTP at boot) would shift every cron instant until a restart."""
+    unit = dict(UNIT_SECTIONS["Unit"])
+    for key in ("Wants", "After"):
+        assert {"network-online.target", "time-sync.target"} <= set(unit[key].split())
+
+
 def test_sections() -> None:
     assert set(UNIT_SECTIONS) == {"Unit", "Service", "Install"}
     assert ("WantedBy", "multi-user.target") in UNIT_SECTIONS["Install"]
