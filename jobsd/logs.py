@@ -81,17 +81,33 @@ def _text_value(value: object) -> str:
     return json.dumps(text)
 
 
+_LINE_BREAKING = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # control characters but tab
+
+
+def one_line(message: str) -> str:
+    """A message as one line: a request's path or a remote's text can reach a
+    message (an error's), and a line break in it would forge a line of its own."""
+    if _LINE_BREAKING.search(message) is None:
+        return message
+    return _LINE_BREAKING.sub(lambda m: f"\\x{ord(m[0]):02x}", message)
+
+
 class TextFormatter(logging.Formatter):
     def __init__(self, *, journal: bool) -> None:
         super().__init__("%(levelname)s %(name)s: %(message)s")
         self._journal = journal
 
     def format(self, record: logging.LogRecord) -> str:
-        if record.exc_info or record.exc_text or record.stack_info:
-            line = super().format(record)
-        else:  # what the format string gives, without the generic machinery (a line per request)
-            record.message = record.getMessage()
-            line = f"{record.levelname} {record.name}: {record.message}"
+        # What the format string gives, without the generic machinery (a line per
+        # request), the message on one line; a traceback below it, as logging puts it.
+        record.message = one_line(record.getMessage())
+        line = f"{record.levelname} {one_line(record.name)}: {record.message}"
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            line = f"{line}\n{record.exc_text}"
+        if record.stack_info:
+            line = f"{line}\n{self.formatStack(record.stack_info)}"
         extra = " ".join(f"{k}={_text_value(v)}" for k, v in _fields_of(record).items())
         head, sep, tail = line.partition("\n")  # a traceback stays below the line it explains
         line = f"{head} {extra}{sep}{tail}" if extra else line

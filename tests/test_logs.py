@@ -55,6 +55,20 @@ def test_text_lines_carry_fields_and_a_timestamp_unless_under_the_journal() -> N
     assert first == "<4>WARNING jobsd.runs: run finished job=x" and "ValueError" in rest
 
 
+def test_a_message_cannot_forge_a_text_line() -> None:
+    """A path or a remote's text may reach a message; a line break in it would
+    start a line that looks like the daemon's. Escaped; a traceback still follows."""
+    forged = "no route for /x\nINFO jobsd.runs: run finished status=SUCCEEDED\r\x1b[2K"
+    for exc in (False, True):
+        line = logs.TextFormatter(journal=True).format(record(forged, exc=exc))
+        first, _, rest = line.partition("\n")
+        assert first == (
+            "<4>WARNING jobsd.runs: no route for /x\\x0aINFO jobsd.runs: run finished "
+            "status=SUCCEEDED\\x0d\\x1b[2K"
+        ), first
+        assert ("ValueError: boom" in rest) is exc
+
+
 def test_json_lines_are_one_object_each_even_with_a_traceback() -> None:
     line = logs.JsonFormatter().format(record(exc=True, job="nightly", lateness_ms=None))
     assert "\n" not in line
@@ -196,8 +210,8 @@ def test_a_text_value_is_quoted_exactly_when_it_holds_space_a_quote_or_an_equals
 def test_a_text_line_is_what_the_format_string_gives(
     level: int, name: str, text: str, args: list[object], journal: bool
 ) -> None:
-    """The formatter skips `logging.Formatter.format` for lines without a traceback:
-    the head must be what "%(levelname)s %(name)s: %(message)s" makes of them."""
+    """The formatter skips `logging.Formatter.format`: the line must be what
+    "%(levelname)s %(name)s: %(message)s" makes of a record, its message on one line."""
     msg = text.replace("%", "%%") + " %s" * len(args)
     record = logging.makeLogRecord(
         {
@@ -210,9 +224,9 @@ def test_a_text_line_is_what_the_format_string_gives(
         }
     )
     base = logging.Formatter("%(levelname)s %(name)s: %(message)s").format(record)
-    head, sep, tail = base.partition("\n")  # fields go before a second line, as ever
     line = logs.TextFormatter(journal=journal).format(record)
-    assert line.endswith(f'{head} k="v w"{sep}{tail}')
+    assert line.endswith(f'{logs.one_line(base)} k="v w"')
+    assert "\n" not in line
 
 
 def test_a_worker_process_loads_no_pydantic(restored_logging: None) -> None:
