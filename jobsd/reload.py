@@ -5,7 +5,8 @@ event loop, so a request reads either the old config or the new, never a
 mix, and no actor restarts: runs in flight keep going. The file is read and
 validated in full before anything changes; a file that does not load is
 refused with its reason logged (naming the key) and the running config
-stays.
+stays; so is one whose environments the store cannot write (a database
+another process keeps locked past the busy timeout): the config goes back.
 
 What a change means for work already under way:
 - Tokens and accounts apply to the next request: a new token works at
@@ -189,8 +190,17 @@ class Reloader:
         self._settings.config = current.model_copy(
             update={"plans": fresh.plans, "accounts": fresh.accounts}
         )
-        for hook in self._after:
-            await hook(self._settings.config)
+        try:
+            for hook in self._after:
+                await hook(self._settings.config)
+        except Exception as exc:
+            # The store's environments (one transaction, rolled back) could not
+            # follow, e.g. a database another process keeps locked: the config
+            # goes back as it was rather than half-applied, and the daemon stays.
+            self._settings.config = current
+            log.error("reload refused, the running config stays: the database: %s", exc)
+            self._notifier.ready(f"reload refused ({exc}); running on the previous config")
+            return False
         log.info("reloaded accounts, plans and tokens from %s", self._path)
         self._notifier.ready("serving; config reloaded")
         return True

@@ -1,0 +1,73 @@
+"""A reload the store cannot apply is refused whole; the daemon keeps serving.
+
+The environments a reload names are written to the store after the config
+is swapped (`jobsd.reload`). A database another process keeps locked past
+the busy timeout (`jobsd rotate-key`, an operator's `sqlite3` shell) made
+that write raise out of the signal task and stop the daemon, with the new
+tokens already in force and the environments not synced.
+"""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+import httpx2
+
+from tests.conftest import JSONAPI, TOKEN_A, config_text
+from tests.daemon_process import DaemonProcess
+
+BOTH = 'environments = ["production", "staging"]'
+
+
+def test_a_reload_while_another_process_holds_the_database_is_refused(tmp_path: Path) -> None:
+    cfg = tmp_path / "jobsd.toml"
+    cfg.write_text(config_text(tmp_path))
+    with DaemonProcess(["serve", "--config", str(cfg)], tmp_path) as daemon:
+        client = httpx2.Client(base_url=daemon.url, trust_env=False)
+        cfg.write_text(config_text(tmp_path, acme=BOTH))
+        locker = sqlite3.connect(tmp_path / "jobsd.sqlite3", isolation_level=None)
+        locker.execute("BEGIN IMMEDIATE")
+        try:
+            daemon.signal(signal.SIGHUP)
+            deadline = time.monotonic() + 15
+            while "reload refused" not in daemon.stderr():
+                assert daemon.proc is not None and daemon.proc.poll() is None, daemon.stderr()
+                assert time.monotonic() < deadline, daemon.stderr()
+                time.sleep(0.05)
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+        r = client.get("/healthz")
+        assert r.status_code == 200, daemon.stderr()
+        r = client.get(
+            "/api/v1/jobs",
+            headers={"Authorization": f"Bearer {TOKEN_A}", "Jobsd-Version": "2026-08-07"},
+        )
+        assert r.status_code == 200
+        doc = {
+            "data": {
+                "id": "warm",
+                "attributes": {
+                    "name": "warm",
+                    "schedule": "0 2 * * *",
+                    "configuration": {"url": "https://example.invalid/"},
+                    "environments": {"staging": {"enabled": True}},
+                },
+            }
+        }
+        r = client.post(
+            "/api/v1/jobs",
+            json=doc,
+            headers={
+                "Authorization": f"Bearer {TOKEN_A}",
+                "Jobsd-Version": "2026-08-07",
+                "Content-Type": JSONAPI,
+            },
+        )
+        assert r.status_code == 422, r.text  # staging stays unknown: nothing half-applied
+        assert "Traceback" not in daemon.stderr()
+        client.close()
+        assert daemon.stop() == 0
