@@ -144,10 +144,19 @@ def _set_the_start_aside() -> None:
 
 
 def _with_listen(config: Config, listen: str) -> Config:
+    """The config with `--listen` in `[server]`, checked by the config's own grammar.
+
+    The section is dumped as JSON (networks as strings): its Python dump holds
+    `trusted_proxies` as network objects, which the grammar refuses (it reads
+    TOML strings), so any such config was refused as a bad --listen.
+    """
     try:
-        server = ServerConfig(**{**config.server.model_dump(), "listen": listen})
+        server = ServerConfig.model_validate(
+            {**config.server.model_dump(mode="json"), "listen": listen}
+        )
     except ValidationError as exc:
-        raise ConfigError("--listen", exc.errors()[0]["msg"]) from None
+        message = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        raise ConfigError("--listen", message) from None
     return config.model_copy(update={"server": server})
 
 

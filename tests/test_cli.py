@@ -91,3 +91,20 @@ def test_a_listen_address_in_use_is_a_message_not_a_traceback(tmp_path: Path) ->
     assert out.returncode == 2, out.stderr
     assert f"server.listen: cannot listen on 127.0.0.1:{port}: Address already in use" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_listen_overrides_a_config_with_trusted_proxies(tmp_path: Path) -> None:
+    # --listen rebuilt [server] from its dump, where trusted_proxies are network
+    # objects the config's grammar takes only as strings: refused as a bad --listen.
+    cfg = tmp_path / "jobsd.toml"
+    cfg.write_text(
+        f'[storage]\npath = "{tmp_path / "db.sqlite3"}"\n'
+        f'[secrets]\nkey_file = "{tmp_path / "secret.key"}"\n'
+        '[server]\nlisten = "127.0.0.1:1"\ntrusted_proxies = ["10.0.0.0/8", "::1/128"]\n'
+    )
+    with DaemonProcess(["serve", "--config", str(cfg), "--listen", "127.0.0.1:0"], tmp_path) as d:
+        assert httpx2.get(f"{d.url}/healthz", trust_env=False).status_code == 200
+        assert d.stop() == 0
+    out = jobsd("serve", "--config", str(cfg), "--listen", "127.0.0.1:99999", cwd=tmp_path)
+    assert out.returncode == 2
+    assert out.stderr.strip() == "jobsd: config error: --listen: port 99999 is above 65535"
