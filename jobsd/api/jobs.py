@@ -45,11 +45,16 @@ def jobs_blueprint(ctx: ApiContext) -> Blueprint:
     @bp.get("/api/v1/jobs")
     async def list_jobs() -> Response:
         caller, version = caller_and_dialect()
-        query, number, size = version.job_query(request.args, caller)
-        pagination: dict[str, int] = {"page": number, "size": size}
+        version.job_query(request.args, caller)  # a bad parameter is a 400 before any wait
+
+        def ask() -> Caller:
+            return caller_and_dialect()[0]
 
         async def parts() -> AsyncGenerator[bytes, None]:
-            async with ctx.store.jobs.listing(caller.id) as listing:
+            async with streaming.held_for(caller, ctx.store.jobs.listing, ask) as (listing, who):
+                version = dialect(who.version)
+                query, number, size = version.job_query(request.args, who)
+                pagination: dict[str, int] = {"page": number, "size": size}
                 yield b""  # the snapshot is ours: nothing can be refused now
 
                 async def meta() -> dict[str, object]:
@@ -60,7 +65,7 @@ def jobs_blueprint(ctx: ApiContext) -> Blueprint:
                     return {"meta": {"pagination": pagination}}
 
                 jobs = listing.page(query)
-                render = partial(version.render_job, caller=caller)
+                render = partial(version.render_job, caller=who)
                 async for part in streaming.list_document(jobs, render, meta):
                     yield part
 

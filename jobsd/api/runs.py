@@ -13,17 +13,19 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import AsyncGenerator
+from functools import partial
 
 from quart import Blueprint, Response, request
 
 from jobsd import errors
 from jobsd.api import jsonapi, streaming
-from jobsd.api.auth import current_account
+from jobsd.api.auth import Caller, current_account
 from jobsd.api.context import ApiContext
 from jobsd.api.params import Query
 from jobsd.api.run_params import RUN_PARAMETERS, next_link, run_query
-from jobsd.api.versions import dialect
+from jobsd.api.versions import Dialect, dialect
 from jobsd.messages import CancelRun, RunOrder
+from jobsd.store.run_listing import RunQuery
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
@@ -41,14 +43,20 @@ def runs_blueprint(ctx: ApiContext) -> Blueprint:
     @bp.get("/api/v1/runs")
     async def list_runs() -> Response:
         caller = current_account(ctx)
-        version = dialect(caller.version)
         query = Query(request.args, RUN_PARAMETERS)
-        asked = run_query(query, caller, version.runs_page_size)
-        asked = dataclasses.replace(asked, filter=version.runs_filter(asked.filter))
+
+        def asked_by(caller: Caller) -> tuple[Dialect, RunQuery]:
+            version = dialect(caller.version)
+            asked = run_query(query, caller, version.runs_page_size)
+            return version, dataclasses.replace(asked, filter=version.runs_filter(asked.filter))
+
+        asked_by(caller)  # a bad parameter is a 400 before any wait
         base_url = f"{request.host_url.rstrip('/')}{request.path}"
 
         async def parts() -> AsyncGenerator[bytes, None]:
-            async with ctx.store.runs.listing(caller.id) as listing:
+            held = streaming.held_for(caller, ctx.store.runs.listing, partial(current_account, ctx))
+            async with held as (listing, who):
+                version, asked = asked_by(who)
                 yield b""  # the snapshot is ours: nothing can be refused now
 
                 async def meta_and_links() -> dict[str, object]:

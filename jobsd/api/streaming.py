@@ -18,6 +18,11 @@ A streamed response must be sent within `STREAM_TIMEOUT_S`, or it is cut
 short the same way: that bounds how long a slow reader holds its snapshot
 (one that stops reading is cut sooner, by the connection's write timeout).
 
+A list may wait up to 10 s for its snapshot (`jobsd.store.snapshots`), and
+a reload (SIGHUP) may come meanwhile: `held_for` finds the caller again once
+the snapshot is held, so a token revoked during the wait is a 401 and one
+narrowed or moved is served as it now is, never as it was.
+
 The bytes are exactly what `jsonapi.document` would produce for the same
 document: compact separators, UTF-8, members in the order given.
 """
@@ -26,14 +31,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from contextlib import aclosing
+from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
 from typing import Any, TypeVar
 
 from quart import Response
 
+from jobsd.api.auth import Caller
 from jobsd.api.jsonapi import MEDIA_TYPE
 
 T = TypeVar("T")
+L = TypeVar("L")
 
 PART_BYTES = 64 * 1024
 STREAM_TIMEOUT_S = 60.0
@@ -41,6 +48,26 @@ STREAM_TIMEOUT_S = 60.0
 
 def encode(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+@asynccontextmanager
+async def held_for(
+    caller: Caller,
+    listing: Callable[[str], AbstractAsyncContextManager[L]],
+    ask: Callable[[], Caller],
+) -> AsyncIterator[tuple[L, Caller]]:
+    """The account's listing, with its caller asked again (`ask`: 401 if revoked)
+    once the snapshot is held, as a reload may have come while it waited.
+
+    A token that the reload moved to another account waits again, for a
+    snapshot of that account's."""
+    while True:
+        async with listing(caller.id) as held:
+            fresh = ask()
+            if fresh.id == caller.id:
+                yield held, fresh
+                return
+        caller = fresh
 
 
 async def list_document(
