@@ -166,3 +166,21 @@ def test_systemd_analyze_security_exposure_stays_low(tmp_path: Path) -> None:
     if match is None:
         pytest.skip(f"this systemd-analyze cannot score unit files offline: {done.stderr[:200]}")
     assert float(match[1]) <= 2.0, done.stdout
+
+
+def test_the_installed_config_is_readable_by_the_dynamic_user() -> None:
+    # DynamicUser runs jobsd as a user of its own; ConfigurationDirectory stays
+    # root's. A config installed 0640 root:root (as README once said) is then
+    # unreadable: the unit fails at every start with "Permission denied".
+    assert single("DynamicUser") == "yes"
+    installs = [
+        line
+        for text in (ROOT.joinpath("README.md").read_text(), UNIT.read_text())
+        for line in text.splitlines()
+        if re.search(r"\binstall\b.*etc/jobsd\.toml", line)
+    ]
+    assert installs
+    for line in installs:
+        mode = re.search(r"-m\s+(0?[0-7]{3})", line)
+        assert mode is not None, line
+        assert int(mode[1], 8) & 0o004, f"others (the dynamic user) cannot read it: {line}"
