@@ -108,3 +108,22 @@ def test_listen_overrides_a_config_with_trusted_proxies(tmp_path: Path) -> None:
     out = jobsd("serve", "--config", str(cfg), "--listen", "127.0.0.1:99999", cwd=tmp_path)
     assert out.returncode == 2
     assert out.stderr.strip() == "jobsd: config error: --listen: port 99999 is above 65535"
+
+
+def test_a_database_path_jobsd_cannot_use_is_a_message_not_a_traceback(tmp_path: Path) -> None:
+    # A directory at storage.path, and a directory on its path that cannot be
+    # made (under /proc), were tracebacks with exit 1.
+    (tmp_path / "adir").mkdir()
+    for path, why in (
+        (tmp_path / "adir", "is not a regular file"),
+        (Path("/proc/jobsd-no-such/db.sqlite3"), "cannot create the directory /proc/jobsd-no-such"),
+    ):
+        cfg = tmp_path / "jobsd.toml"
+        cfg.write_text(
+            f'[storage]\npath = "{path}"\n[secrets]\nkey_file = "{tmp_path / "secret.key"}"\n'
+            '[server]\nlisten = "127.0.0.1:0"\n'
+        )
+        out = jobsd("serve", "--config", str(cfg), cwd=tmp_path)
+        assert out.returncode == 2, out.stderr
+        assert "Traceback" not in out.stderr
+        assert out.stderr.startswith("jobsd: storage error: ") and why in out.stderr, out.stderr

@@ -35,11 +35,18 @@ def make_private(path: Path) -> None:
     """Create `path` 0600 when missing; take group and other access off it and its WAL files."""
     missing = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
     for directory in reversed(missing):  # each 0700: mkdir(parents=True) would not
-        directory.mkdir(mode=0o700, exist_ok=True)
+        try:
+            directory.mkdir(mode=0o700, exist_ok=True)
+        except OSError as exc:  # a message naming it, not a traceback at start
+            raise StorageError(
+                f"cannot create the directory {directory} for the database {path}:"
+                f" {exc.strerror or exc}"
+            ) from None
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
     except FileExistsError:
-        pass
+        if not path.is_file():  # SQLite's own word for a directory is a traceback
+            raise StorageError(f"{path} is not a regular file: fix storage.path") from None
     except OSError as exc:
         raise StorageError(f"cannot create the database {path}: {exc.strerror or exc}") from None
     for suffix in SUFFIXES:
