@@ -93,7 +93,9 @@ class OutboundConfig(Section):
 
 
 class RetentionConfig(Section):
-    days: Annotated[int, Field(strict=True, ge=1)] = 90
+    # At most a million days (2,700 years): any TOML integer once passed, and
+    # days * 86400e6 us beyond SQLite's integers raised in the first pass.
+    days: Annotated[int, Field(strict=True, ge=1, le=1_000_000)] = 90
     max_runs_per_job: Annotated[int, Field(strict=True, ge=1)] = 10000
 
 

@@ -17,8 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jobsd.clock import Clock, to_us
-from jobsd.config import RetentionConfig
+from jobsd.config import RetentionConfig, parse_config
 from jobsd.crypto import KeyRing
+from jobsd.errors import ConfigError
 from jobsd.job_model import HttpConfig, JobWrite
 from jobsd.retention import PruneReport, cutoff_us, prune_once, run_retention
 from jobsd.runs import RunStatus
@@ -313,3 +314,17 @@ async def test_the_api_keeps_answering_during_a_large_prune(tmp_path: Path, tota
 
 def _job_doc(slug: str) -> dict[str, object]:
     return job_doc(slug, name=slug, enabled=False)
+
+
+async def test_retention_days_is_bounded_so_a_pass_cannot_overflow(tmp_path: Path) -> None:
+    # The config took any TOML integer: days = 2**63 - 1 put the cutoff past
+    # SQLite's integers, and the first pass (a minute after start) raised
+    # OverflowError out of the retention actor, which stopped the daemon.
+    with pytest.raises(ConfigError, match=r"retention\.days: must be <= 1000000"):
+        parse_config(f"[retention]\ndays = {2**63 - 1}\n")
+    largest = parse_config("[retention]\ndays = 1000000\n").retention
+    async with open_store(tmp_path / "db", KeyRing.load_or_create(tmp_path / "k"), Clock(T0)) as s:
+        pks = await make_jobs(s, 1, [False])
+        await s.engine.write(lambda c: insert_runs(c, pks, [R(0, RunStatus.SUCCEEDED, DAY_US)]))
+        report = await prune_once(s.retention, largest, T0, pause_s=0)
+    assert report.runs_deleted == 0
