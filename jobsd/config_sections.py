@@ -78,7 +78,9 @@ class SecretsConfig(Section):
 class SchedulerConfig(Section):
     workers: Annotated[int, Field(strict=True, ge=1, le=1024)] = 64
     max_pending_runs: Annotated[int, Field(strict=True, ge=1, le=10_000_000)] = 10_000
-    misfire_grace_s: Seconds = 60
+    # At most ten years: any integer once passed, and one past what a timedelta
+    # holds (~2.7 million years) raised out of the scheduler at a late fire.
+    misfire_grace_s: Annotated[int, Field(strict=True, ge=0, le=315_360_000)] = 60
     shutdown_grace_s: Seconds = 10
     # Processes that perform the requests: "auto" one per usable core but one
     # (jobsd.workers.count.process_count), 0 none: the daemon performs them.

@@ -566,3 +566,20 @@ def test_keepalive_s_defaults_to_one_second_and_is_bounded() -> None:
         with pytest.raises(ConfigError) as info:
             parse_config(f"[outbound]\nkeepalive_s = {bad}")
         assert "outbound.keepalive_s" in str(info.value)
+
+
+def test_misfire_grace_is_bounded_so_a_late_fire_cannot_overflow() -> None:
+    # Any TOML integer passed: misfire_grace_s = 2**63 - 1 started the daemon,
+    # and the first late cron fire raised OverflowError (no timedelta that
+    # long) out of the scheduler, which stopped the daemon.
+    from datetime import UTC, datetime
+
+    from jobsd.schedule import parse_schedule, plan_fire
+
+    with pytest.raises(ConfigError, match=r"scheduler\.misfire_grace_s: must be <= 315360000"):
+        parse_config(f"[scheduler]\nmisfire_grace_s = {2**63 - 1}\n")
+    grace = parse_config("[scheduler]\nmisfire_grace_s = 315360000\n").scheduler.misfire_grace_s
+    due = datetime(2026, 6, 5, 2, 0, tzinfo=UTC)
+    now = datetime(2026, 6, 5, 3, 30, tzinfo=UTC)
+    fired, _ = plan_fire(parse_schedule("0 * * * *"), due=due, now=now, misfire_grace_s=grace)
+    assert fired == due  # within the grace: on time, however late
