@@ -176,7 +176,9 @@ class Reloader:
         self._notifier.reloading(f"reloading {self._path}")
         try:
             fresh = await trio.to_thread.run_sync(load_config, self._path)
-            await trio.to_thread.run_sync(check_accounts, fresh)
+            # Against the key file the daemon signs from: [secrets] takes a restart.
+            in_use = fresh.model_copy(update={"secrets": self._settings.config.secrets})
+            await trio.to_thread.run_sync(check_accounts, in_use)
         except ConfigError as exc:
             log.error("reload refused, the running config stays: %s", exc)
             self._notifier.ready(f"reload refused ({exc}); running on the previous config")

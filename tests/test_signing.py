@@ -286,6 +286,34 @@ async def test_a_reload_that_turns_signing_on_without_a_secret_is_refused(
     assert settings.config.accounts[0].sign_requests
 
 
+async def test_a_reload_checks_signing_against_the_key_file_in_use(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # [secrets] key_file takes a restart, so the running daemon signs from the
+    # file it started with. A reload that also pointed key_file at another file
+    # holding acme's secret was checked against that one and applied: signing
+    # went on with no secret the daemon could read (acme's runs failed unsent).
+    path = tmp_path / "jobsd.toml"
+    path.write_text(config_text(tmp_path))
+    KeyRing.load_or_create(tmp_path / "secret.key")
+    started = load_config(path)
+    settings = Settings(started)
+    reloader = Reloader(settings, path, Notifier(None), started)
+    elsewhere = tmp_path / "other" / "secret.key"
+    moved = config_text(tmp_path).replace(str(tmp_path / "secret.key"), str(elsewhere))
+    KeyRing.load_or_create(elsewhere)
+    signing_secrets.active_secret(parse_config(moved), "acme")  # only the other file has one
+    path.write_text(
+        moved.replace(
+            'id = "acme"\nplan = "free"\n', 'id = "acme"\nplan = "free"\nsign_requests = true\n'
+        )
+    )
+    with caplog.at_level(logging.INFO, logger="jobsd.reload"):
+        assert not await reloader.reload()
+    assert "accounts[0].sign_requests" in caplog.text
+    assert not settings.config.accounts[0].sign_requests
+
+
 # -- end to end: a real daemon, a real target ----------------------------------------------
 
 
