@@ -12,14 +12,18 @@ import argparse
 import logging
 import sys
 
-from jobsd.errors import ConfigError, StorageError
+from jobsd.errors import ConfigError, StorageError, database_locked, is_store_busy
 from jobsd.store import integrity
 
 
 def refused(exc: BaseException) -> bool:
     """A bad config or database file: a message and exit 2. SQLite's own word that
-    the file is damaged counts (the integrity check may not have run yet)."""
-    return isinstance(exc, ConfigError | StorageError) or integrity.damaged(exc)
+    the file is damaged counts (the integrity check may not have run yet), and so
+    does its word that another process kept it locked past the busy timeout (the
+    start's first writes: recovery, the environments)."""
+    return (
+        isinstance(exc, ConfigError | StorageError) or integrity.damaged(exc) or is_store_busy(exc)
+    )
 
 
 def first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -31,7 +35,9 @@ def first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 def refuse(exc: BaseException, args: argparse.Namespace) -> int:
     kind = "config error" if isinstance(exc, ConfigError) else "storage error"
-    if integrity.damaged(exc):
+    if is_store_busy(exc):
+        exc = database_locked(exc)
+    elif integrity.damaged(exc):
         exc = StorageError(f"the database is damaged ({exc}): {integrity.GUIDANCE}")
     if getattr(args, "json_logs", False):
         logging.getLogger("jobsd").error("jobsd: %s: %s", kind, exc)

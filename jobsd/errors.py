@@ -226,6 +226,16 @@ def is_store_busy(exc: BaseException) -> bool:
     )
 
 
+def database_locked(exc: BaseException, path: object = None) -> StorageError:
+    """A start that met the database locked past the busy timeout: in use, not damaged,
+    so the operator is told to wait for the other process, not to restore a backup."""
+    where = "the database" if path is None else f"the database {path}"
+    return StorageError(
+        f"{where} stayed locked by another process past the 5 s busy timeout ({exc}):"
+        " let it finish (jobsd backup, rotate-key, a sqlite3 shell) and start jobsd again"
+    )
+
+
 def unsupported_media(detail: str) -> ApiError:
     return _single(415, "unsupported_media_type", "Unsupported Media Type", detail)
 

@@ -127,3 +127,35 @@ def test_a_database_path_jobsd_cannot_use_is_a_message_not_a_traceback(tmp_path:
         assert out.returncode == 2, out.stderr
         assert "Traceback" not in out.stderr
         assert out.stderr.startswith("jobsd: storage error: ") and why in out.stderr, out.stderr
+
+
+def test_a_database_another_process_keeps_locked_is_a_message_not_a_traceback(
+    tmp_path: Path,
+) -> None:
+    # Past the busy timeout, the start's first write (the migrations of a new
+    # file, recovery's of a used one) was a traceback and exit 1, or told the
+    # operator to restore a backup of a file that is only in use.
+    import sqlite3
+
+    cfg = tmp_path / "jobsd.toml"
+    db = tmp_path / "db.sqlite3"
+    cfg.write_text(
+        f'[storage]\npath = "{db}"\n[secrets]\nkey_file = "{tmp_path / "secret.key"}"\n'
+        '[server]\nlisten = "127.0.0.1:0"\n'
+    )
+    for used in (False, True):
+        if used:
+            db.unlink()
+            with DaemonProcess(["serve", "--config", str(cfg)], tmp_path) as d:
+                assert d.stop() == 0
+        locker = sqlite3.connect(db, isolation_level=None)
+        locker.execute("BEGIN IMMEDIATE")
+        try:
+            out = jobsd("serve", "--config", str(cfg), cwd=tmp_path)
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+        assert out.returncode == 2, out.stderr
+        assert "Traceback" not in out.stderr and "restore" not in out.stderr, out.stderr
+        assert "jobsd: storage error: " in out.stderr
+        assert "locked by another process" in out.stderr, out.stderr
