@@ -87,7 +87,9 @@ Name = Annotated[
     str, Field(strict=True), _matching(_NAME, "must be 1-64 characters of a-z 0-9 - _")
 ]
 Digest = Annotated[
-    str, Field(strict=True), _matching(_DIGEST, "must be 64 lowercase hex characters: a SHA-256")
+    str,
+    Field(strict=True),
+    _matching(_DIGEST, "must be 64 lowercase hex characters: a SHA-256 (`jobsd token` prints one)"),
 ]
 Listen = Annotated[str, Field(strict=True), AfterValidator(_check_listen)]
 AbsolutePath = Annotated[Path, AfterValidator(_check_absolute)]

@@ -29,6 +29,26 @@ TOKEN_B = "jobsd_test-token-for-account-other"
 JSONAPI = "application/vnd.api+json"
 
 
+EXAMPLE = Path(__file__).resolve().parent.parent / "etc" / "jobsd.toml"
+# The example's token placeholders are not digests, so jobsd refuses the file as
+# shipped; these tests read it with digests in their place.
+EXAMPLE_PLACEHOLDERS = {
+    "PASTE-the-sha256-that-jobsd-token-prints": "example-token",
+    "PASTE-another-sha256-that-jobsd-token-prints": "example-scoped-token",
+}
+
+
+def example_text() -> str:
+    """etc/jobsd.toml with each token placeholder replaced by a digest, as an operator would."""
+    from jobsd.config import token_sha256
+
+    text = EXAMPLE.read_text()
+    for placeholder, token in EXAMPLE_PLACEHOLDERS.items():
+        assert placeholder in text, placeholder
+        text = text.replace(placeholder, token_sha256(token))
+    return text
+
+
 def config_text(
     tmp_path: Path,
     *,

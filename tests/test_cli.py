@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx2
 
 from jobsd.config import builtin_config
+from tests.conftest import example_text
 from tests.daemon_process import DaemonProcess
 from tests.daemon_process import jobsd_command as jobsd
 
@@ -28,7 +29,12 @@ def test_token_prints_a_token_and_its_digest(tmp_path: Path) -> None:
 
 
 def test_check_config_names_the_bad_key(tmp_path: Path) -> None:
-    assert jobsd("check-config", str(ROOT / "etc" / "jobsd.toml"), cwd=tmp_path).returncode == 0
+    # The example as shipped: refused until its token placeholders are replaced.
+    shipped = jobsd("check-config", str(ROOT / "etc" / "jobsd.toml"), cwd=tmp_path)
+    assert shipped.returncode == 2 and "accounts[0].tokens_sha256[0]" in shipped.stderr
+    edited = tmp_path / "edited.toml"
+    edited.write_text(example_text())
+    assert jobsd("check-config", str(edited), cwd=tmp_path).returncode == 0
     bad = tmp_path / "bad.toml"
     bad.write_text("[scheduler]\nworkers = 0\n")
     out = jobsd("check-config", str(bad), cwd=tmp_path)

@@ -31,8 +31,8 @@ from jobsd.config import (
     token_sha256,
 )
 from jobsd.errors import ConfigError
+from tests.conftest import EXAMPLE, example_text
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "etc" / "jobsd.toml"
 DIGEST_A = token_sha256("token-a")
 DIGEST_B = token_sha256("token-b")
 PLAN = "[plans.free]\nruns_included = 1\nactive_jobs_limit = 1\nmax_timeout = 30\n"
@@ -394,8 +394,17 @@ def toml_keys(data: dict[str, Any], prefix: str = "") -> set[str]:
     return keys
 
 
+def test_the_example_is_refused_until_its_token_placeholders_are_replaced() -> None:
+    """An install that forgot to paste a token's digest must not serve the API to
+    whoever guesses a placeholder: the placeholders are not digests."""
+    with pytest.raises(ConfigError) as refused:
+        parse_config(EXAMPLE.read_text(), source=str(EXAMPLE))
+    assert "accounts[0].tokens_sha256[0]" in str(refused.value)
+    assert "jobsd token" in str(refused.value)
+
+
 def test_the_example_documents_exactly_the_model_keys() -> None:
-    text = EXAMPLE.read_text()
+    text = example_text()
     parse_config(text, source=str(EXAMPLE))
     assert toml_keys(tomllib.loads(text)) == model_keys(Config)
     assert "plans.*.max_timeout" in model_keys(Config)  # the walk reached the nested models
@@ -403,7 +412,7 @@ def test_the_example_documents_exactly_the_model_keys() -> None:
 
 
 def test_the_example_shows_the_defaults() -> None:
-    config = parse_config(EXAMPLE.read_text())
+    config = parse_config(example_text())
     assert config.server == ServerConfig()
     assert config.storage == StorageConfig()
     assert config.secrets == SecretsConfig()
@@ -419,12 +428,12 @@ def test_the_example_shows_the_defaults() -> None:
     assert (acme.id, acme.plan, acme.tokens_sha256) == (
         "acme",
         "free",
-        (token_sha256("change-me"),),
+        (token_sha256("example-token"),),
     )
     assert (acme.sign_requests, acme.alert_url) == (False, "")
     assert (acme.api_version, acme.environments) == ("2026-06-04", ("production",))
     (scoped,) = acme.scoped_tokens
-    assert scoped.sha256 == token_sha256("change-me-too")
+    assert scoped.sha256 == token_sha256("example-scoped-token")
 
 
 def test_every_key_line_of_the_example_carries_a_comment() -> None:

@@ -11,6 +11,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from jobsd.config import Config, parse_config
+from tests.conftest import example_text
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "jobsd.service"
@@ -103,7 +104,7 @@ def test_paths_match_the_config_defaults_and_the_example() -> None:
     config_dir = PurePosixPath("/etc") / single("ConfigurationDirectory")
     assert PurePosixPath(CONFIG_PATH).parent == config_dir
     assert f"--config {CONFIG_PATH}" in single("ExecStart")
-    for config in (Config(), parse_config(EXAMPLE.read_text())):
+    for config in (Config(), parse_config(example_text())):
         assert PurePosixPath(config.storage.path).parent == state_dir
         assert PurePosixPath(config.secrets.key_file).parent == state_dir
     assert CONFIG_PATH in EXAMPLE.read_text()
@@ -117,7 +118,7 @@ def seconds(value: str) -> float:
 
 def test_the_stop_timeout_outlasts_the_shutdown_grace() -> None:
     stop_s = seconds(single("TimeoutStopSec"))
-    assert stop_s > parse_config(EXAMPLE.read_text()).scheduler.shutdown_grace_s
+    assert stop_s > parse_config(example_text()).scheduler.shutdown_grace_s
     assert stop_s > Config().scheduler.shutdown_grace_s
 
 
