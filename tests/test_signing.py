@@ -263,15 +263,20 @@ def test_check_config_and_serve_refuse_signing_without_a_secret(tmp_path: Path) 
     assert jobsd("check-config", str(cfg), cwd=tmp_path).returncode == 0
 
 
-async def test_a_reload_that_turns_signing_on_without_a_secret_is_refused(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def reloading(tmp_path: Path) -> tuple[Path, Config, Settings, Reloader]:
+    """A config file, a key file, and the reloader of a daemon started on them."""
     path = tmp_path / "jobsd.toml"
     path.write_text(config_text(tmp_path))
     KeyRing.load_or_create(tmp_path / "secret.key")
     started = load_config(path)
     settings = Settings(started)
-    reloader = Reloader(settings, path, Notifier(None), started)
+    return path, started, settings, Reloader(settings, path, Notifier(None), started)
+
+
+async def test_a_reload_that_turns_signing_on_without_a_secret_is_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path, started, settings, reloader = reloading(tmp_path)
     path.write_text(
         config_text(tmp_path).replace(
             'id = "acme"\nplan = "free"\n', 'id = "acme"\nplan = "free"\nsign_requests = true\n'
@@ -293,12 +298,7 @@ async def test_a_reload_checks_signing_against_the_key_file_in_use(
     # file it started with. A reload that also pointed key_file at another file
     # holding acme's secret was checked against that one and applied: signing
     # went on with no secret the daemon could read (acme's runs failed unsent).
-    path = tmp_path / "jobsd.toml"
-    path.write_text(config_text(tmp_path))
-    KeyRing.load_or_create(tmp_path / "secret.key")
-    started = load_config(path)
-    settings = Settings(started)
-    reloader = Reloader(settings, path, Notifier(None), started)
+    path, _, settings, reloader = reloading(tmp_path)
     elsewhere = tmp_path / "other" / "secret.key"
     moved = config_text(tmp_path).replace(str(tmp_path / "secret.key"), str(elsewhere))
     KeyRing.load_or_create(elsewhere)
