@@ -156,7 +156,7 @@ class ExecutorPool:
                 except SigningError as exc:
                     log.error("run %s not sent: %s", run_id, exc)
                     outcome = Outcome(
-                        RunStatus.FAILED, FailureReason.WORKER_LOST, str(exc), {}, None
+                        RunStatus.FAILED, FailureReason.WORKER_LOST, str(exc), {}, None, sent=False
                     )
                 except Exception as exc:  # the per-run boundary
                     log.exception("run %s failed inside jobsd", run_id)

@@ -121,3 +121,7 @@ class Outcome:
     error: str | None
     request: dict[str, object]
     result: dict[str, object] | None
+    # False: refused before any request left (no secret to sign with). The claim
+    # metered it; a run is metered only once its request starts, so the record
+    # takes the meter back (`jobsd.store.usage_sql.unmeter_run`).
+    sent: bool = True

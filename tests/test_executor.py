@@ -13,12 +13,13 @@ import trio
 from jobsd.clock import Clock
 from jobsd.crypto import KeyRing
 from jobsd.dispatch import Dispatcher
-from jobsd.executor import ExecutorPool
+from jobsd.errors import SigningError
+from jobsd.executor import ExecutorPool, Signer
 from jobsd.fairqueue import account_cap
 from jobsd.job_model import HttpConfig
 from jobsd.messages import CancelRun, Outcome, RunOrder
 from jobsd.runs import FailureReason, RunStatus
-from jobsd.store import Store, open_store
+from jobsd.store import Store, open_store, usage_sql
 from tests.model import ENV, create_job, seed_job
 
 T0 = datetime(2026, 6, 5, tzinfo=UTC)
@@ -109,6 +110,7 @@ async def pool_rig(
     depth: int = 16,
     sweep_s: float = 5.0,
     pending_at_start: int = 0,
+    signer: Signer | None = None,
 ) -> AsyncIterator[PoolRig]:
     """A real store with job `j` in each account, and a pool over a GatedPerformer.
 
@@ -136,6 +138,7 @@ async def pool_rig(
             workers=workers,
             dispatcher=dispatcher,
             cancels=cancels_rx,
+            signer=signer,
         )
         rig = PoolRig(store, performer, pool, dispatcher, cancels_tx)
         await n.start(pool.run)
@@ -202,3 +205,28 @@ async def test_stop_gives_grace_then_records_lost(tmp_path: Path) -> None:
         assert lost.failure_reason is FailureReason.WORKER_LOST
         assert lost.error is not None and "shutdown_grace_s" in lost.error
         assert (await rig.store.runs.get_run("acme", queued)).status is RunStatus.PENDING
+
+
+class NoSecret:
+    """A signer whose account's secret is gone: every request is refused unsent."""
+
+    def headers_for(self, account: str, run_id: str, body: bytes) -> list[tuple[str, str]]:
+        raise SigningError(f"account {account!r} has no signing secret; nothing was sent")
+
+
+async def test_a_run_refused_unsigned_is_not_metered(tmp_path: Path) -> None:
+    # SEMANTICS: a run is metered when its HTTP request starts; one refused
+    # before it is sent (no secret to sign with) must not use the quota.
+    async with pool_rig(tmp_path, 1, signer=NoSecret()) as rig:
+        (run_id,) = await rig.submit(1)
+        with trio.fail_after(5):
+            while (await rig.statuses([run_id])) != [RunStatus.FAILED]:
+                await trio.sleep(0.01)
+        run = await rig.store.runs.get_run("acme", run_id)
+        assert run.failure_reason is FailureReason.WORKER_LOST
+        assert rig.performer.started == []
+        used = await rig.store.runs._engine.read(
+            lambda c: usage_sql.runs_used(c, "acme", "2026-06")
+        )
+        assert used == 0
+        await rig.pool.stop(1)

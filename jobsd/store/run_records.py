@@ -20,7 +20,7 @@ import trio
 
 from jobsd.clock import Clock, to_us
 from jobsd.messages import Outcome, RetryHeld, SchedulerNews
-from jobsd.store import claims, ended_sql, retries, runs_sql
+from jobsd.store import claims, ended_sql, retries, runs_sql, usage_sql
 from jobsd.store.claims import Claim
 from jobsd.store.ends import Ended, RunObserver, write_ending
 from jobsd.store.engine import Engine
@@ -78,6 +78,8 @@ class RunRecordStore:
             if row is None:
                 return False, None
             ended.add(ended_sql.to_ended(row))
+            if not outcome.sent:
+                usage_sql.unmeter_run(conn, run_id)
             return True, retries.schedule_retry(conn, row, outcome, now)
 
         finished, retry = await self._ending(tx)
