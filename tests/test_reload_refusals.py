@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx2
 
-from tests.conftest import JSONAPI, TOKEN_A, config_text
+from tests.conftest import JSONAPI, TOKEN_A, config_text, job_doc
 from tests.daemon_process import DaemonProcess
 
 BOTH = 'environments = ["production", "staging"]'
@@ -47,17 +47,7 @@ def test_a_reload_while_another_process_holds_the_database_is_refused(tmp_path: 
             headers={"Authorization": f"Bearer {TOKEN_A}", "Jobsd-Version": "2026-08-07"},
         )
         assert r.status_code == 200
-        doc = {
-            "data": {
-                "id": "warm",
-                "attributes": {
-                    "name": "warm",
-                    "schedule": "0 2 * * *",
-                    "configuration": {"url": "https://example.invalid/"},
-                    "environments": {"staging": {"enabled": True}},
-                },
-            }
-        }
+        doc = job_doc("warm", environments={"staging": {"enabled": True}})
         r = client.post(
             "/api/v1/jobs",
             json=doc,

@@ -49,9 +49,8 @@ from typing import Any, TypeVar
 
 import trio
 
-from jobsd import errors
 from jobsd.clock import perf_s
-from jobsd.errors import StorageError
+from jobsd.errors import StorageError, database_locked, is_store_busy
 from jobsd.store.schema import configure
 from jobsd.store.snapshots import Snapshot, SnapshotPool
 
@@ -104,8 +103,8 @@ class Engine:
             conn.execute("PRAGMA temp_store = MEMORY")
         except sqlite3.DatabaseError as exc:
             conn.close()
-            if errors.is_store_busy(exc):  # in use, not damaged: no backup to restore
-                raise errors.database_locked(exc, self._path) from None
+            if is_store_busy(exc):  # in use, not damaged: no backup to restore
+                raise database_locked(exc, self._path) from None
             raise StorageError(
                 f"{self._path} cannot be used as a jobsd database ({exc}): if it is damaged, "
                 "stop jobsd and restore the latest backup (see README, 'Backups'); if the path "
