@@ -8,6 +8,7 @@
             ├── alerts                       delivers the outbox; cut off at the end
             ├── watchdog pings               while the store answers (store_answers)
             ├── integrity check              once ready; a damaged file stops it, exit 2
+            ├── writer watch                 a write connection gone bad stops it, exit 2
             ├── retention                    prunes run history in small batches
             └── front
                 ├── scheduler                stops first: nothing new fires
@@ -31,7 +32,8 @@ event) runs, in this order and without waiting in between:
 6. the worker processes' socket pairs close: each worker, with nothing in
    flight by then, exits on end of file (one still there after 5 s is
    killed), and the daemon reaps it;
-7. the store closes and the process exits 0 (2 if the integrity check failed).
+7. the store closes and the process exits 0 (2 if the integrity check failed
+   or the store's write connection went bad: systemd restarts it).
 
 Worker processes (`[scheduler] worker_processes`, "auto" = one per core but
 the daemon's own; `jobsd.workers`): `python -m jobsd.workers.child FD`,
@@ -100,7 +102,14 @@ from jobsd.delivery import Delivery, Resolver
 from jobsd.dispatch import Dispatcher, lane_depth
 from jobsd.executor import ExecutorPool, Performer
 from jobsd.fairqueue import account_cap
-from jobsd.lifecycle import Lifecycle, check_store, essential, run_signals, store_answers
+from jobsd.lifecycle import (
+    Lifecycle,
+    check_store,
+    essential,
+    run_signals,
+    store_answers,
+    watch_writer,
+)
 from jobsd.messages import CancelRun, SchedulerNews
 from jobsd.notify import Notifier, run_watchdog
 from jobsd.observer import Observer
@@ -257,6 +266,7 @@ async def _serve(
         async with trio.open_nursery() as actors:
             # Closes kept connections as they expire, and all of them at the stop.
             actors.start_soon(delivery.idle.tidy)
+            actors.start_soon(watch_writer, store, lifecycle)
             await actors.start(essential, "alert sender", lifecycle, alerts.run)
             if processes is not None:
                 await actors.start(essential, "worker processes", lifecycle, processes.run)

@@ -196,6 +196,7 @@ def too_many_pending(max_pending: int) -> ApiError:
 # another process (a backup, `rotate-key`, an operator's sqlite3 shell) held
 # the write lock past the store's busy timeout; a second is enough to try again.
 STORE_BUSY_RETRY_AFTER_S = 1
+STORE_UNAVAILABLE_RETRY_AFTER_S = 5  # a restart: systemd's RestartSec (2 s) and a start
 
 
 def internal() -> ApiError:
@@ -213,6 +214,26 @@ def store_busy() -> ApiError:
     )
     err.headers["Retry-After"] = str(STORE_BUSY_RETRY_AFTER_S)
     return err
+
+
+def store_unavailable(exc: BaseException) -> tuple[ApiError, str] | None:
+    """The 503 for a request the database could not take, and what the log says:
+    locked by another process (try again at once), or a write connection gone
+    bad (`jobsd.store.engine`: the daemon is stopping to reopen the file). In
+    both, the request's transaction did not commit. None for anything else."""
+    if is_store_busy(exc):
+        return store_busy(), "the database stayed locked"
+    if not isinstance(exc, StorageError):
+        return None
+    err = _single(
+        503,
+        "store_unavailable",
+        "Service Unavailable",
+        "the database could not be written and jobsd is restarting to reopen it;"
+        " nothing was changed. Retry shortly",
+    )
+    err.headers["Retry-After"] = str(STORE_UNAVAILABLE_RETRY_AFTER_S)
+    return err, "the database cannot be written"
 
 
 def is_store_busy(exc: BaseException) -> bool:

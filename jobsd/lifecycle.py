@@ -16,7 +16,8 @@ SIGINT while stopping is only logged: the stop is already bounded by
 one that returns while no stop was asked for is a bug, and raising brings
 the daemon down (systemd restarts it) instead of serving half a daemon.
 
-`check_store` runs the file's integrity check once the daemon serves
+`watch_writer` does the same for a write connection that could not roll
+back a failed write. `check_store` runs the file's integrity check once the daemon serves
 (`jobsd.store.integrity`); a damaged file is not a bug but a refusal: it
 is logged as CRITICAL and stops the daemon the ordinary way (grace for
 runs in flight), and `run_daemon` then raises it, so the process exits 2
@@ -84,6 +85,18 @@ async def check_store(store: Store, lifecycle: Lifecycle) -> None:
         log.critical("stopping: %s", exc)
         lifecycle.failure = exc
         lifecycle.begin_stop("the database failed its integrity check")
+
+
+async def watch_writer(store: Store, lifecycle: Lifecycle) -> None:
+    """A write connection gone bad stops the daemon as a damaged file does:
+    CRITICAL, the ordinary stop, exit 2, and systemd's restart reopens the
+    file (`jobsd.store.engine`). Writes in the stop fail with the same error
+    and are told so; runs they could not record are RUNNING in the file,
+    and the next start records them as a crash's."""
+    exc = await store.engine.broken()
+    log.critical("stopping: %s", exc)
+    lifecycle.failure = exc
+    lifecycle.begin_stop("the database can no longer be written")
 
 
 async def run_signals(

@@ -3,9 +3,9 @@
 The per-request boundary is here and nowhere else: an `ApiError` becomes its
 JSON:API document, a Werkzeug HTTP error (unknown route, wrong method,
 oversized body) becomes the same shape, a database another process kept
-locked past the busy timeout a 503 with Retry-After (its transaction rolled
-back: nothing changed), and anything unexpected a logged 500 without a
-stack trace on the wire.
+locked past the busy timeout, or a write connection gone bad, a 503 with
+Retry-After (its transaction rolled back: nothing changed), and anything
+unexpected a logged 500 without a stack trace on the wire.
 """
 
 from __future__ import annotations
@@ -128,11 +128,11 @@ def create_app(ctx: ApiContext) -> QuartTrio:
 
     @app.errorhandler(Exception)
     async def unexpected(exc: Exception) -> Response:
-        if errors.is_store_busy(exc):
-            log.warning(
-                "%s %s: the database stayed locked; answered 503", request.method, request.path
-            )
-            return jsonapi.error_response(errors.store_busy())
+        unavailable = errors.store_unavailable(exc)
+        if unavailable is not None:
+            err, why = unavailable
+            log.warning("%s %s: %s; answered 503", request.method, request.path, why)
+            return jsonapi.error_response(err)
         return jsonapi.internal_error_response(exc)
 
     return app

@@ -196,9 +196,10 @@ class FastRunNow:
             return
         except Exception as exc:
             where = f"{scope['method']} {scope['path']}"
-            if errors.is_store_busy(exc):
-                log.warning("%s: the database stayed locked; answered 503", where)
-                await send_error(send, caller.version, errors.store_busy())
+            unavailable = errors.store_unavailable(exc)
+            if unavailable is not None:
+                log.warning("%s: %s; answered 503", where, unavailable[1])
+                await send_error(send, caller.version, unavailable[0])
             else:
                 log.error("unhandled error in %s: %r", where, exc, exc_info=exc)
                 await send_error(send, caller.version, errors.internal())

@@ -20,7 +20,13 @@ after a crash, say), the same read goes to a worker thread and waits there.
 
 Waiting for a write is shielded from cancellation: once a write has been
 handed over it will happen, and the caller learns its result rather than
-leaving it in doubt.
+leaving it in doubt. So the writer must answer every write, whatever
+happens: a failed write whose transaction cannot be rolled back either (an
+I/O error, a connection gone bad) leaves the connection in a state nothing
+more may be written on. The writer then answers that batch, everything
+queued and everything after with a StorageError that says so, and
+`broken()` returns one: the daemon stops on it (exit 2) and systemd
+restarts it, reopening the file (`jobsd.lifecycle.watch_writer`).
 
 The write connection keeps its temporary storage in memory. A statement
 on `runs` that fires a trigger (the count tables') may abort half-way, so
@@ -53,20 +59,12 @@ from jobsd.clock import perf_s
 from jobsd.errors import StorageError, database_locked, is_store_busy
 from jobsd.store.schema import configure
 from jobsd.store.snapshots import Snapshot, SnapshotPool
+from jobsd.store.write_batch import Outcome, Pending, alone, in_savepoint, settle
 
 T = TypeVar("T")
 
 _BATCH_MAX = 256
 _STOP = object()
-
-
-class _Pending:
-    __slots__ = ("done", "error", "value")
-
-    def __init__(self) -> None:
-        self.done = trio.Event()
-        self.value: Any = None
-        self.error: BaseException | None = None
 
 
 class Engine:
@@ -89,6 +87,8 @@ class Engine:
         self.snapshots = SnapshotPool(self.open_reader)
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._broken_why: str | None = None  # set once, by the writer thread
+        self._broken = trio.Event()
 
     def start(self, prepare: Callable[[sqlite3.Connection], None]) -> None:
         """Open the write connection, run `prepare` on it, start the thread."""
@@ -121,7 +121,9 @@ class Engine:
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._closed:
             raise RuntimeError("the store is closed")
-        pending = _Pending()
+        if self._broken_why is not None:
+            raise StorageError(self._broken_why)
+        pending = Pending()
         async with self._inflight:
             self._queue.put((fn, pending))
             with trio.CancelScope(shield=True):
@@ -129,6 +131,12 @@ class Engine:
         if pending.error is not None:
             raise pending.error
         return pending.value  # type: ignore[no-any-return]
+
+    async def broken(self) -> StorageError:
+        """Returns once the write connection is unusable (see the module note)."""
+        await self._broken.wait()
+        assert self._broken_why is not None
+        return StorageError(self._broken_why)
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         async with self._read_limiter:
@@ -217,57 +225,37 @@ class Engine:
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
         began = perf_s()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            if len(batch) == 1:
-                outcomes = [_alone(conn, *batch[0])]
-            else:
-                outcomes = [_in_savepoint(conn, fn, pending) for fn, pending in batch]
-                conn.execute("COMMIT")
-        except BaseException as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            outcomes = [(pending, None, exc) for _, pending in batch]
+        if self._broken_why is None:
+            outcomes = self._transaction(conn, batch)
+        else:
+            outcomes = [(p, None, StorageError(self._broken_why)) for _, p in batch]
         if self._on_batch is not None:
             self._on_batch(len(batch), perf_s() - began)
         # One wake-up of the trio thread per batch, not one per write.
-        self._token.run_sync_soon(_settle, outcomes)
+        self._token.run_sync_soon(settle, outcomes)
 
-
-_Outcome = tuple[_Pending, Any, BaseException | None]
-
-
-def _alone(
-    conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], Any], pending: _Pending
-) -> _Outcome:
-    """A write alone in its transaction needs no savepoint: its failure rolls it all back."""
-    try:
-        value = fn(conn)
-    except BaseException as exc:
-        if conn.in_transaction:  # SQLite may have rolled back already (a full disk)
-            conn.execute("ROLLBACK")
-        return pending, None, exc
-    conn.execute("COMMIT")
-    return pending, value, None
-
-
-def _in_savepoint(
-    conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], Any], pending: _Pending
-) -> _Outcome:
-    """One write of a batch: its failure rolls back its own changes only."""
-    conn.execute("SAVEPOINT op")
-    try:
-        value = fn(conn)
-    except BaseException as exc:
-        conn.execute("ROLLBACK TO op")
-        conn.execute("RELEASE op")
-        return pending, None, exc
-    conn.execute("RELEASE op")
-    return pending, value, None
-
-
-def _settle(outcomes: list[_Outcome]) -> None:
-    for pending, value, error in outcomes:
-        pending.value = value
-        pending.error = error
-        pending.done.set()
+    def _transaction(self, conn: sqlite3.Connection, batch: list[Any]) -> list[Outcome]:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            if len(batch) == 1:
+                return [alone(conn, *batch[0])]
+            outcomes = [in_savepoint(conn, fn, pending) for fn, pending in batch]
+            conn.execute("COMMIT")
+            return outcomes
+        except BaseException as exc:
+            failed = exc
+        try:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        except BaseException as lost:
+            while failed.__context__ is not None:  # what failed first, not its rollback
+                failed = failed.__context__
+            self._broken_why = (
+                f"a write to the database failed ({failed}) and could not be rolled back"
+                f" ({lost}): nothing more can be written on this connection, so jobsd stops;"
+                " restarted, it reopens the file (if this repeats, check the disk and"
+                " see README, 'Backups')"
+            )
+            self._token.run_sync_soon(self._broken.set)
+            return [(p, None, StorageError(self._broken_why)) for _, p in batch]
+        return [(pending, None, failed) for _, pending in batch]

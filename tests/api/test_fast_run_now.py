@@ -40,6 +40,7 @@ from tests.api.test_fast_paths import (
 )
 from tests.api.test_store_busy import short_busy_timeout, write_lock_held
 from tests.conftest import Harness
+from tests.test_engine_broken import break_writer
 
 SLUGS = ["warm", "once", "by-hand", "theirs", "missing", "", "ünï"]
 PATHS = [f"/api/v1/jobs/{slug}/actions/run" for slug in SLUGS] + [
@@ -197,3 +198,10 @@ async def test_a_busy_or_failing_write_is_answered_as_the_app_would(
         assert reply == await answer(routed, run_now)
         assert reply[0] == 500 and b"a bug" not in reply[2]
         assert sum("unhandled error in POST /api/v1/jobs/once" in r.message for r in caplog.records)
+        for side in (h, other):
+            await break_writer(side.store.engine)
+            del side.store.runs.enqueue_manual
+        reply = await answer(fast, run_now)
+        assert reply == await answer(routed, run_now)
+        assert reply[0] == 503 and (b"retry-after", b"5") in reply[1]
+        assert json.loads(reply[2])["errors"][0]["code"] == "store_unavailable"

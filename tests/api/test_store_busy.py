@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from tests.conftest import Harness, job_doc
+from tests.test_engine_broken import break_writer
 
 
 @contextmanager
@@ -62,3 +63,23 @@ async def test_a_run_now_past_the_busy_timeout_is_503_and_queues_nothing(harness
     assert harness.orders.orders == []
     runs = await (await harness.get("/api/v1/runs")).get_json()
     assert runs["data"] == []
+
+
+async def test_a_write_connection_gone_bad_is_503_and_says_jobsd_restarts(
+    harness: Harness,
+) -> None:
+    """A write connection that could not roll back (`jobsd.store.engine`): the daemon
+    is stopping to reopen the file; a request meanwhile is a 503 to retry, not a 500."""
+    assert (await harness.post("/api/v1/jobs", job_doc("j", enabled=False))).status_code == 201
+    await break_writer(harness.store.engine)
+    for response in (
+        await harness.post("/api/v1/jobs", job_doc("after")),
+        await harness.post("/api/v1/jobs/j/actions/run"),
+    ):
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == "5"
+        body = await response.get_json()
+        assert body["errors"][0]["code"] == "store_unavailable"
+        assert "restarting" in body["errors"][0]["detail"]
+    assert (await harness.get("/api/v1/jobs/after")).status_code == 404
+    assert harness.orders.orders == []
