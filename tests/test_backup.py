@@ -13,6 +13,7 @@ import pytest
 
 from jobsd.cli import main
 from jobsd.config import builtin_config
+from jobsd.crypto import KeyRing
 from jobsd.store.backup import backup_database
 from jobsd.store.schema import LATEST, configure, migrate
 from tests.conftest import JSONAPI, TOKEN_A, config_text
@@ -177,3 +178,28 @@ def test_refusals_force_and_the_default_data_dir(
     assert status == 2 and "looks like a database in use" in err
     Path(f"{dest}-wal").unlink()
     assert sorted(p.name for p in dest.parent.iterdir()) == ["copy.sqlite3"]  # no leftovers
+
+
+def test_force_replaces_only_a_database(
+    tmp_path: Path, live_db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--force` replaces an earlier backup; a mistyped DEST that is the key file (all
+    sealed header values lost with it), the config or any other file is refused,
+    left as it was. An empty file (`mktemp`) may be written."""
+    key = live_db.parent / "secret.key"
+    KeyRing.load_or_create(key)
+    config = live_db.parent / "jobsd.toml"
+    config.write_text(config_text(live_db.parent))
+    for precious in (key, config):
+        before = precious.read_bytes()
+        status, _, err = run_cli(
+            capsys, "backup", "--data-dir", str(live_db.parent), "--force", str(precious)
+        )
+        assert status == 2 and "is not a SQLite database" in err, err
+        assert precious.read_bytes() == before
+    empty = tmp_path / "empty.sqlite3"
+    empty.touch()
+    assert (
+        run_cli(capsys, "backup", "--data-dir", str(live_db.parent), "--force", str(empty))[0] == 0
+    )
+    assert check_copy(empty) == 0

@@ -17,8 +17,9 @@ self-contained file (journal mode DELETE; jobsd switches it back to WAL when
 it opens it), checked with `PRAGMA quick_check` and for a `schema_version`,
 fsynced, and only then published under DEST: a failed or interrupted backup
 never leaves a half-copied DEST. An existing DEST is replaced only when
-asked (`force`), and never when it is the live database itself or looks like
-one in use (a `-wal`/`-shm` beside it).
+asked (`force`), only when it is a SQLite database or empty (never the key
+file or a config by a slip of the hand), and never when it is the live
+database itself or looks like one in use (a `-wal`/`-shm` beside it).
 
 Header values stay sealed in the copy: restoring it needs the key file too.
 """
@@ -55,12 +56,32 @@ def _check_paths(source: Path, dest: Path, *, force: bool) -> None:
             raise StorageError(f"{dest} is the live database itself")
         if not force:
             raise StorageError(f"{dest} exists; pass --force to overwrite it")
+        if not _database_or_empty(dest):
+            raise StorageError(
+                f"{dest} is not a SQLite database: --force replaces only an earlier backup"
+                " (the key file, a config or any other file is kept); choose another destination"
+            )
     for suffix in ("-wal", "-shm"):
         if Path(f"{dest}{suffix}").exists():
             raise StorageError(
                 f"{dest}{suffix} exists: {dest} looks like a database in use; "
                 "choose another destination"
             )
+
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _database_or_empty(path: Path) -> bool:
+    """Whether `path` may be replaced: an earlier copy (SQLite's header), or an
+    empty file. A mistyped DEST such as the key file would lose every sealed
+    header value for good."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(len(_SQLITE_MAGIC))
+    except OSError as exc:
+        raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return head in (b"", _SQLITE_MAGIC)
 
 
 def backup_database(
