@@ -119,6 +119,12 @@ def describe_change(old: Config, new: Config) -> list[str]:
         if before.sign_requests != after.sign_requests:
             state = "on" if after.sign_requests else "off"
             notes.append(f"account {account_id!r}: sign_requests {state}")
+        if before.alert_url != after.alert_url:  # never the URL: its query may hold a token
+            change = "set" if not before.alert_url else "changed" if after.alert_url else None
+            notes.append(
+                f"account {account_id!r}: alert_url "
+                + (change or "removed (alerts not yet delivered are dropped)")
+            )
         if before.api_version != after.api_version:
             notes.append(
                 f"account {account_id!r}: api_version {before.api_version} -> {after.api_version}"

@@ -406,3 +406,24 @@ def test_describe_change_names_ids_never_digests(tmp_path: Path) -> None:
         "plan 'free': active_jobs_limit 5 -> 2",
     ]
     assert describe_change(old, old) == []
+
+
+def test_describe_change_tells_alert_urls_without_them(tmp_path: Path) -> None:
+    """An `alert_url` set, changed or removed is told, the URL never (it may carry a
+    receiver's token in its query)."""
+    url = "https://alerts.example/hook?token=SECRETQUERY"
+    base = parse_config(config_text(tmp_path))
+    accounts = [a.model_copy(update={"alert_url": url}) for a in base.accounts]
+    with_url = base.model_copy(update={"accounts": accounts})
+    moved = [a.model_copy(update={"alert_url": url + "2"}) for a in accounts[:1]] + accounts[1:]
+    ids = [a.id for a in base.accounts]
+    set_notes = describe_change(base, with_url)
+    assert set_notes == [f"account {i!r}: alert_url set" for i in ids]
+    assert describe_change(with_url, with_url.model_copy(update={"accounts": moved})) == [
+        f"account {ids[0]!r}: alert_url changed"
+    ]
+    removed = describe_change(with_url, base)
+    assert removed == [
+        f"account {i!r}: alert_url removed (alerts not yet delivered are dropped)" for i in ids
+    ]
+    assert "SECRETQUERY" not in repr(set_notes + removed)
