@@ -46,7 +46,9 @@ def policies_blueprint(ctx: ApiContext) -> Blueprint:
         query = Query(request.args, _PARAMETERS)
         number = query.integer("page[number]", 1, 1)
         size = query.integer("page[size]", 1000, 1, 1000)
-        sort = query.text("sort") or "name"
+        sort = query.text("sort")
+        if sort is None:  # only an absent sort is the default: `sort=` names none of SORTS
+            sort = "name"
         if sort not in SORTS:
             raise errors.bad_parameter(
                 "sort", f"sort must be one of {', '.join(SORTS)}, not '{sort}'"

@@ -349,3 +349,15 @@ async def test_usage_periods(harness: Harness) -> None:
         r = await harness.get("/api/v1/usage", query_string={"filter[period]": bad})
         assert r.status_code == 400, bad
         assert (await r.get_json())["errors"][0]["source"] == {"parameter": "filter[period]"}
+
+
+@pytest.mark.parametrize("path", ["/api/v1/jobs", "/api/v1/runs", "/api/v1/retry-policies"])
+@pytest.mark.parametrize("version", ["2026-06-04", "2026-08-07"])
+async def test_an_empty_sort_is_a_400_not_the_default_order(
+    harness: Harness, path: str, version: str
+) -> None:
+    # `sort=` is no value of the spec's enum: a 400 naming it, as every list
+    # answers any other sort it does not know, never a silent default order.
+    r = await harness.get(path, query_string={"sort": ""}, headers={"Jobsd-Version": version})
+    assert r.status_code == 400, await r.get_data()
+    assert (await r.get_json())["errors"][0]["source"] == {"parameter": "sort"}
