@@ -26,7 +26,6 @@ from jobsd.api import doc_reader as r
 from jobsd.api import documents as d
 from jobsd.clock import iso
 from jobsd.errors import (
-    ErrorItem,
     RetryPolicyError,
     ValidationFailed,
     conflict,
@@ -96,25 +95,27 @@ def parse_policy_document(doc: object, *, path_id: str | None) -> tuple[str, str
                 f"{_ATTRS}/{pointer_part(key)}",
                 f"Unknown field; allowed: {allowed}.",
             )
+    # The rules are judged even when some field was refused already (every bad
+    # field at once): a refused field stands in as a value the rules accept.
+    judged = {key: _STAND_INS.get(key) if value is None else value for key, value in values.items()}
+    try:
+        rules = RetryPolicy(**judged)  # type: ignore[arg-type]
+    except RetryPolicyError as exc:
+        for where, detail in exc.problems:
+            errs.add("invalid_retry_policy", f"{_ATTRS}/{where}", detail)
     if errs.items:
         raise ValidationFailed(errs.items)
-    try:
-        rules = RetryPolicy(**values)  # type: ignore[arg-type]
-    except RetryPolicyError as exc:
-        raise ValidationFailed(
-            [
-                ErrorItem(
-                    422,
-                    "invalid_retry_policy",
-                    "Invalid field",
-                    detail,
-                    pointer=f"{_ATTRS}/{where}",
-                )
-                for where, detail in exc.problems
-            ]
-        ) from None
     assert name is not None
     return policy_id, name, rules
+
+
+# For a required field already refused (None): a value every rule accepts,
+# with exponential backoff so that a `max_delay_seconds` is still judged.
+_STAND_INS: Final[dict[str, object]] = {
+    "max_retries": 0,
+    "backoff": Backoff.EXPONENTIAL,
+    "delay_seconds": 1,
+}
 
 
 def render_policy(policy: NamedRetryPolicy) -> dict[str, object]:
@@ -211,7 +212,10 @@ def _flag(errs: r.Errors, attrs: dict[str, object], key: str) -> bool:
 
 
 def _patterns(errs: r.Errors, attrs: dict[str, object], key: str) -> tuple[str, ...]:
-    """A list of strings; whether each is a status pattern is RetryPolicy's check."""
+    """A list of strings; whether each is a status pattern is RetryPolicy's check.
+
+    An item that is no string is refused here and stands in as `5xx`, so the
+    rules' pointers to the items after it keep their indices."""
     value = attrs.get(key, [])
     ptr = f"{_ATTRS}/{key}"
     if not isinstance(value, list):
@@ -225,4 +229,5 @@ def _patterns(errs: r.Errors, attrs: dict[str, object], key: str) -> tuple[str, 
             errs.add(
                 "invalid_type", f"{ptr}/{i}", f"A status pattern is a string, not {r.kind(item)}."
             )
+            patterns.append("5xx")
     return tuple(patterns)

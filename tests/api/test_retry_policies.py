@@ -190,6 +190,31 @@ async def test_list_filters_sorts_and_pages(h: Harness) -> None:
         ({"retry_on_timeout": "yes"}, {("/data/attributes/retry_on_timeout", "invalid_type")}),
         ({"name": ""}, {("/data/attributes/name", "too_short")}),
         ({"retry_on_timout": True}, {("/data/attributes/retry_on_timout", "unknown_field")}),
+        # Every bad field at once: a field of the wrong type does not hide a rule
+        # broken by another.
+        (
+            {"max_retries": 11, "delay_seconds": "x"},
+            {
+                ("/data/attributes/max_retries", "invalid_retry_policy"),
+                ("/data/attributes/delay_seconds", "invalid_type"),
+            },
+        ),
+        (
+            {"retry_statuses_except": [501, "5XX"]},
+            {
+                ("/data/attributes/retry_statuses_except/0", "invalid_type"),
+                ("/data/attributes/retry_statuses_except/1", "invalid_retry_policy"),
+            },
+        ),
+        (
+            {"name": "", "retry_statuses": ["6xx"], "backoff": None, "max_delay_seconds": 0},
+            {
+                ("/data/attributes/name", "too_short"),
+                ("/data/attributes/retry_statuses/0", "invalid_retry_policy"),
+                ("/data/attributes/backoff", "invalid_value"),
+                ("/data/attributes/max_delay_seconds", "invalid_retry_policy"),
+            },
+        ),
     ],
 )
 async def test_bad_policies_are_refused_with_their_pointer_and_change_nothing(
