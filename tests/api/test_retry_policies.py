@@ -390,7 +390,12 @@ async def test_extension_attributes_survive_a_put_that_omits_them(h: Harness, ve
         ({"timezone": "europe/paris"}, {("/data/attributes/timezone", "invalid_timezone")}),
         ({"timezone": ""}, {("/data/attributes/timezone", "too_short")}),
         (
-            {"schedule": "2030-01-01T00:00:00Z", "timezone": "UTC"},
+            # (the one-off names its environment: 2026-08-07 asks for one)
+            {
+                "schedule": "2030-01-01T00:00:00Z",
+                "timezone": "UTC",
+                "environments": {"staging": {}},
+            },
             {("/data/attributes/timezone", "not_recurring")},
         ),
         ({"retry_policy": "nope"}, {("/data/attributes/retry_policy", "unknown_retry_policy")}),

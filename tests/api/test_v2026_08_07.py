@@ -241,6 +241,15 @@ async def test_a_single_environment_account_implies_it(tmp_path: Path) -> None:
             {"environments": {"staging": {"url": "http://0177.0.0.1/"}}},
             {("/data/attributes/environments/staging/url", "invalid_url")},
         ),
+        # Every bad field at once: a one-off naming no environment is refused for
+        # that alongside a bad field elsewhere, not only once the rest is fixed.
+        (
+            {"name": "", "schedule": "now"},
+            {
+                ("/data/attributes/name", "too_short"),
+                ("/data/attributes/environments", "environment_required"),
+            },
+        ),
     ],
 )
 async def test_bad_input_is_refused_with_its_pointer_and_changes_nothing(

@@ -94,6 +94,7 @@ def environments(
         )
         return {}
     entries: dict[str, EnvironmentSpec] = {}
+    found_before = len(errs.items)  # problems elsewhere do not hide this map's own
     for env, entry in value.items():
         ptr = f"{_ENVS}/{pointer_part(env)}"
         if env not in allowed:
@@ -119,7 +120,7 @@ def environments(
                 )
             if problem := configuration_size_problem(effective):
                 errs.add("configuration_too_large", ptr, f"In {env}: {problem}")
-    if kind is JobKind.ONE_OFF and not entries and not errs.items:
+    if kind is JobKind.ONE_OFF and not entries and len(errs.items) == found_before:
         if len(allowed) != 1:
             errs.add(
                 "environment_required",
