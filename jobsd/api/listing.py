@@ -36,11 +36,14 @@ def job_query(
     listed: frozenset[JobKind],
     default_sort: str,
     enabled_in: tuple[str, bool] | None = None,
+    scheduled_in: tuple[str, ...] | None = None,
 ) -> tuple[JobQuery, int, int]:
     """(the store's query, page number, page size).
 
     `shown`: the kinds the version can show at all; `listed`: those a plain
     listing shows (a kind or scheduled filter widens it to `shown`).
+    `scheduled_in`: the environments whose `next_run_at` the version shows,
+    which `filter[scheduled]` asks about (None: every one the caller sees).
     """
     number = query.integer("page[number]", 1, 1)
     size = query.integer("page[size]", 1000, 1, 1000)
@@ -68,7 +71,9 @@ def job_query(
             limit=size,
             with_total=bool(query.boolean("meta[total]")),
             enabled_in=enabled_in,
-            scheduled_in=None if scheduled is None else (caller.visible, scheduled),
+            scheduled_in=None
+            if scheduled is None
+            else (caller.visible if scheduled_in is None else scheduled_in, scheduled),
             name_contains=query.text("filter[name]"),
         ),
         number,

@@ -339,6 +339,28 @@ async def test_listing_order_filters_and_one_offs(h: Harness) -> None:
     assert (await Versioned(h, SEED).get_job("a")).status == 404
 
 
+async def test_seed_scheduled_filter_follows_the_next_run_at_it_shows(h: Harness) -> None:
+    # The seed shows the default environment's `next_run_at`, so its
+    # `filter[scheduled]` asks about that one, as `filter[enabled]` does: a job
+    # scheduled only in staging reads `next_run_at: null` there.
+    v, seed = Versioned(h), Versioned(h, SEED)
+    for slug, env in [("prod", "production"), ("stag", "staging")]:
+        r = await v.post_job(doc(slug, environments={env: {"enabled": True}}))
+        assert r.status == 201, r.body
+
+    async def shown(query: str) -> list[tuple[str, object]]:
+        r = await seed.list_jobs(query)
+        assert r.status == 200, r.body
+        return [(j["id"], j["attributes"]["next_run_at"]) for j in r.body["data"]]
+
+    assert await shown("?filter[scheduled]=true") == [("prod", "2026-06-06T02:00:00Z")]
+    assert await shown("?filter[scheduled]=false") == [("stag", None)]
+    assert [j["id"] for j in (await v.list_jobs("?filter[scheduled]=true")).body["data"]] == [
+        "prod",
+        "stag",
+    ]
+
+
 async def test_seed_writes_leave_what_they_cannot_see(h: Harness) -> None:
     v, seed = Versioned(h), Versioned(h, SEED)
     envs = {

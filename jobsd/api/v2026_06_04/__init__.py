@@ -12,7 +12,8 @@ through 2026-06-04"):
   this version's clients do not know, are kept by a PUT.
 - A manual job (no schedule) has no form here: it is not listed and reads
   as 404. Run now runs in the default environment, paused or not.
-- `active_jobs` counts the jobs enabled in the default environment.
+- `active_jobs` counts the jobs enabled in the default environment;
+  `filter[enabled]` and `filter[scheduled]` ask about that environment too.
 - A token whose scope leaves out the default environment cannot use this
   version's job endpoints (403): everything they do is about that
   environment.
@@ -92,6 +93,9 @@ class SeedDialect:
             listed=_SHOWN,
             default_sort="-created_at",
             enabled_in=None if enabled is None else (caller.default_environment, enabled),
+            # The seed shows the default environment's `next_run_at`: a job scheduled
+            # only elsewhere reads null here, so it is not "scheduled" here either.
+            scheduled_in=(caller.default_environment,),
         )
 
     def run_now_target(
