@@ -59,6 +59,15 @@ _LIST_STATUSES = {
     "503": "Too many list responses are being sent (Retry-After)",
 }
 _LISTS = (("/api/v1/jobs", "get"), ("/api/v1/runs", "get"))
+# What a request that queues a run can answer when the account's backlog is full.
+_QUEUEING_STATUSES = {
+    "429": "The account already has scheduler.max_pending_runs runs waiting to start "
+    "(code too_many_pending_runs, Retry-After); no run was created",
+}
+_QUEUEING = (
+    ("/api/v1/jobs/{job_id}/actions/run", "post"),
+    ("/api/v1/runs/{run_id}/actions/rerun", "post"),
+)
 
 
 def base_spec(version: str) -> dict[str, Any]:
@@ -255,7 +264,11 @@ def served_spec(version: str) -> bytes:
         for method, operation in operations.items():
             operation.setdefault("parameters", []).append(copy.deepcopy(version_header))
             responses = operation.setdefault("responses", {})
-            statuses = {**_ERROR_STATUSES, **(_LIST_STATUSES if (path, method) in _LISTS else {})}
+            statuses = {
+                **_ERROR_STATUSES,
+                **(_LIST_STATUSES if (path, method) in _LISTS else {}),
+                **(_QUEUEING_STATUSES if (path, method) in _QUEUEING else {}),
+            }
             for status, description in statuses.items():
                 responses.setdefault(status, {"description": description, **error_ref})
     spec["paths"]["/healthz"] = {

@@ -521,3 +521,20 @@ async def test_the_account_version_picks_the_served_spec(tmp_path: Path) -> None
         r = await h.get("/api/v1/openapi.json", headers={"Jobsd-Version": SEED})
         assert (await r.get_json())["info"]["x-jobsd-api-version"] == SEED
         assert r.headers["Jobsd-Version"] == SEED
+
+
+@pytest.mark.parametrize("version", [SEED, NEW])
+async def test_a_full_backlog_is_a_documented_429_for_run_now_and_rerun(
+    tmp_path: Path, version: str
+) -> None:
+    # Run now and rerun answer 429 too_many_pending_runs past max_pending_runs:
+    # each version's served spec documents it (Versioned checks every status).
+    async with make_harness(tmp_path, scheduler="max_pending_runs = 1") as h:
+        v = Versioned(h, version)
+        assert (await v.post_job(doc(environments={"production": {"enabled": True}}))).status == 201
+        first = await v.run_now("warm")
+        assert first.status == 200, first.body
+        for refused in (await v.run_now("warm"), await v.rerun(first.body["data"]["id"])):
+            assert refused.status == 429, refused.body
+            assert refused.body["errors"][0]["code"] == "too_many_pending_runs"
+            assert refused.headers["Retry-After"]
