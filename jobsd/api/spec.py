@@ -8,8 +8,8 @@ resource the next request acts on. Built once per version at import, so
 every request gets the same bytes.
 
 Every path of both contracts is served. What jobsd serves beyond a
-version's contract (retry policies and the newer runs parameters to
-2026-06-04 clients, extension attributes) is written in by
+version's contract (retry policies and the newer jobs and runs parameters
+to 2026-06-04 clients, extension attributes) is written in by
 `_add_finding_to_the_seed` and `jobsd.api.spec_additions`.
 """
 
@@ -25,6 +25,7 @@ from jobsd.api.spec_additions import (
     NEWER,
     add_extension_attributes,
     add_retry_policies,
+    add_seed_job_parameters,
     describe_retries,
 )
 from jobsd.job_bounds import MAX_CONFIGURATION_BYTES, MAX_HEADERS, MAX_STORED_JOB_BYTES
@@ -97,10 +98,12 @@ def _tighten_parameters(spec: dict[str, Any]) -> None:
 
 
 def _add_finding_to_the_seed(spec: dict[str, Any]) -> None:
-    """The newer runs parameters and `/run_stats`, served to 2026-06-04 too (additive).
+    """The newer jobs and runs parameters and `/run_stats`, served to 2026-06-04 too
+    (additive).
 
     Copied from the 2026-08-07 contract, so both documents describe them
-    alike; the seed's own `page[size]` (default 100) stays.
+    alike; the seed's own `page[size]` of runs (default 100) stays, and the
+    jobs' parameters say what they mean here (`add_seed_job_parameters`).
     """
     newer = base_spec("2026-08-07")
     runs = spec["paths"]["/api/v1/runs"]["get"]
@@ -110,6 +113,7 @@ def _add_finding_to_the_seed(spec: dict[str, Any]) -> None:
         for p in newer["paths"]["/api/v1/runs"]["get"]["parameters"]
         if p["name"] not in have
     ]
+    add_seed_job_parameters(spec, newer)
     spec["paths"]["/api/v1/run_stats"] = copy.deepcopy(newer["paths"]["/api/v1/run_stats"])
     schemas = newer["components"]["schemas"]
     for name in schemas:

@@ -127,3 +127,32 @@ def describe_retries(spec: dict[str, Any]) -> None:
     for name in ("retry_statuses", "retry_statuses_except"):
         rules[name]["maxItems"] = MAX_STATUS_PATTERNS
         rules[name]["items"]["pattern"] = f"^{STATUS_PATTERN.pattern}$"
+
+
+# What the newer GET /jobs parameters mean through 2026-06-04 (`jobsd.api.v2026_06_04`).
+_SEED_JOB_PARAMETERS = {
+    "filter[kind]": "Restrict to a single job kind: `recurring` or `one_off` (`manual`, a job "
+    "without a schedule, has no form in this version and is never listed). By default both "
+    "are listed.",
+    "filter[scheduled]": "When `true`, list only jobs with a `next_run_at`; when `false`, only "
+    "jobs without one (as this version shows them: in the account's default environment).",
+    "filter[name]": None,  # as the newer spec says
+    "sort": "Field to sort by. Prefix with `-` for descending order. Default: `-created_at` "
+    "(newest first). Allowed values: `created_at`, `-created_at`, `name`, `-name`, "
+    "`updated_at`, `-updated_at`.",
+}
+
+
+def add_seed_job_parameters(spec: dict[str, Any], newer: dict[str, Any]) -> None:
+    """The newer GET /jobs filters and sort, which the seed takes too (query parameters
+    are additive), described as they work there; its default order stays newest first."""
+    listing = spec["paths"]["/api/v1/jobs"]["get"]["parameters"]
+    for parameter in newer["paths"]["/api/v1/jobs"]["get"]["parameters"]:
+        if parameter["name"] not in _SEED_JOB_PARAMETERS:
+            continue
+        added = copy.deepcopy(parameter)
+        if (said := _SEED_JOB_PARAMETERS[added["name"]]) is not None:
+            added["description"] = added["schema"]["description"] = said
+        if added["name"] == "sort":
+            added["schema"]["default"] = "-created_at"
+        listing.append(added)

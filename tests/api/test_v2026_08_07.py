@@ -538,3 +538,14 @@ async def test_a_full_backlog_is_a_documented_429_for_run_now_and_rerun(
             assert refused.status == 429, refused.body
             assert refused.body["errors"][0]["code"] == "too_many_pending_runs"
             assert refused.headers["Retry-After"]
+
+
+async def test_the_seed_spec_documents_the_job_list_parameters_it_takes(h: Harness) -> None:
+    # Query parameters are additive: the seed's GET /jobs takes the newer
+    # filters and sort, so its served spec names them (its sort defaulting to
+    # newest first), as it names the newer runs parameters.
+    served = await (await h.client.get("/api/v1/openapi.json")).get_json()
+    parameters = {p["name"]: p for p in served["paths"]["/api/v1/jobs"]["get"]["parameters"]}
+    for name in ("filter[enabled]", "filter[kind]", "filter[scheduled]", "filter[name]", "sort"):
+        assert name in parameters, name
+    assert parameters["sort"]["schema"]["default"] == "-created_at"
