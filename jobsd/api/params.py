@@ -15,7 +15,10 @@ from werkzeug.datastructures import MultiDict
 
 from jobsd import errors
 
-_FAMILY = re.compile(r"^(page|filter|meta|sort|include|fields)\[[^\]]*\]$|^(sort|include)$")
+# A family member is any name that opens a family's bracket, however it goes on
+# (`filter[status][]` as qs and Rails spell a list, an unclosed `page[size`):
+# one the endpoint does not take is refused, never read as "no filter".
+_FAMILY = re.compile(r"^(page|filter|meta|sort|include|fields)\[|^(sort|include)$")
 _DIGITS = re.compile(r"^[0-9]{1,18}$")
 # What 18 digits hold: every integer parameter stops there (well inside
 # SQLite's int64), so a page past any end is still answered, just empty.

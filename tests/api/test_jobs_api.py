@@ -361,3 +361,25 @@ async def test_an_empty_sort_is_a_400_not_the_default_order(
     r = await harness.get(path, query_string={"sort": ""}, headers={"Jobsd-Version": version})
     assert r.status_code == 400, await r.get_data()
     assert (await r.get_json())["errors"][0]["source"] == {"parameter": "sort"}
+
+
+@pytest.mark.parametrize(
+    ("path", "name", "value"),
+    [
+        ("/api/v1/runs", "filter[status][]", "FAILED"),  # a list, as qs/Rails spell one
+        ("/api/v1/runs", "filter[status]]", "FAILED"),
+        ("/api/v1/runs", "filter[status", "FAILED"),
+        ("/api/v1/jobs", "filter[enabled][]", "false"),
+        ("/api/v1/jobs", "page[size][x]", "1"),
+        ("/api/v1/usage", "filter[period][]", "2026-05"),
+        ("/api/v1/retry-policies", "sort[]", "-name"),
+    ],
+)
+async def test_a_misspelt_family_parameter_is_a_400_not_ignored(
+    harness: Harness, path: str, name: str, value: str
+) -> None:
+    # Any name in the page/filter/meta/sort families that the endpoint does not
+    # take is refused naming it: ignored, it would answer as if unfiltered.
+    r = await harness.get(path, query_string={name: value})
+    assert r.status_code == 400, await r.get_data()
+    assert (await r.get_json())["errors"][0]["source"] == {"parameter": name}
