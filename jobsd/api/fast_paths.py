@@ -13,7 +13,8 @@ methods, `jsonapi.encoded`), and send the status, headers and bytes the
 route would (tests/api/test_fast_paths.py, test_fast_run_now.py and
 test_fast_run_reads.py compare the two, request by request).
 
-The plain case: the route's method and exact path, no body (none framed,
+The plain case: the route's method and exact path, no query string (the
+route refuses a JSON:API family parameter, `include` say), no body (none framed,
 or `Content-Length: 0`; a run-now may also carry the small body naming its
 environment that the official SDK sends: `jobsd.api.fast_run_now`), one
 `Authorization` naming a caller, at most one known `Jobsd-Version`, the
@@ -69,9 +70,12 @@ _TYPE = (b"content-type", MEDIA_TYPE.encode())
 
 
 def segment(scope: HTTPScope, prefix: str, suffix: str = "") -> str | None:
-    """The one path segment after `prefix` (and before `suffix`), if that is the path."""
+    """The one path segment after `prefix` (and before `suffix`), if that is the path
+    and no query string follows it (the route judges its parameters)."""
     path = scope["path"]
-    if scope.get("root_path") or not path.startswith(prefix) or not path.endswith(suffix):
+    if scope.get("root_path") or scope.get("query_string") or not path.startswith(prefix):
+        return None
+    if not path.endswith(suffix):
         return None
     segment = path[len(prefix) : len(path) - len(suffix)]
     return segment if segment and "/" not in segment else None

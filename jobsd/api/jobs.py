@@ -14,6 +14,7 @@ from quart import Blueprint, Response, request
 from jobsd.api import jsonapi, streaming
 from jobsd.api.auth import Caller, current_account
 from jobsd.api.context import ApiContext
+from jobsd.api.params import no_parameters
 from jobsd.api.versions import Dialect, dialect, limit_of
 from jobsd.cursors import total_pages
 from jobsd.messages import Run, RunOrder
@@ -31,6 +32,7 @@ def jobs_blueprint(ctx: ApiContext) -> Blueprint:
     @bp.post("/api/v1/jobs")
     async def create_job() -> Response:
         caller, version = caller_and_dialect()
+        no_parameters(request.args)
         doc = await jsonapi.json_body()
         write = version.parse_job(doc, path_slug=None, caller=caller)
         job = await ctx.store.jobs.create_job(
@@ -74,12 +76,14 @@ def jobs_blueprint(ctx: ApiContext) -> Blueprint:
     @bp.get("/api/v1/jobs/<slug>")
     async def get_job(slug: str) -> Response:
         caller, version = caller_and_dialect()
+        no_parameters(request.args)
         job = await ctx.store.jobs.get_job(caller.id, slug, version.kinds)
         return jsonapi.document({"data": version.render_job(job, caller)})
 
     @bp.put("/api/v1/jobs/<slug>")
     async def replace_job(slug: str) -> Response:
         caller, version = caller_and_dialect()
+        no_parameters(request.args)
         doc = await jsonapi.json_body()
         # A job that does not exist (for this version) is 404 before its document is judged.
         await ctx.store.jobs.get_job(caller.id, slug, version.kinds)
@@ -97,6 +101,7 @@ def jobs_blueprint(ctx: ApiContext) -> Blueprint:
     @bp.delete("/api/v1/jobs/<slug>")
     async def delete_job(slug: str) -> Response:
         caller, version = caller_and_dialect()
+        no_parameters(request.args)
         await ctx.store.jobs.get_job(caller.id, slug, version.kinds)
         await ctx.store.jobs.delete_job(caller.id, slug, guard=caller.scope)
         return jsonapi.no_content()
@@ -104,6 +109,7 @@ def jobs_blueprint(ctx: ApiContext) -> Blueprint:
     @bp.post("/api/v1/jobs/<slug>/actions/run")
     async def run_job_now(slug: str) -> Response:
         caller, version = caller_and_dialect()
+        no_parameters(request.args)
         job = await ctx.store.jobs.get_job(caller.id, slug, version.kinds)
         body = await jsonapi.optional_json_body() if version.run_now_body else None
         environment, require_enabled = version.run_now_target(lambda: job, body, caller)

@@ -55,3 +55,11 @@ class Query:
         if raw not in ("true", "false"):
             raise errors.bad_parameter(name, f"{name} must be true or false, not '{raw}'")
         return raw == "true"
+
+
+def no_parameters(args: MultiDict[str, str]) -> None:
+    """For an endpoint that takes no query parameter: any of a family (`include`,
+    `sort`, a page, filter or meta member) is a 400 naming it. JSON:API asks it
+    of `include` and `sort` where they are not supported; ignored, a client
+    would take the answer for what it asked."""
+    Query(args, ())

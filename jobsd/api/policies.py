@@ -17,7 +17,7 @@ from jobsd.api import jsonapi
 from jobsd.api.auth import current_account
 from jobsd.api.context import ApiContext
 from jobsd.api.listing import MAX_OFFSET
-from jobsd.api.params import Query
+from jobsd.api.params import Query, no_parameters
 from jobsd.api.policy_documents import parse_policy_document, render_policy
 from jobsd.cursors import page_offset, total_pages
 from jobsd.store.policies import SORTS, PolicyQuery
@@ -31,6 +31,7 @@ def policies_blueprint(ctx: ApiContext) -> Blueprint:
     @bp.post("/api/v1/retry-policies")
     async def create_policy() -> Response:
         caller = current_account(ctx)
+        no_parameters(request.args)
         doc = await jsonapi.json_body()
         policy_id, name, rules = parse_policy_document(doc, path_id=None)
         policy = await ctx.store.policies.create(caller.id, policy_id, name, rules)
@@ -74,12 +75,14 @@ def policies_blueprint(ctx: ApiContext) -> Blueprint:
     @bp.get("/api/v1/retry-policies/<policy_id>")
     async def get_policy(policy_id: str) -> Response:
         caller = current_account(ctx)
+        no_parameters(request.args)
         policy = await ctx.store.policies.get(caller.id, policy_id)
         return jsonapi.document({"data": render_policy(policy)})
 
     @bp.put("/api/v1/retry-policies/<policy_id>")
     async def replace_policy(policy_id: str) -> Response:
         caller = current_account(ctx)
+        no_parameters(request.args)
         doc = await jsonapi.json_body()
         # A policy that does not exist is 404 before its document is judged, as for jobs.
         await ctx.store.policies.get(caller.id, policy_id)
@@ -93,6 +96,7 @@ def policies_blueprint(ctx: ApiContext) -> Blueprint:
     @bp.delete("/api/v1/retry-policies/<policy_id>")
     async def delete_policy(policy_id: str) -> Response:
         caller = current_account(ctx)
+        no_parameters(request.args)
         await ctx.store.policies.delete(caller.id, policy_id)
         return jsonapi.no_content()
 

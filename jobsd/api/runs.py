@@ -21,7 +21,7 @@ from jobsd import errors
 from jobsd.api import jsonapi, streaming
 from jobsd.api.auth import Caller, current_account
 from jobsd.api.context import ApiContext
-from jobsd.api.params import Query
+from jobsd.api.params import Query, no_parameters
 from jobsd.api.run_params import RUN_PARAMETERS, next_link, run_query
 from jobsd.api.versions import Dialect, dialect
 from jobsd.messages import CancelRun, RunOrder
@@ -72,6 +72,7 @@ def runs_blueprint(ctx: ApiContext) -> Blueprint:
     @bp.get("/api/v1/runs/<run_id>")
     async def get_run(run_id: str) -> Response:
         caller = current_account(ctx)
+        no_parameters(request.args)
         run = await ctx.store.runs.get_run(
             caller.id, canonical_run_id(run_id), visible=caller.scope
         )
@@ -80,6 +81,7 @@ def runs_blueprint(ctx: ApiContext) -> Blueprint:
     @bp.post("/api/v1/runs/<run_id>/actions/cancel")
     async def cancel_run(run_id: str) -> Response:
         caller = current_account(ctx)
+        no_parameters(request.args)
         run, was_running = await ctx.store.runs.cancel_run(
             caller.id, canonical_run_id(run_id), visible=caller.scope
         )
@@ -90,6 +92,7 @@ def runs_blueprint(ctx: ApiContext) -> Blueprint:
     @bp.post("/api/v1/runs/<run_id>/actions/rerun")
     async def rerun_run(run_id: str) -> Response:
         caller = current_account(ctx)
+        no_parameters(request.args)
         run = await ctx.store.runs.enqueue_rerun(
             caller.id,
             canonical_run_id(run_id),

@@ -9,7 +9,7 @@ import pytest
 from werkzeug.datastructures import Headers
 
 from jobsd.messages import RunOrder
-from tests.conftest import JSONAPI, TOKEN_A, TOKEN_B, Harness, job_doc, make_harness
+from tests.conftest import JSONAPI, TOKEN_A, TOKEN_B, Harness, auth, job_doc, make_harness
 
 
 def pointers(body: dict[str, Any]) -> set[str]:
@@ -383,3 +383,41 @@ async def test_a_misspelt_family_parameter_is_a_400_not_ignored(
     r = await harness.get(path, query_string={name: value})
     assert r.status_code == 400, await r.get_data()
     assert (await r.get_json())["errors"][0]["source"] == {"parameter": name}
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/v1/jobs/nightly"),
+        ("PUT", "/api/v1/jobs/nightly"),
+        ("DELETE", "/api/v1/jobs/nightly"),
+        ("POST", "/api/v1/jobs/nightly/actions/run"),
+        ("POST", "/api/v1/jobs"),
+        ("GET", "/api/v1/runs/{run}"),
+        ("POST", "/api/v1/runs/{run}/actions/cancel"),
+        ("POST", "/api/v1/runs/{run}/actions/rerun"),
+        ("GET", "/api/v1/retry-policies/none"),
+    ],
+)
+@pytest.mark.parametrize("name", ["include", "sort", "filter[status]", "page[size]"])
+async def test_a_family_parameter_where_none_is_taken_is_a_400_and_changes_nothing(
+    harness: Harness, method: str, path: str, name: str
+) -> None:
+    # JSON:API: an endpoint that does not support `include` (or sorting) must
+    # answer 400 to a request that asks for it; and, as on every endpoint, a
+    # page/filter member it does not take is refused rather than ignored.
+    assert (await harness.post("/api/v1/jobs", job_doc())).status_code == 201
+    run = await (await harness.post("/api/v1/jobs/nightly/actions/run")).get_json()
+    before = await (await harness.get("/api/v1/runs")).get_json()
+    r = await harness.client.open(
+        path.format(run=run["data"]["id"]),
+        method=method,
+        query_string={name: "x"},
+        json=job_doc("other") if method in ("PUT", "POST") else None,
+        headers={**auth(TOKEN_A), "Content-Type": JSONAPI},
+    )
+    assert r.status_code == 400, await r.get_data()
+    assert (await r.get_json())["errors"][0]["source"] == {"parameter": name}
+    assert await (await harness.get("/api/v1/runs")).get_json() == before
+    assert (await harness.get("/api/v1/jobs/nightly")).status_code == 200
+    assert (await harness.get("/api/v1/jobs/other")).status_code == 404
