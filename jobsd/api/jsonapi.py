@@ -128,13 +128,25 @@ def _check_media_type() -> None:
 
 
 def check_media_type(header: str | None) -> None:
-    """415 unless `header` (a `Content-Type`, if any) names a media type we read."""
-    content_type = (header or "").split(";")[0].strip().lower()
+    """415 unless `header` (a `Content-Type`, if any) names a media type we read.
+
+    JSON:API's own media type may carry no parameter but `profile` (which
+    may be ignored): any other is a 415, `ext` included, since no extension
+    is supported. `application/json` keeps its parameters (a charset)."""
+    content_type, *parameters = (header or "").split(";")
+    content_type = content_type.strip().lower()
     if content_type not in ACCEPTED_BODY_TYPES:
         raise errors.unsupported_media(
             f"send the body as {MEDIA_TYPE} or application/json"
             + (f", not {content_type}" if content_type else "")
         )
+    if content_type == MEDIA_TYPE:
+        names = {p.partition("=")[0].strip().lower() for p in parameters if p.strip()}
+        if names - {"profile"}:
+            raise errors.unsupported_media(
+                f"{MEDIA_TYPE} may carry no media type parameter but profile "
+                f"(JSON:API; no extension is supported), not {', '.join(sorted(names))}"
+            )
 
 
 async def _raw_body() -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -421,3 +422,31 @@ async def test_a_family_parameter_where_none_is_taken_is_a_400_and_changes_nothi
     assert await (await harness.get("/api/v1/runs")).get_json() == before
     assert (await harness.get("/api/v1/jobs/nightly")).status_code == 200
     assert (await harness.get("/api/v1/jobs/other")).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("content_type", "status"),
+    [
+        (f"{JSONAPI}; charset=utf-8", 415),
+        (f'{JSONAPI}; ext="https://jsonapi.org/ext/atomic"', 415),
+        (f"{JSONAPI};ext=x", 415),
+        (f'{JSONAPI}; profile="https://example.com/profile"', 201),
+        (JSONAPI, 201),
+        ("application/json; charset=utf-8", 201),  # not the JSON:API media type
+    ],
+)
+async def test_the_jsonapi_media_type_with_parameters_is_a_415(
+    harness: Harness, content_type: str, status: int
+) -> None:
+    # JSON:API: a request whose Content-Type is the JSON:API media type with any
+    # parameter but ext or profile is 415, and so is an ext this server lacks
+    # (it has no extensions); a profile is allowed and may be ignored.
+    r = await harness.client.post(
+        "/api/v1/jobs",
+        data=json.dumps(job_doc()),
+        headers={**auth(TOKEN_A), "Content-Type": content_type},
+    )
+    assert r.status_code == status, await r.get_data()
+    if status == 415:
+        assert (await r.get_json())["errors"][0]["code"] == "unsupported_media_type"
+        assert (await harness.get("/api/v1/jobs/nightly")).status_code == 404
