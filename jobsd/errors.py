@@ -261,6 +261,10 @@ def unsupported_media(detail: str) -> ApiError:
     return _single(415, "unsupported_media_type", "Unsupported Media Type", detail)
 
 
+def not_acceptable(detail: str) -> ApiError:
+    return _single(406, "not_acceptable", "Not Acceptable", detail, header="Accept")
+
+
 def pointer_part(key: str) -> str:
     """An object key as one JSON Pointer reference token (RFC 6901)."""
     return key.replace("~", "~0").replace("/", "~1")

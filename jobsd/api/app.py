@@ -82,6 +82,13 @@ def create_app(ctx: ApiContext) -> QuartTrio:
         if len(await request.get_data(cache=True)) > jsonapi.MAX_BODY_BYTES:
             raise errors.payload_too_large("the request body is over 2 MiB")
 
+    @app.before_request
+    async def accepts_jsonapi() -> None:
+        # JSON:API's 406 (jsonapi.check_accept), on the API's JSON:API answers (the
+        # spec document is plain JSON); a header sent on several lines is one list.
+        if request.path.startswith("/api/v1/") and request.path != "/api/v1/openapi.json":
+            jsonapi.check_accept(", ".join(request.headers.getlist("Accept")))
+
     @app.after_request
     async def drain_body(response: Response) -> Response:
         # A connection whose request body was left unread closes after the

@@ -17,8 +17,9 @@ The plain case: the route's method and exact path, no query string (the
 route refuses a JSON:API family parameter, `include` say), no body (none framed,
 or `Content-Length: 0`; a run-now may also carry the small body naming its
 environment that the official SDK sends: `jobsd.api.fast_run_now`), one
-`Authorization` naming a caller, at most one known `Jobsd-Version`, the
-version's guard passed (where the route checks it). Anything else, and
+`Authorization` naming a caller, at most one known `Jobsd-Version`, an
+`Accept` the app would answer (`jsonapi.check_accept`), the version's guard
+passed (where the route checks it). Anything else, and
 anything that goes wrong while the layer only reads (an error to answer, a
 header sent twice, a busy database, any exception at all), and it has sent
 nothing and changed nothing: the request goes on to the app, which answers
@@ -55,7 +56,7 @@ from jobsd import errors
 from jobsd.api.auth import VERSION_HEADER, Caller, caller_for, known_version
 from jobsd.api.context import ApiContext
 from jobsd.api.edge import ROUTE_KEY, route_template
-from jobsd.api.jsonapi import FRAMING_HEADERS, MEDIA_TYPE, encoded, error_payload
+from jobsd.api.jsonapi import FRAMING_HEADERS, MEDIA_TYPE, check_accept, encoded, error_payload
 from jobsd.api.runs import canonical_run_id
 from jobsd.api.versions import Dialect, dialect
 
@@ -65,6 +66,7 @@ JOBS = "/api/v1/jobs/"
 RUNS = "/api/v1/runs/"
 RUN_NOW = "/actions/run"
 _AUTHORIZATION = b"authorization"
+_ACCEPT = b"accept"
 _VERSION = VERSION_HEADER.lower().encode()
 _TYPE = (b"content-type", MEDIA_TYPE.encode())
 
@@ -91,6 +93,7 @@ def caller_of(
     authorization: list[bytes] = []
     versions: list[bytes] = []
     framing: list[bytes] = []
+    accept: list[bytes] = []
     for name, value in scope["headers"]:
         if name == _AUTHORIZATION:
             authorization.append(value)
@@ -98,9 +101,12 @@ def caller_of(
             versions.append(value)
         elif name in FRAMING_HEADERS:
             framing.append(name + b":" + value.strip())
+        elif name == _ACCEPT:
+            accept.append(value)
     unframed = framed or framing in ([], [b"content-length:0"])
     if len(authorization) != 1 or len(versions) > 1 or not unframed:
         return None
+    check_accept(b", ".join(accept).decode("latin-1"))  # the app's 406, raised as it would
     requested = known_version(versions[0].decode("latin-1")) if versions else None
     caller = caller_for(ctx, authorization[0].decode("latin-1"), requested)
     version = dialect(caller.version)

@@ -149,6 +149,31 @@ def check_media_type(header: str | None) -> None:
             )
 
 
+def check_accept(header: str | None) -> None:
+    """406 when `header` (an `Accept`, its lines joined by commas) names JSON:API's media
+    type only with a parameter other than profile (JSON:API: such instances are ignored,
+    and when every one is, nothing we send is acceptable; an `ext` asks for an extension
+    jobsd does not have). A weight (`q`) and what follows it are not media type
+    parameters; an `Accept` without the media type (`*/*`, none) is answered as ever."""
+    instances: list[bool] = []
+    for media_range in (header or "").split(","):
+        kind, *parameters = media_range.split(";")
+        if kind.strip().lower() != MEDIA_TYPE:
+            continue
+        names: set[str] = set()
+        for parameter in parameters:
+            name = parameter.partition("=")[0].strip().lower()
+            if name == "q":
+                break
+            names.add(name)
+        instances.append(names <= {"profile"})
+    if instances and not any(instances):
+        raise errors.not_acceptable(
+            f"Accept names {MEDIA_TYPE} only with media type parameters; JSON:API allows "
+            f"none but profile here (jobsd supports no extension): accept {MEDIA_TYPE}"
+        )
+
+
 async def _raw_body() -> bytes:
     raw = await request.get_data(cache=False, as_text=False)
     if isinstance(raw, str):  # pragma: no cover - as_text=False gives bytes

@@ -42,6 +42,8 @@ _ERROR_STATUSES = {
     "403": "Forbidden by the plan (code active_jobs_limit), by the bound on retry policies "
     "(code retry_policies_limit) or by the token's environments (code environment_scope)",
     "404": "No such resource for this account",
+    "406": "Accept names application/vnd.api+json only with media type parameters other "
+    "than profile",
     "409": "Conflict (slug or policy id taken, id or type mismatch, run already terminal, "
     "job deleted, environment not enabled, retry policy still used by jobs)",
     "413": "Request body over 2 MiB or over 10,000 JSON values",

@@ -224,6 +224,9 @@ EDGES = [
     plain("/api/v1/jobs/theirs"),  # another account's: 404
     {**plain("/api/v1/jobs/warm"), "query_string": b"fields[job]=name"},
     {**plain("/api/v1/jobs/warm"), "root_path": "/api"},
+    plain("/api/v1/jobs/warm", accept="application/vnd.api+json; charset=utf-8"),  # 406
+    plain("/api/v1/jobs/warm", accept="application/vnd.api+json;q=0.5, */*"),
+    twice(plain("/api/v1/jobs/warm", accept="application/vnd.api+json; ext=x"), b"accept"),
 ]
 
 

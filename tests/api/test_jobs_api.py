@@ -450,3 +450,31 @@ async def test_the_jsonapi_media_type_with_parameters_is_a_415(
     if status == 415:
         assert (await r.get_json())["errors"][0]["code"] == "unsupported_media_type"
         assert (await harness.get("/api/v1/jobs/nightly")).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("accept", "status"),
+    [
+        (None, 200),
+        ("*/*", 200),
+        ("application/json", 200),
+        (JSONAPI, 200),
+        (f"{JSONAPI};q=0.9", 200),  # a weight is no media type parameter
+        (f'{JSONAPI}; profile="https://example.com/p"', 200),
+        (f"{JSONAPI}; charset=utf-8, {JSONAPI}", 200),  # one instance is acceptable
+        (f"{JSONAPI}; charset=utf-8", 406),
+        (f'{JSONAPI}; ext="https://jsonapi.org/ext/atomic", {JSONAPI}; version=1', 406),
+    ],
+)
+@pytest.mark.parametrize("path", ["/api/v1/jobs", "/api/v1/runs", "/api/v1/usage"])
+async def test_an_accept_that_allows_jsonapi_only_with_parameters_is_a_406(
+    harness: Harness, path: str, accept: str | None, status: int
+) -> None:
+    # JSON:API: when every instance of its media type in Accept carries a media
+    # type parameter (other than profile; jobsd has no extension), 406.
+    headers = {} if accept is None else {"Accept": accept}
+    r = await harness.get(path, headers=headers)
+    assert r.status_code == status, await r.get_data()
+    if status == 406:
+        error = (await r.get_json())["errors"][0]
+        assert error["code"] == "not_acceptable" and error["source"] == {"header": "Accept"}
