@@ -6,10 +6,12 @@ own `next_run_at` and cadence. It keeps a timer (`TimerWheel`) over only the
 ones due within a short
 horizon, refilled from the store's `next_run_at` index every half horizon,
 so memory grows with the jobs due soon, not with all jobs. Job changes
-arrive over a channel after they commit; a missed or stale change is healed
-by the next refill, because the store, not this actor's memory, decides
-whether a slot fires: `fire_slot` advances the job only if it is still due
-at the instant the scheduler believes, and the unique
+arrive over a channel after they commit; a missed change is healed by the
+next refill, and a stale one (told after the slot it names has fired) by
+reading the unit back when its firing finds it no longer due, because the
+store, not this actor's memory, decides whether a slot fires: `fire_slot`
+advances the job only if it is still due at the instant the scheduler
+believes, and the unique
 `(job, environment, scheduled_for)` index makes a slot fire at most once
 even across crashes.
 
@@ -72,6 +74,8 @@ class SlotStore(Protocol):
     async def fire_slots(
         self, firings: Sequence[SlotFiring]
     ) -> list[tuple[bool, RunOrder | None]]: ...
+
+    async def due_units(self, units: Sequence[Unit]) -> list[DueJob]: ...
 
     async def held_retries_before(self, until: datetime, limit: int) -> list[RetryHeld]: ...
 
@@ -244,6 +248,7 @@ class Scheduler:
         if not firings:
             return
         results = await self._store.fire_slots(firings)
+        stale: list[Unit] = []
         for firing, (advanced, order) in zip(firings, results, strict=True):
             if advanced and self._fired_late is not None:
                 self._fired_late((now - firing.due).total_seconds())
@@ -253,5 +258,23 @@ class Scheduler:
                 self._wheel.add(unit, to_us(nxt))
             else:
                 self._forget(unit)
+                if not advanced:
+                    stale.append(unit)
             if order is not None:
                 self._orders.offer(order)
+        if stale:
+            await self._follow(stale)
+
+    async def _follow(self, stale: list[Unit]) -> None:
+        """Track units whose firing found them no longer due where this actor believed.
+
+        The belief came from news older than the store: a write that committed
+        before a slot's firing may be told after it, naming the slot just fired.
+        Forgetting the unit then would lose its next slots until a refill (the
+        misfire rule would skip them). So it is read back: tracked if still
+        enabled with a next fire within the horizon, else left forgotten.
+        """
+        for item in await self._store.due_units(stale):
+            if item.next_run_at <= self._covered_until:
+                unit = (item.job_pk, item.environment)
+                self._track(unit, item.schedule, item.timezone, item.next_run_at)

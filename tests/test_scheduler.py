@@ -92,6 +92,15 @@ class MemorySlots:
         )
         return due[:limit]
 
+    async def due_units(self, units: Sequence[Unit]) -> list[DueJob]:
+        """The real store's: those enabled with a next fire (None here: disabled)."""
+        found = []
+        for unit in units:
+            schedule, nxt = self.jobs.get(unit, ("", None))
+            if nxt is not None:
+                found.append(DueJob(*unit, schedule, self.zones.get(unit), nxt))
+        return found
+
     async def fire_slots(self, firings: Sequence[SlotFiring]) -> list[tuple[bool, RunOrder | None]]:
         self.transactions += 1
         return [self.fire(f) for f in firings]

@@ -169,6 +169,20 @@ def due_before(conn: sqlite3.Connection, until_us: int, limit: int) -> list[DueR
     return [(int(r[0]), str(r[1]), r[2], r[3], int(r[4])) for r in rows]
 
 
+def due_of(conn: sqlite3.Connection, pk: int, environment: str) -> DueRow | None:
+    """`due_before`'s row for one (job, environment), if it is enabled with a next fire:
+    what a firing that found it no longer due at the scheduler's instant should follow."""
+    row = conn.execute(
+        "SELECT e.job_id, e.environment, coalesce(e.schedule, j.schedule), "
+        "coalesce(e.timezone, j.timezone), e.next_run_at_us "
+        "FROM job_environments AS e JOIN jobs AS j ON j.id = e.job_id "
+        "WHERE e.job_id = ? AND e.environment = ? AND e.enabled = 1 "
+        "AND e.next_run_at_us IS NOT NULL",
+        (pk, environment),
+    ).fetchone()
+    return None if row is None else (int(row[0]), str(row[1]), row[2], row[3], int(row[4]))
+
+
 def stored_environments(conn: sqlite3.Connection) -> list[str]:
     """Every environment some row is in, one seek each (`job_environments_by_environment`)."""
     found: list[str] = []

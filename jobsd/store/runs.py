@@ -213,6 +213,10 @@ class RunStore(RunRecordStore):
     async def due_before(self, until: datetime, limit: int) -> list[DueJob]:
         return await self._engine.read(lambda c: slots.due_jobs(c, until, limit))
 
+    async def due_units(self, units: Sequence[tuple[int, str]]) -> list[DueJob]:
+        """Of these (job pk, environment)s, those enabled with a next fire, as stored now."""
+        return await self._engine.read(lambda c: slots.due_units(c, units))
+
     async def fire_slot(
         self,
         job_pk: int,

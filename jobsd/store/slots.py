@@ -19,6 +19,7 @@ skipping it would mean it never runs.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -57,6 +58,16 @@ def due_jobs(conn: sqlite3.Connection, until: datetime, limit: int) -> list[DueJ
         for pk, env, schedule, timezone, us in environments_sql.due_before(
             conn, to_us(until), limit
         )
+        if schedule is not None
+    ]
+
+
+def due_units(conn: sqlite3.Connection, units: Sequence[tuple[int, str]]) -> list[DueJob]:
+    """Of `units` (job pk, environment), those enabled with a next fire, as stored now."""
+    rows = (environments_sql.due_of(conn, pk, env) for pk, env in units)
+    return [
+        DueJob(pk, env, schedule, timezone, from_us(us))
+        for pk, env, schedule, timezone, us in filter(None, rows)
         if schedule is not None
     ]
 
