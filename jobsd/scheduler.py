@@ -67,6 +67,12 @@ FIRE_BATCH = 256
 
 Unit = tuple[int, str]  # (job pk, environment)
 
+# A slot acted on within this many seconds of its instant is on time, whatever
+# `misfire_grace_s` says: the loop wakes a little after each deadline (its
+# timer's resolution, the batches fired before), and that is no missed slot.
+# So a grace of 0 means "no catch-up after downtime", not "nothing fires".
+ON_TIME_S = 1
+
 
 class SlotStore(Protocol):
     async def due_before(self, until: datetime, limit: int) -> list[DueJob]: ...
@@ -100,7 +106,7 @@ class Scheduler:
         self._clock = clock
         self._orders = orders
         self._changes = changes
-        self._grace_s = misfire_grace_s
+        self._grace_s = max(misfire_grace_s, ON_TIME_S)
         self._horizon = timedelta(seconds=horizon_s)
         self._refill_limit = refill_limit
         self._wheel: TimerWheel[Unit] = TimerWheel()

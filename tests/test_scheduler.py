@@ -291,6 +291,22 @@ async def test_missed_beyond_grace_skips(autojump_clock: trio.testing.MockClock)
         assert r.store.jobs[(1, ENV)][1] == datetime(2026, 1, 1, 12, tzinfo=UTC)
 
 
+async def test_with_no_grace_for_missed_slots_on_time_slots_still_fire() -> None:
+    """`misfire_grace_s = 0` (no catch-up after downtime), on trio's real clock:
+    the scheduler wakes a little after each deadline (the loop's timer
+    resolution), and that is not a missed slot."""
+    start = T0 - timedelta(seconds=0.5)
+    async with rig(grace_s=0, jobs=((1, "* * * * *", T0),), start=start) as r:
+        await trio.sleep(1.6)
+        assert [slot for _, slot, _ in r.store.fired] == [T0]
+        assert r.store.jobs[(1, ENV)][1] == T0 + timedelta(minutes=1)
+    # A slot missed while down is still not caught up.
+    async with rig(grace_s=0, jobs=((1, "* * * * *", T0),), start=T0 + timedelta(seconds=5)) as r:
+        await trio.sleep(0.1)
+        assert r.store.fired == []
+        assert r.store.jobs[(1, ENV)][1] == T0 + timedelta(minutes=1)
+
+
 async def test_a_crowd_due_at_once_fires_in_few_transactions(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
