@@ -69,8 +69,10 @@ class JobChanged:
     """Sent by the store after a commit that changed when a job fires in an environment.
 
     `next_run_at` None means it no longer fires there (paused, deleted, a
-    fired one-off, an environment gone from the config): the scheduler
-    forgets it. `schedule`/`timezone` are the environment's effective ones.
+    fired one-off, an environment gone from the config).
+    `schedule`/`timezone` are the environment's effective ones. The scheduler
+    takes the news as naming the unit only and reads the unit back from the
+    store: news of one writer batch may arrive out of commit order.
     """
 
     job_pk: int

@@ -6,10 +6,11 @@ own `next_run_at` and cadence. It keeps a timer (`TimerWheel`) over only the
 ones due within a short
 horizon, refilled from the store's `next_run_at` index every half horizon,
 so memory grows with the jobs due soon, not with all jobs. Job changes
-arrive over a channel after they commit; a missed change is healed by the
-next refill, and a stale one (told after the slot it names has fired) by
-reading the unit back when its firing finds it no longer due, because the
-store, not this actor's memory, decides whether a slot fires: `fire_slot`
+arrive over a channel after they commit, each naming its unit, which is
+read back from the store (news may come out of commit order); a missed
+change is healed by the next refill, and a firing that finds its unit no
+longer due reads it back too, because the store, not this actor's memory,
+decides whether a slot fires: `fire_slot`
 advances the job only if it is still due at the instant the scheduler
 believes, and the unique
 `(job, environment, scheduled_for)` index makes a slot fire at most once
@@ -152,20 +153,23 @@ class Scheduler:
             deadline_us = wheel.next_deadline()
             if deadline_us is not None:
                 wake = min(wake, from_us(deadline_us))
+        changed: dict[Unit, None] = {}
         with trio.move_on_at(self._clock.to_trio(wake)):
             try:
                 news = await self._changes.receive()
             except trio.EndOfChannel:
                 await trio.sleep_forever()
             self._note_if_was_full()
-            self._apply(news)
+            self._apply(news, changed)
             while True:
                 try:
                     news = self._changes.receive_nowait()
                 except (trio.WouldBlock, trio.EndOfChannel):
                     break
                 self._note_if_was_full()
-                self._apply(news)
+                self._apply(news, changed)
+        if changed:
+            await self._read_back(list(changed))
 
     def _note_if_was_full(self) -> None:
         """Just after a receive: was the channel full before it? Then a sender
@@ -175,21 +179,30 @@ class Scheduler:
             self._held_stale = True
             self._jobs_stale = True
 
-    def _apply(self, news: SchedulerNews) -> None:
+    def _apply(self, news: SchedulerNews, changed: dict[Unit, None]) -> None:
+        """A retry is tracked as told; a job change only names its unit (`_read_back`)."""
         if isinstance(news, RetryHeld):
             if news.due <= self._held_covered_until:
                 self._held.add(news.run_id, to_us(news.due))
             return
-        change = news
-        unit = (change.job_pk, change.environment)
-        if (
-            change.next_run_at is None
-            or change.schedule is None
-            or change.next_run_at > self._covered_until
-        ):
-            self._forget(unit)
-            return
-        self._track(unit, change.schedule, change.timezone, change.next_run_at)
+        changed[(news.job_pk, news.environment)] = None
+
+    async def _read_back(self, units: list[Unit]) -> None:
+        """Track the changed units as the store has them now, not as their news says.
+
+        News of writes the store's writer commits in one batch is sent by their
+        tasks, which trio wakes in one batch of its run queue and runs in either
+        order: a change may be told after a later one of the same unit, or after
+        the scheduler fired the slot it names. A read made after the news came
+        is at least as new as the write that sent it, whatever the order.
+        """
+        current = {(d.job_pk, d.environment): d for d in await self._store.due_units(units)}
+        for unit in units:
+            item = current.get(unit)
+            if item is None or item.next_run_at > self._covered_until:
+                self._forget(unit)
+            else:
+                self._track(unit, item.schedule, item.timezone, item.next_run_at)
 
     def _track(self, unit: Unit, schedule: str, timezone: str | None, due: datetime) -> None:
         self._schedules[unit] = parse_schedule(schedule, timezone)

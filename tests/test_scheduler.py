@@ -429,10 +429,32 @@ async def test_a_job_change_dropped_for_a_full_channel_still_fires_on_time(
     assert r.store.refills == refills + 1
 
 
+async def test_news_told_out_of_commit_order_loses_no_slot(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Writes the store's writer commits in one batch wake their tasks in one
+    batch of trio's run queue, which trio runs in either order: their news
+    may reach the scheduler in the reverse of their commit order. The store
+    holds the last commit's state, and that is what fires."""
+    async with rig() as r:
+        await trio.sleep(1)
+        paused = r.store.put(1, "* * * * *", None)  # committed first
+        resumed = r.store.put(1, "* * * * *", T0 + timedelta(minutes=1))
+        hourly = r.store.put(2, "0 * * * *", T0 + timedelta(hours=1))  # committed first
+        minutely = r.store.put(2, "* * * * *", T0 + timedelta(minutes=1))
+        for news in (resumed, paused, minutely, hourly):  # told newest first
+            r.changes.send_nowait(news)
+        await trio.sleep(3 * 60)
+    slots = [T0 + timedelta(minutes=m) for m in (1, 2, 3)]
+    assert sorted(s for pk, s, _ in r.store.fired if pk == 1) == slots
+    assert sorted(s for pk, s, _ in r.store.fired if pk == 2) == slots
+
+
 async def test_news_through_a_channel_with_room_reads_nothing_back(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    """The read-back is for dropped news only: a channel never full costs no read."""
+    """The refill is for dropped news only: a channel never full costs no refill
+    (each change costs the read of its own unit)."""
     async with rig(news_buffer=100) as r:
         await trio.sleep(1)
         refills, held_refills = r.store.refills, r.store.held_refills
