@@ -181,3 +181,42 @@ async def test_failures_never_retried(tmp_path: Path, reason: FailureReason) -> 
         assert await store.runs.finish(run.id, outcome)
         assert told.retries == 0
         assert await store.runs.held_retries_before(T0 + timedelta(days=1), 10) == []
+
+
+async def test_a_retry_held_in_an_environment_made_dormant_never_fires(tmp_path: Path) -> None:
+    """Nothing fires in an environment the config no longer lists (README,
+    "Changing environments"): a retry held for its instant there is a fire to
+    come, like a slot, so the reload (or start) that makes it dormant cancels
+    it, saying why; the other environments' retries wait on."""
+    told = Told()
+    keyring = KeyRing.load_or_create(tmp_path / "k")
+    both = ("production", "staging")
+    async with open_store(tmp_path / "db", keyring, Clock(T0), None, told) as store:
+        rules = RetryPolicy(3, Backoff.FIXED, 60, retry_statuses=("5xx",))
+        await store.policies.create("acme", "p", "P", rules)
+        held: dict[str, RetryHeld] = {}
+        for env in both:
+            write = seed_job(
+                f"j-{env}", "j", None, True, None, HttpConfig("https://x.invalid/"), env
+            )
+            spec = type(write.spec)(**{**_fields(write.spec), "retry_policy": "p"})
+            await create_job(store, "acme", type(write)(spec, write.environments, write.owns))
+            run = await store.runs.enqueue_manual(
+                "acme", f"j-{env}", env, require_enabled=False, max_pending=100
+            )
+            assert await store.runs.claim(run.id, lambda _: -1) is not None
+            assert await store.runs.finish(run.id, FAILED_500)
+            (held[env],) = [
+                h
+                for h in await store.runs.held_retries_before(T0 + timedelta(days=1), 10)
+                if h.run_id not in {x.run_id for x in held.values()}
+            ]
+
+        await store.jobs.sync_environments({"acme": ("production",)})  # staging removed
+
+        gone = await store.runs.get_run("acme", held["staging"].run_id)
+        assert gone.status is RunStatus.CANCELED and "staging" in (gone.error or "")
+        assert await store.runs.release_retries([held["staging"]]) == []
+        assert gone.id in {end.run_id for end in told.ends}
+        waiting = await store.runs.held_retries_before(T0 + timedelta(days=1), 10)
+        assert waiting == [held["production"]]

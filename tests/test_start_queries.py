@@ -15,7 +15,7 @@ from pathlib import Path
 from jobsd.clock import Clock
 from jobsd.crypto import KeyRing
 from jobsd.job_model import HttpConfig
-from jobsd.store import environments_sql, open_store
+from jobsd.store import environments_sql, open_store, retries
 from jobsd.store.recovery import recover_tx
 from tests.model import create_job, seed_job
 
@@ -94,6 +94,7 @@ def _plans(db: Path) -> list[tuple[str, list[str]]]:
         environments_sql.make_dormant(conn, "staging", ["other", "acme"])
         environments_sql.dormant_enabled(conn, "acme", BOTH)
         recover_tx(conn, 1)
+        retries.cancel_held_outside(conn, {"acme": ("production",)}, now_us=1)
         conn.execute("ROLLBACK")
         conn.set_trace_callback(None)
         statements = [s for s in seen if s.startswith(("SELECT", "UPDATE"))]
@@ -111,6 +112,7 @@ _EXPECTED = {
     "AS e INDEXED BY": "job_environments_dormant",
     "UPDATE runs": "runs_live",
     "FROM runs": "runs_live",
+    "held_until_us IS NOT NULL": "runs_held",
 }
 
 

@@ -44,7 +44,15 @@ from jobsd import errors
 from jobsd.clock import Clock, from_us, to_us
 from jobsd.job_model import Job, JobCounting, JobKind, JobWrite
 from jobsd.messages import JobChanged, SchedulerNews
-from jobsd.store import environments_sql, job_writes, jobs_sql, listing_sql, runs_sql, usage_sql
+from jobsd.store import (
+    environments_sql,
+    job_writes,
+    jobs_sql,
+    listing_sql,
+    retries,
+    runs_sql,
+    usage_sql,
+)
 from jobsd.store.ends import RunObserver, write_ending
 from jobsd.store.engine import Engine
 from jobsd.store.job_writes import Limit
@@ -255,13 +263,16 @@ class JobStore:
         lists, and the enabled rows that do not fire (migration 9).
         `announce` False: at start, before the scheduler runs (it reads the
         store when it starts; telling it over the bounded channel then would
-        wait for a reader that is not there yet).
+        wait for a reader that is not there yet). Retries held for an
+        instant in an environment not listed are canceled: they are fires to
+        come, like slots (the `runs_held` index: only held retries are read).
         """
         now = self.now()
         keyring = self._keyring
 
-        def tx(conn: sqlite3.Connection) -> list[JobChanged]:
+        def tx(conn: sqlite3.Connection, ended: list[str]) -> list[JobChanged]:
             changes: list[JobChanged] = []
+            ended += retries.cancel_held_outside(conn, configured, now_us=to_us(now))
             for env in environments_sql.stored_environments(conn):
                 lacking = [account for account, envs in configured.items() if env not in envs]
                 if lacking:
@@ -282,7 +293,7 @@ class JobStore:
                     changes.append(JobChanged(job.pk, env, schedule, timezone, at))
             return changes
 
-        changes = await self._engine.write(tx)
+        changes = await write_ending(self._engine, self._observer, tx)
         if announce:
             self._announce(changes)
         return len(changes)

@@ -15,14 +15,16 @@ run's does.
 
 A chain ends when a retry succeeds, when the policy says no more (attempts,
 failure reasons, statuses), when a retry is canceled or refused for quota
-(neither passes through here: only a finished request is retried), or when
-the job is gone. A run lost in flight (WORKER_LOST) is never retried.
+(neither passes through here: only a finished request is retried), when
+the job is gone, or when its environment leaves the account's config
+(`cancel_held_outside`: nothing fires in a dormant environment). A run
+lost in flight (WORKER_LOST) is never retried.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from jobsd.clock import from_us, to_us
@@ -106,3 +108,27 @@ def release(conn: sqlite3.Connection, due: Sequence[RetryHeld]) -> list[RunOrder
         if row is not None:
             orders.append(RunOrder(held.run_id, str(row[0])))
     return orders
+
+
+def cancel_held_outside(
+    conn: sqlite3.Connection, configured: Mapping[str, Sequence[str]], *, now_us: int
+) -> list[str]:
+    """Cancel retries held for an instant in an environment their account's config
+    (`configured`: account id -> environments) no longer lists: nothing fires
+    there. Accounts not named are left alone. One walk of the `runs_held` index
+    (only held retries), then one update per retry canceled; their ids."""
+    held = conn.execute(
+        "SELECT id, account_id, environment FROM runs WHERE held_until_us IS NOT NULL"
+    ).fetchall()
+    canceled = []
+    for run_id, account_id, environment in held:
+        listed = configured.get(str(account_id))
+        if listed is None or environment in listed:
+            continue
+        error = (
+            f"the environment {environment} was removed from the account's config "
+            "before this retry was due; nothing fires there"
+        )
+        if runs_sql.cancel(conn, str(run_id), now_us=now_us, error=error):
+            canceled.append(str(run_id))
+    return canceled

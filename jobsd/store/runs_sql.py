@@ -243,11 +243,12 @@ _FINISH = {
 }
 
 
-def cancel(conn: sqlite3.Connection, run_id: str, *, now_us: int) -> bool:
+def cancel(conn: sqlite3.Connection, run_id: str, *, now_us: int, error: str | None = None) -> bool:
     cur = conn.execute(
         f"UPDATE runs SET status = 'CANCELED', finished_at_us = {FINISHED_AT}, "
-        f"held_until_us = NULL WHERE id = ? AND {_where_from(RunStatus.CANCELED)}",
-        (now_us, run_id),
+        "held_until_us = NULL, error = coalesce(?, error) "
+        f"WHERE id = ? AND {_where_from(RunStatus.CANCELED)}",
+        (now_us, error, run_id),
     )
     return cur.rowcount == 1
 
