@@ -44,7 +44,7 @@ import trio
 
 from jobsd.dialer import PolicyDialer, root_cause
 from jobsd.http_url import Target
-from jobsd.reading import INFORMATIONAL_BYTES, Reading, head_size, wire_bound
+from jobsd.reading import INFORMATIONAL_BYTES, Reading, wire_bound
 
 READ_BYTES = 64 * 1024
 _BODY_EXPECTED = ("POST", "PUT", "PATCH", "QUERY")
@@ -165,7 +165,6 @@ async def read_response(stream: trio.abc.Stream, conn: h11.Connection, reading: 
     cap. Raises ExchangeFailed or h11.RemoteProtocolError. The caller closes
     the stream, or keeps it if `reusable`."""
     sock = raw_socket(stream)
-    informational = 0
     while True:
         event = conn.next_event()
         if event is h11.NEED_DATA:
@@ -196,8 +195,13 @@ async def read_response(stream: trio.abc.Stream, conn: h11.Connection, reading: 
                 # HTTP on this connection (h11 would answer PAUSED from now on).
                 reading.start(event)
                 return
-            informational += head_size(event)
-            if informational > INFORMATIONAL_BYTES:
+            # Counted as they came over the wire (what was read, less what h11
+            # holds unparsed): h11 drops the whitespace around a header value,
+            # so a parsed head's size says nothing of a padded one's. Until that
+            # many bytes were read at all there is nothing to count (nor copy).
+            if reading.wire_bytes <= INFORMATIONAL_BYTES:
+                continue
+            if reading.wire_bytes - len(conn.trailing_data[0]) > INFORMATIONAL_BYTES:
                 raise ExchangeFailed(
                     f"more than {INFORMATIONAL_BYTES} bytes of informational (1xx) responses"
                 )

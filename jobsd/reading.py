@@ -9,10 +9,12 @@ number of bytes for it before the run's one deadline:
 - the status line and header block: `MAX_HEAD_BYTES`, as h11's
   `max_incomplete_event_size` (httpcore's value);
 - the informational (1xx) heads skipped before the final one: together
-  `INFORMATIONAL_BYTES`. Each is bounded alone by h11; without a bound on
-  all of them an endless stream of them kept a worker parsing at full CPU
-  until the deadline. A server reporting progress (`102 Processing`) every
-  second for five minutes sends 8 KB of it;
+  `INFORMATIONAL_BYTES`, as read off the wire (h11 drops a value's
+  surrounding whitespace, so a parsed head's size let padded heads of
+  100 KiB count as a few bytes each). Each is bounded alone by h11;
+  without a bound on all of them an endless stream of them kept a worker
+  parsing at full CPU until the deadline. A server reporting progress
+  (`102 Processing`) every second for five minutes sends 8 KB of it;
 - the body: counted, the first `keep_bytes` kept, cut at `cap_bytes`;
 - every byte read for the response: `wire_bound`. The cap counts body
   bytes, and a chunked body of mostly framing (1-byte chunks, long chunk
@@ -117,9 +119,3 @@ def _encoding(values: Sequence[bytes]) -> str:
             continue
         return encoding
     return "latin-1"
-
-
-def head_size(event: h11.InformationalResponse) -> int:
-    """The head's size as sent in the usual form (h11 has dropped optional whitespace)."""
-    lines = sum(len(name) + len(value) + 4 for name, value in event.headers.raw_items())
-    return len(b"HTTP/1.1 000 \r\n\r\n") + len(event.reason) + lines

@@ -325,6 +325,28 @@ async def test_endless_informational_responses_are_cut_at_the_bound_not_the_dead
     assert trio.current_time() - started < 10
 
 
+async def test_informational_heads_padded_with_whitespace_count_as_sent() -> None:
+    """The bound is on the bytes read: h11 drops a header value's surrounding
+    whitespace, so heads of 60 KB that parse to a few bytes each were counted
+    as those few, and a target had a worker read hundreds of MB of them."""
+    head = b"HTTP/1.1 102 \r\nx:" + b" " * 60_000 + b"a\r\n\r\n"
+    sent = 0
+
+    async def endless(stream: trio.SocketStream) -> None:
+        nonlocal sent
+        for _ in range(100_000):
+            await stream.send_all(head)
+            sent += len(head)
+
+    _, outcome = await perform(endless, timeout_s=30)
+    assert outcome.failure_reason is FailureReason.CONNECTION_ERROR, outcome
+    assert outcome.error == (
+        f"more than {INFORMATIONAL_BYTES} bytes of informational (1xx) responses"
+    )
+    # What the kernel's buffers took beyond what was read is a few MB at most.
+    assert sent < 16 * 1024 * 1024, f"{sent} bytes sent before the bound stopped the reads"
+
+
 async def test_informational_responses_within_the_bound_are_skipped() -> None:
     """A server reporting progress (102) every so often stays well inside it."""
     progress = b"HTTP/1.1 102 Processing\r\n\r\n"
