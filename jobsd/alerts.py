@@ -45,6 +45,7 @@ from jobsd.clock import Clock, from_us, to_us
 from jobsd.errors import SigningError
 from jobsd.job_model import Header, HttpConfig
 from jobsd.logs import fields
+from jobsd.lookup_threads import LOOKUP_SCOPE
 from jobsd.messages import Outcome
 from jobsd.runs import RunStatus
 from jobsd.store.outbox import AlertRecorder
@@ -160,7 +161,12 @@ class AlertSender:
         except SigningError:
             reason, status = "SIGNING_SECRET_MISSING", None
         else:
-            outcome = await self._delivery.perform(config, stamp=stamp)
+            # Its name lookups count against its account's share (`jobsd.lookup_threads`).
+            scope = LOOKUP_SCOPE.set(alert.account_id)
+            try:
+                outcome = await self._delivery.perform(config, stamp=stamp)
+            finally:
+                LOOKUP_SCOPE.reset(scope)
             if outcome.status is RunStatus.SUCCEEDED:
                 await self._outbox.delivered(alert.id)
                 if self._metrics is not None:

@@ -152,7 +152,11 @@ class Delivery:
         that let a target deduplicate, correlate and verify; they are not the
         job's secrets and are not part of the recorded snapshot of the job's
         request. Where a job sets a header of the same name, jobsd's wins."""
-        # Name lookups count against the account's share of the threads.
+        # Name lookups count against the account's share of the threads: a run's
+        # account is its reuse scope; a caller with none (the alert actor) sets
+        # LOOKUP_SCOPE itself, which is then kept.
+        if config.reuse_scope is None:
+            return await self._perform(config, stamp)
         scope = LOOKUP_SCOPE.set(config.reuse_scope)
         try:
             return await self._perform(config, stamp)

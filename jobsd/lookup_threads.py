@@ -9,14 +9,17 @@ in a network namespace whose DNS never answered, 8 runs of 1 s held the 8
 threads, and every other run to any name (`localhost` included) then
 timed out for the resolver's 10 s.
 
-So each scope (a run's account; alerts share one, `None`) may hold at most
+So each scope (an account, for its runs and its alerts alike) may hold at most
 `per_scope` of the `total` threads, counted until each thread really ends:
 `LookupThreads` is a limiter in the form `trio.to_thread.run_sync`
 documents (`acquire_on_behalf_of`, `release_on_behalf_of`), which trio
 releases when the thread finishes, not when the run is cancelled. The scope
 travels in a context variable that `Delivery.perform` sets for its task
-(`LOOKUP_SCOPE`), so resolvers keep their (host, port) form. One scope
-entry per account ever seen: the accounts are the config's, few.
+from a run's reuse scope, and the alert actor for each alert it sends
+(`LOOKUP_SCOPE`), so resolvers keep their (host, port) form. Alerts once
+shared one scope: two accounts whose `alert_url` never resolved held it
+all, and every other account's alerts timed out waiting for a thread. One
+scope entry per account ever seen: the accounts are the config's, few.
 """
 
 from __future__ import annotations

@@ -15,11 +15,14 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import socket
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -29,12 +32,15 @@ from jobsd.address_policy import AddressPolicy
 from jobsd.alerts import AlertSender, AlertTarget
 from jobsd.clock import Clock
 from jobsd.crypto import KeyRing
-from jobsd.delivery import Delivery
+from jobsd.delivery import Delivery, default_resolver
+from jobsd.job_model import HttpConfig
+from jobsd.lookup_threads import LookupThreads
 from jobsd.observer import Observer
 from jobsd.settings import Settings
 from jobsd.store import Store, open_store
 from tests.conftest import make_config
 from tests.idle_clock import jump_when_idle
+from tests.model import ENV, create_job, seed_job
 from tests.target import Received, Target, open_target
 from tests.test_outbox import FAILED_500, OK, Policies, ended, make_job
 
@@ -186,3 +192,70 @@ async def test_an_alert_waits_for_the_older_one_of_its_job_while_that_is_retried
         got = r.sent(path)
     assert [kind(a) for a in got] == ["job.failed"] * 3 + ["job.recovered"]
     assert [round(b.at - a.at) for a, b in itertools.pairwise(got[:3])] == [10, 20]
+
+
+async def test_an_alert_url_whose_name_never_resolves_holds_only_its_accounts_lookups(
+    tmp_path: Path,
+) -> None:
+    """Alerts of every account shared one share of the name-lookup threads: two
+    accounts whose alert_url names a host whose nameserver never answers held
+    all of it, and every other account's alerts to any name then waited out
+    their timeout. An alert's lookups count against its account, as its runs'
+    do. Real time: a hanging lookup is a thread mock time would wait for."""
+    never = threading.Event()
+    hanging: list[str] = []
+
+    def lookup(host: str, port: int, *args: object) -> list[Any]:
+        if host == "fine.test":
+            return socket.getaddrinfo("127.0.0.1", port, *args)  # type: ignore[arg-type]
+        hanging.append(host)
+        never.wait(30)  # a nameserver that never answers, until the test ends
+        return []
+
+    noisy = ("noisy-a", "noisy-b")
+    policies = Policies(alerting={*noisy, "quiet"})
+    keyring = KeyRing.load_or_create(tmp_path / "key")
+    delivery = Delivery(
+        AddressPolicy(["127.0.0.1/32"]), resolver=default_resolver(LookupThreads(8), lookup)
+    )
+    try:
+        async with (
+            open_target() as target,
+            open_store(
+                tmp_path / "db", keyring, Clock(), None, None, alert_policies=policies
+            ) as store,
+        ):
+            assert store.alerts is not None
+            port = target.url.rsplit(":", 1)[1]
+
+            def target_of(account: str) -> AlertTarget:
+                host = "fine.test" if account == "quiet" else "hang.test"
+                return AlertTarget(f"http://{host}:{port}/alert/{account}", False)
+
+            sender = AlertSender(store.outbox, store.alerts, delivery, target_of, Clock())
+            async with trio.open_nursery() as nursery:
+                await nursery.start(sender.run)
+                for account in noisy:  # two jobs each: an account's 2 alerts in flight
+                    for slug in ("j1", "j2"):
+                        await fail_once(store, account, slug)
+                with trio.fail_after(5):
+                    while len(hanging) < 4:
+                        await trio.sleep(0.01)
+                await fail_once(store, "quiet", "j1")
+                with trio.move_on_after(5):
+                    while not any(r.path == "/alert/quiet" for r in target.received):
+                        await trio.sleep(0.01)
+                nursery.cancel_scope.cancel()
+        assert [r.path for r in target.received] == ["/alert/quiet"]
+    finally:
+        never.set()
+
+
+async def fail_once(store: Store, account: str, slug: str) -> None:
+    """A job of `account` whose one run fails for good: a `job.failed` due now."""
+    write = seed_job(slug, slug, None, True, "0 0 1 1 *", HttpConfig(url="https://x.invalid/"))
+    await create_job(store, account, write)
+    run = await store.runs.enqueue_manual(account, slug, ENV, require_enabled=False, max_pending=10)
+    claim = await store.runs.claim(run.id, lambda _: -1)
+    assert claim is not None
+    assert await store.runs.finish(run.id, FAILED_500)
