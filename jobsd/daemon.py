@@ -223,7 +223,7 @@ async def _serve(
         default_environments=config.default_environments(),
         alert_policies=alert_settings,
     ) as store:
-        await recover(store.engine, to_us(clock.now()), store.alerts)
+        await recover(store.engine, to_us(clock.now()), store.alerts, observer)
         await store.jobs.sync_environments(environments_of(settings.config), announce=False)
         reloader.after_reload(lambda fresh: store.jobs.sync_environments(environments_of(fresh)))
         if lifecycle.stop.is_set():

@@ -36,6 +36,7 @@ from jobsd.store.recovery import LOST_ERROR, Recovery, recover
 from tests.conftest import JSONAPI, make_config
 from tests.inprocess import daemon_at
 from tests.target import Target, open_target
+from tests.test_metrics import samples
 
 T0 = datetime(2026, 6, 5, 0, 0, 30, tzinfo=UTC)
 DELETED_ERROR = "the job was deleted before this run started"
@@ -454,3 +455,37 @@ async def test_a_clock_stepped_back_across_the_restart_keeps_run_times_ordered(
         assert started is None or created <= started, dict(row)
         assert created <= finished, dict(row)
         assert started is None or started <= finished, dict(row)
+
+
+async def test_runs_lost_at_a_crash_are_counted_and_logged_as_finished(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Recovery ends runs like any other ending transaction: the restarted daemon's
+    `jobsd_runs_finished_total` and its `run finished` lines include them."""
+    config = make_config(tmp_path)
+    async with open_target() as target:
+        async with daemon_at(config, T0) as d:
+            await create(d.client, "hangs", "0 0 1 1 *", f"{target.url}/hang")
+            hung = await run_now(d.client, "hangs")
+            await wait_received(target, "/hang", 1)
+            d.crash()
+
+        caplog.set_level("INFO", logger="jobsd.runs")
+        async with daemon_at(config, T0 + timedelta(minutes=10)) as d:
+            text = (await d.client.get("/metrics")).text
+    lost = [
+        (labels, value)
+        for labels, value in samples(text, "jobsd_runs_finished_total")
+        if labels["failure_reason"] == "WORKER_LOST"
+    ]
+    assert [(labels["account"], labels["status"], value) for labels, value in lost] == [
+        ("acme", "FAILED", 1.0)
+    ]
+    lines = [
+        r.fields  # type: ignore[attr-defined]
+        for r in caplog.records
+        if r.name == "jobsd.runs" and r.getMessage() == "run finished"
+    ]
+    assert [(f["run"], f["status"], f["reason"]) for f in lines] == [
+        (hung, "FAILED", "WORKER_LOST")
+    ]
