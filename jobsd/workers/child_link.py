@@ -29,9 +29,13 @@ WORKER_LOST_ERROR = (
 EXIT_WAIT_S = 5.0
 
 
-def lost(config: HttpConfig, stamp: Sequence[tuple[str, str]], error: str) -> Outcome:
+def lost(
+    config: HttpConfig, stamp: Sequence[tuple[str, str]], error: str, *, sent: bool = True
+) -> Outcome:
+    """FAILED/WORKER_LOST; `sent` False when no worker ever had the request, so the
+    record gives the claim's meter back (a run is metered when its request starts)."""
     record = request_record(config, stamp)
-    return Outcome(RunStatus.FAILED, FailureReason.WORKER_LOST, error, record, None)
+    return Outcome(RunStatus.FAILED, FailureReason.WORKER_LOST, error, record, None, sent=sent)
 
 
 class Waiter:

@@ -213,7 +213,7 @@ class WorkerProcesses:
                 error = (
                     f"no worker process could take this run's request within {WORKER_WAIT_S:g} s"
                 )
-                return lost(config, stamp, error)
+                return lost(config, stamp, error, sent=False)
         assert child.sender is not None
         seq = child.next_seq
         child.next_seq += 1
