@@ -14,6 +14,12 @@ pruned): nothing can reach it then, and `jobs` does not grow forever with
 churn. The row with the highest id is kept even so, because SQLite hands out
 max(id)+1 and a job's id must never be reused: sealed values and runs are
 bound to it.
+
+One finished run is kept whatever its age or rank: the SCHEDULE run of a
+live one-off job for the job's instant (one per environment). Re-enabling
+a one-off recomputes its `next_run_at` to that instant, and that run's row
+in the unique `runs_slot` index is what keeps the instant from firing a
+second time; pruned, the instant would fire again.
 """
 
 from __future__ import annotations
@@ -22,12 +28,21 @@ import sqlite3
 
 from jobsd.store.engine import Engine
 
+# Not the run that marks a live one-off's instant as fired (see the module note).
+# `IS`: NULL from the subquery (no such job, `now`, cron) never matches.
+_NOT_NEEDED = (
+    "NOT (trigger = 'SCHEDULE' AND scheduled_for_us IS (SELECT jobsd_instant_us(j.schedule) "
+    "FROM jobs AS j WHERE j.id = runs.job_id AND j.kind = 'one_off' "
+    "AND j.deleted_at_us IS NULL))"
+)
+
 
 def prune_expired(conn: sqlite3.Connection, cutoff_us: int, limit: int) -> int:
     """Delete up to `limit` runs that finished before `cutoff_us`."""
     return conn.execute(
         "DELETE FROM runs WHERE seq IN (SELECT seq FROM runs "
-        "WHERE finished_at_us < ? AND status NOT IN ('PENDING', 'RUNNING') LIMIT ?)",
+        "WHERE finished_at_us < ? AND status NOT IN ('PENDING', 'RUNNING') "
+        f"AND {_NOT_NEEDED} LIMIT ?)",
         (cutoff_us, limit),
     ).rowcount
 
@@ -58,7 +73,7 @@ def prune_over_cap(conn: sqlite3.Connection, job_pk: int, keep: int, limit: int)
     return conn.execute(
         "DELETE FROM runs WHERE seq IN (SELECT seq FROM runs "
         "WHERE job_id = ? AND finished_at_us IS NOT NULL AND seq < ? "
-        "AND status NOT IN ('PENDING', 'RUNNING') ORDER BY seq LIMIT ?)",
+        f"AND status NOT IN ('PENDING', 'RUNNING') AND {_NOT_NEEDED} ORDER BY seq LIMIT ?)",
         (job_pk, int(boundary[0]), limit),
     ).rowcount
 

@@ -26,7 +26,9 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Mapping
 
-from jobsd.errors import SchemaTooNewError, StorageError
+from jobsd.clock import to_us
+from jobsd.errors import ScheduleError, SchemaTooNewError, StorageError
+from jobsd.schedule import InstantSchedule, parse_schedule
 from jobsd.store import pending_counts
 from jobsd.store.alert_schema import ALERTS
 from jobsd.store.environments_schema import environments
@@ -175,6 +177,8 @@ def configure(conn: sqlite3.Connection, *, readonly: bool = False) -> None:
     conn.row_factory = sqlite3.Row
     # Case-insensitive name search beyond ASCII (SQLite's lower() folds ASCII only).
     conn.create_function("jobsd_fold", 1, _fold, deterministic=True)
+    # A one-off job's instant, for retention (`jobsd.store.retention`).
+    conn.create_function("jobsd_instant_us", 1, _instant_us, deterministic=True)
     conn.execute("PRAGMA busy_timeout = 5000")
     conn.execute("PRAGMA foreign_keys = ON")
     if readonly:
@@ -188,6 +192,17 @@ def configure(conn: sqlite3.Connection, *, readonly: bool = False) -> None:
 
 def _fold(text: str | None) -> str | None:
     return None if text is None else text.casefold()
+
+
+def _instant_us(schedule: str | None) -> int | None:
+    """The instant of an ISO-8601 one-off schedule; NULL for `now`, cron or none."""
+    if schedule is None:
+        return None
+    try:
+        parsed = parse_schedule(schedule)
+    except ScheduleError:
+        return None
+    return to_us(parsed.at) if isinstance(parsed, InstantSchedule) else None
 
 
 def current_version(conn: sqlite3.Connection) -> int:

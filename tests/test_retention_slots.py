@@ -1,0 +1,71 @@
+"""Retention and the at-most-once of a slot: a pruned run must not free its slot.
+
+A one-off fires at most once for its instant: re-enabling one whose
+instant already fired does not fire it again (README, Decisions). The
+unique `(job, environment, scheduled_for)` index over SCHEDULE runs is
+what refuses the second run, so the rule must hold once retention has
+pruned the first one too.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from jobsd.clock import Clock
+from jobsd.config import RetentionConfig
+from jobsd.crypto import KeyRing
+from jobsd.job_model import HttpConfig
+from jobsd.messages import Outcome
+from jobsd.plans import UNLIMITED
+from jobsd.retention import prune_once
+from jobsd.runs import RunStatus
+from jobsd.store import open_store
+from tests.model import ENV, create_job, next_run, seed_job, seed_limit
+
+T0 = datetime(2026, 6, 5, 2, 0, tzinfo=UTC)
+AT = T0 + timedelta(hours=1)
+
+
+class SetClock(Clock):
+    def __init__(self, at: datetime) -> None:
+        super().__init__(at)
+        self.at = at
+
+    def now(self) -> datetime:
+        return self.at
+
+
+def one_off(enabled: bool) -> object:
+    return seed_job("once", "n", None, enabled, AT.isoformat(), HttpConfig("https://x.invalid/"))
+
+
+async def test_a_pruned_one_off_run_does_not_let_its_instant_fire_again(tmp_path: Path) -> None:
+    clock = SetClock(T0)
+    ring = KeyRing.load_or_create(tmp_path / "secret.key")
+    async with open_store(tmp_path / "db", ring, clock) as store:
+        job = await create_job(store, "acme", one_off(True))
+        assert next_run(job) == AT
+        clock.at = AT
+        fired, order = await store.runs.fire_slot(job.pk, due=AT, slot=AT, next_run_at=None)
+        assert fired and order is not None
+        assert await store.runs.claim(order.run_id, lambda _: UNLIMITED) is not None
+        ok = Outcome(RunStatus.SUCCEEDED, None, None, {}, {"status": 200})
+        assert await store.runs.finish(order.run_id, ok)
+        manual = await store.runs.enqueue_manual(
+            "acme", "once", ENV, require_enabled=False, max_pending=10
+        )
+        assert await store.runs.claim(manual.id, lambda _: UNLIMITED) is not None
+        assert await store.runs.finish(manual.id, ok)
+
+        # Weeks later its run is past `days` and pruned; then the job is re-enabled.
+        clock.at = AT + timedelta(days=30)
+        report = await prune_once(store.retention, RetentionConfig(days=7), clock.now())
+        assert report.expired >= 1  # the run-now's run at least
+        again = await store.jobs.replace_job(
+            "acme", "once", one_off(True), configured=(ENV,), limit=seed_limit(-1)
+        )
+        due = next_run(again)
+        if due is not None:
+            fired, second = await store.runs.fire_slot(job.pk, due=due, slot=due, next_run_at=None)
+            assert second is None, f"the instant {AT} fired a second time: run {second}"
