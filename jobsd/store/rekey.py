@@ -73,18 +73,24 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def _batches(conn: sqlite3.Connection, batch_jobs: int) -> Iterator[list[sqlite3.Row]]:
+def _batches(
+    conn: sqlite3.Connection, batch_jobs: int, key_id: str | None = None
+) -> Iterator[list[sqlite3.Row]]:
     """Rows holding sealed values: (id, environment, account_id, slug, deleted_at_us, headers).
 
     `environment` is NULL for a job's base headers, else the environment
-    whose overrides the row holds.
+    whose overrides the row holds. With `key_id`, only rows whose text
+    holds a value sealed under it (and a few more, such as a header named
+    like one), found by SQLite without parsing a row: `retire` counts under
+    the write lock, and must not hold it while Python parses every job.
     """
+    needle = "" if key_id is None else f'"v1.{key_id}.'
     after = 0
     while True:
         rows = conn.execute(
             "SELECT id, NULL AS environment, account_id, slug, deleted_at_us, headers FROM jobs "
-            "WHERE id > ? AND headers != '[]' ORDER BY id LIMIT ?",
-            (after, batch_jobs),
+            "WHERE id > ? AND headers != '[]' AND instr(headers, ?) ORDER BY id LIMIT ?",
+            (after, needle, batch_jobs),
         ).fetchall()
         if not rows:
             break
@@ -98,8 +104,8 @@ def _batches(conn: sqlite3.Connection, batch_jobs: int) -> Iterator[list[sqlite3
             "SELECT e.job_id AS id, e.environment, j.account_id, j.slug, j.deleted_at_us, "
             "e.headers FROM job_environments AS e JOIN jobs AS j ON j.id = e.job_id "
             "WHERE (e.job_id, e.environment) > (?, ?) AND e.headers != '[]' "
-            "ORDER BY e.job_id, e.environment LIMIT ?",
-            (*key, batch_jobs),
+            "AND instr(e.headers, ?) ORDER BY e.job_id, e.environment LIMIT ?",
+            (*key, needle, batch_jobs),
         ).fetchall()
         if not rows:
             return
@@ -146,7 +152,7 @@ def count_under(conn: sqlite3.Connection, ring: KeyRing, key_id: str) -> tuple[i
     """(values, jobs) still sealed under `key_id`; no decryption needed."""
     values = 0
     jobs: set[int] = set()
-    for rows in _batches(conn, 1000):
+    for rows in _batches(conn, 1000, key_id):
         for row in rows:
             found = sum(
                 _key_id(ring, item["sealed"]) == key_id for item in json.loads(row["headers"])
