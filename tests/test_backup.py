@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
+import stat
+import subprocess
+import sys
 import threading
 import uuid
 from pathlib import Path
@@ -203,3 +207,26 @@ def test_force_replaces_only_a_database(
         run_cli(capsys, "backup", "--data-dir", str(live_db.parent), "--force", str(empty))[0] == 0
     )
     assert check_copy(empty) == 0
+
+
+def test_force_never_opens_or_replaces_what_is_not_a_regular_file(
+    tmp_path: Path, live_db: Path
+) -> None:
+    """A DEST that exists but is no file (a FIFO; /dev/null, a device, as root) is
+    refused: opening a FIFO to read SQLite's header waited for a writer forever,
+    and an "empty" device node was replaced by the copy."""
+    fifo = tmp_path / "fifo"  # beside the database of the default --data-dir (cwd)
+    os.mkfifo(fifo)
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "jobsd", "backup", "--force", str(fifo)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("jobsd backup --force onto a FIFO hung")
+    assert out.returncode == 2, out.stderr
+    assert "is not a regular file" in out.stderr, out.stderr
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)

@@ -17,9 +17,10 @@ self-contained file (journal mode DELETE; jobsd switches it back to WAL when
 it opens it), checked with `PRAGMA quick_check` and for a `schema_version`,
 fsynced, and only then published under DEST: a failed or interrupted backup
 never leaves a half-copied DEST. An existing DEST is replaced only when
-asked (`force`), only when it is a SQLite database or empty (never the key
-file or a config by a slip of the hand), and never when it is the live
-database itself or looks like one in use (a `-wal`/`-shm` beside it).
+asked (`force`), only when it is a SQLite database or an empty regular
+file (never the key file, a config or /dev/null by a slip of the hand),
+and never when it is the live database itself or looks like one in use (a
+`-wal`/`-shm` beside it).
 
 Header values stay sealed in the copy: restoring it needs the key file too.
 """
@@ -52,6 +53,8 @@ def _check_paths(source: Path, dest: Path, *, force: bool) -> None:
     if dest.is_dir():
         raise StorageError(f"{dest} is a directory; name the file to write")
     if dest.exists():
+        if not dest.is_file():  # a FIFO would block the read of its header; a device, replaced
+            raise StorageError(f"{dest} is not a regular file; name the file to write")
         if os.path.samefile(source, dest):
             raise StorageError(f"{dest} is the live database itself")
         if not force:
