@@ -45,6 +45,12 @@ class Clock:
     def now(self) -> datetime:
         return self.from_trio(trio.current_time())
 
+    def reanchor(self, wall: datetime) -> None:
+        """From now on, `now()` reads `wall` plus elapsed trio time: the system's
+        clock was stepped, or the machine slept (`jobsd.clock_watch`)."""
+        self._wall_anchor = wall.astimezone(UTC)
+        self._trio_anchor = trio.current_time()
+
     def from_trio(self, trio_time: float) -> datetime:
         # Rounded to the microsecond, so that waking at `to_trio(w)` reads
         # exactly `w` again: instants are stored as integer microseconds.

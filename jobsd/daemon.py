@@ -9,6 +9,7 @@
             ├── watchdog pings               while the store answers (store_answers)
             ├── integrity check              once ready; a damaged file stops it, exit 2
             ├── writer watch                 a write connection gone bad stops it, exit 2
+            ├── clock watch                  re-anchors on a system clock stepped or slept
             ├── retention                    prunes run history in small batches
             └── front
                 ├── scheduler                stops first: nothing new fires
@@ -96,6 +97,7 @@ from jobsd.alerts import AlertSender
 from jobsd.api.context import ApiContext
 from jobsd.api.server import run_api
 from jobsd.clock import Clock, to_us
+from jobsd.clock_watch import telling, watch_clock
 from jobsd.config import Config
 from jobsd.crypto import KeyRing
 from jobsd.delivery import Delivery, Resolver
@@ -106,6 +108,7 @@ from jobsd.lifecycle import (
     Lifecycle,
     check_store,
     essential,
+    run_scheduler,
     run_signals,
     store_answers,
     watch_writer,
@@ -142,17 +145,6 @@ class DaemonOptions:
     notifier: Notifier = field(default_factory=Notifier.from_environ)
     resolver: Resolver | None = None
     clock: Clock | None = None
-
-
-async def _run_scheduler(
-    scope: trio.CancelScope,
-    scheduler: Scheduler,
-    lifecycle: Lifecycle,
-    *,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    with scope:
-        await essential("scheduler", lifecycle, scheduler.run, task_status=task_status)
 
 
 async def run_daemon(
@@ -267,6 +259,8 @@ async def _serve(
             # Closes kept connections as they expire, and all of them at the stop.
             actors.start_soon(delivery.idle.tidy)
             actors.start_soon(watch_writer, store, lifecycle)
+            if options.clock is None:  # the system's clock: follow it (a test's is its own)
+                actors.start_soon(watch_clock, clock, telling(changes_tx))
             await actors.start(essential, "alert sender", lifecycle, alerts.run)
             if processes is not None:
                 await actors.start(essential, "worker processes", lifecycle, processes.run)
@@ -282,7 +276,7 @@ async def _serve(
             )
             async with trio.open_nursery() as front:
                 scheduler_scope = trio.CancelScope()
-                await front.start(_run_scheduler, scheduler_scope, scheduler, lifecycle)
+                await front.start(run_scheduler, scheduler_scope, scheduler, lifecycle)
                 bound: list[str] = await front.start(
                     essential,
                     "API server",

@@ -37,6 +37,7 @@ import trio
 from jobsd.errors import StorageError
 from jobsd.notify import Notifier
 from jobsd.reload import Reloader
+from jobsd.scheduler import Scheduler
 from jobsd.settings import Health
 from jobsd.store import Store, integrity
 from jobsd.taskdump import log_task_tree
@@ -134,6 +135,18 @@ async def essential(
     await actor(*args, task_status=task_status)
     if not lifecycle.stop.is_set():
         raise RuntimeError(f"the {name} stopped while jobsd was not stopping")
+
+
+async def run_scheduler(
+    scope: trio.CancelScope,
+    scheduler: Scheduler,
+    lifecycle: Lifecycle,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """The scheduler as an essential actor inside `scope`, which a stop cancels first."""
+    with scope:
+        await essential("scheduler", lifecycle, scheduler.run, task_status=task_status)
 
 
 def _round_trip(conn: sqlite3.Connection) -> None:

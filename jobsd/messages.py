@@ -93,7 +93,16 @@ class RetryHeld:
     due: datetime
 
 
-SchedulerNews = JobChanged | RetryHeld
+@dataclass(frozen=True, slots=True)
+class ClockMoved:
+    """Sent by the clock watch after it re-anchored the daemon's clock on the
+    system's (`jobsd.clock_watch`): every wake-up computed before is off by
+    `by_s`, so the scheduler computes its next one afresh."""
+
+    by_s: float
+
+
+SchedulerNews = JobChanged | RetryHeld | ClockMoved
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,7 +54,7 @@ import trio
 
 from jobsd.clock import Clock, from_us, to_us
 from jobsd.dispatch import RunIntake
-from jobsd.messages import RetryHeld, RunOrder, SchedulerNews
+from jobsd.messages import ClockMoved, RetryHeld, RunOrder, SchedulerNews
 from jobsd.schedule import Schedule, parse_schedule, plan_fire
 from jobsd.store.slots import DueJob, SlotFiring
 from jobsd.timerwheel import TimerWheel
@@ -181,6 +181,8 @@ class Scheduler:
 
     def _apply(self, news: SchedulerNews, changed: dict[Unit, None]) -> None:
         """A retry is tracked as told; a job change only names its unit (`_read_back`)."""
+        if isinstance(news, ClockMoved):
+            return  # woken: the loop reads the clock again
         if isinstance(news, RetryHeld):
             if news.due <= self._held_covered_until:
                 self._held.add(news.run_id, to_us(news.due))

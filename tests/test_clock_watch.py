@@ -1,0 +1,130 @@
+"""The daemon's clock follows the system's after a step or a sleep (`jobsd.clock_watch`).
+
+On trio's MockClock with the system's clock played by a function: the
+machine "sleeps" 10 minutes (the system's clock jumps ahead, trio's does
+not), or is stepped back. Without the watch, every later slot fires 10
+minutes late for good.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import httpx2
+import pytest
+import trio
+import trio.testing
+
+from jobsd import clock_watch
+from jobsd.clock import system_utc_now
+from jobsd.clock_watch import watch_clock
+from jobsd.config import parse_config
+from jobsd.daemon import DaemonOptions, run_daemon
+from jobsd.messages import ClockMoved
+from tests.conftest import JSONAPI, auth, config_text, job_doc
+from tests.test_scheduler import T0, Rig, rig
+
+MINUTE = timedelta(minutes=1)
+
+
+class System:
+    """The system's clock: the daemon's as it started, plus whatever moved it."""
+
+    def __init__(self, r: Rig) -> None:
+        self._start = r.clock.now()
+        self._trio_start = trio.current_time()
+        self.moved = timedelta(0)
+
+    def now(self) -> datetime:
+        return self._start + timedelta(seconds=trio.current_time() - self._trio_start) + self.moved
+
+
+async def _watched(r: Rig, system: System, told: list[ClockMoved]) -> None:
+    def tell(news: ClockMoved) -> None:
+        told.append(news)
+        r.changes.send_nowait(news)
+
+    await watch_clock(r.clock, tell, wall=system.now)
+
+
+async def test_after_the_machine_slept_slots_fire_on_the_systems_time(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    told: list[ClockMoved] = []
+    async with rig(grace_s=60) as r, trio.open_nursery() as nursery:
+        system = System(r)
+        nursery.start_soon(_watched, r, system, told)
+        await r.change(1, "* * * * *")
+        await trio.sleep(150)  # 02:30 on both clocks; 01:00 and 02:00 fired
+        system.moved = timedelta(minutes=10)  # asleep from 02:30 to 12:30
+        await trio.sleep(300)  # to 17:30 on the system's clock
+        nursery.cancel_scope.cancel()
+    fired = [(slot, at) for _, slot, at in r.store.fired]
+    assert [slot for slot, _ in fired] == [
+        T0 + MINUTE * m for m in (1, 2, 12, 13, 14, 15, 16, 17)
+    ]  # 12:00 is the one catch-up (within 60 s of 12:30); 03:00-11:00 missed
+    late = [(at - slot).total_seconds() for slot, at in fired]
+    assert late[:2] == [0, 0] and 29 <= late[2] <= 31 and all(s == 0 for s in late[3:])
+    assert len(told) == 1 and 599 <= told[0].by_s <= 601
+    assert abs((system.now() - r.clock.now()).total_seconds()) < 1e-6
+
+
+async def test_a_clock_stepped_back_fires_no_slot_twice(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    told: list[ClockMoved] = []
+    async with rig() as r, trio.open_nursery() as nursery:
+        system = System(r)
+        nursery.start_soon(_watched, r, system, told)
+        await r.change(1, "* * * * *")
+        await trio.sleep(330)  # 05:30; 01:00 to 05:00 fired
+        system.moved = -timedelta(minutes=3)  # back to 02:30
+        await trio.sleep(300)  # to 07:30 on the system's clock
+        nursery.cancel_scope.cancel()
+    slots = [slot for _, slot, _ in r.store.fired]
+    assert slots == [T0 + MINUTE * m for m in range(1, 8)]
+    assert len(told) == 1 and -181 <= told[0].by_s <= -179
+
+
+async def test_slewing_below_the_step_is_left_alone(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    told: list[ClockMoved] = []
+    async with rig() as r, trio.open_nursery() as nursery:
+        system = System(r)
+        nursery.start_soon(_watched, r, system, told)
+        for _ in range(9):
+            await trio.sleep(10)
+            system.moved += timedelta(milliseconds=100)  # 0.9 s in all, never a step
+        nursery.cancel_scope.cancel()
+    assert told == []
+    assert r.clock.now() == T0 + timedelta(seconds=90)
+
+
+async def test_jobsd_serve_follows_the_system_clock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The whole daemon on the system's clock (no clock injected, as `jobsd serve`):
+    its clock watch runs, and a system clock 10 minutes ahead re-anchors it."""
+    bound: list[str] = []
+    options = DaemonOptions(config=parse_config(config_text(tmp_path)), announce=bound.extend)
+    ahead = timedelta(minutes=10)
+    monkeypatch.setattr(clock_watch, "system_utc_now", lambda: system_utc_now() + ahead)
+    stop = trio.Event()
+    with caplog.at_level(logging.WARNING, logger="jobsd.clock"), trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run_daemon, options, stop)
+            while not any("system clock moved" in r.getMessage() for r in caplog.records):
+                await trio.sleep(0.05)
+            async with httpx2.AsyncClient(base_url=bound[0], trust_env=False) as client:
+                made = await client.post(
+                    "/api/v1/jobs",
+                    json=job_doc("after", schedule="0 0 1 1 *"),
+                    headers={**auth(), "Content-Type": JSONAPI},
+                )
+            stop.set()
+    assert made.status_code == 201, made.text
+    created = datetime.fromisoformat(made.json()["data"]["attributes"]["created_at"])
+    assert 595 <= (created - system_utc_now()).total_seconds() <= 601
