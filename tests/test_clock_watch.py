@@ -9,8 +9,12 @@ minutes late for good.
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
@@ -41,26 +45,30 @@ class System:
         return self._start + timedelta(seconds=trio.current_time() - self._trio_start) + self.moved
 
 
-async def _watched(r: Rig, system: System, told: list[ClockMoved]) -> None:
-    def tell(news: ClockMoved) -> None:
-        told.append(news)
-        r.changes.send_nowait(news)
+@asynccontextmanager
+async def watched(**rig_options: Any) -> AsyncIterator[tuple[Rig, System, list[ClockMoved]]]:
+    """The scheduler rig with a clock watch over `System`; `told`: what it said."""
+    told: list[ClockMoved] = []
+    async with rig(**rig_options) as r, trio.open_nursery() as nursery:
+        system = System(r)
 
-    await watch_clock(r.clock, tell, wall=system.now)
+        def tell(news: ClockMoved) -> None:
+            told.append(news)
+            r.changes.send_nowait(news)
+
+        nursery.start_soon(partial(watch_clock, r.clock, tell, wall=system.now))
+        yield r, system, told
+        nursery.cancel_scope.cancel()
 
 
 async def test_after_the_machine_slept_slots_fire_on_the_systems_time(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    told: list[ClockMoved] = []
-    async with rig(grace_s=60) as r, trio.open_nursery() as nursery:
-        system = System(r)
-        nursery.start_soon(_watched, r, system, told)
+    async with watched(grace_s=60) as (r, system, told):
         await r.change(1, "* * * * *")
         await trio.sleep(150)  # 02:30 on both clocks; 01:00 and 02:00 fired
         system.moved = timedelta(minutes=10)  # asleep from 02:30 to 12:30
         await trio.sleep(300)  # to 17:30 on the system's clock
-        nursery.cancel_scope.cancel()
     fired = [(slot, at) for _, slot, at in r.store.fired]
     assert [slot for slot, _ in fired] == [
         T0 + MINUTE * m for m in (1, 2, 12, 13, 14, 15, 16, 17)
@@ -74,15 +82,11 @@ async def test_after_the_machine_slept_slots_fire_on_the_systems_time(
 async def test_a_clock_stepped_back_fires_no_slot_twice(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    told: list[ClockMoved] = []
-    async with rig() as r, trio.open_nursery() as nursery:
-        system = System(r)
-        nursery.start_soon(_watched, r, system, told)
+    async with watched() as (r, system, told):
         await r.change(1, "* * * * *")
         await trio.sleep(330)  # 05:30; 01:00 to 05:00 fired
         system.moved = -timedelta(minutes=3)  # back to 02:30
         await trio.sleep(300)  # to 07:30 on the system's clock
-        nursery.cancel_scope.cancel()
     slots = [slot for _, slot, _ in r.store.fired]
     assert slots == [T0 + MINUTE * m for m in range(1, 8)]
     assert len(told) == 1 and -181 <= told[0].by_s <= -179
@@ -91,14 +95,10 @@ async def test_a_clock_stepped_back_fires_no_slot_twice(
 async def test_slewing_below_the_step_is_left_alone(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    told: list[ClockMoved] = []
-    async with rig() as r, trio.open_nursery() as nursery:
-        system = System(r)
-        nursery.start_soon(_watched, r, system, told)
+    async with watched() as (r, system, told):
         for _ in range(9):
             await trio.sleep(10)
             system.moved += timedelta(milliseconds=100)  # 0.9 s in all, never a step
-        nursery.cancel_scope.cancel()
     assert told == []
     assert r.clock.now() == T0 + timedelta(seconds=90)
 
