@@ -84,6 +84,12 @@ class Metrics:
         )
         self.pending = Gauge("jobsd_runs_pending", "Runs PENDING in the store.", registry=r)
         self.running = Gauge("jobsd_runs_running", "Runs RUNNING in the store.", registry=r)
+        self.alerts_pending = Gauge(
+            "jobsd_alerts_pending",
+            "Alerts in the store's outbox not yet delivered (due, deferred or to be tried again).",
+            ["account"],
+            registry=r,
+        )
         self.scheduler_lag = Histogram(
             "jobsd_scheduler_lag_seconds",
             "How late the scheduler fired each due job (its now minus the due instant).",
@@ -205,12 +211,21 @@ class Metrics:
         self.api_requests.labels(REFUSED_ROUTE, method_label(method), str(status)).inc()
 
     def exposition(
-        self, pending: int, running: int, accept: str | None = None
+        self,
+        pending: int,
+        running: int,
+        accept: str | None = None,
+        alerts: Mapping[str, int] | None = None,
     ) -> tuple[bytes, str]:
         """The exposition and its content type, with the gauges set from the store's
-        counts just read. The format is negotiated on `accept` as the library's own
-        handler does: Prometheus text 0.0.4 unless OpenMetrics is asked for."""
+        counts just read (`alerts`: the outbox's, per account; an account with none
+        has no sample, so a removed account leaves none behind). The format is
+        negotiated on `accept` as the library's own handler does: Prometheus text
+        0.0.4 unless OpenMetrics is asked for."""
         self.pending.set(pending)
         self.running.set(running)
+        self.alerts_pending.clear()
+        for account, held in (alerts or {}).items():
+            self.alerts_pending.labels(account).set(held)
         encode, content_type = choose_encoder(accept or "")
         return encode(self.registry), content_type

@@ -7,9 +7,10 @@ token, its digest compared in constant time. Every refusal is the same
 403 JSON:API error, whatever the reason, so a refused client learns
 neither which check failed nor anything the metrics say.
 
-The two run gauges are read from the store at each scrape (its partial
-index on live runs makes that cheap), so they agree with the database
-rather than with a count kept beside it.
+The two run gauges and the outbox's (`jobsd_alerts_pending`, at most
+`OUTBOX_CAP` rows an account) are read from the store at each scrape (the
+partial index on live runs makes that cheap), so they agree with the
+database rather than with a count kept beside it.
 """
 
 from __future__ import annotations
@@ -53,8 +54,9 @@ def metrics_blueprint(ctx: ApiContext, observer: Observer, config: MetricsConfig
         if not allowed(config, client, single_header("Authorization")):
             return jsonapi.error_response(_REFUSED)
         pending, running = await ctx.store.runs.count_live()
+        alerts = await ctx.store.outbox.held()
         accept = request.headers.get("Accept")
-        body, content_type = observer.metrics.exposition(pending, running, accept)
+        body, content_type = observer.metrics.exposition(pending, running, accept, alerts)
         return Response(body, content_type=content_type)
 
     return bp
