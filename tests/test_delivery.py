@@ -13,8 +13,8 @@ import ipaddress
 import socket
 import ssl
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import ExitStack, asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -589,6 +589,37 @@ async def test_allowed_answers_are_tried_in_turn() -> None:
         outcome = await delivery.perform(config(f"http://two.test:{server.port}/"))
     assert outcome.status is RunStatus.SUCCEEDED
     assert server.accepted == 1
+
+
+@contextmanager
+def silent_port(host: str, port: int) -> Iterator[None]:
+    """A listener on `host:port` whose accept queue is full: Linux drops the SYNs
+    of any further connection, so connecting there hangs as to a dead host,
+    all on loopback."""
+    with socket.socket() as listener, ExitStack() as fillers:
+        listener.bind((host, port))
+        listener.listen(0)
+        for _ in range(4):
+            filler = fillers.enter_context(socket.socket())
+            filler.setblocking(False)
+            with suppress(BlockingIOError):
+                filler.connect((host, port))
+        yield
+
+
+async def test_an_answer_that_never_connects_does_not_hold_up_the_next() -> None:
+    """A name whose first address drops every SYN (a dead host behind a DNS record)
+    and whose second serves: the second is tried 250 ms later (RFC 8305's attempt
+    delay, as trio and anyio connect), not after the run's whole timeout."""
+    async with serving() as server:
+        with silent_port("127.0.0.2", server.port):
+            resolver = fixed({"two.test": ["127.0.0.2", "127.0.0.1"]})
+            delivery = Delivery(only("127.0.0.1/32", "127.0.0.2/32"), resolver=resolver)
+            started = trio.current_time()
+            outcome = await delivery.perform(config(f"http://two.test:{server.port}/"))
+            took_s = trio.current_time() - started
+    assert outcome.status is RunStatus.SUCCEEDED, outcome.error
+    assert server.accepted == 1 and took_s < 3, took_s
 
 
 async def test_only_refused_answers_is_ssrf_blocked_without_a_connection() -> None:
