@@ -174,8 +174,11 @@ class ExecutorPool:
             with trio.CancelScope(shield=True):
                 if outcome is not None:
                     # A response that made it in just as the grace ran out is
-                    # still the truth. A user's cancel already recorded
-                    # CANCELED; finish() then matches nothing.
+                    # still the truth, and so is one never sent (its meter given
+                    # back). A user's cancel already recorded CANCELED; finish()
+                    # then matches nothing.
+                    if run_id in self._lost and not outcome.sent:
+                        outcome = replace(outcome, error=f"{self._lost_error}; it was never sent")
                     await self._runs.finish(run_id, outcome)
                 elif run_id in self._lost:
                     await self._runs.mark_lost([run_id], self._lost_error)

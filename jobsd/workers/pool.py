@@ -57,6 +57,7 @@ YOUNG_S = 10.0
 # worker needs to notice its own deadline and send its answer under load.
 STUCK_S = 30.0
 BACKOFF_S = (0.1, 5.0)
+NOT_TAKEN_ERROR = "cancelled before any worker process took this run's request; nothing was sent"
 _NOT_INHERITED = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
 
 
@@ -207,8 +208,13 @@ class WorkerProcesses:
         frame is queued at once (`FrameSender.send`)."""
         child = self._least_busy()
         if child is None:
-            with trio.move_on_after(WORKER_WAIT_S):
-                child = await self._pick()
+            try:
+                with trio.move_on_after(WORKER_WAIT_S):
+                    child = await self._pick()
+            except trio.Cancelled:
+                # The stop's grace (or a cancel) ended the wait: no request left,
+                # so the outcome says so and the record gives the meter back.
+                return lost(config, stamp, NOT_TAKEN_ERROR, sent=False)
             if child is None or not child.alive:
                 error = (
                     f"no worker process could take this run's request within {WORKER_WAIT_S:g} s"
@@ -221,6 +227,13 @@ class WorkerProcesses:
         try:
             with suppress(trio.BrokenResourceError):  # it died: `lose_all` answers
                 await child.sender.send(wire.perform_doc(seq, config, stamp))
+        except BaseException as exc:
+            # Its frame was not queued (`FrameSender.send`): the worker never had it.
+            child.waiting.pop(seq, None)
+            if isinstance(exc, trio.Cancelled):
+                return lost(config, stamp, NOT_TAKEN_ERROR, sent=False)
+            raise
+        try:
             with trio.move_on_after(config.timeout_s + STUCK_S):
                 return await waiter.wait()
             child.kill_stuck(config.timeout_s + STUCK_S)
