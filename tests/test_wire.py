@@ -75,6 +75,18 @@ def test_an_outcome_crosses_unchanged_and_a_bad_one_is_refused() -> None:
         wire.seq_of({"kind": "done", "seq": True})
 
 
+@pytest.mark.parametrize("status", ["PENDING", "RUNNING", "CANCELED"])
+def test_an_outcome_no_request_ends_with_is_refused(status: str) -> None:
+    # A request ends SUCCEEDED or FAILED (a cancelled one sends no outcome at
+    # all). A worker that sent PENDING or RUNNING would have its run finished
+    # with a status no RUNNING run moves to: the record matches nothing and the
+    # run stays RUNNING for good; CANCELED would say a user cancelled it.
+    outcome = Outcome(RunStatus.SUCCEEDED, None, None, {"method": "POST"}, {"status": 200})
+    doc = json.loads(wire.encode(wire.done_doc(3, outcome))[4:])
+    with pytest.raises(wire.FrameError, match="does not hold an outcome"):
+        wire.outcome_of({**doc, "status": status})
+
+
 async def _read(data: bytes, max_bytes: int = wire.MAX_FRAME_BYTES) -> list[wire.Doc | None]:
     send, receive = trio.testing.memory_stream_pair()
     await send.send_all(data)

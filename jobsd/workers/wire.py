@@ -205,6 +205,12 @@ def done_doc(seq: int, outcome: Outcome) -> Doc:
     }
 
 
+# What a request ends with. A cancelled one sends no outcome; any other status
+# would finish a RUNNING run into nothing it may move to (the record matches no
+# row, and the run stays RUNNING for good) or claim a user's cancel.
+_ENDS = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED})
+
+
 def outcome_of(doc: Doc) -> Outcome:
     """The outcome a worker sent, every field checked; FrameError if one is not of its kind."""
     try:
@@ -212,8 +218,11 @@ def outcome_of(doc: Doc) -> Outcome:
         request, result = doc["request"], doc["result"]
         if not isinstance(request, dict) or not (result is None or isinstance(result, dict)):
             raise TypeError("request and result are objects")
+        status = RunStatus(doc["status"])
+        if status not in _ENDS:
+            raise ValueError(f"a request does not end {status.value}")
         return Outcome(
-            RunStatus(doc["status"]),
+            status,
             None if reason is None else FailureReason(reason),
             _optional_str(doc["error"]),
             request,
