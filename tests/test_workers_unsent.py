@@ -68,3 +68,38 @@ async def test_a_run_the_stop_caught_waiting_for_a_worker_is_not_metered(tmp_pat
         used = await store.runs._engine.read(lambda c: usage_sql.runs_used(c, "acme", "2026-06"))
         assert used == 0
         n.cancel_scope.cancel()
+
+
+async def test_a_run_cancelled_while_waiting_for_a_worker_is_not_metered(tmp_path: Path) -> None:
+    # A user's cancel lands while the claimed run waits for a worker process: the
+    # cancel records CANCELED first; the executor's unsent outcome then matches no
+    # RUNNING run, and the meter of a run whose request never left is given back.
+    keyring = KeyRing.load_or_create(tmp_path / "k")
+    async with open_store(tmp_path / "db", keyring, Clock(T0)) as store, trio.open_nursery() as n:
+        await create_job(store, "acme", SPEC, -1)
+        run = await store.runs.enqueue_manual(
+            "acme", "j", ENV, require_enabled=False, max_pending=10
+        )
+        dispatcher = Dispatcher(store.runs, depth=16, cap=lambda: 1)
+        processes = WorkerProcesses(1, allow_cidrs=["127.0.0.1/32"], log=LogConfig(), workers=1)
+        cancels_tx, cancels = trio.open_memory_channel[CancelRun](1)
+        pool = ExecutorPool(
+            store.runs, processes, lambda _: -1, workers=1, dispatcher=dispatcher, cancels=cancels
+        )
+        await n.start(pool.run)  # no worker process is ever started: none takes the run
+        with trio.fail_after(5):
+            while (await store.runs.get_run("acme", run.id)).status is not RunStatus.RUNNING:
+                await trio.sleep(0.01)
+        _, was_running = await store.runs.cancel_run("acme", run.id)
+        assert was_running
+        await cancels_tx.send(CancelRun(run.id))
+
+        def used(conn: object) -> int:
+            return usage_sql.runs_used(conn, "acme", "2026-06")  # type: ignore[arg-type]
+
+        with trio.fail_after(5):
+            while await store.runs._engine.read(used):
+                await trio.sleep(0.01)
+        assert (await store.runs.get_run("acme", run.id)).status is RunStatus.CANCELED
+        await pool.stop(0.2)
+        n.cancel_scope.cancel()

@@ -75,11 +75,13 @@ class RunRecordStore:
 
         def tx(conn: sqlite3.Connection, ended: Ended) -> tuple[bool, RetryHeld | None]:
             row = runs_sql.finish(conn, run_id, outcome, now_us=to_us(now))
+            if not outcome.sent:
+                # No request left for this run, ever (a run is claimed once): its
+                # meter goes back, also when a user's cancel recorded it first.
+                usage_sql.unmeter_run(conn, run_id)
             if row is None:
                 return False, None
             ended.add(ended_sql.to_ended(row))
-            if not outcome.sent:
-                usage_sql.unmeter_run(conn, run_id)
             return True, retries.schedule_retry(conn, row, outcome, now)
 
         finished, retry = await self._ending(tx)
