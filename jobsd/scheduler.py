@@ -284,18 +284,7 @@ class Scheduler:
             if order is not None:
                 self._orders.offer(order)
         if stale:
-            await self._follow(stale)
-
-    async def _follow(self, stale: list[Unit]) -> None:
-        """Track units whose firing found them no longer due where this actor believed.
-
-        The belief came from news older than the store: a write that committed
-        before a slot's firing may be told after it, naming the slot just fired.
-        Forgetting the unit then would lose its next slots until a refill (the
-        misfire rule would skip them). So it is read back: tracked if still
-        enabled with a next fire within the horizon, else left forgotten.
-        """
-        for item in await self._store.due_units(stale):
-            if item.next_run_at <= self._covered_until:
-                unit = (item.job_pk, item.environment)
-                self._track(unit, item.schedule, item.timezone, item.next_run_at)
+            # Its belief came from news older than the store (a write committed
+            # before the firing, told after it): forgotten, the unit would lose
+            # its next slots until a refill, so it is read back.
+            await self._read_back(stale)

@@ -58,11 +58,7 @@ def job_query(
         kinds = shown & {JobKind(raw_kind)}
     else:
         kinds = shown if scheduled is not None else listed
-    sort = query.text("sort")
-    if sort is None:  # only an absent sort is the default: `sort=` names none of SORTS
-        sort = default_sort
-    if sort not in SORTS:
-        raise errors.bad_parameter("sort", f"sort must be one of {', '.join(SORTS)}, not '{sort}'")
+    sort = query.sort(default_sort, SORTS)
     return (
         JobQuery(
             kinds=frozenset(kinds),

@@ -37,6 +37,18 @@ class Query:
     def text(self, name: str) -> str | None:
         return self._args.get(name)
 
+    def sort(self, default: str, choices: Collection[str]) -> str:
+        """`sort`, or `default` only when absent: `sort=` (empty) names none of
+        `choices`, a 400 like any other value outside them."""
+        raw = self._args.get("sort")
+        if raw is None:
+            return default
+        if raw not in choices:
+            raise errors.bad_parameter(
+                "sort", f"sort must be one of {', '.join(choices)}, not '{raw}'"
+            )
+        return raw
+
     def integer(self, name: str, default: int, low: int, high: int = LARGEST) -> int:
         raw = self._args.get(name)
         if raw is None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from quart import Blueprint, Response, request
 
-from jobsd import errors
 from jobsd.api import jsonapi
 from jobsd.api.auth import current_account
 from jobsd.api.context import ApiContext
@@ -47,13 +46,7 @@ def policies_blueprint(ctx: ApiContext) -> Blueprint:
         query = Query(request.args, _PARAMETERS)
         number = query.integer("page[number]", 1, 1)
         size = query.integer("page[size]", 1000, 1, 1000)
-        sort = query.text("sort")
-        if sort is None:  # only an absent sort is the default: `sort=` names none of SORTS
-            sort = "name"
-        if sort not in SORTS:
-            raise errors.bad_parameter(
-                "sort", f"sort must be one of {', '.join(SORTS)}, not '{sort}'"
-            )
+        sort = query.sort("name", SORTS)
         policies, total = await ctx.store.policies.list(
             caller.id,
             PolicyQuery(
