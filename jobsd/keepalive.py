@@ -179,7 +179,13 @@ class IdleConnections:
                 note = "on a connection kept from an earlier run; not resent"
                 raise ExchangeFailed(f"{exc} ({note})") from exc
             raise
-        if key is None or not whole or not reusable(conn) or not self.give(key, stream, requests):
+        if (
+            key is None
+            or not whole
+            or reading.framed_twice()
+            or not reusable(conn)
+            or not self.give(key, stream, requests)
+        ):
             await trio.aclose_forcefully(stream)
 
     def take(self, key: ReuseKey) -> Kept | None:

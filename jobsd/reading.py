@@ -69,6 +69,13 @@ class Reading:
             self.headers[key] = f"{self.headers[key]}, {text}" if key in self.headers else text
         self.status = response.status_code
 
+    def framed_twice(self) -> bool:
+        """Both `Content-Length` and `Transfer-Encoding`: read as chunked, as
+        RFC 9112 6.3 says, but a sign of response splitting (the two may
+        disagree on where the response ends), so such a connection is never
+        kept for another run."""
+        return "content-length" in self.headers and "transfer-encoding" in self.headers
+
     def take(self, chunk: bytes) -> bool:
         """Counts and keeps a chunk of body; False once the cap is reached."""
         room = self.keep_bytes - len(self.kept)

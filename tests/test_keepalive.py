@@ -379,6 +379,9 @@ async def by_path(exchange: Exchange) -> None:
         await exchange.stream.send_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
     elif path == "/extra":  # bytes past the response, in the same segment
         await exchange.stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokextra")
+    elif path == "/both":  # framed twice (RFC 9112 6.3: ought to be handled as an error)
+        head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n"
+        await exchange.stream.send_all(head + b"2\r\nok\r\n0\r\n\r\n")
     elif path == "/slow":
         await trio.sleep(5)
     else:
@@ -394,6 +397,7 @@ async def test_only_a_response_read_to_its_clean_end_keeps_the_connection(
             ("/close", RunStatus.SUCCEEDED),
             ("/http10", RunStatus.SUCCEEDED),
             ("/extra", RunStatus.SUCCEEDED),
+            ("/both", RunStatus.SUCCEEDED),
             ("/slow", RunStatus.FAILED),  # the run's timeout
         ]:
             delivery = reusing()
