@@ -87,8 +87,10 @@ class Connection:
         stream: trio.SocketStream,
         write_timeout_s: float,
         on_refusal: Callable[[str, int, str, str | None], None] | None = None,
+        crowded: Callable[[], bool] | None = None,
     ) -> None:
         self._on_refusal = on_refusal
+        self._crowded = crowded
         self._app = app
         self._config = config
         self._context = context
@@ -127,6 +129,8 @@ class Connection:
                     if self._on_refusal is not None:
                         tell, peer = self._on_refusal, _peer(client)
                         self._protocol.on_refusal = lambda m, s, c: tell(m, s, c, peer)
+                    if self._crowded is not None:
+                        self._protocol.crowded = self._crowded
                     self._set_idle(idle=True)
                     task_group.spawn(self._idle_timer)
                     task_group.spawn(self._parse)

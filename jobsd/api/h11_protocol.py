@@ -129,6 +129,9 @@ class JobsdH11(H11Protocol):
         self._held = b""  # a response head, to go out with what follows it
         self._deliver = self.send
         self.send = self._send_held_first
+        # Whether every connection slot is taken (`jobsd.api.limits`): an answer given
+        # then says `Connection: close`, so its slot goes to a client still waiting.
+        self.crowded: Callable[[], bool] = _never
 
     async def _check_protocol(self, event: h11.Request) -> None:
         refusal = refuse_head(event.http_version, event.headers) or refuse_target(event.target)
@@ -158,6 +161,8 @@ class JobsdH11(H11Protocol):
         if self.ending:
             await trio.lowlevel.checkpoint()  # raises Cancelled: this task is on its way out
             return
+        if isinstance(event, h11.Response) and self.crowded():
+            event = _closing(event)
         try:
             data = self.connection.send(event) or b""
         except h11.LocalProtocolError:
@@ -190,3 +195,15 @@ class JobsdH11(H11Protocol):
         if self.connection.method != b"HEAD":
             await self._send_h11_event(h11.Data(data=body))
         await self._send_h11_event(h11.EndOfMessage())
+
+
+def _never() -> bool:
+    return False
+
+
+def _closing(response: h11.Response) -> h11.Response:
+    """`response` saying `Connection: close` (once), so h11 ends the connection after it."""
+    if any(n == b"connection" and v.lower() == b"close" for n, v in response.headers):
+        return response
+    headers = [*response.headers, (b"connection", b"close")]
+    return h11.Response(status_code=response.status_code, headers=headers, reason=response.reason)

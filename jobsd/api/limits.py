@@ -7,7 +7,10 @@ accepts, and the slot comes back when the connection closes: at the cap, new
 connections wait in the kernel's listen backlog and are accepted in turn as
 slots free, rather than being refused or costing memory. Every slot comes
 back within a bound (`jobsd.api.connection` says how each way of holding
-one is cut short): a whole request head must arrive within
+one is cut short), and a busy one is not kept alive while every slot is
+taken (`crowded`: its answers say `Connection: close`, so a client whose
+steady requests kept its connections from ever going idle held every slot
+for good): a whole request head must arrive within
 `keep_alive_timeout` (hypercorn's idle timer runs from accept, or from the
 last answer, until the head is complete, so trickling header bytes does not
 reset it); hypercorn answers 431 to a head that grows past
@@ -158,10 +161,15 @@ async def serve(
                 try:
                     state = ConnectionState(lifespan_state.copy())
                     await Connection(
-                        app, config, context, state, stream, write_timeout_s, on_refusal
+                        app, config, context, state, stream, write_timeout_s, on_refusal, crowded
                     ).run()
                 finally:
                     listener.release(stream)
+
+            def crowded() -> bool:
+                """Every slot taken: an accept loop waits for one (it takes its slot
+                before it accepts, so a client may be waiting in the backlog)."""
+                return connections.statistics().tasks_waiting > 0
 
             task_status.started(binds)
             try:

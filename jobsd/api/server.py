@@ -20,7 +20,10 @@ the one being waited for:
 - a peer that leaves (EOF, reset) is noticed at once, even while its
   requests wait, and its connection closed with all its requests;
 - at most `server.max_connections` open at once (jobsd.api.limits: hypercorn
-  has no cap of its own); the rest wait in the listen backlog.
+  has no cap of its own); the rest wait in the listen backlog. While every
+  slot is taken, each answer says `Connection: close`, so a client keeping
+  its connections busy cannot hold the slots others wait for; otherwise a
+  connection carries at most 1,000 requests (hypercorn's default).
 
 There is no per-read timeout: a read waits only while the client is the one
 expected to act, and the head, body and request bounds cover that.
