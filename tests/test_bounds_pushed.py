@@ -29,6 +29,7 @@ from jobsd.api.extensions import (
     policy_attribute,
     timezone_attribute,
 )
+from jobsd.api.v2026_08_07 import environments
 from jobsd.cli_signing import MAX_OVERLAP_H, _hours
 from jobsd.delivery import CA_CONTEXTS_KEPT, Delivery
 from jobsd.errors import ConfigError
@@ -55,6 +56,25 @@ def test_a_job_extension_reference_is_bounded(limit: int, read: str) -> None:
         else:
             timezone_attribute(errs, "Z" * length, "/p", JobKind.RECURRING)
         assert ("too_long" in _codes(errs)) is too_long, (length, errs.items)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "code"),
+    [
+        ("N" * 200, "v" * 8192, None),
+        ("N" * 201, "v", "invalid_header"),
+        ("X-A", "v" * 8193, "too_long"),
+    ],
+)
+def test_a_header_in_the_2026_08_07_map_form_is_bounded(
+    name: str, value: str, code: str | None
+) -> None:
+    """The map form (`headers` as an object, `headers.X` in an environment's
+    overrides) has its own reader: names 1-200 characters, values at most 8,192."""
+    errs = doc_reader.Errors()
+    found = environments.header(errs, name, value, "/h", {})
+    assert _codes(errs) == ({code} if code else set())
+    assert (found is None) is (code is not None)
 
 
 def test_the_key_file_is_read_to_64_kib_at_most(tmp_path: Path) -> None:
