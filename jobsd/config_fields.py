@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator
 
@@ -25,6 +25,7 @@ _HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,6
 _URL_PATH = re.compile(r"/[A-Za-z0-9._~/-]{1,255}")
 _RESERVED_PATHS = ("/api", "/healthz")
 URL_MAX_CHARS = 2048
+MAX_WORKER_PROCESSES = 64
 
 
 def split_listen(listen: str) -> tuple[str, int]:
@@ -81,8 +82,21 @@ def _matching(pattern: re.Pattern[str], message: str) -> AfterValidator:
     return AfterValidator(check)
 
 
+def _worker_processes(value: object) -> int | Literal["auto"]:
+    """One rule for a count or "auto". As a pydantic union of the two, a bad
+    value was reported by the integer branch, keyed
+    `scheduler.worker_processes.constrained-int` and worded as if "auto"
+    were not allowed."""
+    if value == "auto":
+        return "auto"
+    if type(value) is int and 0 <= value <= MAX_WORKER_PROCESSES:
+        return value
+    raise ValueError(f'must be "auto" or an integer 0-{MAX_WORKER_PROCESSES}')
+
+
 Seconds = Annotated[int, Field(strict=True, ge=0)]
 Limit = Annotated[int, Field(strict=True, ge=-1)]  # -1 = unlimited
+WorkerProcesses = Annotated[int | Literal["auto"], PlainValidator(_worker_processes)]
 Name = Annotated[
     str, Field(strict=True), _matching(_NAME, "must be 1-64 characters of a-z 0-9 - _")
 ]

@@ -29,6 +29,7 @@ from jobsd.config_fields import (
     Seconds,
     Section,
     UrlPath,
+    WorkerProcesses,
     split_listen,
 )
 from jobsd.errors import ConfigError
@@ -84,7 +85,7 @@ class SchedulerConfig(Section):
     shutdown_grace_s: Seconds = 10
     # Processes that perform the requests: "auto" one per usable core but one
     # (jobsd.workers.count.process_count), 0 none: the daemon performs them.
-    worker_processes: Annotated[int, Field(strict=True, ge=0, le=64)] | Literal["auto"] = "auto"
+    worker_processes: WorkerProcesses = "auto"
 
 
 class OutboundConfig(Section):

@@ -23,6 +23,7 @@ CEILINGS = [
     ("server.request_timeout_s", 3600, "[server]\nrequest_timeout_s = {}"),
     ("server.write_timeout_s", 3600, "[server]\nwrite_timeout_s = {}"),
     ("scheduler.max_pending_runs", 10_000_000, "[scheduler]\nmax_pending_runs = {}"),
+    ("scheduler.worker_processes", 64, "[scheduler]\nworker_processes = {}"),
     ("retention.days", 1_000_000, "[retention]\ndays = {}"),
 ]
 
@@ -66,3 +67,22 @@ def test_a_scoped_token_names_at_most_64_environments() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(base + scoped.format(DIGEST_B, _names(65)))
     assert info.value.key.startswith("accounts[0].scoped_tokens[0].environments")
+
+
+@pytest.mark.parametrize("value", ['"x"', "-1", "65", "true", "2.0"])
+def test_a_bad_worker_processes_names_its_key(value: str) -> None:
+    """It is a count or "auto": pydantic named each bad value under its union's
+    branch (`scheduler.worker_processes.constrained-int`), and said "must be an
+    integer" of a key that also takes "auto"."""
+    with pytest.raises(ConfigError) as info:
+        parse_config(f"[scheduler]\nworker_processes = {value}")
+    assert info.value.key == "scheduler.worker_processes"
+    assert '"auto"' in info.value.message
+
+
+def test_worker_processes_takes_auto_and_counts() -> None:
+    assert (
+        parse_config('[scheduler]\nworker_processes = "auto"').scheduler.worker_processes == "auto"
+    )
+    assert parse_config("[scheduler]\nworker_processes = 0").scheduler.worker_processes == 0
+    assert parse_config("").scheduler.worker_processes == "auto"
