@@ -50,7 +50,7 @@ _REQUEST_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300
 _API_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _STORE_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 _BATCH = (1, 2, 4, 8, 16, 32, 64, 128, 256)
-_API_CHILDREN = 4096  # routes x methods x statuses seen; a client's odd methods cannot grow it
+_API_CHILDREN = 4096  # routes x method labels x statuses seen
 
 
 def method_label(method: str) -> str:
@@ -154,7 +154,7 @@ class Metrics:
         self._finished: dict[tuple[str, str, str, str, str], Any] = {}
         self._timing: dict[str, tuple[Any, Any]] = {}
 
-        # (route, method as sent, status) -> its counter and histogram children
+        # (route, method label, status) -> its counter and histogram children
         self._api_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def run_ended(self, end: RunEnded, accounts: Mapping[str, Collection[str]]) -> None:
@@ -192,10 +192,10 @@ class Metrics:
     def api_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Called for every request, so the labelled children are kept, not looked up
         again (`labels` validates and locks each time); at most `_API_CHILDREN` kept."""
-        key = (route, method, status)
+        label = method_label(method)  # the key as labelled: odd methods share one entry
+        key = (route, label, status)
         children = self._api_children.get(key)
         if children is None:
-            label = method_label(method)
             children = (
                 self.api_requests.labels(route, label, str(status)),
                 self.api_duration.labels(route, label),

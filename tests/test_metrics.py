@@ -395,9 +395,10 @@ async def test_the_scheduler_lag_and_lateness_of_scheduled_runs(tmp_path: Path) 
 def test_api_requests_count_the_same_with_the_children_kept_and_past_their_bound() -> None:
     """`Metrics.api_request` keeps each labelled child; past the bound it looks them up."""
     metrics = Metrics()
-    methods = [f"X{i}" for i in range(5000)]  # odd methods: all labelled OTHER
-    for method in methods:
-        metrics.api_request("/api/v1/jobs", method, 405, 0.001)
+    # More (route, status) pairs than are kept (no real app has this many routes).
+    pairs = [(f"/r{i // 400}", 100 + i % 400) for i in range(5000)]
+    for route, status in pairs:
+        metrics.api_request(route, "PUT", status, 0.001)
     for _ in range(3):
         metrics.api_request("/api/v1/jobs/{job_id}", "GET", 200, 0.002)
     assert len(metrics._api_children) == 4096
@@ -409,7 +410,7 @@ def test_api_requests_count_the_same_with_the_children_kept_and_past_their_bound
         if s.name == "jobsd_api_requests_total"
     }
     assert counted == {
-        ("/api/v1/jobs", "OTHER", "405"): 5000.0,
+        **{(route, "PUT", str(status)): 1.0 for route, status in pairs},
         ("/api/v1/jobs/{job_id}", "GET", "200"): 3.0,
     }
 
@@ -438,3 +439,16 @@ async def test_the_alerts_waiting_in_the_outbox_are_a_gauge_per_account(tmp_path
         await live.ctx.store.engine.write(lambda conn: conn.execute("DELETE FROM alert_outbox"))
         text = (await c.get("/metrics")).text
         assert samples(text, "jobsd_alerts_pending") == []
+
+
+def test_odd_methods_do_not_fill_the_kept_label_children() -> None:
+    """The children kept per (route, method, status) are keyed as labelled: a client's
+    odd methods all count as OTHER, so they take one entry, not the 4,096 the
+    cache holds, which left every later route and status to `labels()` each time."""
+    metrics = Metrics()
+    for i in range(5000):
+        metrics.api_request("(unmatched)", f"X{i}", 405, 0.001)
+    metrics.api_request("/api/v1/jobs", "GET", 200, 0.001)
+    assert len(metrics._api_children) == 2
+    text = metrics.exposition(0, 0)[0].decode()
+    assert total(text, "jobsd_api_requests_total", method="OTHER") == 5000
