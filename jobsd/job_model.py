@@ -130,10 +130,17 @@ class JobSpec:
 
 @dataclass(frozen=True, slots=True)
 class EnvironmentSpec:
-    """One environment entry as a request sets it. `overlay` None keeps the stored one."""
+    """One environment entry as a request sets it. `overlay` None keeps the stored one.
+
+    `add` False: set the entry only where the job has one. The seed version
+    reads a job with no default-environment entry as `enabled: false`, so its
+    write of `false` there adds none: written back as read, the job stays as
+    it was (a one-off's entries are its targets, which 2026-08-07 shows).
+    """
 
     enabled: bool
     overlay: Overlay | None = Overlay()
+    add: bool = True
 
 
 @dataclass(frozen=True, slots=True)

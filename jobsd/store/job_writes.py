@@ -197,7 +197,8 @@ def apply_environments(
 
     An entry the write sets replaces the stored one (its overlay, when it
     gives one, else the stored overlay is kept); an entry it owns but does
-    not set is removed; any other is kept. `next_run_at` is kept when the
+    not set is removed; any other is kept; one it sets with `add` False is
+    written only over a stored one. `next_run_at` is kept when the
     environment stays enabled on the same effective cadence, else computed
     from now; an environment the config does not list stays dormant (None).
     Overrides of cadence are dropped from a job that is not recurring.
@@ -210,6 +211,8 @@ def apply_environments(
         entry = write.environments.get(env)
         if entry is None and env in write.owns:
             environments_sql.delete_environment(conn, pk, env)
+            continue
+        if entry is not None and old is None and not entry.add:
             continue
         on = entry.enabled if entry is not None else bool(old and old.enabled)
         given = None if entry is None else entry.overlay

@@ -63,9 +63,12 @@ class SeedDialect:
             doc, path_slug=path_slug, max_timeout_s=caller.plan.max_timeout
         )
         default = caller.default_environment
+        # A replace that leaves the default environment off adds no entry there:
+        # none reads as off, so a job written back as read is unchanged.
+        entry = EnvironmentSpec(enabled, overlay=None, add=enabled or path_slug is None)
         return JobWrite(
             spec,
-            {default: EnvironmentSpec(enabled, overlay=None)},
+            {default: entry},
             owns=frozenset({default}),
             keep=EXTENSIONS - given,
         )
