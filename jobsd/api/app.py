@@ -19,7 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 from jobsd import errors
 from jobsd.api import jsonapi
-from jobsd.api.auth import VERSION_HEADER
+from jobsd.api.auth import VERSION_HEADER, version_in_force
 from jobsd.api.context import ApiContext
 from jobsd.api.edge import ROUTE_KEY, route_template
 from jobsd.api.jobs import jobs_blueprint
@@ -121,8 +121,15 @@ def create_app(ctx: ApiContext) -> QuartTrio:
     @app.after_request
     async def say_version(response: Response) -> Response:
         # The version the request was served in; where none could be chosen
-        # (no valid token, an unknown Jobsd-Version) the daemon's default.
-        response.headers[VERSION_HEADER] = g.get("jobsd_version", DEFAULT_API_VERSION)
+        # (no valid token, an unknown Jobsd-Version) the daemon's default. An
+        # answer given before any route sought a caller (a 404, 405, 406, 413)
+        # names the version the request chose all the same: it said which.
+        if "jobsd_version" not in g:
+            try:
+                g.jobsd_version = version_in_force(ctx)
+            except errors.ApiError:
+                g.jobsd_version = DEFAULT_API_VERSION
+        response.headers[VERSION_HEADER] = g.jobsd_version
         return response
 
     @app.errorhandler(errors.ApiError)

@@ -105,10 +105,24 @@ def current_account(ctx: ApiContext) -> Caller:
     The version in force is recorded for the response's `Jobsd-Version` only
     once the caller is known: a 401 names the daemon's default.
     """
+    g.jobsd_version = DEFAULT_API_VERSION  # none chosen: a 401, or the 400 below
     requested = requested_version()
     caller = caller_for(ctx, single_header("Authorization"), requested)
     g.jobsd_version = caller.version
     return caller
+
+
+def version_in_force(ctx: ApiContext) -> str:
+    """The version named by `Jobsd-Version`, else the account's when a valid token is
+    sent, else the default; 400 when the header names an unknown one. For answers no
+    caller was sought for (`/api/v1/openapi.json`, and a 404, 405 or 406 answered
+    before the route), so that each still names the version the request chose."""
+    requested = requested_version()
+    if requested is not None:
+        return requested
+    token = bearer_token(single_header("Authorization"))
+    match = None if token is None else ctx.tokens.match(ctx.settings.config, token_sha256(token))
+    return DEFAULT_API_VERSION if match is None else match.account.api_version
 
 
 def caller_for(ctx: ApiContext, authorization: str | None, requested: str | None) -> Caller:

@@ -12,10 +12,9 @@ from quart import Blueprint, Response, g
 
 from jobsd import errors
 from jobsd.api import jsonapi
-from jobsd.api.auth import bearer_token, requested_version, single_header
+from jobsd.api.auth import version_in_force
 from jobsd.api.context import ApiContext
 from jobsd.api.versions import dialect
-from jobsd.config import DEFAULT_API_VERSION, token_sha256
 
 
 def meta_blueprint(ctx: ApiContext) -> Blueprint:
@@ -33,13 +32,7 @@ def meta_blueprint(ctx: ApiContext) -> Blueprint:
 
     @bp.get("/api/v1/openapi.json")
     async def openapi() -> Response:
-        version = requested_version()
-        if version is None:
-            token = bearer_token(single_header("Authorization"))
-            match = None
-            if token is not None:
-                match = ctx.tokens.match(ctx.settings.config, token_sha256(token))
-            version = DEFAULT_API_VERSION if match is None else match.account.api_version
+        version = version_in_force(ctx)
         g.jobsd_version = version
         return Response(dialect(version).served_spec(), content_type="application/json")
 
