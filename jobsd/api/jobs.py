@@ -95,6 +95,7 @@ def jobs_blueprint(ctx: ApiContext) -> Blueprint:
             configured=caller.environments,
             limit=limit_of(caller),
             guard=caller.scope,
+            kinds=version.kinds,
         )
         return jsonapi.document({"data": version.render_job(job, caller)})
 
@@ -103,7 +104,7 @@ def jobs_blueprint(ctx: ApiContext) -> Blueprint:
         caller, version = caller_and_dialect()
         no_parameters(request.args)
         await ctx.store.jobs.get_job(caller.id, slug, version.kinds)
-        await ctx.store.jobs.delete_job(caller.id, slug, guard=caller.scope)
+        await ctx.store.jobs.delete_job(caller.id, slug, guard=caller.scope, kinds=version.kinds)
         return jsonapi.no_content()
 
     @bp.post("/api/v1/jobs/<slug>/actions/run")

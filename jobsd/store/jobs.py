@@ -60,10 +60,6 @@ from jobsd.store.keyring import Sealer
 from jobsd.store.listings import JobListing
 
 
-def _job_not_found(slug: str) -> errors.ApiError:
-    return errors.not_found(f"no job with id '{slug}'")
-
-
 @dataclass(frozen=True, slots=True)
 class JobQuery:
     """A listing: which live jobs, in what order (`listing_sql.SORTS`), which page."""
@@ -145,17 +141,18 @@ class JobStore:
         configured: Collection[str],
         limit: Limit,
         guard: frozenset[str] | None = None,
+        kinds: Collection[JobKind] = frozenset(JobKind),
     ) -> Job:
         """Replace; `guard` set: refuse (403) a change to what an environment
-        enabled outside it does (`job_writes.refuse_reaching_out`)."""
+        enabled outside it does (`job_writes.refuse_reaching_out`). `kinds`: those
+        the writing version can show; another is 404 in the write's transaction, so
+        a job made manual since the route's check is not replaced through the seed."""
         job_writes.refuse_markers(write)
         now = self.now()
         keyring = self._keyring
 
         def tx(conn: sqlite3.Connection) -> tuple[Job, list[JobChanged]]:
-            row = jobs_sql.live_row(conn, account_id, slug)
-            if row is None:
-                raise _job_not_found(slug)
+            row = jobs_sql.live_row_of(conn, account_id, slug, kinds)
             job_writes.refuse_unknown_policies(conn, account_id, write)
             before = jobs_sql.to_job(row, environments_sql.env_rows(conn, row["id"]), keyring)
             spec = job_writes.merged_spec(write, before.spec)
@@ -181,15 +178,19 @@ class JobStore:
         return job
 
     async def delete_job(
-        self, account_id: str, slug: str, *, guard: frozenset[str] | None = None
+        self,
+        account_id: str,
+        slug: str,
+        *,
+        guard: frozenset[str] | None = None,
+        kinds: Collection[JobKind] = frozenset(JobKind),
     ) -> None:
-        """Delete; `guard` set: refuse (403) when enabled in an environment outside it."""
+        """Delete; `guard` set: refuse (403) when enabled in an environment outside it;
+        404 when its kind is not among `kinds` (as `replace_job`)."""
         now_us = to_us(self.now())
 
         def tx(conn: sqlite3.Connection, ended: list[str]) -> list[JobChanged]:
-            row = jobs_sql.live_row(conn, account_id, slug)
-            if row is None:
-                raise _job_not_found(slug)
+            row = jobs_sql.live_row_of(conn, account_id, slug, kinds)
             envs = environments_sql.env_rows(conn, row["id"])
             if guard is not None:
                 outside = sorted(
@@ -224,9 +225,7 @@ class JobStore:
     def _live_job(
         self, account_id: str, slug: str, kinds: Collection[JobKind], conn: sqlite3.Connection
     ) -> Job:
-        row = jobs_sql.live_row(conn, account_id, slug)
-        if row is None or JobKind(row["kind"]) not in kinds:
-            raise _job_not_found(slug)
+        row = jobs_sql.live_row_of(conn, account_id, slug, kinds)
         return jobs_sql.to_job(row, environments_sql.env_rows(conn, row["id"]), self._keyring)
 
     @asynccontextmanager

@@ -11,10 +11,11 @@ opened on the way out (`jobsd.store.sealed_headers`).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from types import MappingProxyType
 
+from jobsd import errors
 from jobsd.clock import from_us
 from jobsd.job_model import HttpConfig, Job, JobEnvironment, JobKind, JobSpec, OverlapPolicy
 from jobsd.store.environments_sql import ENV_COLUMNS, env_rows, to_overlay
@@ -90,6 +91,18 @@ def live_row(conn: sqlite3.Connection, account_id: str, slug: str) -> sqlite3.Ro
         f"SELECT {COLUMNS} FROM jobs WHERE account_id = ? AND slug = ? AND deleted_at_us IS NULL",
         (account_id, slug),
     ).fetchone()
+    return row
+
+
+def live_row_of(
+    conn: sqlite3.Connection, account_id: str, slug: str, kinds: Collection[JobKind]
+) -> sqlite3.Row:
+    """The live job's row; 404 also when its kind is not among `kinds`: a version
+    that cannot show a job (the seed, a manual one) may not act on it either, and
+    a write checks it in its own transaction."""
+    row = live_row(conn, account_id, slug)
+    if row is None or JobKind(row["kind"]) not in kinds:
+        raise errors.not_found(f"no job with id '{slug}'")
     return row
 
 

@@ -9,14 +9,20 @@ import itertools
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from jobsd.api.v2026_08_07.documents import parse_job_document
+from jobsd.job_model import JobCounting, JobWrite
+from jobsd.plans import UNLIMITED
+from jobsd.store.job_writes import Limit
 from tests.api.conformance import NEW, SEED, Versioned
 from tests.api.test_retry_policies import Policies, policy
 from tests.conftest import make_harness
 
 ENVS = 'environments = ["production", "staging"]'
+_ALL = ("production", "staging")
 _counter = itertools.count()
 
 header_names = st.sampled_from(["Authorization", "X-Trace", "x-env", "Accept"])
@@ -130,3 +136,107 @@ async def test_a_seed_write_back_adds_no_default_environment_entry(tmp_path: Pat
             assert (await seed.put_job(slug, {"data": {"attributes": enabled}})).status == 200
             after = (await v.get_job(slug)).body["data"]["attributes"]["environments"]
             assert after["production"]["enabled"] is True
+
+
+@st.composite
+def seed_jobs(draw: st.DrawFn) -> dict[str, Any]:
+    schedule = draw(st.sampled_from(["0 2 * * *", "*/5 * * * *", "2030-01-01T00:00:00Z", "now"]))
+    names = draw(st.sets(header_names, max_size=3))
+    attrs: dict[str, Any] = {
+        "name": draw(values),
+        "description": draw(st.none() | values),
+        "enabled": draw(st.booleans()),
+        "schedule": schedule,
+        "configuration": {
+            "url": "https://example.invalid/hook",
+            "headers": [{"name": n, "value": draw(values)} for n in sorted(names)],
+        },
+    }
+    if draw(st.booleans()):
+        attrs["retry_policy"] = draw(policies)
+    if " " in schedule and draw(st.booleans()):
+        attrs["timezone"] = draw(zones)
+    if draw(st.booleans()):
+        attrs["overlap_policy"] = draw(st.sampled_from(["ALLOW", "SKIP"]))
+    return attrs
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(attrs=seed_jobs(), newer=new_jobs())
+async def test_each_version_written_back_as_read_changes_nothing_either_shows(
+    tmp_path: Path, attrs: dict[str, Any], newer: dict[str, Any]
+) -> None:
+    async with make_harness(tmp_path / f"s{next(_counter)}", acme=ENVS) as h:
+        v, seed = Versioned(h, NEW), Versioned(h, SEED)
+        assert (await Policies(v).create(policy("p1"))).status == 201
+        created = await seed.post_job({"data": {"type": "job", "id": "s", "attributes": attrs}})
+        assert created.status == 201, created.body
+        created = await v.post_job({"data": {"type": "job", "id": "n", "attributes": newer}})
+        assert created.status == 201, created.body
+        for slug in ("s", "n"):
+            before = {w.version: (await w.get_job(slug)).body for w in (v, seed)}
+            for writer in (v, seed):
+                put = await writer.put_job(slug, (await writer.get_job(slug)).body)
+                assert put.status == 200, put.body
+                for w in (v, seed):
+                    after = (await w.get_job(slug)).body["data"]["attributes"]
+                    assert _kept(after) == _kept(before[w.version]["data"]["attributes"])
+
+
+@pytest.mark.parametrize("action", ["put", "delete"])
+async def test_a_seed_write_never_lands_on_a_job_that_became_manual(
+    tmp_path: Path, action: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The seed route checks that the job has a seed form (not manual) before it
+    # judges the body; a 2026-08-07 write that makes it manual may commit right
+    # after that check. The seed's write must then be the 404 a manual job is
+    # through the seed, not a replace (or delete) of a job it cannot show.
+    async with make_harness(tmp_path, acme=ENVS) as h:
+        v, seed = Versioned(h, NEW), Versioned(h, SEED)
+        envs = {"staging": {"enabled": True}}
+        doc = {
+            "data": {
+                "type": "job",
+                "id": "j",
+                "attributes": {
+                    "name": "j",
+                    "schedule": "0 2 * * *",
+                    "environments": envs,
+                    "configuration": {"url": "https://example.invalid/"},
+                },
+            }
+        }
+        assert (await v.post_job(doc)).status == 201
+        read = (await seed.get_job("j")).body
+        manual = {
+            "data": {
+                "type": "job",
+                "id": "j",
+                "attributes": {**doc["data"]["attributes"], "schedule": None},
+            }
+        }
+        checked = h.store.jobs.get_job
+
+        async def then_made_manual(*args: Any, **kw: Any) -> Any:
+            job = await checked(*args, **kw)
+            monkeypatch.setattr(h.store.jobs, "get_job", checked)
+            spec, entries = parse_job_document(
+                manual, path_slug="j", max_timeout_s=60, environments=_ALL
+            )
+            write = JobWrite(spec, entries, owns=frozenset(_ALL))
+            limit = Limit(UNLIMITED, JobCounting(None))
+            await h.store.jobs.replace_job("acme", "j", write, configured=_ALL, limit=limit)
+            return job
+
+        monkeypatch.setattr(h.store.jobs, "get_job", then_made_manual)
+        if action == "put":
+            r = await seed.put_job("j", read)
+        else:
+            r = await seed.delete_job("j")
+        assert r.status == 404, r.body
+        after = (await v.get_job("j")).body["data"]["attributes"]
+        assert after["kind"] == "manual" and after["environments"]["staging"]["enabled"]
