@@ -9,14 +9,9 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jobsd.api.v2026_08_07.documents import parse_job_document
-from jobsd.job_model import JobCounting, JobWrite
-from jobsd.plans import UNLIMITED
-from jobsd.store.job_writes import Limit
 from tests.api.conformance import NEW, SEED, Versioned
 from tests.api.test_retry_policies import Policies, policy
 from tests.conftest import make_harness
@@ -105,39 +100,6 @@ async def test_a_newer_job_written_back_as_read_through_the_seed_is_unchanged(
         assert _kept(after) == _kept(before)
 
 
-async def test_a_seed_write_back_adds_no_default_environment_entry(tmp_path: Path) -> None:
-    # A job with no entry in the default environment reads `enabled: false`
-    # through the seed; written back as read, it must not gain one (`{"production":
-    # {"enabled": false}}`): the one-off below still targets staging alone.
-    async with make_harness(tmp_path, acme=ENVS) as h:
-        v, seed = Versioned(h, NEW), Versioned(h, SEED)
-        for slug, schedule in [("rec", "0 2 * * *"), ("once", "2030-01-01T00:00:00Z")]:
-            envs = {"staging": {"enabled": True}}
-            doc = {
-                "data": {
-                    "type": "job",
-                    "id": slug,
-                    "attributes": {
-                        "name": slug,
-                        "schedule": schedule,
-                        "environments": envs,
-                        "configuration": {"url": "https://example.invalid/"},
-                    },
-                }
-            }
-            assert (await v.post_job(doc)).status == 201
-            read = await seed.get_job(slug)
-            assert read.body["data"]["attributes"]["enabled"] is False
-            assert (await seed.put_job(slug, read.body)).status == 200
-            after = (await v.get_job(slug)).body["data"]["attributes"]["environments"]
-            assert list(after) == ["staging"], after
-            # Enabling it through the seed does add the entry, as it must.
-            enabled = read.body["data"]["attributes"] | {"enabled": True}
-            assert (await seed.put_job(slug, {"data": {"attributes": enabled}})).status == 200
-            after = (await v.get_job(slug)).body["data"]["attributes"]["environments"]
-            assert after["production"]["enabled"] is True
-
-
 @st.composite
 def seed_jobs(draw: st.DrawFn) -> dict[str, Any]:
     schedule = draw(st.sampled_from(["0 2 * * *", "*/5 * * * *", "2030-01-01T00:00:00Z", "now"]))
@@ -187,56 +149,61 @@ async def test_each_version_written_back_as_read_changes_nothing_either_shows(
                     assert _kept(after) == _kept(before[w.version]["data"]["attributes"])
 
 
-@pytest.mark.parametrize("action", ["put", "delete"])
-async def test_a_seed_write_never_lands_on_a_job_that_became_manual(
-    tmp_path: Path, action: str, monkeypatch: pytest.MonkeyPatch
+@st.composite
+def seed_edits(draw: st.DrawFn) -> dict[str, Any]:
+    """Changes a seed client may make to what it read: base fields only."""
+    edits: dict[str, Any] = {}
+    if draw(st.booleans()):
+        edits["name"] = draw(values)
+    if draw(st.booleans()):
+        edits["enabled"] = draw(st.booleans())
+    if draw(st.booleans()):
+        edits["url"] = draw(st.sampled_from(["https://c.invalid/", "https://d.invalid/y"]))
+    if draw(st.booleans()):
+        names = draw(st.sets(header_names, max_size=3))
+        edits["headers"] = [{"name": n, "value": draw(values)} for n in sorted(names)]
+    return edits
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(attrs=new_jobs(), edits=seed_edits())
+async def test_a_seed_edit_keeps_what_only_the_newer_version_says(
+    tmp_path: Path, attrs: dict[str, Any], edits: dict[str, Any]
 ) -> None:
-    # The seed route checks that the job has a seed form (not manual) before it
-    # judges the body; a 2026-08-07 write that makes it manual may commit right
-    # after that check. The seed's write must then be the 404 a manual job is
-    # through the seed, not a replace (or delete) of a job it cannot show.
-    async with make_harness(tmp_path, acme=ENVS) as h:
+    async with make_harness(tmp_path / f"e{next(_counter)}", acme=ENVS) as h:
         v, seed = Versioned(h, NEW), Versioned(h, SEED)
-        envs = {"staging": {"enabled": True}}
-        doc = {
-            "data": {
-                "type": "job",
-                "id": "j",
-                "attributes": {
-                    "name": "j",
-                    "schedule": "0 2 * * *",
-                    "environments": envs,
-                    "configuration": {"url": "https://example.invalid/"},
-                },
-            }
-        }
-        assert (await v.post_job(doc)).status == 201
-        read = (await seed.get_job("j")).body
-        manual = {
-            "data": {
-                "type": "job",
-                "id": "j",
-                "attributes": {**doc["data"]["attributes"], "schedule": None},
-            }
-        }
-        checked = h.store.jobs.get_job
-
-        async def then_made_manual(*args: Any, **kw: Any) -> Any:
-            job = await checked(*args, **kw)
-            monkeypatch.setattr(h.store.jobs, "get_job", checked)
-            spec, entries = parse_job_document(
-                manual, path_slug="j", max_timeout_s=60, environments=_ALL
-            )
-            write = JobWrite(spec, entries, owns=frozenset(_ALL))
-            limit = Limit(UNLIMITED, JobCounting(None))
-            await h.store.jobs.replace_job("acme", "j", write, configured=_ALL, limit=limit)
-            return job
-
-        monkeypatch.setattr(h.store.jobs, "get_job", then_made_manual)
-        if action == "put":
-            r = await seed.put_job("j", read)
-        else:
-            r = await seed.delete_job("j")
-        assert r.status == 404, r.body
+        assert (await Policies(v).create(policy("p1"))).status == 201
+        created = await v.post_job({"data": {"type": "job", "id": "j", "attributes": attrs}})
+        assert created.status == 201, created.body
+        before = (await v.get_job("j")).body["data"]["attributes"]
+        read = (await seed.get_job("j")).body["data"]["attributes"]
+        sent = {k: x for k, x in read.items() if k not in ("timezone", "retry_policy")}
+        sent["configuration"] = dict(read["configuration"])
+        for key in ("url", "headers"):
+            if key in edits:
+                sent["configuration"][key] = edits[key]
+        sent.update({k: x for k, x in edits.items() if k in ("name", "enabled")})
+        put = await seed.put_job("j", {"data": {"type": "job", "attributes": sent}})
+        assert put.status == 200, put.body
         after = (await v.get_job("j")).body["data"]["attributes"]
-        assert after["kind"] == "manual" and after["environments"]["staging"]["enabled"]
+        for key in ("timezone", "retry_policy", "overlap_policy", "schedule", "kind"):
+            assert after[key] == before[key], key
+        envs_before, envs_after = before["environments"], after["environments"]
+        assert {e: s for e, s in envs_after.items() if e != "production"} == {
+            e: s for e, s in envs_before.items() if e != "production"
+        }
+        old = envs_before.get("production")
+        new = envs_after.get("production")
+        if old is None:
+            assert new is None if not edits.get("enabled") else new["enabled"] is True
+        else:
+            assert new is not None
+            leaves = {k: x for k, x in old.items() if k not in ("enabled", "next_run_at")}
+            assert {k: x for k, x in new.items() if k not in ("enabled", "next_run_at")} == leaves
+            assert new["enabled"] == edits.get("enabled", old["enabled"])
+            if new["enabled"] == old["enabled"]:
+                assert new["next_run_at"] == old["next_run_at"]
