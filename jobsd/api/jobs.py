@@ -86,8 +86,8 @@ def jobs_blueprint(ctx: ApiContext) -> Blueprint:
         no_parameters(request.args)
         doc = await jsonapi.json_body()
         # A job that does not exist (for this version) is 404 before its document is judged.
-        await ctx.store.jobs.get_job(caller.id, slug, version.kinds)
-        write = version.parse_job(doc, path_slug=slug, caller=caller)
+        stored = await ctx.store.jobs.get_job(caller.id, slug, version.kinds)
+        write = version.parse_job(doc, path_slug=slug, caller=caller, stored=stored)
         job = await ctx.store.jobs.replace_job(
             caller.id,
             slug,

@@ -37,7 +37,10 @@ class Dialect(Protocol):
     def guard(self, caller: Caller) -> None:
         """Refuse (403) a caller this version cannot serve jobs to."""
 
-    def parse_job(self, doc: object, *, path_slug: str | None, caller: Caller) -> JobWrite: ...
+    def parse_job(
+        self, doc: object, *, path_slug: str | None, caller: Caller, stored: Job | None = None
+    ) -> JobWrite:
+        """A POST (`path_slug` None) or PUT body; `stored`: the job a PUT replaces."""
 
     def render_job(self, job: Job, caller: Caller) -> dict[str, object]: ...
 

@@ -71,7 +71,7 @@ def new_jobs(draw: st.DrawFn) -> dict[str, Any]:
     return attrs
 
 
-def _kept(attributes: dict[str, Any]) -> dict[str, Any]:
+def kept(attributes: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in attributes.items() if k not in ("version", "updated_at")}
 
 
@@ -95,9 +95,9 @@ async def test_a_newer_job_written_back_as_read_through_the_seed_is_unchanged(
         assert read.status == 200, read.body
         put = await seed.put_job("j", read.body)
         assert put.status == 200, put.body
-        assert _kept(put.body["data"]["attributes"]) == _kept(read.body["data"]["attributes"])
+        assert kept(put.body["data"]["attributes"]) == kept(read.body["data"]["attributes"])
         after = (await v.get_job("j")).body["data"]["attributes"]
-        assert _kept(after) == _kept(before)
+        assert kept(after) == kept(before)
 
 
 @st.composite
@@ -146,7 +146,7 @@ async def test_each_version_written_back_as_read_changes_nothing_either_shows(
                 assert put.status == 200, put.body
                 for w in (v, seed):
                     after = (await w.get_job(slug)).body["data"]["attributes"]
-                    assert _kept(after) == _kept(before[w.version]["data"]["attributes"])
+                    assert kept(after) == kept(before[w.version]["data"]["attributes"])
 
 
 @st.composite

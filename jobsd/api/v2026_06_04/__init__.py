@@ -58,7 +58,9 @@ class SeedDialect:
                 "send Jobsd-Version: 2026-08-07 and name an environment it may",
             )
 
-    def parse_job(self, doc: object, *, path_slug: str | None, caller: Caller) -> JobWrite:
+    def parse_job(
+        self, doc: object, *, path_slug: str | None, caller: Caller, stored: Job | None = None
+    ) -> JobWrite:
         spec, enabled, given = parse_seed_job(
             doc, path_slug=path_slug, max_timeout_s=caller.plan.max_timeout
         )

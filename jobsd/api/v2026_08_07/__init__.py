@@ -39,12 +39,18 @@ class Dialect20260807:
     def guard(self, caller: Caller) -> None:
         return None
 
-    def parse_job(self, doc: object, *, path_slug: str | None, caller: Caller) -> JobWrite:
+    def parse_job(
+        self, doc: object, *, path_slug: str | None, caller: Caller, stored: Job | None = None
+    ) -> JobWrite:
+        # Entries the caller cannot see stay as stored, so a one-off read with its
+        # map narrowed to nothing is still aimed there: sent back, it aims nowhere new.
+        aimed = stored is not None and any(e not in caller.visible for e in stored.environments)
         spec, entries = parse_job_document(
             doc,
             path_slug=path_slug,
             max_timeout_s=caller.plan.max_timeout,
             environments=caller.visible,
+            aimed_elsewhere=aimed,
         )
         keep = frozenset() if _sets_overlap(doc) else frozenset({"overlap_policy"})
         return JobWrite(spec, entries, owns=frozenset(caller.visible), keep=keep)

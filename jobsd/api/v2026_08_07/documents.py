@@ -20,6 +20,9 @@ Decisions where the spec is silent:
 - A one-off with an empty (or no) `environments` map targets the caller's
   only environment when it has exactly one; otherwise naming them is
   required (422): a one-off that runs nowhere is never what was meant.
+  Unless a PUT's job keeps entries outside the caller's environments (a
+  scoped token's narrowed map): those stay its targets, so the job read
+  with an empty map and sent back is left aimed where it was.
 - `retry_policy` must be a string or null here; whether the account has
   that policy is the store's check (in the write's transaction).
 - `overlap_policy` (jobsd's extension, `jobsd.api.extensions`) left out of
@@ -43,12 +46,18 @@ _CONF: Final = "/data/attributes/configuration"
 
 
 def parse_job_document(
-    doc: object, *, path_slug: str | None, max_timeout_s: int, environments: tuple[str, ...]
+    doc: object,
+    *,
+    path_slug: str | None,
+    max_timeout_s: int,
+    environments: tuple[str, ...],
+    aimed_elsewhere: bool = False,
 ) -> tuple[JobSpec, dict[str, EnvironmentSpec]]:
     """Validate a decoded POST (`path_slug` None) or PUT body.
 
     `environments`: the ones the caller may name (the account's, narrowed to
-    the token's scope). Returns the base spec and the entries to set.
+    the token's scope). `aimed_elsewhere`: the job a PUT replaces keeps entries
+    outside them. Returns the base spec and the entries to set.
     """
     if path_slug is not None and not d.is_slug(path_slug):
         raise not_found("No job has this id: job ids are 1-100 characters of a-z 0-9 - _.")
@@ -80,7 +89,13 @@ def parse_job_document(
         else d.read_configuration(errs, conf, max_timeout_s, _header_map)
     )
     entries = e.environments(
-        errs, attrs.get("environments", r.MISSING), kind, environments, max_timeout_s, config
+        errs,
+        attrs.get("environments", r.MISSING),
+        kind,
+        environments,
+        max_timeout_s,
+        config,
+        aimed_elsewhere=aimed_elsewhere,
     )
     if errs.items:
         raise ValidationFailed(errs.items)

@@ -83,7 +83,11 @@ def environments(
     allowed: tuple[str, ...],
     max_timeout_s: int,
     base: HttpConfig,
+    *,
+    aimed_elsewhere: bool = False,
 ) -> dict[str, EnvironmentSpec]:
+    """The entries to set; `aimed_elsewhere`: the job keeps entries outside `allowed`
+    (a one-off with none named here is then still aimed, by those)."""
     if value is r.MISSING:
         value = {}
     if not isinstance(value, dict):
@@ -120,7 +124,12 @@ def environments(
                 )
             if problem := configuration_size_problem(effective):
                 errs.add("configuration_too_large", ptr, f"In {env}: {problem}")
-    if kind is JobKind.ONE_OFF and not entries and len(errs.items) == found_before:
+    if (
+        kind is JobKind.ONE_OFF
+        and not entries
+        and not aimed_elsewhere
+        and len(errs.items) == found_before
+    ):
         if len(allowed) != 1:
             errs.add(
                 "environment_required",
