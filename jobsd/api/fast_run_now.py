@@ -34,8 +34,9 @@ The body is read under the app's own bound (`server.body_timeout_s`, which
 is Quart's `BODY_TIMEOUT`), from when the layer starts to read, as the app
 reads it first thing (`body_within_bound`). A body not whole by then is
 answered as the app answers it: 408 `http_error` worded by
-`jsonapi.http_error`, `Connection: close` (the app's `drain_body`), the
-daemon's default version (no caller was chosen yet there). Handing it on
+`jsonapi.http_error`, `Connection: close` (the app's `drain_body`), in the
+version the request chose (the head's caller's, as the app names it before
+any route sought the caller: `jobsd.api.app`). Handing it on
 instead would restart the app's timer on a client already given the full
 span: the 408 would come after twice the bound (an old bug of the trickle
 bench, tests/bench/README.md). A body that stops otherwise (the client
@@ -68,7 +69,6 @@ from jobsd.api.edge import ROUTE_KEY, route_template
 from jobsd.api.fast_paths import JOBS, RUN_NOW, caller_of, segment, send_document, send_error
 from jobsd.api.jobs import run_now
 from jobsd.api.versions import Dialect
-from jobsd.config import DEFAULT_API_VERSION
 
 log = logging.getLogger("jobsd.api")
 
@@ -122,7 +122,7 @@ class FastRunNow:
                 body = await _read_body(receive, received, head.length)
             if timer.cancelled_caught:
                 scope[ROUTE_KEY] = self.route  # type: ignore[literal-required]
-                await _send_late(send)
+                await _send_late(send, head.caller.version)
                 return
         try:
             # None: the client stopped (or sent other than it framed), for the app to hear.
@@ -253,7 +253,7 @@ def _plain(doc: object) -> bool:
     return named is None or isinstance(named, str)
 
 
-async def _send_late(send: ASGISendCallable) -> None:
+async def _send_late(send: ASGISendCallable, version: str) -> None:
     """The app's answer to a body not whole within `body_timeout_s` (see the module note)."""
     err = jsonapi.http_error(RequestTimeout(), "POST")
-    await send_error(send, DEFAULT_API_VERSION, err, closing=True)
+    await send_error(send, version, err, closing=True)
