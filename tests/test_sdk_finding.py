@@ -75,7 +75,7 @@ def test_sdk_lists_runs_with_filters_and_sort_and_reads_stats(daemon: DaemonProc
         seen = [run.attributes.job for run in page.data]
         after = page.links.next_ if page.links else None
         while after:
-            cursor = after.split("page%5Bafter%5D=")[1].split("&")[0]
+            cursor = after.split("page[after]=")[1].split("&")[0]
             page = list_runs.sync(
                 client=client,
                 filterstatus="FAILED",

@@ -7,13 +7,17 @@ is raised before the store is asked anything.
 
 `links.next` repeats the request's own parameters (as the client spelt
 them) with the next cursor, so following it keeps the filters and the sort
-the cursor is bound to.
+the cursor is bound to. The parameter names keep their brackets literal
+(`page[after]=`, as JSON:API writes them): the official SDK reads the
+platform's cursors by slicing `links.next` at `page[after]=` (its audit
+client's `_extract_next_cursor`), so a percent-encoded name would end a
+client's walk after one page. Values stay fully encoded.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from urllib.parse import urlencode
+from urllib.parse import quote
 
 from jobsd import errors
 from jobsd.api.auth import Caller
@@ -101,4 +105,5 @@ def next_link(base_url: str, query: Query, asked: RunQuery, after: Position | No
     }
     params["page[size]"] = str(asked.limit)
     params["page[after]"] = encode_cursor(asked.sort, after)
-    return f"{base_url}?{urlencode(params)}"
+    # Names are RUN_PARAMETERS (letters, `_`, brackets): safe as written.
+    return f"{base_url}?" + "&".join(f"{n}={quote(v, safe='')}" for n, v in params.items())
