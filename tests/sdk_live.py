@@ -63,9 +63,11 @@ class Live:
 
 
 @contextmanager
-def live_daemon(tmp: Path, *, plan: str = "", scheduler: str = "") -> Iterator[Live]:
-    """A daemon (unlimited plan unless `plan` says more) and a target, both on
-    127.0.0.1, for as long as the block runs; the daemon must log no traceback."""
+def live_daemon(
+    tmp: Path, *, active_jobs_limit: int = -1, plan: str = "", scheduler: str = ""
+) -> Iterator[Live]:
+    """A daemon (unlimited runs; `plan`/`scheduler` add config lines) and a target,
+    both on 127.0.0.1, for as long as the block runs; it must log no traceback."""
     target = subprocess.Popen(
         [sys.executable, str(TARGET), str(tmp / "target.log")],
         stdin=subprocess.PIPE,
@@ -80,7 +82,7 @@ def live_daemon(tmp: Path, *, plan: str = "", scheduler: str = "") -> Iterator[L
             config_text(
                 tmp,
                 acme=ACCOUNT,
-                active_jobs_limit=-1,
+                active_jobs_limit=active_jobs_limit,
                 runs_included=-1,
                 plan=plan,
                 scheduler=scheduler,
