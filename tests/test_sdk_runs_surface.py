@@ -93,6 +93,13 @@ def test_links_next_carries_the_cursor_where_the_sdk_reads_it(live: Live) -> Non
         if after is None:
             break
     assert seen == list(reversed(ids))
+    followed: list[str] = []  # and following the link itself walks the same runs
+    link = f"{live.daemon.url}/api/v1/runs?filter[job]=paged&page[size]=2"
+    while link:
+        body = client.get_httpx_client().get(link).json()
+        followed += [run["id"] for run in body["data"]]
+        link = body["links"]["next"]
+    assert followed == seen
 
 
 def since_now() -> str:
