@@ -93,6 +93,9 @@ def test_links_next_carries_the_cursor_where_the_sdk_reads_it(live: Live) -> Non
         if after is None:
             break
     assert seen == list(reversed(ids))
+    first = list_runs.sync_detailed(client=client, filterjob="paged", pagesize=2)
+    cursor = _extract_next_cursor(json.loads(first.content))  # the high-level client takes it
+    assert [r.id for r in jobs.runs.list(job="paged", page_size=2, after=cursor)] == seen[2:4]
     followed: list[str] = []  # and following the link itself walks the same runs
     link = f"{live.daemon.url}/api/v1/runs?filter[job]=paged&page[size]=2"
     while link:
