@@ -38,6 +38,7 @@ arrived still records the partial result.
 
 from __future__ import annotations
 
+import hashlib
 import ssl
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -67,6 +68,10 @@ from jobsd.runs import FailureReason, RunStatus
 
 USER_AGENT = "jobsd/0.1"
 CA_CONTEXTS_KEPT = 64
+# The `ca_cert` text the kept contexts were built from, at most (the newest is kept
+# whatever its size): a `ca_cert` may be 1.25 MiB, and 64 such contexts would hold
+# ~80 MiB of one account's certificates in every process.
+CA_BYTES_KEPT = 8 * 1024 * 1024
 BODY_KEEP_BYTES = 65536
 BODY_CAP_BYTES = 8 * 1024 * 1024
 
@@ -137,7 +142,10 @@ class Delivery:
         self._cap_bytes = body_cap_bytes
         self._verifying: ssl.SSLContext | None = None
         self._insecure: ssl.SSLContext | None = None
-        self._with_ca: OrderedDict[str, ssl.SSLContext] = OrderedDict()
+        # By the digest of the `ca_cert` (the text is not held once its runs are done):
+        # the context and the size of the text it was built from.
+        self._with_ca: OrderedDict[bytes, tuple[ssl.SSLContext, int]] = OrderedDict()
+        self._ca_bytes = 0
         # One connector per context; holding the context keeps its id unique.
         self._transports: OrderedDict[int, tuple[ssl.SSLContext, Connector]] = OrderedDict()
         self.idle = IdleConnections(keepalive_s)
@@ -243,15 +251,25 @@ class Delivery:
             if self._verifying is None:
                 self._verifying = _no_renegotiation(ssl.create_default_context())
             return self._verifying
-        context = self._with_ca.get(config.ca_cert)
-        if context is None:
-            context = _no_renegotiation(ssl.create_default_context())
-            context.load_verify_locations(cadata=config.ca_cert)
-            self._with_ca[config.ca_cert] = context
-            while len(self._with_ca) > CA_CONTEXTS_KEPT:
-                self._with_ca.popitem(last=False)
-        self._with_ca.move_to_end(config.ca_cert)
+        text = config.ca_cert.encode("utf-8", "surrogatepass")
+        key = hashlib.sha256(text).digest()
+        kept = self._with_ca.get(key)
+        if kept is not None:
+            self._with_ca.move_to_end(key)
+            return kept[0]
+        context = _no_renegotiation(ssl.create_default_context())
+        context.load_verify_locations(cadata=config.ca_cert)
+        self._with_ca[key] = (context, len(text))
+        self._ca_bytes += len(text)
+        while len(self._with_ca) > 1 and (
+            len(self._with_ca) > CA_CONTEXTS_KEPT or self._ca_bytes > CA_BYTES_KEPT
+        ):
+            self._ca_bytes -= self._with_ca.popitem(last=False)[1][1]
         return context
+
+    def ca_bytes_kept(self) -> int:
+        """The size of the `ca_cert` texts whose contexts are kept."""
+        return self._ca_bytes
 
 
 def _no_renegotiation(context: ssl.SSLContext) -> ssl.SSLContext:

@@ -31,7 +31,7 @@ from jobsd.api.extensions import (
 )
 from jobsd.api.v2026_08_07 import environments
 from jobsd.cli_signing import MAX_OVERLAP_H, _hours
-from jobsd.delivery import CA_CONTEXTS_KEPT, Delivery
+from jobsd.delivery import CA_BYTES_KEPT, CA_CONTEXTS_KEPT, Delivery
 from jobsd.errors import ConfigError
 from jobsd.job_model import HttpConfig, JobKind
 from jobsd.messages import Run
@@ -163,3 +163,27 @@ def test_tls_contexts_for_ca_certs_are_kept_64_at_most() -> None:
     assert delivery.ssl_context_for(last) is contexts[-1]
     first = HttpConfig(url="https://x.test/", ca_cert=pems[0])
     assert delivery.ssl_context_for(first) is not contexts[0]  # evicted, built again
+
+
+def test_tls_contexts_for_ca_certs_are_kept_for_8_mib_of_them_at_most() -> None:
+    """A `ca_cert` may be 1.25 MiB (the configuration's bound): 64 such contexts kept
+    would hold 80 MiB of one account's certificates in every process. What is
+    kept is bounded in bytes too (the newest context is always kept), and keyed by
+    a digest, so the cache holds no job's text once its runs are done."""
+    delivery = Delivery(AddressPolicy([]))
+    bundle = make_ca("filler").cert_pem * ((1024 * 1024) // len(make_ca("x").cert_pem))
+    pems = [make_ca(f"ca {i}").cert_pem + bundle for i in range(12)]
+    contexts = [
+        delivery.ssl_context_for(HttpConfig(url="https://x.test/", ca_cert=pem)) for pem in pems
+    ]
+    assert delivery.ca_bytes_kept() <= CA_BYTES_KEPT
+    assert len(delivery._with_ca) == CA_BYTES_KEPT // len(pems[0].encode())
+    assert all(isinstance(key, bytes) and len(key) == 32 for key in delivery._with_ca)
+    last = HttpConfig(url="https://x.test/", ca_cert=pems[-1])
+    assert delivery.ssl_context_for(last) is contexts[-1]
+    first = HttpConfig(url="https://x.test/", ca_cert=pems[0])
+    assert delivery.ssl_context_for(first) is not contexts[0]  # evicted, built again
+    huge = make_ca("huge").cert_pem + bundle * 9  # one past the bound alone: still kept
+    context = delivery.ssl_context_for(HttpConfig(url="https://x.test/", ca_cert=huge))
+    assert len(delivery._with_ca) == 1
+    assert delivery.ssl_context_for(HttpConfig(url="https://x.test/", ca_cert=huge)) is context
