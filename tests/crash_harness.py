@@ -147,6 +147,7 @@ class Snapshot:
     log: list[dict[str, Any]]
     envs: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict)
     counts: set[tuple[Any, ...]] = field(default_factory=set)  # the count tables' rows
+    job_counts: dict[str, int] = field(default_factory=dict)  # job_counts' rows (n > 0)
     outbox: dict[str, dict[str, Any]] = field(default_factory=dict)  # alerts not yet delivered
 
     def envs_of(self, pk: int) -> dict[str, dict[str, Any]]:
@@ -239,11 +240,20 @@ def read_snapshot(db_path: Path, log_path: Path) -> Snapshot:
             ("pending_counts", *r)
             for r in conn.execute("SELECT account_id, n FROM pending_counts WHERE n > 0")
         }
+        job_counts = {
+            str(r[0]): int(r[1])
+            for r in conn.execute("SELECT account_id, n FROM job_counts WHERE n > 0")
+        }
     finally:
         conn.close()
     lines = text.split("\n")[:-1]  # a line still being appended has no newline yet
     log = [json.loads(line) for line in lines]
-    return Snapshot(runs, jobs, int(metered), log, envs, counts, outbox)
+    return Snapshot(runs, jobs, int(metered), log, envs, counts, job_counts, outbox)
+
+
+def recount_jobs(jobs: dict[int, dict[str, Any]]) -> dict[str, int]:
+    """Each account's live jobs, as `job_counts` (the plan's `max_jobs`) should say."""
+    return dict(Counter(j["account_id"] for j in jobs.values() if j["deleted_at_us"] is None))
 
 
 def recount(runs: dict[str, dict[str, Any]]) -> set[tuple[Any, ...]]:
@@ -317,6 +327,7 @@ def audit(snap: Snapshot, ledger: Ledger, *, final: bool) -> None:
     assert len(flood_pending) <= MAX_PENDING_RUNS, f"{len(flood_pending)} flood runs PENDING"
 
     assert snap.counts == recount(snap.runs), "the kept counts disagree with the runs"
+    assert snap.job_counts == recount_jobs(snap.jobs), "the kept job counts disagree with the jobs"
 
     started = sum(1 for r in snap.runs.values() if r["started_at_us"] is not None)
     assert snap.metered == started, f"usage says {snap.metered} runs, {started} started"

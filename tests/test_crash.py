@@ -22,7 +22,14 @@ import pytest
 
 from tests.crash_alerts import check_alerts
 from tests.crash_flood import FLOOD_ACCOUNT, MAX_PENDING_RUNS
-from tests.crash_harness import Ledger, Snapshot, audit, recount, run_crash_test
+from tests.crash_harness import (
+    Ledger,
+    Snapshot,
+    audit,
+    recount,
+    recount_jobs,
+    run_crash_test,
+)
 from tests.crash_retries import POLICY, check_retries
 
 US = 1_000_000
@@ -51,11 +58,13 @@ def _run(run_id: str, status: str, **cols: Any) -> dict[str, Any]:
 
 
 def _snapshot(*runs: dict[str, Any], log: tuple[str, ...] = ()) -> Snapshot:
-    jobs = {1: {"id": 1, "slug": "j", "deleted_at_us": None}}
+    jobs = {1: {"id": 1, "account_id": "acme", "slug": "j", "deleted_at_us": None}}
     entries = [{"run_id": r, "job": "j", "scheduled_for": None, "env": "production"} for r in log]
     metered = sum(1 for r in runs if r["started_at_us"] is not None)
     by_id = {r["id"]: r for r in runs}
-    return Snapshot(by_id, jobs, metered, entries, counts=recount(by_id))
+    return Snapshot(
+        by_id, jobs, metered, entries, counts=recount(by_id), job_counts=recount_jobs(jobs)
+    )
 
 
 def test_the_audit_passes_a_sound_record() -> None:
@@ -119,6 +128,19 @@ def test_the_audit_refuses_a_queued_count_that_disagrees_with_the_runs() -> None
         audit(snap, Ledger(), final=False)
 
 
+def test_the_audit_refuses_a_job_count_that_disagrees_with_the_jobs() -> None:
+    snap = _snapshot(_run("a", "SUCCEEDED"), log=("a",))
+    assert snap.job_counts == {"acme": 1}
+    audit(snap, Ledger(), final=False)
+    snap.jobs[2] = {"id": 2, "account_id": "acme", "slug": "k", "deleted_at_us": None}
+    with pytest.raises(AssertionError, match="job counts disagree"):
+        audit(snap, Ledger(), final=False)
+    snap.jobs[2]["deleted_at_us"] = 5 * US  # a tombstone is not counted
+    ledger = Ledger()
+    ledger.delete_attempts.add("k")
+    audit(snap, ledger, final=False)
+
+
 def test_the_audit_refuses_a_flood_past_its_bound() -> None:
     flood = [
         _run(f"f{n}", "PENDING", account_id=FLOOD_ACCOUNT) for n in range(MAX_PENDING_RUNS + 1)
@@ -179,7 +201,7 @@ def test_the_retry_audit_refuses_doubled_early_or_lost_attempts() -> None:
 def test_the_alert_audit_refuses_changed_lost_and_untold_alerts() -> None:
     failed = _run("a", "FAILED", failure_reason="TIMEOUT", error="x", account_id="crash")
     runs = {"a": failed}
-    jobs = {1: {"id": 1, "slug": "j", "deleted_at_us": None}}
+    jobs = {1: {"id": 1, "account_id": "acme", "slug": "j", "deleted_at_us": None}}
 
     def sent(alert_id: str, digest: str) -> dict[str, Any]:
         alert = {"id": alert_id, "sha256": digest, "type": "job.failed"}

@@ -117,7 +117,9 @@ def test_migration_counts_what_is_already_queued(tmp_path: Path) -> None:
     set_status(conn, 1, "RUNNING")
     for name in ("insert", "delete", "update"):  # as before migration 10
         conn.execute(f"DROP TRIGGER pending_counts_{name}")
+        conn.execute(f"DROP TRIGGER job_counts_{name}")  # migration 11's, after it
     conn.execute("DROP TABLE pending_counts")
+    conn.execute("DROP TABLE job_counts")
     conn.execute("DELETE FROM schema_version")
     conn.execute("INSERT INTO schema_version (version) VALUES (9)")
     schema.migrate(conn)

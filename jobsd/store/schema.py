@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from jobsd.clock import to_us
 from jobsd.errors import ScheduleError, SchemaTooNewError, StorageError
 from jobsd.schedule import InstantSchedule, parse_schedule
-from jobsd.store import pending_counts
+from jobsd.store import job_counts, pending_counts
 from jobsd.store.alert_schema import ALERTS
 from jobsd.store.environments_schema import environments
 from jobsd.store.finding_schema import FINDING
@@ -157,6 +157,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     """,
     # 10: each account's queued runs, counted; see jobsd.store.pending_counts.
     lambda conn, defaults: _run_all(conn, pending_counts.STATEMENTS),
+    # 11: each account's live jobs, counted (the plan's max_jobs); see
+    # jobsd.store.job_counts.
+    lambda conn, defaults: _run_all(conn, job_counts.STATEMENTS),
 )
 
 
@@ -171,6 +174,7 @@ RETRY_POLICIES_VERSION = 6
 RETRY_RUNS_VERSION = 7
 ALERTS_VERSION = 8  # the alert outbox (its test upgrades from just before it)
 ENVIRONMENT_INDEXES_VERSION = 9  # environment rows by environment (sync_environments)
+JOB_COUNTS_VERSION = 11  # each account's live jobs, counted (its test upgrades from before it)
 
 
 def configure(conn: sqlite3.Connection, *, readonly: bool = False) -> None:
