@@ -94,8 +94,16 @@ def _worker_processes(value: object) -> int | Literal["auto"]:
     raise ValueError(f'must be "auto" or an integer 0-{MAX_WORKER_PROCESSES}')
 
 
+def _at_least_one_or_unlimited(value: int) -> int:
+    """A bound of 0 would be a plan that may hold nothing: a typo, not a plan."""
+    if value == -1 or value >= 1:
+        return value
+    raise ValueError("must be >= 1, or -1 (unlimited)")
+
+
 Seconds = Annotated[int, Field(strict=True, ge=0)]
 Limit = Annotated[int, Field(strict=True, ge=-1)]  # -1 = unlimited
+Bound = Annotated[int, Field(strict=True), AfterValidator(_at_least_one_or_unlimited)]
 WorkerProcesses = Annotated[int | Literal["auto"], PlainValidator(_worker_processes)]
 Name = Annotated[
     str, Field(strict=True), _matching(_NAME, "must be 1-64 characters of a-z 0-9 - _")

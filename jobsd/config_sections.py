@@ -18,6 +18,7 @@ from pydantic import AfterValidator, Field
 
 from jobsd.config_fields import (
     AbsolutePath,
+    Bound,
     Cidr,
     Digest,
     Flag,
@@ -38,6 +39,7 @@ API_VERSIONS = ("2026-06-04", "2026-08-07")  # oldest first; the first is the de
 DEFAULT_API_VERSION: Literal["2026-06-04"] = "2026-06-04"
 DEFAULT_ENVIRONMENT = "production"
 MAX_AUTO_PAUSE_AFTER = 1000
+DEFAULT_MAX_JOBS = 100_000  # jobs (any kind or state) an account may store; see PlanConfig
 
 
 class ServerConfig(Section):
@@ -121,12 +123,18 @@ class PlanConfig(Section):
     """No defaults for its limits: a plan is a promise to customers, so every
     limit is explicit. `auto_pause_after` (spec/OPERATIONS.md) is off (0) by
     default: consecutive failed runs, after retries, that pause a job in an
-    environment (`jobsd.alert_rules`)."""
+    environment (`jobsd.alert_rules`).
+
+    `max_jobs`, the jobs an account may store (any kind, any state), has a
+    default: it bounds what one account may put on the disk all accounts
+    share rather than what a customer buys, so a config written before it
+    is bounded too (README, "Bounds on an account's jobs")."""
 
     runs_included: Limit
     active_jobs_limit: Limit
     max_timeout: Annotated[int, Field(strict=True, ge=1, le=86400)]
     auto_pause_after: Annotated[int, Field(strict=True, ge=0, le=MAX_AUTO_PAUSE_AFTER)] = 0
+    max_jobs: Bound = DEFAULT_MAX_JOBS
 
 
 ApiVersion = Literal["2026-06-04", "2026-08-07"]

@@ -2,9 +2,10 @@
 the plan").
 
 The rules are a handful of comparisons, but each has a boundary (is the
-3000th run allowed? the 10th enabled job?) and the `-1` = unlimited escape,
-so they live here once, with the boundaries tested, instead of inline in the
-store and the API where an off-by-one would hide. Pure: counts are arguments.
+3000th run allowed? the 10th enabled job? the 100,000th stored one?) and
+the `-1` = unlimited escape, so they live here once, with the boundaries
+tested, instead of inline in the store and the API where an off-by-one
+would hide. Pure: counts are arguments.
 
 Decisions where the spec is silent: `-1` also means "no maximum" for
 `max_timeout` (an omitted timeout then defaults to 30); any other negative
@@ -39,6 +40,19 @@ def may_enable(active_jobs_limit: int, active_jobs: int) -> bool:
     _check_limit("active_jobs_limit", active_jobs_limit)
     _check_count("active_jobs", active_jobs)
     return active_jobs_limit == UNLIMITED or active_jobs < active_jobs_limit
+
+
+def may_store(max_jobs: int, stored_jobs: int) -> bool:
+    """Whether one more job may be stored while `stored_jobs` already are.
+
+    Every job counts, of any kind and state: this bounds the disk an account
+    may fill, which `active_jobs_limit` (enabled or permanent jobs only) does
+    not. At least 1: a plan that may store no job is a config mistake.
+    """
+    if max_jobs < 1 and max_jobs != UNLIMITED:
+        raise ValueError(f"max_jobs must be >= 1 or {UNLIMITED} (unlimited), got {max_jobs}")
+    _check_count("stored_jobs", stored_jobs)
+    return max_jobs == UNLIMITED or stored_jobs < max_jobs
 
 
 def default_timeout_s(max_timeout_s: int) -> int:

@@ -50,8 +50,8 @@ def seed_job(
     )
 
 
-def seed_limit(active_jobs_limit: int, environment: str = ENV) -> Limit:
-    return Limit(active_jobs_limit, JobCounting(enabled_in=environment))
+def seed_limit(active_jobs_limit: int, environment: str = ENV, max_jobs: int = -1) -> Limit:
+    return Limit(active_jobs_limit, JobCounting(enabled_in=environment), max_jobs)
 
 
 async def create_job(

@@ -239,6 +239,11 @@ BAD_VALUES = [
     (PLAN + 'auto_pause_after = "3"\n', "plans.free.auto_pause_after"),
     (PLAN + "auto_pause_after = 2.0\n", "plans.free.auto_pause_after"),
     (PLAN + "auto_pause_after = true\n", "plans.free.auto_pause_after"),
+    (PLAN + "max_jobs = 0\n", "plans.free.max_jobs"),
+    (PLAN + "max_jobs = -2\n", "plans.free.max_jobs"),
+    (PLAN + 'max_jobs = "5"\n', "plans.free.max_jobs"),
+    (PLAN + "max_jobs = 5.0\n", "plans.free.max_jobs"),
+    (PLAN + "max_jobs = true\n", "plans.free.max_jobs"),
 ]
 
 
@@ -341,6 +346,7 @@ def test_builtin_config(tmp_path: Path) -> None:
     assert local is not None and local.id == "local"
     plan = config.plan_of(local)
     assert (plan.runs_included, plan.active_jobs_limit, plan.max_timeout) == (-1, -1, 300)
+    assert plan.max_jobs == 100_000  # the bound on stored jobs holds here too
     assert config.scheduler == SchedulerConfig()
 
 

@@ -12,6 +12,7 @@ from jobsd.plans import (
     default_timeout_s,
     may_enable,
     may_meter,
+    may_store,
     timeout_allowed,
 )
 
@@ -26,6 +27,9 @@ def test_boundaries() -> None:
     assert may_enable(10, 9) and not may_enable(10, 10)
     assert not may_enable(0, 0)
     assert may_enable(UNLIMITED, 10**6)
+    assert may_store(100_000, 99_999) and not may_store(100_000, 100_000)
+    assert may_store(1, 0) and not may_store(1, 1)
+    assert may_store(UNLIMITED, 10**7)
     assert default_timeout_s(30) == 30
     assert default_timeout_s(10) == 10
     assert default_timeout_s(300) == 30
@@ -46,6 +50,12 @@ def test_may_enable(limit: int, active: int) -> None:
     assert may_enable(limit, active) is expected
 
 
+@given(st.one_of(st.just(UNLIMITED), st.integers(1, 10_000)), counts)
+def test_may_store(max_jobs: int, stored: int) -> None:
+    expected = max_jobs == -1 or stored + 1 <= max_jobs
+    assert may_store(max_jobs, stored) is expected
+
+
 @given(limits, st.integers(1, 100_000))
 def test_timeouts(max_timeout_s: int, timeout_s: int) -> None:
     default = default_timeout_s(max_timeout_s)
@@ -62,6 +72,9 @@ def test_timeouts(max_timeout_s: int, timeout_s: int) -> None:
         lambda: may_meter(10, -1),
         lambda: may_enable(-5, 0),
         lambda: may_enable(10, -1),
+        lambda: may_store(0, 0),  # at least one job, or -1: the config refuses 0
+        lambda: may_store(-2, 0),
+        lambda: may_store(10, -1),
         lambda: default_timeout_s(-2),
         lambda: timeout_allowed(10, -3),
     ],

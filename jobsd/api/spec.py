@@ -71,6 +71,15 @@ _QUEUEING = (
     ("/api/v1/jobs/{job_id}/actions/run", "post"),
     ("/api/v1/runs/{run_id}/actions/rerun", "post"),
 )
+# What only a create can answer: the bound on the jobs an account stores
+# (a replace never counts against it).
+_CREATING_STATUSES = {
+    "403": "Forbidden: the account already stores its plan's max_jobs jobs, of any kind "
+    "and state (code jobs_limit; delete one to make room), or its active_jobs_limit "
+    "counted jobs (code active_jobs_limit), or the token's environments do not allow "
+    "it (code environment_scope); nothing was created",
+}
+_CREATING = (("/api/v1/jobs", "post"),)
 
 
 def base_spec(version: str) -> dict[str, Any]:
@@ -274,6 +283,7 @@ def served_spec(version: str) -> bytes:
                 **_ERROR_STATUSES,
                 **(_LIST_STATUSES if (path, method) in _LISTS else {}),
                 **(_QUEUEING_STATUSES if (path, method) in _QUEUEING else {}),
+                **(_CREATING_STATUSES if (path, method) in _CREATING else {}),
             }
             for status, description in statuses.items():
                 responses.setdefault(status, {"description": description, **error_ref})

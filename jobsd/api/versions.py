@@ -77,6 +77,7 @@ def dialect(version: str) -> Dialect:
 
 
 def limit_of(caller: Caller) -> Limit:
-    """The plan's job limit, counted as the account's configured version counts."""
+    """The plan's job limits: `active_jobs_limit`, counted as the account's configured
+    version counts, and `max_jobs`, which counts every job alike in both."""
     counting = dialect(caller.account_version).counting(caller.default_environment)
-    return Limit(caller.plan.active_jobs_limit, counting)
+    return Limit(caller.plan.active_jobs_limit, counting, caller.plan.max_jobs)

@@ -2,7 +2,7 @@
 
 Pure decisions and single-connection steps shared by create and replace
 (`jobsd.store.jobs`): which retry policies a write may name, that no
-unreadable-value marker is written back, the plan's job limit, how a write
+unreadable-value marker is written back, the plan's job limits, how a write
 merges with the stored environments, and what the scheduler must hear.
 """
 
@@ -19,19 +19,22 @@ from jobsd.errors import pointer_part
 from jobsd.job_bounds import stored_job_problem
 from jobsd.job_model import Job, JobCounting, JobKind, JobSpec, JobWrite, Overlay
 from jobsd.messages import JobChanged
-from jobsd.plans import UNLIMITED, may_enable
+from jobsd.plans import UNLIMITED, may_enable, may_store
 from jobsd.schedule import first_fire, parse_schedule
 from jobsd.store import environments_sql, listing_sql
+from jobsd.store.job_counts import job_count
 from jobsd.store.keyring import Sealer, is_unreadable_marker
 from jobsd.store.policies import unknown_policies
 
 
 @dataclass(frozen=True, slots=True)
 class Limit:
-    """The plan's `active_jobs_limit` and what counts against it (the account's version)."""
+    """The plan's `active_jobs_limit` and what counts against it (the account's
+    version), and its `max_jobs`: the jobs it may store, every kind and state."""
 
     active_jobs: int
     counting: JobCounting
+    max_jobs: int
 
 
 def next_fire_us(spec: JobSpec, overlay: Overlay, *, enabled: bool, now: datetime) -> int | None:
@@ -163,6 +166,22 @@ _MARKER_DETAIL = (
     "This is the marker jobsd shows for a stored value it cannot open "
     "(its key is no longer in the key file); send the real value instead."
 )
+
+
+def check_store_room(conn: sqlite3.Connection, account_id: str, limit: Limit) -> None:
+    """Refuse (403) one more job when the account stores `max_jobs` already.
+
+    Only a create calls this: a replace stores no new job. The count is one
+    row kept by triggers (`jobsd.store.job_counts`), read in the create's own
+    transaction, so two creates racing for the last place cannot both pass.
+    """
+    if limit.max_jobs == UNLIMITED or may_store(limit.max_jobs, job_count(conn, account_id)):
+        return
+    raise errors.forbidden(
+        "jobs_limit",
+        f"the plan allows {limit.max_jobs} jobs to be stored, of any kind and state, and "
+        "the account has reached it: delete a job to make room",
+    )
 
 
 def check_room(conn: sqlite3.Connection, account_id: str, limit: Limit) -> None:

@@ -4,9 +4,10 @@ Every method computes `now` from the shared clock before handing its work
 to the engine, so a whole batch of writes is stamped with the instants the
 callers asked at, and the writer thread never reads a clock. Checks that
 must be atomic with their write (a live slug is free, the plan's active job
-limit) run inside the same transaction, and so does the merge of a write
-with what is stored: a replace sets the environments it owns and keeps the
-others exactly as they are at that moment (`job_model.JobWrite`).
+limit and its bound on stored jobs) run inside the same transaction, and so
+does the merge of a write with what is stored: a replace sets the
+environments it owns and keeps the others exactly as they are at that
+moment (`job_model.JobWrite`).
 
 Each environment of a job fires on its own: `next_run_at` is kept per
 environment, recomputed from now when its effective schedule changes or it
@@ -117,6 +118,7 @@ class JobStore:
                 raise errors.conflict(
                     "slug_taken", f"a job with id '{spec.slug}' already exists", "/data/id"
                 )
+            job_writes.check_store_room(conn, account_id, limit)
             enabled = {env: e.enabled for env, e in write.environments.items()}
             if limit.counting.counts(spec.kind, enabled):
                 job_writes.check_room(conn, account_id, limit)

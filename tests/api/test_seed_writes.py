@@ -94,7 +94,7 @@ async def test_a_seed_write_never_lands_on_a_job_that_became_manual(
                 manual, path_slug="j", max_timeout_s=60, environments=_ALL
             )
             write = JobWrite(spec, entries, owns=frozenset(_ALL))
-            limit = Limit(UNLIMITED, JobCounting(None))
+            limit = Limit(UNLIMITED, JobCounting(None), UNLIMITED)
             await h.store.jobs.replace_job("acme", "j", write, configured=_ALL, limit=limit)
             return job
 

@@ -49,6 +49,7 @@ allow_cidrs = ["127.0.0.1/32"]
 runs_included = -1
 active_jobs_limit = -1
 max_timeout = 60
+max_jobs = -1
 [[accounts]]
 id = "bench"
 plan = "bench"
