@@ -17,6 +17,9 @@ What a change means for work already under way:
   QUOTA_EXCEEDED: nobody may spend runs for it any longer.
 - `max_timeout` and `active_jobs_limit` are checked when a job is written;
   lowering them leaves existing jobs as they are until they are next saved.
+  `max_jobs` is checked when a job is created: lowered below what an
+  account stores, it deletes nothing, and the account's creates are refused
+  until its deletes bring it below the bound.
 - `sign_requests` applies to the next run sent; turning it on is refused
   (like a bad file) while the key file holds no secret for the account.
 - `api_version` applies to the next request. `environments` apply at once:
