@@ -1,0 +1,52 @@
+"""What a deleted job leaves in the store: a tombstone, not its request.
+
+A deleted job's row stays while runs name it (their listing and the 409 of
+a rerun read it), but its request is never sent again, so its large parts
+(body, CA bundle, sealed header values, description) go with the delete.
+Otherwise an account could create, run and delete jobs of 5 MiB each, none
+counted by any plan bound, until retention caught up.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from jobsd.clock import Clock
+from jobsd.crypto import KeyRing
+from jobsd.errors import ApiError
+from jobsd.job_model import Header, HttpConfig
+from jobsd.store import open_store
+from tests.model import ENV, create_job, seed_job
+
+T0 = datetime(2026, 6, 5, 2, 0, tzinfo=UTC)
+
+
+async def test_a_deleted_job_keeps_no_request_but_its_runs_still_read(tmp_path: Path) -> None:
+    db = tmp_path / "jobsd.sqlite3"
+    config = HttpConfig(
+        url="https://example.invalid/hook",
+        headers=(Header("Authorization", "Bearer s3cret"),),
+        ca_cert="-----BEGIN CERTIFICATE-----\n" + "A" * 300_000,
+        body="x" * 500_000,
+    )
+    write = seed_job("big", "Big", "d" * 2_000, True, "*/5 * * * *", config)
+    keys = KeyRing.load_or_create(tmp_path / "secret.key")
+    async with open_store(db, keys, Clock(T0)) as store:
+        await create_job(store, "acme", write)
+        run = await store.runs.enqueue_manual(
+            "acme", "big", ENV, require_enabled=False, max_pending=100
+        )
+        await store.jobs.delete_job("acme", "big")
+        assert (await store.runs.get_run("acme", run.id)).job_slug == "big"
+        with pytest.raises(ApiError) as err:
+            await store.runs.enqueue_rerun("acme", run.id, max_pending=100)
+        assert err.value.status == 409
+    with sqlite3.connect(db) as conn:
+        row = conn.execute(
+            "SELECT headers, ca_cert, body, description, length(url), slug FROM jobs"
+        ).fetchone()
+    assert row == ("[]", None, None, None, len(config.url), "big")
