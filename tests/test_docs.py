@@ -32,3 +32,124 @@ def test_packaged_spec_is_the_shared_contract(name: str) -> None:
     shared = ROOT.parent / "shared" / "spec" / name
     if shared.exists():
         assert (ROOT / "jobsd" / name).read_text() == shared.read_text()
+
+
+# -- the README's concrete names, held to the code ----------------------------------
+#
+# The README is where operators read what jobsd promises; it grew over many
+# sessions, and a renamed key, metric, command, file or error code left there
+# sends them after something that no longer exists. Each check below reads a
+# shape of name that cannot be mistaken for prose (a `jobsd_` metric, a dotted
+# or bracketed config key, a `jobsd <command> --flag`, a path under jobsd/ or
+# tests/, a `4xx code` pair) and asks the code about it.
+
+
+def readme() -> str:
+    return (ROOT / "README.md").read_text()
+
+
+def code_spans(text: str) -> list[str]:
+    """Inline code spans (`...`), fenced blocks left out; a span may wrap lines."""
+    outside = re.sub(r"```.*?```", "", text, flags=re.S)
+    return [span.replace("\n", " ") for span in re.findall(r"`([^`]+)`", outside)]
+
+
+def test_every_metric_the_readme_names_is_registered_with_those_labels() -> None:
+    from prometheus_client.metrics import MetricWrapperBase
+
+    from jobsd.metrics import Metrics
+
+    metrics = Metrics()
+    families = {
+        m._name: m  # the family name prometheus_client registers (no _total)
+        for m in vars(metrics).values()
+        if isinstance(m, MetricWrapperBase)
+    }
+    named = re.findall(r"\b(jobsd_[a-z_]+)(\{[^}]*\})?", readme())
+    assert len(named) > 10
+    for name, labels in named:
+        family = name.removesuffix("_total") if name.endswith("_total") else name
+        assert family in families, f"README names {name}, which jobsd does not export"
+        metric = families[family]
+        if name.endswith("_total"):
+            assert metric._type == "counter", f"{name}: only counters end in _total"
+        if labels and "=" not in labels:  # a label list, not a selector
+            wanted = [label.strip() for label in labels.strip("{}").split(",")]
+            try:
+                metric.labels(**dict.fromkeys(wanted, "x"))  # refused unless exactly its labels
+            except ValueError:
+                pytest.fail(f"README gives {name} the labels {labels}, which are not its own")
+
+
+def test_every_config_key_the_readme_names_exists() -> None:
+    from pydantic import BaseModel
+
+    from jobsd.config import AccountConfig, Config, PlanConfig
+
+    sections: dict[str, type[BaseModel]] = {
+        name: field.annotation
+        for name, field in Config.model_fields.items()
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+    }
+    sections["plans"] = PlanConfig
+    sections["accounts"] = AccountConfig
+    text = readme()
+    keys = re.findall(r"`\[([a-z]+)(?:\.[a-z*]+)?\] ([a-z_]+)", text)
+    keys += re.findall(r"\b([a-z]+)(?:\[(?:\d+|N)\])?\.([a-z_]+)\b", " ".join(code_spans(text)))
+    checked = 0
+    for section, key in keys:
+        if section not in sections:
+            continue  # a module or an attribute path, not a config key
+        assert key in sections[section].model_fields, f"README names {section}.{key}"
+        checked += 1
+    for section in re.findall(r"`\[([a-z]+)(?:\.[a-z*]+)?\]`", text):
+        assert section in sections, f"README names a [{section}] table"
+    assert checked > 10
+
+
+def test_every_jobsd_command_and_flag_the_readme_names_exists(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from jobsd.cli import main
+
+    text = readme()
+    uses = [s for s in code_spans(text) if s.startswith("jobsd ")]
+    for block in readme_commands():
+        lines = [line.split("#")[0] for line in block.splitlines()]
+        uses += [line for line in lines if re.search(r"(?:^|\s)jobsd ", line)]
+    helps: dict[str, str] = {}
+    checked = 0
+    for use in uses:
+        found = re.search(r"(?:^|\s)jobsd ([a-z][a-z-]*)", use)
+        assert found is not None, use
+        command = found[1]
+        if command not in helps:
+            with pytest.raises(SystemExit) as exit_:
+                main([command, "--help"])
+            assert exit_.value.code == 0, f"README names `jobsd {command}`, which is no command"
+            helps[command] = capsys.readouterr().out
+        for flag in re.findall(r"(?<![\w-])--[a-z][a-z-]*", use[found.end() :]):
+            assert flag in helps[command].split(), f"README: `jobsd {command}` has no {flag}"
+            checked += 1
+    assert len(helps) == 8 and checked > 10
+
+
+def test_every_file_the_readme_cites_exists() -> None:
+    spans = " ".join(code_spans(readme())) + " " + readme()
+    top = r"(?:jobsd|tests|etc|systemd)/[A-Za-z_][\w/.*-]*\w"  # not jobsd/0.1, the User-Agent
+    cited = set(re.findall(rf"(?<![\w/.])({top})", spans))
+    assert len(cited) > 30
+    missing = sorted(path for path in cited if not any(ROOT.glob(path)))
+    assert not missing, f"README cites files that do not exist: {missing}"
+    bare = set(re.findall(r"(?<![\w/])(test_\w+\.py)", spans))
+    present = {path.name for path in (ROOT / "tests").rglob("test_*.py")}
+    assert not sorted(bare - present), "README cites test files that do not exist"
+
+
+def test_every_error_code_the_readme_pairs_with_a_status_is_jobsds() -> None:
+    text = readme()
+    pairs = re.findall(r"`([45]\d\d)`?\s+`?([a-z]+(?:_[a-z]+)+)`", text)
+    assert len(pairs) > 15
+    source = "\n".join(p.read_text() for p in (ROOT / "jobsd").rglob("*.py"))
+    for status, code in pairs:
+        assert f'"{code}"' in source, f"README names `{status} {code}`: no such code in jobsd/"
