@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 from jobsd.errors import ConfigError
+from jobsd.private_dirs import make_private_dirs
 
 KEY = "secrets.key_file"
 MAX_FILE_BYTES = 64 * 1024
@@ -91,7 +92,7 @@ def publish(path: Path, text: str, *, replace: bool) -> None:
     """Write `text` as the file, atomically; `replace=False` refuses an existing file."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_private_dirs(path.parent)  # each 0700: mkdir(parents=True) would not
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "wb") as file:
             os.fchmod(file.fileno(), 0o600)

@@ -56,6 +56,17 @@ async def test_a_new_database_and_its_wal_are_private(tmp_path: Path) -> None:
     assert mode(db.parent) == 0o700 and mode(db.parent.parent) == 0o700
 
 
+async def test_a_new_data_directory_is_private_whichever_file_makes_it(tmp_path: Path) -> None:
+    """`jobsd serve --data-dir NEW/DIR`: the key file is made first, in the same
+    directory as the database; its directories, parents included, are 0700 too
+    (Path.mkdir(parents=True) gives the parents the umask's mode, here 0755)."""
+    state = tmp_path / "fresh" / "state"
+    keyring = KeyRing.load_or_create(state / "secret.key")
+    async with open_store(state / "jobsd.sqlite3", keyring, Clock(T0)):
+        pass
+    assert mode(state) == 0o700 and mode(state.parent) == 0o700
+
+
 def loose_database(tmp_path: Path) -> tuple[Path, sqlite3.Connection]:
     """A 0644 database with 0644 -wal and -shm, kept open so they stay."""
     db = tmp_path / "jobsd.sqlite3"

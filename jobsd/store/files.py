@@ -25,6 +25,7 @@ import stat
 from pathlib import Path
 
 from jobsd.errors import StorageError
+from jobsd.private_dirs import make_private_dirs
 
 log = logging.getLogger("jobsd.store")
 
@@ -33,15 +34,13 @@ SUFFIXES = ("", "-wal", "-shm")
 
 def make_private(path: Path) -> None:
     """Create `path` 0600 when missing; take group and other access off it and its WAL files."""
-    missing = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
-    for directory in reversed(missing):  # each 0700: mkdir(parents=True) would not
-        try:
-            directory.mkdir(mode=0o700, exist_ok=True)
-        except OSError as exc:  # a message naming it, not a traceback at start
-            raise StorageError(
-                f"cannot create the directory {directory} for the database {path}:"
-                f" {exc.strerror or exc}"
-            ) from None
+    try:
+        make_private_dirs(path.parent)
+    except OSError as exc:  # a message naming it, not a traceback at start
+        where = exc.filename or path.parent
+        raise StorageError(
+            f"cannot create the directory {where} for the database {path}: {exc.strerror or exc}"
+        ) from None
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
     except FileExistsError:
