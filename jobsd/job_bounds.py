@@ -24,7 +24,7 @@ from jobsd.job_model import HttpConfig, Overlay
 
 MAX_HEADERS = 64
 # A 1 MiB body, a 64 KiB CA bundle and a 2 KiB URL leave 190 KiB for headers:
-# 64 of 3 KiB, or 23 at the 8 KiB maximum, several times the whole request
+# 64 of just under 3 KiB, or 23 at the 8 KiB maximum, several times the whole request
 # head that common servers accept (nginx 32 KiB, Node.js 16 KiB).
 MAX_CONFIGURATION_BYTES = 1280 * 1024
 # The base and every environment's overrides together: four full requests'
