@@ -1,6 +1,7 @@
 """The nursery tree: wiring only.
 
-    signals (TERM/INT stop, HUP reload)      from the first moment to the last
+    signals (TERM/INT stop, HUP reload,     from the first moment to the last
+             USR1 task tree)
     └── store (open_store)                   closes last
         └── actors
             ├── worker processes             perform the requests; end after the pool
@@ -10,6 +11,9 @@
             ├── integrity check              once ready; a damaged file stops it, exit 2
             ├── writer watch                 a write connection gone bad stops it, exit 2
             ├── clock watch                  re-anchors on a system clock stepped or slept
+            │                                (the system's clock only, not a test's)
+            ├── kept connections (tidy)      closes idle keep-alive connections as they
+            │                                expire, and all of them at the end
             ├── retention                    prunes run history in small batches
             └── front
                 ├── scheduler                stops first: nothing new fires
@@ -32,7 +36,8 @@ event) runs, in this order and without waiting in between:
    go out after the next start (at least once, same id and body);
 6. the worker processes' socket pairs close: each worker, with nothing in
    flight by then, exits on end of file (one still there after 5 s is
-   killed), and the daemon reaps it;
+   killed), and the daemon reaps it; the daemon's own kept connections
+   (`[outbound] keepalive_s`) are closed as the tidy task is cancelled;
 7. the store closes and the process exits 0 (2 if the integrity check failed
    or the store's write connection went bad: systemd restarts it).
 
@@ -68,8 +73,12 @@ own, so alerts never take an executor.
 
 Start: recovery first makes the record true (runs left RUNNING by a crash
 become FAILED/WORKER_LOST, and alert as failures; `jobsd.store.recovery`);
-the alert actor puts back in line alerts a crash left being sent; the
-executor pool then starts, and its dispatcher's first act is to read which
+the store then syncs each account's environments with the config (one no
+longer listed goes dormant and the retries held in it are canceled; every
+reload does the same, `JobStore.sync_environments`); a stop asked for by
+then ends the start here, exit 0, before anything serves; the alert actor
+puts back in line alerts a crash left being sent; the executor pool then
+starts, and its dispatcher's first act is to read which
 accounts have PENDING runs, so runs committed before the restart reach the
 workers, oldest first per account, before anything new is fired or accepted
 (`jobsd.dispatch`). systemd hears READY=1 only once `/healthz` answers 200
