@@ -4,7 +4,7 @@ A daemon that is idle in epoll while a run stays RUNNING is waiting on
 something logically, not blocked; py-spy shows only the loop. The task tree
 names the await that never returns (`kill -USR1 <pid>` for the daemon,
 and for each worker process, whose pid the daemon logs at start). Logged
-at WARNING, under `jobsd.tasks`, one line per task.
+at WARNING, under `jobsd.tasks`, one line (one record) per task.
 """
 
 from __future__ import annotations
@@ -39,8 +39,13 @@ def task_tree() -> list[str]:
 
 
 def log_task_tree(why: str) -> None:
+    """A record per task after a heading: log lines are one line each (a
+    message's line breaks are escaped, `jobsd.logs.one_line`), so the tree
+    as one record came out as one unreadable line."""
     lines = task_tree()
-    log.warning("%s: %d trio tasks\n%s", why, len(lines), "\n".join(lines))
+    log.warning("%s: %d trio tasks", why, len(lines))
+    for line in lines:
+        log.warning("%s", line)
 
 
 async def dump_on_signal() -> None:

@@ -3,6 +3,7 @@ with the await it waits in, so a logical stall names its culprit."""
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import signal
@@ -11,7 +12,8 @@ import pytest
 import trio
 import trio.testing
 
-from jobsd.taskdump import dump_on_signal, task_tree
+from jobsd.logs import TextFormatter
+from jobsd.taskdump import dump_on_signal, log_task_tree, task_tree
 
 
 async def _waits_for_an_event(event: trio.Event) -> None:
@@ -43,6 +45,36 @@ async def test_sigusr1_logs_the_tree(caplog: pytest.LogCaptureFixture) -> None:
             while not caplog.records:
                 await trio.sleep(0.01)
         nursery.cancel_scope.cancel()
-    (record,) = caplog.records
-    assert record.getMessage().startswith("received SIGUSR1: ")
-    assert "dump_on_signal (taskdump.py:" in record.getMessage()
+    heading, *tasks = [record.getMessage() for record in caplog.records]
+    assert heading == f"received SIGUSR1: {len(tasks)} trio tasks"
+    assert any("dump_on_signal (taskdump.py:" in task for task in tasks)
+
+
+async def test_the_tree_is_written_one_line_per_task() -> None:
+    """As the daemon's text log writes it (the journal's): a line per task, each
+    indented under its parent. One record holding the whole tree came out as a
+    single line with its breaks escaped (`\\x0a`), which no one can read."""
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(TextFormatter(journal=False))
+    tasks_log = logging.getLogger("jobsd.tasks")
+    tasks_log.addHandler(handler)
+    event = trio.Event()
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_waits_for_an_event, event, name="the-waiter")
+            await trio.testing.wait_all_tasks_blocked()
+            log_task_tree("received SIGUSR1")
+            expected = len(task_tree())
+            event.set()
+    finally:
+        tasks_log.removeHandler(handler)
+    lines = out.getvalue().splitlines()
+    assert "\\x0a" not in out.getvalue()
+    assert lines[0].endswith(f"WARNING jobsd.tasks: received SIGUSR1: {expected} trio tasks")
+    assert len(lines) == 1 + expected
+    (waiter,) = [line for line in lines if "the-waiter" in line]
+    ours = next(line for line in lines if "test_the_tree_is_written_one_line" in line)
+    task_part = ours.split("jobsd.tasks: ", 1)[1]
+    indent = len(task_part) - len(task_part.lstrip())
+    assert waiter.split("jobsd.tasks: ", 1)[1].startswith(" " * (indent + 2) + "the-waiter")
