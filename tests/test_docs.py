@@ -153,3 +153,14 @@ def test_every_error_code_the_readme_pairs_with_a_status_is_jobsds() -> None:
     source = "\n".join(p.read_text() for p in (ROOT / "jobsd").rglob("*.py"))
     for status, code in pairs:
         assert f'"{code}"' in source, f"README names `{status} {code}`: no such code in jobsd/"
+
+
+def test_the_readme_curl_commands_do_not_glob_brackets() -> None:
+    """curl reads `[...]` in a URL as a glob range: `page[size]=10` fails with
+    exit 3 (hidden by -s) unless globbing is off, so the README's list calls
+    did nothing for whoever pasted them."""
+    text = "\n".join(readme_commands())
+    globbing_off = re.search(r"^H=\(.*(?:-g|--globoff)\b", text, flags=re.M) is not None
+    for line in text.splitlines():
+        if re.search(r"\bcurl\b", line) and re.search(r"\?[^ ]*\[", line):
+            assert globbing_off or re.search(r"\s(?:-g|--globoff)\b", line), line
