@@ -89,6 +89,22 @@ def parse_schedule(text: str, timezone: str | None = None) -> Schedule:
     return CronSchedule(parsed.expr, load_zone(timezone))
 
 
+def parse_written_schedule(text: str, timezone: str | None = None) -> Schedule:
+    """A schedule as a client writes it: `parse_schedule`, where cron's fields are
+    separated only as crontab separates them, by spaces and tabs (line ends may
+    surround it). `str.split()` splits on any Unicode space, so `0\u00a00 * * *`,
+    four fields to the eye, fired as `0 0 * * *`. The check is the API's, not
+    `parse_schedule`'s: the scheduler and the store read back schedules stored
+    before it, which must go on firing as they did."""
+    odd = next((c for c in text if c.isspace() and c not in " \t\r\n"), None)
+    if odd is not None:
+        raise ScheduleError(
+            f"schedule contains U+{ord(odd):04X}, a space cron does not read; separate "
+            "fields with spaces or tabs"
+        )
+    return parse_schedule(text, timezone)
+
+
 def _parse_text(text: str) -> Schedule:
     if len(text) > MAX_SCHEDULE_CHARS:
         raise ScheduleError(f"schedule is longer than {MAX_SCHEDULE_CHARS} characters")

@@ -159,6 +159,7 @@ JOB_MUTATIONS = [
     Mutation("cron-4", _set("attributes.schedule", "* * * *"), U),
     Mutation("cron-never", _set("attributes.schedule", "0 0 30 2 *"), U),
     Mutation("cron-reboot", _set("attributes.schedule", "@reboot"), U),
+    Mutation("cron-nbsp", _set("attributes.schedule", "0\u00a00 * * *"), U),
     Mutation("naive", _set("attributes.schedule", "2030-01-01T00:00:00"), U),
     Mutation("schedule-int", _set("attributes.schedule", 7), U),
     Mutation("enabled-str", _set("attributes.enabled", "yes"), U),

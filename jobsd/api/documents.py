@@ -46,7 +46,7 @@ from jobsd.api.fields import (
 from jobsd.errors import ScheduleError, conflict
 from jobsd.job_bounds import configuration_size_problem
 from jobsd.job_model import Header, HttpConfig, JobKind
-from jobsd.schedule import CronSchedule, parse_schedule
+from jobsd.schedule import CronSchedule, parse_written_schedule
 from jobsd.urls import url_problem
 
 METHODS: Final = ("POST", "GET", "PUT", "PATCH", "DELETE")  # the default first
@@ -111,7 +111,7 @@ def read_schedule(
     if text is None:
         return "", JobKind.RECURRING
     try:
-        parsed = parse_schedule(text)
+        parsed = parse_written_schedule(text)
     except ScheduleError as e:
         errs.add("invalid_schedule", ptr, e.detail)
         return text, JobKind.RECURRING

@@ -25,7 +25,7 @@ from jobsd.api.fields import (
 from jobsd.errors import ScheduleError, pointer_part
 from jobsd.job_bounds import MAX_HEADERS, configuration_size_problem
 from jobsd.job_model import EnvironmentSpec, Header, HttpConfig, JobKind, Overlay
-from jobsd.schedule import CronSchedule, parse_schedule
+from jobsd.schedule import CronSchedule, parse_written_schedule
 
 _ENVS: Final = "/data/attributes/environments"
 _MAX_HEADER_NAME: Final = 200
@@ -219,7 +219,7 @@ def _leaf(
     if text is None:
         return None
     try:
-        parsed = parse_schedule(text)
+        parsed = parse_written_schedule(text)
     except ScheduleError as e:
         errs.add("invalid_schedule", ptr, e.detail)
         return None
