@@ -45,6 +45,8 @@ DEFAULT_MAX_JOBS = 100_000  # jobs (any kind or state) an account may store; see
 class ServerConfig(Section):
     listen: Listen = "127.0.0.1:8080"
     max_connections: Annotated[int, Field(strict=True, ge=1, le=65536)] = 256
+    # 0: all but an eighth of max_connections (jobsd.api.client_share)
+    max_connections_per_client: Annotated[int, Field(strict=True, ge=0, le=65536)] = 0
     keep_alive_timeout_s: Annotated[int, Field(strict=True, ge=1, le=3600)] = 5
     max_request_header_bytes: Annotated[int, Field(strict=True, ge=1024, le=1048576)] = 16384
     trusted_proxies: tuple[Cidr, ...] = ()
@@ -59,6 +61,13 @@ class ServerConfig(Section):
                 f"must be longer than server.body_timeout_s ({self.body_timeout_s}),"
                 " or a slow body would be cut short by the request deadline",
             )
+
+    @property
+    def client_share(self) -> int:
+        """The connections one client (a peer address) may hold at once."""
+        if self.max_connections_per_client:
+            return min(self.max_connections_per_client, self.max_connections)
+        return max(1, self.max_connections - max(1, self.max_connections // 8))
 
     @property
     def host(self) -> str:

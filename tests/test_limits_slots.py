@@ -95,7 +95,10 @@ async def test_clients_that_never_read_lose_their_slots_at_the_write_timeout(
     tmp_path: Path,
 ) -> None:
     write_timeout_s = 1
-    server = f"max_connections = 4\nkeep_alive_timeout_s = 1\nwrite_timeout_s = {write_timeout_s}\n"
+    # The hogs and /healthz share 127.0.0.1: one client may hold every slot here
+    # (the per-client share has its own test, tests/test_limits_clients.py).
+    server = "max_connections = 4\nmax_connections_per_client = 4\nkeep_alive_timeout_s = 1\n"
+    server += f"write_timeout_s = {write_timeout_s}\n"
     async with serving_daemon(tmp_path, server) as live:
         baseline = await settled(live)
         # ~9 MiB of answers each, into a 4 KiB receive buffer nobody reads.
@@ -132,7 +135,10 @@ async def test_clients_that_never_read_lose_their_slots_at_the_write_timeout(
 
 async def test_a_trickled_body_is_answered_and_closed_at_its_deadline(tmp_path: Path) -> None:
     body_timeout_s = 1
-    server = f"max_connections = 2\nbody_timeout_s = {body_timeout_s}\nrequest_timeout_s = 30\n"
+    server = (
+        f"max_connections = 2\nmax_connections_per_client = 2\nbody_timeout_s = {body_timeout_s}\n"
+    )
+    server += "request_timeout_s = 30\n"
     async with serving_daemon(tmp_path, server) as live:
         baseline = await settled(live)
         head = request(

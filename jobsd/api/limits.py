@@ -47,7 +47,7 @@ from hypercorn.typing import (
 )
 from hypercorn.utils import ShutdownError, raise_shutdown, repr_socket_addr
 
-from jobsd.api import jsonapi
+from jobsd.api import client_share, jsonapi
 from jobsd.api.connection import Connection
 from jobsd.errors import ConfigError
 
@@ -87,6 +87,14 @@ def head_bytes(scope: HTTPScope) -> int:
     return line + sum(len(name) + len(value) + 4 for name, value in scope["headers"])
 
 
+def _peer_of(stream: trio.SocketStream) -> str | None:
+    try:
+        address = stream.socket.getpeername()[0]
+    except OSError:
+        return None
+    return address if isinstance(address, str) else None
+
+
 class CappedListener(trio.abc.Listener[trio.SocketStream]):
     """A listener that accepts only while the limiter has a slot free."""
 
@@ -122,9 +130,11 @@ async def serve(
     write_timeout_s: float,
     shutdown_trigger: Callable[[], Awaitable[None]],
     on_refusal: Callable[[str, int, str, str | None], None] | None = None,
+    shares: client_share.ClientShares | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve `app` on `config.bind` with at most `connections` open at once.
+    """Serve `app` on `config.bind` with at most `connections` open at once,
+    and at most `shares.share` of them for one client (`jobsd.api.client_share`).
 
     A client must take each write (a response head, a body) within
     `write_timeout_s`, or its connection ends. `on_refusal(method, status,
@@ -158,12 +168,22 @@ async def serve(
                 binds.append(f"http://{repr_socket_addr(sock.family, sock.getsockname())}")
 
             async def handle(listener: CappedListener, stream: trio.SocketStream) -> None:
+                admitted, key = (True, None) if shares is None else shares.take(stream)
+                if not admitted:  # past its client's share: the slot is free again at once
+                    assert shares is not None
+                    listener.release(stream)
+                    if on_refusal is not None:
+                        on_refusal("OTHER", 503, client_share.CODE, _peer_of(stream))
+                    await shares.refuse(stream)
+                    return
                 try:
                     state = ConnectionState(lifespan_state.copy())
                     await Connection(
                         app, config, context, state, stream, write_timeout_s, on_refusal, crowded
                     ).run()
                 finally:
+                    if shares is not None:
+                        shares.give_back(key)
                     listener.release(stream)
 
             def crowded() -> bool:

@@ -20,7 +20,10 @@ the one being waited for:
 - a peer that leaves (EOF, reset) is noticed at once, even while its
   requests wait, and its connection closed with all its requests;
 - at most `server.max_connections` open at once (jobsd.api.limits: hypercorn
-  has no cap of its own); the rest wait in the listen backlog. While every
+  has no cap of its own); the rest wait in the listen backlog. One client
+  (a peer address, not a trusted proxy) may hold at most
+  `server.max_connections_per_client` of them (all but an eighth by
+  default): past it, 503 at once (`jobsd.api.client_share`). While every
   slot is taken, each answer says `Connection: close`, so a client keeping
   its connections busy cannot hold the slots others wait for; otherwise a
   connection carries at most 1,000 requests (hypercorn's default).
@@ -53,6 +56,7 @@ from hypercorn.utils import wrap_app
 
 from jobsd.api import edge, limits
 from jobsd.api.app import create_app
+from jobsd.api.client_share import ClientShares
 from jobsd.api.context import ApiContext
 from jobsd.api.fast_paths import FastReads, FastRunReads
 from jobsd.api.fast_run_now import FastRunNow
@@ -108,5 +112,6 @@ async def run_api(
         write_timeout_s=server.write_timeout_s,
         shutdown_trigger=shutdown_trigger,
         on_refusal=None if ctx.observer is None else ctx.observer.api_refused,
+        shares=ClientShares(server.client_share, server.trusted_proxies),
         task_status=task_status,
     )

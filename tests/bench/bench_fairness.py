@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from jobsd.config import token_sha256  # noqa: E402
-from tests.bench.bench_e2e import pct  # noqa: E402
+from tests.bench.e2e.figures import pct  # noqa: E402
 from tests.daemon_process import DaemonProcess  # noqa: E402
 from tests.target import open_target  # noqa: E402
 from tests.test_concurrency_accounts import create, runs_of  # noqa: E402
