@@ -31,6 +31,10 @@ the one being waited for:
 There is no per-read timeout: a read waits only while the client is the one
 expected to act, and the head, body and request bounds cover that.
 
+Each account's writes take units of its budget before their bodies are read
+(`jobsd.api.admission`), inside the request deadline, so one account's
+heavy writes cannot hold up another's on the loop or in the writer's queue.
+
 In front of the app `jobsd.api.fast_paths` answers the plain `GET` of one
 job or run (behind the head and Host checks, ahead of the deadline) and
 `jobsd.api.fast_run_now` the plain run-now (behind the deadline, its body
@@ -55,6 +59,7 @@ from hypercorn.typing import ASGIFramework
 from hypercorn.utils import wrap_app
 
 from jobsd.api import edge, limits
+from jobsd.api.admission import AccountAdmission
 from jobsd.api.app import create_app
 from jobsd.api.client_share import ClientShares
 from jobsd.api.context import ApiContext
@@ -90,7 +95,7 @@ def served_app(ctx: ApiContext, server: ServerConfig, *, fast_paths: bool = True
     quart.config["BODY_TIMEOUT"] = server.body_timeout_s
     app: ASGIFramework = quart  # type: ignore[assignment]
     run_now = FastRunNow(app, ctx, body_timeout_s=server.body_timeout_s) if fast_paths else app
-    timed = RequestDeadline(run_now, server.request_timeout_s)
+    timed = RequestDeadline(AccountAdmission(run_now, ctx), server.request_timeout_s)
     reads = FastReads(FastRunReads(timed, ctx), ctx) if fast_paths else timed
     guarded = limits.HeadLimit(edge.ValidHost(reads), server.max_request_header_bytes)
     return edge.outer_layers(guarded, ctx.observer, server.trusted_proxies)

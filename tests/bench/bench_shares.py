@@ -48,7 +48,7 @@ HEAVY_BODY = 1_048_576
 HEAVY_JOBS = 32
 
 
-def config_toml(data: Path, max_connections: int) -> str:
+def config_toml(data: Path, max_connections: int, per_client: int = 0) -> str:
     accounts = "".join(
         f'[[accounts]]\nid = "{name}"\nplan = "big"\ntokens_sha256 = ["{token_sha256(tok)}"]\n'
         for name, tok in (("flood", FLOOD_TOKEN), ("calm", CALM_TOKEN))
@@ -57,6 +57,7 @@ def config_toml(data: Path, max_connections: int) -> str:
 [server]
 listen = "127.0.0.1:0"
 max_connections = {max_connections}
+max_connections_per_client = {per_client}
 [storage]
 path = "{data / "jobsd.sqlite3"}"
 [secrets]
@@ -262,7 +263,10 @@ async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="jobsd-bench-shares-") as tmp:
         data = Path(tmp)
         cap = 256 if args.case == "writes" else args.conns
-        (data / "jobsd.toml").write_text(config_toml(data, cap))
+        # `writes` measures the accounts' write budgets alone: one client may hold
+        # every slot there (the per-client share is `conns`'s subject).
+        per_client = cap if args.case == "writes" else 0
+        (data / "jobsd.toml").write_text(config_toml(data, cap, per_client))
         with trio.fail_after(args.seconds + 300):
             with DaemonProcess(["serve", "--config", str(data / "jobsd.toml")], data) as daemon:
                 if args.case == "writes":
