@@ -10,7 +10,8 @@ Starts the real daemon (`python -m jobsd serve`, a child process) on
   for `--seconds`. Meanwhile `calm` loops a small create, a run-now and a
   cancel of that run, one at a time, and has a one-off due every 2 s.
   Reported: `flood`'s answers by status, `calm`'s latency per operation
-  (p50/p99/max) and how late its one-offs fired and started.
+  (p50/p99/max) and how late its one-offs fired. `--flood runnow` (or
+  `rerun`) floods run-nows of a small job (or reruns of one run) instead.
 - `conns`: one client (source 127.0.0.1) opens `max_connections` (here
   64, `--conns`) connections, each sending a PUT whose 100-byte body
   trickles in over 25 s (inside `body_timeout_s`, 30 s: legal), and opens
@@ -18,6 +19,7 @@ Starts the real daemon (`python -m jobsd serve`, a child process) on
   a new connection every 0.5 s. Reported: the second client's latency.
 
     .venv/bin/python -m tests.bench.bench_shares writes [--seconds 20] [--conns 250]
+        [--flood put|runnow|rerun]
     .venv/bin/python -m tests.bench.bench_shares conns [--seconds 30] [--conns 64]
 
 Everything runs under one deadline (`--seconds` plus a margin); all traffic
@@ -95,7 +97,7 @@ def _ms(values: list[float]) -> str:
     return " / ".join(f"{pct(values, p) * 1000:.0f}" for p in (50, 99, 100))
 
 
-async def writes(url: str, db: Path, seconds: float, conns: int) -> None:
+async def writes(url: str, db: Path, seconds: float, conns: int, kind: str = "put") -> None:
     host, port = url.removeprefix("http://").split(":")
     statuses: dict[int, int] = defaultdict(int)
     calm_ops: dict[str, list[float]] = defaultdict(list)
@@ -122,6 +124,13 @@ async def writes(url: str, db: Path, seconds: float, conns: int) -> None:
             request_bytes("PUT", f"/api/v1/jobs/heavy-{n}", FLOOD_TOKEN, heavy_job(f"heavy-{n}"))
             for n in range(HEAVY_JOBS)
         ]
+        if kind != "put":  # run-nows (or reruns of one run) of a small job instead
+            await create(flood, "small", "0 0 1 1 *", "http://127.0.0.1:9/x", 10)
+            path = "/api/v1/jobs/small/actions/run"
+            if kind == "rerun":
+                run_id = (await flood.post(path)).json()["data"]["id"]
+                path = f"/api/v1/runs/{run_id}/actions/rerun"
+            puts = [request_bytes("POST", path, FLOOD_TOKEN)]
         stop_at = trio.current_time() + seconds
 
         async def flooder(i: int) -> None:
@@ -168,9 +177,8 @@ async def writes(url: str, db: Path, seconds: float, conns: int) -> None:
         wall = trio.current_time() - began
     done = sum(statuses.values())
     mib = done * len(puts[0]) / 2**20
-    print(
-        f"\n## writes: {conns} connections of `flood` PUTting {len(puts[0]) / 2**20:.2f} MiB jobs"
-    )
+    what = f"PUTting {len(puts[0]) / 2**20:.2f} MiB jobs" if kind == "put" else f"{kind}s"
+    print(f"\n## writes: {conns} connections of `flood` {what}")
     print(
         f"flood: {done} answers in {wall:.1f} s ({mib / wall:.1f} MiB/s) by status {dict(statuses)}"
     )
@@ -270,7 +278,8 @@ async def main(args: argparse.Namespace) -> None:
         with trio.fail_after(args.seconds + 300):
             with DaemonProcess(["serve", "--config", str(data / "jobsd.toml")], data) as daemon:
                 if args.case == "writes":
-                    await writes(daemon.url, data / "jobsd.sqlite3", args.seconds, args.conns)
+                    db = data / "jobsd.sqlite3"
+                    await writes(daemon.url, db, args.seconds, args.conns, args.flood)
                 else:
                     await conns_case(daemon.url, args.seconds, args.conns)
                 daemon.stop()
@@ -281,6 +290,7 @@ if __name__ == "__main__":
     parser.add_argument("case", choices=["writes", "conns"])
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--conns", type=int, default=250)
+    parser.add_argument("--flood", choices=["put", "runnow", "rerun"], default="put")
     began = time.monotonic()
     trio.run(main, parser.parse_args())
     print(f"\n(total {time.monotonic() - began:.0f} s)")
