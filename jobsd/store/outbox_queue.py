@@ -56,7 +56,8 @@ class OutboxStore:
         self, now_us: int, room: int, busy: Mapping[str, int], per_account: int
     ) -> Taken:
         """Up to `room` due alerts, oldest first per account, each account at most
-        `per_account` in flight counting `busy`; marked sending."""
+        `per_account` in flight counting `busy`, accounts with fewer in flight
+        first (then the one with the oldest due alert); marked sending."""
 
         def tx(conn: sqlite3.Connection) -> Taken:
             expired = [
@@ -68,14 +69,16 @@ class OutboxStore:
                     (now_us, now_us),
                 )
             ]
-            accounts = [
-                str(r[0])
-                for r in conn.execute(
-                    "SELECT account_id, min(due_us) AS first FROM alert_outbox "
-                    "WHERE sending = 0 AND due_us <= ? GROUP BY account_id ORDER BY first",
-                    (now_us,),
-                )
-            ]
+            due = conn.execute(
+                "SELECT account_id, min(due_us) AS first FROM alert_outbox "
+                "WHERE sending = 0 AND due_us <= ? GROUP BY account_id ORDER BY first",
+                (now_us,),
+            )
+            # Fewest in flight first, then the oldest due: otherwise accounts whose
+            # receivers hang, with backlogs older than another's alert, took every
+            # place that freed until their backlogs were tried (minutes to hours).
+            # sorted() is stable: among equals, the oldest due first.
+            accounts = sorted((str(r[0]) for r in due), key=lambda a: busy.get(a, 0))
             taken: list[OutboxAlert] = []
             for account in accounts:
                 free = min(per_account - busy.get(account, 0), room - len(taken))

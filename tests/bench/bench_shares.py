@@ -139,7 +139,7 @@ async def writes(url: str, db: Path, seconds: float, conns: int, kind: str = "pu
                 stream = await trio.open_tcp_stream(host, int(port))
                 async with stream:
                     while trio.current_time() < stop_at:
-                        status, close = await exchange(stream, puts[(i + sent) % HEAVY_JOBS])
+                        status, close = await exchange(stream, puts[(i + sent) % len(puts)])
                         sent += 1
                         statuses[status] += 1
                         if close:
