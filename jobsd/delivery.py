@@ -61,7 +61,7 @@ from jobsd.http1 import Connector, ExchangeFailed, request_bytes
 from jobsd.http_url import InvalidURL, Target, parse
 from jobsd.job_model import Header, HttpConfig
 from jobsd.keepalive import IdleConnections, ReuseKey
-from jobsd.lookup_threads import LOOKUP_SCOPE, LookupThreads
+from jobsd.lookup_threads import LOOKUP_SCOPE, TOTAL, LookupThreads
 from jobsd.messages import Outcome
 from jobsd.reading import MAX_HEAD_BYTES, Reading
 from jobsd.runs import FailureReason, RunStatus
@@ -132,7 +132,7 @@ class Delivery:
         resolver: Resolver | None = None,
         body_keep_bytes: int = BODY_KEEP_BYTES,
         body_cap_bytes: int = BODY_CAP_BYTES,
-        dns_threads: int = 8,
+        dns_threads: int = TOTAL,
         keepalive_s: float = 0.0,
     ) -> None:
         if resolver is None:

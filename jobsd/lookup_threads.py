@@ -28,13 +28,15 @@ from contextvars import ContextVar
 
 import trio
 
+TOTAL = 32
+PER_SCOPE = 4
 LOOKUP_SCOPE: ContextVar[str | None] = ContextVar("jobsd_lookup_scope", default=None)
 
 
 class LookupThreads:
-    def __init__(self, total: int, per_scope: int | None = None) -> None:
+    def __init__(self, total: int = TOTAL, per_scope: int = PER_SCOPE) -> None:
         self.total = trio.CapacityLimiter(total)
-        self.per_scope = per_scope if per_scope is not None else max(1, total // 2)
+        self.per_scope = min(per_scope, total)
         self._shares: dict[str | None, trio.CapacityLimiter] = {}
         self._held: dict[object, trio.CapacityLimiter] = {}
 
