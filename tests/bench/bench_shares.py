@@ -59,7 +59,7 @@ def config_toml(data: Path, max_connections: int, per_client: int = 0) -> str:
 [server]
 listen = "127.0.0.1:0"
 max_connections = {max_connections}
-max_connections_per_client = {per_client}
+{f"max_connections_per_client = {per_client}" if per_client else ""}
 [storage]
 path = "{data / "jobsd.sqlite3"}"
 [secrets]
