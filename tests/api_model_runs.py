@@ -11,6 +11,8 @@ deleting one a job still names is `409`.
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import strategies as st
 from hypothesis.stateful import rule
 
@@ -130,12 +132,23 @@ class RunAndPolicyRules:
     ) -> None:
         caller = self.callers[data.draw(WHO)]
         mutation: Mutation = data.draw(st.sampled_from(POLICY_MUTATIONS))
-        sent = encoded(mutation.change(policy_document(policy, data.draw(policy_fields()))))
-        method, path = (
-            ("PUT", f"/api/v1/retry-policies/{policy}")
-            if put
-            else ("POST", "/api/v1/retry-policies")
-        )
+        doc = policy_document(policy, data.draw(policy_fields()))
+        self.send_spoilt(caller, version, mutation, doc, "/api/v1/retry-policies", policy, put)
+
+    def send_spoilt(
+        self,
+        caller: Caller,
+        version: str | None,
+        mutation: Mutation,
+        doc: dict[str, Any],
+        collection: str,
+        resource_id: str,
+        put: bool,
+    ) -> None:
+        """`doc` spoilt by `mutation`, created in `collection` or replacing `resource_id`:
+        refused, and nothing changes."""
+        method, path = ("PUT", f"{collection}/{resource_id}") if put else ("POST", collection)
+        sent = encoded(mutation.change(doc))
         reply = call(
             self.host,
             caller,
@@ -145,8 +158,9 @@ class RunAndPolicyRules:
             body=sent,
             content_type=mutation.content_type,
         )
+        # Which refusal comes first (the body's, the path's, the id's) is open.
         allowed = set(mutation.statuses) | {409, 403} | ({404} if put else set())
-        self.expect(reply, allowed, f"spoilt policy {method} {mutation.label}", caller, NEW)
+        self.expect(reply, allowed, f"spoilt {method} {path} {mutation.label}", caller, NEW)
 
     @rule(data=st.data(), version=VERSIONS, policy=st.sampled_from(POLICIES))
     def delete_policy(self, data: st.DataObject, version: str | None, policy: str) -> None:

@@ -213,20 +213,7 @@ class ApiModel(ListRules, ProbeRules, RunAndPolicyRules, RuleBasedStateMachine):
         mutation: Mutation = data.draw(st.sampled_from(mutations + ([] if put else CREATE_IDS)))
         fields = data.draw(job_fields(version or SEED))
         doc = job_document(slug, fields, version or SEED, True)
-        sent = encoded(mutation.change(doc))
-        method, path = ("PUT", f"/api/v1/jobs/{slug}") if put else ("POST", "/api/v1/jobs")
-        reply = call(
-            self.host,
-            caller,
-            method,
-            path,
-            version=version,
-            body=sent,
-            content_type=mutation.content_type,
-        )
-        # Which refusal comes first (the body's, the path's, the slug's) is open.
-        allowed = set(mutation.statuses) | {409, 403} | ({404} if put else set())
-        self.expect(reply, allowed, f"spoilt {method} {mutation.label}", caller, NEW)
+        self.send_spoilt(caller, version, mutation, doc, "/api/v1/jobs", slug, put)
 
     @rule(data=st.data(), version=VERSIONS)
     def delete_job(self, data: st.DataObject, version: str | None) -> None:
