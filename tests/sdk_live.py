@@ -68,15 +68,7 @@ def live_daemon(
 ) -> Iterator[Live]:
     """A daemon (unlimited runs; `plan`/`scheduler` add config lines) and a target,
     both on 127.0.0.1, for as long as the block runs; it must log no traceback."""
-    target = subprocess.Popen(
-        [sys.executable, str(TARGET), str(tmp / "target.log")],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert target.stdout is not None
-        url = target.stdout.readline().split()[-1]
+    with target_process(tmp) as url:
         cfg = tmp / "jobsd.toml"
         cfg.write_text(
             config_text(
@@ -91,9 +83,23 @@ def live_daemon(
         with DaemonProcess(["serve", "--config", str(cfg)], tmp) as daemon:
             yield Live(daemon, url)
             assert "Traceback" not in daemon.stderr(), daemon.stderr()
+
+
+@contextmanager
+def target_process(tmp: Path) -> Iterator[str]:
+    """The crash target in a process of its own on 127.0.0.1; yields its URL."""
+    proc = subprocess.Popen(
+        [sys.executable, str(TARGET), str(tmp / "target.log")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        yield proc.stdout.readline().split()[-1]
     finally:
-        target.kill()
-        target.wait(timeout=10)
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 def settled(jobs: JobsClient, *run_ids: str, timeout_s: float = 20) -> list[str]:

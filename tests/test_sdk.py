@@ -15,8 +15,6 @@ Runs are real: the jobs call a target process on 127.0.0.1.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -40,9 +38,9 @@ from smplkit.jobs import HttpConfig, JobEnvironment, JobKind
 from jobsd.config import token_sha256
 from tests.conftest import config_text
 from tests.daemon_process import DaemonProcess
+from tests.sdk_live import target_process
 
 TOKEN = "jobsd_sdk-test-token"
-TARGET = Path(__file__).with_name("crash_target.py")
 ACCOUNT = f"""api_version = "2026-08-07"
 environments = ["production", "staging"]
 [[accounts.scoped_tokens]]
@@ -53,18 +51,8 @@ environments = ["production", "staging"]
 
 @pytest.fixture
 def target(tmp_path: Path) -> Iterator[str]:
-    proc = subprocess.Popen(
-        [sys.executable, str(TARGET), str(tmp_path / "target.log")],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        yield proc.stdout.readline().split()[-1]
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
+    with target_process(tmp_path) as url:
+        yield url
 
 
 @pytest.fixture
