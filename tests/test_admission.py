@@ -80,3 +80,15 @@ async def test_a_waiter_cancelled_gives_its_place_and_units_back() -> None:
 async def _in(scope: trio.CancelScope, work: Any, *args: Any) -> None:
     with scope:
         await work(*args)
+
+
+async def test_a_request_cancelled_before_its_at_once_grant_keeps_no_units() -> None:
+    # A request task cancelled before it first runs (its peer left, its deadline
+    # passed) meets its first checkpoint in `acquire`: the units must not leak,
+    # or an account loses its budget for good, 64 such requests at most.
+    budget = Budget(4)
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await budget.acquire(3)
+    assert scope.cancelled_caught
+    assert budget.free == 4

@@ -78,8 +78,12 @@ class Budget:
 
     async def acquire(self, units: int) -> None:
         if not self._waiting and self.free >= units:
+            # Cancelled here, nothing is taken; once taken, no cancel can come
+            # before the caller's `try` (a task cancelled before it first ran
+            # would otherwise leave with its units, and the account without them).
+            await trio.lowlevel.checkpoint_if_cancelled()
             self.free -= units
-            await trio.lowlevel.checkpoint()
+            await trio.lowlevel.cancel_shielded_checkpoint()
             return
         entry = (units, trio.Event())
         self._waiting.append(entry)
