@@ -264,7 +264,11 @@ class Delivery:
         while len(self._with_ca) > 1 and (
             len(self._with_ca) > CA_CONTEXTS_KEPT or self._ca_bytes > CA_BYTES_KEPT
         ):
-            self._ca_bytes -= self._with_ca.popitem(last=False)[1][1]
+            _, (dropped, size) = self._with_ca.popitem(last=False)
+            self._ca_bytes -= size
+            # Its connector holds it too: dropped with it, or the bound in bytes
+            # bounds nothing (`_transports` keeps 66 by count, whatever their size).
+            self._transports.pop(id(dropped), None)
         return context
 
     def ca_bytes_kept(self) -> int:

@@ -187,3 +187,17 @@ def test_tls_contexts_for_ca_certs_are_kept_for_8_mib_of_them_at_most() -> None:
     context = delivery.ssl_context_for(HttpConfig(url="https://x.test/", ca_cert=huge))
     assert len(delivery._with_ca) == 1
     assert delivery.ssl_context_for(HttpConfig(url="https://x.test/", ca_cert=huge)) is context
+
+
+def test_a_ca_context_dropped_for_its_bytes_is_not_kept_by_its_connector() -> None:
+    """Every run's context gets a connector (`Delivery._connector_for`), which holds
+    the context: kept there 66 at most, by count, the contexts dropped for the
+    8 MiB bound stayed alive (their certificates parsed) all the same."""
+    delivery = Delivery(AddressPolicy([]))
+    bundle = make_ca("filler").cert_pem * ((1024 * 1024) // len(make_ca("x").cert_pem))
+    pems = [make_ca(f"ca {i}").cert_pem + bundle for i in range(12)]
+    for pem in pems:
+        context = delivery.ssl_context_for(HttpConfig(url="https://x.test/", ca_cert=pem))
+        delivery._connector_for(context)
+    kept = {id(context) for context, _ in delivery._with_ca.values()}
+    assert set(delivery._transports) <= kept
