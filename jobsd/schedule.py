@@ -92,11 +92,12 @@ def parse_schedule(text: str, timezone: str | None = None) -> Schedule:
 def parse_written_schedule(text: str, timezone: str | None = None) -> Schedule:
     """A schedule as a client writes it: `parse_schedule`, where cron's fields are
     separated only as crontab separates them, by spaces and tabs (line ends may
-    surround it). `str.split()` splits on any Unicode space, so `0\u00a00 * * *`,
-    four fields to the eye, fired as `0 0 * * *`. The check is the API's, not
+    surround it, not part its fields: that would be two crontab lines).
+    `str.split()` splits on any Unicode space, so `0\u00a00 * * *`, four fields
+    to the eye, fired as `0 0 * * *`. The check is the API's, not
     `parse_schedule`'s: the scheduler and the store read back schedules stored
     before it, which must go on firing as they did."""
-    odd = next((c for c in text if c.isspace() and c not in " \t\r\n"), None)
+    odd = next((c for c in text.strip(" \t\r\n") if c.isspace() and c not in " \t"), None)
     if odd is not None:
         raise ScheduleError(
             f"schedule contains U+{ord(odd):04X}, a space cron does not read; separate "

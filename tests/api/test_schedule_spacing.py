@@ -15,7 +15,14 @@ import pytest
 
 from tests.conftest import Harness, job_doc
 
-ODD_SPACES = ["0\u00a00 * * *", "0 2 * *\u20031", "0 2 * * 1\u2028", "\u30000 2 * * *"]
+ODD_SPACES = [
+    "0\u00a00 * * *",
+    "0 2 * *\u20031",
+    "0 2 * * 1\u2028",
+    "\u30000 2 * * *",
+    "0\n0 * * *",  # a line end between fields: two crontab lines, not one
+    "0 0 * *\r\n*",
+]
 
 
 @pytest.mark.parametrize("schedule", ODD_SPACES)
