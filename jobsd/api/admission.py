@@ -17,8 +17,11 @@ gives them back when it is answered: one unit per started 64 KiB of its
 declared `Content-Length` (a body without one, chunked, takes the whole
 budget), and 64 units to an account. Sixty-four run-nows, cancels or small
 creates of one account proceed at once, as before (the writer batches
-them); of requests near the 1.25 MiB bound, three. The rest wait, unread
-(the kernel's buffers push back on their clients), first come first served
+them); of requests near the 1.25 MiB bound, three. The rest wait, their
+bodies unread but for what the server reads ahead (hypercorn's app queue of
+10 events and one 64 KiB read: up to ~700 KiB a waiting connection, no more
+than before, when every body was read whole; past it the kernel's buffers
+push back on their clients), first come first served
 within the account, under the request deadline (`server.request_timeout_s`
 counts the wait; past it, `503 request_timeout` as for any slow request).
 Another account's requests never wait on this account's budget, so they meet
