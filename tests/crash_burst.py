@@ -39,12 +39,26 @@ def create_burst(
     tag: int,
 ) -> dict[str, int]:
     """Create the burst's jobs, due at `at`; their slugs and instant (us), all acknowledged."""
+    paths = {
+        f"once-burst-{tag}-{n}": "/status/500" if n % 4 == 3 else "/ok" for n in range(BURST_JOBS)
+    }
+    return create_one_offs(url, target_url, token, at, job_doc, paths)
+
+
+def create_one_offs(
+    url: str,
+    target_url: str,
+    token: str,
+    at: datetime,
+    job_doc: Callable[[str, str, str], dict[str, Any]],
+    paths: dict[str, str],
+) -> dict[str, int]:
+    """Create a one-off per slug, due at `at`, calling its path on the target; their
+    slugs and instant (us), all acknowledged."""
     made: dict[str, int] = {}
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/vnd.api+json"}
     with httpx2.Client(base_url=url, headers=headers, timeout=10, trust_env=False) as client:
-        for n in range(BURST_JOBS):
-            slug = f"once-burst-{tag}-{n}"
-            path = "/status/500" if n % 4 == 3 else "/ok"
+        for slug, path in paths.items():
             r = client.post(
                 "/api/v1/jobs", json=job_doc(slug, iso(at) or "", f"{target_url}{path}")
             )

@@ -78,7 +78,7 @@ from jobsd.store.count_tables import GRAINS, STATUS_COLUMNS
 from jobsd.store.recovery import LOST_ERROR
 from tests import conftest
 from tests.crash_alerts import ALERT_PATH, alerts_in, check_alerts, owed_by
-from tests.crash_burst import BURST_LEAD_S, burst_kill_delay_s, create_burst
+from tests.crash_burst import BURST_LEAD_S, burst_kill_delay_s, create_burst, create_one_offs
 from tests.crash_flood import (
     FLOOD_ACCOUNT,
     FLOOD_TOKEN,
@@ -740,6 +740,15 @@ class CrashHarness:
         known = sorted(
             (self.ledger.crons | set(self.ledger.one_offs)) - self.ledger.delete_attempts
         )
+        if alert_in_flight:
+            # One job of its own failing for good (a 500 past its retries) within
+            # seconds: the Load's own failing one-offs come at its pace, which a
+            # loaded machine slowed until none alerted within the wait below.
+            at = system_utc_now() + timedelta(seconds=0.1)
+            failing = {f"once-alert-{self.ledger.kills}": "/status/500"}
+            seeded = create_one_offs(url, self.target_url, TOKEN, at, job_doc, failing)
+            self.ledger.one_offs.update(seeded)
+            self.ledger.one_off_envs.update({slug: ENVS[:1] for slug in seeded})
         load = Load(url, self.target_url, random.Random(self.rng.random()), known)
         load.start()
         flooding = FloodLoad(url, MAX_LOAD_S)
