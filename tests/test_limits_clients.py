@@ -81,6 +81,9 @@ async def test_one_client_trickling_bodies_on_every_slot_does_not_lock_others_ou
     # The greedy client's connection past its share was told why.
     assert len(refused) == CAP - default_share(CAP) == 1
     assert refused[0].startswith(b"HTTP/1.1 503") and b"too_many_connections" in refused[0]
+    # Like every answer below the app, it names the version that answered: the default.
+    assert b"\r\njobsd-version: 2026-06-04\r\n" in refused[0].lower(), refused[0]
+    assert b"\r\nretry-after: 1\r\n" in refused[0].lower(), refused[0]
 
 
 def test_shares_leave_an_eighth_and_count_ipv6_by_its_64() -> None:

@@ -26,11 +26,11 @@ shares its address, and it is the proxy's to share its connections out.
 from __future__ import annotations
 
 import ipaddress
-import json
 from collections.abc import Sequence
 
 import trio
 
+from jobsd.api import jsonapi
 from jobsd.config import ServerConfig
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -39,27 +39,20 @@ REFUSING_AT_ONCE = 32
 REFUSAL_S = 1.0
 CODE = "too_many_connections"
 
-_BODY = json.dumps(
-    {
-        "errors": [
-            {
-                "status": "503",
-                "code": CODE,
-                "title": "Too many connections",
-                "detail": "this client holds its share of the server's connections;"
-                " reuse them, or retry once one has closed",
-            }
-        ]
-    },
-    separators=(",", ":"),
-).encode()
-REFUSAL = (
-    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/vnd.api+json\r\n"
-    b"retry-after: 1\r\nconnection: close\r\ncontent-length: "
-    + str(len(_BODY)).encode()
-    + b"\r\n\r\n"
-    + _BODY
-)
+
+def _refusal() -> bytes:
+    """The 503, head and body, as every error answered below the app is made
+    (`jsonapi.closing_error`: its media type, the default `Jobsd-Version`)."""
+    detail = (
+        "this client holds its share of the server's connections;"
+        " reuse them, or retry once one has closed"
+    )
+    headers, body = jsonapi.closing_error(503, CODE, detail)
+    head = b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\n"
+    return head + b"".join(n + b": " + v + b"\r\n" for n, v in headers) + b"\r\n" + body
+
+
+REFUSAL = _refusal()
 
 
 def default_share(max_connections: int) -> int:
