@@ -52,8 +52,10 @@ _ERROR_STATUSES = {
     "422": "Invalid fields, each with its source.pointer (at most 100, then a count)",
     "408": "Request body not received whole within the server's body_timeout_s",
     "431": "Request line and headers over the server's max_request_header_bytes",
-    "503": "Not answered within the server's request_timeout_s (code request_timeout); "
-    "the request may have taken effect",
+    "503": "Not answered within the server's request_timeout_s (code request_timeout; "
+    "the request may have taken effect); the store busy or unavailable (store_busy, "
+    "store_unavailable; Retry-After); this client holding its share of the server's "
+    "connections (too_many_connections, Retry-After; the connection closes)",
 }
 
 # Lists are streamed from a snapshot an account may hold two of at once
