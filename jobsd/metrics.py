@@ -118,6 +118,14 @@ class Metrics:
             buckets=_API_S,
             registry=r,
         )
+        self.write_waits = Histogram(
+            "jobsd_api_write_wait_seconds",
+            "How long writes waited for their account's share of the API's writes"
+            " (jobsd.api.admission); only writes that waited are counted.",
+            ["account"],
+            buckets=_API_S,
+            registry=r,
+        )
         self.store_transaction = Histogram(
             "jobsd_store_transaction_seconds",
             "Time from BEGIN to COMMIT of each store write transaction.",

@@ -26,7 +26,7 @@ from jobsd.clock import duration_ms
 from jobsd.config import Config
 from jobsd.logs import fields
 from jobsd.messages import RunEnded
-from jobsd.metrics import REFUSED_ROUTE, Metrics, method_label
+from jobsd.metrics import OTHER_ACCOUNT, REFUSED_ROUTE, Metrics, method_label
 from jobsd.settings import Settings
 
 runs_log = logging.getLogger("jobsd.runs")
@@ -116,6 +116,13 @@ class Observer:
                 client=client,
             ),
         )
+
+    def write_waited(self, account: str | None, seconds: float) -> None:
+        """A write held for its account's share (`jobsd.api.admission`); a request
+        naming no account, or one no longer configured, counts as `(other)`."""
+        known = account is not None and account in self._known_accounts()
+        label = account if known and account is not None else OTHER_ACCOUNT
+        self.metrics.write_waits.labels(label).observe(seconds)
 
     def api_request(
         self, method: str, route: str, status: int, seconds: float, client: str | None

@@ -92,3 +92,20 @@ async def test_a_request_cancelled_before_its_at_once_grant_keeps_no_units() -> 
         await budget.acquire(3)
     assert scope.cancelled_caught
     assert budget.free == 4
+
+
+async def test_acquire_says_whether_it_waited() -> None:
+    """What `jobsd_api_write_wait_seconds` counts: only the writes that waited."""
+    budget = Budget(2)
+    assert await budget.acquire(2) is False
+    waited: list[bool] = []
+
+    async def second() -> None:
+        waited.append(await budget.acquire(1))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(second)
+        await trio.testing.wait_all_tasks_blocked()
+        assert waited == []
+        budget.release(2)
+    assert waited == [True]

@@ -10,6 +10,7 @@ queue (seconds; tests/bench/bench_shares.py has the figures at 250).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import httpx2
@@ -99,6 +100,7 @@ async def test_heavy_writes_of_one_account_leave_another_accounts_writes_prompt(
                     for i in range(FLOOD_CONNECTIONS):
                         nursery.start_soon(flooder, i)
                     nursery.start_soon(calm)
+            scrape = (await other.get("/metrics")).text
         daemon.stop()
     waits.sort()
     median, worst = waits[len(waits) // 2], waits[-1]
@@ -109,3 +111,6 @@ async def test_heavy_writes_of_one_account_leave_another_accounts_writes_prompt(
     # after: ~140, median ~0.03 s, worst ~0.2 s (2 cores shared).
     assert len(waits) >= 30
     assert median < 0.15 and worst < 2.0
+    # An operator sees whose writes waited for their share, and for how long.
+    held = re.search(r'jobsd_api_write_wait_seconds_count\{account="acme"\} (\S+)', scrape)
+    assert held is not None and float(held.group(1)) >= 1, scrape[-3000:]

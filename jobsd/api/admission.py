@@ -79,7 +79,8 @@ class Budget:
         self.free = units
         self._waiting: deque[tuple[int, trio.Event]] = deque()
 
-    async def acquire(self, units: int) -> None:
+    async def acquire(self, units: int) -> bool:
+        """Takes `units`, waiting in turn if need be; True if it waited."""
         if not self._waiting and self.free >= units:
             # Cancelled here, nothing is taken; once taken, no cancel can come
             # before the caller's `try` (a task cancelled before it first ran
@@ -87,7 +88,7 @@ class Budget:
             await trio.lowlevel.checkpoint_if_cancelled()
             self.free -= units
             await trio.lowlevel.cancel_shielded_checkpoint()
-            return
+            return False
         entry = (units, trio.Event())
         self._waiting.append(entry)
         try:
@@ -99,6 +100,7 @@ class Budget:
                 self._waiting.remove(entry)
                 self._grant()  # it may have been the head others waited behind
             raise
+        return True
 
     def release(self, units: int) -> None:
         self.free += units
@@ -141,8 +143,11 @@ class AccountAdmission:
             await self._app(scope, receive, send)
             return
         units, authorization = weight(scope, self._units)
-        budget = self.budget(self.account_of(authorization))
-        await budget.acquire(units)
+        account = self.account_of(authorization)
+        budget = self.budget(account)
+        began = trio.current_time()
+        if await budget.acquire(units) and self._ctx.observer is not None:
+            self._ctx.observer.write_waited(account, trio.current_time() - began)
         try:
             await self._app(scope, receive, send)
         finally:
