@@ -75,11 +75,17 @@ def kept(attributes: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in attributes.items() if k not in ("version", "updated_at")}
 
 
-@settings(
-    max_examples=40,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+def round_trips(examples: int) -> Any:
+    """Each property's settings: every example runs a whole app (slow, and on the
+    function's `tmp_path`, each in a folder of its own)."""
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )
+
+
+@round_trips(40)
 @given(attrs=new_jobs())
 async def test_a_newer_job_written_back_as_read_through_the_seed_is_unchanged(
     tmp_path: Path, attrs: dict[str, Any]
@@ -123,11 +129,7 @@ def seed_jobs(draw: st.DrawFn) -> dict[str, Any]:
     return attrs
 
 
-@settings(
-    max_examples=30,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+@round_trips(30)
 @given(attrs=seed_jobs(), newer=new_jobs())
 async def test_each_version_written_back_as_read_changes_nothing_either_shows(
     tmp_path: Path, attrs: dict[str, Any], newer: dict[str, Any]
@@ -165,11 +167,7 @@ def seed_edits(draw: st.DrawFn) -> dict[str, Any]:
     return edits
 
 
-@settings(
-    max_examples=30,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+@round_trips(30)
 @given(attrs=new_jobs(), edits=seed_edits())
 async def test_a_seed_edit_keeps_what_only_the_newer_version_says(
     tmp_path: Path, attrs: dict[str, Any], edits: dict[str, Any]
