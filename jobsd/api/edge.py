@@ -34,7 +34,7 @@ from typing import Any
 from hypercorn.middleware import ProxyFixMiddleware
 from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallable, Scope
 
-from jobsd.api.limits import send_closing_error
+from jobsd.api.limits import REFUSED_KEY, refuse
 from jobsd.api.spec import base_spec
 from jobsd.clock import perf_s
 from jobsd.config import API_VERSIONS
@@ -142,7 +142,7 @@ class ValidHost:
             hosts = [v for k, v in scope["headers"] if k.lower() == b"host"]
             if hosts and not is_host(hosts[-1]):
                 detail = "the Host header must be host[:port]"
-                await send_closing_error(send, 400, "invalid_host", detail)
+                await refuse(scope, send, 400, "invalid_host", detail)
                 return
             if not hosts and (authority := server_authority(scope)) is not None:
                 scope["headers"] = [*scope["headers"], (b"host", authority)]
@@ -208,6 +208,12 @@ class Observed:
             nonlocal told
             if status is not None and not told:
                 told = True
+                refused = scope.get(REFUSED_KEY)
+                if refused is not None:  # by a layer ahead of the app: see `limits.refuse`
+                    self._observer.api_refused(
+                        scope["method"], status, str(refused), client_of(scope)
+                    )
+                    return
                 route = str(scope.get(ROUTE_KEY, UNMATCHED_ROUTE))
                 seconds = perf_s() - began
                 self._observer.api_request(

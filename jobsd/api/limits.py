@@ -70,9 +70,24 @@ class HeadLimit:
     ) -> None:
         if scope["type"] == "http" and head_bytes(scope) > self._max_bytes:
             detail = f"the request line and headers are over {self._max_bytes} bytes"
-            await send_closing_error(send, 431, "header_too_large", detail)
+            await refuse(scope, send, 431, "header_too_large", detail)
             return
         await self._app(scope, receive, send)
+
+
+# Set on a request's scope, to its code, by a layer that refuses it ahead of the app:
+# `jobsd.api.edge.Observed` then counts and logs it as the connection's refusals are
+# (`route="(refused)"`, not timed, `request refused` with the code), not as a request
+# some route answered, so the same head refused whole or trickled shows the same.
+REFUSED_KEY = "jobsd.refused"
+
+
+async def refuse(
+    scope: HTTPScope, send: ASGISendCallable, status: int, code: str, detail: str
+) -> None:
+    """Refuse the request ahead of the app (`send_closing_error`), marked as a refusal."""
+    scope[REFUSED_KEY] = code  # type: ignore[literal-required]
+    await send_closing_error(send, status, code, detail)
 
 
 async def send_closing_error(send: ASGISendCallable, status: int, code: str, detail: str) -> None:
