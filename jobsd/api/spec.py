@@ -36,17 +36,22 @@ VERSION_HEADER = "Jobsd-Version"
 _FILES = {"2026-06-04": "openapi.json", "2026-08-07": "openapi-2026-08-07.json"}
 
 _ERROR_STATUSES = {
-    "400": "Bad request: malformed JSON, a bad query parameter (named in source.parameter), "
-    "an unknown Jobsd-Version (source.header), or an HTTP message whose framing could be "
-    "read two ways (the connection closes)",
+    "400": "Bad request: malformed JSON (code malformed_json), a bad query parameter "
+    "(invalid_parameter, named in source.parameter), an unknown Jobsd-Version or a header "
+    "sent twice (invalid_header, source.header), a Host that is not host[:port] "
+    "(invalid_host), or an HTTP message whose framing could be read two ways (bad_framing; "
+    "the connection closes)",
     "401": "Missing or unknown bearer token",
     "403": "Forbidden by the plan (code active_jobs_limit), by the bound on retry policies "
     "(code retry_policies_limit) or by the token's environments (code environment_scope)",
     "404": "No such resource for this account",
     "406": "Accept names application/vnd.api+json only with media type parameters other "
     "than profile",
-    "409": "Conflict (slug or policy id taken, id or type mismatch, run already terminal, "
-    "job deleted, environment not enabled, retry policy still used by jobs)",
+    "409": "Conflict: slug or policy id taken (slug_taken, id_taken), id or type mismatch "
+    "(id_mismatch, type_mismatch), run already terminal (run_terminal), job deleted "
+    "(job_deleted), environment not enabled or, for a rerun, no longer configured "
+    "(environment_not_enabled, environment_not_configured), retry policy still used by "
+    "jobs (retry_policy_in_use)",
     "413": "Request body over 2 MiB or over 10,000 JSON values",
     "415": "Request body not application/vnd.api+json or application/json",
     "422": "Invalid fields, each with its source.pointer (at most 100, then a count)",
@@ -61,8 +66,9 @@ _ERROR_STATUSES = {
 # Lists are streamed from a snapshot an account may hold two of at once
 # (jobsd.store.snapshots): the answers a list alone can give.
 _LIST_STATUSES = {
-    "429": "Too many list responses of this account are being sent (Retry-After)",
-    "503": "Too many list responses are being sent (Retry-After)",
+    "429": "Too many list responses of this account are being sent (code too_many_lists, "
+    "Retry-After)",
+    "503": "Too many list responses are being sent (code busy, Retry-After)",
 }
 _LISTS = (("/api/v1/jobs", "get"), ("/api/v1/runs", "get"))
 # What a request that queues a run can answer when the account's backlog is full.
@@ -83,6 +89,22 @@ _CREATING_STATUSES = {
     "it (code environment_scope); nothing was created",
 }
 _CREATING = (("/api/v1/jobs", "post"),)
+
+
+def _statuses(path: str, method: str) -> dict[str, str]:
+    """The error statuses one operation can give, each described with every code it may
+    carry: a status only some operations give besides (a list's 503) is added to the
+    common description, not put in its place, since the common codes still come."""
+    statuses = dict(_ERROR_STATUSES)
+    if (path, method) in _LISTS:
+        for status, description in _LIST_STATUSES.items():
+            common = statuses.get(status)
+            statuses[status] = description if common is None else f"{common}; {description}"
+    if (path, method) in _QUEUEING:
+        statuses.update(_QUEUEING_STATUSES)
+    if (path, method) in _CREATING:
+        statuses.update(_CREATING_STATUSES)  # names the common 403's codes that apply
+    return statuses
 
 
 def base_spec(version: str) -> dict[str, Any]:
@@ -214,14 +236,12 @@ def served_spec(version: str) -> bytes:
         for method, operation in operations.items():
             operation.setdefault("parameters", []).append(copy.deepcopy(version_header))
             responses = operation.setdefault("responses", {})
-            statuses = {
-                **_ERROR_STATUSES,
-                **(_LIST_STATUSES if (path, method) in _LISTS else {}),
-                **(_QUEUEING_STATUSES if (path, method) in _QUEUEING else {}),
-                **(_CREATING_STATUSES if (path, method) in _CREATING else {}),
-            }
-            for status, description in statuses.items():
-                responses.setdefault(status, {"description": description, **error_ref})
+            for status, description in _statuses(path, method).items():
+                given = responses.get(status)
+                if given is None:
+                    responses[status] = {"description": description, **error_ref}
+                else:  # the contract's own words stay; the codes jobsd gives are added
+                    given["description"] = f"{given.get('description', '')}\n\njobsd: {description}"
     spec["paths"]["/healthz"] = {
         "get": {
             "summary": "Health",
