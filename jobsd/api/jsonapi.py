@@ -256,6 +256,9 @@ def http_error(exc: HTTPException, method: str) -> errors.ApiError:
     detail = {
         404: "no such resource",
         405: f"{method} is not allowed here",
+        # Werkzeug's words speak of a browser and "the specified time": name the bound.
+        408: "the request body did not arrive whole within the server's body_timeout_s;"
+        " nothing was changed and the connection closes",
     }.get(status, exc.description or exc.name)
     return errors.ApiError(status, [errors.ErrorItem(status, code, exc.name, str(detail))])
 
