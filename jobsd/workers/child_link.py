@@ -89,18 +89,28 @@ class Child:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._send, nursery.cancel_scope)
-                while (doc := await self.reader.receive()) is not None:
-                    if doc["kind"] != "done":
-                        raise wire.FrameError(f"a worker sent {doc['kind']!r}")
-                    waiter = self.waiting.pop(wire.seq_of(doc), None)
-                    if waiter is not None:
-                        waiter.answer(wire.outcome_of(doc))
+                await self._route()
                 nursery.cancel_scope.cancel()
-        except (wire.FrameError, trio.BrokenResourceError) as exc:
-            log.error("worker process %d broke its socket pair: %s", self.number, exc)
         finally:
             self.alive = False
             self.sender.close()
+
+    async def _route(self) -> None:
+        """The read loop. A broken frame is caught here, outside the nursery: one
+        raised inside it leaves wrapped in an ExceptionGroup, which no
+        `except FrameError` matches, and would end the pool and the daemon."""
+        try:
+            while (doc := await self.reader.receive()) is not None:
+                if doc["kind"] != "done":
+                    raise wire.FrameError(f"a worker sent {doc['kind']!r}")
+                # Checked before its waiter leaves `waiting`: a bad outcome ends
+                # the pair, and `lose_all` must still find that run to answer.
+                seq, outcome = wire.seq_of(doc), wire.outcome_of(doc)
+                waiter = self.waiting.pop(seq, None)
+                if waiter is not None:
+                    waiter.answer(outcome)
+        except (wire.FrameError, trio.BrokenResourceError) as exc:
+            log.error("worker process %d broke its socket pair: %s", self.number, exc)
 
     async def _send(self, reading: trio.CancelScope) -> None:
         assert self.sender is not None
