@@ -39,9 +39,10 @@ async def _serve_against(frames: bytes) -> tuple[Child, list[Any]]:
     )
     got: list[Any] = []
     async with trio.open_nursery() as nursery:
-        child.waiting[0] = waiter = Waiter(HttpConfig(url="http://127.0.0.1/"), ())
 
         async def wait() -> None:
+            # A waiter belongs to the task that waits (it is rescheduled by hand).
+            child.waiting[0] = waiter = Waiter(HttpConfig(url="http://127.0.0.1/"), ())
             got.append(await waiter.wait())
 
         nursery.start_soon(wait)

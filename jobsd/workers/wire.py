@@ -102,6 +102,8 @@ def _parsed(body: bytearray) -> Doc:
         doc = json.loads(body.decode())  # from a str: json's own sniffing of bytes skipped
     except ValueError as exc:
         raise FrameError(f"a frame is not JSON: {exc}") from None
+    except RecursionError:  # a RuntimeError, not a ValueError: deep nesting
+        raise FrameError("a frame is nested past the parser's depth") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("kind"), str):
         raise FrameError("a frame is not an object with a kind")
     return doc
@@ -218,6 +220,10 @@ def outcome_of(doc: Doc) -> Outcome:
         request, result = doc["request"], doc["result"]
         if not isinstance(request, dict) or not (result is None or isinstance(result, dict)):
             raise TypeError("request and result are objects")
+        if _too_deep(request) or _too_deep(result):
+            # Stored as is, and read back deeper in the API's stack, where
+            # json.loads would raise RecursionError on every read of the run.
+            raise ValueError(f"a record nested past {MAX_RECORD_DEPTH} levels")
         status = RunStatus(doc["status"])
         if status not in _ENDS:
             raise ValueError(f"a request does not end {status.value}")
@@ -230,6 +236,21 @@ def outcome_of(doc: Doc) -> Outcome:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise FrameError(f"a done frame does not hold an outcome: {exc}") from None
+
+
+# A record is an object of lists of objects (headers): a few levels deep.
+MAX_RECORD_DEPTH = 16
+
+
+def _too_deep(value: object, depth: int = 0) -> bool:
+    """Nested past `MAX_RECORD_DEPTH`; stops there, so its own recursion is bounded."""
+    if depth > MAX_RECORD_DEPTH:
+        return True
+    if isinstance(value, dict):
+        return any(_too_deep(v, depth + 1) for v in value.values())
+    if isinstance(value, list):
+        return any(_too_deep(v, depth + 1) for v in value)
+    return False
 
 
 def seq_of(doc: Doc) -> int:
