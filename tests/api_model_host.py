@@ -28,6 +28,7 @@ from typing import Any
 import trio
 
 from jobsd.api.server import served_app
+from tests.api.test_fast_paths import asgi_scope
 from tests.conftest import make_harness
 
 JSONAPI = "application/vnd.api+json"
@@ -116,21 +117,7 @@ class ApiHost:
             headers.append((b"content-length", str(len(body)).encode()))
             if content_type is not None:
                 headers.append((b"content-type", content_type.encode()))
-        scope: dict[str, Any] = {
-            "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.3"},
-            "http_version": "1.1",
-            "scheme": "http",
-            "root_path": "",
-            "client": ("127.0.0.1", 40000),
-            "server": ("127.0.0.1", 8080),
-            "extensions": {},
-            "method": method,
-            "path": path,
-            "raw_path": path.encode(),
-            "query_string": query.encode(),
-            "headers": headers,
-        }
+        scope = asgi_scope(method=method, path=path, query_string=query.encode(), headers=headers)
         assert self._token is not None
         return trio.from_thread.run(self._call, scope, body or b"", trio_token=self._token)
 

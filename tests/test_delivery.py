@@ -439,10 +439,10 @@ async def test_a_slow_resolver_counts_against_the_deadline(
     assert outcome.failure_reason is FailureReason.TIMEOUT
 
 
-async def test_lookups_that_never_answer_hold_only_their_accounts_share_of_the_threads() -> None:
-    """A lookup abandoned by its run keeps its thread until the resolver gives
-    up; one account's names whose nameserver never answers must not hold every
-    thread, or every other account's runs to any name time out meanwhile."""
+def silent_nameserver() -> tuple[threading.Event, list[str], Callable[..., list[Any]]]:
+    """A lookup function whose names never resolve (the thread waits until the event is
+    set, as for a nameserver that never answers) but `fine.test`, which is 127.0.0.1;
+    `started` lists the names looked up, in order."""
     never = threading.Event()
     started: list[str] = []
 
@@ -453,6 +453,14 @@ async def test_lookups_that_never_answer_hold_only_their_accounts_share_of_the_t
         never.wait(30)  # a nameserver that never answers, until the test ends
         return []
 
+    return never, started, lookup
+
+
+async def test_lookups_that_never_answer_hold_only_their_accounts_share_of_the_threads() -> None:
+    """A lookup abandoned by its run keeps its thread until the resolver gives
+    up; one account's names whose nameserver never answers must not hold every
+    thread, or every other account's runs to any name time out meanwhile."""
+    never, started, lookup = silent_nameserver()
     threads = LookupThreads(8)
     delivery = Delivery(LOCAL, resolver=default_resolver(threads, lookup))
     try:

@@ -10,29 +10,16 @@ answers for the two accounts' names (a nameserver that drops queries).
 
 from __future__ import annotations
 
-import socket
-import threading
-from typing import Any
-
 import trio
 
 from jobsd.delivery import Delivery, default_resolver
 from jobsd.lookup_threads import LookupThreads
 from jobsd.runs import RunStatus
-from tests.test_delivery import LOCAL, config, ok, serving
+from tests.test_delivery import LOCAL, config, ok, serving, silent_nameserver
 
 
 async def test_two_accounts_whose_lookups_never_answer_leave_threads_to_a_third() -> None:
-    never = threading.Event()
-    started: list[str] = []
-
-    def lookup(host: str, port: int, *args: object) -> list[Any]:
-        started.append(host)
-        if host == "fine.test":
-            return socket.getaddrinfo("127.0.0.1", port, *args)  # type: ignore[arg-type]
-        never.wait(30)  # a nameserver that never answers, until the test ends
-        return []
-
+    never, started, lookup = silent_nameserver()
     threads = LookupThreads()
     delivery = Delivery(LOCAL, resolver=default_resolver(threads, lookup))
     try:

@@ -76,11 +76,9 @@ async def prepared(tmp_path: Path, *, acme: str = "", **config: Any) -> AsyncIte
         yield h
 
 
-async def answer(
-    app: Any, request: dict[str, Any], receive: Callable[[], Awaitable[Any]] | None = None
-) -> tuple[Any, ...]:
-    """The app's answer to `request` (ASGI scope keys); the body is `Content-Length`
-    bytes of "x" in one message unless `receive` gives it."""
+def asgi_scope(**request: Any) -> dict[str, Any]:
+    """An HTTP/1.1 scope as the server hands the app one, from 127.0.0.1; `request`
+    gives the method, path, query and headers (and may replace the rest)."""
     scope: dict[str, Any] = {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -93,6 +91,15 @@ async def answer(
         **request,
     }
     scope["raw_path"] = scope["path"].encode()
+    return scope
+
+
+async def answer(
+    app: Any, request: dict[str, Any], receive: Callable[[], Awaitable[Any]] | None = None
+) -> tuple[Any, ...]:
+    """The app's answer to `request` (ASGI scope keys); the body is `Content-Length`
+    bytes of "x" in one message unless `receive` gives it."""
+    scope = asgi_scope(**request)
     sent: list[dict[str, Any]] = []
     lengths = [int(v) for k, v in scope["headers"] if k == b"content-length"]
     body = [b"x" * lengths[0]] if lengths else [b""]
