@@ -22,9 +22,11 @@ id and, for a failed try, the failure reason and HTTP status: never the
 URL, a header or the body.
 
 It wakes when a commit writes an alert (`AlertRecorder.next_write`), when
-a delivery ends (room for the next), or at the next due instant, read from
-the store; the clock is the daemon's (`jobsd.clock`), so tests drive the
-backoff and the 24 hours on trio's MockClock. At start it puts back in line
+a delivery ends (room for the next), at the next due instant, read from
+the store, or when the daemon's clock is re-anchored (a step, or a machine
+that slept: `jobsd.clock_watch`), since the wait for that instant was
+reckoned on the old anchor; the clock is the daemon's (`jobsd.clock`), so
+tests drive the backoff and the 24 hours on trio's MockClock. At start it puts back in line
 what a crash left in flight (`OutboxStore.reset_sending`). Stopping cancels
 deliveries in flight: they stay in the outbox and go out after the next
 start.
@@ -118,6 +120,7 @@ class AlertSender:
             task_status.started()
             while True:
                 written, freed = self._recorder.next_write(), self._freed
+                moved = self._clock.moved()  # a wait reckoned on the old anchor is stale
                 now_us = max(to_us(self._clock.now()), reached_us)
                 room = self._concurrency - sum(self._busy.values())
                 taken = await self._outbox.take(now_us, room, self._busy, self._per_account)
@@ -130,7 +133,7 @@ class AlertSender:
                 deadline = math.inf if next_us is None else self._clock.to_trio(from_us(next_us))
                 with trio.move_on_at(deadline) as waited:
                     async with trio.open_nursery() as waiting:
-                        for event in (written, freed):
+                        for event in (written, freed, moved):
                             waiting.start_soon(_wait_then_cancel, event, waiting.cancel_scope)
                 reached_us = next_us if waited.cancelled_caught and next_us is not None else 0
 

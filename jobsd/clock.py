@@ -41,6 +41,7 @@ class Clock:
             raise ValueError("wall_anchor must be timezone-aware")
         self._wall_anchor = wall_anchor.astimezone(UTC)
         self._trio_anchor = trio.current_time()
+        self._moved = trio.Event()
 
     def now(self) -> datetime:
         return self.from_trio(trio.current_time())
@@ -50,6 +51,14 @@ class Clock:
         clock was stepped, or the machine slept (`jobsd.clock_watch`)."""
         self._wall_anchor = wall.astimezone(UTC)
         self._trio_anchor = trio.current_time()
+        self._moved.set()
+        self._moved = trio.Event()
+
+    def moved(self) -> trio.Event:
+        """Set by the next `reanchor`: a trio deadline computed from a wall instant
+        before it (`to_trio`) no longer falls at that instant, so a waiter wakes and
+        computes it afresh (the alert actor; the scheduler hears of it as news)."""
+        return self._moved
 
     def from_trio(self, trio_time: float) -> datetime:
         # Rounded to the microsecond, so that waking at `to_trio(w)` reads

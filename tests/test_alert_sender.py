@@ -20,7 +20,7 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,7 @@ class Rig:
     store: Store
     observer: Observer
     target: Target
+    clock: Clock
 
     def sent(self, path: str) -> list[Received]:
         return [r for r in self.target.received if r.path == path]
@@ -91,7 +92,7 @@ async def rig(tmp_path: Path, path: str) -> AsyncIterator[Rig]:
             nursery.start_soon(jump_when_idle)
             await nursery.start(sender.run)
             await make_job(store, "j")
-            yield Rig(store, observer, target)
+            yield Rig(store, observer, target, clock)
             nursery.cancel_scope.cancel()
 
 
@@ -192,6 +193,26 @@ async def test_an_alert_waits_for_the_older_one_of_its_job_while_that_is_retried
         got = r.sent(path)
     assert [kind(a) for a in got] == ["job.failed"] * 3 + ["job.recovered"]
     assert [round(b.at - a.at) for a, b in itertools.pairwise(got[:3])] == [10, 20]
+
+
+async def test_a_clock_that_moved_ahead_sends_what_came_due_meanwhile_at_once(
+    tmp_path: Path, mock_clock: trio.testing.MockClock
+) -> None:
+    """The machine slept, or the clock was stepped ahead (`jobsd.clock_watch` re-anchors
+    the daemon's clock): a deferred `job.failed` whose wall instant passed meanwhile
+    goes out then, not after the rest of a wait reckoned on the old anchor."""
+    async with rig(tmp_path, "/alerts") as r:
+        await ended(r.store, "j", FAILED_500)  # job.failed at once
+        await ended(r.store, "j", OK)  # job.recovered
+        await ended(r.store, "j", FAILED_500)  # deferred to the window's end, 10 min on
+        await trio.sleep(MINUTE)
+        assert [kind(a) for a in r.sent("/alerts")] == ["job.failed", "job.recovered"]
+        moved_at = trio.current_time()
+        r.clock.reanchor(r.clock.now() + timedelta(minutes=30))  # asleep for 30 minutes
+        await trio.sleep(MINUTE)
+        got = r.sent("/alerts")
+    assert [kind(a) for a in got] == ["job.failed", "job.recovered", "job.failed"]
+    assert got[2].at - moved_at < 1
 
 
 async def test_an_alert_url_whose_name_never_resolves_holds_only_its_accounts_lookups(
