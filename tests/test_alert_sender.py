@@ -215,6 +215,22 @@ async def test_a_clock_that_moved_ahead_sends_what_came_due_meanwhile_at_once(
     assert got[2].at - moved_at < 1
 
 
+async def test_a_clock_stepped_back_sends_a_deferred_alert_no_earlier_than_its_instant(
+    tmp_path: Path, mock_clock: trio.testing.MockClock
+) -> None:
+    async with rig(tmp_path, "/alerts") as r:
+        await ended(r.store, "j", FAILED_500)
+        await ended(r.store, "j", OK)
+        await ended(r.store, "j", FAILED_500)  # deferred to the window's end, 10 min on
+        await trio.sleep(MINUTE)
+        moved_at = trio.current_time()
+        r.clock.reanchor(r.clock.now() - timedelta(minutes=30))  # stepped back 30 minutes
+        await trio.sleep(45 * MINUTE)
+        got = r.sent("/alerts")
+    assert [kind(a) for a in got] == ["job.failed", "job.recovered", "job.failed"]
+    assert got[2].at - moved_at == pytest.approx(39 * MINUTE, abs=1)  # 9 + 30 minutes on
+
+
 async def test_an_alert_url_whose_name_never_resolves_holds_only_its_accounts_lookups(
     tmp_path: Path,
 ) -> None:
