@@ -10,7 +10,7 @@ never drops a signing secret, and the other way round.
 
 Why these rules:
 - A file that group or others may access, that is not a regular file, that
-  is over 64 KiB or is not ASCII is refused (`ConfigError` naming
+  is over 1 MiB or is not ASCII is refused (`ConfigError` naming
   `secrets.key_file`); messages never quote key material.
 - A new file is created 0600 and published with link(2), so a crash never
   leaves a half-written file and two starting processes cannot both create
@@ -42,7 +42,9 @@ from jobsd.errors import ConfigError
 from jobsd.private_dirs import make_private_dirs
 
 KEY = "secrets.key_file"
-MAX_FILE_BYTES = 64 * 1024
+# Read whole: room for thousands of signing accounts (a line each, about 80
+# bytes, up to 150; two during a rotation's overlap) beside the header keys.
+MAX_FILE_BYTES = 1024 * 1024
 SIGNING_PREFIX = "signing:"
 
 T = TypeVar("T")
@@ -89,7 +91,18 @@ def read_text(path: Path) -> str:
 
 
 def publish(path: Path, text: str, *, replace: bool) -> None:
-    """Write `text` as the file, atomically; `replace=False` refuses an existing file."""
+    """Write `text` as the file, atomically; `replace=False` refuses an existing file.
+
+    A text past `MAX_FILE_BYTES` is refused, the file left as it was: jobsd
+    would refuse to read it back (a reload, the next start)."""
+    data = text.encode("ascii")
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(
+            KEY,
+            f"{path} would be {len(data)} bytes and jobsd reads at most {MAX_FILE_BYTES}: "
+            "retire old keys (`jobsd rotate-key --retire`) or remove the signing secrets "
+            "of accounts that no longer sign",
+        )
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     try:
         make_private_dirs(path.parent)  # each 0700: mkdir(parents=True) would not
@@ -98,7 +111,7 @@ def publish(path: Path, text: str, *, replace: bool) -> None:
             os.fchmod(file.fileno(), 0o600)
             if replace:
                 _keep_owner(file.fileno(), path)
-            file.write(text.encode("ascii"))
+            file.write(data)
             file.flush()
             os.fsync(file.fileno())
         if replace:

@@ -77,7 +77,7 @@ def test_a_header_in_the_2026_08_07_map_form_is_bounded(
     assert (found is None) is (code is not None)
 
 
-def test_the_key_file_is_read_to_64_kib_at_most(tmp_path: Path) -> None:
+def test_the_key_file_is_read_to_its_bound_at_most(tmp_path: Path) -> None:
     """A key file past `MAX_FILE_BYTES` is refused, not read whole into memory."""
     path = tmp_path / "secret.key"
     for size, refused in ((keyfile.MAX_FILE_BYTES, False), (keyfile.MAX_FILE_BYTES + 1, True)):
