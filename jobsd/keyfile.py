@@ -231,6 +231,16 @@ class Followed(Generic[T]):
             self._loaded = seen
             try:
                 fresh = self._load(self._path)
+            except FileNotFoundError:
+                # Removed since the look above: raised here it ended a signer's
+                # caller (the alert actor, and with it the daemon).
+                log.warning(
+                    "key file not reloaded, keeping the %s already loaded: %s vanished "
+                    "while it was read",
+                    self._what,
+                    self._path,
+                )
+                return False
             except ConfigError as exc:
                 log.warning(
                     "key file not reloaded, keeping the %s already loaded: %s", self._what, exc
