@@ -12,7 +12,7 @@ change is healed by the next refill, and a firing that finds its unit no
 longer due reads it back too, because the store, not this actor's memory,
 decides whether a slot fires: `fire_slot`
 advances the job only if it is still due at the instant the scheduler
-believes, and the unique
+believes, on the cadence it planned with, and the unique
 `(job, environment, scheduled_for)` index makes a slot fire at most once
 even across crashes.
 
@@ -111,7 +111,8 @@ class Scheduler:
         self._horizon = timedelta(seconds=horizon_s)
         self._refill_limit = refill_limit
         self._wheel: TimerWheel[Unit] = TimerWheel()
-        self._schedules: dict[Unit, Schedule] = {}
+        # Each tracked unit's cadence as stored (schedule, timezone), parsed.
+        self._schedules: dict[Unit, tuple[tuple[str, str | None], Schedule]] = {}
         self._covered_until = from_us(0)
         self._refill_at = self._covered_until
         # Retries held for their due instant, by run id, on the same horizon.
@@ -207,7 +208,7 @@ class Scheduler:
                 self._track(unit, item.schedule, item.timezone, item.next_run_at)
 
     def _track(self, unit: Unit, schedule: str, timezone: str | None, due: datetime) -> None:
-        self._schedules[unit] = parse_schedule(schedule, timezone)
+        self._schedules[unit] = ((schedule, timezone), parse_schedule(schedule, timezone))
         self._wheel.add(unit, to_us(due))
 
     def _forget(self, unit: Unit) -> None:
@@ -258,14 +259,16 @@ class Scheduler:
         """Fire a batch of due units in one store transaction, then hand over the runs."""
         firings: list[SlotFiring] = []
         for unit, due_us in due:
-            schedule = self._schedules.get(unit)
-            if schedule is None:
+            tracked = self._schedules.get(unit)
+            if tracked is None:
                 continue
+            cadence, schedule = tracked
             at = from_us(due_us)
             slot, next_run_at = plan_fire(
                 schedule, due=at, now=max(now, at), misfire_grace_s=self._grace_s
             )
-            firings.append(SlotFiring(unit[0], unit[1], at, slot, next_run_at))
+            # The store fires it only on this cadence (news of a change may lag).
+            firings.append(SlotFiring(unit[0], unit[1], at, slot, next_run_at, cadence))
         if not firings:
             return
         results = await self._store.fire_slots(firings)

@@ -108,7 +108,7 @@ class MemorySlots:
     def fire(self, f: SlotFiring) -> tuple[bool, RunOrder | None]:
         unit = (f.job_pk, f.environment)
         schedule, current = self.jobs.get(unit, ("", None))
-        if current != f.due:
+        if current != f.due or f.cadence not in (None, (schedule, self.zones.get(unit))):
             return False, None
         self.jobs[unit] = (schedule, f.next_run_at)
         if f.slot is None or (*unit, f.slot) in self.slots:

@@ -234,8 +234,8 @@ class RunStore(RunRecordStore):
         """Advance due (job, environment)s and insert their SCHEDULE runs, in one transaction.
 
         For each firing nothing happens unless the job is still enabled in
-        that environment, live and due there at `due` (the scheduler's view
-        may be stale): then (False, None). A run is not inserted when its
+        that environment, live and due there at `due` on the firing's cadence
+        (the scheduler's view may be stale): then (False, None). A run is not inserted when its
         (job, environment, slot) already has one, and is recorded skipped
         (no order) under `overlap_policy` SKIP (`jobsd.store.slots`). Returns,
         per firing, whether the job advanced and the new run, as the order

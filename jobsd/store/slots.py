@@ -50,6 +50,8 @@ class SlotFiring:
     due: datetime
     slot: datetime | None
     next_run_at: datetime | None
+    # The effective (schedule, timezone) the decision was made with; None: not checked.
+    cadence: tuple[str, str | None] | None = None
 
 
 def due_jobs(conn: sqlite3.Connection, until: datetime, limit: int) -> list[DueJob]:
@@ -72,19 +74,33 @@ def due_units(conn: sqlite3.Connection, units: Sequence[tuple[int, str]]) -> lis
     ]
 
 
+_JOB = "(SELECT j.{0} FROM jobs AS j WHERE j.id = job_environments.job_id)"
+_EFFECTIVE_SCHEDULE = f"coalesce(schedule, {_JOB.format('schedule')})"
+_EFFECTIVE_TIMEZONE = f"coalesce(timezone, {_JOB.format('timezone')})"
+
+
 def fire(
     conn: sqlite3.Connection, firing: SlotFiring, now_us: int, ended: list[str]
 ) -> tuple[bool, RunOrder | None]:
     """(whether the job advanced, the order for its new run); a skipped slot's run,
     recorded CANCELED, is appended to `ended`."""
     next_us = None if firing.next_run_at is None else to_us(firing.next_run_at)
-    # A deleted job has no environment rows, so liveness needs no join.
-    cur = conn.execute(
+    # A deleted job has no environment rows, so liveness needs no join. Being
+    # due at the same instant is not enough: a write may have changed the cron
+    # and kept that instant (`* * * * *` made `1 * * * *` at 02:00:45 is due at
+    # 02:01 either way), and `next_run_at` planned from the old cron would then
+    # fire a slot the new one does not have. So the cadence must match too.
+    sql = (
         "UPDATE job_environments SET next_run_at_us = ?, enabled = CASE WHEN ? IS NULL THEN 0 "
         "ELSE enabled END WHERE job_id = ? AND environment = ? AND enabled = 1 "
-        "AND next_run_at_us = ?",
-        (next_us, next_us, firing.job_pk, firing.environment, to_us(firing.due)),
+        "AND next_run_at_us = ?"
     )
+    args: tuple[object, ...] = (next_us, next_us, firing.job_pk, firing.environment)
+    args += (to_us(firing.due),)
+    if firing.cadence is not None:
+        sql += f" AND {_EFFECTIVE_SCHEDULE} IS ? AND {_EFFECTIVE_TIMEZONE} IS ?"
+        args += firing.cadence
+    cur = conn.execute(sql, args)
     if cur.rowcount != 1:
         return False, None
     if firing.slot is None:
