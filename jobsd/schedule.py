@@ -167,8 +167,13 @@ def plan_fire(
 ) -> tuple[datetime | None, datetime | None]:
     """(slot to fire now, next_run_at after it) for a job whose `due` has come.
 
-    A `due` slightly after `now` (float rounding between trio time and wall
-    time) counts as on time rather than as a caller error.
+    Missed slots get one catch-up run, for the latest of them, if it is within
+    the grace (SEMANTICS.md): when slots after `due` are past too, `due` is
+    not fired even within the grace, or each next one, already due, would
+    fire in turn (a burst of every slot the downtime missed). Either way
+    `next_run_at` is after `now`. A `due` slightly after `now` (float rounding
+    between trio time and wall time) counts as on time rather than as a
+    caller error.
     """
     if misfire_grace_s < 0:
         raise ValueError("misfire_grace_s must be >= 0")
@@ -176,10 +181,11 @@ def plan_fire(
         return due, None  # a one-off fires late rather than never
     due, now = _utc(due), _utc(now)
     grace = _seconds(misfire_grace_s)
-    fired: datetime | None = due
-    if now - due > grace:
-        latest = _prev(s, now)
-        fired = latest if latest is not None and now - latest <= grace else None
+    after_due = _next(s, due)
+    if after_due is None or after_due > now:  # `due` is the latest slot (the usual case)
+        return (due if now - due <= grace else None), after_due
+    latest = _prev(s, now)
+    fired = latest if latest is not None and now - latest <= grace else None
     return fired, _next(s, fired if fired is not None else now)
 
 

@@ -309,17 +309,17 @@ def test_plan_fire_grace_boundary_is_inclusive() -> None:
     assert plan_fire(HOURLY, due=due, now=after, misfire_grace_s=60)[0] is None
 
 
-def test_plan_fire_may_return_a_next_run_already_due() -> None:
+def test_catch_up_within_the_grace_is_one_run_for_the_latest_missed_slot() -> None:
+    """SEMANTICS.md: "a cron job fires one catch-up run for its latest missed
+    slot". Down from 10:00 to 10:03:30 with a grace of 10 minutes, an
+    every-minute job missed 10:00-10:03, all within the grace: only 10:03
+    fires, and the next is 10:04 (the first due slot fired, then each next one
+    already due, four runs in a burst)."""
     every_minute = CronSchedule("* * * * *")
-    due, now = utc(2025, 1, 1, 10), utc(2025, 1, 1, 10, 1, 30)
-    assert plan_fire(every_minute, due=due, now=now, misfire_grace_s=120) == (
-        due,
-        utc(2025, 1, 1, 10, 1),
-    )
-    # ... and the scheduler's next call fires that one and moves past now
-    assert plan_fire(every_minute, due=utc(2025, 1, 1, 10, 1), now=now, misfire_grace_s=120) == (
-        utc(2025, 1, 1, 10, 1),
-        utc(2025, 1, 1, 10, 2),
+    due, now = utc(2025, 1, 1, 10), utc(2025, 1, 1, 10, 3, 30)
+    assert plan_fire(every_minute, due=due, now=now, misfire_grace_s=600) == (
+        utc(2025, 1, 1, 10, 3),
+        utc(2025, 1, 1, 10, 4),
     )
 
 
@@ -492,6 +492,28 @@ def test_catch_up_fires_the_latest_missed_slot_within_grace(
     assert fired == (latest if now - latest <= timedelta(seconds=grace_s) else None)
     assert nxt == next(cron_slots_after(s, fired or now))
     assert nxt is not None and nxt > (fired or now) and oracle.matches(nxt)
+
+
+@settings(max_examples=100, deadline=None)
+@given(cron_exprs(), instants, st.integers(0, 3 * 86_400), st.integers(0, 3 * 86_400))
+def test_catch_up_from_any_missed_slot_is_the_latest_within_grace(
+    case: tuple[str, Oracle], now: datetime, grace_s: int, back_s: int
+) -> None:
+    """Whichever missed slot is due (the first after the daemon stopped, however
+    recent), one run: the latest slot at or before now, when within the grace."""
+    text, oracle = case
+    assume(oracle.can_fire())
+    s = parse_schedule(text)
+    assert isinstance(s, CronSchedule)
+    latest = oracle.prev_slot(now, 800)
+    assume(latest is not None)
+    assert latest is not None
+    due = oracle.prev_slot(latest - timedelta(seconds=back_s), 800)
+    assume(due is not None)
+    assert due is not None
+    fired, nxt = plan_fire(s, due=due, now=now, misfire_grace_s=grace_s)
+    assert fired == (latest if now - latest <= timedelta(seconds=grace_s) else None)
+    assert nxt == next(cron_slots_after(s, now))
 
 
 @settings(max_examples=60, deadline=None)

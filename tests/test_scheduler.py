@@ -283,6 +283,19 @@ async def test_missed_slots_catch_up_within_grace(autojump_clock: trio.testing.M
         assert r.store.jobs[(2, ENV)][1] == datetime(2026, 1, 1, 23, 59, tzinfo=UTC)
 
 
+async def test_slots_missed_within_the_grace_are_caught_up_by_one_run(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Down from 23:55:30 to 00:00:30 with a grace of 10 minutes: an every-minute
+    job missed 23:56-00:00, every one within the grace. SEMANTICS.md: one
+    catch-up run, for the latest missed slot (00:00), then on time again."""
+    jobs = ((1, "* * * * *", datetime(2025, 12, 31, 23, 56, tzinfo=UTC)),)
+    start = T0 + timedelta(seconds=30)
+    async with rig(grace_s=600, jobs=jobs, start=start) as r:
+        await trio.sleep(60)
+    assert [slot for _, slot, _ in r.store.fired] == [T0, T0 + timedelta(minutes=1)]
+
+
 async def test_missed_beyond_grace_skips(autojump_clock: trio.testing.MockClock) -> None:
     jobs = ((1, "0 12 * * *", datetime(2025, 12, 31, 12, tzinfo=UTC)),)
     async with rig(grace_s=60, jobs=jobs) as r:
