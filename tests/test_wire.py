@@ -14,6 +14,7 @@ from jobsd.job_model import Header, HttpConfig
 from jobsd.messages import Outcome
 from jobsd.runs import FailureReason, RunStatus
 from jobsd.workers import wire
+from jobsd.workers.sender import FrameSender
 
 text = st.text(max_size=40)
 
@@ -156,7 +157,7 @@ async def test_broken_framing_is_an_error(data: bytes, complaint: str) -> None:
 
 async def test_the_sender_queue_is_bounded() -> None:
     send, receive = trio.testing.memory_stream_pair()
-    sender = wire.FrameSender(send, capacity=3)
+    sender = FrameSender(send, capacity=3)
     for n in range(3):
         sender.send_nowait({"kind": "x", "n": n})
     with pytest.raises(trio.WouldBlock):
@@ -185,7 +186,7 @@ async def test_a_frame_with_room_is_queued_without_a_checkpoint() -> None:
     """A run's perform frame costs its executor no trip through trio's scheduler;
     past the capacity, a send waits for room."""
     send, receive = trio.testing.memory_stream_pair()
-    sender = wire.FrameSender(send, capacity=2)
+    sender = FrameSender(send, capacity=2)
     steps = _Steps(trio.lowlevel.current_task())
     trio.lowlevel.add_instrument(steps)
     await sender.send({"kind": "x", "n": 0})

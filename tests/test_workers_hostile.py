@@ -20,6 +20,7 @@ from jobsd.job_model import HttpConfig
 from jobsd.runs import FailureReason, RunStatus
 from jobsd.workers import wire
 from jobsd.workers.child_link import Child, Waiter
+from jobsd.workers.sender import WRITTEN
 
 
 def _nested(depth: int) -> str:
@@ -43,6 +44,7 @@ async def _serve_against(frames: bytes) -> tuple[Child, list[Any]]:
         async def wait() -> None:
             # A waiter belongs to the task that waits (it is rescheduled by hand).
             child.waiting[0] = waiter = Waiter(HttpConfig(url="http://127.0.0.1/"), ())
+            waiter.state = WRITTEN  # the worker had its request
             got.append(await waiter.wait())
 
         nursery.start_soon(wait)

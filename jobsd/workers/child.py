@@ -31,6 +31,7 @@ from jobsd.messages import Outcome
 from jobsd.runs import FailureReason, RunStatus
 from jobsd.taskdump import dump_on_signal
 from jobsd.workers import wire
+from jobsd.workers.sender import FrameSender
 
 log = logging.getLogger("jobsd.worker")
 
@@ -43,7 +44,7 @@ class Worker:
             body_cap_bytes=int(hello["body_cap_bytes"]),
             keepalive_s=float(hello["keepalive_s"]),
         )
-        self._sender = wire.FrameSender(stream, int(hello["capacity"]))
+        self._sender = FrameSender(stream, int(hello["capacity"]))
         self._in_flight: dict[int, trio.CancelScope] = {}
 
     async def serve(self, reader: wire.FrameReader) -> None:

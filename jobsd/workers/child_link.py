@@ -3,7 +3,8 @@
 Split from `jobsd.workers.pool`, which keeps the set of them (start,
 replace, pick the least busy, stop). `_Child.serve` routes each `done`
 frame to the `perform` waiting for it; `lose_all` answers every waiter
-FAILED/WORKER_LOST when the worker is gone.
+when the worker is gone: FAILED/WORKER_LOST if its frame was written to
+it, else "never sent" (its `perform` takes another worker).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from jobsd.job_model import HttpConfig
 from jobsd.messages import Outcome
 from jobsd.runs import FailureReason, RunStatus
 from jobsd.workers import wire
+from jobsd.workers.sender import QUEUED, WRITTEN, FrameSender
 
 log = logging.getLogger("jobsd.workers")
 
@@ -40,26 +42,31 @@ def lost(
 
 class Waiter:
     """A `perform` waiting for its outcome: its task is parked by hand (no Event
-    per run) and rescheduled by whoever answers, `serve` or `lose_all`."""
+    per run) and rescheduled by whoever answers, `serve` or `lose_all`. Its
+    `state` is its frame's (`sender.Tracked`), set by the `FrameSender`."""
 
-    __slots__ = ("config", "outcome", "parked", "stamp", "task")
+    __slots__ = ("answered", "config", "outcome", "parked", "stamp", "state", "task")
 
     def __init__(self, config: HttpConfig, stamp: Sequence[tuple[str, str]]) -> None:
         self.config = config
         self.stamp = stamp
         self.task = trio.lowlevel.current_task()
         self.parked = False
+        self.answered = False
         self.outcome: Outcome | None = None
+        self.state = QUEUED
 
-    def answer(self, outcome: Outcome) -> None:
-        self.outcome = outcome
+    def answer(self, outcome: Outcome | None) -> None:
+        """None: its worker died before the whole frame was written to it."""
+        self.outcome, self.answered = outcome, True
         if self.parked:
             self.parked = False
             trio.lowlevel.reschedule(self.task)
 
-    async def wait(self) -> Outcome:
-        """The outcome, once answered; cancellable (then never rescheduled)."""
-        if self.outcome is None:
+    async def wait(self) -> Outcome | None:
+        """The outcome, once answered (None: never sent, see `answer`);
+        cancellable (then never rescheduled)."""
+        if not self.answered:
             self.parked = True
 
             def abort(_: object) -> trio.lowlevel.Abort:
@@ -67,7 +74,7 @@ class Waiter:
                 return trio.lowlevel.Abort.SUCCEEDED
 
             await trio.lowlevel.wait_task_rescheduled(abort)
-        assert self.outcome is not None
+        assert self.answered
         return self.outcome
 
 
@@ -77,14 +84,14 @@ class Child:
         self.process = process
         self.stream = stream
         self.reader = wire.FrameReader(stream)
-        self.sender: wire.FrameSender | None = None
+        self.sender: FrameSender | None = None
         self.waiting: dict[int, Waiter] = {}
         self.next_seq = 0
         self.alive = False
 
     async def serve(self, capacity: int) -> None:
         """Route its outcomes to their waiters until it is gone."""
-        self.sender = wire.FrameSender(self.stream, capacity)
+        self.sender = FrameSender(self.stream, capacity)
         self.alive = True
         try:
             async with trio.open_nursery() as nursery:
@@ -117,12 +124,21 @@ class Child:
         await self.sender.run()
         reading.cancel()  # it no longer reads what we write: it is gone
 
-    def lose_all(self) -> int:
+    def lose_all(self) -> tuple[int, int]:
+        """Answer every waiter; (lost, never sent). A run whose frame was written
+        whole may have reached the target: FAILED/WORKER_LOST. One whose frame
+        was still queued, or cut short, never reached this worker: answered
+        None, and its `perform` takes another."""
         waiters = list(self.waiting.values())
         self.waiting.clear()
+        lost_count = 0
         for waiter in waiters:
-            waiter.answer(lost(waiter.config, waiter.stamp, WORKER_LOST_ERROR))
-        return len(waiters)
+            if waiter.state == WRITTEN:
+                lost_count += 1
+                waiter.answer(lost(waiter.config, waiter.stamp, WORKER_LOST_ERROR))
+            else:
+                waiter.answer(None)
+        return lost_count, len(waiters) - lost_count
 
     def kill_stuck(self, waited_s: float) -> None:
         """Kill a worker that gave no outcome `waited_s` after a request (see

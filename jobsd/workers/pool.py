@@ -16,7 +16,9 @@ they were; only the exchange itself, and its CPU, moves to another core.
   held answered FAILED/WORKER_LOST (`child_link.WORKER_LOST_ERROR`, recorded by the
   executors like any outcome, so never retried and never sent again) and is
   replaced; one that dies young is replaced after a growing pause, so a
-  worker that cannot start does not spin.
+  worker that cannot start does not spin. Only a frame written whole can
+  have reached it (`jobsd.workers.sender`): a run whose frame was still
+  queued, or cut short, was never sent and goes to another worker.
 - Stuck: a worker enforces each request's timeout itself, so an outcome
   that has not come `STUCK_S` past its run's timeout means the worker no
   longer runs its loop (a bug that spins without yielding, a process
@@ -36,7 +38,6 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
-from contextlib import suppress
 
 import trio
 
@@ -46,6 +47,7 @@ from jobsd.job_model import HttpConfig
 from jobsd.messages import Outcome
 from jobsd.workers import wire
 from jobsd.workers.child_link import Child, Waiter, lost
+from jobsd.workers.sender import QUEUED, WITHDRAWN, WRITTEN
 
 log = logging.getLogger("jobsd.workers")
 
@@ -58,6 +60,13 @@ YOUNG_S = 10.0
 STUCK_S = 30.0
 BACKOFF_S = (0.1, 5.0)
 NOT_TAKEN_ERROR = "cancelled before any worker process took this run's request; nothing was sent"
+# A run whose worker dies before its frame is written goes to another, this
+# many times at most: a worker that never reads does not hold it for good.
+RESENDS = 3
+NEVER_WRITTEN_ERROR = (
+    f"the worker processes given this run's request died before it was written to them, "
+    f"{1 + RESENDS} times; nothing was sent"
+)
 _NOT_INHERITED = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
 
 
@@ -125,15 +134,17 @@ class WorkerProcesses:
             finally:
                 self._children.remove(child)
                 with trio.CancelScope(shield=True):
-                    lost = child.lose_all()
+                    lost, unsent = child.lose_all()
                     code = await child.end()
             log.error(
                 "worker process %d (pid %d) %s with %d runs in flight, recorded "
-                "FAILED/WORKER_LOST; starting another",
+                "FAILED/WORKER_LOST, and %d not yet sent to it, given to another; "
+                "starting another",
                 number,
                 child.process.pid,
                 _exit(code),
                 lost,
+                unsent,
             )
             if trio.current_time() - born < YOUNG_S:
                 await trio.sleep(pause)
@@ -205,28 +216,43 @@ class WorkerProcesses:
         """The outcome from a worker; FAILED/WORKER_LOST if the worker died meanwhile.
 
         With a worker live, a run's only wait here is for its outcome: its
-        frame is queued at once (`FrameSender.send`)."""
-        child = self._least_busy()
-        if child is None:
-            try:
-                with trio.move_on_after(WORKER_WAIT_S):
-                    child = await self._pick()
-            except trio.Cancelled:
-                # The stop's grace (or a cancel) ended the wait: no request left,
-                # so the outcome says so and the record gives the meter back.
-                return lost(config, stamp, NOT_TAKEN_ERROR, sent=False)
-            if child is None or not child.alive:
-                error = (
-                    f"no worker process could take this run's request within {WORKER_WAIT_S:g} s"
-                )
-                return lost(config, stamp, error, sent=False)
+        frame is queued at once (`FrameSender.send`). A worker that died
+        before the frame was written to it whole never had the request:
+        another takes it, as when none was live yet (`RESENDS` times)."""
+        for _ in range(1 + RESENDS):
+            child = self._least_busy()
+            if child is None:
+                try:
+                    with trio.move_on_after(WORKER_WAIT_S):
+                        child = await self._pick()
+                except trio.Cancelled:
+                    # The stop's grace (or a cancel) ended the wait: no request
+                    # left, so the outcome says so and the record gives the meter back.
+                    return lost(config, stamp, NOT_TAKEN_ERROR, sent=False)
+                if child is None or not child.alive:
+                    error = (
+                        f"no worker process could take this run's request within "
+                        f"{WORKER_WAIT_S:g} s"
+                    )
+                    return lost(config, stamp, error, sent=False)
+            outcome = await self._exchange(child, config, stamp)
+            if outcome is not None:
+                return outcome
+        return lost(config, stamp, NEVER_WRITTEN_ERROR, sent=False)
+
+    async def _exchange(
+        self, child: Child, config: HttpConfig, stamp: Sequence[tuple[str, str]]
+    ) -> Outcome | None:
+        """The request through `child`; None if it died before having it."""
         assert child.sender is not None
         seq = child.next_seq
         child.next_seq += 1
         waiter = child.waiting[seq] = Waiter(config, stamp)
         try:
-            with suppress(trio.BrokenResourceError):  # it died: `lose_all` answers
-                await child.sender.send(wire.perform_doc(seq, config, stamp))
+            await child.sender.send(wire.perform_doc(seq, config, stamp), waiter)
+        except trio.BrokenResourceError:  # it died while the frame waited for room
+            child.waiting.pop(seq, None)
+            return None
         except BaseException as exc:
             # Its frame was not queued (`FrameSender.send`): the worker never had it.
             child.waiting.pop(seq, None)
@@ -238,10 +264,21 @@ class WorkerProcesses:
                 return await waiter.wait()
             child.kill_stuck(config.timeout_s + STUCK_S)
             return await waiter.wait()  # its death answers: `lose_all`
-        except BaseException:
+        except BaseException as exc:
             if child.waiting.pop(seq, None) is not None and child.alive:
-                try:
-                    child.sender.send_nowait({"kind": "cancel", "seq": seq})
-                except trio.WouldBlock:
-                    log.error("worker process %d is not reading: a cancel is lost", child.number)
+                if waiter.state == QUEUED:
+                    waiter.state = WITHDRAWN  # never written: no cancel needed
+                else:
+                    self._cancel(child, seq)
+            # Written whole to a worker still alive: whether it was sent is unknown.
+            never_sent = waiter.state == WITHDRAWN or (not child.alive and waiter.state != WRITTEN)
+            if never_sent and isinstance(exc, trio.Cancelled):
+                return lost(config, stamp, NOT_TAKEN_ERROR, sent=False)
             raise
+
+    def _cancel(self, child: Child, seq: int) -> None:
+        assert child.sender is not None
+        try:
+            child.sender.send_nowait({"kind": "cancel", "seq": seq})
+        except trio.WouldBlock:
+            log.error("worker process %d is not reading: a cancel is lost", child.number)

@@ -15,9 +15,9 @@ the database. Every value is checked on the way in (`outcome_of`), and a
 frame longer than `MAX_FRAME_BYTES` ends the pair (`FrameError`). Header
 values cross here and nowhere else: never in a worker's argv or environment.
 
-Frames are written by one sender task per end (`FrameSender`), which joins
-whatever is queued into one write: a burst of runs costs a few system
-calls, not one per run.
+Frames are written by one sender task per end (`jobsd.workers.sender`),
+which joins whatever is queued into one write: a burst of runs costs a
+few system calls, not one per run.
 """
 
 from __future__ import annotations
@@ -107,48 +107,6 @@ def _parsed(body: bytearray) -> Doc:
     if not isinstance(doc, dict) or not isinstance(doc.get("kind"), str):
         raise FrameError("a frame is not an object with a kind")
     return doc
-
-
-class FrameSender:
-    """One task writes; everyone else queues. Bounded by `capacity` frames."""
-
-    def __init__(self, stream: trio.abc.SendStream, capacity: int) -> None:
-        self._stream = stream
-        self._tx, self._rx = trio.open_memory_channel[bytes](capacity)
-
-    async def send(self, doc: Doc) -> None:
-        """Queue `doc`: at once, without a trip through the scheduler, while there
-        is room (the capacity holds a frame for every request in flight);
-        else wait for room. Cancelled already: nothing is queued (a run
-        cancelled before its request went out sends nothing)."""
-        await trio.lowlevel.checkpoint_if_cancelled()
-        frame = encode(doc)
-        try:
-            self._tx.send_nowait(frame)
-        except trio.WouldBlock:
-            await self._tx.send(frame)
-
-    def send_nowait(self, doc: Doc) -> None:
-        """Queue without waiting; trio.WouldBlock when `capacity` frames wait."""
-        self._tx.send_nowait(encode(doc))
-
-    def close(self) -> None:
-        """No more frames: a `send` from now on raises trio.BrokenResourceError."""
-        self._rx.close()
-
-    async def run(self) -> None:
-        """Write until cancelled, or until the other end is gone (then returns)."""
-        async for frame in self._rx:
-            frames = [frame]
-            while True:
-                try:
-                    frames.append(self._rx.receive_nowait())
-                except trio.WouldBlock:
-                    break
-            try:
-                await self._stream.send_all(b"".join(frames))
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return
 
 
 # -- what the frames carry --------------------------------------------------------
