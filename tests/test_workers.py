@@ -12,6 +12,7 @@ import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
+from typing import Any
 
 import pytest
 import trio
@@ -125,6 +126,31 @@ async def test_a_worker_that_stops_answering_is_killed_past_the_runs_timeout(
     [outcome] = outcomes
     assert (outcome.status, outcome.failure_reason) == (RunStatus.FAILED, FailureReason.WORKER_LOST)
     assert after.status is RunStatus.SUCCEEDED, after
+
+
+async def test_a_worker_that_never_becomes_ready_is_killed_and_replaced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker stopped (or hung) before its `ready` held its place for good: no
+    replacement, and with one worker process every run failed unsent for want of
+    one. It is killed after `START_WAIT_S`, as a stuck worker is, and replaced."""
+    monkeypatch.setattr(pool_module, "START_WAIT_S", 1.0)
+    real_open = trio.lowlevel.open_process
+    stopped: list[int] = []
+
+    async def open_stopped_once(*args: Any, **kwargs: Any) -> trio.Process:
+        process = await real_open(*args, **kwargs)
+        if not stopped:
+            os.kill(process.pid, signal.SIGSTOP)  # before it could say ready
+            stopped.append(process.pid)
+        return process
+
+    monkeypatch.setattr(trio.lowlevel, "open_process", open_stopped_once)
+    async with holding_target() as target, processes() as pool:
+        assert stopped and pool.pids != stopped
+        outcome = await pool.perform(HttpConfig(url=f"{target.url}/ok"), stamp=stamp("after"))
+    assert outcome.status is RunStatus.SUCCEEDED, outcome
+    assert gone(stopped[0])
 
 
 async def test_a_worker_that_dies_loses_its_requests_and_is_replaced() -> None:

@@ -140,6 +140,14 @@ class Child:
                 waiter.answer(None)
         return lost_count, len(waiters) - lost_count
 
+    def cancel(self, seq: int) -> None:
+        """Tell it to abandon request `seq` (its frame was written, or is being)."""
+        assert self.sender is not None
+        try:
+            self.sender.send_nowait({"kind": "cancel", "seq": seq})
+        except trio.WouldBlock:
+            log.error("worker process %d is not reading: a cancel is lost", self.number)
+
     def kill_stuck(self, waited_s: float) -> None:
         """Kill a worker that gave no outcome `waited_s` after a request (see
         `jobsd.workers.pool`, "Stuck"); its death answers every run it held."""

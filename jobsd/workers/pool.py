@@ -19,6 +19,9 @@ they were; only the exchange itself, and its CPU, moves to another core.
   worker that cannot start does not spin. Only a frame written whole can
   have reached it (`jobsd.workers.sender`): a run whose frame was still
   queued, or cut short, was never sent and goes to another worker.
+- Start: one not ready within `START_WAIT_S` (hung, or stopped, before its
+  `ready`) is killed and replaced like one that died young; without this
+  it would hold its place, and no replacement come, for good.
 - Stuck: a worker enforces each request's timeout itself, so an outcome
   that has not come `STUCK_S` past its run's timeout means the worker no
   longer runs its loop (a bug that spins without yielding, a process
@@ -38,6 +41,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 
 import trio
 
@@ -54,6 +58,9 @@ log = logging.getLogger("jobsd.workers")
 # How long a run waits for a live worker (one starting takes about half a
 # second; a replacement as long, plus its pause).
 WORKER_WAIT_S = 30.0
+# A worker not ready by then is killed and replaced (one starts in about half
+# a second; under a loaded machine a few).
+START_WAIT_S = 60.0
 YOUNG_S = 10.0
 # Past a run's timeout before its worker is taken for stuck: far more than the
 # worker needs to notice its own deadline and send its answer under load.
@@ -173,11 +180,22 @@ class WorkerProcesses:
             if spawned is not None:
                 spawned()
         child = Child(number, process, trio.SocketStream(trio.socket.from_stdlib_socket(ours)))
-        # No timer here: one that cannot start exits, which ends the read. (The
-        # daemon's clock may be trio's MockClock in tests; a worker's is real.)
+        # One that cannot start exits, which ends the read; one that hangs (or
+        # was stopped) before its ready would hold its place for good.
+        ready: wire.Doc | None = None
         try:
-            await child.stream.send_all(wire.encode(self._hello))
-            ready = await child.reader.receive()
+            with trio.move_on_after(START_WAIT_S) as waited:
+                await child.stream.send_all(wire.encode(self._hello))
+                ready = await child.reader.receive()
+            if waited.cancelled_caught:
+                log.error(
+                    "worker process %d (pid %d) was not ready within %g s: killed",
+                    number,
+                    process.pid,
+                    START_WAIT_S,
+                )
+                with suppress(ProcessLookupError):
+                    process.kill()
         except (wire.FrameError, trio.BrokenResourceError, OSError):
             ready = None
         except BaseException:  # the daemon stops while it starts
@@ -269,16 +287,9 @@ class WorkerProcesses:
                 if waiter.state == QUEUED:
                     waiter.state = WITHDRAWN  # never written: no cancel needed
                 else:
-                    self._cancel(child, seq)
+                    child.cancel(seq)
             # Written whole to a worker still alive: whether it was sent is unknown.
             never_sent = waiter.state == WITHDRAWN or (not child.alive and waiter.state != WRITTEN)
             if never_sent and isinstance(exc, trio.Cancelled):
                 return lost(config, stamp, NOT_TAKEN_ERROR, sent=False)
             raise
-
-    def _cancel(self, child: Child, seq: int) -> None:
-        assert child.sender is not None
-        try:
-            child.sender.send_nowait({"kind": "cancel", "seq": seq})
-        except trio.WouldBlock:
-            log.error("worker process %d is not reading: a cancel is lost", child.number)
