@@ -14,13 +14,16 @@ from __future__ import annotations
 import os
 import signal
 from collections import Counter
+from functools import partial
 
+import pytest
 import trio
 import trio.testing
 
 from jobsd.job_model import HttpConfig
 from jobsd.messages import Outcome
 from jobsd.runs import RunStatus
+from jobsd.workers import pool as pool_module
 from jobsd.workers.pool import NOT_TAKEN_ERROR
 from tests.crash_workers import gone
 from tests.holding_target import RUN_ID, holding_target
@@ -95,3 +98,30 @@ async def test_a_run_cancelled_while_its_frame_is_queued_is_never_sent() -> None
     queued = outcomes["queued"]
     assert queued.error == NOT_TAKEN_ERROR and queued.sent is False, queued
     assert [h[RUN_ID] for h in target.headers] == ["head"]
+
+
+async def test_a_run_waiting_for_room_behind_a_stopped_worker_is_not_held_for_good(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker that stops reading, whose queue is full of frames no run waits on
+    any more (cancelled while queued): a new run's frame waited for room with
+    no timer at all, so nothing ever killed the worker and the run stayed
+    RUNNING for good. The stuck timer now runs from the moment a frame is
+    offered: the worker is killed, and the run goes to its replacement."""
+    async with holding_target() as target, processes() as pool:
+        [first] = pool.pids
+        os.kill(first, signal.SIGSTOP)
+        config = HttpConfig(url=f"{target.url}/ok", body=BIG_BODY, timeout_s=1)
+        with trio.fail_after(10):
+            async with trio.open_nursery() as cancelled:
+                # The first blocks the write; the rest fill the queue.
+                for n in range(1 + pool._capacity):
+                    cancelled.start_soon(partial(pool.perform, config, stamp=stamp(f"c{n}")))
+                    await trio.testing.wait_all_tasks_blocked(cushion=0.01)
+                cancelled.cancel_scope.cancel()
+        monkeypatch.setattr(pool_module, "STUCK_S", 0.5)
+        with trio.fail_after(20):
+            outcome = await pool.perform(config, stamp=stamp("after"))
+        assert outcome.status is RunStatus.SUCCEEDED, outcome  # not cut off by the 20 s
+        assert gone(first)
+    assert [h[RUN_ID] for h in target.headers] == ["after"]

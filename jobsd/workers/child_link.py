@@ -154,7 +154,7 @@ class Child:
         if self.process.returncode is not None:
             return
         log.error(
-            "worker process %d (pid %d) gave no outcome %g s after a request was sent, "
+            "worker process %d (pid %d) gave no outcome %g s after a request was handed to it, "
             "past that run's timeout: killed as stuck",
             self.number,
             self.process.pid,

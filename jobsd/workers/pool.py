@@ -267,18 +267,14 @@ class WorkerProcesses:
         child.next_seq += 1
         waiter = child.waiting[seq] = Waiter(config, stamp)
         try:
-            await child.sender.send(wire.perform_doc(seq, config, stamp), waiter)
-        except trio.BrokenResourceError:  # it died while the frame waited for room
-            child.waiting.pop(seq, None)
-            return None
-        except BaseException as exc:
-            # Its frame was not queued (`FrameSender.send`): the worker never had it.
-            child.waiting.pop(seq, None)
-            if isinstance(exc, trio.Cancelled):
-                return lost(config, stamp, NOT_TAKEN_ERROR, sent=False)
-            raise
-        try:
+            # From the moment its frame is offered: a worker that does not read
+            # may leave it no room in the queue (`FrameSender.send` waits).
             with trio.move_on_after(config.timeout_s + STUCK_S):
+                try:
+                    await child.sender.send(wire.perform_doc(seq, config, stamp), waiter)
+                except trio.BrokenResourceError:  # it died while the frame waited for room
+                    child.waiting.pop(seq, None)
+                    return None
                 return await waiter.wait()
             child.kill_stuck(config.timeout_s + STUCK_S)
             return await waiter.wait()  # its death answers: `lose_all`
