@@ -52,7 +52,8 @@ they were. A worker ignores SIGTERM and SIGINT (systemd and a terminal
 signal the whole group; only this process decides when a request is
 abandoned) and exits when its pair closes, so a daemon killed outright
 leaves no worker behind. A worker that dies has its runs recorded
-FAILED/WORKER_LOST and is replaced. With 0, under a test's MockClock, or
+FAILED/WORKER_LOST (those whose request it had; one still queued for it
+goes to another) and is replaced. With 0, under a test's MockClock, or
 with an injected resolver, this process performs the requests itself.
 
 Refusing connections rather than answering 503 is deliberate: a closed port

@@ -145,13 +145,12 @@ class WorkerProcesses:
                     code = await child.end()
             log.error(
                 "worker process %d (pid %d) %s with %d runs in flight, recorded "
-                "FAILED/WORKER_LOST, and %d not yet sent to it, given to another; "
-                "starting another",
+                "FAILED/WORKER_LOST%s; starting another",
                 number,
                 child.process.pid,
                 _exit(code),
                 lost,
-                unsent,
+                f" ({unsent} more not yet sent to it go to another)" if unsent else "",
             )
             if trio.current_time() - born < YOUNG_S:
                 await trio.sleep(pause)
