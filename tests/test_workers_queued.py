@@ -22,7 +22,7 @@ import trio.testing
 
 from jobsd.job_model import HttpConfig
 from jobsd.messages import Outcome
-from jobsd.runs import RunStatus
+from jobsd.runs import FailureReason, RunStatus
 from jobsd.workers import pool as pool_module
 from jobsd.workers.pool import NOT_TAKEN_ERROR
 from tests.crash_workers import gone
@@ -125,3 +125,26 @@ async def test_a_run_waiting_for_room_behind_a_stopped_worker_is_not_held_for_go
         assert outcome.status is RunStatus.SUCCEEDED, outcome  # not cut off by the 20 s
         assert gone(first)
     assert [h[RUN_ID] for h in target.headers] == ["after"]
+
+
+async def test_a_run_resent_past_the_bound_ends_unsent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers that keep dying before its frame is written do not hold a run for
+    good: past `RESENDS` it ends FAILED/WORKER_LOST, saying nothing was sent."""
+    monkeypatch.setattr(pool_module, "RESENDS", 0)
+    async with holding_target() as target, processes() as pool:
+        [first] = pool.pids
+        os.kill(first, signal.SIGSTOP)
+        outcomes: list[Outcome] = []
+
+        async def perform() -> None:
+            config = HttpConfig(url=f"{target.url}/ok", body=BIG_BODY, timeout_s=30)
+            outcomes.append(await pool.perform(config, stamp=stamp("bounded")))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(perform)
+            await trio.testing.wait_all_tasks_blocked(cushion=0.1)
+            os.kill(first, signal.SIGKILL)
+    [outcome] = outcomes
+    assert outcome.failure_reason is FailureReason.WORKER_LOST
+    assert outcome.error == pool_module.NEVER_WRITTEN_ERROR and outcome.sent is False
+    assert not target.headers
