@@ -11,7 +11,8 @@ they were; only the exchange itself, and its CPU, moves to another core.
 
 - Cancel: a cancelled `perform` (a user's cancel, or the end of the stop's
   grace) sends `cancel` for its request before it unwinds; the worker
-  cancels that request's scope at once, closing its connection.
+  cancels that request's scope at once, closing its connection. One whose
+  frame is still queued withdraws it instead: never written, nothing sent.
 - Death: a worker that exits or breaks the framing has every request it
   held answered FAILED/WORKER_LOST (`child_link.WORKER_LOST_ERROR`, recorded by the
   executors like any outcome, so never retried and never sent again) and is
@@ -23,7 +24,8 @@ they were; only the exchange itself, and its CPU, moves to another core.
   `ready`) is killed and replaced like one that died young; without this
   it would hold its place, and no replacement come, for good.
 - Stuck: a worker enforces each request's timeout itself, so an outcome
-  that has not come `STUCK_S` past its run's timeout means the worker no
+  that has not come `STUCK_S` past its run's timeout (from the moment its
+  frame is offered, room in the queue or not) means the worker no
   longer runs its loop (a bug that spins without yielding, a process
   stopped): it is killed, which is a death as above. Without this its runs
   would stay RUNNING, and the process keep its share of the work, for good.
