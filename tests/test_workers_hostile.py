@@ -129,3 +129,22 @@ async def test_a_done_never_given_or_given_twice_answers_nothing_else() -> None:
     _, got = await _serve_against(frames)
     [outcome] = got
     assert outcome.status is RunStatus.SUCCEEDED
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"kind": "k" * 100_000},  # a kind it may not send, quoted in the reason
+        {"kind": "done", "seq": 0, "status": "s" * 100_000},  # a status quoted by the enum
+    ],
+)
+async def test_a_broken_frames_reason_is_logged_bounded(
+    doc: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The reason quotes what the worker sent: up to a 16 MiB frame's worth in one
+    log line, at every restart of a worker that keeps sending it."""
+    _, got = await _serve_against(wire.encode(doc))
+    [line] = [r.getMessage() for r in caplog.records if "broke its socket pair" in r.getMessage()]
+    assert len(line) < 1000, len(line)
+    [outcome] = got
+    assert outcome.failure_reason is FailureReason.WORKER_LOST

@@ -117,7 +117,9 @@ class Child:
                 if waiter is not None:
                     waiter.answer(outcome)
         except (wire.FrameError, trio.BrokenResourceError) as exc:
-            log.error("worker process %d broke its socket pair: %s", self.number, exc)
+            # Bounded: the reason may quote what it sent (a kind, a status), and a
+            # worker that keeps sending it is restarted every few seconds.
+            log.error("worker process %d broke its socket pair: %.300s", self.number, exc)
 
     async def _send(self, reading: trio.CancelScope) -> None:
         assert self.sender is not None
