@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 
 import pytest
 import trio
@@ -14,7 +15,7 @@ from jobsd.job_model import Header, HttpConfig
 from jobsd.messages import Outcome
 from jobsd.runs import FailureReason, RunStatus
 from jobsd.workers import wire
-from jobsd.workers.sender import FrameSender
+from jobsd.workers.sender import QUEUED, WITHDRAWN, WRITING, WRITTEN, FrameSender
 
 text = st.text(max_size=40)
 
@@ -211,3 +212,33 @@ def test_a_requests_reuse_scope_crosses_unchanged(scope: str | None) -> None:
     config = HttpConfig(url="http://127.0.0.1/", reuse_scope=scope)
     doc = json.loads(wire.encode(wire.perform_doc(1, config, []))[4:])
     assert wire.config_of(doc["config"]).reuse_scope == scope
+
+
+class _Frame:
+    def __init__(self) -> None:
+        self.state = QUEUED
+
+
+async def test_a_frame_is_written_only_once_its_last_byte_is_in_the_socket() -> None:
+    """What a dead worker can have had: a frame cut short (or still queued) never
+    reached it; one withdrawn while queued is never written at all."""
+    ours, theirs = socket.socketpair()
+    stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
+    sender = FrameSender(stream, capacity=4)
+    big, small, withdrawn = _Frame(), _Frame(), _Frame()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sender.run)
+        await sender.send({"kind": "x", "pad": "y" * 1024 * 1024}, big)
+        await sender.send({"kind": "x", "n": 1}, small)
+        await trio.testing.wait_all_tasks_blocked(cushion=0.05)  # nobody reads: stuck
+        assert (big.state, small.state) == (WRITING, WRITING)
+        await sender.send({"kind": "x", "n": 2}, withdrawn)
+        assert withdrawn.state == QUEUED
+        withdrawn.state = WITHDRAWN
+        await sender.send({"kind": "x", "n": 3})
+        reader = wire.FrameReader(trio.SocketStream(trio.socket.from_stdlib_socket(theirs)))
+        got = [await reader.receive() for _ in range(3)]
+        nursery.cancel_scope.cancel()
+    assert [doc.get("n") for doc in got if doc is not None] == [None, 1, 3]
+    assert (big.state, small.state, withdrawn.state) == (WRITTEN, WRITTEN, WITHDRAWN)
+    await stream.aclose()
