@@ -6,10 +6,11 @@ Policy (from the config): a finished run goes once it finished more than
 are never deleted and do not count against the cap. Deleted jobs that no run
 refers to any more are dropped too (see `jobsd.store.retention`).
 
-Pace: a pass deletes at most `batch_rows` rows per transaction through the
-store's one writer and pauses `pause_s` between batches, so the writer
-interleaves the API's and the scheduler's writes with the prune and neither
-ever waits behind more than one small batch. A pass runs `first_delay_s`
+Pace: a pass deletes at most `batch_rows` rows, and about `batch_bytes` of
+run text, per transaction through the store's one writer and pauses
+`pause_s` between batches, so the writer interleaves the API's and the
+scheduler's writes with the prune and neither ever waits behind more than
+one small batch. A pass runs `first_delay_s`
 after start (not at once: start-up belongs to recovery and the first slots),
 then every `interval_s`. A pass is work the next pass would redo, so the
 actor needs no state and may be cancelled at any moment.
@@ -27,7 +28,7 @@ import trio
 
 from jobsd.clock import Clock, to_us
 from jobsd.config import RetentionConfig
-from jobsd.store.retention import RetentionStore
+from jobsd.store.retention import BATCH_BYTES, Batch, RetentionStore
 
 log = logging.getLogger("jobsd.retention")
 
@@ -69,6 +70,7 @@ async def prune_once(
     now: datetime,
     *,
     batch_rows: int = 250,
+    batch_bytes: int = BATCH_BYTES,
     pause_s: float = 0.05,
 ) -> PruneReport:
     """One full pass of the policy at `now`, in batches of at most `batch_rows`."""
@@ -78,20 +80,24 @@ async def prune_once(
 
     keep = policy.max_runs_per_job
 
-    async def drain(step: Callable[[], Awaitable[int]]) -> int:
-        # Ends: each full batch deletes rows that no later write can bring back.
+    async def drain(step: Callable[[], Awaitable[Batch]]) -> int:
+        # Ends: a batch that may have left more deleted at least one row, which
+        # no later write can bring back.
         total = 0
         while True:
-            deleted = tally.count(await step())
-            total += deleted
-            if deleted < batch_rows:
+            batch = await step()
+            total += tally.count(batch.deleted)
+            if not batch.more:
                 return total
             await trio.sleep(pause_s)
 
-    expired = await drain(partial(store.prune_expired, cutoff_us(policy, now), batch_rows))
+    cutoff = cutoff_us(policy, now)
+    expired = await drain(partial(store.prune_expired, cutoff, batch_rows, batch_bytes))
     over_cap = 0
     for job_pk in await store.jobs_over_cap(keep):
-        over_cap += await drain(partial(store.prune_over_cap, job_pk, keep, batch_rows))
+        over_cap += await drain(
+            partial(store.prune_over_cap, job_pk, keep, batch_rows, batch_bytes)
+        )
     dropped = await drain(partial(store.drop_deleted_jobs, batch_rows))
     return PruneReport(expired, over_cap, dropped, tally.batches, tally.largest)
 
