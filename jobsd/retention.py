@@ -82,7 +82,7 @@ async def prune_once(
 
     async def drain(step: Callable[[], Awaitable[Batch]]) -> int:
         # Ends: a batch that may have left more deleted at least one row, which
-        # no later write can bring back.
+        # no later write can bring back, or (jobs) moved its cursor past its ids.
         total = 0
         while True:
             batch = await step()
@@ -98,7 +98,7 @@ async def prune_once(
         over_cap += await drain(
             partial(store.prune_over_cap, job_pk, keep, batch_rows, batch_bytes)
         )
-    dropped = await drain(partial(store.drop_deleted_jobs, batch_rows))
+    dropped = await drain(store.job_dropper(batch_rows))
     return PruneReport(expired, over_cap, dropped, tally.batches, tally.largest)
 
 

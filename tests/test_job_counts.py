@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from jobsd.store import schema
 from jobsd.store.job_counts import TRIGGERS, job_count
-from jobsd.store.retention import drop_deleted_jobs
+from jobsd.store.retention import deleted_jobs_to_drop, drop_deleted_jobs
 
 ACCOUNTS = ("acme", "other")
 
@@ -117,7 +117,7 @@ def apply(conn: sqlite3.Connection, n: int, op: str, which: int) -> None:
             return
         move(conn, which)
     elif op == "purge":
-        drop_deleted_jobs(conn, which)
+        drop_deleted_jobs(conn, deleted_jobs_to_drop(conn, 0, which))
     elif op == "delete_row":
         conn.execute("DELETE FROM jobs WHERE id = ?", (which,))
     else:  # a write rolled back leaves the count as it was
