@@ -25,6 +25,7 @@ from jobsd.clock import Clock
 from jobsd.crypto import KeyRing
 from jobsd.errors import StorageError
 from jobsd.store import files, open_store
+from jobsd.store.schema import configure, migrate
 from tests.conftest import TOKEN_A, config_text, job_doc
 from tests.daemon_process import DaemonProcess
 from tests.model import create_job
@@ -68,12 +69,11 @@ async def test_a_new_data_directory_is_private_whichever_file_makes_it(tmp_path:
 
 
 def loose_database(tmp_path: Path) -> tuple[Path, sqlite3.Connection]:
-    """A 0644 database with 0644 -wal and -shm, kept open so they stay."""
+    """A 0644 jobsd database with 0644 -wal and -shm, kept open so they stay."""
     db = tmp_path / "jobsd.sqlite3"
-    conn = sqlite3.connect(db)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("CREATE TABLE t (x)")
-    conn.commit()
+    conn = sqlite3.connect(db, isolation_level=None)
+    configure(conn)  # WAL, and the functions the migrations use
+    migrate(conn)  # made before the rule: jobsd's, not another program's
     assert wal_files(db) == {"": 0o644, "-wal": 0o644, "-shm": 0o644}
     return db, conn
 

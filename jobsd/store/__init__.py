@@ -37,6 +37,7 @@ from jobsd.store.jobs import JobStore
 from jobsd.store.keyring import Sealer, follow
 from jobsd.store.outbox import AlertCounter, AlertPolicies, AlertRecorder
 from jobsd.store.outbox_queue import OutboxStore
+from jobsd.store.ownership import check_not_foreign
 from jobsd.store.policies import RetryPolicyStore
 from jobsd.store.retention import RetentionStore
 from jobsd.store.run_stats import StatsStore
@@ -77,6 +78,7 @@ async def open_store(
 ) -> AsyncIterator[Store]:
     """`default_environments`: account id -> default environment, for migration 3.
     `alert_policies`: which accounts' run ends make alerts (None: none do)."""
+    check_not_foreign(path)  # before its mode or journal mode is changed
     make_private(path)
     engine = Engine(path, on_batch=None if observer is None else observer.store_batch)
 

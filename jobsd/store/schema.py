@@ -33,6 +33,7 @@ from jobsd.store import job_counts, pending_counts
 from jobsd.store.alert_schema import ALERTS
 from jobsd.store.environments_schema import environments
 from jobsd.store.finding_schema import FINDING
+from jobsd.store.ownership import refuse_foreign
 from jobsd.store.retry_schema import RETRY_POLICIES, widen_run_checks
 
 # Migration 1 as it was written: its enum lists are frozen here, so that adding
@@ -221,6 +222,7 @@ def current_version(conn: sqlite3.Connection) -> int:
 
 def migrate(conn: sqlite3.Connection, default_environments: Mapping[str, str] | None = None) -> int:
     """Bring the schema to LATEST; return the version found before."""
+    refuse_foreign(conn)
     found = current_version(conn)
     if found > LATEST:
         raise SchemaTooNewError(
