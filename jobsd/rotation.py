@@ -53,17 +53,20 @@ def rotate(
     with locked(key_path):
         ring = KeyRing.load(key_path)
         previous = ring.active_id
-        if new_key:
-            ring = ring.with_new_active_key()
-            ring.save(key_path)
-        if not db_path.is_file():
-            return Rotation(previous, ring.active_id, ring.key_ids, None, None)
-        conn = rekey.connect(db_path)
+        # Opened first: a database it refuses (another program's, a newer
+        # schema) leaves the key file as it was.
+        conn = rekey.connect(db_path) if db_path.is_file() else None
         try:
+            if new_key:
+                ring = ring.with_new_active_key()
+                ring.save(key_path)
+            if conn is None:
+                return Rotation(previous, ring.active_id, ring.key_ids, None, None)
             report = rekey.reseal(conn, ring, batch_jobs=batch_jobs, pause_s=pause_s)
             found = rekey.survey(conn, ring)
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
         return Rotation(previous, ring.active_id, ring.key_ids, report, found)
 
 

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from jobsd.cli import main
 from jobsd.clock import Clock
+from jobsd.config import builtin_config
 from jobsd.crypto import KeyRing
 from jobsd.errors import StorageError
 from jobsd.store import open_store
@@ -76,3 +78,38 @@ async def test_a_new_or_empty_file_and_a_jobsd_database_still_open(tmp_path: Pat
         async with open_store(path, KeyRing.load_or_create(tmp_path / "k"), Clock(T0)):
             pass
         assert "jobs" in tables(path)
+
+
+def foreign_home(tmp_path: Path, *, empty: bool = False) -> tuple[Path, Path]:
+    """A data dir whose database path holds another program's database (or an empty file)."""
+    config = builtin_config(tmp_path, "0" * 64)
+    KeyRing.load_or_create(config.secrets.key_file)
+    if empty:
+        config.storage.path.touch()
+    else:
+        conn = sqlite3.connect(config.storage.path)
+        conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY)")
+        conn.commit()
+        conn.close()
+    return config.storage.path, config.secrets.key_file
+
+
+def test_the_key_commands_refuse_another_programs_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, key = foreign_home(tmp_path)
+    keys_before = key.read_bytes()
+    for verb in ("check-keys", "rotate-key"):
+        assert main([verb, "--data-dir", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert "something else (tables users" in err and "Traceback" not in err
+    assert key.read_bytes() == keys_before  # no key was added before the refusal
+    assert tables(db) == ["users"]
+
+
+def test_the_key_commands_take_an_empty_database_file_as_holding_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    foreign_home(tmp_path, empty=True)
+    assert main(["check-keys", "--data-dir", str(tmp_path)]) == 0
+    assert "none stored" in capsys.readouterr().out

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from jobsd.crypto import KeyRing, header_aad
 from jobsd.errors import SchemaTooNewError, SealError, StorageError
+from jobsd.store.ownership import refuse_foreign
 from jobsd.store.schema import LATEST, current_version
 
 
@@ -64,6 +65,11 @@ def connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, timeout=30.0)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA busy_timeout = 30000")
+    try:
+        refuse_foreign(conn)  # another program's database: its tables are not ours to read
+    except BaseException:
+        conn.close()
+        raise
     version = current_version(conn)
     if version > LATEST:
         conn.close()
@@ -84,6 +90,8 @@ def _batches(
     like one), found by SQLite without parsing a row: `retire` counts under
     the write lock, and must not hold it while Python parses every job.
     """
+    if current_version(conn) < 1:
+        return  # an empty file: the daemon has not made its tables yet
     needle = "" if key_id is None else f'"v1.{key_id}.'
     after = 0
     while True:
