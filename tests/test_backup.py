@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import sqlite3
@@ -230,3 +231,30 @@ def test_force_never_opens_or_replaces_what_is_not_a_regular_file(
     assert out.returncode == 2, out.stderr
     assert "is not a regular file" in out.stderr, out.stderr
     assert stat.S_ISFIFO(fifo.lstat().st_mode)
+
+
+def test_a_filesystem_without_hard_links_still_takes_a_new_backup(
+    tmp_path: Path,
+    live_db: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """FAT and exFAT drives, SMB shares and object-store mounts (s3fs, gcsfuse) have
+    no hard links; the copy was published by one, so a backup there failed unless
+    `--force` ("Operation not permitted"). It still never overwrites."""
+
+    def no_hard_links(src: object, dst: object, **_: object) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_hard_links)
+    dest = tmp_path / "usb" / "copy.sqlite3"
+    dest.parent.mkdir()
+    status, _, err = run_cli(capsys, "backup", "--data-dir", str(live_db.parent), str(dest))
+    assert status == 0, err
+    assert check_copy(dest) == 0
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o600
+    before = dest.read_bytes()
+    status, _, err = run_cli(capsys, "backup", "--data-dir", str(live_db.parent), str(dest))
+    assert status == 2 and "exists; pass --force" in err
+    assert dest.read_bytes() == before
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["copy.sqlite3"]  # no leftovers

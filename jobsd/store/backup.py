@@ -16,11 +16,12 @@ The copy is written to a temporary file beside DEST, switched to a single
 self-contained file (journal mode DELETE; jobsd switches it back to WAL when
 it opens it), checked with `PRAGMA quick_check` and for a `schema_version`,
 fsynced, and only then published under DEST: a failed or interrupted backup
-never leaves a half-copied DEST. An existing DEST is replaced only when
-asked (`force`), only when it is a SQLite database or an empty regular
-file (never the key file, a config or /dev/null by a slip of the hand),
-and never when it is the live database itself or looks like one in use (a
-`-wal`/`-shm` beside it).
+never leaves a half-copied DEST (where the filesystem has no hard links, an
+interruption at the very end may leave it empty, which `--force` replaces).
+An existing DEST is replaced only when asked (`force`), only when it is a
+SQLite database or an empty regular file (never the key file, a config or
+/dev/null by a slip of the hand), and never when it is the live database
+itself or looks like one in use (a `-wal`/`-shm` beside it).
 
 Header values stay sealed in the copy: restoring it needs the key file too.
 """
@@ -167,12 +168,33 @@ def _publish(tmp: Path, dest: Path, *, force: bool) -> None:
     if force:
         os.replace(tmp, dest)
     else:
-        try:
-            os.link(tmp, dest)  # refuses to overwrite, even a DEST created meanwhile
-        except FileExistsError:
-            raise StorageError(f"{dest} exists; pass --force to overwrite it") from None
+        _publish_new(tmp, dest)
     dir_fd = os.open(dest.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def _publish_new(tmp: Path, dest: Path) -> None:
+    """Never over a DEST, even one created meanwhile. A hard link refuses to
+    overwrite; where the filesystem has none (FAT and exFAT drives, SMB shares,
+    object-store mounts such as s3fs), DEST is claimed empty with O_EXCL and
+    then replaced by the copy."""
+    exists = f"{dest} exists; pass --force to overwrite it"
+    try:
+        os.link(tmp, dest)
+        return
+    except FileExistsError:
+        raise StorageError(exists) from None
+    except OSError:
+        pass  # no hard links here
+    try:
+        os.close(os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+    except FileExistsError:
+        raise StorageError(exists) from None
+    try:
+        os.replace(tmp, dest)
+    except BaseException:
+        dest.unlink(missing_ok=True)  # the empty file this call made
+        raise
