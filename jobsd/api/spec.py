@@ -68,7 +68,8 @@ _ERROR_STATUSES = {
 _LIST_STATUSES = {
     "429": "Too many list responses of this account are being sent (code too_many_lists, "
     "Retry-After)",
-    "503": "Too many list responses are being sent (code busy, Retry-After)",
+    "503": "Too many list responses are being sent, or those being sent hold the "
+    "database's write-ahead log past 64 MiB (code busy, Retry-After)",
 }
 _LISTS = (("/api/v1/jobs", "get"), ("/api/v1/runs", "get"))
 # What a request that queues a run can answer when the account's backlog is full.

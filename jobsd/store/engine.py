@@ -38,6 +38,9 @@ the writer's ~190 us per run's insert, start and finish
 one statement touches, which the writer's statements bound (retention
 deletes in chunks; recovery and cancels touch live runs only).
 
+`checkpoint()` runs a passive checkpoint on the writer thread between its
+transactions, for the snapshots' bound on the WAL (`jobsd.store.snapshots`).
+
 `on_batch(size, seconds)` hears, from the writer thread, how many writes
 each transaction carried and how long it took from BEGIN to COMMIT (the
 `jobsd_store_*` metrics); it must be thread-safe and quick.
@@ -65,6 +68,14 @@ T = TypeVar("T")
 
 _BATCH_MAX = 256
 _STOP = object()
+
+
+def _wal_checkpoint(conn: sqlite3.Connection) -> tuple[int, int, int]:
+    """Run by the writer outside any transaction (a checkpoint cannot run in one)."""
+    busy, logged, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    return int(busy), int(logged), int(copied)
+
+
 # The WAL is cut back to this after a checkpoint lets it restart; see `start`.
 # Above what large writes reach between checkpoints (a batch of 5 MiB jobs),
 # so steady state never pays for cutting it and growing it again.
@@ -88,7 +99,9 @@ class Engine:
         self._read_limiter = trio.CapacityLimiter(readers)
         self._point_conn: sqlite3.Connection | None = None
         self._readers = readers
-        self.snapshots = SnapshotPool(self.open_reader)
+        self.snapshots = SnapshotPool(
+            self.open_reader, checkpoint=self.checkpoint, wal=Path(f"{path}-wal")
+        )
         self._thread: threading.Thread | None = None
         self._closed = False
         self._broken_why: str | None = None  # set once, by the writer thread
@@ -142,6 +155,12 @@ class Engine:
         if pending.error is not None:
             raise pending.error
         return pending.value  # type: ignore[no-any-return]
+
+    async def checkpoint(self) -> bool:
+        """A passive checkpoint on the writer thread, between its transactions; whether
+        the whole log is now in the database file (`jobsd.store.snapshots`)."""
+        busy, logged, copied = await self.write(_wal_checkpoint)
+        return bool(busy == 0 and logged == copied)
 
     async def broken(self) -> StorageError:
         """Returns once the write connection is unusable (see the module note)."""
@@ -219,7 +238,8 @@ class Engine:
                     return
                 batch = [first]
                 stop_after = False
-                while len(batch) < _BATCH_MAX:
+                later: list[Any] = []  # a checkpoint runs alone, after the batch
+                while len(batch) < _BATCH_MAX and first[0] is not _wal_checkpoint:
                     try:
                         item = self._queue.get_nowait()
                     except queue.Empty:
@@ -227,8 +247,13 @@ class Engine:
                     if item is _STOP:
                         stop_after = True
                         break
-                    batch.append(item)
+                    if item[0] is _wal_checkpoint:
+                        later.append(item)
+                    else:
+                        batch.append(item)
                 self._run_batch(conn, batch)
+                for item in later:
+                    self._run_batch(conn, [item])
                 if stop_after:
                     return
         finally:
@@ -240,12 +265,17 @@ class Engine:
             outcomes = self._transaction(conn, batch)
         else:
             outcomes = [(p, None, StorageError(self._broken_why)) for _, p in batch]
-        if self._on_batch is not None:
+        if self._on_batch is not None and batch[0][0] is not _wal_checkpoint:
             self._on_batch(len(batch), perf_s() - began)
         # One wake-up of the trio thread per batch, not one per write.
         self._token.run_sync_soon(settle, outcomes)
 
     def _transaction(self, conn: sqlite3.Connection, batch: list[Any]) -> list[Outcome]:
+        if batch[0][0] is _wal_checkpoint:  # alone in its batch (see `_loop`), outside BEGIN
+            try:
+                return [(batch[0][1], _wal_checkpoint(conn), None)]
+            except sqlite3.Error as exc:
+                return [(batch[0][1], None, exc)]
         try:
             conn.execute("BEGIN IMMEDIATE")
             if len(batch) == 1:

@@ -8,8 +8,15 @@ chunk comes from the same instant of the database (WAL gives each reader its
 own): a page and its `meta.total` agree exactly, however long the client
 takes to read (bounded by the response timeout).
 
-Holding a snapshot holds a connection and pins the WAL, so they are few and
-shared fairly: at most `per_owner` at once for one owner (an account) and
+Holding a snapshot holds a connection and pins the WAL: nothing written
+after it began is checkpointed past it, and the log starts over only when no
+reader uses it. Lists that overlap one another (two of an account, each
+begun before the other ended) kept the log from ever starting over while
+writes went on, and it grew without end. So once the log is past
+`wal_barrier` and not all in the database file, a new snapshot waits for
+the open ones to end and for the writer's checkpoint (`Engine.checkpoint`);
+one begun after that reads the database file and does not pin the log.
+Snapshots are also few and shared fairly: at most `per_owner` at once for one owner (an account) and
 `total` overall. A request that cannot get one within `wait_s` is refused
 (429 when its own account holds its share, else 503, both with
 `Retry-After`) before any byte of the response is sent. Snapshots never
@@ -20,8 +27,16 @@ health check never waits behind a list.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+)
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import TypeVar
 
 import trio
@@ -31,6 +46,9 @@ from jobsd import errors
 T = TypeVar("T")
 
 CHUNK_BYTES = 512 * 1024
+# The log's size past which a new snapshot waits for the open ones (module note):
+# far above what it reaches while checkpoints complete (~4 MiB).
+WAL_BARRIER = 64 * 1024 * 1024
 RETRY_AFTER_S = 5
 
 
@@ -84,6 +102,8 @@ class SnapshotPool:
         total: int = 8,
         per_owner: int = 2,
         wait_s: float = 10.0,
+        checkpoint: Callable[[], Awaitable[bool]] | None = None,
+        wal: Path | None = None,
     ) -> None:
         self._open_conn = open_conn
         self._idle: list[sqlite3.Connection] = []
@@ -92,28 +112,62 @@ class SnapshotPool:
         self._owners: dict[str, trio.Semaphore] = {}
         self.wait_s = wait_s
         self._closed = False
+        self._checkpoint = checkpoint
+        self._wal = wal
+        self.wal_barrier = WAL_BARRIER
+        self._open = 0
+        self._drained = trio.Event()
+        self._drained.set()
 
     @asynccontextmanager
     async def snapshot(self, owner: str) -> AsyncIterator[Snapshot]:
-        await self._admit(owner)
+        deadline = trio.current_time() + self.wait_s
+        await self._admit(owner, deadline)
         try:
-            conn = self._idle.pop() if self._idle else self._open_conn()
+            await self._barrier(deadline)
+            self._open += 1
+            if self._open == 1:
+                self._drained = trio.Event()
             try:
-                await trio.to_thread.run_sync(conn.execute, "BEGIN", abandon_on_cancel=False)
-                yield Snapshot(conn)
+                conn = self._idle.pop() if self._idle else self._open_conn()
+                try:
+                    await trio.to_thread.run_sync(conn.execute, "BEGIN", abandon_on_cancel=False)
+                    yield Snapshot(conn)
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await trio.to_thread.run_sync(_end_read, conn)
+                    if self._closed:
+                        conn.close()
+                    else:
+                        self._idle.append(conn)
             finally:
-                with trio.CancelScope(shield=True):
-                    await trio.to_thread.run_sync(_end_read, conn)
-                if self._closed:
-                    conn.close()
-                else:
-                    self._idle.append(conn)
+                self._open -= 1
+                if not self._open:
+                    self._drained.set()
         finally:
             self._release(owner)
 
-    async def _admit(self, owner: str) -> None:
+    async def _barrier(self, deadline: float) -> None:
+        """Past `wal_barrier`, with some of the log not yet in the database file:
+        wait for the open snapshots to end, then have the writer checkpoint."""
+        if self._checkpoint is None or self._wal is None:
+            return
+        try:
+            if self._wal.stat().st_size <= self.wal_barrier:
+                return
+        except FileNotFoundError:
+            return
+        if await self._checkpoint():
+            return  # all of it is in the database file: a snapshot begun now does not pin it
+        with trio.move_on_at(deadline) as waiting:
+            while self._open:
+                await self._drained.wait()
+        if waiting.cancelled_caught:
+            raise _busy(503, "the lists being sent hold the database's log until they end")
+        await self._checkpoint()
+
+    async def _admit(self, owner: str, deadline: float) -> None:
         mine = self._owners.setdefault(owner, trio.Semaphore(self._per_owner))
-        deadline = trio.current_time() + self.wait_s
         with trio.move_on_at(deadline) as waiting:
             await mine.acquire()
         if waiting.cancelled_caught:
