@@ -137,7 +137,9 @@ class ApiModel(ListRules, ProbeRules, RunAndPolicyRules, RuleBasedStateMachine):
         caller = self.callers[who]
         reply = call(self.host, caller, "POST", "/api/v1/jobs/a/actions/run")
         job = caller.account.jobs.get("a")
-        allowed = {404} if job is None else {self.admitted(caller)}
+        # a manual job (made so through 2026-08-07) is not one the seed version knows
+        missing = job is None or job.fields.kind == "manual"
+        allowed = {404} if missing else {self.admitted(caller)}
         self.expect(reply, allowed, "run now (seed)", caller, NEW)
         if reply.status == 200:
             assert job is not None
