@@ -475,11 +475,8 @@ def test_cron_matches_the_vixie_oracle(case: tuple[str, Oracle], after: datetime
     assert got == expected
 
 
-@settings(max_examples=100, deadline=None)
-@given(cron_exprs(), instants, st.integers(0, 3 * 86_400))
-def test_catch_up_fires_the_latest_missed_slot_within_grace(
-    case: tuple[str, Oracle], now: datetime, grace_s: int
-) -> None:
+def _missed(case: tuple[str, Oracle], now: datetime) -> tuple[CronSchedule, Oracle, datetime]:
+    """A cron that can fire, and its latest slot at or before `now`."""
     text, oracle = case
     assume(oracle.can_fire())
     s = parse_schedule(text)
@@ -487,6 +484,15 @@ def test_catch_up_fires_the_latest_missed_slot_within_grace(
     latest = oracle.prev_slot(now, 800)
     assume(latest is not None)
     assert latest is not None
+    return s, oracle, latest
+
+
+@settings(max_examples=100, deadline=None)
+@given(cron_exprs(), instants, st.integers(0, 3 * 86_400))
+def test_catch_up_fires_the_latest_missed_slot_within_grace(
+    case: tuple[str, Oracle], now: datetime, grace_s: int
+) -> None:
+    s, oracle, latest = _missed(case, now)
     due = latest - timedelta(days=1000)  # long before: only the catch-up rule decides
     fired, nxt = plan_fire(s, due=due, now=now, misfire_grace_s=grace_s)
     assert fired == (latest if now - latest <= timedelta(seconds=grace_s) else None)
@@ -501,13 +507,7 @@ def test_catch_up_from_any_missed_slot_is_the_latest_within_grace(
 ) -> None:
     """Whichever missed slot is due (the first after the daemon stopped, however
     recent), one run: the latest slot at or before now, when within the grace."""
-    text, oracle = case
-    assume(oracle.can_fire())
-    s = parse_schedule(text)
-    assert isinstance(s, CronSchedule)
-    latest = oracle.prev_slot(now, 800)
-    assume(latest is not None)
-    assert latest is not None
+    s, oracle, latest = _missed(case, now)
     due = oracle.prev_slot(latest - timedelta(seconds=back_s), 800)
     assume(due is not None)
     assert due is not None

@@ -12,13 +12,16 @@ first firing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import trio
 import trio.testing
+from quart.typing import TestClientProtocol
 
 from jobsd.api.app import create_app
 from jobsd.api.context import ApiContext
@@ -27,7 +30,7 @@ from jobsd.crypto import KeyRing
 from jobsd.messages import CancelRun, RetryHeld, RunOrder, SchedulerNews
 from jobsd.scheduler import Scheduler
 from jobsd.settings import Health, Settings
-from jobsd.store import open_store
+from jobsd.store import Store, open_store
 from jobsd.store.runs import RunStore
 from jobsd.store.slots import DueJob, SlotFiring
 from tests.conftest import JSONAPI, RecordedIntake, auth, job_doc, make_config
@@ -41,21 +44,45 @@ def mock_clock() -> trio.testing.MockClock:
     return trio.testing.MockClock()  # moved by `jump_when_idle`
 
 
-class PutFirst:
-    """The real store, with a PUT committed just before its first firing."""
+@dataclass
+class Ticking:
+    """The real store and API at T0, holding one `* * * * *` job "tick"."""
 
-    def __init__(self, runs: RunStore, put: object) -> None:
+    store: Store
+    client: TestClientProtocol
+    headers: dict[str, str]
+    intake: RecordedIntake
+    clock: Clock
+
+
+@asynccontextmanager
+async def ticking(
+    tmp_path: Path, news: trio.MemorySendChannel[SchedulerNews]
+) -> AsyncIterator[Ticking]:
+    config = make_config(tmp_path)
+    keyring = KeyRing.load_or_create(config.secrets.key_file)
+    cancels_tx, _ = trio.open_memory_channel[CancelRun](100)
+    clock = Clock(T0)
+    async with open_store(config.storage.path, keyring, clock, news) as store:
+        intake = RecordedIntake()
+        ctx = ApiContext(store, Settings(config), intake, cancels_tx, Health(ready=True))
+        client = create_app(ctx).test_client()
+        headers = {**auth(), "Content-Type": JSONAPI}
+        doc = job_doc("tick", schedule="* * * * *")
+        assert (await client.post("/api/v1/jobs", json=doc, headers=headers)).status_code == 201
+        yield Ticking(store, client, headers, intake, clock)
+
+
+class PassThrough:
+    """The real store's runs, for a test to put a step before or after its firing."""
+
+    def __init__(self, runs: RunStore) -> None:
         self._runs = runs
-        self._put = put
-        self._done = False
 
     async def due_before(self, until: datetime, limit: int) -> list[DueJob]:
         return await self._runs.due_before(until, limit)
 
     async def fire_slots(self, firings: Sequence[SlotFiring]) -> list[tuple[bool, RunOrder | None]]:
-        if not self._done:
-            self._done = True
-            await self._put()  # type: ignore[operator]
         return await self._runs.fire_slots(firings)
 
     async def held_retries_before(self, until: datetime, limit: int) -> list[RetryHeld]:
@@ -68,23 +95,29 @@ class PutFirst:
         return await self._runs.due_units(units)
 
 
+class PutFirst(PassThrough):
+    """The real store, with a PUT committed just before its first firing."""
+
+    def __init__(self, runs: RunStore, put: object) -> None:
+        super().__init__(runs)
+        self._put = put
+        self._done = False
+
+    async def fire_slots(self, firings: Sequence[SlotFiring]) -> list[tuple[bool, RunOrder | None]]:
+        if not self._done:
+            self._done = True
+            await self._put()  # type: ignore[operator]
+        return await self._runs.fire_slots(firings)
+
+
 async def test_a_put_told_after_its_slot_fired_loses_no_slot(
     tmp_path: Path, mock_clock: trio.testing.MockClock
 ) -> None:
-    config = make_config(tmp_path)
-    keyring = KeyRing.load_or_create(config.secrets.key_file)
     changes_tx, changes_rx = trio.open_memory_channel[SchedulerNews](100)
-    cancels_tx, _ = trio.open_memory_channel[CancelRun](100)
     async with trio.open_nursery() as clock_hand:
         clock_hand.start_soon(jump_when_idle)
-        clock = Clock(T0)
-        async with open_store(config.storage.path, keyring, clock, changes_tx) as store:
-            intake = RecordedIntake()
-            ctx = ApiContext(store, Settings(config), intake, cancels_tx, Health(ready=True))
-            client = create_app(ctx).test_client()
-            headers = {**auth(), "Content-Type": JSONAPI}
-            doc = job_doc("tick", schedule="* * * * *")
-            assert (await client.post("/api/v1/jobs", json=doc, headers=headers)).status_code == 201
+        async with ticking(tmp_path, changes_tx) as t:
+            store, client, headers, intake, clock = t.store, t.client, t.headers, t.intake, t.clock
 
             async def rename() -> None:
                 renamed = job_doc("tick", schedule="* * * * *", name="Tick, renamed")
@@ -106,29 +139,17 @@ async def test_a_put_told_after_its_slot_fired_loses_no_slot(
     assert (await job.get_json())["data"]["attributes"]["next_run_at"] == "2026-06-05T02:06:00Z"
 
 
-class FireThenTell:
+class FireThenTell(PassThrough):
     """The real store; after its first firing, the news held back until then is told."""
 
     def __init__(self, runs: RunStore, fired: trio.Event) -> None:
-        self._runs = runs
+        super().__init__(runs)
         self._fired = fired
-
-    async def due_before(self, until: datetime, limit: int) -> list[DueJob]:
-        return await self._runs.due_before(until, limit)
 
     async def fire_slots(self, firings: Sequence[SlotFiring]) -> list[tuple[bool, RunOrder | None]]:
         result = await self._runs.fire_slots(firings)
         self._fired.set()
         return result
-
-    async def held_retries_before(self, until: datetime, limit: int) -> list[RetryHeld]:
-        return await self._runs.held_retries_before(until, limit)
-
-    async def release_retries(self, due: Sequence[RetryHeld]) -> list[RunOrder]:
-        return await self._runs.release_retries(due)
-
-    async def due_units(self, units: Sequence[tuple[int, str]]) -> list[DueJob]:
-        return await self._runs.due_units(units)
 
 
 async def test_a_new_cadence_due_at_the_old_instant_is_not_fired_by_the_old_one(
@@ -140,11 +161,8 @@ async def test_a_new_cadence_due_at_the_old_instant_is_not_fired_by_the_old_one(
     with the old cron. News of a write the writer commits in the same batch as
     the firing comes after it, as here. The old cron must not decide the next
     fire: `1 * * * *` fires at 02:01 and then 03:01, never at 02:02."""
-    config = make_config(tmp_path)
-    keyring = KeyRing.load_or_create(config.secrets.key_file)
     store_tx, store_rx = trio.open_memory_channel[SchedulerNews](100)
     changes_tx, changes_rx = trio.open_memory_channel[SchedulerNews](100)
-    cancels_tx, _ = trio.open_memory_channel[CancelRun](100)
     fired = trio.Event()
 
     async def tell_after_the_firing() -> None:
@@ -155,14 +173,8 @@ async def test_a_new_cadence_due_at_the_old_instant_is_not_fired_by_the_old_one(
     async with trio.open_nursery() as clock_hand:
         clock_hand.start_soon(jump_when_idle)
         clock_hand.start_soon(tell_after_the_firing)
-        clock = Clock(T0)
-        async with open_store(config.storage.path, keyring, clock, store_tx) as store:
-            intake = RecordedIntake()
-            ctx = ApiContext(store, Settings(config), intake, cancels_tx, Health(ready=True))
-            client = create_app(ctx).test_client()
-            headers = {**auth(), "Content-Type": JSONAPI}
-            doc = job_doc("tick", schedule="* * * * *")
-            assert (await client.post("/api/v1/jobs", json=doc, headers=headers)).status_code == 201
+        async with ticking(tmp_path, store_tx) as t:
+            store, client, headers, intake, clock = t.store, t.client, t.headers, t.intake, t.clock
             scheduler = Scheduler(
                 FireThenTell(store.runs, fired), clock, intake, changes_rx, misfire_grace_s=60
             )
