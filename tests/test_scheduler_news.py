@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
-from quart.typing import TestClientProtocol
+from quart import typing as quart_typing
 
 from jobsd.api.app import create_app
 from jobsd.api.context import ApiContext
@@ -49,7 +49,7 @@ class Ticking:
     """The real store and API at T0, holding one `* * * * *` job "tick"."""
 
     store: Store
-    client: TestClientProtocol
+    client: quart_typing.TestClientProtocol
     headers: dict[str, str]
     intake: RecordedIntake
     clock: Clock
