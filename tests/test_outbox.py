@@ -229,3 +229,42 @@ async def test_the_actor_takes_in_order_per_job_within_each_share(tmp_path: Path
         late = await store.outbox.take(now + GIVE_UP_AFTER_US + 10, 4, {"acme": 1}, 2)
         assert [e.id for e in late.expired] == [recovered.id] and late.alerts == []
         assert await store.outbox.next_due_us(now) is None
+
+
+def streak_of(db: Path) -> int:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        (streak,) = conn.execute("SELECT streak FROM alert_state").fetchone()
+        return int(streak)
+    finally:
+        conn.close()
+
+
+async def test_runs_of_one_job_ended_in_one_transaction_count_as_ended_one_by_one(
+    tmp_path: Path,
+) -> None:
+    """Runs lost at a stop (or a crash) end together: the first pause holds for the next.
+
+    With `auto_pause_after = 2`, four failures in a row pause at the second
+    and count on while paused, as they would one transaction each: the third
+    and fourth make it 2, so the failure after a re-enable pauses again.
+    """
+    told = Told()
+    async with opened(tmp_path, told, Policies(auto_pause_after=2)) as store:
+        await make_job(store, "j")
+        running = []
+        for _ in range(4):
+            run = await store.runs.enqueue_manual(
+                "acme", "j", ENV, require_enabled=False, max_pending=10_000
+            )
+            assert await store.runs.claim(run.id, lambda _: -1) is not None
+            running.append(run.id)
+        assert await store.runs.mark_lost(running, "stopped") == 4
+        assert streak_of(tmp_path / "db") == 2  # was 0: the fourth saw it enabled still
+        assert [r["type"] for r in outbox(tmp_path / "db")] == ["job.failed", "job.paused"]
+        await store.engine.write(
+            lambda c: c.execute("UPDATE job_environments SET enabled = 1, paused_reason = NULL")
+        )
+        await ended(store, "j", FAILED_500)
+        assert [r["type"] for r in outbox(tmp_path / "db")][-1] == "job.paused"
+        assert streak_of(tmp_path / "db") == 0

@@ -151,6 +151,11 @@ class AlertRecorder:
         done: Recorded,
     ) -> None:
         job_pk, env, at_us = int(row["job_id"]), str(row["environment"]), int(row["finished_at_us"])
+        # `enabled` was read before any end of this transaction: a run of the same
+        # job ended earlier in it may have paused the environment since (runs lost
+        # together at a stop or a crash). Seen as enabled, the next failure paused
+        # nothing yet started the count again.
+        paused_here = any(c.job_pk == job_pk and c.environment == env for c in done.paused)
         state = read_state(conn, job_pk, env)
         deferred_open = state.deferred is not None and unsent(conn, state.deferred)
         decision = decide(
@@ -158,7 +163,7 @@ class AlertRecorder:
             seen,
             at_us,
             deferred_open=deferred_open,
-            enabled=bool(row["enabled"]),
+            enabled=bool(row["enabled"]) and not paused_here,
             auto_pause_after=policy.auto_pause_after,
             alerting=policy.alerting,
         )
