@@ -17,7 +17,11 @@ signing secret gone) is tried again after `jobsd.alert_rules.backoff_us`
 (10 s doubling, at most an hour), until 24 hours after the alert was due;
 then it is dropped, with a warning line and `jobsd_alerts_dropped_total`.
 An alert whose account no longer has an `alert_url` (a reload removed it)
-is dropped the same way. Log lines name the account, the alert's type and
+is dropped the same way. An unexpected exception while one alert is tried
+(a bug) is a failed try too, logged with its type and line only: it used
+to end the actor (an essential one) and so the daemon, and the durable
+alert met it again after each restart. A store that fails while a try is
+settled still ends the actor. Log lines name the account, the alert's type and
 id and, for a failed try, the failure reason and HTTP status: never the
 URL, a header or the body.
 
@@ -36,8 +40,10 @@ from __future__ import annotations
 
 import logging
 import math
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import trio
@@ -139,7 +145,23 @@ class AlertSender:
 
     async def _send(self, alert: OutboxAlert) -> None:
         try:
-            await self._attempt(alert)
+            try:
+                await self._attempt(alert)
+            except Exception as exc:  # the per-alert boundary
+                # Raised here it ended the actor and the daemon, and the alert, durable,
+                # met the same bug after the restart: a crash loop. A failed try instead.
+                # Never the message: it may hold the URL, a header or a secret.
+                log.error(
+                    "alert failed inside jobsd",
+                    extra=fields(
+                        account=alert.account_id,
+                        type=alert.type,
+                        alert=alert.id,
+                        error=type(exc).__name__,
+                        where=_where(exc),
+                    ),
+                )
+                await self._failed(alert, "JOBSD_ERROR", None)
         finally:
             self._busy[alert.account_id] -= 1
             if not self._busy[alert.account_id]:
@@ -215,6 +237,15 @@ class AlertSender:
         )
         if self._metrics is not None:
             self._metrics.alerts_dropped(alert.account_id, alert.type, outcome)
+
+
+def _where(exc: BaseException) -> str:
+    """The line that raised, by file and function: code, never a value."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return ""
+    last = frames[-1]
+    return f"{Path(last.filename).name}:{last.lineno} in {last.name}"
 
 
 async def _wait_then_cancel(event: trio.Event, scope: trio.CancelScope) -> None:

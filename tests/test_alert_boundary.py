@@ -1,0 +1,104 @@
+"""The alert actor's per-alert boundary: a bug met by one alert ends that try only.
+
+Without it an unexpected exception while one alert was built or sent ended
+the actor, and with it the daemon (an essential actor); the alert, durable,
+was taken again after the restart and met the same bug: a crash loop. No
+input was found that raises there (URLs the config accepts, bodies, key
+files all end as a failed try), so the bug is stood in for by a signer
+that raises: an injected dependency of the actor, not a mock of the
+network, which is real (a real `Delivery`, a real target on 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from jobsd.address_policy import AddressPolicy
+from jobsd.alerts import AlertSender, AlertTarget
+from jobsd.clock import Clock
+from jobsd.crypto import KeyRing
+from jobsd.delivery import Delivery
+from jobsd.observer import Observer
+from jobsd.settings import Settings
+from jobsd.store import open_store
+from tests.conftest import make_config
+from tests.idle_clock import jump_when_idle
+from tests.target import open_target
+from tests.test_outbox import FAILED_500, Policies, ended, make_job
+
+T0 = datetime(2026, 6, 5, 2, 0, tzinfo=UTC)
+SECRET = "whsec_c2VjcmV0IHRoYXQgbXVzdCBuZXZlciBiZSBsb2dnZWQ="
+
+
+class BrokenOnce:
+    """Signs nothing, and raises the first time, with a secret in its message."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def headers_for(self, account: str, run_id: str, body: bytes) -> list[tuple[str, str]]:
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError(f"a bug holding {SECRET}")
+        return []
+
+
+@pytest.fixture
+def mock_clock() -> trio.testing.MockClock:
+    return trio.testing.MockClock()  # moved by `jump_when_idle`
+
+
+async def test_an_alert_that_meets_a_bug_is_tried_again_and_the_actor_lives_on(
+    tmp_path: Path, mock_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    observer = Observer(Settings(make_config(tmp_path)))
+    clock = Clock(T0)
+    signer = BrokenOnce()
+    async with (
+        open_target() as target,
+        open_store(
+            tmp_path / "db",
+            KeyRing.load_or_create(tmp_path / "key"),
+            clock,
+            None,
+            observer,
+            alert_policies=Policies(),
+        ) as store,
+    ):
+        assert store.alerts is not None
+        sender = AlertSender(
+            store.outbox,
+            store.alerts,
+            Delivery(AddressPolicy(["127.0.0.1/32"])),
+            lambda account: AlertTarget(f"{target.url}/alerts", True),
+            clock,
+            signer=signer,
+            metrics=observer,
+        )
+        with caplog.at_level(logging.INFO, logger="jobsd.alerts"):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(jump_when_idle)
+                await nursery.start(sender.run)
+                await make_job(store, "j")
+                t0 = trio.current_time()
+                await ended(store, "j", FAILED_500)
+                await trio.sleep(60)
+                nursery.cancel_scope.cancel()
+        failed = observer.metrics.registry.get_sample_value(
+            "jobsd_alerts_failed_total", {"account": "acme", "type": "job.failed"}
+        )
+        held = await store.outbox.held()
+    (sent,) = [r for r in target.received if r.path == "/alerts"]
+    assert round(sent.at - t0) == 10  # the first backoff: a failed try like any other
+    assert (signer.calls, failed, held) == (2, 1.0, {})
+    (bug,) = [r for r in caplog.records if r.getMessage() == "alert failed inside jobsd"]
+    assert bug.levelno == logging.ERROR
+    assert bug.fields["error"] == "RuntimeError"  # type: ignore[attr-defined]
+    assert "test_alert_boundary.py" in bug.fields["where"]  # type: ignore[attr-defined]
+    assert SECRET not in caplog.text and "whsec_" not in caplog.text  # never the message
