@@ -2,7 +2,8 @@
 
 They run before the daemon serves, so their cost is the start's: proven
 here, they keep their meaning across accounts, and each of their statements
-reads by index (a seek per environment, the dormant rows, the live runs),
+reads by index (a seek per environment, the dormant rows, the live runs,
+each batch from where the last stopped),
 never by scanning the jobs, their environment rows or the run history.
 """
 
@@ -91,8 +92,8 @@ def _plans(db: Path) -> list[tuple[str, list[str]]]:
     try:
         conn.execute("BEGIN")
         environments_sql.stored_environments(conn)
-        environments_sql.make_dormant(conn, "staging", ["other", "acme"])
-        environments_sql.dormant_enabled(conn, "acme", BOTH)
+        environments_sql.make_dormant(conn, "staging", ["other", "acme"], after=0, limit=9)
+        environments_sql.dormant_enabled(conn, "acme", "staging", after=0, limit=9)
         recover_tx(conn, 1)
         retries.cancel_held_outside(conn, {"acme": ("production",)}, now_us=1)
         conn.execute("ROLLBACK")
@@ -108,8 +109,8 @@ def _plans(db: Path) -> list[tuple[str, list[str]]]:
 # Each statement's table, and the index it must read that table through.
 _EXPECTED = {
     "FROM job_environments": "job_environments_by_environment",
-    "UPDATE job_environments": "job_environments_by_environment",
-    "AS e INDEXED BY": "job_environments_dormant",
+    "UPDATE job_environments": "PRIMARY KEY",  # each row found, by its key
+    "INDEXED BY job_environments_dormant": "job_environments_dormant",
     "UPDATE runs": "runs_live",
     "FROM runs": "runs_live",
     "held_until_us IS NOT NULL": "runs_held",

@@ -196,31 +196,44 @@ def stored_environments(conn: sqlite3.Connection) -> list[str]:
 
 
 def make_dormant(
-    conn: sqlite3.Connection, environment: str, accounts: Sequence[str]
-) -> list[tuple[int, str]]:
-    """Clear `next_run_at_us` of `environment`'s rows of `accounts`' jobs: (pk, environment)."""
-    rows = conn.execute(
-        "UPDATE job_environments SET next_run_at_us = NULL "
-        "WHERE environment = ? AND next_run_at_us IS NOT NULL "
-        "AND (SELECT account_id FROM jobs WHERE id = job_environments.job_id) "
-        "IN (SELECT value FROM json_each(?)) RETURNING job_id, environment",
-        (environment, json.dumps(list(accounts))),
-    ).fetchall()
-    return [(int(r[0]), str(r[1])) for r in rows]
+    conn: sqlite3.Connection, environment: str, accounts: Sequence[str], *, after: int, limit: int
+) -> list[int]:
+    """Clear `next_run_at_us` of up to `limit` of `environment`'s firing rows of
+    `accounts`' jobs, in job order from past job `after`: their job pks.
+
+    A keyset walk of `job_environments_by_environment` (environment, job_id),
+    so a batch reads from where the last one stopped, never from the start."""
+    pks = [
+        int(r[0])
+        for r in conn.execute(
+            "SELECT e.job_id FROM job_environments AS e "
+            "INDEXED BY job_environments_by_environment "
+            "WHERE e.environment = ? AND e.job_id > ? AND e.next_run_at_us IS NOT NULL "
+            "AND (SELECT account_id FROM jobs WHERE id = e.job_id) "
+            "IN (SELECT value FROM json_each(?)) ORDER BY e.job_id LIMIT ?",
+            (environment, after, json.dumps(list(accounts)), limit),
+        )
+    ]
+    conn.executemany(
+        "UPDATE job_environments SET next_run_at_us = NULL WHERE job_id = ? AND environment = ?",
+        ((pk, environment) for pk in pks),
+    )
+    return pks
 
 
 def dormant_enabled(
-    conn: sqlite3.Connection, account_id: str, environments: Sequence[str]
-) -> list[tuple[int, str]]:
-    """Enabled rows of the account's recurring and one-off jobs in `environments`
-    that have no next fire: (pk, environment). Read through `job_environments_dormant`,
-    which holds these and the enabled rows of manual jobs, never the firing ones."""
-    marks = ", ".join("?" * len(environments))
+    conn: sqlite3.Connection, account_id: str, environment: str, *, after: int, limit: int
+) -> list[int]:
+    """Up to `limit` enabled rows of the account's recurring and one-off jobs in
+    `environment` that have no next fire, in job order from past job `after`: their
+    job pks. Read through `job_environments_dormant` (environment, job_id), which
+    holds these and the enabled rows of manual jobs, never the firing ones."""
     rows = conn.execute(
-        "SELECT e.job_id, e.environment FROM job_environments AS e "
+        "SELECT e.job_id FROM job_environments AS e "
         "INDEXED BY job_environments_dormant JOIN jobs AS j ON j.id = e.job_id "
-        "WHERE e.enabled = 1 AND e.next_run_at_us IS NULL "
-        f"AND e.environment IN ({marks}) AND j.account_id = ? AND j.kind != 'manual'",
-        (*environments, account_id),
+        "WHERE e.enabled = 1 AND e.next_run_at_us IS NULL AND e.environment = ? "
+        "AND e.job_id > ? AND j.account_id = ? AND j.kind != 'manual' "
+        "ORDER BY e.job_id LIMIT ?",
+        (environment, after, account_id, limit),
     ).fetchall()
-    return [(int(r[0]), str(r[1])) for r in rows]
+    return [int(r[0]) for r in rows]

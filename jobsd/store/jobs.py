@@ -42,15 +42,15 @@ from functools import partial
 import trio
 
 from jobsd import errors
-from jobsd.clock import Clock, from_us, to_us
+from jobsd.clock import Clock, to_us
 from jobsd.job_model import Job, JobCounting, JobKind, JobWrite
 from jobsd.messages import JobChanged, SchedulerNews
 from jobsd.store import (
+    env_sync,
     environments_sql,
     job_writes,
     jobs_sql,
     listing_sql,
-    retries,
     runs_sql,
     usage_sql,
 )
@@ -59,6 +59,10 @@ from jobsd.store.engine import Engine
 from jobsd.store.job_writes import Limit
 from jobsd.store.keyring import Sealer
 from jobsd.store.listings import JobListing
+
+
+def _told_nobody(changes: Sequence[JobChanged]) -> None:
+    """At start: the scheduler reads the store when it starts."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,40 +265,16 @@ class JobStore:
         Its cost does not grow with the jobs that fire as they should (a
         million of them at every start): one index seek per environment rows
         are in, then only the rows of an environment some account no longer
-        lists, and the enabled rows that do not fire (migration 9).
+        lists, and the enabled rows that do not fire (migration 9). At most
+        `env_sync.BATCH_ROWS` rows change per writer transaction, so other
+        writes go on between them; each batch is told as it commits.
         `announce` False: at start, before the scheduler runs (it reads the
         store when it starts; telling it over the bounded channel then would
         wait for a reader that is not there yet). Retries held for an
         instant in an environment not listed are canceled: they are fires to
         come, like slots (the `runs_held` index: only held retries are read).
         """
-        now = self.now()
-        keyring = self._keyring
-
-        def tx(conn: sqlite3.Connection, ended: list[str]) -> list[JobChanged]:
-            changes: list[JobChanged] = []
-            ended += retries.cancel_held_outside(conn, configured, now_us=to_us(now))
-            for env in environments_sql.stored_environments(conn):
-                lacking = [account for account, envs in configured.items() if env not in envs]
-                if lacking:
-                    for pk, _ in environments_sql.make_dormant(conn, env, lacking):
-                        changes.append(JobChanged(pk, env, None, None, None))
-            for account_id, envs in configured.items():
-                for pk, env in environments_sql.dormant_enabled(conn, account_id, envs):
-                    job = jobs_sql.job_by_pk(conn, pk, keyring)
-                    overlay = job.environments[env].overlay
-                    next_us = job_writes.next_fire_us(job.spec, overlay, enabled=True, now=now)
-                    conn.execute(
-                        "UPDATE job_environments SET next_run_at_us = ? "
-                        "WHERE job_id = ? AND environment = ?",
-                        (next_us, pk, env),
-                    )
-                    schedule, timezone = environments_sql.effective_cadence(job.spec, overlay)
-                    at = None if next_us is None else from_us(next_us)
-                    changes.append(JobChanged(job.pk, env, schedule, timezone, at))
-            return changes
-
-        changes = await write_ending(self._engine, self._observer, tx)
-        if announce:
-            self._announce(changes)
-        return len(changes)
+        tell = self._announce if announce else _told_nobody
+        return await env_sync.sync(
+            self._engine, self._observer, self._keyring, self.now, configured, tell
+        )
