@@ -177,6 +177,19 @@ class Reloader:
         """Run `hook(new config)` after each reload that applied (the store's environments)."""
         self._after.append(hook)
 
+    async def _sync_back(self, config: Config) -> None:
+        """The hooks again with the config that stays; should the store still
+        fail, the next reload or start (which syncs before serving) completes it."""
+        try:
+            for hook in self._after:
+                await hook(config)
+        except Exception as exc:
+            log.error(
+                "reload: the store could not be put back in line with the running config"
+                " (%s); the next reload or restart completes it",
+                exc,
+            )
+
     async def reload(self) -> bool:
         """Apply the file's accounts, plans and tokens; True if applied."""
         if self._path is None:
@@ -205,11 +218,14 @@ class Reloader:
             for hook in self._after:
                 await hook(self._settings.config)
         except Exception as exc:
-            # The store's environments (one transaction, rolled back) could not
-            # follow, e.g. a database another process keeps locked: the config
-            # goes back as it was rather than half-applied, and the daemon stays.
+            # The store's environments could not follow, e.g. a database another
+            # process keeps locked: the config goes back as it was rather than
+            # half-applied, and the daemon stays. The store syncs in batches
+            # (`jobsd.store.env_sync`), so those committed before the failure
+            # are undone by syncing again with the config that stays.
             self._settings.config = current
             log.error("reload refused, the running config stays: the database: %s", exc)
+            await self._sync_back(current)
             self._notifier.ready(f"reload refused ({exc}); running on the previous config")
             return False
         log.info("reloaded accounts, plans and tokens from %s", self._path)

@@ -18,6 +18,7 @@ import httpx2
 
 from tests.conftest import JSONAPI, TOKEN_A, config_text, job_doc
 from tests.daemon_process import DaemonProcess
+from tests.test_sync_batches import fill
 
 BOTH = 'environments = ["production", "staging"]'
 
@@ -60,4 +61,47 @@ def test_a_reload_while_another_process_holds_the_database_is_refused(tmp_path: 
         assert r.status_code == 422, r.text  # staging stays unknown: nothing half-applied
         assert "Traceback" not in daemon.stderr()
         client.close()
+        assert daemon.stop() == 0
+
+
+def _woken(db: Path) -> int:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+        (n,) = conn.execute(
+            "SELECT count(*) FROM job_environments "
+            "WHERE environment = 'staging' AND next_run_at_us IS NOT NULL"
+        ).fetchone()
+    return int(n)
+
+
+def test_a_reload_whose_sync_fails_half_way_leaves_nothing_of_it(tmp_path: Path) -> None:
+    """The store syncs a reload in batches: one that fails after others have
+    committed (another process took the lock between them) must not leave jobs
+    firing in an environment the config that stays does not list."""
+    db = tmp_path / "jobsd.sqlite3"
+    fill(db, 100_000, firing=False)  # dormant in staging, off in production
+    cfg = tmp_path / "jobsd.toml"
+    cfg.write_text(config_text(tmp_path))
+    with DaemonProcess(["serve", "--config", str(cfg)], tmp_path) as daemon:
+        cfg.write_text(config_text(tmp_path, acme=BOTH))
+        locker = sqlite3.connect(db, isolation_level=None, timeout=30)
+        try:
+            daemon.signal(signal.SIGHUP)
+            deadline = time.monotonic() + 30
+            while not _woken(db):  # a batch has committed
+                assert time.monotonic() < deadline, daemon.stderr()
+                time.sleep(0.002)
+            locker.execute("BEGIN IMMEDIATE")
+            # Held past the writer's busy timeout (5 s): the sync's next batch fails.
+            while "reload refused" not in daemon.stderr():
+                assert daemon.proc is not None and daemon.proc.poll() is None, daemon.stderr()
+                assert time.monotonic() < deadline, daemon.stderr()
+                time.sleep(0.05)
+        finally:
+            if locker.in_transaction:
+                locker.execute("ROLLBACK")
+            locker.close()
+        while _woken(db) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _woken(db) == 0, daemon.stderr()
+        assert "Traceback" not in daemon.stderr()
         assert daemon.stop() == 0

@@ -28,12 +28,14 @@ BOTH = ("production", "staging")
 URL = HttpConfig("https://example.invalid/")
 
 
-def fill(db: Path, jobs: int, *, account: str = "acme") -> None:
-    """`jobs` recurring jobs of `account`, enabled in production (firing) and in
-    staging, where they are dormant: what a config that dropped staging left."""
+def fill(db: Path, jobs: int, *, account: str = "acme", firing: bool = True) -> None:
+    """`jobs` recurring jobs of `account`, enabled in production (firing; disabled
+    there if not `firing`) and in staging, where they are dormant: what a config
+    that dropped staging left."""
     conn = sqlite3.connect(db, isolation_level=None)
     schema.configure(conn)
     schema.migrate(conn)
+    at = 1_780_000_000_000_000 if firing else None
     conn.execute("BEGIN")
     first = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM jobs").fetchone()[0]
     conn.executemany(
@@ -45,9 +47,9 @@ def fill(db: Path, jobs: int, *, account: str = "acme") -> None:
     )
     conn.executemany(
         "INSERT INTO job_environments (job_id, environment, enabled, next_run_at_us) "
-        "VALUES (?, ?, 1, ?)",
+        "VALUES (?, ?, ?, ?)",
         (
-            (pk, env, 1_780_000_000_000_000 if env == "production" else None)
+            (pk, env, int(firing or env == "staging"), at if env == "production" else None)
             for pk in range(first, first + jobs)
             for env in BOTH
         ),
