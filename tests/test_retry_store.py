@@ -25,7 +25,7 @@ from jobsd.job_model import HttpConfig
 from jobsd.messages import Outcome, RetryHeld, RunEnded, SchedulerNews
 from jobsd.retry import Backoff, RetryPolicy
 from jobsd.runs import FailureReason, RunStatus, Trigger
-from jobsd.store import open_store, pending_counts, queue_sql
+from jobsd.store import env_sync, open_store, pending_counts, queue_sql
 from tests.model import ENV, create_job, seed_job
 
 T0 = datetime(2026, 6, 5, tzinfo=UTC)
@@ -42,6 +42,7 @@ FAILED_500 = Outcome(
 class Told:
     ends: list[RunEnded] = field(default_factory=list)
     retries: int = 0
+    transactions: int = 0
 
     def runs_ended(self, ends: Sequence[RunEnded]) -> None:
         self.ends.extend(ends)
@@ -50,7 +51,7 @@ class Told:
         self.retries += 1
 
     def store_batch(self, size: int, seconds: float) -> None:
-        pass
+        self.transactions += 1
 
 
 async def test_a_failure_and_its_retry_commit_together(tmp_path: Path) -> None:
@@ -220,3 +221,37 @@ async def test_a_retry_held_in_an_environment_made_dormant_never_fires(tmp_path:
         assert gone.id in {end.run_id for end in told.ends}
         waiting = await store.runs.held_retries_before(T0 + timedelta(days=1), 10)
         assert waiting == [held["production"]]
+
+
+async def test_held_retries_are_canceled_a_batch_per_transaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An environment made dormant cancels its held retries in batches of
+    `env_sync.BATCH_ROWS` (here 2) per writer transaction, like its rows: all of
+    them in one held the writer for as long as there were retries (one each
+    of 100,000 failing jobs)."""
+    monkeypatch.setattr(env_sync, "BATCH_ROWS", 2)
+    told = Told()
+    keyring = KeyRing.load_or_create(tmp_path / "k")
+    async with open_store(tmp_path / "db", keyring, Clock(T0), None, told) as store:
+        rules = RetryPolicy(3, Backoff.FIXED, 60, retry_statuses=("5xx",))
+        await store.policies.create("acme", "p", "P", rules)
+        for n in range(5):
+            write = seed_job(
+                f"j{n}", "j", None, True, None, HttpConfig("https://x.invalid/"), "staging"
+            )
+            spec = type(write.spec)(**{**_fields(write.spec), "retry_policy": "p"})
+            await create_job(store, "acme", type(write)(spec, write.environments, write.owns))
+            run = await store.runs.enqueue_manual(
+                "acme", f"j{n}", "staging", require_enabled=False, max_pending=100
+            )
+            assert await store.runs.claim(run.id, lambda _: -1) is not None
+            assert await store.runs.finish(run.id, FAILED_500)
+        held = await store.runs.held_retries_before(T0 + timedelta(days=1), 10)
+        assert len(held) == 5
+        told.transactions = 0
+        await store.jobs.sync_environments({"acme": ("production",)})  # staging removed
+        # The look-up, three batches of retries, then the walks of staging and production.
+        assert told.transactions >= 5, told.transactions
+        assert await store.runs.held_retries_before(T0 + timedelta(days=1), 10) == []
+        assert {h.run_id for h in held} <= {end.run_id for end in told.ends}

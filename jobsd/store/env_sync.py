@@ -10,7 +10,8 @@ accounts: every other account's writes, and every run's claim and end,
 waited behind one account's config change. So each step changes at most
 `BATCH_ROWS` rows per writer transaction and goes on from the job where the
 last stopped (a keyset walk of the same indexes, never a rescan); the writes
-queued meanwhile run between its batches.
+queued meanwhile run between its batches. Held retries to cancel are read
+once and canceled in batches of as many, each only if still held.
 
 Each batch's rows are those that still need the change (a firing row in an
 environment not listed, an enabled row without a next fire in one listed),
@@ -59,15 +60,17 @@ async def sync(
     """`configured`: account id -> its environments (accounts not named are left
     alone). `tell` hears each batch's changes once it has committed. Returns how
     many environment rows changed."""
-    now_us = to_us(now())
 
-    def first(conn: sqlite3.Connection, ended: list[str]) -> list[str]:
-        # Retries held in an environment no longer listed: fires to come, like slots.
-        ended += retries.cancel_held_outside(conn, configured, now_us=now_us)
-        return environments_sql.stored_environments(conn)
+    def first(conn: sqlite3.Connection) -> tuple[list[str], list[tuple[str, str]]]:
+        return environments_sql.stored_environments(conn), retries.held_outside(conn, configured)
 
+    stored, held = await engine.write(first)
+    # Retries held in an environment no longer listed: fires to come, like slots.
+    for start in range(0, len(held), BATCH_ROWS):
+        cancel = partial(_cancel, held[start : start + BATCH_ROWS], to_us(now()))
+        await write_ending(engine, observer, cancel)
     changed = 0
-    for env in await write_ending(engine, observer, first):
+    for env in stored:
         lacking = [account for account, envs in configured.items() if env not in envs]
         if lacking:
             changed += await _walk(engine, partial(_dormant, env, lacking), now, tell)
@@ -93,6 +96,12 @@ async def _walk(
         if last is None:
             return changed
         after = last
+
+
+def _cancel(
+    held: Sequence[tuple[str, str]], now_us: int, conn: sqlite3.Connection, ended: list[str]
+) -> None:
+    ended += retries.cancel_held(conn, held, now_us=now_us)
 
 
 def _full(pks: Sequence[int]) -> int | None:

@@ -115,20 +115,38 @@ def cancel_held_outside(
 ) -> list[str]:
     """Cancel retries held for an instant in an environment their account's config
     (`configured`: account id -> environments) no longer lists: nothing fires
-    there. Accounts not named are left alone. One walk of the `runs_held` index
-    (only held retries), then one update per retry canceled; their ids."""
+    there. Accounts not named are left alone. Their ids."""
+    return cancel_held(conn, held_outside(conn, configured), now_us=now_us)
+
+
+def held_outside(
+    conn: sqlite3.Connection, configured: Mapping[str, Sequence[str]]
+) -> list[tuple[str, str]]:
+    """(run id, environment) of the retries `cancel_held_outside` cancels: one walk
+    of the `runs_held` index (only held retries)."""
     held = conn.execute(
         "SELECT id, account_id, environment FROM runs WHERE held_until_us IS NOT NULL"
     ).fetchall()
+    return [
+        (str(run_id), str(environment))
+        for run_id, account_id, environment in held
+        if (listed := configured.get(str(account_id))) is not None and environment not in listed
+    ]
+
+
+def cancel_held(
+    conn: sqlite3.Connection, held: Sequence[tuple[str, str]], *, now_us: int
+) -> list[str]:
+    """Cancel those of `held` (run id, environment) still held; an update each. Their ids."""
     canceled = []
-    for run_id, account_id, environment in held:
-        listed = configured.get(str(account_id))
-        if listed is None or environment in listed:
-            continue
+    for run_id, environment in held:
+        still = conn.execute(
+            "SELECT 1 FROM runs WHERE id = ? AND held_until_us IS NOT NULL", (run_id,)
+        ).fetchone()
         error = (
             f"the environment {environment} was removed from the account's config "
             "before this retry was due; nothing fires there"
         )
-        if runs_sql.cancel(conn, str(run_id), now_us=now_us, error=error):
-            canceled.append(str(run_id))
+        if still and runs_sql.cancel(conn, run_id, now_us=now_us, error=error):
+            canceled.append(run_id)
     return canceled
