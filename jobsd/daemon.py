@@ -2,6 +2,7 @@
 
     signals (TERM/INT stop, HUP reload,     from the first moment to the last
              USR1 task tree)
+    │   └── reloads                          one at a time, in order; a stop cancels one
     └── store (open_store)                   closes last
         └── actors
             ├── worker processes             perform the requests; end after the pool
@@ -21,7 +22,10 @@
 
 Nesting order is shutdown order. A stop (SIGTERM, SIGINT, or the `stop`
 event) runs, in this order and without waiting in between:
-1. `/healthz` turns 503 and systemd hears STOPPING=1 (`Lifecycle.begin_stop`);
+1. `/healthz` turns 503 and systemd hears STOPPING=1 (`Lifecycle.begin_stop`),
+   and a reload under way is cancelled: its environment sync (seconds to
+   tens of seconds over many jobs) stops between two batches, the reloaded
+   config stays for the stop, and the next start completes the sync;
 2. the API refuses new work: hypercorn closes its listening sockets, so a
    new connection is refused outright (no 503 to retry against), idle
    keep-alive connections are closed, and a request already being handled
@@ -86,7 +90,8 @@ workers, oldest first per account, before anything new is fired or accepted
 (the API is bound and every actor runs; `Lifecycle.mark_ready`); only then
 does `PRAGMA quick_check` read the whole file, off the start's critical
 path (`jobsd.store.integrity`). SIGHUP reloads accounts, plans and tokens
-(`jobsd.reload`). Signal handling and the stop's first step live in
+(`jobsd.reload`) in a task of its own, so a SIGTERM meanwhile is read and
+acted on at once. Signal handling and the stop's first step live in
 `jobsd.lifecycle`, the notify protocol in `jobsd.notify`.
 """
 

@@ -12,6 +12,16 @@ clean exit 0 instead of the default death by signal. A second SIGTERM or
 SIGINT while stopping is only logged: the stop is already bounded by
 `shutdown_grace_s`, and systemd's TimeoutStopSec is the backstop.
 
+Reloads run in a task of their own, one at a time and in order, so the
+signal task is never blocked by one: a reload's environment sync takes
+seconds over 100,000 jobs (tens over a million), and a SIGTERM read only
+once it ended let the stop overrun `shutdown_grace_s`. A stop, whatever
+asks for it, cancels the reload under way (`begin_stop`); the sync stops
+between two batches (a handed-over write still completes), the reloaded
+config stays in force for the stop, and the next start completes the sync
+from the file before serving (`jobsd.reload`, `jobsd.store.env_sync`).
+SIGHUP while stopping is ignored, and so is one still waiting its turn.
+
 `essential` wraps actors that must run for as long as the daemon serves:
 one that returns while no stop was asked for is a bug, and raising brings
 the daemon down (systemd restarts it) instead of serving half a daemon.
@@ -30,6 +40,7 @@ import logging
 import signal
 import sqlite3
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from typing import Any
 
 import trio
@@ -58,6 +69,7 @@ class Lifecycle:
         self.stop = stop
         self._grace_s = shutdown_grace_s
         self.failure: StorageError | None = None  # why to exit 2 once stopped
+        self.reloading: trio.CancelScope | None = None  # the reload under way; a stop cancels it
 
     @property
     def stopping(self) -> bool:
@@ -69,6 +81,8 @@ class Lifecycle:
             self.health.stopping = True
             log.info("stopping (%s): in-flight runs get up to %g s", why, self._grace_s)
             self.notifier.stopping(f"stopping ({why})", extend_s=self._grace_s + STOP_MARGIN_S)
+        if self.reloading is not None:
+            self.reloading.cancel()
         self.stop.set()
 
     def mark_ready(self, bound: list[str]) -> None:
@@ -108,20 +122,41 @@ async def run_signals(
 ) -> None:
     """TERM and INT stop, HUP reloads (one at a time, in order), USR1 logs the task tree."""
     handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
-    with trio.open_signal_receiver(*handled) as signals:
-        task_status.started()
-        async for signum in signals:
-            name = signal.Signals(signum).name
-            if signum == signal.SIGUSR1:
-                log_task_tree("received SIGUSR1")
-            elif signum != signal.SIGHUP:
-                if lifecycle.stopping:
-                    log.info("received %s while stopping: the stop is already under way", name)
-                lifecycle.begin_stop(f"received {name}")
-            elif lifecycle.stopping:
-                log.info("received SIGHUP while stopping: ignored")
-            else:
+    # One reload waiting is enough: it reads the file as it is when its turn comes.
+    wanted_tx, wanted_rx = trio.open_memory_channel[None](1)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_reloads, lifecycle, reloader, wanted_rx)
+        with trio.open_signal_receiver(*handled) as signals:
+            task_status.started()
+            async for signum in signals:
+                name = signal.Signals(signum).name
+                if signum == signal.SIGUSR1:
+                    log_task_tree("received SIGUSR1")
+                elif signum != signal.SIGHUP:
+                    if lifecycle.stopping:
+                        log.info("received %s while stopping: the stop is already under way", name)
+                    lifecycle.begin_stop(f"received {name}")
+                elif lifecycle.stopping:
+                    log.info("received SIGHUP while stopping: ignored")
+                else:
+                    with suppress(trio.WouldBlock):  # one already waits its turn
+                        wanted_tx.send_nowait(None)
+
+
+async def _reloads(
+    lifecycle: Lifecycle, reloader: Reloader, wanted: trio.MemoryReceiveChannel[None]
+) -> None:
+    """The reloads asked for, in turn, each in a scope a stop cancels."""
+    async for _ in wanted:
+        if lifecycle.stopping:
+            log.info("received SIGHUP while stopping: ignored")
+            continue
+        with trio.CancelScope() as scope:
+            lifecycle.reloading = scope
+            try:
                 await reloader.reload()
+            finally:
+                lifecycle.reloading = None
 
 
 async def essential(

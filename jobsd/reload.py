@@ -30,6 +30,11 @@ What a change means for work already under way:
   fired fires late). Moving an environment to the front makes it the
   default that 2026-06-04 clients see. Scoped tokens apply to the next
   request.
+- A stop (SIGTERM) during a reload cancels it (`jobsd.lifecycle`): before
+  the swap the running config stays; during the store's environment sync
+  the reloaded config stays for the stop (nothing fires any more) and the
+  sync stops between two batches, which is logged; the next start syncs
+  the store with the file before serving, completing it.
 - The other sections (server, storage, secrets, scheduler, outbound,
   retention, metrics, log) are bound into running actors; a change to them
   is logged as waiting for a restart and otherwise ignored.
@@ -183,6 +188,12 @@ class Reloader:
         try:
             for hook in self._after:
                 await hook(config)
+        except trio.Cancelled:
+            log.warning(
+                "reload: putting the store back was interrupted by the stop;"
+                " the next start syncs it with the config file"
+            )
+            raise
         except Exception as exc:
             log.error(
                 "reload: the store could not be put back in line with the running config"
@@ -201,6 +212,9 @@ class Reloader:
             # Against the key file the daemon signs from: [secrets] takes a restart.
             in_use = fresh.model_copy(update={"secrets": self._settings.config.secrets})
             await trio.to_thread.run_sync(check_accounts, in_use)
+        except trio.Cancelled:
+            log.info("reload interrupted by the stop before it applied: the running config stays")
+            raise
         except ConfigError as exc:
             log.error("reload refused, the running config stays: %s", exc)
             self._notifier.ready(f"reload refused ({exc}); running on the previous config")
@@ -217,6 +231,16 @@ class Reloader:
         try:
             for hook in self._after:
                 await hook(self._settings.config)
+        except trio.Cancelled:
+            # Only a stop cancels a reload (`jobsd.lifecycle`). Syncing back would
+            # take as long as the sync did and overrun the grace; the config
+            # reloaded stays for the stop, which fires nothing more, and is the
+            # file the next start syncs from before serving.
+            log.warning(
+                "reload: the environment sync was interrupted by the stop; the reloaded"
+                " config stays for the stop, and the next start completes the sync"
+            )
+            raise
         except Exception as exc:
             # The store's environments could not follow, e.g. a database another
             # process keeps locked: the config goes back as it was rather than

@@ -143,6 +143,9 @@ class Engine:
         self._thread.start()
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        # A caller cancelled learns that first, not that the store closed since:
+        # a stop cancels a reload's sync between batches, then closes the store.
+        await trio.lowlevel.checkpoint_if_cancelled()
         if self._closed:
             raise RuntimeError("the store is closed")
         if self._broken_why is not None:

@@ -1,0 +1,54 @@
+"""A SIGTERM during a reload stops the daemon at once; the next start finishes the sync.
+
+A reload that lists an environment again wakes its rows in batches
+(`jobsd.store.env_sync`): seconds for 100,000 jobs, tens of seconds for a
+million. The signal task awaited the reload, so a SIGTERM was read only
+once the sync had ended and the stop could overrun `shutdown_grace_s`.
+Whether the stop waited is told by the rows, not by a stopwatch: stopped
+at once, the daemon leaves most of them dormant, and the next start,
+which syncs from the file before serving, wakes them all.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+from tests.conftest import config_text
+from tests.daemon_process import DaemonProcess
+from tests.test_reload_refusals import BOTH, _woken
+from tests.test_sync_batches import fill
+
+JOBS = 100_000  # ~4 s of sync unloaded (50 batches): a stop between two is well before its end
+
+
+def test_sigterm_during_a_reload_sync_stops_at_once_and_the_next_start_completes_it(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "jobsd.sqlite3"
+    fill(db, JOBS, firing=False)  # dormant in staging, off in production
+    cfg = tmp_path / "jobsd.toml"
+    cfg.write_text(config_text(tmp_path))
+    with DaemonProcess(["serve", "--config", str(cfg)], tmp_path) as daemon:
+        assert _woken(db) == 0
+        cfg.write_text(config_text(tmp_path, acme=BOTH))
+        daemon.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while not _woken(db):  # the sync has committed a batch
+            assert time.monotonic() < deadline, daemon.stderr()
+            time.sleep(0.002)
+        daemon.signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        assert daemon.stop(timeout_s=30) == 0, daemon.stderr()
+        took = time.monotonic() - signalled
+        log = daemon.stderr()
+        woken = _woken(db)
+        # Without the fix the stop waits for the whole sync: every row is woken.
+        assert woken < JOBS // 2, (woken, took, log)
+        assert took < 10, (took, log)
+        assert "interrupted by the stop" in log, log
+        assert "Traceback" not in log, log
+    with DaemonProcess(["serve", "--config", str(cfg)], tmp_path) as again:
+        assert _woken(db) == JOBS, again.stderr()  # synced before it served
+        assert again.stop() == 0, again.stderr()
