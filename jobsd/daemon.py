@@ -81,7 +81,8 @@ become FAILED/WORKER_LOST, and alert as failures; `jobsd.store.recovery`);
 the store then syncs each account's environments with the config (one no
 longer listed goes dormant and the retries held in it are canceled; every
 reload does the same, `JobStore.sync_environments`); a stop asked for by
-then ends the start here, exit 0, before anything serves; the alert actor
+then ends the start here, exit 0, before anything serves (a stop cuts that
+sync short between two batches; the next start completes it); the alert actor
 puts back in line alerts a crash left being sent; the executor pool then
 starts, and its dispatcher's first act is to read which
 accounts have PENDING runs, so runs committed before the restart reach the
@@ -231,7 +232,12 @@ async def _serve(
         alert_policies=alert_settings,
     ) as store:
         await recover(store.engine, to_us(clock.now()), store.alerts, observer)
-        await store.jobs.sync_environments(environments_of(settings.config), announce=False)
+        with lifecycle.cut_by_stop() as syncing:
+            await store.jobs.sync_environments(environments_of(settings.config), announce=False)
+        if syncing.cancelled_caught:
+            log.warning(
+                "the environment sync was interrupted by the stop; the next start completes it"
+            )
         reloader.after_reload(lambda fresh: store.jobs.sync_environments(environments_of(fresh)))
         if lifecycle.stop.is_set():
             log.info("asked to stop while starting: not serving")

@@ -20,6 +20,8 @@ asks for it, cancels the reload under way (`begin_stop`); the sync stops
 between two batches (a handed-over write still completes), the reloaded
 config stays in force for the stop, and the next start completes the sync
 from the file before serving (`jobsd.reload`, `jobsd.store.env_sync`).
+That sync at start is cut short by a stop the same way (`cut_by_stop`):
+the daemon then exits 0 without serving, and the start after completes it.
 SIGHUP while stopping is ignored, and so is one still waiting its turn.
 
 `essential` wraps actors that must run for as long as the daemon serves:
@@ -39,8 +41,8 @@ from __future__ import annotations
 import logging
 import signal
 import sqlite3
-from collections.abc import Awaitable, Callable
-from contextlib import suppress
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import trio
@@ -69,7 +71,7 @@ class Lifecycle:
         self.stop = stop
         self._grace_s = shutdown_grace_s
         self.failure: StorageError | None = None  # why to exit 2 once stopped
-        self.reloading: trio.CancelScope | None = None  # the reload under way; a stop cancels it
+        self._cut_by_stop: set[trio.CancelScope] = set()  # reloads, the start's sync
 
     @property
     def stopping(self) -> bool:
@@ -81,9 +83,22 @@ class Lifecycle:
             self.health.stopping = True
             log.info("stopping (%s): in-flight runs get up to %g s", why, self._grace_s)
             self.notifier.stopping(f"stopping ({why})", extend_s=self._grace_s + STOP_MARGIN_S)
-        if self.reloading is not None:
-            self.reloading.cancel()
+        for scope in self._cut_by_stop:
+            scope.cancel()
         self.stop.set()
+
+    @contextmanager
+    def cut_by_stop(self) -> Iterator[trio.CancelScope]:
+        """A scope `begin_stop` cancels: work that may stop between its steps
+        because the next start redoes it (a reload, the environment sync)."""
+        with trio.CancelScope() as scope:
+            if self.stopping:
+                scope.cancel()
+            self._cut_by_stop.add(scope)
+            try:
+                yield scope
+            finally:
+                self._cut_by_stop.discard(scope)
 
     def mark_ready(self, bound: list[str]) -> None:
         """Called once `/healthz` would answer 200; only then may systemd hear READY=1."""
@@ -151,12 +166,8 @@ async def _reloads(
         if lifecycle.stopping:
             log.info("received SIGHUP while stopping: ignored")
             continue
-        with trio.CancelScope() as scope:
-            lifecycle.reloading = scope
-            try:
-                await reloader.reload()
-            finally:
-                lifecycle.reloading = None
+        with lifecycle.cut_by_stop():
+            await reloader.reload()
 
 
 async def essential(

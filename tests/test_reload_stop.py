@@ -12,6 +12,8 @@ which syncs from the file before serving, wakes them all.
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -51,4 +53,41 @@ def test_sigterm_during_a_reload_sync_stops_at_once_and_the_next_start_completes
         assert "Traceback" not in log, log
     with DaemonProcess(["serve", "--config", str(cfg)], tmp_path) as again:
         assert _woken(db) == JOBS, again.stderr()  # synced before it served
+        assert again.stop() == 0, again.stderr()
+
+
+def test_sigterm_during_the_start_sync_exits_at_once_and_the_next_start_completes_it(
+    tmp_path: Path,
+) -> None:
+    """The same sync at start (a config that lists an environment again, or a
+    sync a stop cut short): a SIGTERM then waited for all of it before exit 0."""
+    db = tmp_path / "jobsd.sqlite3"
+    fill(db, JOBS, firing=False)
+    cfg = tmp_path / "jobsd.toml"
+    cfg.write_text(config_text(tmp_path, acme=BOTH))
+    stderr = tmp_path / "start.log"
+    with stderr.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "jobsd", "serve", "--config", str(cfg)],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while not _woken(db):
+                assert proc.poll() is None, stderr.read_text()
+                assert time.monotonic() < deadline, stderr.read_text()
+                time.sleep(0.002)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0, stderr.read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    log = stderr.read_text()
+    assert _woken(db) < JOBS // 2, log
+    assert "interrupted by the stop" in log and "Traceback" not in log, log
+    with DaemonProcess(["serve", "--config", str(cfg)], tmp_path) as again:
+        assert _woken(db) == JOBS, again.stderr()
         assert again.stop() == 0, again.stderr()
