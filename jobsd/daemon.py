@@ -92,8 +92,8 @@ workers, oldest first per account, before anything new is fired or accepted
 does `PRAGMA quick_check` read the whole file, off the start's critical
 path (`jobsd.store.integrity`). SIGHUP reloads accounts, plans and tokens
 (`jobsd.reload`) in a task of its own, so a SIGTERM meanwhile is read and
-acted on at once. Signal handling and the stop's first step live in
-`jobsd.lifecycle`, the notify protocol in `jobsd.notify`.
+acted on at once. Signal handling, the start's recovery and sync (`settle`)
+and the stop's first step live in `jobsd.lifecycle`; notify in `jobsd.notify`.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ from jobsd.alert_settings import LiveAlertSettings
 from jobsd.alerts import AlertSender
 from jobsd.api.context import ApiContext
 from jobsd.api.server import run_api
-from jobsd.clock import Clock, to_us
+from jobsd.clock import Clock
 from jobsd.clock_watch import telling, watch_clock
 from jobsd.config import Config
 from jobsd.crypto import KeyRing
@@ -126,6 +126,7 @@ from jobsd.lifecycle import (
     essential,
     run_scheduler,
     run_signals,
+    settle,
     store_answers,
     watch_writer,
 )
@@ -134,7 +135,6 @@ from jobsd.notify import Notifier, run_watchdog
 from jobsd.observer import Observer
 from jobsd.reload import (
     Reloader,
-    environments_of,
     file_as_started,
     runs_included_now,
     signs_requests_now,
@@ -144,9 +144,7 @@ from jobsd.scheduler import Scheduler
 from jobsd.settings import Health, Settings
 from jobsd.signing_secrets import RequestSigner
 from jobsd.store import open_store
-from jobsd.store.recovery import recover
-from jobsd.workers.count import process_count
-from jobsd.workers.pool import WorkerProcesses
+from jobsd.workers.count import worker_processes
 
 log = logging.getLogger("jobsd")
 
@@ -212,15 +210,7 @@ async def _serve(
     keepalive_s = config.outbound.keepalive_s
     delivery = Delivery(AddressPolicy(allow), resolver=options.resolver, keepalive_s=keepalive_s)
     alert_settings = LiveAlertSettings(settings)
-    processes: WorkerProcesses | None = None
-    if count := process_count(config.scheduler.worker_processes, resolver=options.resolver):
-        processes = WorkerProcesses(
-            count,
-            allow_cidrs=allow,
-            log=config.log,
-            workers=config.scheduler.workers,
-            keepalive_s=keepalive_s,
-        )
+    processes = worker_processes(config, resolver=options.resolver)
     performer: Performer = delivery if processes is None else processes
     async with open_store(
         config.storage.path,
@@ -231,16 +221,7 @@ async def _serve(
         default_environments=config.default_environments(),
         alert_policies=alert_settings,
     ) as store:
-        await recover(store.engine, to_us(clock.now()), store.alerts, observer)
-        with lifecycle.cut_by_stop() as syncing:
-            await store.jobs.sync_environments(environments_of(settings.config), announce=False)
-        if syncing.cancelled_caught:
-            log.warning(
-                "the environment sync was interrupted by the stop; the next start completes it"
-            )
-        reloader.after_reload(lambda fresh: store.jobs.sync_environments(environments_of(fresh)))
-        if lifecycle.stop.is_set():
-            log.info("asked to stop while starting: not serving")
+        if not await settle(store, clock, observer, settings, reloader, lifecycle):
             return
         workers = config.scheduler.workers
         dispatcher = Dispatcher(

@@ -47,12 +47,15 @@ from typing import Any
 
 import trio
 
+from jobsd.clock import Clock, to_us
 from jobsd.errors import StorageError
 from jobsd.notify import Notifier
-from jobsd.reload import Reloader
+from jobsd.observer import Observer
+from jobsd.reload import Reloader, environments_of
 from jobsd.scheduler import Scheduler
-from jobsd.settings import Health
+from jobsd.settings import Health, Settings
 from jobsd.store import Store, integrity
+from jobsd.store.recovery import recover
 from jobsd.taskdump import log_task_tree
 
 log = logging.getLogger("jobsd")
@@ -210,3 +213,27 @@ async def store_answers(store: Store) -> None:
     the daemon dies with it (`essential`), which stops the pings too.
     """
     await store.engine.write(_round_trip)
+
+
+async def settle(
+    store: Store,
+    clock: Clock,
+    observer: Observer,
+    settings: Settings,
+    reloader: Reloader,
+    lifecycle: Lifecycle,
+) -> bool:
+    """Make the record true before any actor starts: the runs a crash left
+    RUNNING ended, each account's environment rows in line with the file
+    (cut short by a stop between two batches: the next start completes it).
+    False if a stop was asked for by then: the daemon does not serve."""
+    await recover(store.engine, to_us(clock.now()), store.alerts, observer)
+    with lifecycle.cut_by_stop() as syncing:
+        await store.jobs.sync_environments(environments_of(settings.config), announce=False)
+    if syncing.cancelled_caught:
+        log.warning("the environment sync was interrupted by the stop; the next start completes it")
+    reloader.after_reload(lambda fresh: store.jobs.sync_environments(environments_of(fresh)))
+    if lifecycle.stop.is_set():
+        log.info("asked to stop while starting: not serving")
+        return False
+    return True

@@ -2,7 +2,7 @@
 
 Split from `jobsd.workers.pool`, which runs them: this only decides how
 many, from the setting, the cores this process may use, and whether the
-requests must stay in the daemon's own process.
+requests must stay in the daemon's own process, and makes the pool so.
 """
 
 from __future__ import annotations
@@ -11,6 +11,9 @@ import os
 import sys
 
 import trio
+
+from jobsd.config import Config
+from jobsd.workers.pool import WorkerProcesses
 
 
 def process_count(setting: int | str, *, resolver: object | None = None) -> int:
@@ -34,3 +37,17 @@ def process_count(setting: int | str, *, resolver: object | None = None) -> int:
     if setting != "auto":
         return int(setting)
     return max(0, len(os.sched_getaffinity(0)) - 1)
+
+
+def worker_processes(config: Config, *, resolver: object | None = None) -> WorkerProcesses | None:
+    """The daemon's worker processes; None where it performs the requests itself."""
+    count = process_count(config.scheduler.worker_processes, resolver=resolver)
+    if not count:
+        return None
+    return WorkerProcesses(
+        count,
+        allow_cidrs=[str(n) for n in config.outbound.allow_cidrs],
+        log=config.log,
+        workers=config.scheduler.workers,
+        keepalive_s=config.outbound.keepalive_s,
+    )
