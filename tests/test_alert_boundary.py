@@ -12,27 +12,15 @@ network, which is real (a real `Delivery`, a real target on 127.0.0.1).
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import trio
 import trio.testing
 
-from jobsd.address_policy import AddressPolicy
-from jobsd.alerts import AlertSender, AlertTarget
-from jobsd.clock import Clock
-from jobsd.crypto import KeyRing
-from jobsd.delivery import Delivery
-from jobsd.observer import Observer
-from jobsd.settings import Settings
-from jobsd.store import open_store
-from tests.conftest import make_config
-from tests.idle_clock import jump_when_idle
-from tests.target import open_target
-from tests.test_outbox import FAILED_500, Policies, ended, make_job
+from tests.test_alert_sender import rig
+from tests.test_outbox import FAILED_500, ended
 
-T0 = datetime(2026, 6, 5, 2, 0, tzinfo=UTC)
 SECRET = "whsec_c2VjcmV0IHRoYXQgbXVzdCBuZXZlciBiZSBsb2dnZWQ="
 
 
@@ -57,44 +45,15 @@ def mock_clock() -> trio.testing.MockClock:
 async def test_an_alert_that_meets_a_bug_is_tried_again_and_the_actor_lives_on(
     tmp_path: Path, mock_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    observer = Observer(Settings(make_config(tmp_path)))
-    clock = Clock(T0)
     signer = BrokenOnce()
-    async with (
-        open_target() as target,
-        open_store(
-            tmp_path / "db",
-            KeyRing.load_or_create(tmp_path / "key"),
-            clock,
-            None,
-            observer,
-            alert_policies=Policies(),
-        ) as store,
-    ):
-        assert store.alerts is not None
-        sender = AlertSender(
-            store.outbox,
-            store.alerts,
-            Delivery(AddressPolicy(["127.0.0.1/32"])),
-            lambda account: AlertTarget(f"{target.url}/alerts", True),
-            clock,
-            signer=signer,
-            metrics=observer,
-        )
-        with caplog.at_level(logging.INFO, logger="jobsd.alerts"):
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(jump_when_idle)
-                await nursery.start(sender.run)
-                await make_job(store, "j")
-                t0 = trio.current_time()
-                await ended(store, "j", FAILED_500)
-                await trio.sleep(60)
-                nursery.cancel_scope.cancel()
-        failed = observer.metrics.registry.get_sample_value(
-            "jobsd_alerts_failed_total", {"account": "acme", "type": "job.failed"}
-        )
-        held = await store.outbox.held()
-    (sent,) = [r for r in target.received if r.path == "/alerts"]
+    with caplog.at_level(logging.INFO, logger="jobsd.alerts"):
+        async with rig(tmp_path, "/alerts", signer) as r:
+            t0 = trio.current_time()
+            await ended(r.store, "j", FAILED_500)
+            await trio.sleep(60)
+            held = await r.store.outbox.held()
+    failed = r.counted("jobsd_alerts_failed_total", account="acme", type="job.failed")
+    (sent,) = r.sent("/alerts")
     assert round(sent.at - t0) == 10  # the first backoff: a failed try like any other
     assert (signer.calls, failed, held) == (2, 1.0, {})
     (bug,) = [r for r in caplog.records if r.getMessage() == "alert failed inside jobsd"]

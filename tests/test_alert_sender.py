@@ -29,7 +29,7 @@ import trio
 import trio.testing
 
 from jobsd.address_policy import AddressPolicy
-from jobsd.alerts import AlertSender, AlertTarget
+from jobsd.alerts import AlertSender, AlertTarget, Signer
 from jobsd.clock import Clock
 from jobsd.crypto import KeyRing
 from jobsd.delivery import Delivery, default_resolver
@@ -69,7 +69,8 @@ class Rig:
 
 
 @asynccontextmanager
-async def rig(tmp_path: Path, path: str) -> AsyncIterator[Rig]:
+async def rig(tmp_path: Path, path: str, signer: Signer | None = None) -> AsyncIterator[Rig]:
+    """The alert actor on a real store and a real target; `signer`: the account signs."""
     observer = Observer(Settings(make_config(tmp_path)))
     clock = Clock(T0)
     keyring = KeyRing.load_or_create(tmp_path / "key")
@@ -84,8 +85,9 @@ async def rig(tmp_path: Path, path: str) -> AsyncIterator[Rig]:
             store.outbox,
             store.alerts,
             Delivery(AddressPolicy(["127.0.0.1/32"])),
-            lambda account: AlertTarget(f"{target.url}{path}", False),
+            lambda account: AlertTarget(f"{target.url}{path}", signer is not None),
             clock,
+            signer=signer,
             metrics=observer,
         )
         async with trio.open_nursery() as nursery:
