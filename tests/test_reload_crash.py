@@ -11,16 +11,13 @@ config does not list.
 
 from __future__ import annotations
 
-import signal
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import config_text
 from tests.daemon_process import DaemonProcess
-from tests.test_reload_refusals import BOTH, _woken
-from tests.test_sync_batches import fill
+from tests.test_reload_refusals import reloading, woken
 
 JOBS = 60_000
 
@@ -29,24 +26,13 @@ JOBS = 60_000
 def test_a_sync_killed_half_way_is_completed_by_the_next_start(
     tmp_path: Path, restart_with_reload: bool
 ) -> None:
-    db = tmp_path / "jobsd.sqlite3"
-    fill(db, JOBS, firing=False)  # dormant in staging, off in production
-    cfg = tmp_path / "jobsd.toml"
-    cfg.write_text(config_text(tmp_path))
-    with DaemonProcess(["serve", "--config", str(cfg)], tmp_path) as daemon:
-        cfg.write_text(config_text(tmp_path, acme=BOTH))
-        daemon.signal(signal.SIGHUP)
-        deadline = time.monotonic() + 30
-        while not _woken(db):  # a batch has committed
-            assert daemon.proc is not None and daemon.proc.poll() is None, daemon.stderr()
-            assert time.monotonic() < deadline, daemon.stderr()
-            time.sleep(0.002)
+    with reloading(tmp_path, JOBS) as (daemon, db, cfg):
         daemon.kill9()
-    woken = _woken(db)
-    assert 0 < woken < JOBS, f"the kill did not land mid-sync ({woken} of {JOBS} woken)"
+    mid = woken(db)
+    assert 0 < mid < JOBS, f"the kill did not land mid-sync ({mid} of {JOBS} woken)"
     if not restart_with_reload:
         cfg.write_text(config_text(tmp_path))
     with DaemonProcess(["serve", "--config", str(cfg)], tmp_path) as daemon:
-        assert _woken(db) == (JOBS if restart_with_reload else 0), daemon.stderr()
+        assert woken(db) == (JOBS if restart_with_reload else 0), daemon.stderr()
         assert "Traceback" not in daemon.stderr()
         assert daemon.stop() == 0

@@ -12,6 +12,8 @@ from __future__ import annotations
 import signal
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2
@@ -64,13 +66,33 @@ def test_a_reload_while_another_process_holds_the_database_is_refused(tmp_path: 
         assert daemon.stop() == 0
 
 
-def _woken(db: Path) -> int:
+def woken(db: Path) -> int:
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
         (n,) = conn.execute(
             "SELECT count(*) FROM job_environments "
             "WHERE environment = 'staging' AND next_run_at_us IS NOT NULL"
         ).fetchone()
     return int(n)
+
+
+@contextmanager
+def reloading(tmp_path: Path, jobs: int) -> Iterator[tuple[DaemonProcess, Path, Path]]:
+    """(daemon, database, config file): a daemon over `jobs` jobs dormant in
+    staging, reloaded into listing staging, once its sync has committed a batch."""
+    db = tmp_path / "jobsd.sqlite3"
+    fill(db, jobs, firing=False)  # dormant in staging, off in production
+    cfg = tmp_path / "jobsd.toml"
+    cfg.write_text(config_text(tmp_path))
+    with DaemonProcess(["serve", "--config", str(cfg)], tmp_path) as daemon:
+        assert woken(db) == 0
+        cfg.write_text(config_text(tmp_path, acme=BOTH))
+        daemon.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while not woken(db):  # the sync has committed a batch
+            assert daemon.proc is not None and daemon.proc.poll() is None, daemon.stderr()
+            assert time.monotonic() < deadline, daemon.stderr()
+            time.sleep(0.002)
+        yield daemon, db, cfg
 
 
 def test_a_reload_whose_sync_fails_half_way_leaves_nothing_of_it(tmp_path: Path) -> None:
@@ -87,7 +109,7 @@ def test_a_reload_whose_sync_fails_half_way_leaves_nothing_of_it(tmp_path: Path)
         try:
             daemon.signal(signal.SIGHUP)
             deadline = time.monotonic() + 30
-            while not _woken(db):  # a batch has committed
+            while not woken(db):  # a batch has committed
                 assert time.monotonic() < deadline, daemon.stderr()
                 time.sleep(0.002)
             locker.execute("BEGIN IMMEDIATE")
@@ -100,8 +122,8 @@ def test_a_reload_whose_sync_fails_half_way_leaves_nothing_of_it(tmp_path: Path)
             if locker.in_transaction:
                 locker.execute("ROLLBACK")
             locker.close()
-        while _woken(db) and time.monotonic() < deadline:
+        while woken(db) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert _woken(db) == 0, daemon.stderr()
+        assert woken(db) == 0, daemon.stderr()
         assert "Traceback" not in daemon.stderr()
         assert daemon.stop() == 0

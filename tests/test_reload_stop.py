@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tests.conftest import config_text
 from tests.daemon_process import DaemonProcess
-from tests.test_reload_refusals import BOTH, _woken
+from tests.test_reload_refusals import BOTH, reloading, woken
 from tests.test_sync_batches import fill
 
 JOBS = 100_000  # ~4 s of sync unloaded (50 batches): a stop between two is well before its end
@@ -28,31 +28,20 @@ JOBS = 100_000  # ~4 s of sync unloaded (50 batches): a stop between two is well
 def test_sigterm_during_a_reload_sync_stops_at_once_and_the_next_start_completes_it(
     tmp_path: Path,
 ) -> None:
-    db = tmp_path / "jobsd.sqlite3"
-    fill(db, JOBS, firing=False)  # dormant in staging, off in production
-    cfg = tmp_path / "jobsd.toml"
-    cfg.write_text(config_text(tmp_path))
-    with DaemonProcess(["serve", "--config", str(cfg)], tmp_path) as daemon:
-        assert _woken(db) == 0
-        cfg.write_text(config_text(tmp_path, acme=BOTH))
-        daemon.signal(signal.SIGHUP)
-        deadline = time.monotonic() + 30
-        while not _woken(db):  # the sync has committed a batch
-            assert time.monotonic() < deadline, daemon.stderr()
-            time.sleep(0.002)
+    with reloading(tmp_path, JOBS) as (daemon, db, cfg):
         daemon.signal(signal.SIGTERM)
         signalled = time.monotonic()
         assert daemon.stop(timeout_s=30) == 0, daemon.stderr()
         took = time.monotonic() - signalled
         log = daemon.stderr()
-        woken = _woken(db)
+        at_exit = woken(db)
         # Without the fix the stop waits for the whole sync: every row is woken.
-        assert woken < JOBS // 2, (woken, took, log)
+        assert at_exit < JOBS // 2, (at_exit, took, log)
         assert took < 10, (took, log)
         assert "interrupted by the stop" in log, log
         assert "Traceback" not in log, log
     with DaemonProcess(["serve", "--config", str(cfg)], tmp_path) as again:
-        assert _woken(db) == JOBS, again.stderr()  # synced before it served
+        assert woken(db) == JOBS, again.stderr()  # synced before it served
         assert again.stop() == 0, again.stderr()
 
 
@@ -75,7 +64,7 @@ def test_sigterm_during_the_start_sync_exits_at_once_and_the_next_start_complete
         )
         try:
             deadline = time.monotonic() + 30
-            while not _woken(db):
+            while not woken(db):
                 assert proc.poll() is None, stderr.read_text()
                 assert time.monotonic() < deadline, stderr.read_text()
                 time.sleep(0.002)
@@ -86,8 +75,8 @@ def test_sigterm_during_the_start_sync_exits_at_once_and_the_next_start_complete
                 proc.kill()
                 proc.wait()
     log = stderr.read_text()
-    assert _woken(db) < JOBS // 2, log
+    assert woken(db) < JOBS // 2, log
     assert "interrupted by the stop" in log and "Traceback" not in log, log
     with DaemonProcess(["serve", "--config", str(cfg)], tmp_path) as again:
-        assert _woken(db) == JOBS, again.stderr()
+        assert woken(db) == JOBS, again.stderr()
         assert again.stop() == 0, again.stderr()
