@@ -49,7 +49,7 @@ from typing import Any
 
 import trio
 
-from jobsd.config import Config, load_config
+from jobsd.config import AccountConfig, Config, load_config
 from jobsd.errors import ConfigError
 from jobsd.notify import Notifier
 from jobsd.settings import Settings
@@ -84,24 +84,42 @@ def environments_of(config: Config) -> dict[str, tuple[str, ...]]:
     return {account.id: account.environments for account in config.accounts}
 
 
+class _Accounts:
+    """The live config's accounts by id, indexed once per config in force: a
+    reload swaps the whole config, so its identity says when to index again.
+    Looked up for every run as it is claimed and sent; scanning the list cost
+    ~210 us a run at 5,000 accounts."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._index: tuple[Config, dict[str, AccountConfig]] | None = None
+
+    def get(self, account_id: str) -> tuple[Config, AccountConfig | None]:
+        config = self._settings.config
+        index = self._index  # one read: the writer thread asks too
+        if index is None or index[0] is not config:
+            index = self._index = (config, {a.id: a for a in config.accounts})
+        return config, index[1].get(account_id)
+
+
 def runs_included_now(settings: Settings) -> Callable[[str], int]:
     """The executors' view of quotas: the live config, read at claim time."""
+    accounts = _Accounts(settings)
 
     def runs_included_of(account_id: str) -> int:
-        current = settings.config
-        for account in current.accounts:
-            if account.id == account_id:
-                return current.plan_of(account).runs_included
-        return 0
+        config, account = accounts.get(account_id)
+        return 0 if account is None else config.plan_of(account).runs_included
 
     return runs_included_of
 
 
 def signs_requests_now(settings: Settings) -> Callable[[str], bool]:
     """The executors' view of `sign_requests`: the live config, read as a run is sent."""
+    accounts = _Accounts(settings)
 
     def signs(account_id: str) -> bool:
-        return any(a.id == account_id and a.sign_requests for a in settings.config.accounts)
+        account = accounts.get(account_id)[1]
+        return account is not None and account.sign_requests
 
     return signs
 

@@ -31,7 +31,7 @@ from jobsd.daemon import DaemonOptions, run_daemon
 from jobsd.job_model import HttpConfig
 from jobsd.lifecycle import Lifecycle, essential
 from jobsd.notify import Notifier
-from jobsd.reload import Reloader, describe_change, runs_included_now
+from jobsd.reload import Reloader, describe_change, runs_included_now, signs_requests_now
 from jobsd.settings import Health, Settings
 from tests.conftest import JSONAPI, TOKEN_A, TOKEN_B, config_text
 from tests.daemon_process import DaemonProcess
@@ -427,3 +427,18 @@ def test_describe_change_tells_alert_urls_without_them(tmp_path: Path) -> None:
         f"account {i!r}: alert_url removed (alerts not yet delivered are dropped)" for i in ids
     ]
     assert "SECRETQUERY" not in repr(set_notes + removed)
+
+
+def test_the_executors_views_of_accounts_follow_each_config_swapped_in(tmp_path: Path) -> None:
+    """Quotas and signing are looked up by account on every run, from an index
+    built once per config: each reload's config must be indexed afresh."""
+    settings = Settings(parse_config(config_text(tmp_path)))
+    runs_included_of, signs = runs_included_now(settings), signs_requests_now(settings)
+    assert (runs_included_of("acme"), signs("acme"), runs_included_of("newco")) == (100, False, 0)
+    settings.config = parse_config(
+        config_text(tmp_path, runs_included=7, acme="sign_requests = true").replace(
+            '[[accounts]]\nid = "other"', '[[accounts]]\nid = "newco"'
+        )
+    )
+    assert (runs_included_of("acme"), signs("acme"), runs_included_of("newco")) == (7, True, -1)
+    assert (runs_included_of("other"), signs("other"), signs("nobody")) == (0, False, False)
