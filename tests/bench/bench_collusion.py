@@ -26,6 +26,7 @@ import httpx2
 import trio
 
 from jobsd.config import token_sha256
+from tests.bench.bench_shares import paused_job
 from tests.bench.e2e.figures import pct
 from tests.bench.raw_http import request_bytes
 from tests.daemon_process import DaemonProcess
@@ -59,15 +60,7 @@ max_timeout = 300
 
 def job(slug: str, body: str) -> bytes:
     configuration = {"url": "http://127.0.0.1:9/x", "body": body}
-    attributes = {"name": slug, "enabled": False, "schedule": "0 0 1 1 *"}
-    doc = {
-        "data": {
-            "type": "job",
-            "id": slug,
-            "attributes": {**attributes, "configuration": configuration},
-        }
-    }
-    return json.dumps(doc).encode()
+    return json.dumps(paused_job(slug, configuration)).encode()
 
 
 async def main(args: argparse.Namespace) -> None:

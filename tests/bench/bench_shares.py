@@ -33,8 +33,10 @@ import json
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import trio
@@ -43,6 +45,7 @@ from jobsd.config import token_sha256
 from tests.bench.bench_fairness import CALM_TOKEN, FLOOD_TOKEN, client, iso_z
 from tests.bench.e2e.figures import pct
 from tests.bench.raw_http import exchange, request_bytes
+from tests.conftest import job_doc
 from tests.daemon_process import DaemonProcess
 from tests.test_concurrency_accounts import create, runs_of
 
@@ -80,15 +83,13 @@ def heavy_job(slug: str) -> bytes:
     """A paused job near the configuration bound: 1.2 MiB of body, 64 headers."""
     headers = [{"name": f"X-H{i}", "value": "v" * 3000} for i in range(64)]
     configuration = {"url": "http://127.0.0.1:9/x", "body": "b" * HEAVY_BODY, "headers": headers}
-    attributes = {"name": slug, "enabled": False, "schedule": "0 0 1 1 *"}
-    doc = {
-        "data": {
-            "type": "job",
-            "id": slug,
-            "attributes": {**attributes, "configuration": configuration},
-        }
-    }
-    return json.dumps(doc, separators=(",", ":")).encode()
+    return json.dumps(paused_job(slug, configuration), separators=(",", ":")).encode()
+
+
+def paused_job(slug: str, configuration: Mapping[str, object]) -> dict[str, Any]:
+    """A job that never fires in a benchmark's run (paused, once a year)."""
+    when = "0 0 1 1 *"
+    return job_doc(slug, name=slug, enabled=False, schedule=when, configuration=configuration)
 
 
 def _ms(values: list[float]) -> str:
