@@ -16,6 +16,7 @@ import pytest
 import trio
 import trio.testing
 
+from jobsd.delivery import request_record
 from jobsd.job_model import HttpConfig
 from jobsd.runs import FailureReason, RunStatus
 from jobsd.workers import wire
@@ -79,13 +80,24 @@ async def test_a_done_with_a_record_nested_too_deep_is_refused() -> None:
         "status": "SUCCEEDED",
         "failure_reason": None,
         "error": None,
-        "request": {},
         "result": json.loads(_nested(200)),
     }
     with pytest.raises(wire.FrameError, match="nested"):
-        wire.outcome_of(doc)
+        wire.outcome_of(doc, {})
     ok = {**doc, "result": {"status": 200, "headers": [{"name": "a", "value": "b"}]}}
-    assert wire.outcome_of(ok).status is RunStatus.SUCCEEDED
+    assert wire.outcome_of(ok, {}).status is RunStatus.SUCCEEDED
+
+
+async def test_the_record_of_the_request_sent_is_the_daemons_not_the_workers() -> None:
+    """What a run says it sent comes from what the daemon asked the worker to
+    send: a worker cannot write it (nor send a job's body back for it)."""
+    forged = {"method": "GET", "url": "http://forged.invalid/", "headers": [], "body": None}
+    done = {"kind": "done", "seq": 0, "status": "SUCCEEDED", "failure_reason": None}
+    frame = wire.encode({**done, "error": None, "request": forged, "result": None})
+    _, got = await _serve_against(frame)
+    [outcome] = got
+    assert outcome.status is RunStatus.SUCCEEDED
+    assert outcome.request == request_record(HttpConfig(url="http://127.0.0.1/"), ())
 
 
 async def test_a_frame_exactly_at_the_bound_is_read_and_one_past_is_not() -> None:
@@ -122,7 +134,6 @@ async def test_a_done_never_given_or_given_twice_answers_nothing_else() -> None:
         "status": "SUCCEEDED",
         "failure_reason": None,
         "error": None,
-        "request": {},
         "result": None,
     }
     frames = b"".join(wire.encode({**done, "seq": s}) for s in (7, 0, 0))

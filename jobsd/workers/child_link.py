@@ -112,9 +112,12 @@ class Child:
                     raise wire.FrameError(f"a worker sent {doc['kind']!r}")
                 # Checked before its waiter leaves `waiting`: a bad outcome ends
                 # the pair, and `lose_all` must still find that run to answer.
-                seq, outcome = wire.seq_of(doc), wire.outcome_of(doc)
-                waiter = self.waiting.pop(seq, None)
+                seq = wire.seq_of(doc)
+                waiter = self.waiting.get(seq)
+                record = {} if waiter is None else request_record(waiter.config, waiter.stamp)
+                outcome = wire.outcome_of(doc, record)
                 if waiter is not None:
+                    del self.waiting[seq]
                     waiter.answer(outcome)
         except (wire.FrameError, trio.BrokenResourceError) as exc:
             # Bounded: the reason may quote what it sent (a kind, a status), and a

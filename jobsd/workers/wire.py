@@ -7,13 +7,17 @@ object whose "kind" says what it is:
                        perform  seq, the run's request (`HttpConfig`) and jobsd's own headers
                        cancel   seq: abandon that request now
     worker -> daemon   ready    after hello
-                       done     seq, the `Outcome`
+                       done     seq, the `Outcome` but its request's record
 
 JSON, never pickle: a worker parses what remote servers send, so nothing it
 writes back may be able to run code in the daemon, which holds the keys and
 the database. Every value is checked on the way in (`outcome_of`), and a
 frame longer than `MAX_FRAME_BYTES` ends the pair (`FrameError`). Header
 values cross here and nowhere else: never in a worker's argv or environment.
+The record of the request a run sent is the daemon's own, made from what it
+asked the worker to send (`jobsd.delivery.request_record`), not read back:
+a job's body would cross twice, and a worker could not write what a run
+says it sent.
 
 Frames are written by one sender task per end (`jobsd.workers.sender`),
 which joins whatever is queued into one write: a burst of runs costs a
@@ -160,7 +164,6 @@ def done_doc(seq: int, outcome: Outcome) -> Doc:
         "status": outcome.status.value,
         "failure_reason": None if outcome.failure_reason is None else outcome.failure_reason.value,
         "error": outcome.error,
-        "request": outcome.request,
         "result": outcome.result,
     }
 
@@ -171,14 +174,15 @@ def done_doc(seq: int, outcome: Outcome) -> Doc:
 _ENDS = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED})
 
 
-def outcome_of(doc: Doc) -> Outcome:
-    """The outcome a worker sent, every field checked; FrameError if one is not of its kind."""
+def outcome_of(doc: Doc, request: dict[str, object]) -> Outcome:
+    """The outcome a worker sent, every field checked, with the daemon's record of
+    the `request` it asked for; FrameError if a field is not of its kind."""
     try:
         reason = doc["failure_reason"]
-        request, result = doc["request"], doc["result"]
-        if not isinstance(request, dict) or not (result is None or isinstance(result, dict)):
-            raise TypeError("request and result are objects")
-        if _too_deep(request) or _too_deep(result):
+        result = doc["result"]
+        if not (result is None or isinstance(result, dict)):
+            raise TypeError("the result is an object")
+        if _too_deep(result):
             # Stored as is, and read back deeper in the API's stack, where
             # json.loads would raise RecursionError on every read of the run.
             raise ValueError(f"a record nested past {MAX_RECORD_DEPTH} levels")
