@@ -59,43 +59,6 @@ def merged_spec(write: JobWrite, stored: JobSpec) -> JobSpec:
     return spec
 
 
-def refuse_reaching_out(before: Job, spec: JobSpec, guard: frozenset[str] | None) -> None:
-    """403 when a scoped replace changes what an environment out of its reach does.
-
-    Every environment inherits the base: a token scoped to staging that could
-    change the base URL, TLS check, headers, cadence or retries of a job
-    enabled in production would send production's own header overrides,
-    secrets included, wherever it chose, and as often. So it may change only
-    what no such environment sees (its own entries, the job's name and
-    description), as it may delete only a job enabled nowhere out of reach.
-    `guard` None: an unscoped token.
-    """
-    if guard is None:
-        return
-    changed = sorted(
-        env
-        for env, state in before.environments.items()
-        if state.enabled
-        and env not in guard
-        and _conduct(before.spec, state.overlay) != _conduct(spec, state.overlay)
-    )
-    if changed:
-        raise errors.forbidden(
-            "environment_scope",
-            f"this change would alter what the job does in {', '.join(changed)}, outside "
-            "this token's environments (they inherit the job's configuration, schedule, "
-            "time zone and retry policy); send those as they are, or use a token that "
-            "can reach them",
-        )
-
-
-def _conduct(spec: JobSpec, overlay: Overlay) -> tuple[object, ...]:
-    """What an environment sends, when, and how it retries: the base under its overlay."""
-    policy = overlay.retry_policy if overlay.retry_policy is not None else spec.retry_policy
-    cadence = environments_sql.effective_cadence(spec, overlay)
-    return (spec.kind, overlay.apply(spec.config), cadence, policy, spec.overlap_policy)
-
-
 def changes_of(job: Job, envs: Mapping[str, object]) -> list[JobChanged]:
     """What the scheduler must hear about `envs` of a job just written."""
     changes = []

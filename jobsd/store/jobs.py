@@ -48,6 +48,7 @@ from jobsd.messages import JobChanged, SchedulerNews
 from jobsd.store import (
     env_sync,
     environments_sql,
+    job_reach,
     job_writes,
     jobs_sql,
     listing_sql,
@@ -150,7 +151,7 @@ class JobStore:
         kinds: Collection[JobKind] = frozenset(JobKind),
     ) -> Job:
         """Replace; `guard` set: refuse (403) a change to what an environment
-        enabled outside it does (`job_writes.refuse_reaching_out`). `kinds`: those
+        enabled outside it does (`job_reach.refuse_reaching_out`). `kinds`: those
         the writing version can show; another is 404 in the write's transaction, so
         a job made manual since the route's check is not replaced through the seed."""
         job_writes.refuse_markers(write)
@@ -162,7 +163,7 @@ class JobStore:
             job_writes.refuse_unknown_policies(conn, account_id, write)
             before = jobs_sql.to_job(row, environments_sql.env_rows(conn, row["id"]), keyring)
             spec = job_writes.merged_spec(write, before.spec)
-            job_writes.refuse_reaching_out(before, spec, guard)
+            job_reach.refuse_reaching_out(conn, before, spec, guard)
             enabled = {env: e.enabled for env, e in before.environments.items()}
             was_counted = limit.counting.counts(before.spec.kind, enabled)
             for env in write.owns:

@@ -20,7 +20,7 @@ def refuse_reaching_out(
     A policy belongs to the account, but a token scoped to staging that could
     rewrite the policy production's jobs retry by would choose how often
     production's requests, its header overrides included, are sent again: the
-    rule a scoped job `PUT` follows (`jobsd.store.job_writes.refuse_reaching_out`).
+    rule a scoped job `PUT` follows (`jobsd.store.job_reach.refuse_reaching_out`).
     An environment's own `retry_policy` wins over the job's.
     """
     if not environments:
