@@ -21,7 +21,9 @@ def refuse_reaching_out(
     rewrite the policy production's jobs retry by would choose how often
     production's requests, its header overrides included, are sent again: the
     rule a scoped job `PUT` follows (`jobsd.store.job_reach.refuse_reaching_out`).
-    An environment's own `retry_policy` wins over the job's.
+    An environment's own `retry_policy` wins over the job's. A run going
+    (PENDING or RUNNING) where its job is paused retries by the policy in
+    force when it fails, so its environment is reached as an enabled one is.
     """
     if not environments:
         return
@@ -30,8 +32,14 @@ def refuse_reaching_out(
         "SELECT e.environment, j.slug FROM job_environments AS e JOIN jobs AS j "
         "ON j.id = e.job_id WHERE j.account_id = ? AND j.deleted_at_us IS NULL "
         f"AND e.enabled = 1 AND e.environment IN ({marks}) "
+        "AND coalesce(e.retry_policy, j.retry_policy) = ? "
+        "UNION SELECT r.environment, j.slug FROM jobs AS j "
+        "JOIN runs AS r INDEXED BY runs_going ON r.job_id = j.id "
+        "AND r.status IN ('PENDING', 'RUNNING') "
+        "LEFT JOIN job_environments AS e ON e.job_id = j.id AND e.environment = r.environment "
+        f"WHERE j.account_id = ? AND j.deleted_at_us IS NULL AND r.environment IN ({marks}) "
         "AND coalesce(e.retry_policy, j.retry_policy) = ? ORDER BY 1, 2 LIMIT 11",
-        (account_id, *environments, policy_id),
+        (account_id, *environments, policy_id, account_id, *environments, policy_id),
     ).fetchall()
     if rows:
         where = sorted({str(r[0]) for r in rows})
