@@ -192,24 +192,25 @@ class JobStore:
         guard: frozenset[str] | None = None,
         kinds: Collection[JobKind] = frozenset(JobKind),
     ) -> None:
-        """Delete; `guard` set: refuse (403) when enabled in an environment outside it;
-        404 when its kind is not among `kinds` (as `replace_job`)."""
+        """Delete; `guard` set: refuse (403) when enabled, or a run is going, in an
+        environment outside it; 404 when its kind is not among `kinds` (as `replace_job`)."""
         now_us = to_us(self.now())
 
         def tx(conn: sqlite3.Connection, ended: list[str]) -> list[JobChanged]:
             row = jobs_sql.live_row_of(conn, account_id, slug, kinds)
             envs = environments_sql.env_rows(conn, row["id"])
             if guard is not None:
+                # A run going out of reach would be canceled (or its retries ended).
+                going = job_reach.going_environments(conn, int(row["id"])) - guard
                 outside = sorted(
-                    str(e["environment"])
-                    for e in envs
-                    if e["enabled"] and e["environment"] not in guard
+                    {str(e["environment"]) for e in envs if e["enabled"]} - guard | going
                 )
                 if outside:
                     raise errors.forbidden(
                         "environment_scope",
-                        f"the job is enabled in {', '.join(outside)}, outside this token's "
-                        "environments; a token that can reach them may delete it",
+                        f"the job is enabled, or a run of it is going, in {', '.join(outside)}, "
+                        "outside this token's environments; a token that can reach them may "
+                        "delete it",
                     )
             jobs_sql.soft_delete(conn, row["id"], now_us=now_us)
             ended += runs_sql.cancel_pending_of_job(conn, row["id"], now_us=now_us)

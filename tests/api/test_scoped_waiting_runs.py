@@ -92,3 +92,16 @@ async def test_once_nothing_waits_out_of_reach_the_base_is_the_tokens_again(h: H
         "warm", job_doc("warm", environments=sent_back, configuration=ELSEWHERE)
     )
     assert r.status == 200, r.body
+
+
+async def test_a_scoped_token_cannot_delete_a_job_going_out_of_reach(h: Harness) -> None:
+    run_id = await paused_with_a_waiting_run(h)
+    full, staging = Versioned(h, NEW), Versioned(h, NEW, token=STAGING)
+    r = await staging.delete_job("warm")
+    assert r.status == 403, r.body
+    assert r.body["errors"][0]["code"] == "environment_scope"
+    assert "production" in r.body["errors"][0]["detail"]
+    run = await full.get_run(run_id)
+    assert run.body["data"]["attributes"]["status"] == "PENDING"  # not canceled by staging
+    assert (await full.cancel(run_id)).status == 200
+    assert (await staging.delete_job("warm")).status == 204
