@@ -153,15 +153,15 @@ def check_room(conn: sqlite3.Connection, account_id: str, limit: Limit) -> None:
         return  # unlimited plans skip the count (a scan)
     if may_enable(limit.active_jobs, listing_sql.count_active(conn, account_id, limit.counting)):
         return
-    what = (
-        "permanent (recurring and manual) jobs"
-        if limit.counting.enabled_in is None
-        else f"jobs enabled in {limit.counting.enabled_in}"
-    )
+    if limit.counting.enabled_in is None:  # 2026-08-07: paused or not, a permanent job counts
+        what = "permanent (recurring and manual) jobs, enabled or not"
+        way = "delete one, or make this one a one-off (one-offs do not count)"
+    else:
+        what = f"jobs enabled in {limit.counting.enabled_in}"
+        way = "pause or delete a job, or create this one disabled"
     raise errors.forbidden(
         "active_jobs_limit",
-        f"the plan allows {limit.active_jobs} {what} and the account has reached it: "
-        "pause or delete a job, or create this one disabled",
+        f"the plan allows {limit.active_jobs} {what} and the account has reached it: {way}",
     )
 
 

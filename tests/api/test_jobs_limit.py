@@ -150,3 +150,23 @@ def test_the_served_spec_names_the_code_on_create(version: str) -> None:
     # a replace never counts against it
     put = spec(version)["paths"]["/api/v1/jobs/{job_id}"]["put"]["responses"]["403"]
     assert "code jobs_limit" not in put["description"]
+
+
+async def test_the_refusal_says_what_would_free_a_place(tmp_path: Path) -> None:
+    """Under 2026-08-07 counting a paused or disabled job still counts: the 403
+    must not send its client to pause one, or to create this one disabled."""
+    pinned = 'api_version = "2026-08-07"'
+    async with make_harness(tmp_path, acme=pinned, active_jobs_limit=1) as h:
+        v = Versioned(h, NEW)
+        assert (await v.post_job(job_doc("one", environments={}))).status == 201
+        r = await v.post_job(job_doc("two", environments={"production": {"enabled": False}}))
+        assert r.status == 403 and r.body["errors"][0]["code"] == "active_jobs_limit"
+        detail = r.body["errors"][0]["detail"]
+        assert "pause" not in detail and "disabled" not in detail, detail
+        assert "delete" in detail and "one-off" in detail, detail
+    async with make_harness(tmp_path / "seed", active_jobs_limit=1) as h:
+        v = Versioned(h, SEED)
+        assert (await v.post_job(job_doc("one", enabled=True))).status == 201
+        r = await v.post_job(job_doc("two", enabled=True))
+        assert r.status == 403
+        assert "disabled" in r.body["errors"][0]["detail"]
