@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 
 from jobsd import errors
-from jobsd.job_model import Job, JobSpec, Overlay
+from jobsd.job_model import Job, JobKind, JobSpec, Overlay
 from jobsd.store import environments_sql
 
 
@@ -28,8 +28,10 @@ def refuse_reaching_out(
     A run still going out of reach (a retry held while the job is paused
     there, a run-now of a paused job) reads its request when it starts, and
     its retry, written when it fails, reads it again: so its environment is
-    reached too, for what that run sends and how it retries. `guard` None:
-    an unscoped token.
+    reached too, for what that run sends and how it retries. Nor may it make
+    the job manual or a one-off where an entry out of reach, paused or not,
+    holds a schedule or time zone override: that drops them, unseen. `guard`
+    None: an unscoped token.
     """
     if guard is None:
         return
@@ -44,6 +46,7 @@ def refuse_reaching_out(
                 and _conduct(before.spec, state.overlay) != _conduct(spec, state.overlay)
             )
             or (env in waiting and _sent(before.spec, state.overlay) != _sent(spec, state.overlay))
+            or _drops_cadence(before.spec, spec, state.overlay)
         )
     )
     changed += sorted(  # going where the job has no entry: the base alone is sent
@@ -70,6 +73,14 @@ def going_environments(conn: sqlite3.Connection, job_pk: int) -> frozenset[str]:
         (job_pk,),
     )
     return frozenset(str(r[0]) for r in rows)
+
+
+def _drops_cadence(before: JobSpec, spec: JobSpec, overlay: Overlay) -> bool:
+    """Whether the replace makes a recurring job manual or a one-off while the entry
+    holds a schedule or time zone override, which that drops (they apply to cron only)."""
+    if before.kind is not JobKind.RECURRING or spec.kind is JobKind.RECURRING:
+        return False
+    return overlay.schedule is not None or overlay.timezone is not None
 
 
 def _sent(spec: JobSpec, overlay: Overlay) -> tuple[object, ...]:

@@ -92,3 +92,35 @@ async def test_a_scoped_write_back_as_read_changes_nothing(
         put = await scoped.put_job("j", read.body)
         assert put.status == 200, put.body
         assert kept((await v.get_job("j")).body["data"]["attributes"]) == kept(before)
+
+
+async def test_a_scoped_put_cannot_drop_the_cadence_of_an_entry_out_of_reach(
+    tmp_path: Path,
+) -> None:
+    """Making a job manual or a one-off drops every entry's schedule and time zone
+    overrides (they apply to cron only): out of the token's reach, paused or not,
+    that entry is not its to lose, unseen."""
+    async with make_harness(tmp_path, acme=ACME) as h:
+        full, staging = Versioned(h, NEW), Versioned(h, NEW, token=STAGING)
+        prod = {"enabled": False, "schedule": "0 5 * * *", "timezone": "Europe/Paris"}
+        attrs = {
+            "name": "warm",
+            "schedule": "0 2 * * *",
+            "configuration": {"url": "https://example.invalid/"},
+            "environments": {"production": prod, "staging": {"enabled": True}},
+        }
+        assert (
+            await full.post_job({"data": {"type": "job", "id": "j", "attributes": attrs}})
+        ).status == 201
+        before = (await full.get_job("j")).body["data"]["attributes"]
+        for schedule in (None, "2030-01-01T00:00:00Z"):
+            mine = {**attrs, "schedule": schedule, "environments": {"staging": {"enabled": True}}}
+            r = await staging.put_job("j", {"data": {"type": "job", "id": "j", "attributes": mine}})
+            assert r.status == 403, r.body
+            assert r.body["errors"][0]["code"] == "environment_scope"
+            assert "production" in r.body["errors"][0]["detail"]
+            assert kept((await full.get_job("j")).body["data"]["attributes"]) == kept(before)
+        # Its own entry's cadence, and the base's, stay the token's to change.
+        mine = {**attrs, "schedule": "0 3 * * *", "environments": {"staging": {"enabled": True}}}
+        r = await staging.put_job("j", {"data": {"type": "job", "id": "j", "attributes": mine}})
+        assert r.status == 200, r.body
