@@ -105,3 +105,18 @@ async def test_a_scoped_token_cannot_delete_a_job_going_out_of_reach(h: Harness)
     assert run.body["data"]["attributes"]["status"] == "PENDING"  # not canceled by staging
     assert (await full.cancel(run_id)).status == 200
     assert (await staging.delete_job("warm")).status == 204
+
+
+async def test_a_run_going_where_the_job_has_no_entry_is_reached_too(h: Harness) -> None:
+    # The seed runs a job in the default environment even with no entry there: that
+    # run sends the base alone, which the staging token may then not repoint.
+    full, staging = Versioned(h, NEW), Versioned(h, NEW, token=STAGING)
+    mine = {"staging": {"enabled": True}}
+    assert (await full.post_job(job_doc("warm", environments=mine))).status == 201
+    run = await Versioned(h, SEED).run_now("warm")
+    assert run.status == 200, run.body
+    r = await staging.put_job("warm", job_doc("warm", environments=mine, configuration=ELSEWHERE))
+    assert r.status == 403 and "production" in r.body["errors"][0]["detail"], r.body
+    assert (await full.cancel(run.body["data"]["id"])).status == 200
+    r = await staging.put_job("warm", job_doc("warm", environments=mine, configuration=ELSEWHERE))
+    assert r.status == 200, r.body
