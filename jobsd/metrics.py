@@ -33,7 +33,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
-from prometheus_client.exposition import choose_encoder
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, choose_encoder, generate_latest
 
 from jobsd.messages import RunEnded
 from jobsd.runs import FailureReason
@@ -229,11 +229,17 @@ class Metrics:
         counts just read (`alerts`: the outbox's, per account; an account with none
         has no sample, so a removed account leaves none behind). The format is
         negotiated on `accept` as the library's own handler does: Prometheus text
-        0.0.4 unless OpenMetrics is asked for."""
+        0.0.4 unless OpenMetrics is asked for. A `version` the library cannot
+        compare (`version=abc`: its `parse_version` keeps the text, and comparing
+        that with a number raised a TypeError, a 500) gets text 0.0.4, as any
+        Accept it does not understand."""
         self.pending.set(pending)
         self.running.set(running)
         self.alerts_pending.clear()
         for account, held in (alerts or {}).items():
             self.alerts_pending.labels(account).set(held)
-        encode, content_type = choose_encoder(accept or "")
+        try:
+            encode, content_type = choose_encoder(accept or "")
+        except (TypeError, ValueError):
+            encode, content_type = generate_latest, CONTENT_TYPE_PLAIN_0_0_4
         return encode(self.registry), content_type

@@ -217,6 +217,24 @@ async def test_loopback_scrapes_and_another_peer_gets_403_and_learns_nothing(
             assert r.status_code == 200
 
 
+async def test_an_accept_version_the_library_cannot_compare_gets_text_not_a_500(
+    tmp_path: Path,
+) -> None:
+    odd = [
+        "application/openmetrics-text; version=abc",
+        "text/plain; version=1.x",
+        "application/openmetrics-text; version=1.0.0 x, text/plain;q=0.5",
+    ]
+    async with serving_daemon(tmp_path) as live, client_from(live, "127.0.0.1") as c:
+        for accept in odd:
+            r = await c.get("/metrics", headers={"Accept": accept})
+            assert r.status_code == 200, (accept, r.text)
+            assert r.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+            assert "jobsd_runs_pending" in families(r.text)
+        r = await c.get("/metrics", headers={"Accept": OPENMETRICS})  # still negotiated
+        assert r.headers["content-type"].startswith("application/openmetrics-text")
+
+
 async def test_a_token_is_required_when_configured(tmp_path: Path) -> None:
     extra = f'[metrics]\ntoken_sha256 = "{token_sha256(SCRAPE_TOKEN)}"\n'
     async with serving_daemon(tmp_path, extra=extra) as live, client_from(live, "127.0.0.1") as c:
