@@ -94,6 +94,40 @@ async def test_the_metrics_allowlist_sees_the_forwarded_client(tmp_path: Path) -
             assert r.status_code == 403
 
 
+async def test_behind_two_trusted_proxies_the_client_is_the_first_untrusted_hop(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A TLS terminator (127.0.0.2) before nginx (127.0.0.1), both on loopback and
+    # both trusted: nginx appends the terminator's address to what it was sent.
+    # Taking that last hop for the client made every client a loopback one, and
+    # the metrics (allowed to loopback by default) anyone's.
+    server = 'trusted_proxies = ["127.0.0.0/8"]\n'
+    async with serving_daemon(tmp_path, server=server) as live:
+        async with client_from(live, "127.0.0.1") as c:
+            with caplog.at_level(logging.INFO, logger="jobsd.access"):
+                for chain, client in [
+                    ("203.0.113.9, 127.0.0.2", "203.0.113.9"),
+                    ("127.0.0.1, 203.0.113.9, 127.0.0.2", "203.0.113.9"),  # a forged first hop
+                    ("198.51.100.7, 203.0.113.9, 127.0.0.3, 127.0.0.2", "203.0.113.9"),
+                    ("not-an-address, 127.0.0.2", "not-an-address"),
+                ]:
+                    caplog.clear()
+                    r = await c.get("/metrics", headers={"X-Forwarded-For": chain})
+                    assert r.status_code == 403, chain
+                    assert access_lines(caplog)[-1]["client"] == client
+                # Every hop a trusted one: the furthest is the client.
+                r = await c.get("/metrics", headers={"X-Forwarded-For": "127.0.0.5, 127.0.0.2"})
+                assert r.status_code == 200
+                assert access_lines(caplog)[-1]["client"] == "127.0.0.5"
+                # A long run of trusted hops is read only so far back (edge.MAX_HOPS, 16).
+                many = ", ".join(["203.0.113.9"] + ["127.0.0.2"] * 20)
+                r = await c.get("/metrics", headers={"X-Forwarded-For": many})
+                assert r.status_code == 200
+        async with client_from(live, "127.0.0.2") as c:  # the outer proxy, direct
+            r = await c.get("/metrics", headers={"X-Forwarded-For": "203.0.113.9"})
+            assert r.status_code == 403
+
+
 def test_address_in() -> None:
     import ipaddress
 

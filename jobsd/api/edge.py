@@ -11,6 +11,14 @@ headers are left unread. A forwarded scheme other than http or https, or a
 forwarded host that is not `host[:port]`, is ignored (links must stay
 http(s) URLs on a host).
 
+The client is then read from `X-Forwarded-For`'s end past every hop that
+is itself a trusted proxy (`forwarded_client`): behind two proxies, both
+listed (a TLS terminator before nginx, both on loopback), the last hop is
+the outer proxy's address, and taking it for the client made every client
+on the internet a loopback one to the metrics allowlist. A client cannot
+forge a trusted hop to the right of its own address (each proxy appends
+after what it was sent), and the walk stops at `MAX_HOPS`.
+
 `Observed` times each request from arrival to its last body chunk and
 reports the method, the route template, the status and the client to the
 `Observer` (metrics, one access log line). The route template is left in
@@ -42,6 +50,7 @@ from jobsd.metrics import UNMATCHED_ROUTE
 from jobsd.observer import Observer
 
 ROUTE_KEY = "jobsd.route"
+MAX_HOPS = 16  # trusted proxies in a row, at most; bounds the work a long header costs
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -149,17 +158,43 @@ class ValidHost:
         await self._app(scope, receive, send)
 
 
+def forwarded_client(
+    headers: Sequence[tuple[bytes, bytes]], proxies: Sequence[Network]
+) -> str | None:
+    """The client `X-Forwarded-For` names (split and stripped as hypercorn does):
+    from its end, the first hop that is not a trusted proxy; if the last
+    `MAX_HOPS` all are, the furthest of them. None without the header."""
+    hops = [
+        hop.decode("latin-1").strip()
+        for name, value in headers
+        if name.lower() == b"x-forwarded-for"
+        for hop in value.split(b",")
+    ]
+    seen = hops[-MAX_HOPS:]
+    if not seen:
+        return None
+    for hop in reversed(seen):
+        if not address_in(hop, proxies):
+            return hop
+    return seen[0]
+
+
 class _LinkSafe:
     """Undo what a link may not carry: a forwarded scheme other than http(s),
-    a forwarded host that is not `host[:port]`."""
+    a forwarded host that is not `host[:port]`; and take the client past the
+    trusted hops (`forwarded_client`)."""
 
-    def __init__(self, app: ASGIFramework, original: Scope) -> None:
+    def __init__(self, app: ASGIFramework, original: Scope, proxies: Sequence[Network]) -> None:
         self._app = app
         self._original = original
+        self._proxies = proxies
 
     async def __call__(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
+        fixed: Any = scope
+        if (client := forwarded_client(fixed["headers"], self._proxies)) is not None:
+            fixed["client"] = (client, 0)
         if scope.get("scheme") not in ("http", "https"):
             scope["scheme"] = self._original["scheme"]  # type: ignore[typeddict-item]
         headers: Any = scope.get("headers", [])
@@ -182,7 +217,7 @@ class TrustedProxies:
             and scope["type"] == "http"
             and address_in(client_of(scope), self._proxies)
         ):
-            inner = _LinkSafe(self._app, scope)
+            inner = _LinkSafe(self._app, scope, self._proxies)
             fixed = ProxyFixMiddleware(inner, mode="legacy", trusted_hops=1)  # type: ignore[arg-type]
             await fixed(scope, receive, send)
             return
