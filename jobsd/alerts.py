@@ -8,6 +8,8 @@ job runs: the same address policy where the socket is opened, the same
 bounds, `POST` with `Content-Type: application/json`, and, when the
 account's `sign_requests` is on, Standard Webhooks signatures whose
 `webhook-id` is the alert's id (`jobsd.signing_secrets.RequestSigner`).
+An unsigned alert carries that `webhook-id` too: OPERATIONS.md has
+receivers deduplicate alerts on it, whether or not they are signed.
 
 What it sends is what the store wrote (`jobsd.store.outbox`): the body is
 fixed, so every attempt of an id carries the same bytes; `webhook-timestamp`
@@ -183,6 +185,8 @@ class AlertSender:
         try:
             if target.signs and self._signer is not None:
                 stamp += self._signer.headers_for(alert.account_id, alert.id, config.payload())
+            else:  # what a receiver deduplicates on (OPERATIONS.md), signed or not
+                stamp.append(("webhook-id", alert.id))
         except SigningError:
             reason, status = "SIGNING_SECRET_MISSING", None
         else:

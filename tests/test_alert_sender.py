@@ -170,6 +170,10 @@ async def test_an_alert_is_retried_with_backoff_until_it_expires_then_dropped(
     assert set(gaps[10:-1]) <= {3600} and 0 < gaps[-1] <= 3600
     assert round(tries[-1].at - tries[0].at) == 3 * 3600  # the last at the expiry itself
     assert len({a.headers["x-jobsd-alert-id"] for a in tries}) == 1
+    # Unsigned (this rig has no signer), each try still names itself by webhook-id,
+    # which receivers deduplicate on (OPERATIONS.md), and carries no signature.
+    assert {a.headers.get("webhook-id") for a in tries} == {tries[0].headers["x-jobsd-alert-id"]}
+    assert not any("webhook-signature" in a.headers for a in tries)
     assert len({a.body for a in tries}) == 1  # one id, one content
     assert (failed, expired, held) == (len(tries), 1, {})
     dropped = [x for x in caplog.records if x.getMessage() == "alert dropped"]
