@@ -244,7 +244,9 @@ async def test_a_token_is_required_when_configured(tmp_path: Path) -> None:
             await c.get("/metrics", headers={"Authorization": f"Bearer {TOKEN_A}"}),
             await c.get("/metrics", headers={"Authorization": SCRAPE_TOKEN}),
         ]
-        assert [r.status_code for r in refusals] == [403] * 4
+        twice = [("Authorization", f"Bearer {SCRAPE_TOKEN}")] * 2  # not one token: refused
+        refusals.append(await c.get("/metrics", headers=twice))
+        assert [r.status_code for r in refusals] == [403] * 5
         assert len({r.content for r in refusals}) == 1  # the same answer whatever failed
         r = await c.get("/metrics", headers={"Authorization": f"Bearer {SCRAPE_TOKEN}"})
         assert r.status_code == 200 and "jobsd_api_requests_total" in r.text
@@ -255,6 +257,8 @@ async def test_a_token_is_required_when_configured(tmp_path: Path) -> None:
     ):
         r = await c.get("/metrics", headers={"Authorization": f"Bearer {SCRAPE_TOKEN}"})
         assert r.status_code == 403
+        r = await c.get("/metrics", headers=[("Authorization", "Bearer x")] * 2)
+        assert r.status_code == 403 and r.json()["errors"][0]["code"] == "forbidden"
 
 
 async def test_a_path_of_its_own_or_none_at_all(tmp_path: Path) -> None:
