@@ -95,15 +95,17 @@ def client_of(scope: Scope) -> str | None:
 
 
 _HOST = re.compile(
-    r"(?:[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*|\[([0-9A-Fa-f:.]+)\])(?::([0-9]{1,5}))?"
+    r"(?:[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*|\[([0-9A-Fa-f:.]+)\])(?::([1-9][0-9]{0,4}))?"
 )
 
 
 def is_host(value: bytes) -> bool:
     """Whether a Host value is `host[:port]` (an IPv6 literal in brackets, a
-    port 1-65535): what Werkzeug reads whole and links can be built on. A
-    name's IDNA labels (`xn--...`) must decode, as Werkzeug decodes them for
-    a link (and raises past the app's error handlers where it cannot)."""
+    port 1-65535 with no leading zero): what Werkzeug reads whole and links
+    can be built on. A name's IDNA labels (`xn--...`) must decode, as
+    Werkzeug decodes them for a link (and raises past the app's error
+    handlers where it cannot). Werkzeug reads a port such as `080` as no
+    host at all, and built `links.next` on it as `http:/api/...`."""
     match = _HOST.fullmatch(value.decode("latin-1"))
     if match is None or (match[2] is not None and not 1 <= int(match[2]) <= 65535):
         return False
