@@ -60,6 +60,9 @@ async def test_links_and_logs_follow_a_trusted_proxy_only(
             untrusted = await next_link(live, "127.0.0.2", FORWARDED)
             assert untrusted.startswith(direct)
             assert access_lines(caplog)[-1]["client"] == "127.0.0.2"
+            # A scheme is case-insensitive: HTTPS is https (it used to be ignored).
+            upper = await next_link(live, "127.0.0.1", {**FORWARDED, "X-Forwarded-Proto": "HTTPS"})
+            assert upper.startswith("https://jobs.example.com/api/v1/runs?"), upper
             # A scheme a link must not carry is ignored, even from the proxy.
             odd = await next_link(
                 live, "127.0.0.1", {**FORWARDED, "X-Forwarded-Proto": "javascript"}

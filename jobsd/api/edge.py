@@ -188,7 +188,7 @@ class _LinkSafe:
 
     def __init__(self, app: ASGIFramework, original: Scope, proxies: Sequence[Network]) -> None:
         self._app = app
-        self._original = original
+        self._original: Any = original
         self._proxies = proxies
 
     async def __call__(
@@ -197,12 +197,11 @@ class _LinkSafe:
         fixed: Any = scope
         if (client := forwarded_client(fixed["headers"], self._proxies)) is not None:
             fixed["client"] = (client, 0)
-        if scope.get("scheme") not in ("http", "https"):
-            scope["scheme"] = self._original["scheme"]  # type: ignore[typeddict-item]
-        headers: Any = scope.get("headers", [])
-        hosts = [v for k, v in headers if k.lower() == b"host"]
+        scheme = str(fixed.get("scheme", "")).lower()  # a scheme is case-insensitive (RFC 3986)
+        fixed["scheme"] = scheme if scheme in ("http", "https") else self._original["scheme"]
+        hosts = [v for k, v in fixed["headers"] if k.lower() == b"host"]
         if hosts and not is_host(hosts[-1]):
-            scope["headers"] = self._original["headers"]  # type: ignore[typeddict-item]
+            fixed["headers"] = self._original["headers"]
         await self._app(scope, receive, send)
 
 
