@@ -185,7 +185,7 @@ class AlertSender:
         try:
             if target.signs and self._signer is not None:
                 stamp += self._signer.headers_for(alert.account_id, alert.id, config.payload())
-            else:  # what a receiver deduplicates on (OPERATIONS.md), signed or not
+            if all(name != "webhook-id" for name, _ in stamp):  # unsigned: still named by it
                 stamp.append(("webhook-id", alert.id))
         except SigningError:
             reason, status = "SIGNING_SECRET_MISSING", None
