@@ -300,7 +300,13 @@ def check_run(run: dict[str, Any]) -> None:
         assert started is None, where
     if status in ("RUNNING", "SUCCEEDED") or reason == "WORKER_LOST":
         assert started is not None, where
-    assert (started is not None) == (run["metered_period"] is not None), where
+    if run["metered_period"] is not None:
+        assert started is not None, where
+    elif started is not None:
+        # Claimed, then ended before its request left (a cancel withdrew its frame
+        # from a worker's queue; no worker took it; no secret to sign with): the
+        # meter is given back, as a run is metered once its request starts.
+        assert status == "CANCELED" or reason == "WORKER_LOST", where
     if started is not None:
         assert created <= started, where
     if finished is not None:
