@@ -9,7 +9,9 @@ callers, all of them with one wake-up of the trio thread. Concurrent writes ther
 between them, and a caller is never told "done" before its data is durable.
 
 Reads use a small pool of read-only connections on trio's worker threads,
-so a long listing never waits behind the writer (WAL lets both proceed).
+so a long listing never waits behind the writer (WAL lets both proceed);
+a read made for an account (`owner`) stays within its share of them
+(`jobsd.store.read_shares`).
 Listings read through snapshots of their own (`jobsd.store.snapshots`).
 A point read (a few rows found by a unique key: one job, one run) runs on the event
 loop's thread instead, on a read-only connection that never waits for a
@@ -60,6 +62,7 @@ import trio
 
 from jobsd.clock import perf_s
 from jobsd.errors import StorageError, database_locked, is_store_busy
+from jobsd.store.read_shares import ReadShares
 from jobsd.store.schema import configure
 from jobsd.store.snapshots import Snapshot, SnapshotPool
 from jobsd.store.write_batch import Outcome, Pending, alone, in_savepoint, settle
@@ -97,6 +100,7 @@ class Engine:
         self._inflight = trio.Semaphore(1024)
         self._read_conns: list[sqlite3.Connection] = []
         self._read_limiter = trio.CapacityLimiter(readers)
+        self.read_shares = ReadShares(readers)
         self._point_conn: sqlite3.Connection | None = None
         self._readers = readers
         self.snapshots = SnapshotPool(
@@ -171,22 +175,24 @@ class Engine:
         assert self._broken_why is not None
         return StorageError(self._broken_why)
 
-    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        async with self._read_limiter:
+    async def read(self, fn: Callable[[sqlite3.Connection], T], owner: str | None = None) -> T:
+        async with self.read_shares.held(owner), self._read_limiter:
             conn = self._read_conns.pop() if self._read_conns else self.open_reader()
             try:
                 return await trio.to_thread.run_sync(fn, conn, abandon_on_cancel=False)
             finally:
                 self._read_conns.append(conn)
 
-    async def point_read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def point_read(
+        self, fn: Callable[[sqlite3.Connection], T], owner: str | None = None
+    ) -> T:
         """`read` for a bounded lookup by key, run here; waits only if SQLite is busy."""
         try:
             return self.point_read_now(fn)
         except sqlite3.OperationalError as exc:
             if getattr(exc, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_BUSY:
                 raise
-        return await self.read(fn)
+        return await self.read(fn, owner)
 
     def point_read_now(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """A point read here and now, never waiting: SQLite's busy error instead."""

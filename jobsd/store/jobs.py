@@ -224,7 +224,9 @@ class JobStore:
         self, account_id: str, slug: str, kinds: Collection[JobKind] = frozenset(JobKind)
     ) -> Job:
         """The live job; 404 also when its kind is not among `kinds` (a version cannot show it)."""
-        return await self._engine.point_read(partial(self._live_job, account_id, slug, kinds))
+        return await self._engine.point_read(
+            partial(self._live_job, account_id, slug, kinds), account_id
+        )
 
     def get_job_now(self, account_id: str, slug: str, kinds: Collection[JobKind]) -> Job:
         """`get_job` without waiting: SQLite's busy error where it would wait."""
@@ -252,7 +254,7 @@ class JobStore:
                 listing_sql.count_active(conn, account_id, counting),
             )
 
-        return await self._engine.read(q)
+        return await self._engine.read(q, account_id)
 
     async def sync_environments(
         self, configured: Mapping[str, Sequence[str]], *, announce: bool = True

@@ -135,7 +135,7 @@ class RetryPolicyStore:
                 raise _not_found(policy_id)
             return _to_policy(row)
 
-        return await self._engine.read(q)
+        return await self._engine.read(q, account_id)
 
     async def list(
         self, account_id: str, query: PolicyQuery
@@ -158,7 +158,7 @@ class RetryPolicyStore:
                 total = int(conn.execute(sql, params).fetchone()[0])
             return [_to_policy(r) for r in rows], total
 
-        return await self._engine.read(q)
+        return await self._engine.read(q, account_id)
 
     async def delete(self, account_id: str, policy_id: str) -> None:
         """Delete; 409 naming the jobs that still use it, in the error's meta."""

@@ -288,11 +288,11 @@ class StatsStore:
         self._engine = engine
 
     async def run_stats(self, account_id: str, query: StatsQuery) -> RunStats:
-        return await self._engine.read(lambda c: run_stats(c, account_id, query))
+        return await self._engine.read(lambda c: run_stats(c, account_id, query), account_id)
 
     async def created_span(
         self, account_id: str, interval: Interval, environments: frozenset[str] | None
     ) -> tuple[int, int] | None:
         return await self._engine.read(
-            lambda c: created_span(c, account_id, interval, environments)
+            lambda c: created_span(c, account_id, interval, environments), account_id
         )

@@ -171,7 +171,9 @@ class RunStore(RunRecordStore):
     ) -> Run:
         # One row by its key: on the loop's thread (`Engine.point_read`), as a
         # job is. A worker thread's hand-over cost a GET of one run ~2x the CPU.
-        return await self._engine.point_read(partial(_run_of, account_id, run_id, visible))
+        return await self._engine.point_read(
+            partial(_run_of, account_id, run_id, visible), account_id
+        )
 
     def get_run_now(self, account_id: str, run_id: str, visible: Collection[str] | None) -> Run:
         """`get_run` without waiting: SQLite's busy error where it would wait."""
