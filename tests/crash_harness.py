@@ -237,8 +237,9 @@ def read_snapshot(db_path: Path, log_path: Path) -> Snapshot:
                 f"SELECT account_id, {unit}, environment, {', '.join(STATUS_COLUMNS)} FROM {table}"
             )
         } | {
-            ("pending_counts", *r)
-            for r in conn.execute("SELECT account_id, n FROM pending_counts WHERE n > 0")
+            (table, *r)
+            for table in ("pending_counts", "held_counts")
+            for r in conn.execute(f"SELECT account_id, n FROM {table} WHERE n > 0")
         }
         job_counts = {
             str(r[0]): int(r[1])
@@ -257,13 +258,14 @@ def recount_jobs(jobs: dict[int, dict[str, Any]]) -> dict[str, int]:
 
 
 def recount(runs: dict[str, dict[str, Any]]) -> set[tuple[Any, ...]]:
-    """The count tables' rows (and each account's queued runs, `pending_counts`)
-    as the runs say they should be."""
+    """The count tables' rows (and each account's queued runs, `pending_counts`,
+    and held retries, `held_counts`) as the runs say they should be."""
     tally: Counter[tuple[Any, ...]] = Counter()
     queued: Counter[str] = Counter()
+    held: Counter[str] = Counter()
     for r in runs.values():
-        if r["status"] == "PENDING" and r.get("held_until_us") is None:
-            queued[r["account_id"]] += 1
+        if r["status"] == "PENDING":
+            (queued if r.get("held_until_us") is None else held)[r["account_id"]] += 1
         for table, _, unit_us in GRAINS:
             tally[
                 (
@@ -278,9 +280,11 @@ def recount(runs: dict[str, dict[str, Any]]) -> set[tuple[Any, ...]]:
     for (table, account, at, env, status), n in tally.items():
         counts = rows.setdefault((table, account, at, env), [0] * len(STATUS_COLUMNS))
         counts[STATUS_COLUMNS.index(status.lower())] = n
-    return {(*key, *counts) for key, counts in rows.items()} | {
-        ("pending_counts", account, n) for account, n in queued.items()
-    }
+    return (
+        {(*key, *counts) for key, counts in rows.items()}
+        | {("pending_counts", account, n) for account, n in queued.items()}
+        | {("held_counts", account, n) for account, n in held.items()}
+    )
 
 
 # -- the audit ---------------------------------------------------------------------

@@ -128,6 +128,35 @@ def test_the_audit_refuses_a_queued_count_that_disagrees_with_the_runs() -> None
         audit(snap, Ledger(), final=False)
 
 
+def test_the_audit_refuses_a_held_count_that_disagrees_with_the_runs() -> None:
+    held = _run(
+        "a",
+        "PENDING",
+        trigger="RETRY",
+        created_at_us=3 * US,
+        scheduled_for_us=4 * US,  # its failure's end plus the policy's 1 s
+        held_until_us=4 * US,
+        retry_of="first",
+        retry_attempt=1,
+        retried_run="first",
+    )
+    failed = _run(
+        "first",
+        "FAILED",
+        failure_reason="NON_SUCCESS_STATUS",
+        retry_of=None,
+        retry_attempt=None,
+        retried_run=None,
+    )
+    snap = _snapshot(failed, held, log=("first",))
+    assert ("held_counts", "acme", 1) in snap.counts
+    assert not any(row[0] == "pending_counts" for row in snap.counts)  # held, not queued
+    audit(snap, Ledger(), final=False)
+    snap.counts = snap.counts - {("held_counts", "acme", 1)}
+    with pytest.raises(AssertionError, match="counts disagree"):
+        audit(snap, Ledger(), final=False)
+
+
 def test_the_audit_refuses_a_job_count_that_disagrees_with_the_jobs() -> None:
     snap = _snapshot(_run("a", "SUCCEEDED"), log=("a",))
     assert snap.job_counts == {"acme": 1}

@@ -1,6 +1,7 @@
 """`pending_counts` (`jobsd.store.pending_counts`): each account's queued runs,
 kept by triggers, equal to counting them after any sequence of changes, and
-what `max_pending_runs` is checked against in O(1)."""
+what `max_pending_runs` is checked against in O(1); `held_counts` likewise
+for the retries held for their instant (`MAX_HELD_RETRIES`)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jobsd.store import schema
-from jobsd.store.pending_counts import pending_count
+from jobsd.store.pending_counts import held_count, pending_count
 from jobsd.store.queue_sql import QUEUED
+
+HELD = "status = 'PENDING' AND held_until_us IS NOT NULL"
 
 ACCOUNTS = ("acme", "other")
 STATUSES = ("PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELED")
@@ -33,17 +36,17 @@ def migrated(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def counted(conn: sqlite3.Connection) -> dict[str, int]:
+def counted(conn: sqlite3.Connection, which: str = QUEUED) -> dict[str, int]:
     return {
         str(account): int(n)
         for account, n in conn.execute(
-            f"SELECT account_id, count(*) FROM runs WHERE {QUEUED} GROUP BY account_id"
+            f"SELECT account_id, count(*) FROM runs WHERE {which} GROUP BY account_id"
         )
     }
 
 
-def kept(conn: sqlite3.Connection) -> dict[str, int]:
-    return {account: n for account in ACCOUNTS if (n := pending_count(conn, account))}
+def kept(conn: sqlite3.Connection, count: object = pending_count) -> dict[str, int]:
+    return {account: n for account in ACCOUNTS if (n := count(conn, account))}  # type: ignore[operator]
 
 
 def insert(conn: sqlite3.Connection, n: int, account: int, held: bool) -> None:
@@ -107,6 +110,7 @@ def test_the_kept_count_equals_counting_after_any_changes(
                 insert(conn, n, which, bool(arg))
                 conn.execute("ROLLBACK")
             assert kept(conn) == counted(conn), (n, op)
+            assert kept(conn, held_count) == counted(conn, HELD), (n, op)
         conn.close()
 
 
@@ -118,12 +122,15 @@ def test_migration_counts_what_is_already_queued(tmp_path: Path) -> None:
     for name in ("insert", "delete", "update"):  # as before migration 10
         conn.execute(f"DROP TRIGGER pending_counts_{name}")
         conn.execute(f"DROP TRIGGER job_counts_{name}")  # migration 11's, after it
+        conn.execute(f"DROP TRIGGER held_counts_{name}")  # migration 12's
     conn.execute("DROP TABLE pending_counts")
     conn.execute("DROP TABLE job_counts")
+    conn.execute("DROP TABLE held_counts")
     conn.execute("DELETE FROM schema_version")
     conn.execute("INSERT INTO schema_version (version) VALUES (9)")
     schema.migrate(conn)
     assert kept(conn) == counted(conn) == {"acme": 2, "other": 1}
+    assert kept(conn, held_count) == counted(conn, HELD) == {"other": 1}
 
 
 def test_the_backlog_check_reads_one_row(tmp_path: Path) -> None:

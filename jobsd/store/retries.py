@@ -14,11 +14,13 @@ keeps the due instant for good, so its lateness shows as a scheduled
 run's does.
 
 A chain ends when a retry succeeds, when the policy says no more (attempts,
-failure reasons, statuses), when a retry is canceled or refused for quota
-(neither passes through here: only a finished request is retried), when
-the job is gone, or when its environment leaves the account's config
-(`cancel_held_outside`: nothing fires in a dormant environment). A run
-lost in flight (WORKER_LOST) is never retried.
+failure reasons, statuses), when the account already holds
+`MAX_HELD_RETRIES` retries (the failed run's `error` says so), when a retry
+is canceled or refused for quota (neither passes through here: only a
+finished request is retried), when the job is gone, or when its
+environment leaves the account's config (`cancel_held_outside`: nothing
+fires in a dormant environment). A run lost in flight (WORKER_LOST) is
+never retried.
 """
 
 from __future__ import annotations
@@ -32,7 +34,13 @@ from jobsd.messages import Outcome, RetryHeld, RunOrder
 from jobsd.retry import retry_delay, should_retry
 from jobsd.runs import Trigger
 from jobsd.store import environments_sql, jobs_sql, runs_sql
+from jobsd.store.pending_counts import MAX_HELD_RETRIES, held_count
 from jobsd.store.policies import policy_rules
+
+_NOT_HELD = (
+    f"not retried: the account already holds {MAX_HELD_RETRIES} retries waiting for "
+    "their instant (the most it may)"
+)
 
 
 def schedule_retry(
@@ -57,6 +65,12 @@ def schedule_retry(
     status = result.get("status")
     http_status = status if isinstance(status, int) else None
     if rules is None or not should_retry(rules, reason, http_status, attempt):
+        return None
+    if held_count(conn, run["account_id"]) >= MAX_HELD_RETRIES:
+        conn.execute(
+            "UPDATE runs SET error = coalesce(error || '; ', '') || ? WHERE id = ?",
+            (_NOT_HELD, run["id"]),
+        )
         return None
     headers = result.get("headers")
     retry_after = headers.get("retry-after") if isinstance(headers, dict) else None

@@ -161,6 +161,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     # 11: each account's live jobs, counted (the plan's max_jobs); see
     # jobsd.store.job_counts.
     lambda conn, defaults: _run_all(conn, job_counts.STATEMENTS),
+    # 12: each account's retries held for their instant, counted (their bound);
+    # see jobsd.store.pending_counts.
+    lambda conn, defaults: _run_all(conn, pending_counts.HELD_STATEMENTS),
 )
 
 
@@ -176,6 +179,7 @@ RETRY_RUNS_VERSION = 7
 ALERTS_VERSION = 8  # the alert outbox (its test upgrades from just before it)
 ENVIRONMENT_INDEXES_VERSION = 9  # environment rows by environment (sync_environments)
 JOB_COUNTS_VERSION = 11  # each account's live jobs, counted (its test upgrades from before it)
+HELD_COUNTS_VERSION = 12  # each account's held retries, counted (likewise)
 
 
 def configure(conn: sqlite3.Connection, *, readonly: bool = False) -> None:
