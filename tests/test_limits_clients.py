@@ -14,7 +14,7 @@ from pathlib import Path
 
 import trio
 
-from jobsd.api.client_share import ClientShares, client_key, default_share
+from jobsd.api.client_share import REFUSING_AT_ONCE, ClientShares, client_key, default_share
 from tests.conftest import JSONAPI, TOKEN_A
 from tests.test_limits import serving_daemon
 from tests.wire import request
@@ -94,3 +94,36 @@ def test_shares_leave_an_eighth_and_count_ipv6_by_its_64() -> None:
     assert client_key("10.1.2.3", proxies) is None  # a trusted proxy counts against no one
     shares = ClientShares(2)
     assert shares.share == 2
+
+
+async def test_at_most_32_refusals_are_written_at_once_the_rest_closed_unanswered() -> None:
+    """Each refusal may take up to a second (its answer, then reading what the
+    client still sends), so a client refused over and over must not hold more
+    than `REFUSING_AT_ONCE` of them: past that, closed without a word."""
+    shares = ClientShares(0)
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    extra = 8
+    clients: list[trio.SocketStream] = []
+    async with trio.open_nursery() as nursery:
+
+        async def refuse_each(listener: trio.SocketListener) -> None:
+            while True:
+                nursery.start_soon(shares.refuse, await listener.accept())
+
+        nursery.start_soon(refuse_each, listeners[0])
+        for n in range(REFUSING_AT_ONCE + extra):
+            clients.append(await trio.open_tcp_stream("127.0.0.1", port))
+            if n == REFUSING_AT_ONCE - 1:
+                await trio.sleep(0.2)  # the first 32 are being refused: each holds its place
+        answers = []
+        for client in clients:  # none of them sends anything, or closes: each holds ~1 s
+            answers.append(await _read_to_close(client, 3))
+            await client.aclose()
+        nursery.cancel_scope.cancel()
+    for listener in listeners:
+        await listener.aclose()
+    answered = sum(1 for a in answers if a.startswith(b"HTTP/1.1 503"))
+    assert answers[0].startswith(b"HTTP/1.1 503") and b"too_many_connections" in answers[0]
+    assert answered == REFUSING_AT_ONCE, [a[:12] for a in answers]
+    assert answers[-extra:] == [b""] * extra  # closed unanswered
