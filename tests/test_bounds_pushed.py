@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from jobsd import keyfile, signing
+from jobsd import http_url, keyfile, signing
 from jobsd.address_policy import AddressPolicy
 from jobsd.alert_body import MAX_ERROR_CHARS, alert_body
 from jobsd.alert_rules import AlertType
@@ -33,6 +33,7 @@ from jobsd.api.v2026_08_07 import environments
 from jobsd.cli_signing import MAX_OVERLAP_H, _hours
 from jobsd.delivery import CA_BYTES_KEPT, CA_CONTEXTS_KEPT, Delivery
 from jobsd.errors import ConfigError
+from jobsd.http_url import PARSED_URLS_KEPT
 from jobsd.job_model import HttpConfig, JobKind
 from jobsd.messages import Run
 from jobsd.run_filters import STATUS_CHOICES, parse_choices
@@ -201,3 +202,17 @@ def test_a_ca_context_dropped_for_its_bytes_is_not_kept_by_its_connector() -> No
         delivery._connector_for(context)
     kept = {id(context) for context, _ in delivery._with_ca.values()}
     assert set(delivery._transports) <= kept
+
+
+def test_parsed_urls_are_kept_4096_at_most() -> None:
+    """Every run's URL is parsed through a cache (a burst to one URL parses it
+    once); the URLs are the jobs', so the cache must not grow with them."""
+    http_url.parse.cache_clear()
+    try:
+        for n in range(PARSED_URLS_KEPT + 1):
+            http_url.parse(f"http://127.0.0.1:8080/job-{n}")
+        info = http_url.parse.cache_info()
+        assert info.currsize == PARSED_URLS_KEPT, info
+        assert info.misses == PARSED_URLS_KEPT + 1
+    finally:
+        http_url.parse.cache_clear()
