@@ -14,6 +14,15 @@ CANCELED, never metered, whose `error` begins with `skipped:` and names
 the run still going. The job advances as usual, so its next slot fires
 normally once that run has ended. A one-off's single slot always fires:
 skipping it would mean it never runs.
+
+Under ALLOW a recurring slot's run may overlap a running one, but never
+queue behind another slot's run of the same job and environment still
+waiting to start: that slot is recorded skipped the same way (`error`
+names the run waiting). Scheduled runs are never refused, so without this
+an account whose runs could not keep up (targets that hang, on a plan with
+no monthly quota to drain them) queued one more run per slot without end,
+each sent hours late; now at most one per job and environment waits, as
+catch-up gives the slots missed while down one run.
 """
 
 from __future__ import annotations
@@ -107,13 +116,15 @@ def fire(
         return True, None
     job = jobs_sql.row_by_pk(conn, firing.job_pk)
     assert job is not None
-    going = None
+    going = waiting = None
     if job["overlap_policy"] == OverlapPolicy.SKIP.value and job["kind"] == "recurring":
         going = conn.execute(
             "SELECT id, status FROM runs WHERE job_id = ? AND environment = ? "
             "AND status IN ('PENDING', 'RUNNING') ORDER BY seq LIMIT 1",
             (firing.job_pk, firing.environment),
         ).fetchone()
+    elif job["kind"] == "recurring":
+        waiting = conn.execute(_WAITING, (firing.job_pk, firing.environment)).fetchone()
     run_id = runs_sql.insert(
         conn,
         runs_sql.NewRun(
@@ -137,4 +148,22 @@ def fire(
         runs_sql.skip(conn, run_id, error=error, now_us=now_us)
         ended.append(run_id)
         return True, None
+    if waiting is not None:
+        error = (
+            f"skipped: run {waiting[0]} of this job in {firing.environment}, for an earlier "
+            "slot, was still waiting to start when this slot came due (one slot waits at a "
+            "time); no request was sent"
+        )
+        runs_sql.skip(conn, run_id, error=error, now_us=now_us)
+        ended.append(run_id)
+        return True, None
     return True, RunOrder(run_id, str(job["account_id"]))
+
+
+# A slot's run not yet started, of the same job and environment (the `runs_going`
+# index: its condition stated, only the live runs of that job there are read).
+_WAITING = (
+    "SELECT id FROM runs WHERE job_id = ? AND environment = ? "
+    "AND status IN ('PENDING', 'RUNNING') AND status = 'PENDING' AND trigger = 'SCHEDULE' "
+    "AND held_until_us IS NULL LIMIT 1"
+)
