@@ -60,9 +60,10 @@ _OVERLAP = {
     "default": "ALLOW",
     "description": "jobsd extension. What a slot does while a run of the same job and"
     " environment is still PENDING or RUNNING (a retry waiting for its instant"
-    " included): `ALLOW` fires anyway; `SKIP` sends no request and records the slot as a"
-    " SCHEDULE run, CANCELED and not metered, whose `error` begins with `skipped:` and"
-    " names the run still going." + _KEPT_BY_PUT,
+    " included): `ALLOW` fires anyway, unless an earlier slot's run there is still"
+    " PENDING, waiting to start (a slot never queues behind another); `SKIP` sends no"
+    " request. A skipped slot is recorded as a SCHEDULE run, CANCELED and not metered,"
+    " whose `error` begins with `skipped:` and names the run still going." + _KEPT_BY_PUT,
 }
 
 
