@@ -23,6 +23,7 @@ from jobsd.store import ended_sql
 from jobsd.store.engine import Engine
 from jobsd.store.outbox import AlertRecorder
 from jobsd.store.outbox_rows import Recorded
+from jobsd.store.waiting_writes import write_when_free
 
 T = TypeVar("T")
 
@@ -52,11 +53,15 @@ async def write_ending(
     observer: RunObserver | None,
     tx: Callable[[sqlite3.Connection, Ended], T],
     alerts: AlertRecorder | None = None,
+    *,
+    waiting: str | None = None,
 ) -> T:
     """Run `tx(conn, ended)` in the writer; `tx` appends the ids of the runs it ended.
 
     With `alerts`, the alerts those ends make are written in the same
     transaction, after `tx` (so a retry it inserted is there to be seen).
+    With `waiting` (the daemon's own writes, named so in the log), a database
+    locked by another process is waited out (`jobsd.store.waiting_writes`).
     """
 
     def wrapped(conn: sqlite3.Connection) -> tuple[T, list[RunEnded], Recorded | None]:
@@ -68,7 +73,10 @@ async def write_ending(
         unread = [run_id for run_id in ended if run_id not in ended.known]
         return value, [*ended.known.values(), *ended_sql.ended(conn, unread)], recorded
 
-    value, ends, recorded = await engine.write(wrapped)
+    if waiting is None:
+        value, ends, recorded = await engine.write(wrapped)
+    else:
+        value, ends, recorded = await write_when_free(engine, wrapped, waiting)
     if ends and observer is not None:
         observer.runs_ended(ends)
     if recorded is not None and alerts is not None:

@@ -47,10 +47,14 @@ class RunRecordStore:
         self._clock = clock
         self._observer = observer
 
-    async def _ending(self, tx: Callable[[sqlite3.Connection, Ended], T]) -> T:
+    async def _ending(
+        self, tx: Callable[[sqlite3.Connection, Ended], T], *, waiting: str | None = None
+    ) -> T:
         """`tx` in the writer; the runs it ended told after the commit, and their
-        alerts written in the same transaction (`write_ending`)."""
-        return await write_ending(self._engine, self._observer, tx, self._alerts)
+        alerts written in the same transaction (`write_ending`). With `waiting`, a
+        database another process keeps locked is waited out: the daemon's own writes
+        have no client to try them again (`jobsd.store.waiting_writes`)."""
+        return await write_ending(self._engine, self._observer, tx, self._alerts, waiting=waiting)
 
     async def claim(self, run_id: str, runs_included_of: Callable[[str], int]) -> Claim | None:
         """PENDING -> RUNNING, metered; or FAILED/QUOTA_EXCEEDED. None: not ours to run."""
@@ -66,7 +70,7 @@ class RunRecordStore:
                 runs_included_of=runs_included_of,
             )
 
-        return await self._ending(tx)
+        return await self._ending(tx, waiting=f"the claim of run {run_id}")
 
     async def finish(self, run_id: str, outcome: Outcome) -> bool:
         """Record the outcome of a RUNNING run, and, in the same transaction, the
@@ -84,7 +88,7 @@ class RunRecordStore:
             ended.add(ended_sql.to_ended(row))
             return True, retries.schedule_retry(conn, row, outcome, now)
 
-        finished, retry = await self._ending(tx)
+        finished, retry = await self._ending(tx, waiting=f"the record of run {run_id}")
         if retry is not None:
             self._retry_held(retry)
         return finished
@@ -112,4 +116,4 @@ class RunRecordStore:
             )
             return len(ended)
 
-        return await self._ending(tx)
+        return await self._ending(tx, waiting=f"the record of {len(run_ids)} runs lost")

@@ -35,6 +35,7 @@ from jobsd.store import (
 from jobsd.store.listings import RunListing
 from jobsd.store.run_records import RunRecordStore
 from jobsd.store.slots import DueJob, SlotFiring
+from jobsd.store.waiting_writes import write_when_free
 
 # A run-now's one read: the live job (its id and kind), whether it is enabled in the
 # environment (NULL when it has no row there), and the account's queued runs
@@ -250,7 +251,7 @@ class RunStore(RunRecordStore):
         def tx(conn: sqlite3.Connection, ended: list[str]) -> list[tuple[bool, RunOrder | None]]:
             return [slots.fire(conn, firing, now_us, ended) for firing in firings]
 
-        return await self._ending(tx)
+        return await self._ending(tx, waiting=f"the firing of {len(firings)} slots")
 
     async def held_retries_before(self, until: datetime, limit: int) -> list[RetryHeld]:
         """Retries held for a due instant by `until`, soonest first."""
@@ -258,7 +259,9 @@ class RunStore(RunRecordStore):
 
     async def release_retries(self, due: Sequence[RetryHeld]) -> list[RunOrder]:
         """Release due retries to the executors, in one transaction; the orders for them."""
-        return await self._engine.write(lambda c: retries.release(c, due))
+        return await write_when_free(
+            self._engine, lambda c: retries.release(c, due), f"the release of {len(due)} retries"
+        )
 
     # -- the dispatcher ---------------------------------------------------------
 
