@@ -52,6 +52,7 @@ from typing import Protocol
 
 import trio
 
+from jobsd.delivery import request_record
 from jobsd.dispatch import Dispatcher
 from jobsd.errors import SigningError
 from jobsd.job_model import HttpConfig
@@ -144,15 +145,24 @@ class ExecutorPool:
         scope = trio.CancelScope()
         self._in_flight[run_id] = scope
         try:
-            claim = await self._runs.claim(run_id, self._runs_included_of)
-            if claim is None or claim.config is None:
-                return
             outcome: Outcome | None = None
             with scope:
+                # The claim is in the run's scope too: a claim waiting for a database
+                # another process keeps locked is cut by the stop (it changed nothing).
+                claim = await self._runs.claim(run_id, self._runs_included_of)
+                if claim is None or claim.config is None:
+                    return
+                # A run may reuse a connection its own account's runs kept.
+                config = replace(claim.config, reuse_scope=claim.account_id)
                 try:
-                    # A run may reuse a connection its own account's runs kept.
-                    config = replace(claim.config, reuse_scope=claim.account_id)
-                    outcome = await self._delivery.perform(config, stamp=self._stamp(claim))
+                    if scope.cancel_called:
+                        # Canceled while it was being claimed (a user's cancel of the run
+                        # just made RUNNING, or the stop's grace ending): its request
+                        # never started, so it is not sent, and the record gives the
+                        # claim's meter back.
+                        outcome = _never_sent(config, self._stamp(claim))
+                    else:
+                        outcome = await self._delivery.perform(config, stamp=self._stamp(claim))
                 except SigningError as exc:
                     log.error("run %s not sent: %s", run_id, exc)
                     outcome = Outcome(
@@ -213,3 +223,10 @@ class ExecutorPool:
                 self._lost.add(run_id)
                 scope.cancel()
             await self._all_done.wait()
+
+
+def _never_sent(config: HttpConfig, stamp: Sequence[tuple[str, str]]) -> Outcome:
+    """The outcome of a run canceled before its request started: nothing was sent."""
+    error = "canceled before its request started; nothing was sent"
+    record = request_record(config, stamp)
+    return Outcome(RunStatus.FAILED, FailureReason.WORKER_LOST, error, record, None, sent=False)
