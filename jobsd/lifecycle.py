@@ -48,7 +48,7 @@ from typing import Any
 import trio
 
 from jobsd.clock import Clock, to_us
-from jobsd.errors import StorageError
+from jobsd.errors import StorageError, is_store_busy
 from jobsd.notify import Notifier
 from jobsd.observer import Observer
 from jobsd.reload import Reloader, environments_of
@@ -211,8 +211,17 @@ async def store_answers(store: Store) -> None:
     probed: they may wait for long, legitimately (a full pool holds the
     scheduler back, a run may take its whole timeout), and if either dies
     the daemon dies with it (`essential`), which stops the pings too.
+
+    SQLite's word that another process keeps the database locked past the
+    busy timeout is an answer too: the loop, the writer thread and SQLite
+    all moved to give it. Raised, it ended the daemon (exit 2) whenever an
+    operator's `sqlite3` shell held the lock 5 s under systemd's watchdog.
     """
-    await store.engine.write(_round_trip)
+    try:
+        await store.engine.write(_round_trip)
+    except sqlite3.OperationalError as exc:
+        if not is_store_busy(exc):
+            raise
 
 
 async def settle(

@@ -26,6 +26,7 @@ import trio
 from jobsd.clock import Clock
 from jobsd.crypto import KeyRing
 from jobsd.job_model import HttpConfig, JobWrite
+from jobsd.lifecycle import store_answers
 from jobsd.messages import Outcome, RetryHeld
 from jobsd.plans import UNLIMITED
 from jobsd.retry import Backoff, RetryPolicy
@@ -128,3 +129,18 @@ async def test_a_slots_firing_and_a_retrys_release_wait_for_the_lock(tmp_path: P
         assert isinstance(held, RetryHeld)
         (released,) = await while_locked(db, store.runs.release_retries([held]))
         assert released.run_id == held.run_id
+
+
+async def test_the_watchdogs_probe_takes_a_locked_database_for_an_answer(tmp_path: Path) -> None:
+    # The probe proves the loop, the writer thread and SQLite move; SQLite saying
+    # another process holds the lock is such proof. Raised, it ended the daemon
+    # under systemd's watchdog (exit 2) 5 s into an operator's transaction.
+    async with locked_store(tmp_path) as (store, db):
+        other = sqlite3.connect(db, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            with trio.fail_after(20):
+                await store_answers(store)
+        finally:
+            other.close()
+        await store_answers(store)
