@@ -23,12 +23,14 @@ from typing import TypeVar
 
 import trio
 
-from jobsd.clock import Clock
+from jobsd.clock import Clock, to_us
+from jobsd.config import RetentionConfig
 from jobsd.crypto import KeyRing
 from jobsd.job_model import HttpConfig, JobWrite
 from jobsd.lifecycle import store_answers
 from jobsd.messages import Outcome, RetryHeld
 from jobsd.plans import UNLIMITED
+from jobsd.retention import prune_once
 from jobsd.retry import Backoff, RetryPolicy
 from jobsd.runs import FailureReason, RunStatus
 from jobsd.store import Store, open_store
@@ -144,3 +146,21 @@ async def test_the_watchdogs_probe_takes_a_locked_database_for_an_answer(tmp_pat
         finally:
             other.close()
         await store_answers(store)
+
+
+async def test_retention_and_the_alerts_outbox_wait_for_the_lock(tmp_path: Path) -> None:
+    # Both are actors of their own: a write of theirs raised out of them ended the
+    # daemon, with every run in flight, an hour into its life or at an alert.
+    async with locked_store(tmp_path) as (store, db):
+        await create_job(store, "acme", job("j", None))
+        run = await store.runs.enqueue_manual(
+            "acme", "j", ENV, require_enabled=False, max_pending=9
+        )
+        assert await store.runs.claim(run.id, lambda _: UNLIMITED) is not None
+        assert await store.runs.finish(run.id, OK)
+        report = await while_locked(
+            db, prune_once(store.retention, RetentionConfig(days=1), T0 + timedelta(days=2))
+        )
+        assert report.expired == 1
+        taken = await while_locked(db, store.outbox.take(to_us(T0), 10, {}, 10))
+        assert taken.alerts == [] and taken.expired == []

@@ -18,10 +18,14 @@ holds its own alerts back and no one else's.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from jobsd.store.engine import Engine
+from jobsd.store.waiting_writes import write_when_free
+
+T = TypeVar("T")
 
 _TAKE_SCAN = 64
 
@@ -46,9 +50,14 @@ class OutboxStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """The alert actor's writes wait out a database another process keeps locked
+        (`jobsd.store.waiting_writes`): raised, they ended the daemon."""
+        return await write_when_free(self._engine, fn, "the alerts' outbox")
+
     async def reset_sending(self) -> int:
         """At start: alerts a previous process was sending go back in line, due now."""
-        return await self._engine.write(
+        return await self._write(
             lambda c: c.execute("UPDATE alert_outbox SET sending = 0 WHERE sending = 1").rowcount
         )
 
@@ -86,7 +95,7 @@ class OutboxStore:
                     taken.extend(_take_of(conn, account, now_us, free))
             return Taken(taken, expired)
 
-        return await self._engine.write(tx)
+        return await self._write(tx)
 
     async def next_due_us(self, after_us: int) -> int | None:
         """The soonest instant after `after_us` an alert in line comes due."""
@@ -101,15 +110,13 @@ class OutboxStore:
         return await self._engine.read(q)
 
     async def delivered(self, alert_id: str) -> None:
-        await self._engine.write(
-            lambda c: c.execute("DELETE FROM alert_outbox WHERE id = ?", (alert_id,))
-        )
+        await self._write(lambda c: c.execute("DELETE FROM alert_outbox WHERE id = ?", (alert_id,)))
 
     async def drop(self, alert_id: str) -> None:
         await self.delivered(alert_id)
 
     async def retry_at(self, alert_id: str, due_us: int) -> None:
-        await self._engine.write(
+        await self._write(
             lambda c: c.execute(
                 "UPDATE alert_outbox SET sending = 0, due_us = ? WHERE id = ?", (due_us, alert_id)
             )

@@ -38,6 +38,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from jobsd.store.engine import Engine
+from jobsd.store.waiting_writes import write_when_free
 
 # Run text one batch deletes, at most (plus the run that crosses it): ~2,000
 # pages to free, tens of milliseconds on the writer.
@@ -150,19 +151,28 @@ def drop_deleted_jobs(conn: sqlite3.Connection, ids: Sequence[int]) -> int:
 
 
 class RetentionStore:
-    """The awaitable face of the functions above, for the retention actor."""
+    """The awaitable face of the functions above, for the retention actor; its writes
+    wait out a database another process keeps locked (`jobsd.store.waiting_writes`)."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
     async def prune_expired(self, cutoff_us: int, limit: int, max_bytes: int) -> Batch:
-        return await self._engine.write(lambda c: prune_expired(c, cutoff_us, limit, max_bytes))
+        return await write_when_free(
+            self._engine,
+            lambda c: prune_expired(c, cutoff_us, limit, max_bytes),
+            "retention's pruning",
+        )
 
     async def jobs_over_cap(self, keep: int) -> list[int]:
         return await self._engine.read(lambda c: jobs_over_cap(c, keep))
 
     async def prune_over_cap(self, job_pk: int, keep: int, limit: int, max_bytes: int) -> Batch:
-        return await self._engine.write(lambda c: prune_over_cap(c, job_pk, keep, limit, max_bytes))
+        return await write_when_free(
+            self._engine,
+            lambda c: prune_over_cap(c, job_pk, keep, limit, max_bytes),
+            "retention's pruning",
+        )
 
     def job_dropper(self, limit: int) -> Callable[[], Awaitable[Batch]]:
         """Each call drops up to `limit` deleted jobs, found on a reader past the last
@@ -175,7 +185,9 @@ class RetentionStore:
             if not ids:
                 return Batch(0, more=False)
             after = ids[-1]
-            dropped = await self._engine.write(lambda c: drop_deleted_jobs(c, ids))
+            dropped = await write_when_free(
+                self._engine, lambda c: drop_deleted_jobs(c, ids), "retention's pruning"
+            )
             return Batch(dropped, more=len(ids) >= limit)
 
         return step
