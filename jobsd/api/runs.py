@@ -15,6 +15,7 @@ import re
 from collections.abc import AsyncGenerator
 from functools import partial
 
+import trio
 from quart import Blueprint, Response, request
 
 from jobsd import errors
@@ -86,7 +87,11 @@ def runs_blueprint(ctx: ApiContext) -> Blueprint:
             caller.id, canonical_run_id(run_id), visible=caller.scope
         )
         if was_running:
-            await ctx.cancels.send(CancelRun(run.id))
+            # Shielded: the write is done whatever happens to this request (its
+            # deadline's 503, a client gone), and the send's first act would be to
+            # raise that cancellation, leaving a CANCELED run's request open.
+            with trio.CancelScope(shield=True):
+                await ctx.cancels.send(CancelRun(run.id))
         return jsonapi.document({"data": dialect(caller.version).render_run(run)})
 
     @bp.post("/api/v1/runs/<run_id>/actions/rerun")
