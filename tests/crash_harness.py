@@ -4,7 +4,8 @@ Three processes: the daemon (`python -m jobsd serve --config F`, restarted
 on the same database and key file after every kill), the target
 (tests/crash_target.py, which outlives every daemon and logs each request
 as it arrives), and this one, whose client thread keeps a steady load
-going: one-off jobs due over the next seconds, run-now, cancel and delete
+going: one-off jobs due over the next seconds (a fifth of them `now`),
+run-now, cancel and delete
 calls, and a few `* * * * *` jobs created up front; every other round a
 second account floods run-now besides (tests/crash_flood.py: past its
 lanes and up to `max_pending_runs`, some callers hanging up right after
@@ -28,8 +29,9 @@ promise, "nothing lost, nothing doubled", spelled out on the file and log:
   PENDING at a kill are executed after the restart (unless canceled);
 - every acknowledged job, run, cancel and delete is in the file; every
   one-off fires exactly once at its own instant, late if the daemon was
-  down; every cron slot since a job's creation has exactly one run (no
-  downtime here comes near the misfire grace), in each environment it is
+  down (a `now` one-off's instant is its creation's); every cron slot
+  since a job's creation has exactly one run (no downtime here comes near
+  the misfire grace), in each environment it is
   enabled in: the cron jobs are enabled in two environments, `production`
   and `staging`, and some one-offs target both; one round in four kills
   inside a burst of one-offs due at one instant (tests/crash_burst.py);
@@ -73,7 +75,7 @@ import httpx2
 
 from jobsd.clock import from_us, iso, system_utc_now, to_us
 from jobsd.config import token_sha256
-from jobsd.schedule import InstantSchedule, parse_schedule
+from jobsd.schedule import InstantSchedule, NowSchedule, parse_schedule
 from jobsd.store.count_tables import GRAINS, STATUS_COLUMNS
 from jobsd.store.recovery import LOST_ERROR
 from tests import conftest
@@ -453,20 +455,28 @@ def check_final(snap: Snapshot, ledger: Ledger) -> None:
         schedule = parse_schedule(job["schedule"])
         envs = snap.envs_of(pk)
         fired = {env: sorted(runs_of.get((pk, env), [])) for env in ENVS}
-        if isinstance(schedule, InstantSchedule):
+        if isinstance(schedule, InstantSchedule | NowSchedule):
             # A one-off fires exactly once in each environment it targets, at its
-            # own instant, however late; deleted first, it may not have fired.
+            # own instant (a `now` job's: its creation's), however late; deleted
+            # first, it may not have fired.
             targets = ledger.one_off_envs.get(job["slug"], ENVS[:1])
+            instant = (
+                to_us(schedule.at)
+                if isinstance(schedule, InstantSchedule)
+                else job["created_at_us"]
+            )
             for env in ENVS:
-                expected = [to_us(schedule.at)] if env in targets else []
+                expected = [instant] if env in targets else []
                 if job["deleted_at_us"] is None or fired[env]:
                     assert fired[env] == expected, f"one-off {job['slug']} in {env}: {fired[env]}"
             if job["deleted_at_us"] is None:
                 assert set(envs) == set(targets), (job["slug"], envs)
                 for row in envs.values():
                     assert row["enabled"] == 0 and row["next_run_at_us"] is None, row
-            if job["slug"] in ledger.one_offs:
+            if job["slug"] in ledger.one_offs and isinstance(schedule, InstantSchedule):
                 assert ledger.one_offs[job["slug"]] == to_us(schedule.at)
+            elif job["slug"] in ledger.one_offs:  # `now`: created after the ledger's instant
+                assert ledger.one_offs[job["slug"]] <= instant
         elif job["deleted_at_us"] is None and not any(r["enabled"] for r in envs.values()):
             # Paused everywhere (the flood's job, run-now only): it never fires.
             assert not any(fired.values()), f"paused job {job['slug']} fired: {fired}"
@@ -583,15 +593,19 @@ class Load:
             return
         slug = f"once-{time.monotonic_ns()}-{rng.randrange(1 << 30)}"
         at = system_utc_now() + timedelta(seconds=rng.uniform(0.05, 2.5))
+        # One in five is `now`: its instant is its creation's, whatever a kill does.
+        schedule = "now" if rng.random() < 0.2 else iso(at) or ""
+        if schedule == "now":
+            at = system_utc_now()  # before its creation, so before its instant
         path = rng.choices(ONE_OFF_PATHS, ONE_OFF_WEIGHTS)[0]
         url = f"{self._target_url}{path}"
         if rng.random() < 0.3:  # through 2026-08-07, in both environments
             targets = ENVS
-            doc = job_doc_new(slug, iso(at) or "", url, targets)
+            doc = job_doc_new(slug, schedule, url, targets)
             headers = {**NEW, "Content-Type": JSONAPI}
         else:
             targets = ENVS[:1]
-            doc, headers = job_doc(slug, iso(at) or "", url), {"Content-Type": JSONAPI}
+            doc, headers = job_doc(slug, schedule, url), {"Content-Type": JSONAPI}
         # Where it runs if it exists, known before the answer: a create cut short
         # by the kill may still have committed (targeting both environments).
         self.one_off_envs[slug] = targets
