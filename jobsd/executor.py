@@ -68,7 +68,11 @@ class RunRecords(Protocol):
 
     async def finish(self, run_id: str, outcome: Outcome) -> bool: ...
 
-    async def mark_lost(self, run_ids: list[str], error: str) -> int: ...
+    async def mark_lost(
+        self, run_ids: list[str], error: str, *, request: dict[str, object] | None = None
+    ) -> int: ...
+
+    async def record_request(self, run_id: str, request: dict[str, object]) -> bool: ...
 
 
 class Signer(Protocol):
@@ -146,6 +150,7 @@ class ExecutorPool:
         self._in_flight[run_id] = scope
         try:
             outcome: Outcome | None = None
+            sending: tuple[HttpConfig, list[tuple[str, str]]] | None = None
             with scope:
                 # The claim is in the run's scope too: a claim waiting for a database
                 # another process keeps locked is cut by the stop (it changed nothing).
@@ -162,7 +167,8 @@ class ExecutorPool:
                         # claim's meter back.
                         outcome = _never_sent(config, self._stamp(claim))
                     else:
-                        outcome = await self._delivery.perform(config, stamp=self._stamp(claim))
+                        sending = (config, self._stamp(claim))
+                        outcome = await self._delivery.perform(config, stamp=sending[1])
                 except SigningError as exc:
                     log.error("run %s not sent: %s", run_id, exc)
                     outcome = Outcome(
@@ -190,6 +196,14 @@ class ExecutorPool:
                     if run_id in self._lost and not outcome.sent:
                         outcome = replace(outcome, error=f"{self._lost_error}; it was never sent")
                     await self._runs.finish(run_id, outcome)
+                elif sending is not None:
+                    # Abandoned in flight: its request may have left, so the run
+                    # records what it was, as a finished run does (`request`).
+                    sent = request_record(*sending)
+                    if run_id in self._lost:
+                        await self._runs.mark_lost([run_id], self._lost_error, request=sent)
+                    else:  # a user's cancel, which recorded it CANCELED
+                        await self._runs.record_request(run_id, sent)
                 elif run_id in self._lost:
                     await self._runs.mark_lost([run_id], self._lost_error)
         finally:

@@ -230,3 +230,26 @@ async def test_a_run_refused_unsigned_is_not_metered(tmp_path: Path) -> None:
         )
         assert used == 0
         await rig.pool.stop(1)
+
+
+async def test_a_run_canceled_or_lost_in_flight_records_the_request_it_was_sending(
+    tmp_path: Path,
+) -> None:
+    # Its request may have reached the target: the record says what it was, as a
+    # finished run's does (SEMANTICS' `request` snapshot). Before, a run canceled
+    # while RUNNING, or lost at the stop's grace, read `request: null`.
+    sent = {"method": "POST", "url": "https://example.invalid/", "headers": [], "body": None}
+    async with pool_rig(tmp_path, 2) as rig:
+        canceled, lost = await rig.submit(2)
+        await rig.until_active(2)
+        _, was_running = await rig.store.runs.cancel_run("acme", canceled)
+        assert was_running
+        await rig.cancels.send(CancelRun(canceled))
+        with trio.fail_after(5):
+            while (await rig.store.runs.get_run("acme", canceled)).request is None:
+                await trio.sleep(0.01)
+        run = await rig.store.runs.get_run("acme", canceled)
+        assert run.status is RunStatus.CANCELED and run.request == sent
+        await rig.pool.stop(0.2)
+        run = await rig.store.runs.get_run("acme", lost)
+        assert run.failure_reason is FailureReason.WORKER_LOST and run.request == sent

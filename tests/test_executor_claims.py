@@ -49,8 +49,13 @@ class HeldClaims:
     async def finish(self, run_id: str, outcome: Outcome) -> bool:
         return await self._runs.finish(run_id, outcome)
 
-    async def mark_lost(self, run_ids: list[str], error: str) -> int:
-        return await self._runs.mark_lost(run_ids, error)
+    async def mark_lost(
+        self, run_ids: list[str], error: str, *, request: dict[str, object] | None = None
+    ) -> int:
+        return await self._runs.mark_lost(run_ids, error, request=request)
+
+    async def record_request(self, run_id: str, request: dict[str, object]) -> bool:
+        return await self._runs.record_request(run_id, request)
 
 
 @dataclass

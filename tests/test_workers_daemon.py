@@ -109,7 +109,12 @@ async def test_bound_cancel_secrets_and_sigterm_across_worker_processes(tmp_path
                 assert r.status_code == 200, r.text
                 await target.until(lambda: victim in target.closed_at, timeout_s=5)
                 assert target.closed_at[victim] - cancelled_at < 1.0
-                assert (await run(client, victim))["status"] == "CANCELED"
+                canceled = await run(client, victim)
+                assert canceled["status"] == "CANCELED"
+                # What it was sending is recorded, its header's value redacted.
+                assert canceled["request"]["headers"] == [
+                    {"name": "X-Api-Key", "value": "<redacted>"}
+                ]
                 await target.until(lambda: len(target.open_ids) == 3)  # the slot was freed
                 held = set(target.open_ids)
             # (outside the client: an idle API connection would hold the stop for

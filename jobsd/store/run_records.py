@@ -12,6 +12,7 @@ it. The alerts the ends make are written in the same transactions
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 from collections.abc import Callable
 from typing import TypeVar
@@ -26,6 +27,7 @@ from jobsd.store.ends import Ended, RunObserver, write_ending
 from jobsd.store.engine import Engine
 from jobsd.store.keyring import Sealer
 from jobsd.store.outbox import AlertRecorder
+from jobsd.store.waiting_writes import write_when_free
 
 T = TypeVar("T")
 
@@ -107,13 +109,28 @@ class RunRecordStore:
             with contextlib.suppress(trio.WouldBlock, trio.ClosedResourceError):
                 self._news.send_nowait(retry)
 
-    async def mark_lost(self, run_ids: list[str], error: str) -> int:
+    async def mark_lost(
+        self, run_ids: list[str], error: str, *, request: dict[str, object] | None = None
+    ) -> int:
+        """RUNNING -> FAILED/WORKER_LOST; with `request`, what was being sent."""
         now_us = to_us(self._clock.now())
+        sent = None if request is None else json.dumps(request)
 
         def tx(conn: sqlite3.Connection, ended: list[str]) -> int:
             ended.extend(
-                r for r in run_ids if runs_sql.mark_lost(conn, r, now_us=now_us, error=error)
+                r
+                for r in run_ids
+                if runs_sql.mark_lost(conn, r, now_us=now_us, error=error, request=sent)
             )
             return len(ended)
 
         return await self._ending(tx, waiting=f"the record of {len(run_ids)} runs lost")
+
+    async def record_request(self, run_id: str, request: dict[str, object]) -> bool:
+        """The request a run canceled in flight was sending, on its CANCELED record."""
+        sent = json.dumps(request)
+
+        def tx(conn: sqlite3.Connection) -> bool:
+            return runs_sql.record_request(conn, run_id, sent)
+
+        return await write_when_free(self._engine, tx, f"the record of run {run_id}")

@@ -279,10 +279,24 @@ def cancel_pending_of_job(conn: sqlite3.Connection, job_pk: int, *, now_us: int)
     return ids
 
 
-def mark_lost(conn: sqlite3.Connection, run_id: str, *, now_us: int, error: str) -> bool:
+def mark_lost(
+    conn: sqlite3.Connection, run_id: str, *, now_us: int, error: str, request: str | None = None
+) -> bool:
+    """RUNNING -> FAILED/WORKER_LOST; `request` (JSON), when known, is what was being sent."""
     cur = conn.execute(
         "UPDATE runs SET status = 'FAILED', failure_reason = 'WORKER_LOST', error = ?, "
-        f"finished_at_us = {FINISHED_AT} WHERE id = ? AND status = 'RUNNING'",
-        (error, now_us, run_id),
+        f"request = coalesce(?, request), finished_at_us = {FINISHED_AT} "
+        "WHERE id = ? AND status = 'RUNNING'",
+        (error, request, now_us, run_id),
+    )
+    return cur.rowcount == 1
+
+
+def record_request(conn: sqlite3.Connection, run_id: str, request: str) -> bool:
+    """The request (JSON) a run canceled while RUNNING was sending, on its record."""
+    cur = conn.execute(
+        "UPDATE runs SET request = ? WHERE id = ? AND status = 'CANCELED' "
+        "AND started_at_us IS NOT NULL AND request IS NULL",
+        (request, run_id),
     )
     return cur.rowcount == 1

@@ -65,8 +65,13 @@ class Records:
             self.all_done.set()
         return True
 
-    async def mark_lost(self, run_ids: list[str], error: str) -> int:
+    async def mark_lost(
+        self, run_ids: list[str], error: str, *, request: dict[str, object] | None = None
+    ) -> int:
         return 0
+
+    async def record_request(self, run_id: str, request: dict[str, object]) -> bool:
+        return False
 
     async def pending_accounts(self, limit: int) -> list[str]:
         return ["acct"] if self.pending else []
