@@ -111,7 +111,11 @@ async def test_bound_cancel_secrets_and_sigterm_across_worker_processes(tmp_path
                 assert target.closed_at[victim] - cancelled_at < 1.0
                 canceled = await run(client, victim)
                 assert canceled["status"] == "CANCELED"
-                # What it was sending is recorded, its header's value redacted.
+                # What it was sending is recorded (once the executor has unwound),
+                # its header's value redacted.
+                with trio.fail_after(5):
+                    while (canceled := await run(client, victim))["request"] is None:
+                        await trio.sleep(0.02)
                 assert canceled["request"]["headers"] == [
                     {"name": "X-Api-Key", "value": "<redacted>"}
                 ]
