@@ -65,18 +65,12 @@ from jobsd.errors import StorageError, database_locked, is_store_busy
 from jobsd.store.read_shares import ReadShares
 from jobsd.store.schema import configure
 from jobsd.store.snapshots import Snapshot, SnapshotPool
-from jobsd.store.write_batch import Outcome, Pending, alone, in_savepoint, settle
+from jobsd.store.write_batch import Outcome, Pending, alone, in_savepoint, settle, wal_checkpoint
 
 T = TypeVar("T")
 
 _BATCH_MAX = 256
 _STOP = object()
-
-
-def _wal_checkpoint(conn: sqlite3.Connection) -> tuple[int, int, int]:
-    """Run by the writer outside any transaction (a checkpoint cannot run in one)."""
-    busy, logged, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-    return int(busy), int(logged), int(copied)
 
 
 # The WAL is cut back to this after a checkpoint lets it restart; see `start`.
@@ -166,7 +160,7 @@ class Engine:
     async def checkpoint(self) -> bool:
         """A passive checkpoint on the writer thread, between its transactions; whether
         the whole log is now in the database file (`jobsd.store.snapshots`)."""
-        busy, logged, copied = await self.write(_wal_checkpoint)
+        busy, logged, copied = await self.write(wal_checkpoint)
         return bool(busy == 0 and logged == copied)
 
     async def broken(self) -> StorageError:
@@ -248,7 +242,7 @@ class Engine:
                 batch = [first]
                 stop_after = False
                 later: list[Any] = []  # a checkpoint runs alone, after the batch
-                while len(batch) < _BATCH_MAX and first[0] is not _wal_checkpoint:
+                while len(batch) < _BATCH_MAX and first[0] is not wal_checkpoint:
                     try:
                         item = self._queue.get_nowait()
                     except queue.Empty:
@@ -256,7 +250,7 @@ class Engine:
                     if item is _STOP:
                         stop_after = True
                         break
-                    if item[0] is _wal_checkpoint:
+                    if item[0] is wal_checkpoint:
                         later.append(item)
                     else:
                         batch.append(item)
@@ -274,15 +268,15 @@ class Engine:
             outcomes = self._transaction(conn, batch)
         else:
             outcomes = [(p, None, StorageError(self._broken_why)) for _, p in batch]
-        if self._on_batch is not None and batch[0][0] is not _wal_checkpoint:
+        if self._on_batch is not None and batch[0][0] is not wal_checkpoint:
             self._on_batch(len(batch), perf_s() - began)
         # One wake-up of the trio thread per batch, not one per write.
         self._token.run_sync_soon(settle, outcomes)
 
     def _transaction(self, conn: sqlite3.Connection, batch: list[Any]) -> list[Outcome]:
-        if batch[0][0] is _wal_checkpoint:  # alone in its batch (see `_loop`), outside BEGIN
+        if batch[0][0] is wal_checkpoint:  # alone in its batch (see `_loop`), outside BEGIN
             try:
-                return [(batch[0][1], _wal_checkpoint(conn), None)]
+                return [(batch[0][1], wal_checkpoint(conn), None)]
             except sqlite3.Error as exc:
                 return [(batch[0][1], None, exc)]
         try:

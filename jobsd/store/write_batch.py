@@ -24,6 +24,12 @@ class Pending:
 Outcome = tuple[Pending, Any, BaseException | None]
 
 
+def wal_checkpoint(conn: sqlite3.Connection) -> tuple[int, int, int]:
+    """Run by the writer alone, outside any transaction (a checkpoint cannot run in one)."""
+    busy, logged, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    return int(busy), int(logged), int(copied)
+
+
 def alone(
     conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], Any], pending: Pending
 ) -> Outcome:
