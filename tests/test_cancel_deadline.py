@@ -12,7 +12,6 @@ The real daemon (a child process) and a target that holds its requests.
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import httpx2
@@ -21,6 +20,7 @@ import trio
 from tests.conftest import TOKEN_A, config_text
 from tests.daemon_process import DaemonProcess
 from tests.holding_target import holding_target
+from tests.test_store_locked import while_locked
 from tests.test_workers_daemon import create_job, run, run_now
 
 LOCK_S = 3.0  # past the request's deadline (2 s), within the store's busy timeout (5 s)
@@ -48,20 +48,9 @@ async def test_a_cancel_cut_by_the_request_deadline_still_abandons_the_request(
                 run_id = await run_now(client, "hold")
                 await target.until(lambda: run_id in target.open_ids)
 
-                other = sqlite3.connect(tmp_path / "jobsd.sqlite3", isolation_level=None)
-                other.execute("BEGIN IMMEDIATE")
-                try:
-                    async with trio.open_nursery() as nursery:
-
-                        async def release() -> None:
-                            await trio.sleep(LOCK_S)
-                            other.execute("ROLLBACK")
-
-                        nursery.start_soon(release)
-                        r = await client.post(f"/api/v1/runs/{run_id}/actions/cancel")
-                        assert r.status_code == 503, r.text  # the deadline's answer
-                finally:
-                    other.close()
+                cancel = client.post(f"/api/v1/runs/{run_id}/actions/cancel")
+                r = await while_locked(tmp_path / "jobsd.sqlite3", cancel, held_s=LOCK_S)
+                assert r.status_code == 503, r.text  # the deadline's answer
                 with trio.fail_after(10):
                     while (await run(client, run_id))["status"] != "CANCELED":
                         await trio.sleep(0.05)

@@ -61,15 +61,15 @@ async def locked_store(tmp_path: Path) -> AsyncIterator[tuple[Store, Path]]:
         yield store, tmp_path / "db"
 
 
-async def while_locked(db: Path, write: Awaitable[T]) -> T:
-    """`write`, awaited while another connection holds the write lock for `HELD_S`."""
+async def while_locked(db: Path, write: Awaitable[T], held_s: float = HELD_S) -> T:
+    """`write`, awaited while another connection holds the write lock for `held_s`."""
     other = sqlite3.connect(db, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
     try:
         async with trio.open_nursery() as nursery:
 
             async def release() -> None:
-                await trio.sleep(HELD_S)
+                await trio.sleep(held_s)
                 other.execute("ROLLBACK")
 
             nursery.start_soon(release)
