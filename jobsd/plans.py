@@ -15,6 +15,9 @@ limit or count is a programming error (the config refuses it at start).
 from __future__ import annotations
 
 UNLIMITED = -1
+# What the executors' view of quotas answers for an account no longer in the
+# config (a reload removed it): it has no plan, so none of its runs may start.
+NO_PLAN = -2
 DEFAULT_TIMEOUT_S = 30
 
 

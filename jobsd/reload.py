@@ -52,6 +52,7 @@ import trio
 from jobsd.config import AccountConfig, Config, load_config
 from jobsd.errors import ConfigError
 from jobsd.notify import Notifier
+from jobsd.plans import NO_PLAN
 from jobsd.settings import Settings
 from jobsd.signing_secrets import check_accounts
 
@@ -108,7 +109,7 @@ def runs_included_now(settings: Settings) -> Callable[[str], int]:
 
     def runs_included_of(account_id: str) -> int:
         config, account = accounts.get(account_id)
-        return 0 if account is None else config.plan_of(account).runs_included
+        return NO_PLAN if account is None else config.plan_of(account).runs_included
 
     return runs_included_of
 

@@ -31,6 +31,7 @@ from jobsd.daemon import DaemonOptions, run_daemon
 from jobsd.job_model import HttpConfig
 from jobsd.lifecycle import Lifecycle, essential
 from jobsd.notify import Notifier
+from jobsd.plans import NO_PLAN
 from jobsd.reload import Reloader, describe_change, runs_included_now, signs_requests_now
 from jobsd.settings import Health, Settings
 from tests.conftest import JSONAPI, TOKEN_A, TOKEN_B, config_text
@@ -367,7 +368,7 @@ async def test_reloader_swaps_accounts_plans_and_tokens(
     with caplog.at_level(logging.INFO, logger="jobsd.reload"):
         assert await reloader.reload()
     assert runs_included_of("acme") == 7
-    assert runs_included_of("other") == 0  # removed: may spend nothing
+    assert runs_included_of("other") == NO_PLAN  # removed: may spend nothing
     assert settings.config.server.listen == "127.0.0.1:9"  # restart-only, untouched
     assert settings.config.server.keep_alive_timeout_s == 5
     assert "[server] changed; that takes a restart" in caplog.text
@@ -434,11 +435,15 @@ def test_the_executors_views_of_accounts_follow_each_config_swapped_in(tmp_path:
     built once per config: each reload's config must be indexed afresh."""
     settings = Settings(parse_config(config_text(tmp_path)))
     runs_included_of, signs = runs_included_now(settings), signs_requests_now(settings)
-    assert (runs_included_of("acme"), signs("acme"), runs_included_of("newco")) == (100, False, 0)
+    assert (runs_included_of("acme"), signs("acme"), runs_included_of("newco")) == (
+        100,
+        False,
+        NO_PLAN,
+    )
     settings.config = parse_config(
         config_text(tmp_path, runs_included=7, acme="sign_requests = true").replace(
             '[[accounts]]\nid = "other"', '[[accounts]]\nid = "newco"'
         )
     )
     assert (runs_included_of("acme"), signs("acme"), runs_included_of("newco")) == (7, True, -1)
-    assert (runs_included_of("other"), signs("other"), signs("nobody")) == (0, False, False)
+    assert (runs_included_of("other"), signs("other"), signs("nobody")) == (NO_PLAN, False, False)

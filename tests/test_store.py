@@ -14,6 +14,7 @@ from jobsd.crypto import KeyRing
 from jobsd.errors import ApiError, SchemaTooNewError, StorageError
 from jobsd.job_model import Header, HttpConfig, JobCounting, JobWrite
 from jobsd.messages import JobChanged, Outcome, SchedulerNews
+from jobsd.plans import NO_PLAN
 from jobsd.run_filters import RunFilter
 from jobsd.run_order import DEFAULT_SORT
 from jobsd.runs import FailureReason, RunStatus
@@ -155,6 +156,25 @@ async def test_claim_meters_and_refuses_over_quota(tmp_path: Path) -> None:
         done = await store.runs.get_run("acme", first.id)
         assert done.status is RunStatus.SUCCEEDED and done.job_version == 1
         assert done.started_at is not None and done.finished_at is not None
+
+
+async def test_a_run_of_an_account_no_longer_configured_is_refused_saying_so(
+    tmp_path: Path,
+) -> None:
+    """A reload that removed its account leaves the run no plan: refused unmetered,
+    and its error says why, not that a plan of 0 runs was used up."""
+    async with open_store(tmp_path / "db", keyring(tmp_path), Clock(T0)) as store:
+        await create_job(store, "acme", spec(), -1)
+        queued = await store.runs.enqueue_manual(
+            "acme", "job", ENV, require_enabled=False, max_pending=100
+        )
+        refused = await store.runs.claim(queued.id, lambda _: NO_PLAN)
+        assert refused is not None and refused.config is None
+        run = await store.runs.get_run("acme", queued.id)
+        assert (run.status, run.failure_reason) == (RunStatus.FAILED, FailureReason.QUOTA_EXCEEDED)
+        assert run.error is not None
+        assert run.error.startswith("this run's account is no longer in jobsd's configuration")
+        assert (await store.jobs.usage("acme", "2026-06", JobCounting(ENV)))[0] == 0
 
 
 async def test_cancel_rules(tmp_path: Path) -> None:

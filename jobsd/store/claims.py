@@ -19,7 +19,7 @@ from datetime import datetime
 from jobsd.clock import from_us, iso, month_of, to_us
 from jobsd.errors import SealError
 from jobsd.job_model import OWN_HEADER_PREFIX, HttpConfig
-from jobsd.plans import UNLIMITED, may_meter
+from jobsd.plans import NO_PLAN, UNLIMITED, may_meter
 from jobsd.runs import RunStatus
 from jobsd.store import environments_sql, jobs_sql, runs_sql, usage_sql
 from jobsd.store.keyring import Sealer
@@ -103,16 +103,21 @@ def claim(
         return Claim(run_id, account_id, None)
     period = month_of(now)
     included = runs_included_of(account_id)
-    if included != UNLIMITED and not may_meter(
-        included, usage_sql.runs_used(conn, account_id, period)
+    if included == NO_PLAN or (
+        included != UNLIMITED
+        and not may_meter(included, usage_sql.runs_used(conn, account_id, period))
     ):
         runs_sql.refuse_for_quota(
             conn,
             run_id,
             now_us=to_us(now),
             job_version=row["version"],
-            runs_included=included,
-            period=period,
+            error=(
+                "this run's account is no longer in jobsd's configuration, so it has no plan"
+                " to run under; no request was sent"
+                if included == NO_PLAN
+                else f"the plan's {included} runs for {period} are used up; no request was sent"
+            ),
         )
         ended.append(run_id)
         return Claim(run_id, account_id, None)

@@ -199,14 +199,13 @@ def refuse_for_quota(
     *,
     now_us: int,
     job_version: int,
-    runs_included: int,
-    period: str,
+    error: str,
 ) -> bool:
     cur = conn.execute(
         "UPDATE runs SET status = 'FAILED', failure_reason = 'QUOTA_EXCEEDED', error = ?, "
         f"finished_at_us = {FINISHED_AT}, job_version = ? WHERE id = ? AND status = 'PENDING'",
         (
-            f"the plan's {runs_included} runs for {period} are used up; no request was sent",
+            error,
             now_us,
             job_version,
             run_id,
