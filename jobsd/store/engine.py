@@ -71,6 +71,9 @@ T = TypeVar("T")
 
 _BATCH_MAX = 256
 _STOP = object()
+# Writes queued for the writer thread at once; more callers wait their turn in
+# trio (in order), so the queue between the threads holds at most this many.
+INFLIGHT_MAX = 1024
 
 
 # The WAL is cut back to this after a checkpoint lets it restart; see `start`.
@@ -91,7 +94,7 @@ class Engine:
         self._on_batch = on_batch
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._token = trio.lowlevel.current_trio_token()
-        self._inflight = trio.Semaphore(1024)
+        self._inflight = trio.Semaphore(INFLIGHT_MAX)
         self._read_conns: list[sqlite3.Connection] = []
         self._read_limiter = trio.CapacityLimiter(readers)
         self.read_shares = ReadShares(readers)
@@ -149,10 +152,19 @@ class Engine:
         if self._broken_why is not None:
             raise StorageError(self._broken_why)
         pending = Pending()
-        async with self._inflight:
+        # Taken without a trip through trio's scheduler when there is room:
+        # `async with` on a semaphore yields even then, and every claim and
+        # finish of a run paid that step. The wait below is the checkpoint.
+        try:
+            self._inflight.acquire_nowait()
+        except trio.WouldBlock:
+            await self._inflight.acquire()
+        try:
             self._queue.put((fn, pending))
             with trio.CancelScope(shield=True):
                 await pending.done.wait()
+        finally:
+            self._inflight.release()
         if pending.error is not None:
             raise pending.error
         return pending.value  # type: ignore[no-any-return]
