@@ -178,18 +178,25 @@ class Connection:
             self._set_idle(idle=event.idle)
 
     async def _write(self, data: bytes) -> None:
-        async with self._send_lock:
-            try:
-                with trio.CancelScope(deadline=trio.current_time() + self._write_timeout_s) as cut:
-                    await self._stream.send_all(data)
-                if not cut.cancelled_caught:
-                    return
-                # the peer did not take the bytes in time
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass  # the peer left
-            except trio.Cancelled:
-                self._stop(linger=False)  # cut short mid-message: the framing is lost
-                raise
+        # The lock taken without a trip through trio's scheduler when it is free
+        # (`async with` yields even then): the send is this write's checkpoint.
+        try:
+            self._send_lock.acquire_nowait()
+        except trio.WouldBlock:
+            await self._send_lock.acquire()
+        try:
+            with trio.CancelScope(deadline=trio.current_time() + self._write_timeout_s) as cut:
+                await self._stream.send_all(data)
+            if not cut.cancelled_caught:
+                return
+            # the peer did not take the bytes in time
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the peer left
+        except trio.Cancelled:
+            self._stop(linger=False)  # cut short mid-message: the framing is lost
+            raise
+        finally:
+            self._send_lock.release()
         await self._end(linger=False)
 
     def _set_idle(self, *, idle: bool) -> None:
