@@ -138,6 +138,17 @@ def _parse_text(text: str) -> Schedule:
     return CronSchedule(expr)
 
 
+def unreadable_reason(problem: ScheduleError) -> str:
+    """`paused_reason` of an environment whose stored cadence this jobsd cannot
+    read: a zone the installed `tzdata` no longer (or does not yet) ship, such
+    as `US/Pacific-New` after tzdata 2020b, or a schedule written under
+    rules since tightened. Such a job cannot fire; paused, it says why."""
+    return (
+        f"paused by jobsd: its schedule cannot be read here ({problem.detail}); set a "
+        "schedule and timezone this jobsd accepts and enable it again"
+    )
+
+
 def is_one_off(s: Schedule) -> bool:
     return not isinstance(s, CronSchedule)
 

@@ -52,10 +52,11 @@ from typing import Protocol
 
 import trio
 
+from jobsd.cadences import Cadences, Unit
 from jobsd.clock import Clock, from_us, to_us
 from jobsd.dispatch import RunIntake
 from jobsd.messages import ClockMoved, RetryHeld, RunOrder, SchedulerNews
-from jobsd.schedule import Schedule, parse_schedule, plan_fire
+from jobsd.schedule import plan_fire
 from jobsd.store.slots import DueJob, SlotFiring
 from jobsd.timerwheel import TimerWheel
 
@@ -65,8 +66,6 @@ log = logging.getLogger("jobsd.scheduler")
 # at one instant cost a handful of commits, small enough that the first runs
 # reach the executors without waiting for the last to be written.
 FIRE_BATCH = 256
-
-Unit = tuple[int, str]  # (job pk, environment)
 
 # A slot acted on within this many seconds of its instant is on time, whatever
 # `misfire_grace_s` says: the loop wakes a little after each deadline (its
@@ -111,8 +110,7 @@ class Scheduler:
         self._horizon = timedelta(seconds=horizon_s)
         self._refill_limit = refill_limit
         self._wheel: TimerWheel[Unit] = TimerWheel()
-        # Each tracked unit's cadence as stored (schedule, timezone), parsed.
-        self._schedules: dict[Unit, tuple[tuple[str, str | None], Schedule]] = {}
+        self._cadences = Cadences()  # each tracked unit's cadence, parsed
         self._covered_until = from_us(0)
         self._refill_at = self._covered_until
         # Retries held for their due instant, by run id, on the same horizon.
@@ -206,14 +204,20 @@ class Scheduler:
                 self._forget(unit)
             else:
                 self._track(unit, item.schedule, item.timezone, item.next_run_at)
+        await self._pause_unreadable()
 
     def _track(self, unit: Unit, schedule: str, timezone: str | None, due: datetime) -> None:
-        self._schedules[unit] = ((schedule, timezone), parse_schedule(schedule, timezone))
-        self._wheel.add(unit, to_us(due))
+        if self._cadences.read(unit, schedule, timezone, due):
+            self._wheel.add(unit, to_us(due))
+        else:
+            self._wheel.remove(unit)  # paused by `_pause_unreadable`, unless written since
+
+    async def _pause_unreadable(self) -> None:
+        await self._cadences.pause_unreadable(self._store.fire_slots)
 
     def _forget(self, unit: Unit) -> None:
         self._wheel.remove(unit)
-        self._schedules.pop(unit, None)
+        self._cadences.forget(unit)
 
     async def _refill(self, now: datetime) -> None:
         self._jobs_stale = False
@@ -230,6 +234,7 @@ class Scheduler:
             )
         self._covered_until = until if not full else until - timedelta(microseconds=1)
         self._refill_at = until
+        await self._pause_unreadable()
 
     async def _refill_held(self, now: datetime) -> None:
         """Track the retries held for an instant within the horizon (as `_refill` jobs)."""
@@ -259,7 +264,7 @@ class Scheduler:
         """Fire a batch of due units in one store transaction, then hand over the runs."""
         firings: list[SlotFiring] = []
         for unit, due_us in due:
-            tracked = self._schedules.get(unit)
+            tracked = self._cadences.get(unit)
             if tracked is None:
                 continue
             cadence, schedule = tracked

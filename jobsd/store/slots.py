@@ -61,6 +61,9 @@ class SlotFiring:
     next_run_at: datetime | None
     # The effective (schedule, timezone) the decision was made with; None: not checked.
     cadence: tuple[str, str | None] | None = None
+    # With no slot and no next fire: pause the environment saying why (its
+    # cadence cannot be read, `jobsd.scheduler`), rather than end it silently.
+    paused_reason: str | None = None
 
 
 def due_jobs(conn: sqlite3.Connection, until: datetime, limit: int) -> list[DueJob]:
@@ -101,11 +104,12 @@ def fire(
     # fire a slot the new one does not have. So the cadence must match too.
     sql = (
         "UPDATE job_environments SET next_run_at_us = ?, enabled = CASE WHEN ? IS NULL THEN 0 "
-        "ELSE enabled END WHERE job_id = ? AND environment = ? AND enabled = 1 "
-        "AND next_run_at_us = ?"
+        "ELSE enabled END, paused_reason = CASE WHEN ? IS NULL THEN paused_reason ELSE ? END "
+        "WHERE job_id = ? AND environment = ? AND enabled = 1 AND next_run_at_us = ?"
     )
-    args: tuple[object, ...] = (next_us, next_us, firing.job_pk, firing.environment)
-    args += (to_us(firing.due),)
+    reason = firing.paused_reason if next_us is None else None
+    args: tuple[object, ...] = (next_us, next_us, reason, reason)
+    args += (firing.job_pk, firing.environment, to_us(firing.due))
     if firing.cadence is not None:
         sql += f" AND {_EFFECTIVE_SCHEDULE} IS ? AND {_EFFECTIVE_TIMEZONE} IS ?"
         args += firing.cadence
