@@ -19,6 +19,7 @@ import pytest
 import trio
 import trio.testing
 
+from tests.conftest import Harness, job_doc, make_harness
 from tests.test_retry_runs import NEW, SEED, T, post, running, runs_of
 
 GONE = "US/Pacific-New"  # in tzdata until 2020b
@@ -71,3 +72,25 @@ async def test_a_stored_zone_tzdata_no_longer_ships_pauses_its_job_not_the_daemo
     assert GONE in production["paused_reason"] and "enable it again" in production["paused_reason"]
     assert seed["attributes"]["paused_reason"] == production["paused_reason"]
     assert fired == ["2026-06-05T02:05:00Z", "2026-06-05T02:10:00Z"]  # the others fire on
+
+
+async def set_zone_in(h: Harness, zone: str) -> None:
+    await h.store.engine.write(lambda c: c.execute("UPDATE jobs SET timezone = ?", (zone,)))
+
+
+async def test_a_put_keeping_a_zone_tzdata_no_longer_ships_is_a_422(tmp_path: Path) -> None:
+    async with make_harness(tmp_path) as h:
+        doc = job_doc("kyiv", schedule="*/5 * * * *", timezone="Europe/Kyiv")
+        assert (await h.post("/api/v1/jobs", doc)).status_code == 201
+        await set_zone_in(h, GONE)
+        # The seed version keeps an omitted extension: a new cadence in the stored zone.
+        r = await h.put("/api/v1/jobs/kyiv", job_doc("kyiv", schedule="*/7 * * * *"))
+        assert r.status_code == 422, await r.get_json()
+        (error,) = (await r.get_json())["errors"]
+        assert error["source"]["pointer"] == "/data/attributes/timezone"
+        assert error["code"] == "invalid_timezone" and GONE in error["detail"]
+        # Nothing changed; naming a zone that exists mends it.
+        job = (await (await h.get("/api/v1/jobs/kyiv")).get_json())["data"]["attributes"]
+        assert (job["schedule"], job["version"]) == ("*/5 * * * *", 1)
+        mended = job_doc("kyiv", schedule="*/7 * * * *", timezone="Europe/Kyiv")
+        assert (await h.put("/api/v1/jobs/kyiv", mended)).status_code == 200

@@ -15,7 +15,7 @@ from datetime import datetime
 
 from jobsd import errors
 from jobsd.clock import to_us
-from jobsd.errors import pointer_part
+from jobsd.errors import ScheduleError, TimezoneError, pointer_part
 from jobsd.job_bounds import stored_job_problem
 from jobsd.job_model import Job, JobCounting, JobKind, JobSpec, JobWrite, Overlay
 from jobsd.messages import JobChanged
@@ -214,7 +214,7 @@ def apply_environments(
             ):
                 next_us = to_us(old.next_run_at)
             else:
-                next_us = next_fire_us(spec, overlay, enabled=True, now=now)
+                next_us = _next_fire_us_of(spec, overlay, env, now=now)
         if given is None and old is not None:
             environments_sql.set_environment_state(
                 conn, pk, env, enabled=on, next_run_at_us=next_us, keep_cadence=recurring
@@ -232,6 +232,22 @@ def apply_environments(
                 paused_reason=None if old is None else old.paused_reason,
             )
     refuse_oversized(spec, kept, write)
+
+
+def _next_fire_us_of(spec: JobSpec, overlay: Overlay, env: str, *, now: datetime) -> int | None:
+    """`next_fire_us` for a write: the write's own cadence was checked by the API,
+    but a timezone (or schedule) it kept from the store may no longer load (a
+    zone the installed tzdata dropped): 422 at the attribute holding it, not a 500."""
+    try:
+        return next_fire_us(spec, overlay, enabled=True, now=now)
+    except ScheduleError as problem:
+        name = "timezone" if isinstance(problem, TimezoneError) else "schedule"
+        own = (overlay.timezone if name == "timezone" else overlay.schedule) is not None
+        at = f"/data/attributes/environments/{pointer_part(env)}/{name}" if own else None
+        code = f"invalid_{name}"
+        raise errors.ValidationFailed(
+            [errors.invalid(code, at or f"/data/attributes/{name}", problem.detail)]
+        ) from None
 
 
 def refuse_oversized(spec: JobSpec, overlays: Mapping[str, Overlay], write: JobWrite) -> None:
