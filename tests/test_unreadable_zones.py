@@ -94,3 +94,34 @@ async def test_a_put_keeping_a_zone_tzdata_no_longer_ships_is_a_422(tmp_path: Pa
         assert (job["schedule"], job["version"]) == ("*/5 * * * *", 1)
         mended = job_doc("kyiv", schedule="*/7 * * * *", timezone="Europe/Kyiv")
         assert (await h.put("/api/v1/jobs/kyiv", mended)).status_code == 200
+
+
+async def test_waking_an_environment_whose_zone_tzdata_no_longer_ships_pauses_it(
+    tmp_path: Path, mock_clock: trio.testing.MockClock
+) -> None:
+    """A start whose config lists an environment again computes its next fire
+    (`jobsd.store.env_sync`): there too, the zone failed the whole start."""
+    async with running(tmp_path) as rig:
+        doc = job_attributes("kyiv", f"{rig.target.url}/ok", "*/5 * * * *", "Europe/Kyiv")
+        doc["data"]["attributes"]["environments"] = {  # type: ignore[index]
+            "production": {"enabled": True},
+            "staging": {"enabled": True},
+        }
+        await post(rig.client, "/api/v1/jobs", doc)
+    set_zone(rig.db, GONE)
+    conn = sqlite3.connect(rig.db)
+    try:  # staging as a start whose config left it out leaves it: dormant
+        conn.execute(
+            "UPDATE job_environments SET next_run_at_us = NULL WHERE environment = 'staging'"
+        )
+        conn.commit()
+    finally:
+        conn.close()
+    async with running(tmp_path, anchor=T) as rig:
+        assert (await rig.client.get("/healthz")).status_code == 200
+        await trio.sleep(6 * 60)
+        kyiv = (await rig.client.get("/api/v1/jobs/kyiv", headers=NEW)).json()["data"]
+        assert await runs_of(rig.client, "kyiv") == []
+    for entry in kyiv["attributes"]["environments"].values():
+        assert entry["enabled"] is False and entry["next_run_at"] is None
+        assert GONE in entry["paused_reason"]

@@ -35,7 +35,9 @@ from datetime import datetime
 from functools import partial
 
 from jobsd.clock import from_us, to_us
+from jobsd.errors import ScheduleError
 from jobsd.messages import JobChanged
+from jobsd.schedule import unreadable_reason
 from jobsd.store import environments_sql, job_writes, jobs_sql, retries
 from jobsd.store.ends import RunObserver, write_ending
 from jobsd.store.engine import Engine
@@ -131,12 +133,21 @@ def _wake(
     for pk in pks:
         job = jobs_sql.job_by_pk(conn, pk, keyring)
         overlay = job.environments[env].overlay
-        next_us = job_writes.next_fire_us(job.spec, overlay, enabled=True, now=now)
+        schedule, timezone = environments_sql.effective_cadence(job.spec, overlay)
+        try:
+            next_us = job_writes.next_fire_us(job.spec, overlay, enabled=True, now=now)
+        except ScheduleError as problem:  # a zone the installed tzdata no longer ships
+            conn.execute(
+                "UPDATE job_environments SET enabled = 0, next_run_at_us = NULL, "
+                "paused_reason = ? WHERE job_id = ? AND environment = ?",
+                (unreadable_reason(problem), pk, env),
+            )
+            changes.append(JobChanged(job.pk, env, None, None, None))
+            continue
         conn.execute(
             "UPDATE job_environments SET next_run_at_us = ? WHERE job_id = ? AND environment = ?",
             (next_us, pk, env),
         )
-        schedule, timezone = environments_sql.effective_cadence(job.spec, overlay)
         at = None if next_us is None else from_us(next_us)
         changes.append(JobChanged(job.pk, env, schedule, timezone, at))
     return changes, _full(pks)
