@@ -15,8 +15,10 @@ re-anchors the daemon's clock on the system's and tells the scheduler,
 which computes its next wake-up afresh. After a forward move, slots that
 came due meanwhile are missed slots (catch-up within `misfire_grace_s`, a
 one-off late rather than never), exactly as after a restart, but runs in
-flight go on. After a backward move, nothing fires twice: a slot's run is
-unique, and the slots ahead wait for their instant. NTP's slewing never
+flight go on. After a backward move, the scheduler plans every recurring
+next fire again from the new time (`jobsd.slot_store.replan`: they were
+planned on the clock before), and nothing fires twice: a slot's run is
+unique. NTP's slewing never
 reaches `STEP_S`: it moves the monotonic clock alike.
 
 Only with the system's clock (`jobsd serve`); a test's injected clock is

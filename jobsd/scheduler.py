@@ -46,18 +46,18 @@ lateness in its own `started_at`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Protocol
 
 import trio
 
 from jobsd.cadences import Cadences, Unit
 from jobsd.clock import Clock, from_us, to_us
 from jobsd.dispatch import RunIntake
-from jobsd.messages import ClockMoved, RetryHeld, RunOrder, SchedulerNews
+from jobsd.messages import ClockMoved, RetryHeld, SchedulerNews
 from jobsd.schedule import plan_fire
-from jobsd.store.slots import DueJob, SlotFiring
+from jobsd.slot_store import SlotStore, replan
+from jobsd.store.slots import SlotFiring
 from jobsd.timerwheel import TimerWheel
 
 log = logging.getLogger("jobsd.scheduler")
@@ -72,20 +72,6 @@ FIRE_BATCH = 256
 # timer's resolution, the batches fired before), and that is no missed slot.
 # So a grace of 0 means "no catch-up after downtime", not "nothing fires".
 ON_TIME_S = 1
-
-
-class SlotStore(Protocol):
-    async def due_before(self, until: datetime, limit: int) -> list[DueJob]: ...
-
-    async def fire_slots(
-        self, firings: Sequence[SlotFiring]
-    ) -> list[tuple[bool, RunOrder | None]]: ...
-
-    async def due_units(self, units: Sequence[Unit]) -> list[DueJob]: ...
-
-    async def held_retries_before(self, until: datetime, limit: int) -> list[RetryHeld]: ...
-
-    async def release_retries(self, due: Sequence[RetryHeld]) -> list[RunOrder]: ...
 
 
 class Scheduler:
@@ -119,6 +105,7 @@ class Scheduler:
         self._held_refill_at = self._held_covered_until
         self._held_stale = False  # news may have been dropped: read them back
         self._jobs_stale = False  # likewise for job changes
+        self._stepped_back = False  # the clock moved back: plan next fires again
 
     @property
     def tracked(self) -> int:
@@ -138,6 +125,9 @@ class Scheduler:
             held = self._held.pop_due(to_us(now))
             for start in range(0, len(held), FIRE_BATCH):
                 await self._release(held[start : start + FIRE_BATCH], now)
+            if self._stepped_back:  # every next fire was planned on the clock before
+                self._stepped_back, self._jobs_stale = False, True
+                await replan(self._store, now)
             if now >= self._refill_at or self._jobs_stale:
                 await self._refill(now)
                 continue
@@ -180,8 +170,9 @@ class Scheduler:
 
     def _apply(self, news: SchedulerNews, changed: dict[Unit, None]) -> None:
         """A retry is tracked as told; a job change only names its unit (`_read_back`)."""
-        if isinstance(news, ClockMoved):
-            return  # woken: the loop reads the clock again
+        if isinstance(news, ClockMoved):  # woken: the loop reads the clock again
+            self._stepped_back |= news.by_s < 0
+            return
         if isinstance(news, RetryHeld):
             if news.due <= self._held_covered_until:
                 self._held.add(news.run_id, to_us(news.due))

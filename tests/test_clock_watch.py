@@ -128,3 +128,24 @@ async def test_jobsd_serve_follows_the_system_clock(
     assert made.status_code == 201, made.text
     created = datetime.fromisoformat(made.json()["data"]["attributes"]["created_at"])
     assert 595 <= (created - system_utc_now()).total_seconds() <= 601
+
+
+async def test_a_clock_stepped_back_an_hour_fires_on_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A machine that booted an hour ahead (a wrong hardware clock) until NTP
+    stepped it back: every next fire had been planned on the wrong clock, and
+    the job stayed silent for that hour. Its slots now go on from the step."""
+    async with watched() as (r, system, _told):
+        await r.change(1, "* * * * *")
+        await r.change(2, "0 * * * *")  # next 01:00, planned on the clock an hour ahead
+        await trio.sleep(150)  # 02:30; 01:00 and 02:00 fired
+        system.moved = -timedelta(hours=1)  # back to 2025-12-31 23:02:30
+        await trio.sleep(240)  # to 23:06:30 on the system's clock
+    fired = [(pk, slot) for pk, slot, _ in r.store.fired]
+    back = T0 - timedelta(hours=1)
+    assert fired == [(1, T0 + MINUTE), (1, T0 + 2 * MINUTE)] + [
+        (1, back + MINUTE * m) for m in (3, 4, 5, 6)
+    ]
+    assert all(at == slot for _, slot, at in r.store.fired[2:])  # on time, not an hour late
+    assert r.store.jobs[(2, "production")][1] == T0  # the hourly job: midnight again, not 01:00

@@ -21,7 +21,7 @@ import trio.testing
 
 from jobsd.clock import Clock
 from jobsd.messages import JobChanged, RetryHeld, RunOrder, SchedulerNews
-from jobsd.schedule import first_fire, parse_schedule
+from jobsd.schedule import first_fire, is_one_off, parse_schedule
 from jobsd.scheduler import FIRE_BATCH, Scheduler
 from jobsd.store.slots import DueJob, SlotFiring
 from tests.conftest import RecordedIntake
@@ -67,6 +67,18 @@ class MemorySlots:
                 self.released.append((retry.run_id, retry.due, self.clock.now()))
                 orders.append(RunOrder(retry.run_id, "acme"))
         return orders
+
+    async def rebase_slots(self, now: datetime, after: Unit, limit: int) -> tuple[int, Unit | None]:
+        """The real store's contract: a recurring next fire later than its first
+        slot after `now` moves back to it (in one batch here)."""
+        moved = 0
+        for unit, (schedule, nxt) in sorted(self.jobs.items()):
+            parsed = parse_schedule(schedule, self.zones.get(unit))
+            if unit > after and nxt is not None and nxt > now and not is_one_off(parsed):
+                slot = first_fire(parsed, now=now)
+                if slot < nxt:
+                    self.jobs[unit], moved = (schedule, slot), moved + 1
+        return moved, None
 
     def put(
         self,

@@ -220,6 +220,12 @@ class RunStore(RunRecordStore):
         """Of these (job pk, environment)s, those enabled with a next fire, as stored now."""
         return await self._engine.read(lambda c: slots.due_units(c, units))
 
+    async def rebase_slots(
+        self, now: datetime, after: tuple[int, str], limit: int
+    ) -> tuple[int, tuple[int, str] | None]:
+        """After a step back of the clock to `now`, one batch; `slots.rebase`."""
+        return await self._engine.write(lambda c: slots.rebase(c, now, after, limit))
+
     async def fire_slot(
         self,
         job_pk: int,

@@ -33,9 +33,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from jobsd.clock import from_us, to_us
+from jobsd.errors import ScheduleError
 from jobsd.job_model import OverlapPolicy
 from jobsd.messages import RunOrder
 from jobsd.runs import Trigger
+from jobsd.schedule import first_fire, parse_schedule
 from jobsd.store import environments_sql, jobs_sql, runs_sql
 
 
@@ -171,3 +173,42 @@ _WAITING = (
     "AND status IN ('PENDING', 'RUNNING') AND status = 'PENDING' AND trigger = 'SCHEDULE' "
     "AND held_until_us IS NULL LIMIT 1"
 )
+
+
+def rebase(
+    conn: sqlite3.Connection, now: datetime, after: tuple[int, str], limit: int
+) -> tuple[int, tuple[int, str] | None]:
+    """After the clock stepped back to `now`: each enabled recurring environment
+    (in key order past `after`, `limit` of them) whose stored next fire is later
+    than its cadence's first slot after `now` moves back to that slot. Returns
+    (how many moved, where to go on from; None at the end).
+
+    Every `next_run_at` was planned on the clock before the step, so without
+    this a step back of a day (a machine that booted a day ahead, NTP's step
+    then) left every job silent for that day. A slot that already fired
+    before the step is not fired again: the unique `(job, environment,
+    scheduled_for)` index refuses its second run when its instant comes.
+    """
+    rows = conn.execute(
+        "SELECT e.job_id, e.environment, coalesce(e.schedule, j.schedule), "
+        "coalesce(e.timezone, j.timezone), e.next_run_at_us "
+        "FROM job_environments AS e JOIN jobs AS j ON j.id = e.job_id "
+        "WHERE (e.job_id, e.environment) > (?, ?) AND e.enabled = 1 "
+        "AND e.next_run_at_us > ? AND j.kind = 'recurring' "
+        "ORDER BY e.job_id, e.environment LIMIT ?",
+        (*after, to_us(now), limit),
+    ).fetchall()
+    moved = 0
+    for pk, env, schedule, timezone, stored_us in rows:
+        try:
+            slot = first_fire(parse_schedule(schedule, timezone), now=now)
+        except ScheduleError:
+            continue  # the scheduler pauses it when it comes due (`jobsd.cadences`)
+        if to_us(slot) < stored_us:
+            moved += conn.execute(
+                "UPDATE job_environments SET next_run_at_us = ? WHERE job_id = ? "
+                "AND environment = ? AND next_run_at_us = ?",
+                (to_us(slot), pk, env, stored_us),
+            ).rowcount
+    going_on = (int(rows[-1][0]), str(rows[-1][1])) if len(rows) >= limit else None
+    return moved, going_on
