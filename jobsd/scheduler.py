@@ -105,7 +105,7 @@ class Scheduler:
         self._held_refill_at = self._held_covered_until
         self._held_stale = False  # news may have been dropped: read them back
         self._jobs_stale = False  # likewise for job changes
-        self._stepped_back = False  # the clock moved back: plan next fires again
+        self._stepped_back = timedelta(0)  # how far the clock moved back: plan again
 
     @property
     def tracked(self) -> int:
@@ -126,8 +126,9 @@ class Scheduler:
             for start in range(0, len(held), FIRE_BATCH):
                 await self._release(held[start : start + FIRE_BATCH], now)
             if self._stepped_back:  # every next fire was planned on the clock before
-                self._stepped_back, self._jobs_stale = False, True
-                await replan(self._store, now)
+                back, self._stepped_back = self._stepped_back, timedelta(0)
+                self._jobs_stale = self._held_stale = True
+                await replan(self._store, now, back)
             if now >= self._refill_at or self._jobs_stale:
                 await self._refill(now)
                 continue
@@ -171,7 +172,7 @@ class Scheduler:
     def _apply(self, news: SchedulerNews, changed: dict[Unit, None]) -> None:
         """A retry is tracked as told; a job change only names its unit (`_read_back`)."""
         if isinstance(news, ClockMoved):  # woken: the loop reads the clock again
-            self._stepped_back |= news.by_s < 0
+            self._stepped_back += timedelta(seconds=min(news.by_s, 0))
             return
         if isinstance(news, RetryHeld):
             if news.due <= self._held_covered_until:

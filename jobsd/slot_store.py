@@ -5,16 +5,17 @@ Split from `jobsd.scheduler`. `SlotStore` is the store's scheduler side
 contract). `replan` walks every environment after the clock stepped back:
 each `next_run_at` was planned on the clock before the step, so a step back
 of an hour (a machine that booted an hour ahead until NTP stepped it) left
-every job silent for that hour; the store plans each from the new now, in
-batches of `REPLAN_BATCH` environments per write, so that no write holds the
-writer long however many jobs there are.
+every job silent for that hour (and a retry 10 s after its failure waited
+the hour too); the store plans each from the new now, in batches of
+`REPLAN_BATCH` rows per write, so that no write holds the writer long
+however many jobs there are.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from jobsd.cadences import Unit
@@ -44,9 +45,15 @@ class SlotStore(Protocol):
         self, now: datetime, after: Unit, limit: int
     ) -> tuple[int, Unit | None]: ...
 
+    async def shift_held_retries(
+        self, by: timedelta, now: datetime, after: tuple[int, str], limit: int
+    ) -> tuple[int, tuple[int, str] | None]: ...
 
-async def replan(store: SlotStore, now: datetime) -> None:
-    """Plan every enabled recurring next fire from `now` (`jobsd.store.slots.rebase`)."""
+
+async def replan(store: SlotStore, now: datetime, back: timedelta) -> None:
+    """After the clock stepped `back` (negative) to `now`: plan every enabled
+    recurring next fire from `now` (`jobsd.store.slots.rebase`), and move each
+    held retry's due instant by the step (`jobsd.store.retries.shift_held`)."""
     after, moved = (-1, ""), 0
     while True:
         count, going_on = await store.rebase_slots(now, after, REPLAN_BATCH)
@@ -54,4 +61,14 @@ async def replan(store: SlotStore, now: datetime) -> None:
         if going_on is None:
             break
         after = going_on
-    log.warning("the clock stepped back: next fires planned from now", extra=fields(moved=moved))
+    held, shifted = (-1, ""), 0
+    while True:
+        count, more = await store.shift_held_retries(back, now, held, REPLAN_BATCH)
+        shifted += count
+        if more is None:
+            break
+        held = more
+    log.warning(
+        "the clock stepped back: next fires planned from now, held retries moved with it",
+        extra=fields(moved=moved, retries=shifted),
+    )

@@ -149,3 +149,20 @@ async def test_a_clock_stepped_back_an_hour_fires_on_at_once(
     ]
     assert all(at == slot for _, slot, at in r.store.fired[2:])  # on time, not an hour late
     assert r.store.jobs[(2, "production")][1] == T0  # the hourly job: midnight again, not 01:00
+
+
+async def test_a_retry_held_across_a_step_back_still_waits_only_its_delay(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Its due instant was planned on the clock before the step: a retry 10 s
+    after its failure waited the hour the clock went back, too."""
+    async with watched() as (r, system, _told):
+        await trio.sleep(30)
+        await r.changes.send(r.store.hold("retry", T0 + timedelta(seconds=40)))
+        await trio.sleep(5)  # 00:35; the retry is due in 5 s
+        system.moved = -timedelta(hours=1)  # back to 23:00:35 the day before
+        await trio.sleep(30)
+    ((run_id, due, at),) = r.store.released
+    assert run_id == "retry" and due == at  # released at its (moved) instant
+    assert T0 - timedelta(hours=1) + timedelta(seconds=38) <= at  # its 5 s still waited...
+    assert at <= T0 - timedelta(hours=1) + timedelta(seconds=42)  # ...and not the hour

@@ -80,6 +80,15 @@ class MemorySlots:
                     self.jobs[unit], moved = (schedule, slot), moved + 1
         return moved, None
 
+    async def shift_held_retries(
+        self, by: timedelta, now: datetime, after: tuple[int, str], limit: int
+    ) -> tuple[int, tuple[int, str] | None]:
+        """The real store's contract: each held after `now` is due `by` earlier,
+        never before `now` (in one batch here)."""
+        later = {r: d for r, d in self.held.items() if d > now}
+        self.held.update({r: max(now, d + by) for r, d in later.items()})
+        return len(later), None
+
     def put(
         self,
         pk: int,

@@ -110,6 +110,30 @@ def held_before(conn: sqlite3.Connection, until_us: int, limit: int) -> list[Ret
     return [RetryHeld(str(r[0]), from_us(int(r[1]))) for r in rows]
 
 
+def shift_held(
+    conn: sqlite3.Connection, by_us: int, now_us: int, after: tuple[int, str], limit: int
+) -> tuple[int, tuple[int, str] | None]:
+    """After the clock stepped back by `-by_us` to `now_us`: each retry held for
+    an instant after now (in due order past `after`, `limit` of them) is due
+    `by_us` earlier, never before now, so that it still waits its delay from
+    its failure (planned on the clock before the step, a 10 s delay waited an
+    hour after an hour's step). Returns (how many, where to go on from)."""
+    rows = conn.execute(
+        "SELECT id, held_until_us FROM runs WHERE held_until_us > ? "
+        "AND (held_until_us, id) > (?, ?) ORDER BY held_until_us, id LIMIT ?",
+        (now_us, *after, limit),
+    ).fetchall()
+    for run_id, held_us in rows:  # a shifted one lands before the batch's end: not seen again
+        due_us = max(now_us, int(held_us) + by_us)
+        conn.execute(
+            "UPDATE runs SET held_until_us = ?, scheduled_for_us = ? WHERE id = ? "
+            "AND held_until_us = ?",
+            (due_us, due_us, run_id, held_us),
+        )
+    going_on = (int(rows[-1][1]), str(rows[-1][0])) if len(rows) >= limit else None
+    return len(rows), going_on
+
+
 def release(conn: sqlite3.Connection, due: Sequence[RetryHeld]) -> list[RunOrder]:
     """Release each retry still held for exactly its `due`; the orders for those released."""
     orders: list[RunOrder] = []

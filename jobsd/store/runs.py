@@ -15,7 +15,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 
 from jobsd import errors
@@ -225,6 +225,15 @@ class RunStore(RunRecordStore):
     ) -> tuple[int, tuple[int, str] | None]:
         """After a step back of the clock to `now`, one batch; `slots.rebase`."""
         return await self._engine.write(lambda c: slots.rebase(c, now, after, limit))
+
+    async def shift_held_retries(
+        self, by: timedelta, now: datetime, after: tuple[int, str], limit: int
+    ) -> tuple[int, tuple[int, str] | None]:
+        """After a step back of the clock, one batch; `retries.shift_held`."""
+        by_us, now_us = by // timedelta(microseconds=1), to_us(now)
+        return await self._engine.write(
+            lambda c: retries.shift_held(c, by_us, now_us, after, limit)
+        )
 
     async def fire_slot(
         self,
