@@ -157,8 +157,7 @@ class ExecutorPool:
                 claim = await self._runs.claim(run_id, self._runs_included_of)
                 if claim is None or claim.config is None:
                     return
-                # A run may reuse a connection its own account's runs kept.
-                config = replace(claim.config, reuse_scope=claim.account_id)
+                config = claim.config  # its reuse scope the run's account (the claim's)
                 try:
                     if scope.cancel_called:
                         # Canceled while it was being claimed (a user's cancel of the run

@@ -110,6 +110,7 @@ class Overlay:
             ca_cert=base.ca_cert if self.ca_cert is None else self.ca_cert,
             body=base.body if self.body is None else self.body,
             timeout_s=base.timeout_s if self.timeout_s is None else self.timeout_s,
+            reuse_scope=base.reuse_scope,
         )
 
 

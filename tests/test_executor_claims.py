@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import trio
@@ -23,11 +23,12 @@ from jobsd.clock import Clock
 from jobsd.crypto import KeyRing
 from jobsd.dispatch import Dispatcher
 from jobsd.executor import ExecutorPool
+from jobsd.job_model import EnvironmentSpec, HttpConfig, Overlay
 from jobsd.messages import CancelRun, Outcome, RunOrder
 from jobsd.runs import FailureReason, RunStatus
 from jobsd.store import Store, open_store, usage_sql
 from jobsd.store.claims import Claim
-from tests.model import create_job
+from tests.model import ENV, create_job, seed_job
 from tests.test_executor import SPEC, T0, GatedPerformer, enqueue
 
 
@@ -129,3 +130,24 @@ async def test_a_stop_whose_grace_ends_during_the_claim_records_it_never_sent(
         assert run.error is not None
         assert "shutdown_grace_s" in run.error and "never sent" in run.error
         assert await rig.used() == 0
+
+
+async def test_a_claimed_request_may_reuse_only_its_own_accounts_connections(
+    tmp_path: Path,
+) -> None:
+    """The claim names the run's account as the request's reuse scope
+    (`jobsd.keepalive`), with the environment's overrides applied or without."""
+    async with open_store(
+        tmp_path / "jobsd.sqlite3", KeyRing.load_or_create(tmp_path / "key"), Clock(T0)
+    ) as store:
+        for account, overlay in (("acme", Overlay()), ("other", Overlay(url="https://y.invalid/"))):
+            write = seed_job("j", "j", None, True, None, HttpConfig(url="https://x.invalid/"))
+            write = replace(write, environments={ENV: EnvironmentSpec(True, overlay)})
+            await create_job(store, account, write)
+            run = await store.runs.enqueue_manual(
+                account, "j", ENV, require_enabled=False, max_pending=10
+            )
+            claim = await store.runs.claim(run.id, lambda _: -1)
+            assert claim is not None and claim.config is not None
+            assert claim.config.reuse_scope == account
+            assert claim.config.url == (overlay.url or "https://x.invalid/")

@@ -92,7 +92,8 @@ def claim(
     if row["env_overrides"]:
         env = environments_sql.env_row(conn, row["id"], row["run_environment"])
     try:
-        config = jobs_sql.to_config(row, keyring, strict=True)
+        # A run may reuse a connection its own account's runs kept (`jobsd.keepalive`).
+        config = jobs_sql.to_config(row, keyring, strict=True, reuse_scope=account_id)
         if env is not None and environments_sql.overrides_request(env):
             config = environments_sql.to_overlay(env, account_id, keyring, strict=True).apply(
                 config

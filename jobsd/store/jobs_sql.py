@@ -33,8 +33,10 @@ def _opt_time(us: int | None) -> datetime | None:
     return None if us is None else from_us(us)
 
 
-def to_config(row: sqlite3.Row, keyring: Sealer, *, strict: bool = False) -> HttpConfig:
-    """The base request of a job row, its header values opened."""
+def to_config(
+    row: sqlite3.Row, keyring: Sealer, *, strict: bool = False, reuse_scope: str | None = None
+) -> HttpConfig:
+    """The base request of a job row, its header values opened; `reuse_scope` for a run's."""
     return HttpConfig(
         url=row["url"],
         method=row["method"],
@@ -44,6 +46,7 @@ def to_config(row: sqlite3.Row, keyring: Sealer, *, strict: bool = False) -> Htt
         ca_cert=row["ca_cert"],
         body=row["body"],
         timeout_s=row["timeout_s"],
+        reuse_scope=reuse_scope,
     )
 
 
