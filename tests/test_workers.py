@@ -128,6 +128,39 @@ async def test_a_worker_that_stops_answering_is_killed_past_the_runs_timeout(
     assert after.status is RunStatus.SUCCEEDED, after
 
 
+async def test_a_short_deadline_behind_a_long_one_still_finds_a_stuck_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One timer per worker watches the earliest deadline of the runs it holds:
+    a run with a short timeout handed over while the timer waits for a long
+    one's brings it forward, so the stuck worker dies at the short deadline
+    (1.5 s here), not the long one's (60.5 s)."""
+    monkeypatch.setattr(pool_module, "STUCK_S", 0.5)
+    async with holding_target() as target, processes() as pool:
+        [first] = pool.pids
+        outcomes: list[Outcome] = []
+
+        async def perform(run_id: str, timeout_s: int) -> None:
+            held = HttpConfig(url=f"{target.url}/hold", timeout_s=timeout_s)
+            outcomes.append(await pool.perform(held, stamp=stamp(run_id)))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(perform, "long", 60)
+            await target.until(lambda: "long" in target.open_ids)
+            nursery.start_soon(perform, "short", 1)
+            await target.until(lambda: "short" in target.open_ids)
+            os.kill(first, signal.SIGSTOP)
+            stopped_at = trio.current_time()
+            with trio.fail_after(10):
+                while len(outcomes) < 2:
+                    await trio.sleep(0.05)
+            assert trio.current_time() - stopped_at < 5.0
+        assert gone(first)
+    assert {(o.status, o.failure_reason) for o in outcomes} == {
+        (RunStatus.FAILED, FailureReason.WORKER_LOST)
+    }
+
+
 async def test_a_worker_that_never_becomes_ready_is_killed_and_replaced(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -10,6 +10,7 @@ it, else "never sent" (its `perform` takes another worker).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from contextlib import suppress
 
@@ -45,11 +46,30 @@ class Waiter:
     per run) and rescheduled by whoever answers, `serve` or `lose_all`. Its
     `state` is its frame's (`sender.Tracked`), set by the `FrameSender`."""
 
-    __slots__ = ("answered", "config", "outcome", "parked", "stamp", "state", "task")
+    __slots__ = (
+        "answered",
+        "config",
+        "deadline",
+        "outcome",
+        "parked",
+        "patience_s",
+        "stamp",
+        "state",
+        "task",
+    )
 
-    def __init__(self, config: HttpConfig, stamp: Sequence[tuple[str, str]]) -> None:
+    def __init__(
+        self,
+        config: HttpConfig,
+        stamp: Sequence[tuple[str, str]],
+        patience_s: float = math.inf,
+    ) -> None:
+        """`patience_s`: from now, how long its worker has to answer before it is
+        taken for stuck (`Child.expect`)."""
         self.config = config
         self.stamp = stamp
+        self.patience_s = patience_s
+        self.deadline = trio.current_time() + patience_s
         self.task = trio.lowlevel.current_task()
         self.parked = False
         self.answered = False
@@ -78,6 +98,10 @@ class Waiter:
         return self.outcome
 
 
+def _deadline(waiter: Waiter) -> float:
+    return waiter.deadline
+
+
 class Child:
     def __init__(self, number: int, process: trio.Process, stream: trio.SocketStream) -> None:
         self.number = number
@@ -88,6 +112,15 @@ class Child:
         self.waiting: dict[int, Waiter] = {}
         self.next_seq = 0
         self.alive = False
+        # The stuck timer's next look, and what brings it sooner (`expect`).
+        self._look_at = math.inf
+        self._look_sooner = trio.Event()
+
+    def expect(self, seq: int, waiter: Waiter) -> None:
+        """`waiter` waits for request `seq`'s outcome until its deadline."""
+        self.waiting[seq] = waiter
+        if waiter.deadline < self._look_at:
+            self._look_sooner.set()
 
     async def serve(self, capacity: int) -> None:
         """Route its outcomes to their waiters until it is gone."""
@@ -96,6 +129,7 @@ class Child:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._send, nursery.cancel_scope)
+                nursery.start_soon(self._watch_stuck)
                 await self._route()
                 nursery.cancel_scope.cancel()
         finally:
@@ -123,6 +157,22 @@ class Child:
             # Bounded: the reason may quote what it sent (a kind, a status), and a
             # worker that keeps sending it is restarted every few seconds.
             log.error("worker process %d broke its socket pair: %.300s", self.number, exc)
+
+    async def _watch_stuck(self) -> None:
+        """One timer per worker, not a deadline scope per run (a cost every run
+        paid): it looks at the earliest deadline of the runs waiting, and a
+        worker that let one pass is killed (`kill_stuck`). Runs come and go
+        far faster than their deadlines, so it wakes about once a deadline."""
+        while True:
+            now = trio.current_time()
+            first = min(self.waiting.values(), key=_deadline, default=None)
+            if first is not None and first.deadline <= now:
+                self.kill_stuck(first.patience_s)
+                return  # its death ends the pair, and answers every waiter
+            self._look_at = math.inf if first is None else first.deadline
+            self._look_sooner = trio.Event()
+            with trio.move_on_at(self._look_at):
+                await self._look_sooner.wait()
 
     async def _send(self, reading: trio.CancelScope) -> None:
         assert self.sender is not None

@@ -29,6 +29,8 @@ they were; only the exchange itself, and its CPU, moves to another core.
   longer runs its loop (a bug that spins without yielding, a process
   stopped): it is killed, which is a death as above. Without this its runs
   would stay RUNNING, and the process keep its share of the work, for good.
+  One timer per worker watches the earliest deadline of the runs it holds
+  (`Child.expect`), not a deadline scope per run, which every run paid for.
 - Stop: when the daemon's actors end (after the executor pool has
   stopped), each worker's pair is closed; a worker exits on end of file,
   and one still there after `child_link.EXIT_WAIT_S` is killed. A daemon killed
@@ -266,19 +268,18 @@ class WorkerProcesses:
         assert child.sender is not None
         seq = child.next_seq
         child.next_seq += 1
-        waiter = child.waiting[seq] = Waiter(config, stamp)
+        # Stuck from the moment its frame is offered: a worker that does not read
+        # may leave it no room in the queue (`FrameSender.send` waits). The
+        # worker's stuck timer kills it then, and its death answers (`lose_all`).
+        waiter = Waiter(config, stamp, config.timeout_s + STUCK_S)
+        child.expect(seq, waiter)
         try:
-            # From the moment its frame is offered: a worker that does not read
-            # may leave it no room in the queue (`FrameSender.send` waits).
-            with trio.move_on_after(config.timeout_s + STUCK_S):
-                try:
-                    await child.sender.send(wire.perform_doc(seq, config, stamp), waiter)
-                except trio.BrokenResourceError:  # it died while the frame waited for room
-                    child.waiting.pop(seq, None)
-                    return None
-                return await waiter.wait()
-            child.kill_stuck(config.timeout_s + STUCK_S)
-            return await waiter.wait()  # its death answers: `lose_all`
+            try:
+                await child.sender.send(wire.perform_doc(seq, config, stamp), waiter)
+            except trio.BrokenResourceError:  # it died while the frame waited for room
+                child.waiting.pop(seq, None)
+                return None
+            return await waiter.wait()
         except BaseException as exc:
             if child.waiting.pop(seq, None) is not None and child.alive:
                 if waiter.state == QUEUED:
