@@ -253,3 +253,26 @@ async def test_a_run_canceled_or_lost_in_flight_records_the_request_it_was_sendi
         await rig.pool.stop(0.2)
         run = await rig.store.runs.get_run("acme", lost)
         assert run.failure_reason is FailureReason.WORKER_LOST and run.request == sent
+
+
+async def test_a_cancel_committed_as_the_response_arrives_still_records_the_request(
+    tmp_path: Path,
+) -> None:
+    # The user's cancel commits (CANCELED) while the response is coming in, and the
+    # executor has its outcome before the cancel's message reaches it: the record
+    # of that outcome then matches no RUNNING run. The request did leave, so the
+    # run says what it was, as when the cancel cut the request short. Before, such
+    # a run read `request: null`, though its request was sent and answered.
+    async with pool_rig(tmp_path, 1) as rig:
+        (run_id,) = await rig.submit(1)
+        await rig.until_active(1)
+        _, was_running = await rig.store.runs.cancel_run("acme", run_id)
+        assert was_running
+        rig.performer.release(run_id)  # answered before any CancelRun is sent
+        with trio.fail_after(5):
+            while rig.performer.active:
+                await trio.sleep(0.01)
+        await rig.pool.stop(1)
+        run = await rig.store.runs.get_run("acme", run_id)
+    assert run.status is RunStatus.CANCELED and run.result is None
+    assert run.request == {"method": "POST"}

@@ -86,6 +86,11 @@ class RunRecordStore:
                 # meter goes back, also when a user's cancel recorded it first.
                 usage_sql.unmeter_run(conn, run_id)
             if row is None:
+                if outcome.sent and outcome.request:
+                    # A user's cancel committed while the response came in: the
+                    # run reads CANCELED, and its request did leave, so the record
+                    # says what it was, as for a cancel that cut the request short.
+                    runs_sql.record_request(conn, run_id, json.dumps(outcome.request))
                 return False, None
             ended.add(ended_sql.to_ended(row))
             return True, retries.schedule_retry(conn, row, outcome, now)
