@@ -176,7 +176,11 @@ class ExecutorPool:
                 except Exception as exc:  # the per-run boundary
                     log.exception("run %s failed inside jobsd", run_id)
                     error = f"jobsd failed while performing this run: {type(exc).__name__}"
-                    outcome = Outcome(RunStatus.FAILED, FailureReason.WORKER_LOST, error, {}, None)
+                    # Its request may have left before the failure: the record says what
+                    # it was, as for a run abandoned in flight (never an empty `{}`).
+                    sent = {} if sending is None else request_record(*sending)
+                    lost = FailureReason.WORKER_LOST
+                    outcome = Outcome(RunStatus.FAILED, lost, error, sent, None)
                 if not scope.cancel_called:
                     # Out of reach of a cancel from here on (a user's finds it no
                     # longer in flight, the stop's grace too), and shielded from

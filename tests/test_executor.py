@@ -191,6 +191,14 @@ async def test_unexpected_error_is_recorded_not_fatal(tmp_path: Path) -> None:
             run = await rig.store.runs.get_run("acme", run_id)
             assert run.failure_reason is FailureReason.WORKER_LOST
             assert run.error is not None and "RuntimeError" in run.error
+            # Its request may have left before the failure: the record says what it
+            # was, as a run abandoned in flight's does (before: `request: {}`).
+            assert run.request == {
+                "method": "POST",
+                "url": "https://example.invalid/",
+                "headers": [],
+                "body": None,
+            }
         await rig.pool.stop(1)
 
 
