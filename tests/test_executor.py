@@ -284,3 +284,21 @@ async def test_a_cancel_committed_as_the_response_arrives_still_records_the_requ
         run = await rig.store.runs.get_run("acme", run_id)
     assert run.status is RunStatus.CANCELED and run.result is None
     assert run.request == {"method": "POST"}
+
+
+async def test_a_cancel_committed_as_the_stops_grace_ends_still_records_the_request(
+    tmp_path: Path,
+) -> None:
+    # The user's cancel commits (CANCELED) while the request is in flight, and the
+    # stop's grace runs out before the cancel's message reaches the executor: the
+    # record of the run lost matches no RUNNING run. Its request may have reached
+    # the target, so the CANCELED run says what it was (before: `request: null`).
+    sent = {"method": "POST", "url": "https://example.invalid/", "headers": [], "body": None}
+    async with pool_rig(tmp_path, 1) as rig:
+        (run_id,) = await rig.submit(1)
+        await rig.until_active(1)
+        _, was_running = await rig.store.runs.cancel_run("acme", run_id)
+        assert was_running
+        await rig.pool.stop(0.2)
+        run = await rig.store.runs.get_run("acme", run_id)
+    assert run.status is RunStatus.CANCELED and run.request == sent

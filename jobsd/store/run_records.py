@@ -122,11 +122,13 @@ class RunRecordStore:
         sent = None if request is None else json.dumps(request)
 
         def tx(conn: sqlite3.Connection, ended: list[str]) -> int:
-            ended.extend(
-                r
-                for r in run_ids
-                if runs_sql.mark_lost(conn, r, now_us=now_us, error=error, request=sent)
-            )
+            for r in run_ids:
+                if runs_sql.mark_lost(conn, r, now_us=now_us, error=error, request=sent):
+                    ended.append(r)
+                elif sent is not None:
+                    # A user's cancel committed as the stop's grace ran out: the run
+                    # reads CANCELED, and says what it was sending all the same.
+                    runs_sql.record_request(conn, r, sent)
             return len(ended)
 
         return await self._ending(tx, waiting=f"the record of {len(run_ids)} runs lost")
