@@ -101,3 +101,40 @@ async def test_writes_queued_for_the_writer_are_bounded(tmp_path: Path) -> None:
         await engine.aclose()
     assert done == INFLIGHT_MAX - 1 + extra
     assert rows == done  # the cancelled waiters wrote nothing
+
+
+async def test_a_caller_cancelled_during_its_write_learns_how_it_went(tmp_path: Path) -> None:
+    """Once queued, a write happens whatever its caller does: a cancel waits for
+    it to commit and is delivered at the caller's next checkpoint."""
+    engine = await _engine(tmp_path)
+    entered, release = threading.Event(), threading.Event()
+    returned: list[object] = []
+
+    def held(conn: sqlite3.Connection) -> str:
+        entered.set()
+        release.wait(30)
+        conn.execute("INSERT INTO t VALUES (2)")
+        return "written"
+
+    async def caller(task_status: trio.TaskStatus[trio.CancelScope]) -> None:
+        with trio.CancelScope() as scope:
+            task_status.started(scope)
+            returned.append(await engine.write(held))
+            await trio.lowlevel.checkpoint()
+            returned.append("not cancelled")  # pragma: no cover
+
+    try:
+        async with trio.open_nursery() as nursery:
+            scope = await nursery.start(caller)
+            await trio.to_thread.run_sync(entered.wait, 10)
+            scope.cancel()
+            await trio.testing.wait_all_tasks_blocked()
+            assert returned == []  # still waiting for its write
+            release.set()
+        rows = await engine.read(lambda c: [tuple(r) for r in c.execute("SELECT n FROM t")])
+    finally:
+        release.set()
+        await engine.aclose()
+    assert returned == ["written"]
+    assert scope.cancelled_caught
+    assert rows == [(2,)]

@@ -161,8 +161,7 @@ class Engine:
             await self._inflight.acquire()
         try:
             self._queue.put((fn, pending))
-            with trio.CancelScope(shield=True):
-                await pending.done.wait()
+            await pending.wait()  # shielded: once queued, the write happens
         finally:
             self._inflight.release()
         if pending.error is not None:

@@ -13,12 +13,33 @@ import trio
 
 
 class Pending:
-    __slots__ = ("done", "error", "value")
+    """A write's caller, parked by hand until its batch is settled.
+
+    Not cancellable once its write is queued: the write happens whatever the
+    caller does, so it waits to learn how (a cancel is delivered at its next
+    checkpoint). That is a shield without a cancel scope, and without an
+    Event: each claim and each finish of a run paid for both.
+    """
+
+    __slots__ = ("error", "parked", "settled", "task", "value")
 
     def __init__(self) -> None:
-        self.done = trio.Event()
+        self.task = trio.lowlevel.current_task()
+        self.parked = False
+        self.settled = False
         self.value: Any = None
         self.error: BaseException | None = None
+
+    async def wait(self) -> None:
+        if self.settled:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return
+        self.parked = True
+        await trio.lowlevel.wait_task_rescheduled(_never_abort)
+
+
+def _never_abort(_: Any) -> trio.lowlevel.Abort:
+    return trio.lowlevel.Abort.FAILED
 
 
 Outcome = tuple[Pending, Any, BaseException | None]
@@ -63,4 +84,7 @@ def settle(outcomes: list[Outcome]) -> None:
     for pending, value, error in outcomes:
         pending.value = value
         pending.error = error
-        pending.done.set()
+        pending.settled = True
+        if pending.parked:
+            pending.parked = False
+            trio.lowlevel.reschedule(pending.task)
