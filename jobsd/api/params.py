@@ -19,7 +19,7 @@ from jobsd import errors
 # (`filter[status][]` as qs and Rails spell a list, an unclosed `page[size`):
 # one the endpoint does not take is refused, never read as "no filter".
 _FAMILY = re.compile(r"^(page|filter|meta|sort|include|fields)\[|^(sort|include)$")
-_DIGITS = re.compile(r"^[0-9]{1,18}$")
+_DIGITS = re.compile(r"[0-9]{1,18}", re.ASCII)  # fullmatch: `$` also matches before a final \n
 # What 18 digits hold: every integer parameter stops there (well inside
 # SQLite's int64), so a page past any end is still answered, just empty.
 LARGEST = 10**18 - 1
@@ -53,7 +53,7 @@ class Query:
         raw = self._args.get(name)
         if raw is None:
             return default
-        value = int(raw) if _DIGITS.match(raw) else None
+        value = int(raw) if _DIGITS.fullmatch(raw) else None
         if value is None or not low <= value <= high:
             raise errors.bad_parameter(
                 name, f"{name} must be an integer between {low} and {high}, not '{raw}'"

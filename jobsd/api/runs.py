@@ -28,12 +28,12 @@ from jobsd.api.versions import Dialect, dialect
 from jobsd.messages import CancelRun, RunOrder
 from jobsd.store.run_listing import RunQuery
 
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 def canonical_run_id(raw: str) -> str:
     """A canonical run id; anything that is not a UUID names no run (404)."""
-    if not _UUID.match(raw):
+    if not _UUID.fullmatch(raw):
         raise errors.not_found(f"no run with id '{raw}'")
     return raw.lower()
 

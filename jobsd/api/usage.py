@@ -19,7 +19,7 @@ from jobsd.api.render import render_usage
 from jobsd.api.versions import dialect
 from jobsd.clock import month_of
 
-_MONTH = re.compile(r"^([0-9]{4})-(0[1-9]|1[0-2])$")
+_MONTH = re.compile(r"[0-9]{4}-(?:0[1-9]|1[0-2])", re.ASCII)  # fullmatch, not `$` (a final \n)
 
 
 def usage_blueprint(ctx: ApiContext) -> Blueprint:
@@ -33,7 +33,7 @@ def usage_blueprint(ctx: ApiContext) -> Blueprint:
         raw = query.text("filter[period]")
         if raw is None or raw == "current":
             period, resource_id = current, "current"
-        elif _MONTH.match(raw) and raw <= current:
+        elif _MONTH.fullmatch(raw) and raw <= current:
             period, resource_id = raw, raw
         else:
             raise errors.bad_parameter(
