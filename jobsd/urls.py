@@ -13,6 +13,8 @@ import re
 import unicodedata
 from urllib.parse import urlsplit
 
+import idna
+
 _HOST = re.compile(r"[A-Za-z0-9_-]{1,63}(?:\.[A-Za-z0-9_-]{1,63})*\.?")
 _PORT = re.compile(r"[0-9]{1,5}")
 _INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"})
@@ -38,9 +40,12 @@ def url_problem(url: str) -> str | None:
         host, colon, port_text = parts.netloc.partition(":")
         port = port_text if colon else None
         if not host.isascii():
+            # IDNA 2008 as the request is sent (`jobsd.http_url`), not Python's
+            # IDNA 2003 codec: that one maps `Ⅻ.com` or full-width letters to
+            # ASCII, so a URL was accepted whose every run failed unsent.
             try:
-                host = host.encode("idna").decode("ascii")
-            except UnicodeError:
+                host = idna.encode(host.lower()).decode("ascii")
+            except UnicodeError:  # idna.IDNAError is one
                 return "has a host name that is not a valid international domain name"
         if not _HOST.fullmatch(host) or len(host.rstrip(".")) > 253:
             return "has a malformed host name"
