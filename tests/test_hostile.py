@@ -234,7 +234,7 @@ async def check_answer(
         assert snapshot(h.config.storage.path) == before_db
         assert await listing(h) == before_api
     else:
-        assert doc["data"]["type"] in ("job", "run")
+        assert doc["data"]["type"] in ("job", "run", "retry_policy")
     return int(r.status_code)
 
 
