@@ -381,3 +381,27 @@ async def test_a_body_over_two_mib_is_413_where_the_body_is_ignored_too(
             assert answer.error_code() == "payload_too_large"
         assert (await client.get("/api/v1/runs")).json()["data"] == before
         assert (await client.get("/api/v1/jobs/smuggled")).status_code == 200
+
+
+async def test_a_method_not_in_capitals_is_501_and_does_nothing(tmp_path: Path) -> None:
+    # Methods are case-sensitive (RFC 9110 §9.1), but hypercorn upper-cases
+    # them before the app: `delete` deleted the job, `post` ran it. A proxy
+    # that allows or denies by method would let through what jobsd performed.
+    async with serving_daemon(tmp_path) as live, live.client() as client:
+        assert (await client.post("/api/v1/jobs", json=json.loads(_JOB))).status_code == 201
+        for method, path, extra in [
+            ("delete", "/api/v1/jobs/smuggled", []),
+            ("Delete", "/api/v1/jobs/smuggled", []),
+            ("post", "/api/v1/jobs/smuggled/actions/run", ["Content-Length: 0"]),
+            ("put", "/api/v1/jobs/smuggled", [f"Content-Length: {len(_JOB)}"]),
+            ("get", "/api/v1/jobs/smuggled", []),
+        ]:
+            body = _JOB if method == "put" else b""
+            raw = request(method, path, AUTH, f"Content-Type: {JSONAPI}", *extra, body=body)
+            code = await assert_refused_alone(live.host, live.port, raw, 501)
+            assert code == "not_implemented", (method, code)
+        job = (await client.get("/api/v1/jobs/smuggled")).json()["data"]
+        assert job["attributes"]["version"] == 1
+        assert (await client.get("/api/v1/runs")).json()["data"] == []
+        # the same in capitals is served as ever
+        assert (await client.delete("/api/v1/jobs/smuggled")).status_code == 204

@@ -16,6 +16,14 @@ as RFC 9112 allows:
 - HTTP versions other than 1.x: 505. The listener speaks HTTP/1.1 only;
   `PRI * HTTP/2.0` (HTTP/2 with prior knowledge) is one of these.
 
+A method not written in capitals (`delete`, `Post`): methods are
+case-sensitive (RFC 9110 §9.1), so `delete` is no DELETE, but hypercorn
+upper-cases the method before the app sees it, and `delete /api/v1/jobs/x`
+deleted the job. A proxy that allows or denies by method (HAProxy's
+`method DELETE` is case-sensitive) would pass what jobsd then performed.
+Answered 501, as §9.1 asks of a method the server does not recognise (a 405
+must list the route's methods, which are not known down here).
+
 And request lines h11 takes whose target is none of RFC 9112 §3.2's: a
 query with no path (`GET ?a`), an absolute URL that cannot be read
 (`http://[::1/`). Quart fails on them before any error handler of the app
@@ -59,6 +67,19 @@ def refuse_head(http_version: bytes, headers: Iterable[tuple[bytes, bytes]]) -> 
     if b"transfer-encoding" in names and http_version == b"1.0":
         return Refusal(400, "bad_framing", "Transfer-Encoding is not allowed in HTTP/1.0")
     return None
+
+
+def refuse_method(method: bytes) -> Refusal | None:
+    """Why this request method is not served, or None: every method jobsd serves is capitals."""
+    if method == method.upper():
+        return None
+    shown = method.decode("ascii", "replace")
+    return Refusal(
+        501,
+        "not_implemented",
+        f"{shown} is not a method served here: methods are case-sensitive (RFC 9110);"
+        f" {shown.upper()} is",
+    )
 
 
 def refuse_target(target: bytes) -> Refusal | None:

@@ -24,7 +24,14 @@ from hypercorn.events import Closed, Event, RawData
 from hypercorn.protocol.h11 import H11Protocol
 
 from jobsd.api import jsonapi
-from jobsd.api.framing import Refusal, folded, folding_refusal, refuse_head, refuse_target
+from jobsd.api.framing import (
+    Refusal,
+    folded,
+    folding_refusal,
+    refuse_head,
+    refuse_method,
+    refuse_target,
+)
 
 _DETAIL_CHARS = 300
 _QUOTED = re.compile(r":? *(?:bytearray\()?b['\"].*\Z", re.DOTALL)
@@ -134,7 +141,11 @@ class JobsdH11(H11Protocol):
         self.crowded: Callable[[], bool] = _never
 
     async def _check_protocol(self, event: h11.Request) -> None:
-        refusal = refuse_head(event.http_version, event.headers) or refuse_target(event.target)
+        refusal = (
+            refuse_head(event.http_version, event.headers)
+            or refuse_method(event.method)
+            or refuse_target(event.target)
+        )
         if refusal is not None:
             self._refused = True
             await self._send_refusal(refusal)
