@@ -405,3 +405,28 @@ async def test_a_method_not_in_capitals_is_501_and_does_nothing(tmp_path: Path) 
         assert (await client.get("/api/v1/runs")).json()["data"] == []
         # the same in capitals is served as ever
         assert (await client.delete("/api/v1/jobs/smuggled")).status_code == 204
+
+
+async def test_an_encoded_slash_in_a_path_is_404_and_does_nothing(tmp_path: Path) -> None:
+    # `%2F` is a slash inside one segment (RFC 3986), which no id can hold; but
+    # hypercorn decoded it before routing, so these ran, replaced and deleted
+    # job `smuggled` past a proxy filtering on the path as sent.
+    async with serving_daemon(tmp_path) as live, live.client() as client:
+        assert (await client.post("/api/v1/jobs", json=json.loads(_JOB))).status_code == 201
+        for method, path in [
+            ("POST", "/api/v1/jobs/smuggled%2Factions%2Frun"),
+            ("POST", "/api/v1/jobs/smuggled/actions%2frun"),
+            ("POST", "/api/v1/jobs%2Fsmuggled/actions/run"),
+            ("PUT", "/api/v1/jobs%2Fsmuggled"),
+            ("DELETE", "/api/v1/jobs/smuggled%2F"),
+            ("DELETE", "/api/v1%2Fjobs/smuggled"),
+            ("GET", "/api%2Fv1/jobs/smuggled"),
+        ]:
+            body = _JOB if method == "PUT" else b""
+            length = f"Content-Length: {len(body)}"
+            raw = request(method, path, AUTH, f"Content-Type: {JSONAPI}", length, body=body)
+            code = await assert_refused_alone(live.host, live.port, raw, 404)
+            assert code == "not_found", (method, path, code)
+        job = (await client.get("/api/v1/jobs/smuggled")).json()["data"]
+        assert job["attributes"]["version"] == 1
+        assert (await client.get("/api/v1/runs")).json()["data"] == []

@@ -24,6 +24,13 @@ deleted the job. A proxy that allows or denies by method (HAProxy's
 Answered 501, as §9.1 asks of a method the server does not recognise (a 405
 must list the route's methods, which are not known down here).
 
+A path with an encoded slash (`%2F`) in it: hypercorn decodes the path
+before routing, so `POST /api/v1/jobs/x%2Factions%2Frun` ran job x and
+`DELETE /api/v1/jobs/x%2F` deleted it, where RFC 3986 reads one segment
+holding a slash, which no id of the API can (slugs, policy ids and run ids
+never do): `404`. A proxy that routes or filters on the path as sent would
+otherwise pass what jobsd acts on as another path.
+
 And request lines h11 takes whose target is none of RFC 9112 §3.2's: a
 query with no path (`GET ?a`), an absolute URL that cannot be read
 (`http://[::1/`). Quart fails on them before any error handler of the app
@@ -89,7 +96,14 @@ def refuse_target(target: bytes) -> Refusal | None:
     escapes undone) or, for an absolute-form target, on the path Quart has
     `urllib.parse` find in it; a target that gives neither fails in Quart.
     """
-    path = unquote(target.partition(b"?")[0].decode("latin-1"))
+    raw = target.partition(b"?")[0]
+    if b"%2f" in raw.lower():
+        return Refusal(
+            404,
+            "not_found",
+            "no such resource: a path segment holds an encoded slash (%2F), which no id has",
+        )
+    path = unquote(raw.decode("latin-1"))
     if path.startswith("/"):
         return None
     try:
