@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -89,3 +90,93 @@ async def test_a_usage_period_is_a_month_and_nothing_more(
         await refused(h, "/api/v1/usage", "filter[period]", "2026-01" + odd, version)
         r = await h.get("/api/v1/usage", query_string={"filter[period]": "2026-01"})
         assert (await r.get_json())["data"]["attributes"]["period"] == "2026-01"
+
+
+LISTS = {
+    "/api/v1/jobs": [
+        "filter[enabled]",
+        "filter[kind]",
+        "filter[scheduled]",
+        "filter[name]",
+        "sort",
+        "page[number]",
+        "page[size]",
+        "meta[total]",
+    ],
+    "/api/v1/runs": [
+        "filter[job]",
+        "filter[status]",
+        "filter[trigger]",
+        "filter[environment]",
+        "filter[created_at]",
+        "filter[started_at]",
+        "filter[finished_at]",
+        "filter[scheduled_for]",
+        "last_run_only",
+        "sort",
+        "page[size]",
+        "page[after]",
+    ],
+    "/api/v1/run_stats": ["filter[created_at]", "filter[environment]", "bucket"],
+    "/api/v1/retry-policies": ["filter[name]", "sort", "page[number]", "page[size]", "meta[total]"],
+    "/api/v1/usage": ["filter[period]"],
+}
+VALUES = st.one_of(
+    st.sampled_from(
+        [
+            "",
+            "true",
+            "1",
+            "0",
+            "-1",
+            "1e3",
+            "999999999999999999",
+            "9" * 40,
+            "*",
+            "[*,*)",
+            "[2026-06-01T00:00:00Z,*)",
+            "[*,0001-01-01T00:00:00Z)",
+            "-created_at",
+            "job",
+            "FAILED,SUCCEEDED",
+            "production",
+            "current",
+            "2026-05",
+            "1h",
+            "AgEAAAAGU3gErx51AAAAAAAAAAY",
+            "\x00",
+            "\ud800",
+            "a" * 5000,
+        ]
+    ),
+    st.text(max_size=30),
+)
+
+
+@PROFILE
+@given(
+    where=st.sampled_from(sorted(LISTS)),
+    data=st.data(),
+    version=st.sampled_from([None, NEW]),
+)
+async def test_any_query_of_a_list_is_answered_or_refused_naming_a_parameter(
+    tmp_path: Path, where: str, data: st.DataObject, version: str | None
+) -> None:
+    names = data.draw(st.lists(st.sampled_from(LISTS[where]), min_size=1, max_size=4))
+    pairs = [(name, data.draw(VALUES)) for name in names]
+    async with make_harness(tmp_path / f"ex{next(_counter)}") as h:
+        assert (await h.post("/api/v1/jobs", job_doc("j"))).status_code == 201
+        assert (await h.post("/api/v1/jobs/j/actions/run")).status_code == 200
+        before = snapshot(h.config.storage.path)
+        headers = {"Jobsd-Version": version} if version else {}
+        query = "&".join(
+            f"{quote(n, safe='[]')}={quote(v, safe='', errors='surrogatepass')}" for n, v in pairs
+        )
+        r = await h.get(f"{where}?{query}", headers=headers)
+        assert r.status_code in (200, 400), (pairs, r.status_code, await r.get_data())
+        assert r.headers["Content-Type"] == "application/vnd.api+json"
+        body = await r.get_json()
+        if r.status_code == 400:
+            [error] = body["errors"]
+            assert error["source"]["parameter"] in names, (pairs, error)
+        assert snapshot(h.config.storage.path) == before
