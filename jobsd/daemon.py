@@ -76,7 +76,8 @@ that make them (`jobsd.store.outbox`, following the live config through
 the executors' `Delivery` (one address policy), but with concurrency of its
 own, so alerts never take an executor.
 
-Start: recovery first makes the record true (runs left RUNNING by a crash
+Start: log lines below WARNING are written a batch of tasks at a time from
+here to the end of the run (`jobsd.log_batching`); recovery first makes the record true (runs left RUNNING by a crash
 become FAILED/WORKER_LOST, and alert as failures; `jobsd.store.recovery`);
 the store then syncs each account's environments with the config (one no
 longer listed goes dormant and the retries held in it are canceled; every
@@ -130,6 +131,7 @@ from jobsd.lifecycle import (
     store_answers,
     watch_writer,
 )
+from jobsd.log_batching import batch_in_this_run
 from jobsd.messages import CancelRun, SchedulerNews
 from jobsd.notify import Notifier, run_watchdog
 from jobsd.observer import Observer
@@ -168,6 +170,7 @@ async def run_daemon(
     task_status: trio.TaskStatus[ApiContext] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     config = options.config
+    batch_in_this_run()  # log lines below WARNING: a write per batch of tasks
     lifecycle = Lifecycle(
         Health(),
         options.notifier,

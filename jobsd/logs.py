@@ -38,6 +38,8 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TextIO
 
+from jobsd.log_batching import BatchingHandler
+
 if TYPE_CHECKING:
     from jobsd.config import LogConfig
 
@@ -178,7 +180,7 @@ def configure(
 ) -> logging.Handler:
     """Make the root logger write `config`'s lines to `stream` (stderr); returns the handler."""
     stream = sys.stderr if stream is None else stream
-    handler = logging.StreamHandler(stream)
+    handler = BatchingHandler(stream)
     handler.setFormatter(formatter_for(config, stream, os.environ if environ is None else environ))
     root = logging.getLogger()
     for old in list(root.handlers):

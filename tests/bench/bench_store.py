@@ -68,6 +68,7 @@ from jobsd.clock import Clock, to_us
 from jobsd.config import LogConfig, parse_config, token_sha256
 from jobsd.crypto import KeyRing, header_aad
 from jobsd.job_model import Header, HttpConfig
+from jobsd.log_batching import batch_in_this_run
 from jobsd.logs import configure as configure_logs
 from jobsd.messages import Outcome, RunEnded, RunOrder
 from jobsd.observer import Observer
@@ -292,6 +293,7 @@ async def one_pass(
     level = "info" if observer == "log info" else "warning"
     with open(os.devnull, "w") as devnull:
         handler = configure_logs(LogConfig(format="text", level=level), devnull, {})
+        batch_in_this_run()  # as the daemon writes its lines (`jobsd.log_batching`)
         with traced(trace, figures):
             async with open_store(
                 tmp / "jobsd.sqlite3",
