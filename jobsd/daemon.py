@@ -270,15 +270,8 @@ async def _serve(
             if processes is not None:
                 await actors.start(essential, "worker processes", lifecycle, processes.run)
             await actors.start(essential, "executor pool", lifecycle, pool.run)
-            await actors.start(
-                essential,
-                "retention",
-                lifecycle,
-                run_retention,
-                store.retention,
-                config.retention,
-                clock,
-            )
+            retention = partial(run_retention, store.retention, config.retention, clock)
+            await actors.start(essential, "retention", lifecycle, retention)
             async with trio.open_nursery() as front:
                 scheduler_scope = trio.CancelScope()
                 await front.start(run_scheduler, scheduler_scope, scheduler, lifecycle)
