@@ -81,7 +81,10 @@ class BatchingHandler(logging.StreamHandler[TextIO]):
         finally:
             self._flusher = None
             self._loop_thread = None
-            self.flush()
+            try:
+                self.flush()
+            except Exception:  # a system task must not raise: it would end the run
+                self._kept.clear()  # nowhere left to write them
 
     def _abort(self, _: Any) -> trio.lowlevel.Abort:
         self._parked = False

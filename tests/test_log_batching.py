@@ -13,6 +13,7 @@ import io
 import logging
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import trio
@@ -110,3 +111,23 @@ async def test_flush_writes_what_is_kept(stream: Writes) -> None:
 def test_outside_a_run_each_line_is_written_at_once(stream: Writes) -> None:
     log.info("one")
     assert stream.lines() == ["one"]
+
+
+def test_a_stream_closed_before_the_run_ends_does_not_end_it_in_error(tmp_path: Path) -> None:
+    """The flusher is a system task: one that raised at the run's end (its last
+    write to a stream closed meanwhile) was a TrioInternalError out of `trio.run`."""
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    out = (tmp_path / "log").open("w")
+    configure(LogConfig(format="text", level="info"), out, {})
+    try:
+
+        async def main() -> None:
+            batch_in_this_run()
+            log.info("kept")
+            out.close()
+
+        trio.run(main)
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
