@@ -77,8 +77,9 @@ the executors' `Delivery` (one address policy), but with concurrency of its
 own, so alerts never take an executor.
 
 Start: log lines below WARNING are written a batch of tasks at a time from
-here to the end of the run (`jobsd.log_batching`); recovery first makes the record true (runs left RUNNING by a crash
-become FAILED/WORKER_LOST, and alert as failures; `jobsd.store.recovery`);
+here to the end of the run (`jobsd.log_batching`); recovery first makes the
+record true (runs left RUNNING by a crash become FAILED/WORKER_LOST, and
+alert as failures; `jobsd.store.recovery`);
 the store then syncs each account's environments with the config (one no
 longer listed goes dormant and the retries held in it are canceled; every
 reload does the same, `JobStore.sync_environments`); a stop asked for by
