@@ -242,3 +242,42 @@ async def test_a_frame_is_written_only_once_its_last_byte_is_in_the_socket() -> 
     assert [doc.get("n") for doc in got if doc is not None] == [None, 1, 3]
     assert (big.state, small.state, withdrawn.state) == (WRITTEN, WRITTEN, WITHDRAWN)
     await stream.aclose()
+
+
+def _deepest(value: object, depth: int = 0) -> int:
+    """How deep the deepest value of a record lies, plainly (the record itself: 0)."""
+    if isinstance(value, dict):
+        return max((_deepest(v, depth + 1) for v in value.values()), default=depth)
+    if isinstance(value, list):
+        return max((_deepest(v, depth + 1) for v in value), default=depth)
+    return depth
+
+
+_records = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=2) | st.dictionaries(st.text(max_size=2), inner, max_size=2)
+    ),
+    max_leaves=60,
+)
+
+
+@given(_records)
+def test_a_record_is_too_deep_exactly_when_nested_past_the_bound(record: object) -> None:
+    assert wire._too_deep(record) == (_deepest(record) > wire.MAX_RECORD_DEPTH)
+
+
+def _chain(levels: int, leaf: object) -> object:
+    """`leaf` inside `levels` containers, lists and objects in turn."""
+    value = leaf
+    for n in range(levels):
+        value = [value] if n % 2 else {"k": value}
+    return value
+
+
+def test_the_depth_bound_falls_between_its_two_sides() -> None:
+    bound = wire.MAX_RECORD_DEPTH
+    for leaf in ("v", None, [], {}):
+        assert not wire._too_deep(_chain(bound, "v"))
+        assert wire._too_deep(_chain(bound + 1, "v"))
+        assert wire._too_deep(_chain(bound, [leaf])) == (_deepest(_chain(bound, [leaf])) > bound)

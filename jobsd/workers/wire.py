@@ -27,7 +27,7 @@ few system calls, not one per run.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import trio
@@ -205,13 +205,22 @@ MAX_RECORD_DEPTH = 16
 
 
 def _too_deep(value: object, depth: int = 0) -> bool:
-    """Nested past `MAX_RECORD_DEPTH`; stops there, so its own recursion is bounded."""
+    """Nested past `MAX_RECORD_DEPTH`; stops there, so its own recursion is bounded.
+    Plain loops, and no call for a leaf: a run's record is mostly leaves, and
+    this is read for every run (half the cost of generators and a call each)."""
     if depth > MAX_RECORD_DEPTH:
         return True
     if isinstance(value, dict):
-        return any(_too_deep(v, depth + 1) for v in value.values())
-    if isinstance(value, list):
-        return any(_too_deep(v, depth + 1) for v in value)
+        values: Iterable[object] = value.values()
+    elif isinstance(value, list):
+        values = value
+    else:
+        return False
+    for item in values:
+        if depth >= MAX_RECORD_DEPTH:  # an item one level down is past the bound
+            return True
+        if isinstance(item, (dict, list)) and _too_deep(item, depth + 1):
+            return True
     return False
 
 
