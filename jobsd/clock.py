@@ -42,6 +42,10 @@ class Clock:
         self._wall_anchor = wall_anchor.astimezone(UTC)
         self._trio_anchor = trio.current_time()
         self._moved = trio.Event()
+        # Every step back `reanchor` made, summed: the scheduler plans its next
+        # fires again by what it has not yet seen of it. Kept here, not only told
+        # as news, which a full channel drops (`jobsd.clock_watch.telling`).
+        self.stepped_back = timedelta(0)
 
     def now(self) -> datetime:
         return self.from_trio(trio.current_time())
@@ -49,6 +53,9 @@ class Clock:
     def reanchor(self, wall: datetime) -> None:
         """From now on, `now()` reads `wall` plus elapsed trio time: the system's
         clock was stepped, or the machine slept (`jobsd.clock_watch`)."""
+        gap = wall - self.now()
+        if gap < timedelta(0):
+            self.stepped_back += gap
         self._wall_anchor = wall.astimezone(UTC)
         self._trio_anchor = trio.current_time()
         self._moved.set()

@@ -105,7 +105,8 @@ class Scheduler:
         self._held_refill_at = self._held_covered_until
         self._held_stale = False  # news may have been dropped: read them back
         self._jobs_stale = False  # likewise for job changes
-        self._stepped_back = timedelta(0)  # how far the clock moved back: plan again
+        # The clock's steps back already planned for (`Clock.stepped_back`).
+        self._back_seen = clock.stepped_back
 
     @property
     def tracked(self) -> int:
@@ -125,8 +126,9 @@ class Scheduler:
             held = self._held.pop_due(to_us(now))
             for start in range(0, len(held), FIRE_BATCH):
                 await self._release(held[start : start + FIRE_BATCH], now)
-            if self._stepped_back:  # every next fire was planned on the clock before
-                back, self._stepped_back = self._stepped_back, timedelta(0)
+            if self._clock.stepped_back != self._back_seen:  # fires planned on the clock before
+                back = self._clock.stepped_back - self._back_seen
+                self._back_seen = self._clock.stepped_back
                 self._jobs_stale = self._held_stale = True
                 await replan(self._store, now, back)
             if now >= self._refill_at or self._jobs_stale:
@@ -171,8 +173,7 @@ class Scheduler:
 
     def _apply(self, news: SchedulerNews, changed: dict[Unit, None]) -> None:
         """A retry is tracked as told; a job change only names its unit (`_read_back`)."""
-        if isinstance(news, ClockMoved):  # woken: the loop reads the clock again
-            self._stepped_back += timedelta(seconds=min(news.by_s, 0))
+        if isinstance(news, ClockMoved):  # woken: the loop reads the clock (and its steps) again
             return
         if isinstance(news, RetryHeld):
             if news.due <= self._held_covered_until:

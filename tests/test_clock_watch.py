@@ -8,6 +8,7 @@ minutes late for good.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,7 +27,7 @@ from jobsd.clock import system_utc_now
 from jobsd.clock_watch import watch_clock
 from jobsd.config import parse_config
 from jobsd.daemon import DaemonOptions, run_daemon
-from jobsd.messages import ClockMoved
+from jobsd.messages import ClockMoved, RetryHeld
 from tests.conftest import JSONAPI, auth, config_text, job_doc
 from tests.test_scheduler import T0, Rig, rig
 
@@ -166,3 +167,31 @@ async def test_a_retry_held_across_a_step_back_still_waits_only_its_delay(
     assert run_id == "retry" and due == at  # released at its (moved) instant
     assert T0 - timedelta(hours=1) + timedelta(seconds=38) <= at  # its 5 s still waited...
     assert at <= T0 - timedelta(hours=1) + timedelta(seconds=42)  # ...and not the hour
+
+
+async def test_a_step_back_told_while_the_news_channel_is_full_is_still_planned_again(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The watch never waits to tell (`clock_watch.telling`): with the scheduler's
+    news channel full at the step (a burst of API writes), its ClockMoved was
+    dropped, the scheduler only read the store back, and every next fire stayed
+    planned on the clock before the step: an hourly job silent for the hour."""
+    async with rig(news_buffer=4) as r, trio.open_nursery() as nursery:
+        system = System(r)
+        await r.change(2, "0 * * * *")  # next 01:00
+        await trio.sleep(30)
+        far = T0 + timedelta(days=30)  # beyond the horizon: news the scheduler ignores
+
+        def wall() -> datetime:
+            if system.moved:  # the step, as a burst of news fills the channel
+                with contextlib.suppress(trio.WouldBlock):
+                    for n in range(10):
+                        r.changes.send_nowait(RetryHeld(f"burst-{n}", far))
+            return system.now()
+
+        nursery.start_soon(partial(watch_clock, r.clock, clock_watch.telling(r.changes), wall=wall))
+        await trio.sleep(5)
+        system.moved = -timedelta(hours=1)  # back to 2025-12-31 23:00:35
+        await trio.sleep(1200)  # to 23:20:35 on the system's clock
+        nursery.cancel_scope.cancel()
+    assert r.store.jobs[(2, "production")][1] == T0  # midnight again, not 01:00
