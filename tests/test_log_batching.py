@@ -9,8 +9,10 @@ itself, at once. Order is never changed and nothing is left unwritten.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -111,6 +113,35 @@ async def test_flush_writes_what_is_kept(stream: Writes) -> None:
 def test_outside_a_run_each_line_is_written_at_once(stream: Writes) -> None:
     log.info("one")
     assert stream.lines() == ["one"]
+
+
+def test_a_stderr_whose_reader_left_does_not_crash_the_end_of_the_run() -> None:
+    """A pipe whose reader is gone (a log shipper that died) refuses every write
+    and every flush after (its buffer keeps the bytes). The system task that
+    writes what is kept flushed once more as the run ended, outside its guard:
+    an exception leaving a system task is a TrioInternalError, so a daemon
+    that stopped cleanly ended in a crash."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    broken = open(write_end, "w", buffering=1)  # noqa: SIM115 (closed below, refusing)
+    configure(LogConfig(format="text", level="info"), broken, {})
+    try:
+
+        async def main() -> None:
+            batch_in_this_run()
+            log.info("into the void")
+            await trio.sleep(0)
+            log.info("last words, kept as the run ends")
+
+        with contextlib.redirect_stderr(io.StringIO()):  # logging's own complaints
+            trio.run(main)
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        with contextlib.suppress(OSError):
+            broken.close()
 
 
 def test_a_stream_closed_before_the_run_ends_does_not_end_it_in_error(tmp_path: Path) -> None:
