@@ -51,16 +51,14 @@ class SlotStore(Protocol):
 
 
 async def replan(store: SlotStore, now: datetime, back: timedelta) -> None:
-    """After the clock stepped `back` (negative) to `now`: plan every enabled
-    recurring next fire from `now` (`jobsd.store.slots.rebase`), and move each
-    held retry's due instant by the step (`jobsd.store.retries.shift_held`)."""
-    after, moved = (-1, ""), 0
-    while True:
-        count, going_on = await store.rebase_slots(now, after, REPLAN_BATCH)
-        moved += count
-        if going_on is None:
-            break
-        after = going_on
+    """After the clock stepped `back` (negative) to `now`: move each held
+    retry's due instant by the step (`jobsd.store.retries.shift_held`), then
+    plan every enabled recurring next fire from `now` (`jobsd.store.slots.rebase`).
+
+    Retries first: a retry held from here on counts its delay on the clock
+    after the step, and moved by it too would run at once, not after its
+    delay; the jobs' writes (a thousand for a million jobs) take a while.
+    """
     held, shifted = (-1, ""), 0
     while True:
         count, more = await store.shift_held_retries(back, now, held, REPLAN_BATCH)
@@ -68,6 +66,13 @@ async def replan(store: SlotStore, now: datetime, back: timedelta) -> None:
         if more is None:
             break
         held = more
+    after, moved = (-1, ""), 0
+    while True:
+        count, going_on = await store.rebase_slots(now, after, REPLAN_BATCH)
+        moved += count
+        if going_on is None:
+            break
+        after = going_on
     log.warning(
         "the clock stepped back: next fires planned from now, held retries moved with it",
         extra=fields(moved=moved, retries=shifted),

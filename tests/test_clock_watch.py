@@ -29,7 +29,7 @@ from jobsd.config import parse_config
 from jobsd.daemon import DaemonOptions, run_daemon
 from jobsd.messages import ClockMoved, RetryHeld
 from tests.conftest import JSONAPI, auth, config_text, job_doc
-from tests.test_scheduler import T0, Rig, rig
+from tests.test_scheduler import T0, Rig, Unit, rig
 
 MINUTE = timedelta(minutes=1)
 
@@ -195,3 +195,28 @@ async def test_a_step_back_told_while_the_news_channel_is_full_is_still_planned_
         await trio.sleep(1200)  # to 23:20:35 on the system's clock
         nursery.cancel_scope.cancel()
     assert r.store.jobs[(2, "production")][1] == T0  # midnight again, not 01:00
+
+
+async def test_a_retry_held_while_the_jobs_are_planned_again_keeps_its_delay(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A step back plans every next fire again, a write per thousand jobs (a
+    million: a thousand writes), and only then moved the held retries by the
+    step: a retry held meanwhile, its delay counted on the clock after the
+    step, was moved back by the hour too and ran at once, not after its delay."""
+    async with watched() as (r, system, _told):
+        rebase = r.store.rebase_slots
+
+        async def many_jobs(now: datetime, after: Unit, limit: int) -> tuple[int, Unit | None]:
+            await trio.sleep(20)  # the writes planning a million jobs again
+            return await rebase(now, after, limit)
+
+        r.store.rebase_slots = many_jobs  # type: ignore[method-assign]
+        await trio.sleep(30)
+        system.moved = -timedelta(hours=1)
+        await trio.sleep(5)  # the step is seen, the jobs are being planned again
+        due = r.clock.now() + timedelta(seconds=60)  # a run failed now: retry in 60 s
+        await r.changes.send(r.store.hold("retry", due))
+        await trio.sleep(120)
+    ((run_id, _, at),) = r.store.released
+    assert run_id == "retry" and at >= due  # its 60 s waited, not run at once
