@@ -55,6 +55,7 @@ def stream() -> Iterator[Writes]:
     finally:
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
+        logging.captureWarnings(False)  # as `configure` set it: test_logs counts on it
 
 
 async def test_lines_of_one_batch_of_tasks_are_one_write(stream: Writes) -> None:
@@ -140,6 +141,7 @@ def test_a_stderr_whose_reader_left_does_not_crash_the_end_of_the_run() -> None:
     finally:
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
+        logging.captureWarnings(False)
         with contextlib.suppress(OSError):
             broken.close()
 
