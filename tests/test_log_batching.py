@@ -141,6 +141,7 @@ def test_a_stderr_whose_reader_left_does_not_crash_the_end_of_the_run() -> None:
     finally:
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
+        logging.captureWarnings(False)  # as `configure` set it: test_logs counts on it
         logging.captureWarnings(False)
         with contextlib.suppress(OSError):
             broken.close()
@@ -164,3 +165,4 @@ def test_a_stream_closed_before_the_run_ends_does_not_end_it_in_error(tmp_path: 
     finally:
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
+        logging.captureWarnings(False)  # as `configure` set it: test_logs counts on it
