@@ -76,8 +76,8 @@ that make them (`jobsd.store.outbox`, following the live config through
 the executors' `Delivery` (one address policy), but with concurrency of its
 own, so alerts never take an executor.
 
-Start: log lines below WARNING are written a batch of tasks at a time from
-here to the end of the run (`jobsd.log_batching`); recovery first makes the
+Start: once signals are handled, log lines below WARNING are written a batch
+of tasks at a time to the end of the run (`jobsd.log_batching`); recovery first makes the
 record true (runs left RUNNING by a crash become FAILED/WORKER_LOST, and
 alert as failures; `jobsd.store.recovery`);
 the store then syncs each account's environments with the config (one no
@@ -171,7 +171,6 @@ async def run_daemon(
     task_status: trio.TaskStatus[ApiContext] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     config = options.config
-    batch_in_this_run()  # log lines below WARNING: a write per batch of tasks
     lifecycle = Lifecycle(
         Health(),
         options.notifier,
@@ -183,6 +182,8 @@ async def run_daemon(
     reloader = Reloader(settings, options.config_path, options.notifier, baseline)
     async with trio.open_nursery() as signals:
         await signals.start(run_signals, lifecycle, reloader)
+        # From here a SIGTERM is a stop that ends the run, which writes what is kept.
+        batch_in_this_run()  # log lines below WARNING: a write per batch of tasks
         await _serve(options, settings, reloader, lifecycle, task_status)
         signals.cancel_scope.cancel()
     log.info("stopped")

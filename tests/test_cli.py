@@ -83,6 +83,11 @@ def test_serve_on_builtin_defaults(tmp_path: Path) -> None:
         daemon.signal(signal.SIGTERM)
         assert daemon.proc is not None and daemon.proc.wait(timeout=30) == 0
         assert token not in daemon.stderr()
+        # Lines kept for a batch of the loop's tasks (jobsd.log_batching) all reach
+        # stderr by the end of a stop: the last request's line and the stop's own.
+        lines = daemon.stderr().splitlines()
+        assert any("request" in line and "/api/v1/usage" in line for line in lines), lines
+        assert lines[-1].endswith("stopped"), lines[-3:]
         # Once ready, the start's objects are out of the cycle collector's sight (jobsd.cli).
         frozen = re.search(r"ready: (\d+) objects of the start set aside", daemon.stderr())
         assert frozen is not None and int(frozen[1]) > 50_000, daemon.stderr()[-2000:]
