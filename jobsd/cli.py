@@ -71,8 +71,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _with_location(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--config", type=Path, help="TOML config file (default: built-in)")
-    parser.add_argument(
+    """`--config` or `--data-dir`, not both: with a config its `storage.path` and
+    `secrets.key_file` say where the files are, so a `--data-dir` beside it was
+    silently ignored (a backup of another database than the one named)."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--config", type=Path, help="TOML config file (default: built-in)")
+    where.add_argument(
         "--data-dir",
         type=Path,
         default=Path("."),

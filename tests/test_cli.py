@@ -58,6 +58,26 @@ def test_a_bad_alert_url_is_refused_naming_its_key(tmp_path: Path) -> None:
         assert out.returncode == 2 and "accounts[0].alert_url" in out.stderr, out.stderr
 
 
+def test_config_and_data_dir_together_are_refused(tmp_path: Path) -> None:
+    # With --config the config names the files, and a --data-dir beside it was
+    # silently ignored: `backup --config F --data-dir D DEST` copied F's
+    # database, not D's; the README gives them as alternatives.
+    cfg = tmp_path / "jobsd.toml"
+    cfg.write_text(
+        f'[storage]\npath = "{tmp_path / "db.sqlite3"}"\n'
+        f'[secrets]\nkey_file = "{tmp_path / "secret.key"}"\n[server]\nlisten = "127.0.0.1:0"\n'
+    )
+    other = tmp_path / "other"
+    other.mkdir()
+    dest = tmp_path / "copy.sqlite3"
+    for verb in (["backup", str(dest)], ["check-keys"], ["signing-secret", "local"], ["serve"]):
+        out = jobsd(*verb, "--config", str(cfg), "--data-dir", str(other), cwd=tmp_path)
+        assert out.returncode == 2, (verb, out.stderr)
+        assert "argument --data-dir: not allowed with argument --config" in out.stderr
+        assert "Traceback" not in out.stderr
+    assert not dest.exists() and not any(other.iterdir())
+
+
 def test_builtin_defaults() -> None:
     config = builtin_config(Path("/data"), "0" * 64)
     assert config.server.listen == "127.0.0.1:8080"
