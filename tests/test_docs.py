@@ -27,6 +27,20 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert test_command in [line.strip() for line in ci]
 
 
+def test_the_service_install_puts_jobsd_where_the_unit_runs_it() -> None:
+    """The install steps once began `sudo pip install .`, which Debian 12 and
+    Ubuntu 24.04 refuse (PEP 668): the first step of the service install failed
+    on the distributions a VM runs. The steps must install without the system's
+    pip and leave jobsd at the unit's ExecStart."""
+    unit = (ROOT / "systemd" / "jobsd.service").read_text()
+    found = re.search(r"^ExecStart=(\S+) serve ", unit, flags=re.M)
+    assert found is not None
+    install = next(b for b in readme_commands() if "systemctl enable" in b)
+    lines = [line.split("#")[0].strip() for line in install.splitlines()]
+    assert not [line for line in lines if re.match(r"(sudo )?pip3? install", line)]
+    assert any(line.endswith(f" {found[1]}") for line in lines), found[1]
+
+
 @pytest.mark.parametrize("name", ["openapi.json", "openapi-2026-08-07.json"])
 def test_packaged_spec_is_the_shared_contract(name: str) -> None:
     shared = ROOT.parent / "shared" / "spec" / name
