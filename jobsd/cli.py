@@ -42,11 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jobsd", description="Run scheduled HTTP jobs.")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = _with_location(sub.add_parser("serve", help="run the daemon"))
-    serve.add_argument(
-        "--listen", help="host:port to listen on, overriding the config (e.g. 127.0.0.1:0)"
-    )
+    listen = "where to listen, overriding the config (e.g. 127.0.0.1:0)"
+    serve.add_argument("--listen", metavar="HOST:PORT", help=listen)
     check = sub.add_parser("check-config", help="validate a config file")
-    check.add_argument("file", type=Path)
+    check.add_argument("file", type=Path, metavar="FILE")
     sub.add_parser("token", help="print a new API token and its config line")
     backup = _with_location(
         sub.add_parser("backup", help="copy the live database to DEST, online, and verify it")
@@ -75,11 +74,12 @@ def _with_location(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     `secrets.key_file` say where the files are, so a `--data-dir` beside it was
     silently ignored (a backup of another database than the one named)."""
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--config", type=Path, help="TOML config file (default: built-in)")
+    where.add_argument("--config", type=Path, metavar="FILE", help="TOML config file")
     where.add_argument(
         "--data-dir",
         type=Path,
         default=Path("."),
+        metavar="DIR",
         help="where the database and key file live without --config (default: .)",
     )
     return parser

@@ -148,6 +148,32 @@ def test_every_jobsd_command_and_flag_the_readme_names_exists(
     assert len(helps) == 8 and checked > 10
 
 
+def test_each_command_synopsis_in_the_readme_is_its_usage(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`jobsd serve [--config FILE | --data-dir DIR] [--listen HOST:PORT]`: the
+    README's placeholders are what `--help` shows (it showed CONFIG, DATA_DIR,
+    LISTEN and a lowercase `file`), and options it gives as alternatives are."""
+    from jobsd.cli import main
+
+    synopses = [s for s in code_spans(readme()) if re.match(r"jobsd [a-z-]+ .*[A-Z]", s)]
+    assert len(synopses) >= 6
+    for synopsis in synopses:
+        command = synopsis.split()[1]
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        usage = " ".join(capsys.readouterr().out.split("options:")[0].split())
+        for option in re.findall(r"--[a-z-]+ [A-Z][A-Z_:]*", synopsis):
+            assert option in usage, f"README: `{synopsis}`; --help: {usage}"
+        bare = re.sub(r"\[[^]]*\]", "", synopsis.split(None, 2)[2])
+        for positional in re.findall(r"(?<![\w-])[A-Z][A-Z_]*", bare):
+            assert f" {positional}" in usage, f"README: `{synopsis}`; --help: {usage}"
+        for pair in re.findall(
+            r"\[(--[a-z-]+(?: [A-Z_:]+)? \| --[a-z-]+(?: [A-Z_:]+)?)\]", synopsis
+        ):
+            assert f"[{pair}]" in usage, f"README: `{synopsis}`; --help: {usage}"
+
+
 def test_every_file_the_readme_cites_exists() -> None:
     spans = " ".join(code_spans(readme())) + " " + readme()
     top = r"(?:jobsd|tests|etc|systemd)/[A-Za-z_][\w/.*-]*\w"  # not jobsd/0.1, the User-Agent
