@@ -225,6 +225,7 @@ async def _serve(
         observer,
         default_environments=config.default_environments(),
         alert_policies=alert_settings,
+        serving=True,
     ) as store:
         if not await settle(store, clock, observer, settings, reloader, lifecycle):
             return

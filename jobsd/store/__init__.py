@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -29,6 +29,7 @@ import trio
 from jobsd.clock import Clock
 from jobsd.crypto import KeyRing
 from jobsd.messages import SchedulerNews
+from jobsd.store import exclusive
 from jobsd.store.claims import Claim
 from jobsd.store.ends import RunObserver
 from jobsd.store.engine import Engine
@@ -75,11 +76,30 @@ async def open_store(
     *,
     default_environments: Mapping[str, str] | None = None,
     alert_policies: AlertPolicies | None = None,
+    serving: bool = False,
 ) -> AsyncIterator[Store]:
     """`default_environments`: account id -> default environment, for migration 3.
-    `alert_policies`: which accounts' run ends make alerts (None: none do)."""
+    `alert_policies`: which accounts' run ends make alerts (None: none do).
+    `serving`: a daemon's store, the only one on this file (`jobsd.store.exclusive`)."""
     check_not_foreign(path)  # before its mode or journal mode is changed
     make_private(path)
+    with exclusive.serving(path) if serving else nullcontext():
+        async with _opened(
+            path, keyring, clock, changes, observer, default_environments, alert_policies
+        ) as store:
+            yield store
+
+
+@asynccontextmanager
+async def _opened(
+    path: Path,
+    keyring: KeyRing | Sealer,
+    clock: Clock,
+    changes: trio.MemorySendChannel[SchedulerNews] | None,
+    observer: StoreObserver | None,
+    default_environments: Mapping[str, str] | None,
+    alert_policies: AlertPolicies | None,
+) -> AsyncIterator[Store]:
     engine = Engine(path, on_batch=None if observer is None else observer.store_batch)
 
     def prepare(conn: sqlite3.Connection) -> None:
