@@ -7,7 +7,7 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jobsd.api.framing import folded, refuse_head
+from jobsd.api.framing import folded, refuse_head, refuse_method
 
 
 def test_both_lengths_are_refused_whatever_the_order_or_case() -> None:
@@ -56,3 +56,11 @@ def test_folded_agrees_with_a_line_by_line_reading(
     raw = end.join(lines_) + end + end + rest
     expected = any(re.match(rb"[ \t]", line) for line in lines_[1:])
     assert folded(raw) == expected, raw
+
+
+def test_a_method_refused_for_its_case_is_named_only_when_short() -> None:
+    short = refuse_method(b"delete")
+    assert short is not None and short.status == 501 and "DELETE is" in short.detail
+    long = refuse_method(b"a" * 8000)  # h11 takes a method token of any length
+    assert long is not None and long.status == 501 and "a" * 25 not in long.detail
+    assert refuse_method(b"DELETE") is None

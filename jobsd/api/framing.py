@@ -80,6 +80,8 @@ def refuse_method(method: bytes) -> Refusal | None:
     """Why this request method is not served, or None: every method jobsd serves is capitals."""
     if method == method.upper():
         return None
+    if len(method) > _METHOD_SHOWN:  # a method is a token of any length: not echoed whole
+        return Refusal(501, "not_implemented", "not a method served here")
     shown = method.decode("ascii", "replace")
     return Refusal(
         501,
@@ -87,6 +89,9 @@ def refuse_method(method: bytes) -> Refusal | None:
         f"{shown} is not a method served here: methods are case-sensitive (RFC 9110);"
         f" {shown.upper()} is",
     )
+
+
+_METHOD_SHOWN = 24  # the IANA registry's longest, UPDATEREDIRECTREF, is 17
 
 
 def refuse_target(target: bytes) -> Refusal | None:
