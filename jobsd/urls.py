@@ -13,7 +13,7 @@ import re
 import unicodedata
 from urllib.parse import urlsplit
 
-import idna
+from jobsd.http_url import idna_host
 
 _HOST = re.compile(r"[A-Za-z0-9_-]{1,63}(?:\.[A-Za-z0-9_-]{1,63})*\.?")
 _PORT = re.compile(r"[0-9]{1,5}")
@@ -44,7 +44,7 @@ def url_problem(url: str) -> str | None:
             # IDNA 2003 codec: that one maps `Ⅻ.com` or full-width letters to
             # ASCII, so a URL was accepted whose every run failed unsent.
             try:
-                host = idna.encode(host.lower()).decode("ascii")
+                host = idna_host(host)
             except UnicodeError:  # idna.IDNAError is one
                 return "has a host name that is not a valid international domain name"
         if not _HOST.fullmatch(host) or len(host.rstrip(".")) > 253:

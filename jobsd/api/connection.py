@@ -63,6 +63,7 @@ from hypercorn.typing import AppWrapper, ConnectionState
 from hypercorn.utils import parse_socket_addr
 
 from jobsd.api.h11_protocol import JobsdH11
+from jobsd.quick_acquire import acquire
 
 MAX_RECV = 2**16
 READ_AHEAD_BYTES = 2**16
@@ -178,12 +179,7 @@ class Connection:
             self._set_idle(idle=event.idle)
 
     async def _write(self, data: bytes) -> None:
-        # The lock taken without a trip through trio's scheduler when it is free
-        # (`async with` yields even then): the send is this write's checkpoint.
-        try:
-            self._send_lock.acquire_nowait()
-        except trio.WouldBlock:
-            await self._send_lock.acquire()
+        await acquire(self._send_lock)  # no step when it is free: the send is one
         try:
             with trio.CancelScope(deadline=trio.current_time() + self._write_timeout_s) as cut:
                 await self._stream.send_all(data)

@@ -62,6 +62,7 @@ import trio
 
 from jobsd.clock import perf_s
 from jobsd.errors import StorageError, database_locked, is_store_busy
+from jobsd.quick_acquire import acquire
 from jobsd.store.read_shares import ReadShares
 from jobsd.store.schema import configure
 from jobsd.store.snapshots import Snapshot, SnapshotPool
@@ -152,13 +153,7 @@ class Engine:
         if self._broken_why is not None:
             raise StorageError(self._broken_why)
         pending = Pending()
-        # Taken without a trip through trio's scheduler when there is room:
-        # `async with` on a semaphore yields even then, and every claim and
-        # finish of a run paid that step. The wait below is the checkpoint.
-        try:
-            self._inflight.acquire_nowait()
-        except trio.WouldBlock:
-            await self._inflight.acquire()
+        await acquire(self._inflight)  # no step when there is room: the wait below is one
         try:
             self._queue.put((fn, pending))
             await pending.wait()  # shielded: once queued, the write happens

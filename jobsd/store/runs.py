@@ -224,15 +224,21 @@ class RunStore(RunRecordStore):
         self, now: datetime, after: tuple[int, str], limit: int
     ) -> tuple[int, tuple[int, str] | None]:
         """After a step back of the clock to `now`, one batch; `slots.rebase`."""
-        return await self._engine.write(lambda c: slots.rebase(c, now, after, limit))
+        return await write_when_free(
+            self._engine,
+            lambda c: slots.rebase(c, now, after, limit),
+            "the planning of next fires after the clock stepped back",
+        )
 
     async def shift_held_retries(
         self, by: timedelta, now: datetime, after: tuple[int, str], limit: int
     ) -> tuple[int, tuple[int, str] | None]:
         """After a step back of the clock, one batch; `retries.shift_held`."""
         by_us, now_us = by // timedelta(microseconds=1), to_us(now)
-        return await self._engine.write(
-            lambda c: retries.shift_held(c, by_us, now_us, after, limit)
+        return await write_when_free(
+            self._engine,
+            lambda c: retries.shift_held(c, by_us, now_us, after, limit),
+            "the moving of held retries after the clock stepped back",
         )
 
     async def fire_slot(
