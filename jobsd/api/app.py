@@ -112,6 +112,10 @@ def create_app(ctx: ApiContext) -> QuartTrio:
     async def no_type_without_content(response: Response) -> Response:
         # A 204, or the automatic answer to OPTIONS, has no content to type;
         # Quart would still label it text/html, which no answer of ours is.
+        # Nor may a 204 carry Content-Length (RFC 9110 §8.6: it ends at its
+        # head), which Quart sets to 0 for the empty body; h11 frames it alone.
+        if response.status_code == 204:
+            response.headers.pop("Content-Length", None)
         if response.status_code == 204 or (
             request.method == "OPTIONS" and response.content_length == 0
         ):
