@@ -147,8 +147,12 @@ def check_store_room(conn: sqlite3.Connection, account_id: str, limit: Limit) ->
     )
 
 
-def check_room(conn: sqlite3.Connection, account_id: str, limit: Limit) -> None:
-    """Refuse (403) one more counted job when the plan's limit is reached."""
+def check_room(
+    conn: sqlite3.Connection, account_id: str, limit: Limit, *, replacing: bool = False
+) -> None:
+    """Refuse (403) one more counted job when the plan's limit is reached; the
+    detail says what would free a place for a create, or (`replacing`) for a
+    PUT enabling a job that exists, which cannot be created disabled."""
     if limit.active_jobs == UNLIMITED:
         return  # unlimited plans skip the count (a scan)
     if may_enable(limit.active_jobs, listing_sql.count_active(conn, account_id, limit.counting)):
@@ -158,7 +162,8 @@ def check_room(conn: sqlite3.Connection, account_id: str, limit: Limit) -> None:
         way = "delete one, or make this one a one-off (one-offs do not count)"
     else:
         what = f"jobs enabled in {limit.counting.enabled_in}"
-        way = "pause or delete a job, or create this one disabled"
+        this = "leave this one disabled" if replacing else "create this one disabled"
+        way = f"pause or delete a job, or {this}"
     raise errors.forbidden(
         "active_jobs_limit",
         f"the plan allows {limit.active_jobs} {what} and the account has reached it: {way}",

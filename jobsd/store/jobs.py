@@ -170,7 +170,7 @@ class JobStore:
                 enabled.pop(env, None)
             enabled.update({env: e.enabled for env, e in write.environments.items()})
             if limit.counting.counts(spec.kind, enabled) and not was_counted:
-                job_writes.check_room(conn, account_id, limit)
+                job_writes.check_room(conn, account_id, limit, replacing=True)
             jobs_sql.replace(conn, keyring, row, spec, now_us=to_us(now))
             job_writes.apply_environments(
                 conn, keyring, spec, before, write, configured=configured, now=now

@@ -170,3 +170,20 @@ async def test_the_refusal_says_what_would_free_a_place(tmp_path: Path) -> None:
         r = await v.post_job(job_doc("two", enabled=True))
         assert r.status == 403
         assert "disabled" in r.body["errors"][0]["detail"]
+
+
+async def test_a_put_refused_for_the_limit_does_not_say_create(tmp_path: Path) -> None:
+    """Enabling a paused job by PUT past `active_jobs_limit` is refused (403); its
+    detail must speak of this job as it is, one that exists: leave it disabled,
+    not "create this one disabled" as for a POST."""
+    async with make_harness(tmp_path, active_jobs_limit=1) as h:
+        v = Versioned(h, SEED)
+        assert (await v.post_job(job_doc("one", enabled=True))).status == 201
+        assert (await v.post_job(job_doc("two", enabled=False))).status == 201
+        r = await v.put_job("two", job_doc("two", enabled=True))
+        assert r.status == 403 and r.body["errors"][0]["code"] == "active_jobs_limit", r.body
+        detail = r.body["errors"][0]["detail"]
+        assert "create" not in detail and "leave this one disabled" in detail, detail
+        posted = await v.post_job(job_doc("three", enabled=True))
+        assert posted.status == 403
+        assert "create this one disabled" in posted.body["errors"][0]["detail"]
