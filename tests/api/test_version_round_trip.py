@@ -205,3 +205,52 @@ async def test_a_seed_edit_keeps_what_only_the_newer_version_says(
             assert new["enabled"] == edits.get("enabled", old["enabled"])
             if new["enabled"] == old["enabled"]:
                 assert new["next_run_at"] == old["next_run_at"]
+
+
+async def test_a_seed_jobs_repeated_headers_written_back_through_the_newer_version(
+    tmp_path: Path,
+) -> None:
+    """The seed's array may name a header twice (or in two cases), which 2026-08-07
+    shows as one, its values joined: sent back as read, that is not a new header
+    value but the same ones. It used to be judged as one value (a 422 once the
+    join passed the 8,192-character bound, so the job could not be saved through
+    the newer version at all), and otherwise stored joined (the seed then read one
+    header where it wrote three)."""
+    long_value = "v" * 8000
+    headers = [
+        {"name": "X-Env", "value": long_value},
+        {"name": "Accept", "value": "text/plain"},
+        {"name": "x-env", "value": long_value},
+        {"name": "X-Env", "value": "3"},
+        {"name": "X-Trace", "value": "a"},
+        {"name": "x-trace", "value": "b"},
+    ]
+    attrs = {
+        "name": "repeated",
+        "enabled": True,
+        "schedule": "0 2 * * *",
+        "configuration": {"url": "https://example.invalid/hook", "headers": headers},
+    }
+    async with make_harness(tmp_path, acme=ENVS) as h:
+        v, seed = Versioned(h, NEW), Versioned(h, SEED)
+        created = await seed.post_job({"data": {"type": "job", "id": "r", "attributes": attrs}})
+        assert created.status == 201, created.body
+        before = {w.version: (await w.get_job("r")).body for w in (v, seed)}
+        shown = before[NEW]["data"]["attributes"]["configuration"]["headers"]
+        assert shown["X-Env"] == f"{long_value}, {long_value}, 3"
+        put = await v.put_job("r", before[NEW])
+        assert put.status == 200, put.body
+        for w in (v, seed):
+            after = (await w.get_job("r")).body["data"]["attributes"]
+            assert kept(after) == kept(before[w.version]["data"]["attributes"]), w.version
+        # A value changed is one header from then on, as any written in an object.
+        edited = before[NEW]["data"]["attributes"]
+        edited["configuration"]["headers"] = {**shown, "X-Trace": "c"}
+        edited["configuration"]["headers"].pop("X-Env")
+        put = await v.put_job("r", {"data": {"type": "job", "attributes": edited}})
+        assert put.status == 200, put.body
+        read = (await seed.get_job("r")).body["data"]["attributes"]["configuration"]["headers"]
+        assert read == [
+            {"name": "Accept", "value": "text/plain"},
+            {"name": "X-Trace", "value": "c"},
+        ]

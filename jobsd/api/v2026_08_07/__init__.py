@@ -51,6 +51,7 @@ class Dialect20260807:
             max_timeout_s=caller.plan.max_timeout,
             environments=caller.visible,
             aimed_elsewhere=aimed,
+            stored_headers=() if stored is None else stored.spec.config.headers,
         )
         keep = frozenset() if _sets_overlap(doc) else frozenset({"overlap_policy"})
         return JobWrite(spec, entries, owns=frozenset(caller.visible), keep=keep)

@@ -27,16 +27,23 @@ Decisions where the spec is silent:
   that policy is the store's check (in the write's transaction).
 - `overlap_policy` (jobsd's extension, `jobsd.api.extensions`) left out of
   a PUT keeps the stored value; null resets it to ALLOW.
+- A header the stored job holds more than once (the seed's array may; this
+  version shows it once, values joined) that a PUT sends back as read keeps
+  its stored lines: the joined value is what was read, not a new value to
+  judge (it may pass the bound on one value), and the seed goes on reading
+  the lines it wrote. All sent back as read, the headers stay as stored.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Final
 
 from jobsd.api import doc_reader as r
 from jobsd.api import documents as d
 from jobsd.api.extensions import overlap_attribute, policy_attribute, timezone_attribute
 from jobsd.api.v2026_08_07 import environments as e
+from jobsd.api.v2026_08_07.render import header_map
 from jobsd.errors import ValidationFailed, not_found, pointer_part
 from jobsd.job_bounds import MAX_HEADERS
 from jobsd.job_model import EnvironmentSpec, Header, HttpConfig, JobKind, JobSpec
@@ -52,12 +59,14 @@ def parse_job_document(
     max_timeout_s: int,
     environments: tuple[str, ...],
     aimed_elsewhere: bool = False,
+    stored_headers: tuple[Header, ...] = (),
 ) -> tuple[JobSpec, dict[str, EnvironmentSpec]]:
     """Validate a decoded POST (`path_slug` None) or PUT body.
 
     `environments`: the ones the caller may name (the account's, narrowed to
     the token's scope). `aimed_elsewhere`: the job a PUT replaces keeps entries
-    outside them. Returns the base spec and the entries to set.
+    outside them. `stored_headers`: the base headers of the job a PUT replaces.
+    Returns the base spec and the entries to set.
     """
     if path_slug is not None and not d.is_slug(path_slug):
         raise not_found("No job has this id: job ids are 1-100 characters of a-z 0-9 - _.")
@@ -86,7 +95,9 @@ def parse_job_document(
     config = (
         HttpConfig(url="")
         if conf is None
-        else d.read_configuration(errs, conf, max_timeout_s, _header_map)
+        else d.read_configuration(
+            errs, conf, max_timeout_s, partial(_header_map, stored=stored_headers)
+        )
     )
     entries = e.environments(
         errs,
@@ -120,8 +131,9 @@ def _schedule(errs: r.Errors, value: object) -> tuple[str | None, JobKind]:
     return text, kind
 
 
-def _header_map(errs: r.Errors, value: object) -> tuple[Header, ...]:
-    """2026-08-07: `headers` is a name -> value object."""
+def _header_map(errs: r.Errors, value: object, stored: tuple[Header, ...]) -> tuple[Header, ...]:
+    """2026-08-07: `headers` is a name -> value object; a header `stored` more than
+    once and sent back as read keeps its stored lines."""
     ptr = f"{_CONF}/headers"
     if value is r.MISSING:
         return ()
@@ -135,10 +147,26 @@ def _header_map(errs: r.Errors, value: object) -> tuple[Header, ...]:
     if len(value) > MAX_HEADERS:
         errs.add("too_many_headers", ptr, f"{len(value)} headers; a job may have {MAX_HEADERS}.")
         return ()
+    shown = header_map(stored)
+    repeated = {
+        name: tuple(h for h in stored if h.name.lower() == name.lower())
+        for name in shown
+        if sum(h.name.lower() == name.lower() for h in stored) > 1
+    }
     headers: list[Header] = []
     seen: dict[str, str] = {}
     for name, val in value.items():
-        one = e.header(errs, name, val, f"{ptr}/{pointer_part(name)}", seen)
+        at = f"{ptr}/{pointer_part(name)}"
+        if name in repeated and val == shown[name] and name.lower() not in seen:
+            seen[name.lower()] = name
+            headers.extend(repeated[name])  # as stored: they passed every check then
+            continue
+        one = e.header(errs, name, val, at, seen)
         if one is not None:
             headers.append(one)
+    if len(headers) > MAX_HEADERS:
+        errs.add("too_many_headers", ptr, f"{len(headers)} headers; a job may have {MAX_HEADERS}.")
+        return ()
+    if repeated and value == shown:  # all sent back as read: the seed's order too
+        return stored
     return tuple(headers)
