@@ -124,3 +124,27 @@ async def test_a_scoped_put_cannot_drop_the_cadence_of_an_entry_out_of_reach(
         mine = {**attrs, "schedule": "0 3 * * *", "environments": {"staging": {"enabled": True}}}
         r = await staging.put_job("j", {"data": {"type": "job", "id": "j", "attributes": mine}})
         assert r.status == 200, r.body
+
+
+async def test_a_seed_jobs_repeated_header_written_back_by_a_scoped_token(tmp_path: Path) -> None:
+    """A header the seed wrote twice reads joined; a staging token sending the job
+    back as read changes nothing production sends, so it is not refused (it was a
+    403 environment_scope: the joined value was taken for a new base header)."""
+    headers = [{"name": "X-A", "value": "1"}, {"name": "x-a", "value": "2"}]
+    attrs = {
+        "name": "twice",
+        "enabled": True,
+        "schedule": "0 2 * * *",
+        "configuration": {"url": "https://example.invalid/", "headers": headers},
+    }
+    async with make_harness(tmp_path, acme=ACME) as h:
+        seed = Versioned(h, SEED)
+        created = await seed.post_job({"data": {"type": "job", "id": "t", "attributes": attrs}})
+        assert created.status == 201, created.body
+        scoped = Versioned(h, NEW, token=STAGING)
+        read = await scoped.get_job("t")
+        assert read.body["data"]["attributes"]["configuration"]["headers"] == {"X-A": "1, 2"}
+        put = await scoped.put_job("t", read.body)
+        assert put.status == 200, put.body
+        after = (await seed.get_job("t")).body["data"]["attributes"]["configuration"]["headers"]
+        assert after == headers
