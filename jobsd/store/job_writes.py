@@ -78,14 +78,20 @@ def refuse_unknown_policies(conn: sqlite3.Connection, account_id: str, write: Jo
     Checked in the write's transaction, as a policy's delete checks that no
     job names it: no job can ever refer to a policy that is gone.
     """
+    # What else the reference may be: null is no retries on the job, but in an
+    # environment's entry a null leaf inherits the job's policy.
+    base_else, entry_else = (
+        "or null for no retries",
+        "or leave it out (or null) to inherit the job's",
+    )
     refs = []
     if write.spec.retry_policy is not None and "retry_policy" not in write.keep:
-        refs.append(("/data/attributes/retry_policy", write.spec.retry_policy))
+        refs.append(("/data/attributes/retry_policy", write.spec.retry_policy, base_else))
     for env, entry in write.environments.items():
         if entry.overlay is not None and entry.overlay.retry_policy is not None:
             at = f"/data/attributes/environments/{pointer_part(env)}/retry_policy"
-            refs.append((at, entry.overlay.retry_policy))
-    unknown = unknown_policies(conn, account_id, {name for _, name in refs})
+            refs.append((at, entry.overlay.retry_policy, entry_else))
+    unknown = unknown_policies(conn, account_id, {name for _, name, _ in refs})
     if unknown:
         raise errors.ValidationFailed(
             [
@@ -93,9 +99,9 @@ def refuse_unknown_policies(conn: sqlite3.Connection, account_id: str, write: Jo
                     "unknown_retry_policy",
                     at,
                     f"The account has no retry policy {name!r}; name one it has "
-                    "(GET /api/v1/retry-policies), or null for no retries.",
+                    f"(GET /api/v1/retry-policies), {otherwise}.",
                 )
-                for at, name in refs
+                for at, name, otherwise in refs
                 if name in unknown
             ]
         )

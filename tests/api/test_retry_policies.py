@@ -294,6 +294,25 @@ async def test_jobs_name_only_policies_the_account_has(h: Harness, version: str)
     }
 
 
+async def test_an_overlays_unknown_policy_is_not_told_null_means_no_retries(h: Harness) -> None:
+    """In an environment's entry a null leaf inherits the job's (README), so the 422
+    for a policy the account lacks may not offer null there as "no retries": that
+    sends the user to a value that keeps the job's policy in force."""
+    v = Versioned(h, NEW)
+    assert (await Policies(v).create(policy("gentle"))).status == 201
+    r = await v.post_job(
+        job(retry_policy="gentle", environments={"staging": {"retry_policy": "x"}})
+    )
+    assert r.status == 422, r.body
+    [error] = r.body["errors"]
+    assert error["source"]["pointer"] == "/data/attributes/environments/staging/retry_policy"
+    assert "null for no retries" not in error["detail"]
+    assert "inherit" in error["detail"]
+    r = await v.post_job(job(retry_policy="x"))
+    [error] = r.body["errors"]
+    assert "null for no retries" in error["detail"]
+
+
 async def test_delete_is_refused_while_a_job_or_an_overlay_uses_the_policy(h: Harness) -> None:
     new, seed = Versioned(h, NEW), Versioned(h, SEED)
     p = Policies(new)
