@@ -20,7 +20,7 @@ and the client address (the forwarded one behind a trusted proxy).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from jobsd.clock import duration_ms
 from jobsd.config import Config
@@ -89,6 +89,18 @@ class Observer:
         self.metrics.retries_scheduled.inc()
 
     # -- alerts (the store as it writes them, the alert actor as it sends them) ------
+
+    def alerts_held(self, held: Mapping[str, int]) -> dict[str, int]:
+        """The outbox's counts per account as `jobsd_alerts_pending` labels them: an
+        account no longer configured (a reload removed it; its alerts waiting for a
+        retry or a deferred instant stay until then) counts under `(other)`, as
+        every other account label does, so the label never outlives the config."""
+        known = self._known_accounts()
+        labelled: dict[str, int] = {}
+        for account, count in held.items():
+            label = account if account in known else OTHER_ACCOUNT
+            labelled[label] = labelled.get(label, 0) + count
+        return labelled
 
     def alert_sent(self, account: str, alert_type: str) -> None:
         self.metrics.alert(self.metrics.alerts_sent, account, self._known_accounts(), alert_type)

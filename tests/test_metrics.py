@@ -463,6 +463,34 @@ async def test_the_alerts_waiting_in_the_outbox_are_a_gauge_per_account(tmp_path
         assert samples(text, "jobsd_alerts_pending") == []
 
 
+async def test_alerts_waiting_for_an_account_no_longer_configured_count_as_other(
+    tmp_path: Path,
+) -> None:
+    """A reload that removes an account leaves its alerts waiting for a retry or a
+    deferred instant in the outbox until then (up to an hour's backoff): the gauge
+    counts them under `(other)`, as every account label does, never under an
+    account the config no longer names (a label that outlived the config)."""
+    async with serving_daemon(tmp_path) as live, client_from(live, "127.0.0.1") as c:
+        now = 1_796_400_000_000_000
+
+        def fill(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO alert_outbox (id, account_id, job_id, environment, type, body, "
+                "created_at_us, due_us, expires_at_us) VALUES (?, ?, 0, 'production', "
+                "'job.failed', '{}', ?, ?, ?)",
+                [
+                    (f"a-{n}", account, now, now + 10**12, now + 2 * 10**12)
+                    for n, account in enumerate(["acme", "acme", "gone", "gone", "left"])
+                ],
+            )
+
+        await live.ctx.store.engine.write(fill)
+        text = (await c.get("/metrics")).text
+        assert sorted(samples(text, "jobsd_alerts_pending"), key=str) == sorted(
+            [({"account": "acme"}, 2.0), ({"account": "(other)"}, 3.0)], key=str
+        )
+
+
 def test_odd_methods_do_not_fill_the_kept_label_children() -> None:
     """The children kept per (route, method, status) are keyed as labelled: a client's
     odd methods all count as OTHER, so they take one entry, not the 4,096 the

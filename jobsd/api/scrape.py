@@ -57,7 +57,7 @@ def metrics_blueprint(ctx: ApiContext, observer: Observer, config: MetricsConfig
         if not allowed(config, client, sent[0] if len(sent) == 1 else None):
             return jsonapi.error_response(_REFUSED)
         pending, running = await ctx.store.runs.count_live()
-        alerts = await ctx.store.outbox.held()
+        alerts = observer.alerts_held(await ctx.store.outbox.held())
         accept = request.headers.get("Accept")
         body, content_type = observer.metrics.exposition(pending, running, accept, alerts)
         return Response(body, content_type=content_type)
