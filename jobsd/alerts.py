@@ -42,10 +42,8 @@ from __future__ import annotations
 
 import logging
 import math
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 import trio
@@ -54,7 +52,7 @@ from jobsd.alert_rules import next_attempt
 from jobsd.clock import Clock, from_us, to_us
 from jobsd.errors import SigningError
 from jobsd.job_model import Header, HttpConfig
-from jobsd.logs import fields
+from jobsd.logs import failure, fields
 from jobsd.lookup_threads import LOOKUP_SCOPE
 from jobsd.messages import Outcome
 from jobsd.runs import RunStatus
@@ -159,8 +157,7 @@ class AlertSender:
                         account=alert.account_id,
                         type=alert.type,
                         alert=alert.id,
-                        error=type(exc).__name__,
-                        where=_where(exc),
+                        **failure(exc),
                     ),
                 )
                 await self._failed(alert, "JOBSD_ERROR", None)
@@ -241,15 +238,6 @@ class AlertSender:
         )
         if self._metrics is not None:
             self._metrics.alerts_dropped(alert.account_id, alert.type, outcome)
-
-
-def _where(exc: BaseException) -> str:
-    """The line that raised, by file and function: code, never a value."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    if not frames:
-        return ""
-    last = frames[-1]
-    return f"{Path(last.filename).name}:{last.lineno} in {last.name}"
 
 
 async def _wait_then_cancel(event: trio.Event, scope: trio.CancelScope) -> None:

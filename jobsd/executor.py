@@ -52,6 +52,7 @@ from typing import Protocol
 
 import trio
 
+from jobsd import logs
 from jobsd.delivery import request_record
 from jobsd.dispatch import Dispatcher
 from jobsd.errors import SigningError
@@ -174,7 +175,10 @@ class ExecutorPool:
                         RunStatus.FAILED, FailureReason.WORKER_LOST, str(exc), {}, None, sent=False
                     )
                 except Exception as exc:  # the per-run boundary
-                    log.exception("run %s failed inside jobsd", run_id)
+                    # Its type and line only: the message may quote the URL or a header.
+                    log.error(
+                        "run %s failed inside jobsd", run_id, extra=logs.fields(**logs.failure(exc))
+                    )
                     error = f"jobsd failed while performing this run: {type(exc).__name__}"
                     # Its request may have left before the failure: the record says what
                     # it was, as for a run abandoned in flight (never an empty `{}`).

@@ -73,6 +73,18 @@ def _fields_of(record: logging.LogRecord) -> Mapping[str, object]:
     return found if isinstance(found, Mapping) else {}
 
 
+def failure(exc: BaseException) -> dict[str, str]:
+    """The fields of an error line at a boundary that catches what it did not expect
+    (a bug): the exception's type and the line that raised, by file and function.
+    Never its message or a traceback (which ends with the message): a message
+    may quote what a line must not hold (a job's URL, a header value, a body)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = "" if not frames else f"{os.path.basename(frames[-1].filename)}:{frames[-1].lineno}"
+    if frames:
+        where += f" in {frames[-1].name}"
+    return {"error": type(exc).__name__, "where": where}
+
+
 _QUOTE_WORTHY = re.compile(r'[\s"=]')  # \s: str.isspace()'s characters
 
 

@@ -72,7 +72,11 @@ class Worker:
             try:
                 outcome = await self._delivery.perform(config, stamp=stamp)
             except Exception as exc:  # the per-run boundary, as in the daemon's executor
-                log.exception("a request failed inside the worker process")
+                # Its type and line only: the message may quote the URL or a header.
+                log.error(
+                    "a request failed inside the worker process",
+                    extra=logs.fields(**logs.failure(exc)),
+                )
                 error = f"jobsd failed while performing this run: {type(exc).__name__}"
                 outcome = Outcome(RunStatus.FAILED, FailureReason.WORKER_LOST, error, {}, None)
             self._in_flight.pop(seq, None)

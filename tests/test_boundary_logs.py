@@ -1,0 +1,104 @@
+"""The per-run boundaries log a bug's type and line, never its message.
+
+A run that fails inside jobsd (a bug, not the remote side) is recorded
+FAILED/WORKER_LOST and logged. The message of such an exception is whatever
+the code that raised put in it, and the code around a run holds the job's
+URL, its header values and its body: logged whole (a traceback ends with
+the message), a secret reaches stderr and the journal, which the README
+promises never happens ("No line holds a token, a header value, a body, a
+run's error text or a job's URL"). The alert actor's boundary already
+logged only the type and the line; the executor's, in the daemon and in a
+worker process, logged the traceback. Each line is read here as the
+daemon writes it, in both formats.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+import trio
+
+from jobsd.job_model import HttpConfig
+from jobsd.logs import JsonFormatter, TextFormatter
+from jobsd.messages import Outcome
+from jobsd.runs import FailureReason, RunStatus
+from jobsd.workers import wire
+from jobsd.workers.child import Worker
+from tests.test_executor import pool_rig
+
+SECRET = "s3cr3t-in-the-message"
+BUG = RuntimeError(f"cannot send https://example.invalid/?token={SECRET}: Bearer {SECRET}")
+
+
+def written(records: Sequence[logging.LogRecord]) -> list[str]:
+    """Every record as the daemon writes it, text and JSON."""
+    return [f.format(r) for r in records for f in (TextFormatter(journal=False), JsonFormatter())]
+
+
+def assert_told_without_the_message(records: Sequence[logging.LogRecord], what: str) -> None:
+    lines = [line for line in written(records) if what in line]
+    assert lines, f"no line says {what!r}"
+    for line in written(records):
+        assert SECRET not in line, line
+    assert all(
+        "RuntimeError" in line and ".py:" in line and " in perform" in line for line in lines
+    )
+
+
+async def test_a_run_that_fails_inside_the_daemon_logs_no_message(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR)
+    async with pool_rig(tmp_path, 1) as rig:
+        rig.performer.fail_with = BUG
+        (run_id,) = await rig.submit(1)
+        with trio.fail_after(10):
+            while (await rig.statuses([run_id]))[0] in (RunStatus.PENDING, RunStatus.RUNNING):
+                await trio.sleep(0.02)
+        run = await rig.store.runs.get_run("acme", run_id)
+        assert run.failure_reason is FailureReason.WORKER_LOST
+        await rig.pool.stop(1)
+    assert_told_without_the_message(caplog.records, "failed inside jobsd")
+
+
+async def test_a_request_that_fails_inside_a_worker_process_logs_no_message(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The worker's loop, in this process over a real socket pair; its delivery's
+    perform is the one part replaced, by a bug."""
+    caplog.set_level(logging.ERROR)
+
+    async def perform(config: HttpConfig, *, stamp: Sequence[tuple[str, str]] = ()) -> Outcome:
+        raise BUG
+
+    ours, theirs = socket.socketpair()
+    hello = {
+        "kind": "hello",
+        "capacity": 8,
+        "allow_cidrs": ["127.0.0.1/32"],
+        "body_keep_bytes": 65536,
+        "body_cap_bytes": 1 << 20,
+        "keepalive_s": 0.0,
+        "log_format": "text",
+        "log_level": "info",
+    }
+    worker_stream = trio.SocketStream(trio.socket.from_stdlib_socket(theirs))
+    stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
+    worker = Worker(worker_stream, hello)
+    worker._delivery.perform = perform  # type: ignore[method-assign]
+    config = HttpConfig(url="http://127.0.0.1:9/", reuse_scope="acme")
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(worker.serve, wire.FrameReader(worker_stream))
+            reader = wire.FrameReader(stream)
+            assert (await reader.receive() or {}).get("kind") == "ready"
+            await stream.send_all(wire.encode(wire.perform_doc(1, config, [])))
+            done = await reader.receive()
+            assert done is not None and done["kind"] == "done"
+            assert done["failure_reason"] == FailureReason.WORKER_LOST.value
+            await stream.aclose()
+    assert_told_without_the_message(caplog.records, "failed inside the worker process")
