@@ -124,6 +124,17 @@ class Config(Section):
                             f"{env!r} is not one of the account's environments"
                             f" ({', '.join(account.environments)})",
                         )
+        # The scrapers' token is a scope of its own: one an account also holds would
+        # make Prometheus's credentials file a key to that account's jobs, and every
+        # holder of the account's token a scraper.
+        scraper = self.metrics.token_sha256
+        if scraper and scraper in owners:
+            raise ConfigError(
+                "metrics.token_sha256",
+                f"digest already listed under accounts[{owners[scraper]}]; a token belongs to"
+                " one account and has one scope: give the scrapers a token of their own"
+                " (`jobsd token`)",
+            )
 
     def token_for_digest(self, digest: str) -> TokenMatch | None:
         """Compares against every digest, match or not, so timing reveals nothing.

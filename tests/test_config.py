@@ -82,7 +82,7 @@ def test_every_default() -> None:
 def test_operations_keys_accept_what_the_spec_shows() -> None:
     config = parse_config(
         '[server]\ntrusted_proxies = ["10.0.0.0/8", "::1"]\n'
-        f'[metrics]\nenabled = false\npath = "/internal/metrics"\ntoken_sha256 = "{DIGEST_A}"\n'
+        f'[metrics]\nenabled = false\npath = "/internal/metrics"\ntoken_sha256 = "{DIGEST_B}"\n'
         'allow_cidrs = []\n[log]\nformat = "json"\nlevel = "debug"\n'
         + PLAN
         + account()
@@ -90,7 +90,7 @@ def test_operations_keys_accept_what_the_spec_shows() -> None:
     )
     assert [str(n) for n in config.server.trusted_proxies] == ["10.0.0.0/8", "::1/128"]
     assert not config.metrics.enabled and config.metrics.allow_cidrs == ()
-    assert config.metrics.token_sha256 == DIGEST_A
+    assert config.metrics.token_sha256 == DIGEST_B
     assert (config.log.format, config.log.level) == ("json", "debug")
     assert config.accounts[0].sign_requests
     assert config.accounts[0].alert_url == "https://alerts.example.com/jobsd?k=1"
