@@ -1,4 +1,4 @@
-"""The per-run boundaries log a bug's type and line, never its message.
+"""The boundaries that catch a bug log its type and line, never its message.
 
 A run that fails inside jobsd (a bug, not the remote side) is recorded
 FAILED/WORKER_LOST and logged. The message of such an exception is whatever
@@ -8,8 +8,9 @@ the message), a secret reaches stderr and the journal, which the README
 promises never happens ("No line holds a token, a header value, a body, a
 run's error text or a job's URL"). The alert actor's boundary already
 logged only the type and the line; the executor's, in the daemon and in a
-worker process, logged the traceback. Each line is read here as the
-daemon writes it, in both formats.
+worker process, logged the traceback, and the API's (a 500) the message
+beside it, while a request's body holds header values. Each line is read
+here as the daemon writes it, in both formats.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from jobsd.messages import Outcome
 from jobsd.runs import FailureReason, RunStatus
 from jobsd.workers import wire
 from jobsd.workers.child import Worker
+from tests.conftest import job_doc, make_harness
 from tests.test_executor import pool_rig
 
 SECRET = "s3cr3t-in-the-message"
@@ -102,3 +104,24 @@ async def test_a_request_that_fails_inside_a_worker_process_logs_no_message(
             assert done["failure_reason"] == FailureReason.WORKER_LOST.value
             await stream.aclose()
     assert_told_without_the_message(caplog.records, "failed inside the worker process")
+
+
+async def test_a_request_that_meets_a_bug_logs_no_message(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 500: the app's boundary names the method, the path, the type and the line."""
+    caplog.set_level(logging.ERROR)
+    async with make_harness(tmp_path) as h:
+
+        async def create_job(*args: object, **kwargs: object) -> object:
+            raise BUG  # a bug whose message quotes what the request carried
+
+        h.store.jobs.create_job = create_job  # type: ignore[method-assign]
+        header = {"name": "Authorization", "value": SECRET}
+        doc = job_doc(
+            "quoted", configuration={"url": "https://example.invalid/", "headers": [header]}
+        )
+        response = await h.post("/api/v1/jobs", doc)
+        assert response.status_code == 500
+        assert SECRET not in (await response.get_data(as_text=True))
+    assert_told_without_the_message(caplog.records, "unhandled error in POST /api/v1/jobs")

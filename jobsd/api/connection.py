@@ -63,6 +63,7 @@ from hypercorn.typing import AppWrapper, ConnectionState
 from hypercorn.utils import parse_socket_addr
 
 from jobsd.api.h11_protocol import JobsdH11
+from jobsd.logs import failure, fields
 from jobsd.quick_acquire import acquire
 
 MAX_RECV = 2**16
@@ -138,11 +139,12 @@ class Connection:
                     await self._read()
         except OSError:
             pass  # the peer left before it could be named
-        except Exception:
+        except Exception as exc:
             # The per-request boundary of the transport: no answer is possible
             # on a connection in an unknown state, but one client's bytes must
             # not take down the listener for everyone (the fuzz test fails on this).
-            log.exception("a connection failed and was closed")
+            # Its type and line only: a message may quote those bytes (a token).
+            log.error("a connection failed and was closed", extra=fields(**failure(exc)))
         finally:
             await self._close()
 

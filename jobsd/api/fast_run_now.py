@@ -69,6 +69,7 @@ from jobsd.api.edge import ROUTE_KEY, route_template
 from jobsd.api.fast_paths import JOBS, RUN_NOW, caller_of, segment, send_document, send_error
 from jobsd.api.jobs import run_now
 from jobsd.api.versions import Dialect
+from jobsd.logs import failure, fields
 
 log = logging.getLogger("jobsd.api")
 
@@ -201,7 +202,8 @@ class FastRunNow:
                 log.warning("%s: %s; answered 503", where, unavailable[1])
                 await send_error(send, caller.version, unavailable[0])
             else:
-                log.error("unhandled error in %s: %r", where, exc, exc_info=exc)
+                # Its type and line only, as the app's boundary logs it.
+                log.error("unhandled error in %s", where, extra=fields(**failure(exc)))
                 await send_error(send, caller.version, errors.internal())
             return
         await send_document(send, caller.version, payload)

@@ -24,6 +24,7 @@ from werkzeug.exceptions import HTTPException
 
 from jobsd import errors
 from jobsd.config import DEFAULT_API_VERSION
+from jobsd.logs import failure, fields
 
 MEDIA_TYPE = "application/vnd.api+json"
 ACCEPTED_BODY_TYPES = frozenset({MEDIA_TYPE, "application/json"})
@@ -275,5 +276,8 @@ def http_exception_response(exc: HTTPException) -> Response:
 
 
 def internal_error_response(exc: BaseException) -> Response:
-    log.error("unhandled error in %s %s: %r", request.method, request.path, exc, exc_info=exc)
+    # Its type and line only: a message may quote the request's body (header values).
+    log.error(
+        "unhandled error in %s %s", request.method, request.path, extra=fields(**failure(exc))
+    )
     return error_response(errors.internal())

@@ -35,6 +35,7 @@ from hypercorn.typing import (
 )
 
 from jobsd.api.limits import send_closing_error
+from jobsd.logs import failure, fields
 
 log = logging.getLogger("jobsd.http")
 
@@ -123,10 +124,10 @@ class RequestDeadline:
     async def _answer_late(self, request: _InFlight) -> None:
         try:
             await send_closing_error(request.send, 503, "request_timeout", self._detail())
-        except Exception:
+        except Exception as exc:
             # Not on the request's task: a failure here must not end the watcher
             # (and the server with it); the request's own task still ends below.
-            log.exception("answering a request past its deadline failed")
+            log.error("answering a request past its deadline failed", extra=fields(**failure(exc)))
         finally:
             request.scope.cancel()
             assert request.answered is not None
