@@ -61,10 +61,12 @@ class Live:
 
 
 @asynccontextmanager
-async def serving_daemon(tmp_path: Path, server: str = "", **plan: Any) -> AsyncIterator[Live]:
+async def serving_daemon(
+    tmp_path: Path, server: str = "", listen: str = "127.0.0.1:0", **plan: Any
+) -> AsyncIterator[Live]:
     """The whole daemon in-process; `server` adds lines to its [server] table."""
     text = config_text(tmp_path, **plan).replace(
-        'listen = "127.0.0.1:0"', 'listen = "127.0.0.1:0"\n' + server
+        'listen = "127.0.0.1:0"', f'listen = "{listen}"\n' + server
     )
     bound: list[str] = []
     clock = Clock(ANCHOR)

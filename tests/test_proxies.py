@@ -7,12 +7,15 @@ there), both sending the same forwarded headers.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 
+from jobsd.api.client_share import client_key
 from jobsd.api.edge import address_in, route_template
 from tests.conftest import JSONAPI, TOKEN_A, job_doc
 from tests.test_limits import Live, serving_daemon
@@ -96,6 +99,39 @@ async def test_the_metrics_allowlist_sees_the_forwarded_client(tmp_path: Path) -
         async with client_from(live, "127.0.0.2") as c:  # claiming loopback from elsewhere
             r = await c.get("/metrics", headers={"X-Forwarded-For": "127.0.0.1"})
             assert r.status_code == 403
+
+
+async def test_a_proxy_named_as_a_dual_stack_socket_shows_it_is_trusted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On a dual-stack listener an IPv4 peer reads `::ffff:127.0.0.1`, as the access
+    log shows it; a proxy listed so was matched only as 127.0.0.1, so it was
+    silently untrusted: links said http://, the log named the proxy, and every
+    client behind it scraped the metrics as the (loopback) proxy."""
+    server = 'trusted_proxies = ["::ffff:127.0.0.1/128"]\n'
+    async with serving_daemon(tmp_path, server=server, listen="[::ffff:127.0.0.1]:0") as live:
+        await two_runs(live)
+        async with httpx2.AsyncClient(
+            base_url=f"http://127.0.0.1:{live.port}",
+            headers={"Authorization": f"Bearer {TOKEN_A}"},
+            trust_env=False,
+        ) as c:
+            with caplog.at_level(logging.INFO, logger="jobsd.access"):
+                r = await c.get("/metrics", headers={"X-Forwarded-For": "203.0.113.9"})
+                assert r.status_code == 403
+                assert access_lines(caplog)[-1]["client"] == "203.0.113.9"
+                r = await c.get("/api/v1/runs", params={"page[size]": "1"}, headers=FORWARDED)
+                assert r.json()["links"]["next"].startswith("https://jobs.example.com/api/v1/runs?")
+                assert (await c.get("/metrics")).status_code == 200  # the proxy itself
+                assert access_lines(caplog)[-1]["client"] == "::ffff:127.0.0.1"
+    nets = [ipaddress.ip_network("::ffff:127.0.0.1/128")]
+    assert address_in("::ffff:127.0.0.1", nets) and not address_in("::ffff:127.0.0.2", nets)
+    assert client_key("::ffff:127.0.0.1", nets) is None  # exempt from the per-client share
+    assert client_key("::ffff:127.0.0.2", nets) == "127.0.0.2"
+    # One address in either form, whichever form the network is named in.
+    assert address_in("127.0.0.1", nets) and client_key("127.0.0.1", nets) is None
+    v4 = [ipaddress.ip_network("127.0.0.1/32")]
+    assert address_in("::ffff:127.0.0.1", v4) and client_key("::ffff:127.0.0.1", v4) is None
 
 
 async def test_behind_two_trusted_proxies_the_client_is_the_first_untrusted_hop(

@@ -34,6 +34,7 @@ from jobsd.api import jsonapi
 from jobsd.config import ServerConfig
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 REFUSING_AT_ONCE = 32
 REFUSAL_S = 1.0
@@ -60,6 +61,14 @@ def default_share(max_connections: int) -> int:
     return ServerConfig(max_connections=max_connections).client_share
 
 
+def both_forms(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> tuple[Address, ...]:
+    """An address and, for an IPv4 one or an IPv4-mapped one (`::ffff:a.b.c.d`, how
+    an IPv4 peer reads on a dual-stack socket), the other form of it: one address."""
+    if isinstance(ip, ipaddress.IPv4Address):
+        return (ip, ipaddress.IPv6Address(f"::ffff:{ip}"))
+    return (ip,) if ip.ipv4_mapped is None else (ip, ip.ipv4_mapped)
+
+
 def client_key(address: str, exempt: Sequence[Network] = ()) -> str | None:
     """The client a peer address counts as: itself, or its /64 for IPv6 (an
     IPv4 peer on a dual-stack socket as its IPv4 address); None if exempt."""
@@ -67,10 +76,11 @@ def client_key(address: str, exempt: Sequence[Network] = ()) -> str | None:
         ip = ipaddress.ip_address(address.strip("[]").split("%")[0])
     except ValueError:
         return address
+    # A trusted proxy may be named as its IPv4 address or as the logs show it (mapped).
+    if any(form in net for form in both_forms(ip) for net in exempt):
+        return None
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    if any(ip in net for net in exempt):
-        return None
     if isinstance(ip, ipaddress.IPv6Address):
         return str(ipaddress.IPv6Network((ip, 64), strict=False))
     return str(ip)
