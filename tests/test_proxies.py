@@ -132,6 +132,12 @@ async def test_a_proxy_named_as_a_dual_stack_socket_shows_it_is_trusted(
     assert address_in("127.0.0.1", nets) and client_key("127.0.0.1", nets) is None
     v4 = [ipaddress.ip_network("127.0.0.1/32")]
     assert address_in("::ffff:127.0.0.1", v4) and client_key("::ffff:127.0.0.1", v4) is None
+    wide = [ipaddress.ip_network("::ffff:127.0.0.0/104")]
+    assert address_in("127.0.0.5", wide) and address_in("::ffff:127.0.0.5", wide)
+    # An IPv6 network beyond the mapped range holds no IPv4 peer, in either form.
+    every_v6 = [ipaddress.ip_network("::/0")]
+    assert not address_in("127.0.0.1", every_v6) and not address_in("::ffff:127.0.0.1", every_v6)
+    assert client_key("::ffff:127.0.0.1", every_v6) == "127.0.0.1"
 
 
 async def test_behind_two_trusted_proxies_the_client_is_the_first_untrusted_hop(

@@ -61,12 +61,19 @@ def default_share(max_connections: int) -> int:
     return ServerConfig(max_connections=max_connections).client_share
 
 
-def both_forms(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> tuple[Address, ...]:
-    """An address and, for an IPv4 one or an IPv4-mapped one (`::ffff:a.b.c.d`, how
-    an IPv4 peer reads on a dual-stack socket), the other form of it: one address."""
-    if isinstance(ip, ipaddress.IPv4Address):
-        return (ip, ipaddress.IPv6Address(f"::ffff:{ip}"))
-    return (ip,) if ip.ipv4_mapped is None else (ip, ip.ipv4_mapped)
+_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
+def holds(net: Network, ip: Address) -> bool:
+    """Whether `net` holds `ip`, an IPv4 address and its IPv4-mapped form
+    (`::ffff:a.b.c.d`, how an IPv4 peer reads on a dual-stack socket, and the
+    logs show it) being one address, whichever form each is written in. An
+    IPv6 network beyond the mapped range (`::/0`) holds no IPv4 peer."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if isinstance(net, ipaddress.IPv6Network) and net.subnet_of(_MAPPED):
+        net = ipaddress.IPv4Network((int(net.network_address) & 0xFFFF_FFFF, net.prefixlen - 96))
+    return ip in net
 
 
 def client_key(address: str, exempt: Sequence[Network] = ()) -> str | None:
@@ -77,7 +84,7 @@ def client_key(address: str, exempt: Sequence[Network] = ()) -> str | None:
     except ValueError:
         return address
     # A trusted proxy may be named as its IPv4 address or as the logs show it (mapped).
-    if any(form in net for form in both_forms(ip) for net in exempt):
+    if any(holds(net, ip) for net in exempt):
         return None
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped

@@ -42,7 +42,7 @@ from typing import Any
 from hypercorn.middleware import ProxyFixMiddleware
 from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallable, Scope
 
-from jobsd.api.client_share import both_forms
+from jobsd.api.client_share import holds
 from jobsd.api.limits import REFUSED_KEY, refuse
 from jobsd.api.spec import base_spec
 from jobsd.clock import perf_s
@@ -60,9 +60,9 @@ def address_in(address: str | None, networks: Sequence[Network]) -> bool:
 
     An IPv4 address and its IPv4-mapped form (`::ffff:127.0.0.1`, how a peer
     on a dual-stack socket reads, and the logs show it) are one address: a
-    network named either way holds both (named only as the log shows it, a
-    trusted proxy was silently untrusted). Anything that is not an IP
-    address is in none.
+    network named either way holds both (`client_share.holds`; named only as
+    the log shows it, a trusted proxy was silently untrusted). Anything that
+    is not an IP address is in none.
     """
     if address is None:
         return False
@@ -70,7 +70,7 @@ def address_in(address: str | None, networks: Sequence[Network]) -> bool:
         ip = ipaddress.ip_address(address.strip("[]"))
     except ValueError:
         return False
-    return any(form in net for form in both_forms(ip) for net in networks)
+    return any(holds(net, ip) for net in networks)
 
 
 _PARAM = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>|\{[^{}]+\}")
