@@ -101,7 +101,6 @@ def _at_least_one_or_unlimited(value: int) -> int:
     raise ValueError("must be >= 1, or -1 (unlimited)")
 
 
-Seconds = Annotated[int, Field(strict=True, ge=0)]
 Limit = Annotated[int, Field(strict=True, ge=-1)]  # -1 = unlimited
 Bound = Annotated[int, Field(strict=True), AfterValidator(_at_least_one_or_unlimited)]
 WorkerProcesses = Annotated[int | Literal["auto"], PlainValidator(_worker_processes)]

@@ -27,7 +27,6 @@ from jobsd.config_fields import (
     Name,
     OptionalDigest,
     OptionalUrl,
-    Seconds,
     Section,
     UrlPath,
     WorkerProcesses,
@@ -93,7 +92,9 @@ class SchedulerConfig(Section):
     # At most ten years: any integer once passed, and one past what a timedelta
     # holds (~2.7 million years) raised out of the scheduler at a late fire.
     misfire_grace_s: Annotated[int, Field(strict=True, ge=0, le=315_360_000)] = 60
-    shutdown_grace_s: Seconds = 10
+    # At most a day: past ~1.8e13 s the stop timeout jobsd asks systemd for
+    # (EXTEND_TIMEOUT_USEC, jobsd.notify) overflows and systemd ignores it.
+    shutdown_grace_s: Annotated[int, Field(strict=True, ge=0, le=86_400)] = 10
     # Processes that perform the requests: "auto" one per usable core but one
     # (jobsd.workers.count.process_count), 0 none: the daemon performs them.
     worker_processes: WorkerProcesses = "auto"

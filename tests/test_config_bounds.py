@@ -25,6 +25,7 @@ CEILINGS = [
     ("scheduler.max_pending_runs", 10_000_000, "[scheduler]\nmax_pending_runs = {}"),
     ("scheduler.worker_processes", 64, "[scheduler]\nworker_processes = {}"),
     ("retention.days", 1_000_000, "[retention]\ndays = {}"),
+    ("scheduler.shutdown_grace_s", 86_400, "[scheduler]\nshutdown_grace_s = {}"),
 ]
 
 
