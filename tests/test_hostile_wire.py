@@ -221,6 +221,11 @@ def fuzz(host: str, port: int, problems: list[str]) -> None:
         chunk=64,
         ending="read",
     )
+    @example(  # an unframed body runs into the next request line: "helloDELETE", 501
+        pipeline=[b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nhello", request("DELETE", "/healthz")],
+        chunk=64,
+        ending="read",
+    )
     @given(
         pipeline=st.lists(messages(), min_size=1, max_size=4),
         chunk=st.integers(1, 64),
@@ -244,7 +249,9 @@ def fuzz(host: str, port: int, problems: list[str]) -> None:
         statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", received)
         if not received.startswith(b"HTTP/1.1 ") and received:
             problems.append(f"not HTTP/1.1: {received[:200]!r} for {raw[:300]!r}")
-        if any(status.startswith(b"5") and status != b"505" for status in statuses):
+        # 505 (a version not served) and 501 (a method not in capitals, as when an
+        # unframed body runs into the next request line: "helloDELETE") are answers.
+        if any(status.startswith(b"5") and status not in (b"501", b"505") for status in statuses):
             problems.append(f"{statuses} for {raw[:300]!r}")
 
     one()
