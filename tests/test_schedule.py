@@ -15,6 +15,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from jobsd.clock import iso
+from jobsd.cron import compile_cron, prev_slot
 from jobsd.errors import ScheduleError
 from jobsd.schedule import (
     MAX_SCHEDULE_CHARS,
@@ -162,6 +163,14 @@ def test_feb_29_is_valid_and_skips_the_century_that_is_not_leap() -> None:
     assert isinstance(s, CronSchedule)
     assert slots(s.expr, utc(2096, 3, 1), 2) == [utc(2104, 2, 29), utc(2108, 2, 29)]
     assert slots(s.expr, utc(2024, 2, 29), 1) == [utc(2028, 2, 29)]
+
+
+def test_a_slot_decades_away_is_still_found_both_ways() -> None:
+    # Feb 29 that is a Sunday ("*/7" keeps the day fields intersecting): 2088,
+    # then 2128, 40 years on since 2100 is not leap. The search must reach that far.
+    cron = compile_cron("0 0 29 2 */7")
+    assert slots("0 0 29 2 */7", utc(2088, 3, 1), 2) == [utc(2128, 2, 29), utc(2156, 2, 29)]
+    assert prev_slot(cron, utc(2128, 2, 28)) == utc(2088, 2, 29)
 
 
 def test_day_of_month_impossible_only_in_some_listed_months_still_fires() -> None:
