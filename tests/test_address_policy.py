@@ -168,6 +168,12 @@ def test_reasons_name_the_address_and_the_range() -> None:
     assert "6to4" in str(policy.refusal(ipaddress.ip_address("2002:808:808::")))
 
 
+@pytest.mark.parametrize("cidr", V6_OUTSIDE_EXAMPLES)
+def test_the_last_address_of_a_labelled_ipv6_range_is_named_by_it(cidr: str) -> None:
+    last = ipaddress.ip_network(cidr).broadcast_address
+    assert f"is in {cidr} (" in str(AddressPolicy().refusal(last))
+
+
 # What the resolver hands back for the odd numeric hosts httpx passes through
 # unchanged: inet_aton semantics, and getaddrinfo's numeric-host path (local).
 NUMERIC_NAMES = ["2130706433", "0x7f.1", "127.1", "0", "017700000001", "0x7f000001", "127.0.1"]
