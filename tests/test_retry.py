@@ -364,3 +364,30 @@ def test_retry_delay_matches_the_oracle(
 def test_any_retry_after_text_is_a_delay_or_ignored(text: str) -> None:
     got = retry_after_delay(text, NOW)
     assert got is None or got >= timedelta(0)
+
+
+# -- edges that mutation testing found unpinned --------------------------------------
+
+
+def test_exponential_doubling_stops_at_the_year_ceiling() -> None:
+    half_year = policy(backoff=Backoff.EXPONENTIAL, delay_seconds=MAX_POLICY_DELAY_S // 2)
+    year = timedelta(seconds=MAX_POLICY_DELAY_S)
+    assert retry_delay(half_year, 3, None, NOW, http_status=None) == year
+    # 2^29 seconds is past a year: the doubling must not be cut short before that
+    one_second = policy(backoff=Backoff.EXPONENTIAL, delay_seconds=1)
+    assert retry_delay(one_second, 30, None, NOW, http_status=None) == year
+
+
+def test_a_retry_after_date_in_the_past_is_no_wait() -> None:
+    past = format_datetime(NOW - timedelta(hours=1), usegmt=True)
+    assert retry_after_delay(past, NOW) == timedelta(0)
+
+
+def test_a_retry_after_date_without_its_day_name_is_ignored() -> None:
+    # RFC 2822 allows it, every HTTP-date form starts with the day's name
+    assert retry_after_delay("21 Oct 2026 07:28:00 GMT", NOW) is None
+
+
+def test_exactly_the_most_status_patterns_are_accepted() -> None:
+    full = policy(retry_statuses=("429",) * MAX_STATUS_PATTERNS)
+    assert full.retried_statuses == frozenset({429})
