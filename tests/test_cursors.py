@@ -242,3 +242,30 @@ def test_keyset_cursor_refusals() -> None:
     for text in ["", good + "A", good[:-1], good + "=", "x" * 401, good[:-1] + "+"]:
         with pytest.raises(CursorError):
             decode_cursor(text, DEFAULT_SORT)
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def test_a_cursor_spelled_with_other_padding_bits_is_refused() -> None:
+    # 20 bytes in 27 characters: the last one carries 2 bits that decode to nothing
+    good = encode_cursor(DEFAULT_SORT, Position(0, None, 5, 6))
+    alphabet = string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_"
+    last = alphabet.index(good[-1])
+    twin = good[:-1] + alphabet[last ^ 1]
+    assert base64.urlsafe_b64decode(twin + "=") == base64.urlsafe_b64decode(good + "=")
+    with pytest.raises(CursorError):
+        decode_cursor(twin, DEFAULT_SORT)
+
+
+def test_a_well_formed_cursor_for_a_position_that_cannot_exist_is_a_cursor_error() -> None:
+    # version 2, the default sort's code, but segment 1, which created_at does not have
+    raw = struct.pack(">BBBB", 2, DEFAULT_SORT.code, 1, 0) + struct.pack(">qq", 5, 6)
+    with pytest.raises(CursorError):
+        decode_cursor(_b64(raw), DEFAULT_SORT)
+
+
+def test_a_job_name_is_bounded_in_utf8_bytes_not_characters() -> None:
+    with pytest.raises(ValueError):
+        encode_cursor(RunSort(SortField.JOB, False), Position(0, "é" * 128, 0, 1))
