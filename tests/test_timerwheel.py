@@ -58,6 +58,21 @@ def test_removing_everything_empties_the_heap() -> None:
     assert len(wheel._heap) == 0 and wheel.next_deadline() is None
 
 
+def test_popping_keeps_the_heap_within_twice_the_live_entries() -> None:
+    # stale entries buried behind live ones survive the pop; the pop must compact
+    wheel: TimerWheel[str] = TimerWheel()
+    wheel.add("a", 1)
+    wheel.add("d", 50)
+    for key in ("b", "c"):
+        wheel.add(key, 500)
+        wheel.add(key, 100)
+        wheel.add(key, 90)
+    assert len(wheel._heap) <= 2 * len(wheel)
+    assert wheel.pop_due(1) == [("a", 1)]
+    assert len(wheel._heap) <= 2 * len(wheel)
+    assert wheel.pop_due(100) == [("d", 50), ("b", 90), ("c", 90)]
+
+
 class TimerMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
