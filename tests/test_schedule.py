@@ -100,7 +100,7 @@ def test_cron_is_normalized(text: str, expr: str) -> None:
         ("2030-01-01", ["is a date", "add a time"]),
         ("2030-02-30T00:00:00Z", ["not a real instant"]),
         ("2030-01-01T24:00:00Z", ["not a real instant"]),
-        ("2030-01-01T09:00:00+24:00", ["offset"]),
+        ("2030-01-01T09:00:00+24:00", ["impossible UTC offset"]),
         ("0001-01-01T00:00:00+01:00", ["outside the years"]),
         ("9999-12-31T23:00:00-01:00", ["outside the years"]),
         ("2030-W01-1T09:00Z", ["not an ISO-8601 instant"]),
@@ -308,6 +308,19 @@ def test_plan_fire_catch_up(
     due: datetime, now: datetime, expected: tuple[datetime | None, datetime | None]
 ) -> None:
     assert plan_fire(HOURLY, due=due, now=now, misfire_grace_s=60) == expected
+
+
+def test_a_slot_falling_exactly_on_now_is_the_one_that_fires() -> None:
+    # due 10:00, now exactly 11:00: 11:00 is the latest slot, so it fires (not
+    # 10:00), and next_run_at is after now, not now itself
+    due, now = utc(2025, 1, 1, 10), utc(2025, 1, 1, 11)
+    assert plan_fire(HOURLY, due=due, now=now, misfire_grace_s=7200) == (now, utc(2025, 1, 1, 12))
+
+
+def test_first_fire_of_now_is_in_utc() -> None:
+    now = datetime(2025, 6, 1, 14, 0, 30, tzinfo=timezone(timedelta(hours=2)))
+    fired = first_fire(NowSchedule(), now=now)
+    assert fired == now and fired.tzinfo is UTC
 
 
 def test_plan_fire_grace_boundary_is_inclusive() -> None:
