@@ -449,3 +449,32 @@ def test_the_edges_of_time_end_quietly() -> None:
         [datetime(9999, 12, 29, 10, tzinfo=UTC)],
         [datetime(9999, 12, 29, 10, tzinfo=UTC), datetime(9999, 12, 30, 10, tzinfo=UTC)],
     )
+
+
+# -- edges that mutation testing found unpinned --------------------------------------
+
+
+def test_prev_of_an_instant_exactly_on_a_wall_clock_slot_is_that_slot() -> None:
+    paris = load_zone("Europe/Paris")
+    at = datetime(2026, 6, 1, 7, 30, tzinfo=UTC)  # 09:30 in Paris
+    assert prev_zoned_slot(compile_cron("30 9 * * *"), paris, at) == at
+
+
+def test_prev_in_the_second_run_of_a_repeated_hour_sees_its_first_run() -> None:
+    # Paris repeats 02:00-03:00 on 2026-10-25; 02:30 fired first at 00:30Z. At
+    # 01:15Z (the second 02:15) that fire is the latest, not yesterday's.
+    paris = load_zone("Europe/Paris")
+    at = datetime(2026, 10, 25, 1, 15, tzinfo=UTC)
+    assert prev_zoned_slot(compile_cron("30 2 * * *"), paris, at) == datetime(
+        2026, 10, 25, 0, 30, tzinfo=UTC
+    )
+
+
+def test_a_skip_ending_between_minutes_fires_at_the_next_whole_minute() -> None:
+    # Monrovia went from -00:44:30 to UTC at 00:44:30 local on 1972-01-07: 00:15
+    # was skipped and fires at 00:45, the first whole minute after the change
+    monrovia = load_zone("Africa/Monrovia")
+    after = datetime(1972, 1, 6, tzinfo=UTC)
+    assert next_zoned_slot(compile_cron("15 0 7 1 *"), monrovia, after) == datetime(
+        1972, 1, 7, 0, 45, tzinfo=UTC
+    )
