@@ -172,3 +172,56 @@ def test_account_cap_keeps_an_eighth_for_others() -> None:
         896,
     ]
     assert account_cap(64, 1) == 64
+
+
+# -- edges that mutation testing found unpinned --------------------------------------
+
+
+def _spilled_queue(depth: int, offered: int) -> FairQueue:
+    queue = FairQueue(depth)
+    results = [queue.offer("a", f"a{i}") for i in range(1, offered + 1)]
+    assert results == [i < depth for i in range(offered)]
+    return queue
+
+
+@pytest.mark.parametrize("how", ["offer", "sweep"])
+def test_a_run_left_to_the_store_during_a_refill_keeps_the_lane_spilled(how: str) -> None:
+    queue = _spilled_queue(2, 3)  # a1 a2 queued, a3 left to the store
+    assert queue.pick(10) == ("a", "a1")
+    (refill,) = queue.refills()
+    # while the store is read (it returns a2, a3), a4 is committed and left to the store
+    if how == "offer":
+        assert not queue.offer("a", "a4")
+    else:
+        queue.spill("a")
+    assert queue.refilled(refill, ["a2", "a3"]) == 1
+    assert [queue.pick(10), queue.pick(10)] == [("a", "a2"), ("a", "a3")]
+    (again,) = queue.refills()  # a4 is still owed a read
+    assert queue.refilled(again, ["a4"]) == 1 and queue.pick(10) == ("a", "a4")
+
+
+def test_a_spilled_lane_outlives_its_last_run_in_flight() -> None:
+    queue = _spilled_queue(2, 3)
+    picked = [queue.pick(10), queue.pick(10)]
+    assert picked == [("a", "a1"), ("a", "a2")]
+    for _, run_id in picked:
+        assert not queue.done("a", run_id)
+    assert [r.account_id for r in queue.refills()] == ["a"]  # a3 is still in the store
+
+
+def test_a_lane_drained_to_exactly_half_asks_for_a_refill_of_its_room() -> None:
+    queue = _spilled_queue(4, 5)
+    assert queue.pick(10) == ("a", "a1")
+    assert queue.refills() == []  # 3 queued: more than half
+    assert queue.pick(10) == ("a", "a2")
+    (refill,) = queue.refills()
+    assert refill.room == 2 and refill.limit == 6
+
+
+def test_a_run_done_while_the_store_is_read_is_not_queued_again() -> None:
+    queue = _spilled_queue(2, 3)
+    assert queue.pick(10) == ("a", "a1")
+    (refill,) = queue.refills()
+    queue.done("a", "a1")  # read as PENDING just before its claim landed
+    assert queue.refilled(refill, ["a1", "a2", "a3"]) == 1
+    assert [queue.pick(10), queue.pick(10), queue.pick(10)] == [("a", "a2"), ("a", "a3"), None]
