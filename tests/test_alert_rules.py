@@ -17,6 +17,7 @@ from jobsd.alert_rules import (
     MAX_RETRY_US,
     Act,
     AlertState,
+    Decision,
     Verdict,
     backoff_us,
     decide,
@@ -273,3 +274,48 @@ def test_an_alert_is_tried_until_it_expires_and_never_after(start: int) -> None:
         now = due
     assert now == expires  # the last try is at the expiry instant itself
     assert 20 <= attempts <= 40
+
+
+# -- edges that mutation testing found unpinned --------------------------------------
+
+
+def test_a_disabled_environment_is_not_paused_again() -> None:
+    d = decide(
+        AlertState(streak=2, failing=True, last_failed_us=0),
+        Verdict.FAILURE,
+        1,
+        deferred_open=False,
+        enabled=False,
+        auto_pause_after=3,
+        alerting=True,
+    )
+    assert Act.PAUSE not in d.acts and d.state.streak == 3
+
+
+def test_without_an_alert_url_a_success_keeps_the_receiver_side_fields() -> None:
+    told = AlertState(streak=2, failing=True, last_failed_us=0)
+    d = decide(
+        told,
+        Verdict.SUCCESS,
+        1,
+        deferred_open=False,
+        enabled=True,
+        auto_pause_after=0,
+        alerting=False,
+    )
+    assert d == Decision(AlertState(streak=0, failing=True, last_failed_us=0))
+
+
+def test_a_deferred_alert_already_taken_by_the_actor_is_recovered_not_dropped() -> None:
+    due = FAILED_WINDOW_US
+    sent = AlertState(streak=1, failing=True, last_failed_us=due, deferred="alert-1")
+    d = decide(
+        sent,
+        Verdict.SUCCESS,
+        due + 1,
+        deferred_open=False,
+        enabled=True,
+        auto_pause_after=0,
+        alerting=True,
+    )
+    assert d.acts == (Act.SEND_RECOVERED,) and not d.state.failing
