@@ -120,3 +120,29 @@ def test_a_request_h11_must_see_whole_takes_h11s_path(headers: list[tuple[str, s
 
 def test_connect_takes_h11s_path() -> None:
     assert request_head.closes("CONNECT", []) is None
+
+
+# -- edges that mutation testing found unpinned --------------------------------------
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "QUERY", "GET", "DELETE"])
+def test_an_empty_body_is_framed_where_the_method_defines_content(method: str) -> None:
+    written = request_head.head_and_body(method, "/", "h", [], b"")
+    framed = method in ("POST", "PUT", "PATCH", "QUERY")
+    assert (b"\r\nContent-Length: 0\r\n" in written) == framed
+
+
+@pytest.mark.parametrize(
+    ("host", "headers"),
+    [("h\r\nX-Injected: 1", []), ("h", [("X-A", "a\x00b")]), ("h\x00", [])],
+)
+def test_a_nul_or_a_line_break_in_the_host_or_a_value_is_refused(
+    host: str, headers: list[tuple[str, str]]
+) -> None:
+    with pytest.raises(request_head.HeaderRefused):
+        request_head.head_and_body("GET", "/", host, headers, b"")
+
+
+def test_a_long_body_is_framed_by_its_whole_length() -> None:
+    written = request_head.head_and_body("POST", "/", "h", [], b"x" * 70_000)
+    assert written.endswith(b"Content-Length: 70000\r\n\r\n" + b"x" * 70_000)
