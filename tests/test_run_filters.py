@@ -67,3 +67,9 @@ def test_bucket_examples() -> None:
     assert buckets_spanned(0, week - 1, 60_000_000) == 10_080 > MAX_BUCKETS
     assert sizes_that_fit(0, week - 1) == ["5m", "15m", "1h", "6h", "1d"]
     assert sizes_that_fit(0, 86_400_000_000 - 1) == list(BUCKETS_US)
+
+
+def test_exactly_the_most_buckets_still_fit() -> None:
+    minute = BUCKETS_US["1m"]
+    assert "1m" in sizes_that_fit(0, MAX_BUCKETS * minute - 1)  # 10,000 buckets
+    assert "1m" not in sizes_that_fit(0, MAX_BUCKETS * minute)  # 10,001
