@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from jobsd.cursors import decode_cursor, encode_cursor
 from jobsd.run_order import (
     DEFAULT_SORT,
     LIFECYCLE,
@@ -21,6 +22,7 @@ from jobsd.run_order import (
     sort_of_code,
     sort_positions,
     sort_value,
+    total_duration_ms,
 )
 from jobsd.runs import RunStatus
 
@@ -117,3 +119,21 @@ def test_status_segments_follow_the_lifecycle() -> None:
     assert [asc.status_of_segment(i) for i in range(5)] == list(LIFECYCLE)
     assert [desc.status_of_segment(i) for i in range(5)] == list(reversed(LIFECYCLE))
     assert LIFECYCLE[0] is RunStatus.PENDING and LIFECYCLE[-1] is RunStatus.CANCELED
+
+
+# -- edges that mutation testing found unpinned --------------------------------------
+
+
+def test_total_duration_is_floored_and_never_negative() -> None:
+    assert total_duration_ms(10, 10 + 1999) == 1
+    assert total_duration_ms(10, None) is None
+    assert total_duration_ms(5_000, 1_000) == 0  # finished "before" created: a clock step
+
+
+@pytest.mark.parametrize("sort", [RunSort(f, d) for f in SortField for d in (False, True)])
+def test_every_run_has_a_position_a_cursor_can_carry(sort: RunSort) -> None:
+    bare = RunKeys(1, 10, None, None, None, RunStatus.PENDING, "j")
+    full = RunKeys(2, 10, 20, 30, 15, RunStatus.SUCCEEDED, "j")
+    for keys in (bare, full):
+        pos = position(sort, keys)
+        assert decode_cursor(encode_cursor(sort, pos), sort) == pos
