@@ -10,8 +10,10 @@ Appends are single `os.write` calls on an `O_APPEND` descriptor, no fsync:
 the log must survive the daemon's deaths, not the machine's.
 
 Paths choose behaviour: `/sleep/<ms>` answers 200 after a pause (keeps runs
-in flight so kills catch them RUNNING), `/status/<code>` answers that code,
-anything else 200 at once. It exits when its stdin closes, so it never
+in flight so kills catch them RUNNING), `/hold/<name>` answers 200 once a
+file `release-<name>` exists beside LOG (a run kept in flight exactly as long
+as a test needs; 10 s at most, as a sleep), `/status/<code>` answers that
+code, anything else 200 at once. It exits when its stdin closes, so it never
 outlives the test that started it. Standard library only: it starts fast.
 """
 
@@ -32,6 +34,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256
     log_fd = -1
+    log_dir = "."
 
     def handle_error(self, request: object, client_address: object) -> None:
         # A daemon killed mid-exchange leaves broken pipes: expected, not news.
@@ -70,6 +73,11 @@ class _Handler(BaseHTTPRequestHandler):
         status = 200
         if self.path.startswith("/sleep/"):
             time.sleep(min(int(self.path.rsplit("/", 1)[1]), _MAX_SLEEP_MS) / 1000)
+        elif self.path.startswith("/hold/"):
+            release = os.path.join(self.server.log_dir, "release-" + self.path.rsplit("/", 1)[1])
+            deadline = time.monotonic() + _MAX_SLEEP_MS / 1000
+            while not os.path.exists(release) and time.monotonic() < deadline:
+                time.sleep(0.01)
         elif self.path.startswith("/status/"):
             status = int(self.path.rsplit("/", 1)[1])
         answer = b'{"ok":true}'
@@ -93,6 +101,7 @@ def _exit_when_orphaned() -> None:
 def main(log_path: str) -> None:
     server = _Server(("127.0.0.1", 0), _Handler)
     server.log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    server.log_dir = os.path.dirname(os.path.abspath(log_path))
     threading.Thread(target=_exit_when_orphaned, daemon=True).start()
     host, port = server.server_address[:2]
     print(f"crash-target listening on http://{host!s}:{port}", flush=True)

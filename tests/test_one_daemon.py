@@ -52,7 +52,8 @@ def test_a_second_serve_on_a_database_in_use_is_refused_before_it_touches_it(
         with DaemonProcess(["serve", "--config", str(cfg)], tmp_path) as daemon:
             api = f"{daemon.url}/api/v1"
             job = {"name": "slow", "schedule": "0 2 * * *"}
-            job["configuration"] = {"url": f"{target_url}/sleep/5000"}  # type: ignore[assignment]
+            # In flight until released below: RUNNING through both refused serves.
+            job["configuration"] = {"url": f"{target_url}/hold/slow"}  # type: ignore[assignment]
             body = {"data": {"type": "job", "id": "slow", "attributes": job}}
             headers = {**auth(), **JSONAPI}
             r = httpx2.post(f"{api}/jobs", json=body, headers=headers, trust_env=False)
@@ -68,6 +69,7 @@ def test_a_second_serve_on_a_database_in_use_is_refused_before_it_touches_it(
                 assert "recovery" not in out.stderr and "Traceback" not in out.stderr
                 # Not FAILED/WORKER_LOST: in flight still, or ended as the target answered.
                 assert _run_status(api, run_id) in ("RUNNING/None", "SUCCEEDED/None")
+            (tmp_path / "release-slow").touch()  # the target answers now
             _until(api, run_id, "SUCCEEDED/None")
             assert daemon.stop() == 0
         # Once it has stopped, the database is free again.
