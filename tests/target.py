@@ -4,6 +4,7 @@ Served by hypercorn's trio worker on an ephemeral port. It records every
 request it receives, so tests can check what jobsd actually sent (header
 values in plaintext on the wire) against what jobsd recorded (redacted).
 Paths choose behaviour: `/status/<code>`, `/hang` (never answers),
+`/held` (answers 200 once the test sets `released`, at once after that),
 `/slow` (answers 200 after 50 ms), `/flaky/<name>/<n>/<code>` (`<code>`, or
 no answer ever for `hang`, for the first `n` requests to that path, then
 200), anything else 200 with
@@ -40,6 +41,7 @@ class Target:
     url: str = ""
     received: list[Received] = field(default_factory=list)
     arrived: trio.Event = field(default_factory=trio.Event)
+    released: trio.Event = field(default_factory=trio.Event)  # what `/held` waits for
 
     async def app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -80,6 +82,8 @@ class Target:
             extra.append((b"retry-after", query["retry_after"][0].encode()))
         if scope["path"] == "/hang":
             await trio.sleep_forever()
+        if scope["path"] == "/held":
+            await self.released.wait()
         if scope["path"] == "/slow":
             await trio.sleep(0.05)
         await send(
