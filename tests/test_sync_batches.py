@@ -9,7 +9,10 @@ write is made while it runs, and an interrupted sync is completed by the next.
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import sqlite3
+import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,10 +31,34 @@ BOTH = ("production", "staging")
 URL = HttpConfig("https://example.invalid/")
 
 
+# A new file this big is a copy of the first one this process filled alike.
+TEMPLATE_JOBS = 10_000
+_templates: dict[tuple[int, str, bool], Path] = {}
+
+
 def fill(db: Path, jobs: int, *, account: str = "acme", firing: bool = True) -> None:
     """`jobs` recurring jobs of `account`, enabled in production (firing; disabled
     there if not `firing`) and in staging, where they are dormant: what a config
-    that dropped staging left."""
+    that dropped staging left.
+
+    A new file of `TEMPLATE_JOBS` or more is a byte-for-byte copy of the first
+    this process filled with the same arguments (100,000 jobs take ~2 s to
+    insert, 10 ms to copy); an existing file is always filled in place."""
+    if db.exists() or jobs < TEMPLATE_JOBS:
+        _insert(db, jobs, account, firing)
+        return
+    key = (jobs, account, firing)
+    template = _templates.get(key)
+    if template is None:
+        folder = Path(tempfile.mkdtemp(prefix="jobsd-fill-"))
+        atexit.register(shutil.rmtree, folder, True)
+        template = folder / "template.sqlite3"
+        _insert(template, jobs, account, firing)
+        _templates[key] = template
+    shutil.copyfile(template, db)
+
+
+def _insert(db: Path, jobs: int, account: str, firing: bool) -> None:
     conn = sqlite3.connect(db, isolation_level=None)
     schema.configure(conn)
     schema.migrate(conn)
