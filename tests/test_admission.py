@@ -109,3 +109,18 @@ async def test_acquire_says_whether_it_waited() -> None:
         assert waited == []
         budget.release(2)
     assert waited == [True]
+
+
+async def test_a_waiter_granted_as_it_is_cancelled_gives_its_units_back() -> None:
+    # Cancelled while still queued, then granted by a release in the same step:
+    # it leaves with the grant in hand, which must go back to the budget.
+    budget = Budget(4)
+    await budget.acquire(4)
+    scope = trio.CancelScope()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_in, scope, budget.acquire, 2)
+        await trio.testing.wait_all_tasks_blocked()
+        scope.cancel()
+        budget.release(4)  # grants the cancelled waiter before it runs
+    assert scope.cancelled_caught
+    assert budget.free == 4

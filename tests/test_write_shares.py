@@ -114,3 +114,5 @@ async def test_heavy_writes_of_one_account_leave_another_accounts_writes_prompt(
     # An operator sees whose writes waited for their share, and for how long.
     held = re.search(r'jobsd_api_write_wait_seconds_count\{account="acme"\} (\S+)', scrape)
     assert held is not None and float(held.group(1)) >= 1, scrape[-3000:]
+    # Only the writes that waited: the other account's, one at a time, never did.
+    assert 'jobsd_api_write_wait_seconds_count{account="other"}' not in scrape, scrape[-3000:]
