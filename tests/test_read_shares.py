@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from jobsd.store.engine import Engine
+from jobsd.store.read_shares import ReadShares
 from tests.conftest import TOKEN_B, make_harness
 
 HELD_S = 0.5  # long enough for a read that could start to have started
@@ -112,3 +114,32 @@ async def test_the_apis_reads_count_against_their_accounts_share(tmp_path: Path,
             finally:
                 gate.open.set()
         assert acme_done.is_set()
+
+
+async def test_a_share_still_held_is_kept_when_one_of_its_reads_ends() -> None:
+    # Dropped while another read still held it, the next reads would start a
+    # fresh share beside it: the account would hold more than half.
+    shares = ReadShares(4)
+    inside = [0]
+    gates = [trio.Event() for _ in range(4)]
+
+    async def hold(gate: trio.Event) -> None:
+        async with shares.held("acme"):
+            inside[0] += 1
+            await gate.wait()
+            inside[0] -= 1
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            for gate in gates[:2]:
+                nursery.start_soon(hold, gate)
+            await trio.testing.wait_all_tasks_blocked()
+            gates[0].set()  # one ends; the other still holds the share
+            await trio.testing.wait_all_tasks_blocked()
+            for gate in gates[2:]:
+                nursery.start_soon(hold, gate)
+            await trio.testing.wait_all_tasks_blocked()
+            assert inside[0] == 2  # its share, not a second one beside it
+            for gate in gates:
+                gate.set()
+    assert shares.shares_kept() == 0
