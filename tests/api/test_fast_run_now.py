@@ -205,3 +205,14 @@ async def test_a_busy_or_failing_write_is_answered_as_the_app_would(
         assert reply == await answer(routed, run_now)
         assert reply[0] == 503 and (b"retry-after", b"5") in reply[1]
         assert json.loads(reply[2])["errors"][0]["code"] == "store_unavailable"
+
+
+async def test_a_path_that_only_ends_as_long_as_a_run_now_reaches_the_app(tmp_path: Path) -> None:
+    """`/api/v1/jobs/warm-actions-run` is no run-now of `warm` (its last 12 characters
+    are not `/actions/run`): the app answers it (a 405), and nothing is queued."""
+    async with prepared(tmp_path) as h:
+        spy = Spy()
+        layer = FastRunNow(spy, h.ctx, body_timeout_s=30)  # type: ignore[arg-type]
+        request = {**plain("/api/v1/jobs/warm-actions-run"), "method": "POST"}
+        assert (await answer(layer, request))[0] == 599
+        assert spy.paths == ["/api/v1/jobs/warm-actions-run"] and h.orders.orders == []
