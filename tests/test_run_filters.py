@@ -73,3 +73,9 @@ def test_exactly_the_most_buckets_still_fit() -> None:
     minute = BUCKETS_US["1m"]
     assert "1m" in sizes_that_fit(0, MAX_BUCKETS * minute - 1)  # 10,000 buckets
     assert "1m" not in sizes_that_fit(0, MAX_BUCKETS * minute)  # 10,001
+
+
+def test_a_list_of_fifty_values_is_read_and_one_of_fifty_one_is_refused() -> None:
+    assert parse_choices(",".join(["FAILED"] * 50), STATUS_CHOICES) == {"FAILED"}
+    with pytest.raises(ValueError, match="lists 51 values; at most 50"):
+        parse_choices(",".join(["FAILED"] * 51), STATUS_CHOICES)
