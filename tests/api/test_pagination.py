@@ -122,3 +122,28 @@ async def test_runs_filter_and_bad_cursor(tmp_path: Path) -> None:
         assert (await h.get(f"/api/v1/runs/{missing}")).status_code == 404
         assert (await h.post(f"/api/v1/runs/{missing}/actions/cancel")).status_code == 404
         assert (await h.post(f"/api/v1/runs/{missing}/actions/rerun")).status_code == 404
+
+
+async def test_a_walk_across_the_segments_of_a_sort_meets_every_run_once(tmp_path: Path) -> None:
+    """`sort=status` is a segment per status: a page that ends in one segment goes on
+    in the next from its start (the cursor seeks only in its own segment)."""
+    async with make_harness(tmp_path) as h:
+        await h.post("/api/v1/jobs", job_doc("a"))
+        ids = []
+        for _ in range(4):
+            r = await h.post("/api/v1/jobs/a/actions/run")
+            ids.append((await r.get_json())["data"]["id"])
+        for run_id in ids[::2]:  # old and new runs in both segments
+            assert (await h.post(f"/api/v1/runs/{run_id}/actions/cancel")).status_code == 200
+        for sort in ("status", "-status"):
+            url = f"/api/v1/runs?sort={sort}&page[size]=1"
+            seen: list[str] = []
+            for _ in range(len(ids) + 1):
+                body = await (await h.get(url)).get_json()
+                seen += [r["id"] for r in body["data"]]
+                nxt = body["links"]["next"]
+                if nxt is None:
+                    break
+                parts = urlsplit(nxt)
+                url = f"{parts.path}?{parts.query}"
+            assert sorted(seen) == sorted(ids), sort
