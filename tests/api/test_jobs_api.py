@@ -252,6 +252,7 @@ async def test_unknown_route_and_method(harness: Harness) -> None:
     r = await harness.client.patch("/api/v1/jobs/x", headers={})
     assert r.status_code == 405
     assert (await r.get_json())["errors"][0]["status"] == "405"
+    assert {"GET", "PUT", "DELETE"} <= {m.strip() for m in r.headers["Allow"].split(",")}
 
 
 async def test_list_pagination_and_filters(harness: Harness) -> None:
