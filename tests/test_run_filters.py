@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from jobsd.buckets import BUCKETS_US, MAX_BUCKETS, bucket_start_us, buckets_spanned, sizes_that_fit
 from jobsd.clock import to_us
-from jobsd.run_filters import STATUS_CHOICES, TRIGGER_CHOICES, parse_choices
+from jobsd.intervals import Interval
+from jobsd.run_filters import STATUS_CHOICES, TRIGGER_CHOICES, RunFilter, parse_choices
 from jobsd.runs import RunStatus, Trigger
 
 
@@ -79,3 +80,21 @@ def test_a_list_of_fifty_values_is_read_and_one_of_fifty_one_is_refused() -> Non
     assert parse_choices(",".join(["FAILED"] * 50), STATUS_CHOICES) == {"FAILED"}
     with pytest.raises(ValueError, match="lists 51 values; at most 50"):
         parse_choices(",".join(["FAILED"] * 51), STATUS_CHOICES)
+
+
+def test_each_interval_filter_keeps_only_runs_inside_it() -> None:
+    run = {
+        "job": "j",
+        "status": "SUCCEEDED",
+        "trigger": "MANUAL",
+        "environment": "production",
+        "created_at_us": 15,
+        "started_at_us": 15,
+        "finished_at_us": 15,
+        "scheduled_for_us": 15,
+    }
+    for name in ("created_at", "started_at", "finished_at", "scheduled_for"):
+        assert RunFilter(**{name: Interval(10, 20)}).keeps(**run)  # type: ignore[arg-type]
+        for outside in (9, 20):
+            moved = {**run, f"{name}_us": outside}
+            assert not RunFilter(**{name: Interval(10, 20)}).keeps(**moved), (name, outside)  # type: ignore[arg-type]
