@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import trio
 import trio.testing
 
-from jobsd.api.admission import UNITS_PER_ACCOUNT, Budget, weight
+from jobsd.api.admission import UNITS_PER_ACCOUNT, AccountAdmission, Budget, weight
 
 
 def _scope(*headers: tuple[bytes, bytes]) -> Any:
@@ -124,3 +125,29 @@ async def test_a_waiter_granted_as_it_is_cancelled_gives_its_units_back() -> Non
         budget.release(4)  # grants the cancelled waiter before it runs
     assert scope.cancelled_caught
     assert budget.free == 4
+
+
+async def test_a_delete_waits_for_its_budget_and_a_read_never_does() -> None:
+    reached: list[str] = []
+    gate = trio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        reached.append(scope["method"])
+        if scope["method"] == "PUT":
+            await gate.wait()
+
+    layer = AccountAdmission(app, SimpleNamespace(observer=None), units=1)  # type: ignore[arg-type]
+
+    async def call(method: str) -> None:
+        await layer({**_scope(), "method": method}, None, None)  # type: ignore[arg-type]
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(call, "PUT")
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(call, "DELETE")
+            nursery.start_soon(call, "GET")
+            await trio.testing.wait_all_tasks_blocked()
+            assert reached == ["PUT", "GET"]  # the DELETE waits for the one unit
+            gate.set()
+    assert reached == ["PUT", "GET", "DELETE"]
