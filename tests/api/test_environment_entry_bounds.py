@@ -60,3 +60,10 @@ async def test_a_one_off_naming_only_an_unknown_environment_has_that_one_error(
         r = await Versioned(h, NEW).post_job(doc)
         assert r.status == 422, r.body
         assert errors_of(r) == [("unknown_environment", "/data/attributes/environments/nowhere")]
+
+
+async def test_a_null_leaf_is_no_override(tmp_path: Path) -> None:
+    async with make_harness(tmp_path, acme=ACME) as h:
+        envs = {"production": {"enabled": True, "url": None, "timeout": None}}
+        r = await Versioned(h, NEW).post_job(job_doc("j", environments=envs))
+        assert r.status == 201, r.body
