@@ -489,3 +489,52 @@ async def test_runs_lost_at_a_crash_are_counted_and_logged_as_finished(
     assert [(f["run"], f["status"], f["reason"]) for f in lines] == [
         (hung, "FAILED", "WORKER_LOST")
     ]
+
+
+async def test_a_held_retry_of_a_deleted_job_is_canceled_and_held_no_longer(
+    tmp_path: Path,
+) -> None:
+    """A retry held for its instant whose job was deleted while down is canceled,
+    and its hold goes with it: a CANCELED run left held stayed among the retries
+    the scheduler reads as due at every pass (`held_before`), for good."""
+    config = make_config(tmp_path)
+    async with daemon_at(config, T0) as d:
+        await create(d.client, "gone", "0 0 1 1 *", "http://127.0.0.1:9/x")
+    (gone_pk,) = (int(r["id"]) for r in db_rows(config, "SELECT id FROM jobs"))
+    due_us = to_us(T0 + timedelta(hours=2))
+    finished = to_us(T0) + 2_000
+    conn = sqlite3.connect(config.storage.path, isolation_level=None)
+    try:
+        failed = _insert_run(
+            conn,
+            gone_pk,
+            "gone",
+            "FAILED",
+            started_at_us=to_us(T0) + 1_000,
+            finished_at_us=finished,
+            failure_reason="TIMEOUT",
+        )
+        held = _insert_run(
+            conn,
+            gone_pk,
+            "gone",
+            "PENDING",
+            trigger="RETRY",
+            retry_of=failed,
+            retried_run=failed,
+            retry_attempt=1,
+            scheduled_for_us=due_us,
+            held_until_us=due_us,
+        )
+        conn.execute("UPDATE jobs SET deleted_at_us = ? WHERE id = ?", (finished, gone_pk))
+        conn.execute("DELETE FROM job_environments WHERE job_id = ?", (gone_pk,))
+    finally:
+        conn.close()
+    now_us = to_us(T0 + timedelta(hours=1))
+    async with open_store(
+        config.storage.path, KeyRing.load_or_create(config.secrets.key_file), Clock(T0)
+    ) as store:
+        assert await recover(store.engine, now_us) == Recovery(lost=0, canceled=1, pending=0)
+    row = run_row(config, held)
+    assert (row["status"], row["error"], row["held_until_us"]) == ("CANCELED", DELETED_ERROR, None)
+    assert db_rows(config, "SELECT id FROM runs WHERE held_until_us IS NOT NULL") == []
