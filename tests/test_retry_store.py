@@ -23,6 +23,7 @@ from jobsd.clock import Clock
 from jobsd.crypto import KeyRing
 from jobsd.job_model import HttpConfig
 from jobsd.messages import Outcome, RetryHeld, RunEnded, SchedulerNews
+from jobsd.plans import NO_PLAN
 from jobsd.retry import Backoff, RetryPolicy
 from jobsd.runs import FailureReason, RunStatus, Trigger
 from jobsd.store import env_sync, open_store, pending_counts, queue_sql
@@ -117,6 +118,9 @@ async def test_a_failure_and_its_retry_commit_together(tmp_path: Path) -> None:
 
         assert await store.engine.read(queued) == ([], [], 0)
         assert await store.runs.claim(news.run_id, lambda _: -1) is None
+        # Nor refused for quota (nor for no plan) before its instant: not offered at all.
+        assert await store.runs.claim(news.run_id, lambda _: 0) is None
+        assert await store.runs.claim(news.run_id, lambda _: NO_PLAN) is None
 
         # Released once, for its own instant only.
         early = RetryHeld(news.run_id, news.due - timedelta(seconds=1))
