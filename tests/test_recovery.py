@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ import trio
 from jobsd.clock import Clock, to_us
 from jobsd.config import Config
 from jobsd.crypto import KeyRing
+from jobsd.messages import RunEnded
+from jobsd.runs import RunStatus
 from jobsd.store import open_store
 from jobsd.store.recovery import LOST_ERROR, Recovery, recover
 from tests.conftest import JSONAPI, make_config
@@ -491,6 +494,19 @@ async def test_runs_lost_at_a_crash_are_counted_and_logged_as_finished(
     ]
 
 
+class Heard:
+    """A run observer that keeps what it hears."""
+
+    def __init__(self) -> None:
+        self.ends: list[RunEnded] = []
+
+    def runs_ended(self, ends: Sequence[RunEnded]) -> None:
+        self.ends += ends
+
+    def retry_scheduled(self) -> None:
+        pass
+
+
 async def test_a_held_retry_of_a_deleted_job_is_canceled_and_held_no_longer(
     tmp_path: Path,
 ) -> None:
@@ -534,7 +550,11 @@ async def test_a_held_retry_of_a_deleted_job_is_canceled_and_held_no_longer(
     async with open_store(
         config.storage.path, KeyRing.load_or_create(config.secrets.key_file), Clock(T0)
     ) as store:
-        assert await recover(store.engine, now_us) == Recovery(lost=0, canceled=1, pending=0)
+        heard = Heard()
+        recovery = await recover(store.engine, now_us, observer=heard)
+        assert recovery == Recovery(lost=0, canceled=1, pending=0)
+    # The observer hears of it (`jobsd_runs_finished_total`, its `run finished` line).
+    assert [(e.run_id, e.status) for e in heard.ends] == [(held, RunStatus.CANCELED)]
     row = run_row(config, held)
     assert (row["status"], row["error"], row["held_until_us"]) == ("CANCELED", DELETED_ERROR, None)
     assert db_rows(config, "SELECT id FROM runs WHERE held_until_us IS NOT NULL") == []
