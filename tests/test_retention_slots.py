@@ -69,3 +69,24 @@ async def test_a_pruned_one_off_run_does_not_let_its_instant_fire_again(tmp_path
         if due is not None:
             fired, second = await store.runs.fire_slot(job.pk, due=due, slot=due, next_run_at=None)
             assert second is None, f"the instant {AT} fired a second time: run {second}"
+
+
+async def test_a_deleted_one_offs_instant_run_is_pruned_like_any_other(tmp_path: Path) -> None:
+    """The instant's run is kept only while its one-off lives: once the job is
+    deleted, nothing can fire it again, and its run goes at `days` (and then
+    the job's row), not kept for good."""
+    clock = SetClock(T0)
+    ring = KeyRing.load_or_create(tmp_path / "secret.key")
+    async with open_store(tmp_path / "db", ring, clock) as store:
+        job = await create_job(store, "acme", one_off(True))
+        clock.at = AT
+        fired, order = await store.runs.fire_slot(job.pk, due=AT, slot=AT, next_run_at=None)
+        assert fired and order is not None
+        assert await store.runs.claim(order.run_id, lambda _: UNLIMITED) is not None
+        ok = Outcome(RunStatus.SUCCEEDED, None, None, {}, {"status": 200})
+        assert await store.runs.finish(order.run_id, ok)
+        await store.jobs.delete_job("acme", "once")
+
+        clock.at = AT + timedelta(days=30)
+        report = await prune_once(store.retention, RetentionConfig(days=7), clock.now())
+        assert report.expired == 1
