@@ -20,6 +20,7 @@ from jobsd.crypto import KeyRing
 from jobsd.errors import ApiError
 from jobsd.job_model import Header, HttpConfig
 from jobsd.store import open_store
+from jobsd.store.retention import drop_deleted_jobs
 from tests.model import ENV, create_job, seed_job
 
 T0 = datetime(2026, 6, 5, 2, 0, tzinfo=UTC)
@@ -50,3 +51,22 @@ async def test_a_deleted_job_keeps_no_request_but_its_runs_still_read(tmp_path: 
             "SELECT headers, ca_cert, body, description, length(url), slug FROM jobs"
         ).fetchone()
     assert row == ("[]", None, None, None, len(config.url), "big")
+
+
+async def test_a_deleted_job_a_run_still_names_is_not_dropped_whoever_asks(
+    tmp_path: Path,
+) -> None:
+    """`drop_deleted_jobs` checks each id again by its key: a deleted job that a
+    run still names stays, even when a stale read handed its id over."""
+    db = tmp_path / "jobsd.sqlite3"
+    write = seed_job("gone", "Gone", None, True, "*/5 * * * *", HttpConfig("https://x.invalid/"))
+    later = seed_job("later", "Later", None, True, "*/5 * * * *", HttpConfig("https://x.invalid/"))
+    async with open_store(db, KeyRing.load_or_create(tmp_path / "k"), Clock(T0)) as store:
+        gone = await create_job(store, "acme", write)
+        await create_job(store, "acme", later)  # so `gone` is not the highest id
+        await store.runs.enqueue_manual("acme", "gone", ENV, require_enabled=False, max_pending=9)
+        await store.jobs.delete_job("acme", "gone")
+        dropped = await store.engine.write(lambda c: drop_deleted_jobs(c, [gone.pk]))
+        assert dropped == 0
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM jobs WHERE id = ?", (gone.pk,)).fetchone() == (1,)
