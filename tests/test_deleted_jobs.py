@@ -20,7 +20,7 @@ from jobsd.crypto import KeyRing
 from jobsd.errors import ApiError
 from jobsd.job_model import Header, HttpConfig
 from jobsd.store import open_store
-from jobsd.store.retention import drop_deleted_jobs
+from jobsd.store.retention import Batch, drop_deleted_jobs
 from tests.model import ENV, create_job, seed_job
 
 T0 = datetime(2026, 6, 5, 2, 0, tzinfo=UTC)
@@ -70,3 +70,15 @@ async def test_a_deleted_job_a_run_still_names_is_not_dropped_whoever_asks(
         assert dropped == 0
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT count(*) FROM jobs WHERE id = ?", (gone.pk,)).fetchone() == (1,)
+
+
+async def test_the_job_dropper_goes_on_past_a_job_it_may_not_drop(tmp_path: Path) -> None:
+    """The highest id is never dropped (ids are not reused); each step reads on past
+    the last one's stretch, so a batch of such ids is read once, not at every step."""
+    write = seed_job("last", "Last", None, True, "*/5 * * * *", HttpConfig("https://x.invalid/"))
+    async with open_store(tmp_path / "db", KeyRing.load_or_create(tmp_path / "k"), Clock(T0)) as s:
+        await create_job(s, "acme", write)
+        await s.jobs.delete_job("acme", "last")
+        step = s.retention.job_dropper(limit=1)
+        assert await step() == Batch(0, more=True)
+        assert await step() == Batch(0, more=False)
