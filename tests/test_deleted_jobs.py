@@ -20,7 +20,7 @@ from jobsd.crypto import KeyRing
 from jobsd.errors import ApiError
 from jobsd.job_model import Header, HttpConfig
 from jobsd.store import open_store
-from jobsd.store.retention import Batch, drop_deleted_jobs
+from jobsd.store.retention import Batch, drop_deleted_jobs, prune_expired
 from tests.model import ENV, create_job, seed_job
 
 T0 = datetime(2026, 6, 5, 2, 0, tzinfo=UTC)
@@ -82,3 +82,25 @@ async def test_the_job_dropper_goes_on_past_a_job_it_may_not_drop(tmp_path: Path
         step = s.retention.job_dropper(limit=1)
         assert await step() == Batch(0, more=True)
         assert await step() == Batch(0, more=False)
+
+
+async def test_a_pruning_batch_stops_after_the_run_that_takes_it_past_its_bytes(
+    tmp_path: Path,
+) -> None:
+    """Retention's write is bounded by run text, not rows alone: a batch deletes runs
+    until the one that takes it past `max_bytes`, then says more may be left."""
+    db = tmp_path / "jobsd.sqlite3"
+    write = seed_job("j", "J", None, True, "*/5 * * * *", HttpConfig("https://x.invalid/"))
+    async with open_store(db, KeyRing.load_or_create(tmp_path / "k"), Clock(T0)) as store:
+        await create_job(store, "acme", write)
+        for _ in range(3):
+            await store.runs.enqueue_manual("acme", "j", ENV, require_enabled=False, max_pending=9)
+        await store.engine.write(
+            lambda c: c.execute(
+                "UPDATE runs SET status = 'CANCELED', finished_at_us = 1, error = ?",
+                ("e" * 1_000,),
+            )
+        )
+        first = await store.engine.write(lambda c: prune_expired(c, 2, 10, max_bytes=1_500))
+        assert first == Batch(2, more=True)
+        assert await store.engine.write(lambda c: prune_expired(c, 2, 10)) == Batch(1, False)
