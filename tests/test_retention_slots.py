@@ -90,3 +90,25 @@ async def test_a_deleted_one_offs_instant_run_is_pruned_like_any_other(tmp_path:
         clock.at = AT + timedelta(days=30)
         report = await prune_once(store.retention, RetentionConfig(days=7), clock.now())
         assert report.expired == 1
+
+
+async def test_the_per_job_cap_keeps_a_live_one_offs_instant_run(tmp_path: Path) -> None:
+    """`max_runs_per_job` keeps the instant's run too, though newer runs fill the cap:
+    pruned, re-enabling the one-off would fire its instant a second time."""
+    clock = SetClock(AT)
+    ring = KeyRing.load_or_create(tmp_path / "secret.key")
+    async with open_store(tmp_path / "db", ring, clock) as store:
+        job = await create_job(store, "acme", one_off(True))
+        fired, order = await store.runs.fire_slot(job.pk, due=AT, slot=AT, next_run_at=None)
+        assert fired and order is not None
+        ok = Outcome(RunStatus.SUCCEEDED, None, None, {}, {"status": 200})
+        manual = await store.runs.enqueue_manual(
+            "acme", "once", ENV, require_enabled=False, max_pending=10
+        )
+        for run_id in (order.run_id, manual.id):  # the instant's run first, then a newer one
+            assert await store.runs.claim(run_id, lambda _: UNLIMITED) is not None
+            assert await store.runs.finish(run_id, ok)
+        config = RetentionConfig(days=1_000_000, max_runs_per_job=1)
+        report = await prune_once(store.retention, config, clock.now())
+        assert report.over_cap == 0
+        assert (await store.runs.get_run("acme", order.run_id)).scheduled_for == AT
