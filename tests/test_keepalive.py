@@ -14,6 +14,7 @@ from __future__ import annotations
 import http.server
 import itertools
 import socket
+import ssl
 import struct
 import threading
 from collections import Counter
@@ -26,7 +27,7 @@ from jobsd.config_sections import SchedulerConfig
 from jobsd.delivery import Delivery
 from jobsd.http1 import offer_request
 from jobsd.job_model import HttpConfig
-from jobsd.keepalive import IdleConnections
+from jobsd.keepalive import IdleConnections, ReuseKey
 from jobsd.runs import FailureReason, RunStatus
 from tests.test_delivery import LOCAL, Exchange, Server, config, serving
 from tests.tls_ca import make_ca
@@ -560,3 +561,23 @@ async def test_a_stop_closes_every_idle_connection() -> None:
         with trio.fail_after(10):
             while gone < 2:
                 await trio.sleep(0.01)
+
+
+async def test_a_key_keeps_its_newest_connections_up_to_its_cap() -> None:
+    """Given in turn, a key's idle connections past `max_idle_per_key` close oldest
+    first, and a run takes the newest (the oldest are left to expire)."""
+    idle = IdleConnections(60.0, max_idle=10, max_idle_per_key=2)
+    async with serving() as server:
+        streams = [await trio.open_tcp_stream("127.0.0.1", server.port) for _ in range(3)]
+        key = ReuseKey(ACME, False, "127.0.0.1", server.port, ssl.create_default_context())
+        try:
+            for stream in streams:
+                assert idle.give(key, stream, 0)
+            assert len(idle) == 2  # the first closed
+            taken = idle.take(key)
+            assert taken is not None and taken.stream is streams[2]
+            taken.close()
+        finally:
+            idle.close_all()
+            for stream in streams:
+                await trio.aclose_forcefully(stream)
