@@ -12,12 +12,16 @@ waits; a run going (RUNNING) still lets the next slot fire, as ALLOW says.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import pytest
 
 from jobsd.clock import Clock, from_us
 from jobsd.crypto import KeyRing
 from jobsd.job_model import HttpConfig
+from jobsd.messages import RunEnded
 from jobsd.runs import RunStatus, Trigger
 from jobsd.store import open_store
 from tests.model import ENV, create_job, seed_job
@@ -74,3 +78,46 @@ async def test_a_slot_due_while_its_jobs_last_slot_waits_to_start_is_skipped(
         assert await store.runs.claim(first, lambda _: -1) is not None
         second = await fire()
         assert second is not None and second != first
+
+
+class Heard:
+    """A store observer that keeps the run ends it is told of."""
+
+    def __init__(self) -> None:
+        self.ends: list[RunEnded] = []
+
+    def store_batch(self, size: int, seconds: float) -> None:
+        pass
+
+    def runs_ended(self, ends: Sequence[RunEnded]) -> None:
+        self.ends += ends
+
+    def retry_scheduled(self) -> None:
+        pass
+
+    def alerts_dropped(self, account: str, alert_type: str, outcome: str) -> None:
+        pass
+
+
+@pytest.mark.parametrize("overlap", ["SKIP", "ALLOW"])
+async def test_a_skipped_slot_is_told_as_a_run_that_ended(tmp_path: Path, overlap: str) -> None:
+    """A slot recorded skipped (SKIP: a run going; ALLOW: a slot's run waiting) is a
+    run ended CANCELED: `jobsd_runs_finished_total` and its `run finished` line count it."""
+    heard = Heard()
+    keyring = KeyRing.load_or_create(tmp_path / "k")
+    async with open_store(tmp_path / "db", keyring, Clock(T0), None, heard) as store:
+        config = HttpConfig(url="https://x.invalid/")
+        job = await create_job(store, "acme", seed_job("j", "j", None, True, "* * * * *", config))
+        await store.engine.write(
+            lambda c: c.execute("UPDATE jobs SET overlap_policy = ?", (overlap,))
+        )
+        due = T0 + MINUTE
+        _, first = await store.runs.fire_slot(job.pk, due=due, slot=due, next_run_at=due + MINUTE)
+        assert first is not None and heard.ends == []
+        due += MINUTE
+        advanced, order = await store.runs.fire_slot(
+            job.pk, due=due, slot=due, next_run_at=due + MINUTE
+        )
+        assert advanced and order is None
+    skipped = [(e.status, e.trigger) for e in heard.ends if e.run_id != first.run_id]
+    assert skipped == [(RunStatus.CANCELED, Trigger.SCHEDULE)]
