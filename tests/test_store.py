@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from jobsd.clock import Clock, to_us
 from jobsd.crypto import KeyRing
 from jobsd.errors import ApiError, SchemaTooNewError, StorageError
 from jobsd.job_model import Header, HttpConfig, JobCounting, JobWrite
-from jobsd.messages import JobChanged, Outcome, SchedulerNews
+from jobsd.messages import JobChanged, Outcome, RunEnded, SchedulerNews
 from jobsd.plans import NO_PLAN
 from jobsd.run_filters import RunFilter
 from jobsd.run_order import DEFAULT_SORT
@@ -331,3 +332,41 @@ async def test_job_news_never_waits_on_a_full_channel(tmp_path: Path) -> None:
         assert isinstance(first, JobChanged)
         with pytest.raises(trio.WouldBlock):
             news_rx.receive_nowait()
+
+
+class Heard:
+    """A store observer that keeps the run ends it is told of."""
+
+    def __init__(self) -> None:
+        self.ends: list[RunEnded] = []
+
+    def store_batch(self, size: int, seconds: float) -> None:
+        pass
+
+    def runs_ended(self, ends: Sequence[RunEnded]) -> None:
+        self.ends += ends
+
+    def retry_scheduled(self) -> None:
+        pass
+
+    def alerts_dropped(self, account: str, alert_type: str, outcome: str) -> None:
+        pass
+
+
+async def test_a_run_whose_header_no_longer_opens_is_told_as_a_failure(tmp_path: Path) -> None:
+    """Recorded FAILED/WORKER_LOST at its claim (its key is gone), the run is a run that
+    ended like any other: the observer hears of it once that has committed."""
+    db = tmp_path / "db"
+    async with open_store(db, keyring(tmp_path), Clock(T0)) as store:
+        await create_job(store, "acme", spec(), -1)
+    heard = Heard()
+    other = KeyRing.load_or_create(tmp_path / "other.key")  # the job's key is not in it
+    async with open_store(db, other, Clock(T0), None, heard) as store:
+        run = await store.runs.enqueue_manual(
+            "acme", "job", ENV, require_enabled=False, max_pending=100
+        )
+        claim = await store.runs.claim(run.id, lambda _: -1)
+        assert claim is not None and claim.config is None
+    assert [(e.run_id, e.status, e.failure_reason) for e in heard.ends] == [
+        (run.id, RunStatus.FAILED, FailureReason.WORKER_LOST)
+    ]
