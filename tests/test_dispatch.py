@@ -206,3 +206,42 @@ async def test_a_parked_worker_wakes_only_when_a_run_may_be_pickable() -> None:
 
 async def _take_into(dispatcher: Dispatcher, answers: list[RunOrder | None]) -> None:
     answers.append(await dispatcher.take())
+
+
+class Backlog:
+    """PENDING runs of one account, in the store only (committed, never offered)."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+    async def pending_accounts(self, limit: int) -> list[str]:
+        return ["acme"][:limit] if self.ids else []
+
+    async def oldest_pending(self, account_id: str, limit: int) -> list[str]:
+        return self.ids[:limit]
+
+
+async def test_a_refill_wakes_a_parked_worker_for_each_run_it_adds(
+    mock_clock: trio.testing.MockClock,
+) -> None:
+    """Four workers parked, four runs found by the sweep: all four start at once,
+    not one now and the rest as runs end."""
+    backlog = Backlog()
+    dispatcher = Dispatcher(backlog, depth=16, cap=lambda: 100, sweep_s=5)
+    taken: list[str] = []
+
+    async def worker() -> None:
+        order = await dispatcher.take()
+        assert order is not None
+        taken.append(order.run_id)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(dispatcher.run)
+        for _ in range(4):
+            nursery.start_soon(worker)
+        await trio.testing.wait_all_tasks_blocked()
+        backlog.ids = [f"run-{n}" for n in range(4)]
+        mock_clock.jump(6)  # the next sweep
+        await trio.testing.wait_all_tasks_blocked()
+        assert sorted(taken) == backlog.ids
+        nursery.cancel_scope.cancel()
