@@ -259,3 +259,27 @@ async def test_held_retries_are_canceled_a_batch_per_transaction(
         assert told.transactions >= 5, told.transactions
         assert await store.runs.held_retries_before(T0 + timedelta(days=1), 10) == []
         assert {h.run_id for h in held} <= {end.run_id for end in told.ends}
+
+
+async def test_a_run_that_fails_after_its_job_was_deleted_is_not_retried(
+    tmp_path: Path,
+) -> None:
+    """A run still in flight when its job is deleted may fail after: the chain ends
+    there, no retry held for a job that is gone."""
+    told = Told()
+    keyring = KeyRing.load_or_create(tmp_path / "k")
+    async with open_store(tmp_path / "db", keyring, Clock(T0), None, told) as store:
+        await store.policies.create(
+            "acme", "p", "P", RetryPolicy(3, Backoff.FIXED, 60, retry_statuses=("5xx",))
+        )
+        write = seed_job("j", "j", None, False, "now", HttpConfig(url="https://x.invalid/"))
+        spec = type(write.spec)(**{**_fields(write.spec), "retry_policy": "p"})
+        await create_job(store, "acme", type(write)(spec, write.environments, write.owns))
+        run = await store.runs.enqueue_manual(
+            "acme", "j", ENV, require_enabled=False, max_pending=100
+        )
+        assert await store.runs.claim(run.id, lambda _: -1) is not None
+        await store.jobs.delete_job("acme", "j")
+        assert await store.runs.finish(run.id, FAILED_500)
+        assert told.retries == 0
+        assert await store.runs.held_retries_before(T0 + timedelta(days=1), 10) == []
