@@ -12,7 +12,7 @@ from pathlib import Path
 import trio
 import trio.testing
 
-from jobsd.dispatch import Dispatcher
+from jobsd.dispatch import Dispatcher, lane_depth
 from jobsd.messages import RunOrder
 from jobsd.runs import RunStatus
 from tests.test_executor import PoolRig, pool_rig
@@ -245,3 +245,9 @@ async def test_a_refill_wakes_a_parked_worker_for_each_run_it_adds(
         await trio.testing.wait_all_tasks_blocked()
         assert sorted(taken) == backlog.ids
         nursery.cancel_scope.cancel()
+
+
+def test_a_lane_holds_two_rounds_of_the_workers() -> None:
+    """A refill (half a lane) keeps every worker busy for a round: twice the workers,
+    never fewer than 16."""
+    assert [lane_depth(n) for n in (1, 8, 9, 64)] == [16, 16, 18, 128]
