@@ -581,3 +581,32 @@ async def test_a_key_keeps_its_newest_connections_up_to_its_cap() -> None:
             idle.close_all()
             for stream in streams:
                 await trio.aclose_forcefully(stream)
+
+
+async def test_a_kept_connection_refusing_the_first_send_gives_way_to_a_fresh_one() -> None:
+    """Quiet at the poll, the kept socket refuses the request's first bytes (here its
+    own side was shut): nothing left, so the run goes on a fresh connection."""
+    accepted = 0
+
+    async def answer_then_hold(stream: trio.SocketStream) -> None:
+        nonlocal accepted
+        accepted += 1
+        await stream.receive_some(65536)
+        await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await trio.sleep_forever()  # reads no more: the client's FIN draws no answer
+
+    [listener] = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listener.socket.getsockname()[1]
+    delivery = reusing()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.serve_listeners, answer_then_hold, [listener])
+        url = f"http://127.0.0.1:{port}/"
+        first = await delivery.perform(kept(url), stamp=stamp("r0"))
+        ((held,),) = delivery.idle._by_key.values()
+        held.socket.shutdown(socket.SHUT_WR)
+        with trio.fail_after(10):
+            second = await delivery.perform(kept(url), stamp=stamp("r1"))
+        nursery.cancel_scope.cancel()
+    delivery.idle.close_all()
+    assert (first.status, second.status) == (RunStatus.SUCCEEDED, RunStatus.SUCCEEDED)
+    assert accepted == 2
