@@ -370,3 +370,17 @@ async def test_a_run_whose_header_no_longer_opens_is_told_as_a_failure(tmp_path:
     assert [(e.run_id, e.status, e.failure_reason) for e in heard.ends] == [
         (run.id, RunStatus.FAILED, FailureReason.WORKER_LOST)
     ]
+
+
+async def test_a_run_refused_for_quota_is_told_as_a_failure(tmp_path: Path) -> None:
+    heard = Heard()
+    async with open_store(tmp_path / "db", keyring(tmp_path), Clock(T0), None, heard) as store:
+        await create_job(store, "acme", spec(), -1)
+        run = await store.runs.enqueue_manual(
+            "acme", "job", ENV, require_enabled=False, max_pending=100
+        )
+        claim = await store.runs.claim(run.id, lambda _: 0)
+        assert claim is not None and claim.config is None
+    assert [(e.run_id, e.status, e.failure_reason) for e in heard.ends] == [
+        (run.id, RunStatus.FAILED, FailureReason.QUOTA_EXCEEDED)
+    ]
