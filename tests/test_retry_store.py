@@ -123,6 +123,8 @@ async def test_a_failure_and_its_retry_commit_together(tmp_path: Path) -> None:
         assert await store.runs.claim(news.run_id, lambda _: NO_PLAN) is None
 
         # Released once, for its own instant only.
+        # Due at the instant asked about: due (`<=`), not left for the next pass.
+        assert await store.runs.held_retries_before(news.due, 10) == [news]
         early = RetryHeld(news.run_id, news.due - timedelta(seconds=1))
         assert await store.runs.release_retries([early]) == []
         (order,) = await store.runs.release_retries([news, news])
