@@ -55,6 +55,11 @@ async def test_a_step_back_plans_recurring_next_fires_again_and_nothing_else(
             if going_on is None:
                 break
             after = going_on
+        # A batch of two goes on from its second (last) unit, as two batches of one do.
+        _, one = await h.store.runs.rebase_slots(BACK, (-1, ""), 1)
+        assert one is not None
+        _, two = await h.store.runs.rebase_slots(BACK, one, 1)
+        assert two is not None and await h.store.runs.rebase_slots(BACK, (-1, ""), 2) == (0, two)
         shown = {}
         for slug in ("every5", "paused", "once", "hourly"):
             envs = (await v.get_job(slug)).body["data"]["attributes"]["environments"]
