@@ -27,6 +27,7 @@ from jobsd.plans import NO_PLAN
 from jobsd.retry import Backoff, RetryPolicy
 from jobsd.runs import FailureReason, RunStatus, Trigger
 from jobsd.store import env_sync, open_store, pending_counts, queue_sql
+from jobsd.store.retries import held_outside
 from tests.model import ENV, create_job, seed_job
 
 T0 = datetime(2026, 6, 5, tzinfo=UTC)
@@ -219,6 +220,8 @@ async def test_a_retry_held_in_an_environment_made_dormant_never_fires(tmp_path:
                 if h.run_id not in {x.run_id for x in held.values()}
             ]
 
+        # An account the config does not name is left alone, whatever its environments.
+        assert await store.engine.read(lambda c: held_outside(c, {"other": ()})) == []
         await store.jobs.sync_environments({"acme": ("production",)})  # staging removed
 
         gone = await store.runs.get_run("acme", held["staging"].run_id)
