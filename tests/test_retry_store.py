@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,7 @@ from jobsd.plans import NO_PLAN
 from jobsd.retry import Backoff, RetryPolicy
 from jobsd.runs import FailureReason, RunStatus, Trigger
 from jobsd.store import env_sync, open_store, pending_counts, queue_sql
-from jobsd.store.retries import held_outside
+from jobsd.store.retries import cancel_held, held_outside
 from tests.model import ENV, create_job, seed_job
 
 T0 = datetime(2026, 6, 5, tzinfo=UTC)
@@ -230,6 +231,12 @@ async def test_a_retry_held_in_an_environment_made_dormant_never_fires(tmp_path:
         assert gone.id in {end.run_id for end in told.ends}
         waiting = await store.runs.held_retries_before(T0 + timedelta(days=1), 10)
         assert waiting == [held["production"]]
+        # Released after the read that found it held: no longer the cancel's to take.
+        prod = held["production"].run_id
+        assert [o.run_id for o in await store.runs.release_retries([held["production"]])] == [prod]
+        cancel = partial(cancel_held, held=[(prod, "production")], now_us=0)
+        assert await store.engine.write(cancel) == []
+        assert (await store.runs.get_run("acme", prod)).status is RunStatus.PENDING
 
 
 async def test_held_retries_are_canceled_a_batch_per_transaction(
