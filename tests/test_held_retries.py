@@ -20,6 +20,7 @@ from pathlib import Path
 import trio
 
 from jobsd.clock import Clock
+from jobsd.config_sections import DEFAULT_MAX_JOBS
 from jobsd.crypto import KeyRing
 from jobsd.job_model import HttpConfig
 from jobsd.messages import Outcome, SchedulerNews
@@ -97,3 +98,8 @@ async def test_a_failure_past_the_accounts_held_retries_is_not_retried(tmp_path:
         assert canceled.status is RunStatus.CANCELED  # a place frees
         await failed_run("acme")
         assert told.retries == 3 and await held("acme") == MAX_HELD_RETRIES
+
+
+def test_the_bound_is_a_retry_held_for_each_job_of_a_full_account() -> None:
+    """The bound is the default plan's `max_jobs` (pending_counts' note), not any number."""
+    assert MAX_HELD_RETRIES == DEFAULT_MAX_JOBS == 100_000
