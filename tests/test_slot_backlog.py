@@ -20,7 +20,7 @@ import pytest
 
 from jobsd.clock import Clock, from_us
 from jobsd.crypto import KeyRing
-from jobsd.job_model import HttpConfig
+from jobsd.job_model import EnvironmentSpec, HttpConfig, JobWrite
 from jobsd.messages import RunEnded
 from jobsd.runs import RunStatus, Trigger
 from jobsd.store import open_store
@@ -121,3 +121,26 @@ async def test_a_skipped_slot_is_told_as_a_run_that_ended(tmp_path: Path, overla
         assert advanced and order is None
     skipped = [(e.status, e.trigger) for e in heard.ends if e.run_id != first.run_id]
     assert skipped == [(RunStatus.CANCELED, Trigger.SCHEDULE)]
+
+
+@pytest.mark.parametrize("overlap", ["SKIP", "ALLOW"])
+async def test_a_run_in_another_environment_never_skips_a_slot(
+    tmp_path: Path, overlap: str
+) -> None:
+    """Overlap and the slot backlog are per (job, environment): production's run still
+    waiting skips none of staging's slots."""
+    keyring = KeyRing.load_or_create(tmp_path / "k")
+    async with open_store(tmp_path / "db", keyring, Clock(T0), None) as store:
+        write = seed_job("j", "j", None, True, "* * * * *", HttpConfig(url="https://x.invalid/"))
+        both = {ENV: EnvironmentSpec(True), "staging": EnvironmentSpec(True)}
+        write = JobWrite(write.spec, both, owns=frozenset(both), keep=write.keep)
+        job = await create_job(store, "acme", write, configured=tuple(both))
+        await store.engine.write(
+            lambda c: c.execute("UPDATE jobs SET overlap_policy = ?", (overlap,))
+        )
+        due = T0 + MINUTE
+        for env in (ENV, "staging"):
+            _, order = await store.runs.fire_slot(
+                job.pk, due=due, slot=due, next_run_at=due + MINUTE, environment=env
+            )
+            assert order is not None, f"{env}'s slot was skipped"
