@@ -13,7 +13,7 @@ import trio
 from jobsd.clock import Clock, to_us
 from jobsd.crypto import KeyRing
 from jobsd.errors import ApiError, SchemaTooNewError, StorageError
-from jobsd.job_model import Header, HttpConfig, JobCounting, JobWrite
+from jobsd.job_model import EnvironmentSpec, Header, HttpConfig, JobCounting, JobWrite, Overlay
 from jobsd.messages import JobChanged, Outcome, RunEnded, SchedulerNews
 from jobsd.plans import NO_PLAN
 from jobsd.run_filters import RunFilter
@@ -384,3 +384,22 @@ async def test_a_run_refused_for_quota_is_told_as_a_failure(tmp_path: Path) -> N
     assert [(e.run_id, e.status, e.failure_reason) for e in heard.ends] == [
         (run.id, RunStatus.FAILED, FailureReason.QUOTA_EXCEEDED)
     ]
+
+
+async def test_a_claim_applies_its_own_environments_overrides_only(tmp_path: Path) -> None:
+    """The claim reads the run's environment's row, not the job's first one."""
+    async with open_store(tmp_path / "db", keyring(tmp_path), Clock(T0)) as store:
+        staging = Overlay(url="https://staging.invalid/")
+        envs = {ENV: EnvironmentSpec(True), "staging": EnvironmentSpec(True, staging)}
+        write = spec()
+        write = JobWrite(write.spec, envs, owns=frozenset(envs), keep=write.keep)
+        await create_job(store, "acme", write, configured=(ENV, "staging"))
+        urls = {}
+        for env in sorted(envs):
+            run = await store.runs.enqueue_manual(
+                "acme", "job", env, require_enabled=False, max_pending=100
+            )
+            claim = await store.runs.claim(run.id, lambda _: -1)
+            assert claim is not None and claim.config is not None
+            urls[env] = claim.config.url
+    assert urls == {ENV: "https://example.invalid/", "staging": "https://staging.invalid/"}
