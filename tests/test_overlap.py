@@ -117,9 +117,10 @@ async def test_a_one_off_fires_whatever_its_overlap_policy(
         # The slot's run is counted once fired, PENDING until an executor claims
         # it (under load, after the count is seen): wait for both to leave PENDING.
         runs = await until_runs(rig, "once", 2)
-        while any(r["attributes"]["status"] == "PENDING" for r in runs[:2]):
-            await trio.sleep(1)
-            runs = await until_runs(rig, "once", 2)
+        with trio.fail_after(3600):
+            while any(r["attributes"]["status"] == "PENDING" for r in runs[:2]):
+                await trio.sleep(1)
+                runs = await until_runs(rig, "once", 2)
     manual, slot = (r["attributes"] for r in runs[:2])
     assert manual["trigger"] == "MANUAL" and slot["trigger"] == "SCHEDULE"
     assert slot["status"] != "CANCELED" and slot["started_at"] is not None
