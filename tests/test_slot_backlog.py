@@ -12,7 +12,6 @@ waits; a run going (RUNNING) still lets the next slot fire, as ALLOW says.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,10 +20,10 @@ import pytest
 from jobsd.clock import Clock, from_us
 from jobsd.crypto import KeyRing
 from jobsd.job_model import EnvironmentSpec, HttpConfig, JobWrite
-from jobsd.messages import RunEnded
 from jobsd.runs import RunStatus, Trigger
 from jobsd.store import open_store
 from tests.model import ENV, create_job, seed_job
+from tests.test_store import Heard
 
 T0 = datetime(2026, 6, 5, 2, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
@@ -78,25 +77,6 @@ async def test_a_slot_due_while_its_jobs_last_slot_waits_to_start_is_skipped(
         assert await store.runs.claim(first, lambda _: -1) is not None
         second = await fire()
         assert second is not None and second != first
-
-
-class Heard:
-    """A store observer that keeps the run ends it is told of."""
-
-    def __init__(self) -> None:
-        self.ends: list[RunEnded] = []
-
-    def store_batch(self, size: int, seconds: float) -> None:
-        pass
-
-    def runs_ended(self, ends: Sequence[RunEnded]) -> None:
-        self.ends += ends
-
-    def retry_scheduled(self) -> None:
-        pass
-
-    def alerts_dropped(self, account: str, alert_type: str, outcome: str) -> None:
-        pass
 
 
 @pytest.mark.parametrize("overlap", ["SKIP", "ALLOW"])
