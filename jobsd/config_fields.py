@@ -124,6 +124,10 @@ class Section(BaseModel):
 def _check_url_path(path: str) -> str:
     if not _URL_PATH.fullmatch(path):
         raise ValueError('must be a URL path such as "/metrics": "/" then a-z A-Z 0-9 . _ ~ / -')
+    # Served as written, but a client or proxy that normalises the path would
+    # ask for another one (`/x/../api/v1/jobs` is the API's jobs).
+    if any(seg in ("", ".", "..") for seg in path.removesuffix("/").split("/")[1:]):
+        raise ValueError("must not hold '.' or '..' segments or '//'")
     for reserved in _RESERVED_PATHS:
         if path.rstrip("/") == reserved or path.startswith(reserved + "/"):
             raise ValueError(f"{reserved} is the API's; choose another path")

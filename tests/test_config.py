@@ -188,6 +188,12 @@ BAD_VALUES = [
     ('[metrics]\npath = "/healthz"', "metrics.path"),
     ('[metrics]\npath = "/m<int:x>"', "metrics.path"),
     ('[metrics]\npath = "/m?x=1"', "metrics.path"),
+    # dot segments and empty ones: served literally, but a client or proxy
+    # normalising the path would ask for another (here the API's jobs)
+    ('[metrics]\npath = "/x/../api/v1/jobs"', "metrics.path"),
+    ('[metrics]\npath = "/./metrics"', "metrics.path"),
+    ('[metrics]\npath = "/a//metrics"', "metrics.path"),
+    ('[metrics]\npath = "//"', "metrics.path"),
     ('[metrics]\nallow_cidrs = ["127.0.0.1/8"]', "metrics.allow_cidrs[0]"),
     ('[metrics]\ntoken_sha256 = "abc"', "metrics.token_sha256"),
     (f'[metrics]\ntoken_sha256 = "{DIGEST_A.upper()}"', "metrics.token_sha256"),
