@@ -13,7 +13,7 @@ import shutil
 import sqlite3
 import subprocess
 from collections import Counter as Tally
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -437,22 +437,32 @@ def test_api_requests_count_the_same_with_the_children_kept_and_past_their_bound
     }
 
 
+def outbox_of(accounts: list[str]) -> Callable[[sqlite3.Connection], None]:
+    """A store write putting one alert per entry of `accounts` in the outbox, due
+    long after the test (so none is tried while it runs)."""
+    now = 1_796_400_000_000_000
+
+    def fill(conn: sqlite3.Connection) -> None:
+        conn.executemany(
+            "INSERT INTO alert_outbox (id, account_id, job_id, environment, type, body, "
+            "created_at_us, due_us, expires_at_us) VALUES (?, ?, 0, 'production', "
+            "'job.failed', '{}', ?, ?, ?)",
+            [
+                (f"a-{n}", account, now, now + 10**12, now + 2 * 10**12)
+                for n, account in enumerate(accounts)
+            ],
+        )
+
+    return fill
+
+
 async def test_the_alerts_waiting_in_the_outbox_are_a_gauge_per_account(tmp_path: Path) -> None:
     """`jobsd_alerts_pending{account}`: alerts not yet delivered (due, deferred or to be
     tried again), read from the store at each scrape like the run gauges. A receiver
     slower than its account's failures shows as this gauge rising (the crash test's
     seed 3000759135 left ~430 waiting); an account with none has no sample."""
     async with serving_daemon(tmp_path) as live, client_from(live, "127.0.0.1") as c:
-        now = 1_796_400_000_000_000
-
-        def fill(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                "INSERT INTO alert_outbox (id, account_id, job_id, environment, type, body, "
-                "created_at_us, due_us, expires_at_us) VALUES (?, 'acme', 0, 'production', "
-                "'job.failed', '{}', ?, ?, ?)",
-                [(f"a-{n}", now, now + 10**12, now + 2 * 10**12) for n in range(7)],
-            )
-
+        fill = outbox_of(["acme"] * 7)
         text = (await c.get("/metrics")).text
         assert samples(text, "jobsd_alerts_pending") == []
         await live.ctx.store.engine.write(fill)
@@ -471,19 +481,7 @@ async def test_alerts_waiting_for_an_account_no_longer_configured_count_as_other
     counts them under `(other)`, as every account label does, never under an
     account the config no longer names (a label that outlived the config)."""
     async with serving_daemon(tmp_path) as live, client_from(live, "127.0.0.1") as c:
-        now = 1_796_400_000_000_000
-
-        def fill(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                "INSERT INTO alert_outbox (id, account_id, job_id, environment, type, body, "
-                "created_at_us, due_us, expires_at_us) VALUES (?, ?, 0, 'production', "
-                "'job.failed', '{}', ?, ?, ?)",
-                [
-                    (f"a-{n}", account, now, now + 10**12, now + 2 * 10**12)
-                    for n, account in enumerate(["acme", "acme", "gone", "gone", "left"])
-                ],
-            )
-
+        fill = outbox_of(["acme", "acme", "gone", "gone", "left"])
         await live.ctx.store.engine.write(fill)
         text = (await c.get("/metrics")).text
         assert sorted(samples(text, "jobsd_alerts_pending"), key=str) == sorted(

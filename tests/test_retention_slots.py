@@ -16,11 +16,11 @@ from jobsd.clock import Clock
 from jobsd.config import RetentionConfig
 from jobsd.crypto import KeyRing
 from jobsd.job_model import HttpConfig
-from jobsd.messages import Outcome
+from jobsd.messages import Outcome, RunOrder
 from jobsd.plans import UNLIMITED
 from jobsd.retention import prune_once
 from jobsd.runs import RunStatus
-from jobsd.store import open_store
+from jobsd.store import Store, open_store
 from tests.model import ENV, create_job, next_run, seed_job, seed_limit
 
 T0 = datetime(2026, 6, 5, 2, 0, tzinfo=UTC)
@@ -40,6 +40,19 @@ def one_off(enabled: bool) -> object:
     return seed_job("once", "n", None, enabled, AT.isoformat(), HttpConfig("https://x.invalid/"))
 
 
+async def fire_the_instant(store: Store, job_pk: int) -> RunOrder:
+    fired, order = await store.runs.fire_slot(job_pk, due=AT, slot=AT, next_run_at=None)
+    assert fired and order is not None
+    return order
+
+
+async def succeed(store: Store, run_id: str) -> None:
+    assert await store.runs.claim(run_id, lambda _: UNLIMITED) is not None
+    assert await store.runs.finish(
+        run_id, Outcome(RunStatus.SUCCEEDED, None, None, {}, {"status": 200})
+    )
+
+
 async def test_a_pruned_one_off_run_does_not_let_its_instant_fire_again(tmp_path: Path) -> None:
     clock = SetClock(T0)
     ring = KeyRing.load_or_create(tmp_path / "secret.key")
@@ -47,16 +60,12 @@ async def test_a_pruned_one_off_run_does_not_let_its_instant_fire_again(tmp_path
         job = await create_job(store, "acme", one_off(True))
         assert next_run(job) == AT
         clock.at = AT
-        fired, order = await store.runs.fire_slot(job.pk, due=AT, slot=AT, next_run_at=None)
-        assert fired and order is not None
-        assert await store.runs.claim(order.run_id, lambda _: UNLIMITED) is not None
-        ok = Outcome(RunStatus.SUCCEEDED, None, None, {}, {"status": 200})
-        assert await store.runs.finish(order.run_id, ok)
+        order = await fire_the_instant(store, job.pk)
+        await succeed(store, order.run_id)
         manual = await store.runs.enqueue_manual(
             "acme", "once", ENV, require_enabled=False, max_pending=10
         )
-        assert await store.runs.claim(manual.id, lambda _: UNLIMITED) is not None
-        assert await store.runs.finish(manual.id, ok)
+        await succeed(store, manual.id)
 
         # Weeks later its run is past `days` and pruned; then the job is re-enabled.
         clock.at = AT + timedelta(days=30)
@@ -67,7 +76,7 @@ async def test_a_pruned_one_off_run_does_not_let_its_instant_fire_again(tmp_path
         )
         due = next_run(again)
         if due is not None:
-            fired, second = await store.runs.fire_slot(job.pk, due=due, slot=due, next_run_at=None)
+            _, second = await store.runs.fire_slot(job.pk, due=due, slot=due, next_run_at=None)
             assert second is None, f"the instant {AT} fired a second time: run {second}"
 
 
@@ -80,11 +89,8 @@ async def test_a_deleted_one_offs_instant_run_is_pruned_like_any_other(tmp_path:
     async with open_store(tmp_path / "db", ring, clock) as store:
         job = await create_job(store, "acme", one_off(True))
         clock.at = AT
-        fired, order = await store.runs.fire_slot(job.pk, due=AT, slot=AT, next_run_at=None)
-        assert fired and order is not None
-        assert await store.runs.claim(order.run_id, lambda _: UNLIMITED) is not None
-        ok = Outcome(RunStatus.SUCCEEDED, None, None, {}, {"status": 200})
-        assert await store.runs.finish(order.run_id, ok)
+        order = await fire_the_instant(store, job.pk)
+        await succeed(store, order.run_id)
         await store.jobs.delete_job("acme", "once")
 
         clock.at = AT + timedelta(days=30)
@@ -99,15 +105,12 @@ async def test_the_per_job_cap_keeps_a_live_one_offs_instant_run(tmp_path: Path)
     ring = KeyRing.load_or_create(tmp_path / "secret.key")
     async with open_store(tmp_path / "db", ring, clock) as store:
         job = await create_job(store, "acme", one_off(True))
-        fired, order = await store.runs.fire_slot(job.pk, due=AT, slot=AT, next_run_at=None)
-        assert fired and order is not None
-        ok = Outcome(RunStatus.SUCCEEDED, None, None, {}, {"status": 200})
+        order = await fire_the_instant(store, job.pk)
         manual = await store.runs.enqueue_manual(
             "acme", "once", ENV, require_enabled=False, max_pending=10
         )
         for run_id in (order.run_id, manual.id):  # the instant's run first, then a newer one
-            assert await store.runs.claim(run_id, lambda _: UNLIMITED) is not None
-            assert await store.runs.finish(run_id, ok)
+            await succeed(store, run_id)
         config = RetentionConfig(days=1_000_000, max_runs_per_job=1)
         report = await prune_once(store.retention, config, clock.now())
         assert report.over_cap == 0
