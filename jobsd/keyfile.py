@@ -63,7 +63,9 @@ def is_comment_or_blank(line: str) -> bool:
 def read_text(path: Path) -> str:
     """The file's text; FileNotFoundError passes through, anything else unsafe is refused."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        # O_NONBLOCK: a FIFO put in its place is refused below, not waited on for a
+        # writer (a hung start); it changes nothing for a regular file.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise
     except OSError as exc:
