@@ -68,3 +68,20 @@ def test_no_command_writes_a_key_file_past_what_jobsd_reads(tmp_path: Path) -> N
         keyfile.rewrite(path, keyfile.is_signing_line, lines)
     assert path.read_bytes() == before  # kept as it was
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_file_of_exactly_the_bound_is_written_and_read_one_byte_more_is_not(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "secret.key"
+    bound = keyfile.MAX_FILE_BYTES
+    full = ("#" * 99 + "\n") * (bound // 100) + "#" * (bound % 100 - 1) + "\n"
+    assert len(full) == bound
+    keyfile.publish(path, full, replace=False)
+    assert keyfile.read_text(path) == full
+    with pytest.raises(ConfigError, match="at most"):
+        keyfile.publish(path, full + "\n", replace=True)
+    assert keyfile.read_text(path) == full  # kept as it was
+    path.write_text(full + "\n")  # one byte more, by hand
+    with pytest.raises(ConfigError, match="larger than"):
+        keyfile.read_text(path)
