@@ -409,3 +409,61 @@ async def test_an_account_that_does_not_sign_sends_no_signature(tmp_path: Path) 
         assert r.status_code == 201
         got = await run_now(c, "plain", target.received, 1)
         assert not any(name.startswith("webhook-") for name in got.headers)
+
+
+# -- what the parser and the signer refuse (mutation round) ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "why"),
+    [
+        ("signing:acme {s} active extra", "expected"),
+        ("signing:acme! {s} active", "account id"),
+        (f"signing:{'a' * 65} {{s}} active", "account id"),
+        ("signing:acme {s} until=2026-06-05T00:00:00Z0", "until=YYYY"),
+        ("signing:acme {s} xuntil=2026-06-05T00:00:00Z", "until=YYYY"),
+        # base64 with a stray character inside: refused, never read past it
+        ("signing:acme whsec_AAEC!AwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8= active", "base64"),
+    ],
+)
+def test_a_signing_line_with_anything_more_or_else_is_refused(line: str, why: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        signing.parse(line.format(s=signing.new_secret()), Path("/k"))
+    assert info.value.key == "secrets.key_file" and why in info.value.message
+
+
+@pytest.mark.parametrize(("size", "accepted"), [(23, False), (24, True), (64, True), (65, False)])
+def test_a_secret_encodes_24_to_64_bytes_both_bounds_included(size: int, accepted: bool) -> None:
+    secret = "whsec_" + base64.b64encode(os.urandom(size)).decode("ascii")
+    if accepted:
+        assert len(signing.secret_bytes(secret)) == size
+        assert (
+            signing.parse(f"signing:acme {secret} active", Path("/k"))["acme"][0].secret == secret
+        )
+    else:
+        with pytest.raises(ValueError, match="24-64 bytes"):
+            signing.secret_bytes(secret)
+
+
+def test_nothing_to_sign_with_is_refused_not_an_empty_signature() -> None:
+    with pytest.raises(ValueError, match="nothing to sign with"):
+        signing.signature_headers("run-1", now_s(), BODY, [])
+
+
+def test_the_active_secret_comes_first_whatever_the_order_of_the_lines() -> None:
+    old, new = signing.new_secret(), signing.new_secret()
+    text = f"signing:acme {old} until=2026-06-05T00:00:00Z\nsigning:acme {new} active\n"
+    entries = signing.parse(text, Path("/k"))["acme"]
+    assert [(e.secret, e.until is None) for e in entries] == [(new, True), (old, False)]
+
+
+def test_the_signing_commands_refuse_while_another_holds_the_key_file(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    KeyRing.load_or_create(config.secrets.key_file)
+    before = keyfile.read_text(config.secrets.key_file)
+    with keyfile.locked(config.secrets.key_file):
+        with pytest.raises(ConfigError, match="another jobsd command"):
+            signing_secrets.active_secret(config, "acme")
+        with pytest.raises(ConfigError, match="another jobsd command"):
+            signing_secrets.rotate(config, "acme", system_utc_now(), timedelta(hours=1))
+    assert keyfile.read_text(config.secrets.key_file) == before  # nothing written meanwhile
