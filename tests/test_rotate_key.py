@@ -13,8 +13,11 @@ from typing import Any
 import httpx2
 import pytest
 
+from jobsd import keyfile, rotation
 from jobsd.cli import main
 from jobsd.crypto import KeyRing, header_aad
+from jobsd.errors import ConfigError
+from jobsd.store import rekey, schema
 from jobsd.store.keyring import UNREADABLE, LiveKeyRing
 from tests.conftest import JSONAPI, TOKEN_A, config_text, job_doc, make_harness
 from tests.daemon_process import DaemonProcess
@@ -324,3 +327,53 @@ async def test_environment_overrides_are_sealed_counted_and_resealed(
             "SELECT headers FROM job_environments WHERE environment = 'staging'"
         ).fetchone()
     assert resealed != sealed and json.loads(resealed)[0]["name"] == "Authorization"
+
+
+def test_rotate_and_retire_refuse_while_another_command_holds_the_key_file(
+    tmp_path: Path,
+) -> None:
+    # Two commands interleaving their read and rewrite of the key file lose a key.
+    key, db = tmp_path / "secret.key", tmp_path / "none.db"
+    ring = KeyRing.load_or_create(key).with_new_active_key()
+    ring.save(key)
+    old = ring.key_ids[0]
+    with keyfile.locked(key):
+        with pytest.raises(ConfigError, match="another jobsd command holds"):
+            rotation.rotate(key, db)
+        with pytest.raises(ConfigError, match="another jobsd command holds"):
+            rotation.retire(key, db, old)
+    assert KeyRing.load(key).key_ids == ring.key_ids  # nothing changed meanwhile
+    assert rotation.retire(key, db, old).key_ids == (ring.active_id,)  # no database: retired
+    assert KeyRing.load(key).key_ids == (ring.active_id,)
+
+
+def test_retire_counts_and_changes_the_file_under_the_write_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With a deferred BEGIN the count read a snapshot without the write lock, and a
+    # value sealed under the key could commit between the count and the file change.
+    key, db = tmp_path / "secret.key", tmp_path / "jobsd.db"
+    ring = KeyRing.load_or_create(key).with_new_active_key()
+    ring.save(key)
+    conn = sqlite3.connect(db, isolation_level=None)
+    schema.configure(conn)
+    schema.migrate(conn)
+    conn.close()
+    counted = rekey.count_under
+    writable: list[bool] = []
+
+    def count_under(c: sqlite3.Connection, r: KeyRing, key_id: str) -> tuple[int, int]:
+        other = sqlite3.connect(db, isolation_level=None, timeout=0)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("ROLLBACK")
+            writable.append(True)
+        except sqlite3.OperationalError:
+            writable.append(False)
+        finally:
+            other.close()
+        return counted(c, r, key_id)
+
+    monkeypatch.setattr(rekey, "count_under", count_under)
+    assert rotation.retire(key, db, ring.key_ids[0]).key_ids == (ring.active_id,)
+    assert writable == [False]  # nobody else could write while it counted
