@@ -18,6 +18,7 @@ import pytest
 import trio
 import trio.testing
 
+from jobsd.errors import SigningError
 from tests.test_alert_sender import rig
 from tests.test_outbox import FAILED_500, ended
 
@@ -61,3 +62,26 @@ async def test_an_alert_that_meets_a_bug_is_tried_again_and_the_actor_lives_on(
     assert bug.fields["error"] == "RuntimeError"  # type: ignore[attr-defined]
     assert "test_alert_boundary.py" in bug.fields["where"]  # type: ignore[attr-defined]
     assert SECRET not in caplog.text and "whsec_" not in caplog.text  # never the message
+
+
+class SecretGone:
+    """The account signs, but the key file holds no secret for it (removed by hand)."""
+
+    def headers_for(self, account: str, run_id: str, body: bytes) -> list[tuple[str, str]]:
+        raise SigningError(f"account {account!r} has sign_requests on but no secret")
+
+
+async def test_an_alert_whose_signing_secret_is_gone_is_a_failed_try_never_sent_unsigned(
+    tmp_path: Path, mock_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="jobsd.alerts"):
+        async with rig(tmp_path, "/alerts", SecretGone()) as r:
+            await ended(r.store, "j", FAILED_500)
+            await trio.sleep(25)  # two tries: at once and 10 s on
+            held = await r.store.outbox.held()
+    tries = [
+        x for x in caplog.records if x.getMessage() == "alert not delivered; tried again later"
+    ]
+    assert [x.fields["reason"] for x in tries] == ["SIGNING_SECRET_MISSING"] * 2  # type: ignore[attr-defined]
+    assert not [x for x in caplog.records if x.getMessage() == "alert failed inside jobsd"]
+    assert r.sent("/alerts") == [] and held == {"acme": 1}

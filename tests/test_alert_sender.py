@@ -29,8 +29,8 @@ import trio
 import trio.testing
 
 from jobsd.address_policy import AddressPolicy
-from jobsd.alerts import AlertSender, AlertTarget, Signer
-from jobsd.clock import Clock
+from jobsd.alerts import CONCURRENCY, AlertSender, AlertTarget, Signer
+from jobsd.clock import Clock, to_us
 from jobsd.crypto import KeyRing
 from jobsd.delivery import Delivery, default_resolver
 from jobsd.job_model import HttpConfig
@@ -69,8 +69,14 @@ class Rig:
 
 
 @asynccontextmanager
-async def rig(tmp_path: Path, path: str, signer: Signer | None = None) -> AsyncIterator[Rig]:
-    """The alert actor on a real store and a real target; `signer`: the account signs."""
+async def rig(
+    tmp_path: Path,
+    path: str | None,
+    signer: Signer | None = None,
+    concurrency: int = CONCURRENCY,
+) -> AsyncIterator[Rig]:
+    """The alert actor on a real store and a real target; `signer`: the account signs;
+    `path` None: the account has no `alert_url` (any more)."""
     observer = Observer(Settings(make_config(tmp_path)))
     clock = Clock(T0)
     keyring = KeyRing.load_or_create(tmp_path / "key")
@@ -85,10 +91,13 @@ async def rig(tmp_path: Path, path: str, signer: Signer | None = None) -> AsyncI
             store.outbox,
             store.alerts,
             Delivery(AddressPolicy(["127.0.0.1/32"])),
-            lambda account: AlertTarget(f"{target.url}{path}", signer is not None),
+            lambda account: (
+                None if path is None else AlertTarget(f"{target.url}{path}", signer is not None)
+            ),
             clock,
             signer=signer,
             metrics=observer,
+            concurrency=concurrency,
         )
         async with trio.open_nursery() as nursery:
             nursery.start_soon(jump_when_idle)
@@ -302,3 +311,59 @@ async def fail_once(store: Store, account: str, slug: str) -> None:
     claim = await store.runs.claim(run.id, lambda _: -1)
     assert claim is not None
     assert await store.runs.finish(run.id, FAILED_500)
+
+
+async def test_no_more_alerts_in_flight_than_the_actors_concurrency(
+    tmp_path: Path, mock_clock: trio.testing.MockClock
+) -> None:
+    # One account may hold two places (PER_ACCOUNT), but never more than the actor has.
+    async with rig(tmp_path, "/hang", concurrency=1) as r:
+        await make_job(r.store, "k")
+        await ended(r.store, "j", FAILED_500)
+        await ended(r.store, "k", FAILED_500)  # another job: nothing holds it back but room
+        await trio.sleep(5)  # inside the first try's 10 s
+        in_flight = len(r.sent("/hang"))
+        await trio.sleep(10)  # the first try timed out: its place went to the other
+        tried = {run_of(a) for a in r.sent("/hang")}
+    assert in_flight == 1 and len(tried) == 2
+
+
+async def test_an_alert_whose_account_has_no_alert_url_left_leaves_the_outbox(
+    tmp_path: Path, mock_clock: trio.testing.MockClock
+) -> None:
+    # Dropped only in words, it stayed in the outbox taken for ever, and held back
+    # every later alert of its job until a restart.
+    async with rig(tmp_path, None) as r:
+        await ended(r.store, "j", FAILED_500)
+        await trio.sleep(MINUTE)
+        held = await r.store.outbox.held()
+        dropped = r.counted(
+            "jobsd_alerts_dropped_total", account="acme", type="job.failed", outcome="no_alert_url"
+        )
+    assert (held, dropped) == ({}, 1) and r.target.received == []
+
+
+async def test_an_alert_that_expired_while_it_waited_is_dropped_and_counted(
+    tmp_path: Path, mock_clock: trio.testing.MockClock
+) -> None:
+    # Found expired when the actor takes (it waited, held back, for 24 hours): it
+    # leaves the outbox with a warning line and jobsd_alerts_dropped_total, as one
+    # that expired while retried does.
+    async with rig(tmp_path, "/alerts") as r:
+        now_us = to_us(r.clock.now())
+        hour_us = 3600 * 1_000_000
+        await r.store.engine.write(
+            lambda c: c.execute(
+                "INSERT INTO alert_outbox (id, account_id, job_id, environment, type, body,"
+                " created_at_us, due_us, expires_at_us) VALUES ('late', 'acme', 1,"
+                " 'production', 'job.failed', '{}', ?, ?, ?)",
+                (now_us - 2 * hour_us, now_us - 2 * hour_us, now_us - hour_us),
+            )
+        )
+        r.clock.reanchor(r.clock.now())  # wakes the actor: it takes afresh
+        await trio.sleep(MINUTE)
+        held = await r.store.outbox.held()
+        expired = r.counted(
+            "jobsd_alerts_dropped_total", account="acme", type="job.failed", outcome="expired"
+        )
+    assert (held, expired, r.sent("/alerts")) == ({}, 1, [])

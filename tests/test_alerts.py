@@ -164,6 +164,7 @@ async def test_a_failure_for_good_alerts_once_signed_and_the_first_success_recov
         Webhook(secret).verify(got.body, got.headers)  # raises unless signed by the secret
         assert got.method == "POST" and got.headers["content-type"] == "application/json"
         assert got.headers["webhook-id"] == got.headers["x-jobsd-alert-id"]
+        assert [k for k, _ in got.raw_headers].count("webhook-id") == 1  # the signer's only
     assert failed.headers["webhook-id"] != recovered.headers["webhook-id"]
     assert [r["attributes"]["status"] for r in runs] == ["FAILED"] * 3 + ["SUCCEEDED"]
     last_failure = runs[2]
