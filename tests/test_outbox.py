@@ -26,7 +26,7 @@ from jobsd.alert_rules import FAILED_WINDOW_US, GIVE_UP_AFTER_US
 from jobsd.clock import Clock, to_us
 from jobsd.crypto import KeyRing
 from jobsd.job_model import HttpConfig
-from jobsd.messages import Outcome, RunEnded, SchedulerNews
+from jobsd.messages import JobChanged, Outcome, RunEnded, SchedulerNews
 from jobsd.retry import Backoff, RetryPolicy
 from jobsd.runs import FailureReason, RunStatus
 from jobsd.store import Store, open_store
@@ -268,3 +268,67 @@ async def test_runs_of_one_job_ended_in_one_transaction_count_as_ended_one_by_on
         await ended(store, "j", FAILED_500)
         assert [r["type"] for r in outbox(tmp_path / "db")][-1] == "job.paused"
         assert streak_of(tmp_path / "db") == 0
+
+
+async def test_an_account_that_only_auto_pauses_gets_no_alert_of_the_pause(
+    tmp_path: Path,
+) -> None:
+    # An account with `auto_pause_after` and no `alert_url`: the pause is made, but
+    # a job.paused row had nowhere to go (dropped as no_alert_url, counted, taking
+    # a place under the cap meanwhile).
+    async with opened(tmp_path, Told(), Policies(alerting=set(), auto_pause_after=2)) as store:
+        await make_job(store, "j")
+        await ended(store, "j", FAILED_500)
+        await ended(store, "j", FAILED_500)
+        paused = await store.engine.read(
+            lambda c: c.execute("SELECT enabled, paused_reason FROM job_environments").fetchone()
+        )
+    assert paused[0] == 0 and str(paused[1]).startswith("auto-paused after 2")
+    assert outbox(tmp_path / "db") == []
+
+
+async def test_more_runs_than_a_statement_holds_ended_together_all_count(
+    tmp_path: Path,
+) -> None:
+    # The facts of the runs a transaction ended are read 500 to a statement: a chunk
+    # one short left every 500th run out (no alert, no count, no pause).
+    told = Told()
+    async with opened(tmp_path, told) as store:
+        await make_job(store, "j")
+        running = []
+        for _ in range(501):
+            run = await store.runs.enqueue_manual(
+                "acme", "j", ENV, require_enabled=False, max_pending=10_000
+            )
+            assert await store.runs.claim(run.id, lambda _: -1) is not None
+            running.append(run.id)
+        assert await store.runs.mark_lost(running, "stopped") == 501
+    (row,) = outbox(tmp_path / "db")
+    assert row["type"] == "job.failed"
+    assert len(told.dropped) == 500  # every other failure in the window: suppressed
+
+
+async def test_a_pause_made_by_a_runs_end_is_told_to_the_scheduler(tmp_path: Path) -> None:
+    news_tx, news_rx = trio.open_memory_channel[SchedulerNews](100)
+    policies = Policies(auto_pause_after=2)
+    keyring = KeyRing.load_or_create(tmp_path / "k")
+    async with open_store(
+        tmp_path / "db", keyring, Clock(T0), news_tx, Told(), alert_policies=policies
+    ) as store:
+        await make_job(store, "j")
+        await ended(store, "j", FAILED_500)
+
+        def paused_told() -> list[JobChanged]:
+            told: list[JobChanged] = []
+            while True:
+                try:
+                    news = news_rx.receive_nowait()
+                except trio.WouldBlock:
+                    return told
+                if isinstance(news, JobChanged) and news.next_run_at is None:  # no longer fires
+                    told.append(news)
+
+        before = paused_told()
+        await ended(store, "j", FAILED_500)  # the second: paused
+        after = paused_told()
+    assert before == [] and len(after) == 1
