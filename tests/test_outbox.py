@@ -28,9 +28,10 @@ from jobsd.crypto import KeyRing
 from jobsd.job_model import HttpConfig
 from jobsd.messages import JobChanged, Outcome, RunEnded, SchedulerNews
 from jobsd.retry import Backoff, RetryPolicy
-from jobsd.runs import FailureReason, RunStatus
+from jobsd.runs import FailureReason, RunStatus, Trigger
 from jobsd.store import Store, open_store
-from jobsd.store.outbox import OUTBOX_CAP, AlertPolicy
+from jobsd.store.outbox import OUTBOX_CAP, AlertPolicy, AlertRecorder
+from jobsd.store.outbox_rows import Recorded
 from tests.model import ENV, create_job, seed_job
 
 T0 = datetime(2026, 6, 5, tzinfo=UTC)
@@ -332,3 +333,28 @@ async def test_a_pause_made_by_a_runs_end_is_told_to_the_scheduler(tmp_path: Pat
         await ended(store, "j", FAILED_500)  # the second: paused
         after = paused_told()
     assert before == [] and len(after) == 1
+
+
+def test_nothing_is_read_for_ends_that_cannot_alert_and_everything_else_is() -> None:
+    conn = sqlite3.connect(":memory:")  # no tables: any statement would fail
+    failed = (RunStatus.FAILED, FailureReason.NON_SUCCESS_STATUS, T0, None, T0, T0)
+    end = RunEnded("r1", "other", "j", ENV, Trigger.MANUAL, *failed)
+    # No account alerts: not a statement, whatever ended.
+    assert AlertRecorder(Policies(alerting=set())).record(conn, ["r1"]) == Recorded()
+    acme_alerts = AlertRecorder(Policies())
+    assert acme_alerts.record(conn, ["r1"], {"r1": end}) == Recorded()  # other's: left out
+    with pytest.raises(sqlite3.OperationalError):  # an end whose facts it lacks is read
+        acme_alerts.record(conn, ["r1", "r2"], {"r1": end})
+    conn.close()
+
+
+async def test_a_run_that_fails_after_its_job_was_deleted_alerts_no_one(tmp_path: Path) -> None:
+    async with opened(tmp_path, Told()) as store:
+        await make_job(store, "j")
+        run = await store.runs.enqueue_manual(
+            "acme", "j", ENV, require_enabled=False, max_pending=10
+        )
+        assert await store.runs.claim(run.id, lambda _: -1) is not None
+        await store.jobs.delete_job("acme", "j")  # while the run is in flight
+        assert await store.runs.finish(run.id, FAILED_500)
+    assert outbox(tmp_path / "db") == []
