@@ -117,6 +117,8 @@ def test_an_alert_body_cuts_the_run_error_and_leaves_out_its_bodies() -> None:
     """The alert a run's end makes stays small whatever the run held."""
     whole = json.loads(alert_body(AlertType.FAILED, NOW, _failed_run("e" * MAX_ERROR_CHARS)))
     assert whole["data"]["run"]["error"] == "e" * MAX_ERROR_CHARS
+    one_more = alert_body(AlertType.FAILED, NOW, _failed_run("e" * (MAX_ERROR_CHARS + 1)))
+    assert json.loads(one_more)["data"]["run"]["error"] == "e" * (MAX_ERROR_CHARS - 1) + "…"
     body = alert_body(AlertType.FAILED, NOW, _failed_run("e" * (10 * MAX_ERROR_CHARS)))
     error = json.loads(body)["data"]["run"]["error"]
     assert len(error) == MAX_ERROR_CHARS and error.endswith("…")
