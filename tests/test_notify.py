@@ -28,7 +28,7 @@ import trio.testing
 from jobsd.clock import Clock
 from jobsd.crypto import KeyRing
 from jobsd.lifecycle import store_answers
-from jobsd.notify import Notifier, monotonic_usec, run_watchdog
+from jobsd.notify import Notifier, run_watchdog
 from jobsd.store import open_store
 from tests.conftest import config_text
 from tests.daemon_process import DaemonProcess
@@ -107,12 +107,14 @@ def test_messages(fake_systemd: FakeSystemd) -> None:
     notifier = Notifier(fake_systemd.address)
     notifier.ready("serving on http://127.0.0.1:1")
     assert fake_systemd.receive(5) == {"READY": "1", "STATUS": "serving on http://127.0.0.1:1"}
-    before = monotonic_usec()
+    before = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1_000
     notifier.reloading()
     message = fake_systemd.receive(5)
     assert message["RELOADING"] == "1"
-    # systemd >= 253 drops a RELOADING=1 without it, or takes it for an old one.
-    assert before <= int(message["MONOTONIC_USEC"]) <= monotonic_usec()
+    # systemd >= 253 drops a RELOADING=1 without it, or takes it for an old one:
+    # CLOCK_MONOTONIC in microseconds, read here, not through what is under test.
+    after = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1_000
+    assert before <= int(message["MONOTONIC_USEC"]) <= after
     notifier.stopping("stopping", extend_s=25)
     message = fake_systemd.receive(5)
     assert message == {"STOPPING": "1", "STATUS": "stopping", "EXTEND_TIMEOUT_USEC": "25000000"}
@@ -153,6 +155,22 @@ async def test_watchdog_pings_only_after_the_probe_answers(
         assert fake.drain() == [{"WATCHDOG": "1"}] * 3
         nursery.cancel_scope.cancel()
     fake.close()
+
+
+async def test_no_watchdog_loop_without_a_socket_to_ping(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # WATCHDOG_USEC set but no usable NOTIFY_SOCKET: nothing would hear the pings,
+    # so no probe is run every third of the interval for nothing.
+    probes = 0
+
+    async def probe() -> None:
+        nonlocal probes
+        probes += 1
+
+    with trio.fail_after(60):
+        await run_watchdog(Notifier(None, watchdog_s=3.0), probe)
+    assert probes == 0
 
 
 async def test_watchdog_stops_while_the_store_writer_is_wedged(
