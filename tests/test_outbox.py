@@ -358,3 +358,41 @@ async def test_a_run_that_fails_after_its_job_was_deleted_alerts_no_one(tmp_path
         await store.jobs.delete_job("acme", "j")  # while the run is in flight
         assert await store.runs.finish(run.id, FAILED_500)
     assert outbox(tmp_path / "db") == []
+
+
+async def test_runs_ended_together_are_judged_in_the_order_they_ended(tmp_path: Path) -> None:
+    # Their facts come back from SQLite in its own order (by id, or as inserted);
+    # judged so, the job.failed alert named another run than the first to end.
+    async with opened(tmp_path, Told()) as store:
+        await make_job(store, "j")
+        made = []
+        for _ in range(3):
+            run = await store.runs.enqueue_manual(
+                "acme", "j", ENV, require_enabled=False, max_pending=10_000
+            )
+            assert await store.runs.claim(run.id, lambda _: -1) is not None
+            made.append(run.id)
+        # First to end: neither the first made nor the first by id.
+        (first,) = [r for r in made if r not in (made[0], min(made))][:1]
+        order = [first, *(r for r in made if r != first)]
+        assert await store.runs.mark_lost(order, "stopped") == 3
+    (row,) = outbox(tmp_path / "db")
+    assert json.loads(str(row["body"]))["data"]["run"]["id"] == first
+
+
+async def test_a_failure_in_an_environment_disabled_meanwhile_counts_on(tmp_path: Path) -> None:
+    # Judged as if still enabled, it "paused" what was off already: the count went
+    # back to 0, though no pause was made and the failures had not stopped.
+    async with opened(tmp_path, Told(), Policies(auto_pause_after=2)) as store:
+        await make_job(store, "j")
+        await ended(store, "j", FAILED_500)
+        run = await store.runs.enqueue_manual(
+            "acme", "j", ENV, require_enabled=False, max_pending=10
+        )
+        assert await store.runs.claim(run.id, lambda _: -1) is not None
+        await store.engine.write(  # disabled by hand while the run was going
+            lambda c: c.execute("UPDATE job_environments SET enabled = 0, next_run_at_us = NULL")
+        )
+        assert await store.runs.finish(run.id, FAILED_500)
+    assert streak_of(tmp_path / "db") == 2
+    assert [r["type"] for r in outbox(tmp_path / "db")] == ["job.failed"]
