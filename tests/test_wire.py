@@ -281,3 +281,50 @@ def test_the_depth_bound_falls_between_its_two_sides() -> None:
         assert not wire._too_deep(_chain(bound, "v"))
         assert wire._too_deep(_chain(bound + 1, "v"))
         assert wire._too_deep(_chain(bound, [leaf])) == (_deepest(_chain(bound, [leaf])) > bound)
+
+
+def test_a_frame_of_exactly_the_bound_is_encoded_and_one_byte_more_is_not() -> None:
+    """The sender's bound is the reader's: a frame one byte past it would be
+    written whole and then end the pair at the other end."""
+    empty = len(wire._ENCODER.encode({"kind": "p", "pad": ""}))
+    at_bound = wire.encode({"kind": "p", "pad": "x" * (wire.MAX_FRAME_BYTES - empty)})
+    assert int.from_bytes(at_bound[:4], "big") == wire.MAX_FRAME_BYTES
+    with pytest.raises(wire.FrameError, match="past the bound"):
+        wire.encode({"kind": "p", "pad": "x" * (wire.MAX_FRAME_BYTES - empty + 1)})
+
+
+async def test_a_length_past_the_bound_is_refused_before_its_body_arrives() -> None:
+    """A hostile length alone ends the pair: nothing waits for 4 GiB to arrive."""
+    send, receive = trio.testing.memory_stream_pair()
+    reader = wire.FrameReader(receive, max_bytes=100)
+    await send.send_all((101).to_bytes(4, "big"))  # and nothing more; the stream stays open
+    with trio.fail_after(2), pytest.raises(wire.FrameError, match="past the bound"):
+        await reader.receive()
+
+
+async def test_a_reset_pair_reads_as_gone_not_as_a_broken_frame() -> None:
+    """A process killed with unread data resets its end: that is the other end
+    gone (None), like a close between frames, not a FrameError."""
+    ours, theirs = socket.socketpair()
+    ours.send(wire.encode({"kind": "perform", "seq": 1}))
+    theirs.close()  # with that frame unread: our end is reset
+    stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
+    with trio.fail_after(2):
+        assert await wire.FrameReader(stream).receive() is None
+    await stream.aclose()
+
+
+@pytest.mark.parametrize(
+    "field", ["url", "method", "success_status", "ca_cert", "body", "reuse_scope"]
+)
+def test_a_request_field_of_the_wrong_kind_is_refused(field: str) -> None:
+    doc = wire.config_doc(HttpConfig(url="http://127.0.0.1/", ca_cert="pem", body="b"))
+    with pytest.raises(TypeError, match="expected a string"):
+        wire.config_of({**doc, field: 12})
+
+
+def test_an_outcome_whose_result_is_a_list_is_refused() -> None:
+    outcome = Outcome(RunStatus.SUCCEEDED, None, None, {}, {"status": 200})
+    doc = json.loads(wire.encode(wire.done_doc(3, outcome))[4:])
+    with pytest.raises(wire.FrameError, match="does not hold an outcome"):
+        wire.outcome_of({**doc, "result": [{"status": 200}]}, {})
