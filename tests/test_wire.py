@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+from typing import Any, cast
 
 import pytest
 import trio
@@ -328,3 +329,72 @@ def test_an_outcome_whose_result_is_a_list_is_refused() -> None:
     doc = json.loads(wire.encode(wire.done_doc(3, outcome))[4:])
     with pytest.raises(wire.FrameError, match="does not hold an outcome"):
         wire.outcome_of({**doc, "result": [{"status": 200}]}, {})
+
+
+async def test_a_send_cancelled_already_queues_nothing_even_with_room() -> None:
+    """A run cancelled before its request went out sends no perform frame, room in
+    the queue or not."""
+    send, receive = trio.testing.memory_stream_pair()
+    sender = FrameSender(send, capacity=4)
+    with trio.CancelScope() as cancelled:
+        cancelled.cancel()
+        await sender.send({"kind": "x", "n": "never"})
+    await sender.send({"kind": "x", "n": 1})
+    reader = wire.FrameReader(receive)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sender.run)
+        got = await reader.receive()
+        nursery.cancel_scope.cancel()
+    assert got == {"kind": "x", "n": 1}
+
+
+async def test_a_frame_written_whole_is_written_though_a_later_one_in_its_write_is_stuck() -> None:
+    """Frames queued together go out in one write; one whose last byte is in the
+    socket is WRITTEN at once, though the rest of that write is stuck: were its
+    worker to die now, that run may have reached the target and is never sent again."""
+    ours, theirs = socket.socketpair()
+    stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
+    sender = FrameSender(stream, capacity=4)
+    small, big = _Frame(), _Frame()
+    await sender.send({"kind": "x", "n": 1}, small)
+    await sender.send({"kind": "x", "pad": "y" * 1024 * 1024}, big)  # nobody reads: stuck
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sender.run)
+        await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+        assert (small.state, big.state) == (WRITTEN, WRITING)
+        nursery.cancel_scope.cancel()
+    await stream.aclose()
+    theirs.close()
+
+
+class _Room:
+    """A socket that takes `room` bytes, then no more (its reader stopped)."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+
+    async def send(self, data: memoryview) -> int:
+        if not self.room:
+            await trio.sleep_forever()
+        taken = min(len(data), self.room)
+        self.room -= taken
+        await trio.lowlevel.checkpoint()
+        return taken
+
+
+async def test_a_frame_short_of_its_last_byte_is_not_written() -> None:
+    first, second = wire.encode({"kind": "x", "n": 1}), wire.encode({"kind": "x", "n": 2})
+    ours, theirs = socket.socketpair()
+    stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
+    sender = FrameSender(stream, capacity=4)
+    sender._socket = cast(Any, _Room(len(first) + len(second) - 1))
+    one, two = _Frame(), _Frame()
+    await sender.send({"kind": "x", "n": 1}, one)
+    await sender.send({"kind": "x", "n": 2}, two)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sender.run)
+        await trio.testing.wait_all_tasks_blocked()
+        assert (one.state, two.state) == (WRITTEN, WRITING)
+        nursery.cancel_scope.cancel()
+    await stream.aclose()
+    theirs.close()
