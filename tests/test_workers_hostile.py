@@ -9,6 +9,7 @@ own pair, never the daemon. Here the daemon's end of one pair
 from __future__ import annotations
 
 import json
+import signal
 import socket
 from typing import Any, cast
 
@@ -116,6 +117,11 @@ async def test_a_frame_exactly_at_the_bound_is_read_and_one_past_is_not() -> Non
     "frames",
     [
         _frame('{"kind":"ready"}'),  # a kind it may not send now
+        # ... even one that holds a whole outcome for a run it has
+        _frame(
+            '{"kind":"ready","seq":0,"status":"SUCCEEDED","failure_reason":null,'
+            '"error":null,"result":null}'
+        ),
         _frame('{"kind":"done","seq":0}'),  # a done without an outcome
         _frame("[1]"),
         b"\x00\x00",  # truncated length
@@ -159,3 +165,19 @@ async def test_a_broken_frames_reason_is_logged_bounded(
     assert len(line) < 1000, len(line)
     [outcome] = got
     assert outcome.failure_reason is FailureReason.WORKER_LOST
+
+
+async def test_a_worker_that_lets_a_runs_deadline_pass_is_killed_then() -> None:
+    """The stuck timer kills the worker once the earliest deadline of the runs
+    it holds has passed, not some while later."""
+    process = await trio.lowlevel.open_process(["sleep", "30"])
+    ours, theirs = socket.socketpair()
+    child = Child(0, process, trio.SocketStream(trio.socket.from_stdlib_socket(ours)))
+    child.expect(0, Waiter(HttpConfig(url="http://127.0.0.1/"), (), patience_s=0.2))
+    start = trio.current_time()
+    with trio.fail_after(3):
+        await child._watch_stuck()
+        assert await process.wait() == -signal.SIGKILL
+    assert 0.2 <= trio.current_time() - start < 0.7
+    await child.stream.aclose()
+    theirs.close()
