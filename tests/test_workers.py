@@ -12,6 +12,7 @@ import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -228,3 +229,71 @@ async def test_requests_spread_over_the_workers_and_stopping_ends_them_all() -> 
         assert sorted(busy) == [3, 3]
         assert all(gone(pid) for pid in pids)
         await target.until(lambda: len(target.closed_at) == 6)
+
+
+async def test_a_request_longer_than_the_stuck_margin_but_within_its_timeout_is_not_stuck(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker is stuck only past the run's own timeout plus `STUCK_S`: a request
+    still within its timeout ends by that timeout, in its worker, which lives on."""
+    monkeypatch.setattr(pool_module, "STUCK_S", 0.2)
+    async with holding_target() as target, processes() as pool:
+        [first] = pool.pids
+        held = HttpConfig(url=f"{target.url}/hold", timeout_s=1)
+        with trio.fail_after(10):
+            outcome = await pool.perform(held, stamp=stamp("slow"))
+        assert pool.pids == [first]
+    assert (outcome.status, outcome.failure_reason) == (RunStatus.FAILED, FailureReason.TIMEOUT)
+
+
+async def test_cancels_of_every_run_at_once_all_reach_the_worker() -> None:
+    """A stop's grace ends every executor's request in the same moment: each
+    cancel frame is queued (the queue holds one for every executor), none lost."""
+    async with holding_target() as target, processes() as pool:
+        config = HttpConfig(url=f"{target.url}/hold", timeout_s=60)
+        ids = [f"held-{n}" for n in range(8)]  # as many as the pool's executors
+        async with trio.open_nursery() as nursery:
+            for run_id in ids:
+                nursery.start_soon(partial(pool.perform, config, stamp=stamp(run_id)))
+            await target.until(lambda: target.open_ids == set(ids))
+            nursery.cancel_scope.cancel()
+        await target.until(lambda: set(ids) <= set(target.closed_at), timeout_s=2)
+
+
+async def test_a_worker_that_dies_young_is_replaced_after_a_pause(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One that dies soon after its start is replaced only after `BACKOFF_S`, so a
+    worker that keeps dying does not spin the daemon starting others."""
+    monkeypatch.setattr(pool_module, "BACKOFF_S", (0.6, 5.0))
+    real_open = trio.lowlevel.open_process
+    opened: list[float] = []
+
+    async def open_timed(*args: Any, **kwargs: Any) -> trio.Process:
+        opened.append(trio.current_time())
+        return await real_open(*args, **kwargs)
+
+    monkeypatch.setattr(trio.lowlevel, "open_process", open_timed)
+    async with processes() as pool:
+        [first] = pool.pids
+        os.kill(first, signal.SIGKILL)
+        killed_at = trio.current_time()
+        with trio.fail_after(5):
+            while len(opened) < 2:
+                await trio.sleep(0.02)
+    assert opened[1] - killed_at >= 0.5
+
+
+async def test_a_worker_does_not_inherit_systemds_notify_socket(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only the daemon speaks to systemd: its notify socket and watchdog are not
+    a worker's (`_NOT_INHERITED`)."""
+    monkeypatch.setenv("NOTIFY_SOCKET", "/run/jobsd-test-notify")
+    monkeypatch.setenv("WATCHDOG_USEC", "3000000")
+    async with processes() as pool:
+        [pid] = pool.pids
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    names = {entry.split(b"=", 1)[0] for entry in environ}
+    assert not names & {b"NOTIFY_SOCKET", b"WATCHDOG_USEC"}
+    assert b"PATH" in names
