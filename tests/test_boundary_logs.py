@@ -109,6 +109,8 @@ async def test_a_request_that_fails_inside_a_worker_process_logs_no_message(
             done = await reader.receive()
             assert done is not None and done["kind"] == "done"
             assert done["failure_reason"] == FailureReason.WORKER_LOST.value
+            assert SECRET not in str(done["error"])  # the run's error names the type only
+            assert not worker._in_flight  # an ended request leaves no scope behind
             await stream.aclose()
     assert_told_without_the_message(caplog.records, "failed inside the worker process", "perform")
 
