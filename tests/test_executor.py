@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +20,7 @@ from jobsd.job_model import HttpConfig
 from jobsd.messages import CancelRun, Outcome, RunOrder
 from jobsd.runs import FailureReason, RunStatus
 from jobsd.store import Store, open_store, usage_sql
+from jobsd.store.claims import Claim
 from tests.model import ENV, create_job, seed_job
 
 T0 = datetime(2026, 6, 5, tzinfo=UTC)
@@ -302,3 +303,76 @@ async def test_a_cancel_committed_as_the_stops_grace_ends_still_records_the_requ
         await rig.pool.stop(0.2)
         run = await rig.store.runs.get_run("acme", run_id)
     assert run.status is RunStatus.CANCELED and run.request == sent
+
+
+class LateAnswer:
+    """A response that arrives just as the stop's grace runs out: its wait is not
+    cut by the run's cancel, and it answers once `gate` is set."""
+
+    def __init__(self) -> None:
+        self.started = trio.Event()
+        self.gate = trio.Event()
+
+    async def perform(
+        self, config: HttpConfig, *, stamp: Sequence[tuple[str, str]] = ()
+    ) -> Outcome:
+        self.started.set()
+        with trio.CancelScope(shield=True):
+            await self.gate.wait()
+        return Outcome(RunStatus.SUCCEEDED, None, None, {"method": "POST"}, {"status": 200})
+
+
+async def test_a_response_that_beat_the_grace_is_recorded_as_it_came(tmp_path: Path) -> None:
+    """It was sent and answered: recorded as it is, never as a run "never sent"."""
+    async with pool_rig(tmp_path, 1) as rig:
+        late = rig.pool._delivery = LateAnswer()
+        (run_id,) = await rig.submit(1)
+        with trio.fail_after(5):
+            await late.started.wait()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(rig.pool.stop, 0.1)
+            await trio.sleep(0.3)  # the grace is over: the run's scope is cancelled
+            late.gate.set()
+        run = await rig.store.runs.get_run("acme", run_id)
+    assert (run.status, run.error, run.result) == (RunStatus.SUCCEEDED, None, {"status": 200})
+
+
+class SlowFinish:
+    """The store's run records, each finish taking a moment."""
+
+    def __init__(self, store: Store) -> None:
+        self._runs = store.runs
+        self.finishing = trio.Event()
+
+    async def claim(self, run_id: str, runs_included_of: Callable[[str], int]) -> Claim | None:
+        return await self._runs.claim(run_id, runs_included_of)
+
+    async def finish(self, run_id: str, outcome: Outcome) -> bool:
+        self.finishing.set()
+        await trio.sleep(0.2)
+        return await self._runs.finish(run_id, outcome)
+
+    async def mark_lost(
+        self, run_ids: list[str], error: str, *, request: dict[str, object] | None = None
+    ) -> int:
+        return await self._runs.mark_lost(run_ids, error, request=request)
+
+    async def record_request(self, run_id: str, request: dict[str, object]) -> bool:
+        return await self._runs.record_request(run_id, request)
+
+
+async def test_a_finish_under_way_outlives_the_daemons_cancel(tmp_path: Path) -> None:
+    """A run's outcome is recorded though the daemon's actors are cancelled while
+    it is being written: else a run answered stays RUNNING."""
+    async with pool_rig(tmp_path, 1) as rig:
+        slow = SlowFinish(rig.store)
+        rig.pool._runs = slow
+        rig.performer.release_all()
+        (run_id,) = await rig.submit(1)
+        with trio.fail_after(5):
+            await slow.finishing.wait()
+        # leaving the rig cancels the pool's nursery (no stop) while the finish waits
+    keyring = KeyRing.load_or_create(tmp_path / "k")
+    async with open_store(tmp_path / "db", keyring, Clock(T0)) as store:
+        run = await store.runs.get_run("acme", run_id)
+    assert run.status is RunStatus.SUCCEEDED
