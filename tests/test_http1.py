@@ -15,16 +15,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import h11
 import pytest
 import trio
+import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jobsd.delivery import Delivery
-from jobsd.http1 import READ_BYTES
+from jobsd.http1 import READ_BYTES, ExchangeFailed, read_response
 from jobsd.job_model import Header
 from jobsd.messages import Outcome
-from jobsd.reading import INFORMATIONAL_BYTES, MAX_HEAD_BYTES, PIECE_BYTES
+from jobsd.reading import INFORMATIONAL_BYTES, MAX_HEAD_BYTES, PIECE_BYTES, Reading, wire_bound
 from jobsd.runs import FailureReason, RunStatus
 from tests.test_delivery import LOCAL, Exchange, config, fixed, serving
 from tests.tls_ca import make_ca
@@ -448,3 +450,81 @@ def test_any_split_of_any_body_is_counted_and_kept_exactly(
         assert got(outcome)["body_truncated"] is (len(body) > keep)
 
     trio.run(main)
+
+
+# -- what the bounds let through, counted off the wire ----------------------------
+
+
+async def _read_fed(head: bytes, piece: bytes, cap: int) -> tuple[Reading, str | None]:
+    """`read_response` over an in-memory stream fed `head`, then `piece` without
+    end: the bytes it read when it stopped, and its complaint if any."""
+    ours, theirs = trio.testing.memory_stream_pair()
+    conn = h11.Connection(h11.CLIENT)
+    conn.send(h11.Request(method="GET", target="/", headers=[("Host", "x")]))
+    conn.send(h11.EndOfMessage())
+    reading = Reading(1024, cap)
+    complaint: str | None = None
+    async with trio.open_nursery() as nursery:
+
+        async def feed() -> None:
+            await theirs.send_all(head)
+            for _ in range(100_000):
+                await theirs.send_all(piece * 64)
+
+        nursery.start_soon(feed)
+        with trio.fail_after(10):
+            try:
+                await read_response(ours, conn, reading)
+            except ExchangeFailed as exc:
+                complaint = str(exc)
+        nursery.cancel_scope.cancel()
+    return reading, complaint
+
+
+async def test_informational_heads_are_read_to_their_bound_and_no_further() -> None:
+    head = b"HTTP/1.1 102 \r\nx:" + b" " * 1000 + b"a\r\n\r\n"
+    reading, complaint = await _read_fed(b"", head, 64 * 1024)
+    assert complaint == f"more than {INFORMATIONAL_BYTES} bytes of informational (1xx) responses"
+    assert reading.wire_bytes <= INFORMATIONAL_BYTES + READ_BYTES
+
+
+async def test_a_body_of_mostly_framing_is_read_to_the_wire_bound_and_no_further() -> None:
+    cap = 64 * 1024
+    chunk = b"1;" + b"e" * 1000 + b"\r\nx\r\n"
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    reading, complaint = await _read_fed(head, chunk, cap)
+    assert complaint is None and reading.capped
+    assert wire_bound(cap) <= reading.wire_bytes < wire_bound(cap) + READ_BYTES
+
+
+async def test_an_illegal_header_value_in_a_request_h11_writes_is_not_quoted() -> None:
+    """A request that is not plain (here `Connection: keep-alive`) is framed by h11,
+    whose refusal quotes the value: the error names the header only."""
+    secret = "sk_live_51HxSecretPaymentKey"
+    headers = (Header("Connection", "keep-alive"), Header("X-Api-Key", f"{secret}\x00"))
+    server, outcome = await perform(sends(b""), headers=headers)
+    assert outcome.error == "the value of header X-Api-Key is not allowed in HTTP/1.1 (not shown)"
+    assert secret not in repr(outcome)
+    assert server.requests == []
+
+
+@pytest.mark.parametrize(
+    "framing", [Header("Content-Length", "5"), Header("Transfer-Encoding", "chunked")]
+)
+async def test_a_jobs_own_framing_header_is_the_only_one_sent(framing: Header) -> None:
+    """A body framed by the job's own header gets no Content-Length of jobsd's."""
+
+    async def echo(exchange: Exchange) -> None:
+        await exchange.respond(200, b"ok")
+
+    async with serving(echo) as server:
+        url = f"http://127.0.0.1:{server.port}/"
+        outcome = await Delivery(LOCAL).perform(
+            config(url, method="PUT", body="hello", headers=(framing,))
+        )
+    assert outcome.status is RunStatus.SUCCEEDED, outcome
+    [seen] = server.seen
+    names = [n for n, _ in seen.headers]
+    assert names.count(framing.name.lower()) == 1
+    assert names.count("content-length") + names.count("transfer-encoding") == 1
+    assert seen.body == b"hello"

@@ -610,3 +610,20 @@ async def test_a_kept_connection_refusing_the_first_send_gives_way_to_a_fresh_on
     delivery.idle.close_all()
     assert (first.status, second.status) == (RunStatus.SUCCEEDED, RunStatus.SUCCEEDED)
     assert accepted == 2
+
+
+async def test_a_request_larger_than_the_socket_takes_at_once_goes_whole_on_a_kept_connection() -> (
+    None
+):
+    """On a kept connection the first send may take only part of a request; the
+    rest follows on the same connection."""
+    delivery = reusing()
+    body = "x" * (6 * 1024 * 1024)
+    async with serving() as server:
+        url = f"http://127.0.0.1:{server.port}/"
+        first = await delivery.perform(kept(url), stamp=stamp("r0"))
+        big = kept(url, method="POST", body=body, timeout_s=3)
+        second = await delivery.perform(big, stamp=stamp("r1"))
+    assert (first.status, second.status) == (RunStatus.SUCCEEDED, RunStatus.SUCCEEDED), second
+    assert server.accepted == 1
+    assert len(server.seen[1].body) == len(body)
