@@ -13,7 +13,7 @@ from __future__ import annotations
 import trio
 
 from jobsd.delivery import Delivery, default_resolver
-from jobsd.lookup_threads import LookupThreads
+from jobsd.lookup_threads import LOOKUP_SCOPE, LookupThreads
 from jobsd.runs import RunStatus
 from tests.test_delivery import LOCAL, config, ok, serving, silent_nameserver
 
@@ -42,3 +42,36 @@ async def test_two_accounts_whose_lookups_never_answer_leave_threads_to_a_third(
         assert outcome.status is RunStatus.SUCCEEDED, outcome
     finally:
         never.set()
+
+
+async def test_each_lookup_gives_its_thread_back_when_it_ends() -> None:
+    """More lookups, one after another, than there are threads: each ends and
+    frees its thread (and its account's share) for the next."""
+    resolve = default_resolver(LookupThreads(total=1, per_scope=1))
+    with trio.fail_after(5):
+        for _ in range(3):
+            assert [str(ip) for ip in await resolve("localhost", 80)]
+
+
+async def test_a_lookup_cancelled_while_waiting_for_a_thread_gives_its_share_back() -> None:
+    """A run whose lookup waited for a thread (every one busy) and was cancelled
+    holds nothing: its account's share is whole again, or after `per_scope`
+    such runs the account could never look a name up again."""
+    threads = LookupThreads(total=1, per_scope=1)
+    busy, waiting, next_one = object(), object(), object()
+    token = LOOKUP_SCOPE.set("other")
+    try:
+        await threads.acquire_on_behalf_of(busy)  # every thread busy
+    finally:
+        LOOKUP_SCOPE.reset(token)
+    token = LOOKUP_SCOPE.set("acme")
+    try:
+        with trio.move_on_after(0.1) as waited:
+            await threads.acquire_on_behalf_of(waiting)
+        assert waited.cancelled_caught
+        threads.release_on_behalf_of(busy)
+        with trio.fail_after(2):
+            await threads.acquire_on_behalf_of(next_one)
+        threads.release_on_behalf_of(next_one)
+    finally:
+        LOOKUP_SCOPE.reset(token)
