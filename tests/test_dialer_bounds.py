@@ -97,3 +97,56 @@ async def test_a_long_list_of_one_family_does_not_crowd_out_the_other(
         await PolicyDialer(POLICY, _resolve).open_tcp("mixed.test", 80)
     assert silent.tried == MIXED[:MAX_PER_FAMILY] + MIXED[20 : 20 + MAX_PER_FAMILY]
     assert silent.most == 2 * MAX_PER_FAMILY
+
+
+async def test_an_address_answered_twice_is_tried_once(
+    monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Repeated answers do not take the places of others in the bound, nor cost an
+    attempt each."""
+    tried: list[IPAddress] = []
+
+    async def refused(ip: IPAddress, port: int) -> trio.SocketStream:
+        tried.append(ip)
+        await trio.sleep(0)
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    async def repeats(host: str, port: int) -> Sequence[IPAddress]:
+        return [ANSWERS[0]] * (2 * MAX_PER_FAMILY) + [ANSWERS[1]]
+
+    monkeypatch.setattr(dialer, "_connect", refused)
+    with pytest.raises(ConnectFailed) as info:
+        await PolicyDialer(POLICY, repeats).open_tcp("repeats.test", 80)
+    assert tried == [ANSWERS[0], ANSWERS[1]]
+    assert "not tried" not in str(info.value)
+
+
+async def test_a_second_connection_made_in_the_winners_step_is_closed(
+    monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Two attempts that connect at the same moment: the first wins, the other's
+    socket is closed, not left open for good."""
+    made: list[trio.SocketStream] = []
+    connected = trio.Event()  # both sockets become writable at once
+
+    async def at_the_same_moment(ip: IPAddress, port: int) -> trio.SocketStream:
+        await connected.wait()
+        ours, theirs = trio.socket.socketpair()
+        theirs.close()
+        made.append(trio.SocketStream(ours))
+        return made[-1]
+
+    async def two(host: str, port: int) -> Sequence[IPAddress]:
+        return ANSWERS[:2]
+
+    async def connect_both_at(delay_s: float) -> None:
+        await trio.sleep(delay_s)  # after the second attempt started (0.25 s)
+        connected.set()
+
+    monkeypatch.setattr(dialer, "_connect", at_the_same_moment)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(connect_both_at, 0.3)
+        stream = await PolicyDialer(POLICY, two).open_tcp("two.test", 80)
+    assert len(made) == 2 and stream is made[0]
+    assert made[1].socket.fileno() == -1  # closed
+    await stream.aclose()
