@@ -178,6 +178,6 @@ async def test_a_worker_that_lets_a_runs_deadline_pass_is_killed_then() -> None:
     with trio.fail_after(3):
         await child._watch_stuck()
         assert await process.wait() == -signal.SIGKILL
-    assert 0.2 <= trio.current_time() - start < 0.7
+    assert 0.2 <= trio.current_time() - start < 1.0
     await child.stream.aclose()
     theirs.close()
