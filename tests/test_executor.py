@@ -376,3 +376,21 @@ async def test_a_finish_under_way_outlives_the_daemons_cancel(tmp_path: Path) ->
     async with open_store(tmp_path / "db", keyring, Clock(T0)) as store:
         run = await store.runs.get_run("acme", run_id)
     assert run.status is RunStatus.SUCCEEDED
+
+
+async def test_at_most_workers_running_across_accounts(tmp_path: Path) -> None:
+    """With two accounts the fair queue lets each hold up to its cap (here all
+    the workers): the bound on RUNNING in all is the executors' own."""
+    async with pool_rig(tmp_path, 2, accounts=("acme", "beta")) as rig:
+        acme, beta = await rig.submit(3, "acme"), await rig.submit(3, "beta")
+        await rig.until_active(2)
+        await trio.sleep(0.2)
+        assert rig.performer.peak == 2
+        rig.performer.release_all()
+        with trio.fail_after(10):
+            while (await rig.statuses(acme, "acme") + await rig.statuses(beta, "beta")).count(
+                RunStatus.SUCCEEDED
+            ) < 6:
+                await trio.sleep(0.02)
+        assert rig.performer.peak == 2
+        await rig.pool.stop(1)
