@@ -64,3 +64,10 @@ def test_a_method_refused_for_its_case_is_named_only_when_short() -> None:
     long = refuse_method(b"a" * 8000)  # h11 takes a method token of any length
     assert long is not None and long.status == 501 and "a" * 25 not in long.detail
     assert refuse_method(b"DELETE") is None
+
+
+def test_a_method_is_named_up_to_24_characters_and_not_past() -> None:
+    at_bound = refuse_method(b"a" * 24)
+    assert at_bound is not None and "a" * 24 in at_bound.detail
+    past = refuse_method(b"a" * 25)
+    assert past is not None and past.status == 501 and "a" * 25 not in past.detail
