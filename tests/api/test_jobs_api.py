@@ -347,6 +347,7 @@ async def test_usage_periods(harness: Harness) -> None:
         await harness.get("/api/v1/usage", query_string={"filter[period]": "2026-05"})
     ).get_json()
     assert body["data"]["attributes"]["period"] == "2026-05"
+    assert body["data"]["id"] == "2026-05"  # README: `current` or the month asked for
     for bad in ("2026-07", "2026-13", "last", "2026-6", ""):
         r = await harness.get("/api/v1/usage", query_string={"filter[period]": bad})
         assert r.status_code == 400, bad
