@@ -477,6 +477,9 @@ async def test_usage_counts_as_each_version_says(tmp_path: Path) -> None:
         assert r.status == 403 and r.body["errors"][0]["code"] == "active_jobs_limit"
         r = await v.post_job(doc("staging-only", environments={"staging": {"enabled": True}}))
         assert r.status == 201
+        # Each version counts as it says, whatever the account's version is.
+        assert attrs(await v.usage())["active_jobs"] == 3
+        assert attrs(await seed.usage())["active_jobs"] == 2
     pinned = 'api_version = "2026-08-07"\n' + ENVS
     async with make_harness(tmp_path / "pinned", acme=pinned, active_jobs_limit=2) as h:
         v = Versioned(h)
