@@ -16,6 +16,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -198,3 +199,46 @@ async def compare_reads(path: Path, doc: dict[str, object], version: str) -> Non
         )
         expected = jsonapi.document({"data": dialect(version).render_job(job, caller)})
         assert await got.get_data() == await expected.get_data()
+
+
+async def test_a_list_that_waited_for_a_snapshot_is_rendered_in_the_scope_a_reload_left(
+    tmp_path: Path,
+) -> None:
+    """`GET /jobs` finds its caller again once it holds a snapshot (`streaming.held_for`):
+    a token narrowed by a reload while the list waited sees the job as it now may,
+    never with the entries of the environment it no longer reaches."""
+    path = tmp_path / "jobsd.toml"
+    path.write_text(config_text(tmp_path, acme=ACME))
+    async with make_harness(tmp_path, acme=ACME) as h:
+        started = load_config(path)
+        h.ctx.settings.config = started
+        reloader = Reloader(h.ctx.settings, path, Notifier(None), started)
+        envs = {"production": {"enabled": True}, "staging": {"enabled": True}}
+        assert (
+            await h.post("/api/v1/jobs", job_doc("warm", environments=envs), headers=NEW)
+        ).status_code == 201
+        pool = h.store.engine.snapshots
+        answers: list[Any] = []
+
+        async def list_jobs() -> None:
+            answers.append(await h.get("/api/v1/jobs", token=STAGING_TOKEN, headers=NEW))
+
+        # The account's two snapshot slots held: the list waits for one.
+        async with (
+            trio.open_nursery() as nursery,
+            pool.snapshot("acme"),
+            pool.snapshot("acme"),
+        ):
+            nursery.start_soon(list_jobs)
+            for _ in range(500):  # the list waits for a slot: at most 5 s
+                if pool._owners["acme"].statistics().tasks_waiting:
+                    break
+                await trio.sleep(0.01)
+            assert pool._owners["acme"].statistics().tasks_waiting == 1
+            narrowed = config_text(tmp_path, acme=ACME)
+            path.write_text(narrowed.replace('environments = ["staging"]', 'environments = ["qa"]'))
+            assert await reloader.reload()
+        (answer,) = answers
+        body = await answer.get_json()
+        assert answer.status_code == 200, body
+        assert [job["attributes"]["environments"] for job in body["data"]] == [{}]
