@@ -114,6 +114,27 @@ async def test_a_one_off_targets_the_environments_it_names(h: Harness) -> None:
     assert r.status == 422 and pointers(r.body) == {"/data/attributes/environments"}
 
 
+async def test_a_recurring_entry_without_enabled_does_not_run(h: Harness) -> None:
+    # The spec: "an environment with no entry, or an entry without `enabled: true`,
+    # does not run"; only a one-off's entries are enabled when they say nothing.
+    v = Versioned(h)
+    r = await v.post_job(doc(environments={"staging": {"timeout": 5}}))
+    assert r.status == 201, r.body
+    assert attrs(r)["kind"] == "recurring"
+    assert attrs(r)["environments"]["staging"]["enabled"] is False
+
+
+async def test_an_override_to_a_false_or_empty_value_is_shown(h: Harness) -> None:
+    # A leaf is left out of an entry only when it inherits (null): `tls_verify: false`
+    # or an empty body is an override, and a GET -> PUT must carry it back.
+    v = Versioned(h)
+    entry = {"enabled": True, "tls_verify": False, "body": ""}
+    r = await v.post_job(doc(environments={"staging": entry}))
+    assert r.status == 201, r.body
+    shown = attrs(r)["environments"]["staging"]
+    assert (shown["tls_verify"], shown["body"]) == (False, "")
+
+
 async def test_a_single_environment_account_implies_it(tmp_path: Path) -> None:
     async with make_harness(tmp_path, acme='api_version = "2026-08-07"') as h:
         v = Versioned(h, version=None)  # the account's own version
