@@ -135,6 +135,36 @@ async def test_an_override_to_a_false_or_empty_value_is_shown(h: Harness) -> Non
     assert (shown["tls_verify"], shown["body"]) == (False, "")
 
 
+@pytest.mark.parametrize(
+    ("field", "taken", "refused"),
+    [("name", "n" * 200, "n" * 201), ("description", "d" * 2000, "d" * 2001)],
+)
+async def test_the_text_bounds_hold_in_this_version_too(
+    h: Harness, field: str, taken: str, refused: str
+) -> None:
+    v = Versioned(h)
+    assert (await v.post_job(doc("at-bound", **{field: taken}))).status == 201
+    r = await v.post_job(doc("past-bound", **{field: refused}))
+    assert r.status == 422 and pointers(r.body) == {f"/data/attributes/{field}"}, r.body
+
+
+async def test_an_empty_schedule_is_refused_not_read_as_manual(h: Harness) -> None:
+    # Only null (or no schedule) makes a manual job; "" is no schedule of any kind.
+    r = await Versioned(h).post_job(doc("blank", schedule=""))
+    assert r.status == 422 and pointers(r.body) == {"/data/attributes/schedule"}, r.body
+
+
+async def test_a_conflicting_type_or_id_is_409_in_this_version_too(h: Harness) -> None:
+    v = Versioned(h)
+    typed = doc("typed")
+    typed["data"]["type"] = "run"
+    r = await v.post_job(typed)
+    assert r.status == 409 and r.body["errors"][0]["code"] == "type_mismatch", r.body
+    assert (await v.post_job(doc("warm"))).status == 201
+    r = await v.put_job("warm", doc("other"))
+    assert r.status == 409 and r.body["errors"][0]["code"] == "id_mismatch", r.body
+
+
 async def test_a_single_environment_account_implies_it(tmp_path: Path) -> None:
     async with make_harness(tmp_path, acme='api_version = "2026-08-07"') as h:
         v = Versioned(h, version=None)  # the account's own version
