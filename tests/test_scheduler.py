@@ -27,6 +27,7 @@ from jobsd.store.slots import DueJob, SlotFiring
 from tests.conftest import RecordedIntake
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+MINUTE = timedelta(minutes=1)
 
 
 ENV = "production"
@@ -147,6 +148,7 @@ class Rig:
     changes: trio.MemorySendChannel[SchedulerNews]
     orders: list[RunOrder]
     clock: Clock
+    lags: list[float]  # what the scheduler told `fired_late`
 
     async def change(
         self,
@@ -180,6 +182,7 @@ async def rig(
         store.put(pk, schedule, next_run_at, timezone)
     changes_tx, changes_rx = trio.open_memory_channel[SchedulerNews](news_buffer)
     intake = RecordedIntake()
+    lags: list[float] = []
     scheduler = Scheduler(
         store,
         clock,
@@ -188,11 +191,12 @@ async def rig(
         misfire_grace_s=grace_s,
         horizon_s=horizon_s,
         refill_limit=limit,
+        fired_late=lags.append,
     )
 
     async with trio.open_nursery() as nursery:
         await nursery.start(scheduler.run)
-        yield Rig(store, scheduler, changes_tx, intake.orders, clock)
+        yield Rig(store, scheduler, changes_tx, intake.orders, clock, lags)
         nursery.cancel_scope.cancel()
 
 
@@ -463,6 +467,55 @@ async def test_a_job_change_dropped_for_a_full_channel_still_fires_on_time(
     assert r.store.refills == refills + 1
 
 
+@dataclass
+class SlowReadBack(MemorySlots):
+    """Its unit reads take a second: the scheduler is busy, not waiting on its news."""
+
+    async def due_units(self, units: Sequence[Unit]) -> list[DueJob]:
+        await trio.sleep(1)
+        return await super().due_units(units)
+
+
+async def test_news_dropped_while_the_scheduler_was_busy_is_still_read_back(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The channel filled while the scheduler was reading a unit back, so its next
+    receive takes from a full buffer and leaves one place free: news was dropped
+    all the same, and the jobs due soon are read back."""
+    clock = Clock(T0)
+    store = SlowReadBack(clock)
+    changes_tx, changes_rx = trio.open_memory_channel[SchedulerNews](2)
+    scheduler = Scheduler(store, clock, RecordedIntake(), changes_rx, misfire_grace_s=60)
+    filler = JobChanged(99, ENV, None, None, None)
+    due = T0 + timedelta(seconds=42)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(scheduler.run)
+        changes_tx.send_nowait(filler)  # taken at once: unit 99 is read back for 1 s
+        await trio.sleep(0.5)
+        changes_tx.send_nowait(filler)
+        changes_tx.send_nowait(filler)  # the buffer is full
+        with pytest.raises(trio.WouldBlock):
+            changes_tx.send_nowait(store.put(7, "2026-01-01T00:00:42Z", due))
+        await trio.sleep(60)
+        nursery.cancel_scope.cancel()
+    assert store.fired == [(7, due, due)]
+
+
+async def test_a_firing_the_store_refused_is_no_lateness_sample(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """`fired_late` hears of slots fired: a unit whose store row changed before
+    its news came (the firing found it no longer due) fired nothing then."""
+    async with rig(jobs=((1, "* * * * *", T0 + MINUTE),)) as r:
+        await trio.sleep(30)
+        news = r.store.put(1, "*/5 * * * *", T0 + 5 * MINUTE)  # committed, not yet told
+        await trio.sleep(60)  # 00:01 passes: the firing finds it no longer due
+        r.changes.send_nowait(news)
+        await trio.sleep(5 * 60)
+    assert [slot for _, slot, _ in r.store.fired] == [T0 + 5 * MINUTE]
+    assert r.lags == [0.0]
+
+
 async def test_news_told_out_of_commit_order_loses_no_slot(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -507,3 +560,4 @@ async def test_a_retry_canceled_while_held_is_not_handed_over(
         del r.store.held["canceled"]  # canceled in the store: release matches nothing
         await trio.sleep(10)
     assert r.store.released == [] and r.orders == []
+    assert r.lags == []  # nothing released: no lateness sample
