@@ -220,3 +220,26 @@ async def test_a_retry_held_while_the_jobs_are_planned_again_keeps_its_delay(
         await trio.sleep(120)
     ((run_id, _, at),) = r.store.released
     assert run_id == "retry" and at >= due  # its 60 s waited, not run at once
+
+
+async def test_a_second_step_back_moves_a_held_retry_by_that_step_only(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The scheduler replans by the steps back it has not yet seen: a retry held
+    after a first step, its delay counted on the clock after it, moves back by
+    the second step alone, not by both (which made it run at once)."""
+    async with watched() as (r, system, told):
+        await trio.sleep(30)
+        system.moved = -10 * MINUTE
+        await trio.sleep(5)  # the first step is seen and planned for
+        due = r.clock.now() + timedelta(seconds=60)  # a run failed now: retry in 60 s
+        await r.changes.send(r.store.hold("retry", due))
+        await trio.sleep(5)
+        system.moved = -20 * MINUTE  # a second step, 10 minutes more
+        await trio.sleep(120)
+    assert len(told) == 2
+    ((run_id, _, at),) = r.store.released
+    assert run_id == "retry"
+    assert (
+        due - 10 * MINUTE - timedelta(seconds=1) <= at <= due - 10 * MINUTE + timedelta(seconds=1)
+    )
