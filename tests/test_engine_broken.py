@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -149,3 +150,66 @@ async def test_the_daemon_stops_and_says_why(
     critical = [r.getMessage() for r in caplog.records if r.levelno == logging.CRITICAL]
     assert len(critical) == 1 and "could not be rolled back" in critical[0]
     assert any("the database can no longer be written" in r.getMessage() for r in caplog.records)
+
+
+def _ruin_rollbacks(conn: sqlite3.Connection) -> None:
+    """Fails, and the two ROLLBACKs that follow fail too (an I/O error that passes):
+    the connection's state is unknown even if it would take writes again."""
+    denied = [2]
+
+    def authorize(action: int, arg1: str | None, *_: object) -> int:
+        if action == sqlite3.SQLITE_TRANSACTION and arg1 == "ROLLBACK" and denied[0]:
+            denied[0] -= 1
+            return sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_OK
+
+    conn.set_authorizer(authorize)
+    conn.execute("INSERT INTO t (id) VALUES (99)")
+    raise sqlite3.OperationalError("disk I/O error")
+
+
+async def test_writes_queued_behind_the_break_are_refused_though_the_connection_recovered(
+    tmp_path: Path,
+) -> None:
+    await _within(10, lambda: _refused_after_recovery(tmp_path))
+
+
+async def _refused_after_recovery(tmp_path: Path) -> None:
+    """Writes queued while the breaking write ran passed `write`'s own check:
+    the writer refuses them, it does not try them on the connection."""
+    engine = Engine(tmp_path / "db.sqlite3")
+    engine.start(_prepare)
+    entered, release = threading.Event(), threading.Event()
+
+    def ruin_when_released(conn: sqlite3.Connection) -> None:
+        entered.set()
+        release.wait(10)
+        _ruin_rollbacks(conn)
+
+    answers: list[str] = []
+
+    async def one(fn: Callable[[sqlite3.Connection], object]) -> None:
+        try:
+            await engine.write(fn)
+        except StorageError:
+            answers.append("refused")
+        except sqlite3.Error as exc:
+            answers.append(f"error: {exc}")
+        else:
+            answers.append("done")
+
+    try:
+        assert await engine.write(_insert(1)) == 1
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(one, ruin_when_released)
+            assert await trio.to_thread.run_sync(entered.wait, 10)
+            for i in (2, 3):  # queued behind it, into the writer's next batch
+                nursery.start_soon(one, _insert(i))
+            await trio.testing.wait_all_tasks_blocked()
+            release.set()
+        assert answers == ["refused"] * 3
+    finally:
+        release.set()
+        await engine.aclose()
+    rows = await engine.read(lambda c: [r[0] for r in c.execute("SELECT id FROM t")])
+    assert rows == [1]
