@@ -138,3 +138,31 @@ async def test_a_caller_cancelled_during_its_write_learns_how_it_went(tmp_path: 
     assert returned == ["written"]
     assert scope.cancelled_caught
     assert rows == [(2,)]
+
+
+async def test_a_close_with_writes_queued_answers_them_and_returns(tmp_path: Path) -> None:
+    """The stop reaches the writer behind writes still queued: they are written
+    and answered in the same batch, and the writer thread then ends (else the
+    close waited for it for good)."""
+    from tests.test_engine_broken import _within
+
+    async def scenario() -> None:
+        engine = await _engine(tmp_path)
+        entered, release = threading.Event(), threading.Event()
+
+        def wedge(conn: sqlite3.Connection) -> None:
+            entered.set()
+            release.wait(10)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(engine.write, wedge)
+            assert await trio.to_thread.run_sync(entered.wait, 10)
+            for _ in range(3):
+                nursery.start_soon(engine.write, _insert)
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(engine.aclose)  # its stop queues behind the three
+            await trio.testing.wait_all_tasks_blocked()
+            release.set()
+        assert await engine.read(lambda c: c.execute("SELECT count(*) FROM t").fetchone()[0]) == 3
+
+    await _within(10, scenario)
