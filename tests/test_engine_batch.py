@@ -13,6 +13,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+import pytest
 import trio
 import trio.testing
 from hypothesis import given, settings
@@ -105,3 +106,40 @@ def test_long_runs_of_failures_and_successes_across_groups() -> None:
     kinds = ["fail_after"] * 20 + ["ok"] * 40 + ["fail_sql", "ok"] * 20 + ["fail_before"] * 3
     with tempfile.TemporaryDirectory(prefix="jobsd-batch-") as tmp:
         trio.run(_one_batch, Path(tmp) / "db.sqlite3", kinds)
+
+
+async def test_a_checkpoint_is_no_batch_of_writes(tmp_path: Path) -> None:
+    """`on_batch` feeds `jobsd_store_batch_size` and `_transaction_seconds`: the
+    writer's checkpoints between transactions are none of those."""
+    batches: list[int] = []
+    engine = Engine(tmp_path / "db.sqlite3", on_batch=lambda size, _s: batches.append(size))
+    engine.start(_prepare)
+    try:
+        await engine.write(_write(1, "ok"))
+        await engine.checkpoint()
+        await engine.write(_write(2, "ok"))
+    finally:
+        await engine.aclose()
+    assert batches == [1, 1]
+
+
+async def test_a_write_sqlite_already_rolled_back_is_told_its_own_error(tmp_path: Path) -> None:
+    """SQLite rolls a transaction back itself on some errors (a full disk): the
+    write's caller learns that error, not the failed ROLLBACK's, and the store
+    goes on."""
+
+    def rolled_back(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO t (id, note) VALUES (1, 'a')")
+        conn.execute("ROLLBACK")  # as SQLite does on SQLITE_FULL
+        raise sqlite3.OperationalError("database or disk is full")
+
+    engine = Engine(tmp_path / "db.sqlite3")
+    engine.start(_prepare)
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+            await engine.write(rolled_back)
+        assert await engine.write(_write(2, "ok")) == 2
+        rows = await engine.read(lambda c: [r[0] for r in c.execute("SELECT id FROM t")])
+    finally:
+        await engine.aclose()
+    assert rows == [2]
