@@ -11,6 +11,7 @@ serving on the test's event loop.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sqlite3
 from collections.abc import AsyncIterator
@@ -29,7 +30,7 @@ from jobsd.api.app import create_app
 from jobsd.config import load_config, parse_config, token_sha256
 from jobsd.daemon import DaemonOptions, run_daemon
 from jobsd.job_model import HttpConfig
-from jobsd.lifecycle import Lifecycle, essential
+from jobsd.lifecycle import Lifecycle, essential, run_signals
 from jobsd.notify import Notifier
 from jobsd.plans import NO_PLAN
 from jobsd.reload import Reloader, describe_change, runs_included_now, signs_requests_now
@@ -447,3 +448,37 @@ def test_the_executors_views_of_accounts_follow_each_config_swapped_in(tmp_path:
     )
     assert (runs_included_of("acme"), signs("acme"), runs_included_of("newco")) == (7, True, -1)
     assert (runs_included_of("other"), signs("other"), signs("nobody")) == (NO_PLAN, False, False)
+
+
+async def test_work_begun_after_the_stop_is_cut_at_once() -> None:
+    """A start's environment sync that begins once a stop was asked for (a
+    SIGTERM during recovery) is cut before its first batch, not run whole."""
+    lifecycle = Lifecycle(Health(), Notifier(), trio.Event(), 1)
+    lifecycle.begin_stop("asked to stop")
+    with lifecycle.cut_by_stop() as scope:
+        await trio.lowlevel.checkpoint()
+    assert scope.cancelled_caught
+
+
+async def test_no_ready_after_stopping(tmp_path: Path) -> None:
+    """READY=1 after STOPPING=1 would tell systemd the stopping daemon serves."""
+    fake = FakeSystemd(str(tmp_path / "notify.sock"))
+    lifecycle = Lifecycle(Health(), Notifier(fake.address), trio.Event(), 1)
+    lifecycle.begin_stop("asked to stop")
+    lifecycle.mark_ready(["127.0.0.1:1"])
+    assert [m.get("READY") for m in fake.drain()] == [None]  # the STOPPING message alone
+    fake.close()
+
+
+async def test_sigint_stops_as_sigterm_does(tmp_path: Path) -> None:
+    """Ctrl-C on a `jobsd serve` in a terminal stops it; only SIGHUP reloads."""
+    config = parse_config(config_text(tmp_path))
+    lifecycle = Lifecycle(Health(), Notifier(), trio.Event(), 1)
+    reloader = Reloader(Settings(config), None, Notifier(), config)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(run_signals, lifecycle, reloader)
+        os.kill(os.getpid(), signal.SIGINT)
+        with trio.move_on_after(2):
+            await lifecycle.stop.wait()
+        nursery.cancel_scope.cancel()
+    assert lifecycle.stopping
