@@ -27,7 +27,7 @@ from hypercorn.config import Config as HyperConfig
 from hypercorn.trio import serve
 
 from jobsd.api.app import create_app
-from jobsd.config import load_config, parse_config, token_sha256
+from jobsd.config import Config, load_config, parse_config, token_sha256
 from jobsd.daemon import DaemonOptions, run_daemon
 from jobsd.job_model import HttpConfig
 from jobsd.lifecycle import Lifecycle, essential, run_signals
@@ -482,3 +482,43 @@ async def test_sigint_stops_as_sigterm_does(tmp_path: Path) -> None:
             await lifecycle.stop.wait()
         nursery.cancel_scope.cancel()
     assert lifecycle.stopping
+
+
+class _SlowReloads(Reloader):
+    """Each reload waits for `release`; `started` counts them."""
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(Settings(config), None, Notifier(), config)
+        self.started = 0
+        self.release = trio.Event()
+
+    async def reload(self) -> bool:
+        self.started += 1
+        await self.release.wait()
+        return True
+
+
+async def test_a_sighup_during_a_reload_reloads_again_after_it(tmp_path: Path) -> None:
+    """The file may have changed after the reload under way read it: one more
+    SIGHUP waits its turn (and more than one are the same one)."""
+    config = parse_config(config_text(tmp_path))
+    lifecycle = Lifecycle(Health(), Notifier(), trio.Event(), 1)
+    reloader = _SlowReloads(config)
+
+    async def started(count: int) -> None:
+        with trio.move_on_after(2):
+            while reloader.started < count:
+                await trio.sleep(0.01)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(run_signals, lifecycle, reloader)
+        os.kill(os.getpid(), signal.SIGHUP)
+        await started(1)
+        for _ in range(2):
+            os.kill(os.getpid(), signal.SIGHUP)
+            await trio.sleep(0.05)
+        reloader.release.set()
+        await started(2)
+        await trio.sleep(0.1)
+        nursery.cancel_scope.cancel()
+    assert reloader.started == 2
