@@ -27,7 +27,7 @@ from jobsd.clock import system_utc_now
 from jobsd.clock_watch import watch_clock
 from jobsd.config import parse_config
 from jobsd.daemon import DaemonOptions, run_daemon
-from jobsd.messages import ClockMoved, RetryHeld
+from jobsd.messages import ClockMoved, RetryHeld, SchedulerNews
 from tests.conftest import JSONAPI, auth, config_text, job_doc
 from tests.test_scheduler import T0, Rig, Unit, rig
 
@@ -243,3 +243,25 @@ async def test_a_second_step_back_moves_a_held_retry_by_that_step_only(
     assert (
         due - 10 * MINUTE - timedelta(seconds=1) <= at <= due - 10 * MINUTE + timedelta(seconds=1)
     )
+
+
+async def test_a_step_of_a_little_more_than_a_second_is_followed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """`STEP_S` is 1 s: a step of 1.1 s is a step, not slewing."""
+    async with watched() as (r, system, told):
+        await trio.sleep(10)
+        system.moved = timedelta(seconds=1.1)
+        await trio.sleep(3)
+    assert len(told) == 1 and 1.09 <= told[0].by_s <= 1.11
+    assert r.clock.now() == T0 + timedelta(seconds=14.1)
+
+
+def test_telling_a_scheduler_that_stopped_is_no_error() -> None:
+    """At a stop the scheduler's end of the channel closes before the watch
+    ends: a move seen then is not told, and does not end the daemon in error."""
+    tx, rx = trio.open_memory_channel[SchedulerNews](1)
+    rx.close()
+    clock_watch.telling(tx)(ClockMoved(2.0))
+    tx.close()
+    clock_watch.telling(tx)(ClockMoved(2.0))
