@@ -410,6 +410,17 @@ def test_describe_change_names_ids_never_digests(tmp_path: Path) -> None:
     assert describe_change(old, old) == []
 
 
+def test_describe_change_names_environments_gone_dormant(tmp_path: Path) -> None:
+    config = parse_config(config_text(tmp_path))
+    acme = config.accounts[0]
+    both = acme.model_copy(update={"environments": ("production", "staging")})
+    old = config.model_copy(update={"accounts": (both, *config.accounts[1:])})
+    assert describe_change(old, config) == [
+        f"account {acme.id!r}: environments production, staging -> production"
+        " (staging dormant: nothing fires there)"
+    ]
+
+
 def test_describe_change_tells_alert_urls_without_them(tmp_path: Path) -> None:
     """An `alert_url` set, changed or removed is told, the URL never (it may carry a
     receiver's token in its query)."""
