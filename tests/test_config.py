@@ -128,6 +128,7 @@ def test_config_is_frozen() -> None:
 BAD_VALUES = [
     ('[server]\nlisten = "localhost"', "server.listen"),
     ('[server]\nlisten = "[::1]:99999"', "server.listen"),
+    ('[server]\nlisten = "127.0.0.1:65536"', "server.listen"),  # one past the last port
     ('[server]\nlisten = "1.2.3.4.5:80"', "server.listen"),
     ('[server]\nlisten = "[nope]:80"', "server.listen"),
     ("[server]\nlisten = 8080", "server.listen"),
@@ -340,6 +341,24 @@ def test_account_for_digest_and_plan_of() -> None:
     assert config.account_for_digest(token_sha256("other")) is None
     assert config.account_for_digest("") is None
     assert config.account_for_digest("é") is None
+
+
+def test_a_scoped_token_matches_with_its_scope() -> None:
+    config = parse_config(
+        PLAN
+        + account()
+        + 'environments = ["production", "staging"]\n'
+        + f'[[accounts.scoped_tokens]]\nsha256 = "{DIGEST_B}"\nenvironments = ["staging"]\n'
+    )
+    scoped, full = config.token_for_digest(DIGEST_B), config.token_for_digest(DIGEST_A)
+    assert scoped is not None and scoped.account.id == "acme"
+    assert scoped.scope == frozenset({"staging"})
+    assert full is not None and full.scope is None
+
+
+def test_toml_nested_too_deeply_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        parse_config("x = " + "[" * 100_000 + "]" * 100_000, source="deep.toml")
 
 
 def test_builtin_config(tmp_path: Path) -> None:
