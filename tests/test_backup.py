@@ -19,6 +19,7 @@ import pytest
 from jobsd.cli import main
 from jobsd.config import builtin_config
 from jobsd.crypto import KeyRing
+from jobsd.errors import StorageError
 from jobsd.store.backup import backup_database
 from jobsd.store.schema import LATEST, configure, migrate
 from tests.conftest import JSONAPI, TOKEN_A, config_text
@@ -258,3 +259,61 @@ def test_a_filesystem_without_hard_links_still_takes_a_new_backup(
     assert status == 2 and "exists; pass --force" in err
     assert dest.read_bytes() == before
     assert sorted(p.name for p in dest.parent.iterdir()) == ["copy.sqlite3"]  # no leftovers
+
+
+def _plain_database(path: Path, *, versioned: bool, damaged: bool = False) -> Path:
+    """A SQLite file that is not a jobsd database, or one whose index page is damaged."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    if versioned:
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        conn.execute("INSERT INTO schema_version VALUES (1)")
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    conn.execute("CREATE INDEX t_v ON t (v)")
+    conn.executemany("INSERT INTO t VALUES (?, ?)", [(i, f"value-{i:06d}") for i in range(2000)])
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 't_v'").fetchone()[0]
+    conn.close()
+    if damaged:  # the index's cell pointers: SQLite opens the file, quick_check finds it
+        with path.open("r+b") as file:
+            file.seek((root - 1) * page_size + 8)
+            file.write(b"\xff" * 64)
+    return path
+
+
+def test_a_copy_that_fails_its_quick_check_is_not_published(tmp_path: Path) -> None:
+    source = _plain_database(tmp_path / "live.sqlite3", versioned=True, damaged=True)
+    dest = tmp_path / "copy.sqlite3"
+    with pytest.raises(StorageError, match="quick_check"):
+        backup_database(source, dest, pause_s=0)
+    assert not dest.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["live.sqlite3"]  # no copy left
+
+
+def test_a_database_without_a_schema_version_is_not_backed_up(tmp_path: Path) -> None:
+    source = _plain_database(tmp_path / "other.sqlite3", versioned=False)
+    dest = tmp_path / "copy.sqlite3"
+    with pytest.raises(StorageError, match="no schema_version"):
+        backup_database(source, dest, pause_s=0)
+    assert not dest.exists()
+
+
+def test_a_publish_that_fails_without_hard_links_leaves_no_empty_dest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without hard links DEST is claimed empty, then replaced by the copy: if
+    that replace fails, the empty DEST it claimed goes too (else every later
+    backup there is refused, "exists")."""
+    source = _plain_database(tmp_path / "live.sqlite3", versioned=True)
+
+    def no_hard_links(src: object, dst: object, **_: object) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    def replace_fails(src: object, dst: object, **_: object) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "link", no_hard_links)
+    monkeypatch.setattr(os, "replace", replace_fails)
+    dest = tmp_path / "copy.sqlite3"
+    with pytest.raises(StorageError, match="Input/output error"):
+        backup_database(source, dest, pause_s=0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["live.sqlite3"]
