@@ -500,3 +500,37 @@ def test_odd_methods_do_not_fill_the_kept_label_children() -> None:
     assert len(metrics._api_children) == 2
     text = metrics.exposition(0, 0)[0].decode()
     assert total(text, "jobsd_api_requests_total", method="OTHER") == 5000
+
+
+def test_alert_counters_label_by_the_config_in_force(tmp_path: Path) -> None:
+    """An account no longer configured counts under (other), and the observer
+    follows a reload's config: an account it removed is (other) from then on."""
+    settings = Settings(parse_config(config_text(tmp_path)))
+    observer = Observer(settings)
+    observer.alert_sent("acme", "job.failed")
+    observer.alert_sent("gone", "job.failed")
+    config = settings.config
+    settings.config = config.model_copy(
+        update={"accounts": tuple(a for a in config.accounts if a.id != "acme")}
+    )
+    observer.alert_failed("acme", "job.failed")
+    text = observer.metrics.exposition(0, 0)[0].decode()
+    sent = {labels["account"]: v for labels, v in samples(text, "jobsd_alerts_sent_total")}
+    failed = {labels["account"]: v for labels, v in samples(text, "jobsd_alerts_failed_total")}
+    assert sent == {"acme": 1.0, "(other)": 1.0}
+    assert failed == {"(other)": 1.0}
+
+
+def test_a_run_started_before_its_slot_is_not_late_by_a_negative_time() -> None:
+    """A run fired just before the clock stepped back starts 'before' its slot:
+    it counts as on time, and the histogram's sum never goes down."""
+    metrics = Metrics()
+    t = datetime(2026, 6, 5, tzinfo=UTC)
+    end = RunEnded(
+        "r1", "acme", "nightly", "production", Trigger.SCHEDULE, RunStatus.SUCCEEDED, None,
+        t, t + timedelta(hours=1), t, t + timedelta(seconds=1),
+    )  # fmt: skip
+    metrics.run_ended(end, {"acme": {"production"}})
+    text = metrics.exposition(0, 0)[0].decode()
+    assert total(text, "jobsd_run_lateness_seconds_count", account="acme") == 1
+    assert total(text, "jobsd_run_lateness_seconds_sum", account="acme") == 0.0
