@@ -534,3 +534,52 @@ def test_a_run_started_before_its_slot_is_not_late_by_a_negative_time() -> None:
     text = metrics.exposition(0, 0)[0].decode()
     assert total(text, "jobsd_run_lateness_seconds_count", account="acme") == 1
     assert total(text, "jobsd_run_lateness_seconds_sum", account="acme") == 0.0
+
+
+def test_the_run_line_carries_each_duration(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    observer = Observer(Settings(parse_config(config_text(tmp_path))))
+    t = datetime(2026, 6, 5, tzinfo=UTC)
+    end = RunEnded(
+        "r1", "acme", "nightly", "production", Trigger.SCHEDULE, RunStatus.SUCCEEDED, None,
+        t, t - timedelta(seconds=1), t + timedelta(seconds=2.5), t + timedelta(seconds=10),
+    )  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="jobsd.runs"):
+        observer.runs_ended([end])
+    (line,) = [r for r in caplog.records if r.name == "jobsd.runs"]
+    found = line.fields  # type: ignore[attr-defined]
+    assert (found["lateness_ms"], found["pending_ms"]) == (3500, 2500)
+    assert (found["run_ms"], found["total_ms"]) == (7500, 10000)
+
+
+def test_the_observers_reports_land_in_their_metrics(tmp_path: Path) -> None:
+    observer = Observer(Settings(parse_config(config_text(tmp_path))))
+    observer.store_batch(3, 0.002)
+    observer.fired_late(-0.5)  # woken a little early by a step of the clock: on time
+    observer.fired_late(2.0)
+    observer.retry_scheduled()
+    observer.write_waited("acme", 0.1)
+    observer.write_waited("gone", 0.2)
+    observer.write_waited(None, 0.3)
+    held = observer.alerts_held({"acme": 2, "gone": 3, "gone-too": 4})
+    assert held == {"acme": 2, "(other)": 7}
+    text = observer.metrics.exposition(0, 0)[0].decode()
+    assert total(text, "jobsd_store_batch_size_sum") == 3
+    assert total(text, "jobsd_store_transaction_seconds_sum") == 0.002
+    assert total(text, "jobsd_scheduler_lag_seconds_sum") == 2.0
+    assert total(text, "jobsd_retries_scheduled_total") == 1
+    waits = {
+        labels["account"]: v for labels, v in samples(text, "jobsd_api_write_wait_seconds_count")
+    }
+    assert waits == {"acme": 1.0, "(other)": 2.0}
+
+
+def test_a_refusal_on_the_wire_logs_the_method_as_labelled(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    observer = Observer(Settings(parse_config(config_text(tmp_path))))
+    with caplog.at_level(logging.INFO, logger="jobsd.access"):
+        observer.api_refused("BREW", 400, "bad_request", "127.0.0.1")
+    (line,) = [r for r in caplog.records if r.name == "jobsd.access"]
+    assert line.fields["method"] == "OTHER"  # type: ignore[attr-defined]
