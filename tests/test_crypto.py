@@ -133,6 +133,7 @@ MALFORMED = [
     f"k1 {VALID} active\nk1 {VALID}\n",
     f"k1 {base64.b64encode(bytes(16)).decode()} active\n",
     "k1 not*base64 active\n",
+    f"k1 {VALID[:8]}*{VALID[8:]} active\n",  # 32 bytes once the stray * is skipped
     f"k1 {VALID} current\n",
     f"k.1 {VALID} active\n",
     f"k1 {VALID} active extra\n",
@@ -204,3 +205,45 @@ def test_concurrent_creators_agree_on_one_key(tmp_path: Path) -> None:
         thread.join(timeout=10)
     assert len(ids) == 8 and len(set(ids)) == 1
     assert len(key_material(path)) == 1
+
+
+def test_the_key_id_is_bound_even_to_the_same_key(tmp_path: Path) -> None:
+    """The key id is authenticated: a value relabelled with another id opens
+    nowhere, even where that id holds the same key (a line copied by hand)."""
+    key = os.urandom(32)
+    ring = KeyRing({"k1": key, "k2": key}, "k1")
+    sealed = ring.seal(SECRET, aad=AAD)
+    with pytest.raises(SealError):
+        ring.open(sealed.replace("v1.k1.", "v1.k2.", 1), aad=AAD)
+
+
+def test_a_ring_takes_only_256_bit_keys_and_an_active_one_it_holds() -> None:
+    with pytest.raises(ValueError, match="32 bytes"):
+        KeyRing({"k1": bytes(16)}, "k1")  # AES-128 would do, and must not
+    with pytest.raises(ValueError, match="not in the ring"):
+        KeyRing({"k1": bytes(32)}, "k2")
+
+
+def test_malformed_sealed_values_are_refused_as_such(ring: KeyRing) -> None:
+    short = base64.urlsafe_b64encode(bytes(5)).rstrip(b"=").decode()  # not even a nonce
+    with pytest.raises(SealError, match="too short"):
+        ring.open(f"v1.{ring.active_id}.{short}", aad=AAD)
+    with pytest.raises(SealError, match="malformed"):
+        ring.open("v1.no key!." + "A" * 40, aad=AAD)
+
+
+def test_an_empty_environment_binds_nothing() -> None:
+    with pytest.raises(ValueError, match="environment"):
+        header_aad("acme", 7, "Authorization", "")
+
+
+def test_saving_a_ring_keeps_the_signing_secrets(tmp_path: Path) -> None:
+    """`jobsd rotate-key` saves the ring into the file the accounts' signing
+    secrets share: they stay, every line of them."""
+    path = tmp_path / "secret.key"
+    ring = KeyRing.load_or_create(path)
+    signing = "signing:acme whsec_" + base64.b64encode(bytes(32)).decode() + " active"
+    path.write_text(path.read_text() + signing + "\n")
+    ring.with_new_active_key().save(path)
+    assert signing in path.read_text().splitlines()
+    assert len(KeyRing.load(path).key_ids) == 2
