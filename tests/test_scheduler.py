@@ -561,3 +561,36 @@ async def test_a_retry_canceled_while_held_is_not_handed_over(
         await trio.sleep(10)
     assert r.store.released == [] and r.orders == []
     assert r.lags == []  # nothing released: no lateness sample
+
+
+async def test_news_of_a_job_due_beyond_the_horizon_is_not_held_in_memory(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with rig(horizon_s=60) as r:
+        await r.change(1, "0 * * * *")  # next at 01:00, past the minute's horizon
+        await trio.sleep(1)
+        assert r.scheduler.tracked == 0
+        await trio.sleep(3600)
+    assert [slot for _, slot, _ in r.store.fired] == [T0 + timedelta(hours=1)]
+
+
+async def test_more_held_retries_than_the_refill_limit_are_each_released_on_time(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Past the limit the refill covers only up to the last retry it loaded, and
+    loads again from there: the ones it left out are not an hour late."""
+    clock = Clock(T0)
+    store = MemorySlots(clock)
+    dues = [T0 + timedelta(seconds=s) for s in (10, 20, 30, 40, 50)]
+    for n, due in enumerate(dues):
+        store.hold(f"retry-{n}", due)
+    changes_tx, changes_rx = trio.open_memory_channel[SchedulerNews](10)
+    scheduler = Scheduler(
+        store, clock, RecordedIntake(), changes_rx, misfire_grace_s=60, refill_limit=2
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(scheduler.run)
+        await trio.sleep(60)
+        nursery.cancel_scope.cancel()
+    assert [(due, at) for _, due, at in store.released] == [(due, due) for due in dues]
+    del changes_tx
