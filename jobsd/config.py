@@ -32,7 +32,6 @@ Decisions the spec leaves open:
 from __future__ import annotations
 
 import hashlib
-import hmac
 import re
 import secrets
 import tomllib
@@ -74,7 +73,6 @@ class TokenMatch:
 
 
 # Stands in for the account while a lookup that found none builds its answer.
-_NOBODY = AccountConfig(id="nobody", plan="nobody", tokens_sha256=())
 
 
 class Config(Section):
@@ -135,32 +133,6 @@ class Config(Section):
                 " one account and has one scope: give the scrapers a token of their own"
                 " (`jobsd token`)",
             )
-
-    def token_for_digest(self, digest: str) -> TokenMatch | None:
-        """Compares against every digest, match or not, so timing reveals nothing.
-
-        The answer is built the same way whether a token matched or not (a
-        match only costs two assignments more), so the time of a right
-        token and a wrong one differ by no more than that.
-        """
-        probe = digest.encode("utf-8")
-        account_found: AccountConfig | None = None
-        scope_found: tuple[str, ...] | None = None
-        for account in self.accounts:
-            for candidate in account.tokens_sha256:
-                if hmac.compare_digest(probe, candidate.encode("ascii")):
-                    account_found, scope_found = account, None
-            for token in account.scoped_tokens:
-                if hmac.compare_digest(probe, token.sha256.encode("ascii")):
-                    account_found, scope_found = account, token.environments
-        match = TokenMatch(
-            account_found or _NOBODY, None if scope_found is None else frozenset(scope_found)
-        )
-        return match if account_found is not None else None
-
-    def account_for_digest(self, digest: str) -> AccountConfig | None:
-        match = self.token_for_digest(digest)
-        return None if match is None else match.account
 
     def account(self, account_id: str) -> AccountConfig | None:
         for account in self.accounts:

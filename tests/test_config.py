@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
+from jobsd.api.tokens import Tokens
 from jobsd.config import (
     Config,
     LogConfig,
@@ -333,14 +334,15 @@ def test_load_config_reports_the_file(tmp_path: Path) -> None:
 # -- accounts and tokens --------------------------------------------------------------
 
 
-def test_account_for_digest_and_plan_of() -> None:
+def test_a_token_finds_its_account_and_plan() -> None:
     config = parse_config(PLAN + account() + account("b", digests=f'["{DIGEST_B}"]'))
-    found = config.account_for_digest(DIGEST_B)
-    assert found is not None and found.id == "b"
-    assert config.plan_of(found).max_timeout == 30
-    assert config.account_for_digest(token_sha256("other")) is None
-    assert config.account_for_digest("") is None
-    assert config.account_for_digest("é") is None
+    tokens = Tokens()
+    found = tokens.match(config, DIGEST_B)
+    assert found is not None and found.account.id == "b" and found.scope is None
+    assert config.plan_of(found.account).max_timeout == 30
+    assert tokens.match(config, token_sha256("other")) is None
+    assert tokens.match(config, "") is None
+    assert tokens.match(config, "é") is None
 
 
 def test_a_scoped_token_matches_with_its_scope() -> None:
@@ -350,7 +352,7 @@ def test_a_scoped_token_matches_with_its_scope() -> None:
         + 'environments = ["production", "staging"]\n'
         + f'[[accounts.scoped_tokens]]\nsha256 = "{DIGEST_B}"\nenvironments = ["staging"]\n'
     )
-    scoped, full = config.token_for_digest(DIGEST_B), config.token_for_digest(DIGEST_A)
+    scoped, full = Tokens().match(config, DIGEST_B), Tokens().match(config, DIGEST_A)
     assert scoped is not None and scoped.account.id == "acme"
     assert scoped.scope == frozenset({"staging"})
     assert full is not None and full.scope is None
@@ -367,9 +369,9 @@ def test_builtin_config(tmp_path: Path) -> None:
     assert config.server.listen == "127.0.0.1:8080"
     assert config.storage.path == tmp_path / "jobsd.sqlite3"
     assert config.secrets.key_file == tmp_path / "secret.key"
-    local = config.account_for_digest(token_sha256(token))
-    assert local is not None and local.id == "local"
-    plan = config.plan_of(local)
+    match = Tokens().match(config, token_sha256(token))
+    assert match is not None and match.account.id == "local"
+    plan = config.plan_of(match.account)
     assert (plan.runs_included, plan.active_jobs_limit, plan.max_timeout) == (-1, -1, 300)
     assert plan.max_jobs == 100_000  # the bound on stored jobs holds here too
     assert config.scheduler == SchedulerConfig()

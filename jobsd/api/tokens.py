@@ -1,8 +1,8 @@
 """Bearer token digests to accounts, by one dict lookup per request.
 
-`Config.token_for_digest` compares the digest with every configured one;
-with many accounts that is a loop per request. Here the digests of the
-config in force are indexed once (digest -> account and scope), and the
+Comparing the digest with every configured one would be a loop per
+request with many accounts. Here the digests of the config in force are
+indexed once (digest -> account and scope), and the
 index is rebuilt whenever the config in force is another object than the
 one it was built from. A reload (SIGHUP) always swaps `Settings.config`
 for a new object (`jobsd.reload`), so a removed token is gone from the very
