@@ -111,6 +111,8 @@ async def test_without_a_lifespan_each_request_has_its_own_timer() -> None:
     for path, status in (("/shielded", 503), ("/fast", 200), ("/begun", 200)):
         sent, first_s = await call_directly(deadline, path)
         assert sent[0]["status"] == status, (path, sent)
+        # One answer only: no 503 after an answer begun in time, nor the app's after a 503.
+        assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"], sent
         if status == 503:
             assert DEADLINE_S <= first_s < SHIELDED_S
 
@@ -132,3 +134,62 @@ async def call_directly(deadline: RequestDeadline, path: str) -> tuple[list[Any]
 
     await deadline({"type": "http", "path": path}, receive, send)  # type: ignore[arg-type]
     return sent, first_s
+
+
+async def test_under_the_watcher_a_late_app_is_stopped_and_its_503_goes_out_whole() -> None:
+    """Past its deadline under the lifespan's watcher: the 503 alone is sent (the
+    app's own answer, coming later, is dropped), the request ends only once that
+    503 is out however slowly it goes, and an app still running is cancelled then,
+    not left to run on."""
+    began = trio.current_time()
+    stopped_s: list[float] = []
+
+    async def late_app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await lifespan(receive, send)
+            return
+        if scope["path"] == "/stuck":
+            try:
+                await trio.sleep(30)
+            finally:
+                stopped_s.append(trio.current_time() - began)
+            return
+        with trio.CancelScope(shield=True):
+            await trio.sleep(0.075)  # ends while the 503 is still being written
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"too late"})
+
+    deadline = RequestDeadline(late_app, 0.05)
+    started, stopping = trio.Event(), trio.Event()
+    steps = iter(({"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}))
+
+    async def lifespan_receive() -> Any:
+        if started.is_set():
+            await stopping.wait()
+        return next(steps)
+
+    async def lifespan_send(message: Any) -> None:
+        if message["type"] == "lifespan.startup.complete":
+            started.set()
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    sent: list[Any] = []
+
+    async def slow_send(message: Any) -> None:
+        await trio.sleep(0.05)  # a slow reader: each write takes a while
+        sent.append(message)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(deadline, {"type": "lifespan"}, lifespan_receive, lifespan_send)  # type: ignore[arg-type]
+        with trio.fail_after(5):
+            await started.wait()
+            await deadline({"type": "http", "path": "/late"}, receive, slow_send)  # type: ignore[arg-type]
+            assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+            assert sent[0]["status"] == 503, sent
+            began = trio.current_time()
+            sent.clear()
+            await deadline({"type": "http", "path": "/stuck"}, receive, slow_send)  # type: ignore[arg-type]
+            assert sent[0]["status"] == 503 and len(stopped_s) == 1 and stopped_s[0] < 1, stopped_s
+        stopping.set()
