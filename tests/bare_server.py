@@ -4,7 +4,7 @@ daemon around it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -12,7 +12,7 @@ import trio
 from hypercorn.config import Config as HyperConfig
 from hypercorn.utils import wrap_app
 
-from jobsd.api import limits
+from jobsd.api import client_share, limits
 
 
 async def lifespan(receive: Any, send: Any) -> None:
@@ -31,6 +31,8 @@ async def bare_server(
     keep_alive_s: float,
     connections: trio.CapacityLimiter | None = None,
     graceful_s: float = 10,
+    shares: client_share.ClientShares | None = None,
+    on_refusal: Callable[[str, int, str, str | None], None] | None = None,
 ) -> AsyncIterator[tuple[int, trio.Event]]:
     """(the port, an event that stops the server when set); stopped on leaving."""
     config = HyperConfig()
@@ -48,6 +50,8 @@ async def bare_server(
                 connections or trio.CapacityLimiter(64),
                 write_timeout_s=10,
                 shutdown_trigger=stop.wait,
+                shares=shares,
+                on_refusal=on_refusal,
                 task_status=task_status,
             )
         )
