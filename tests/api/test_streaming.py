@@ -10,9 +10,10 @@ closed however the response ends.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import trio
@@ -21,6 +22,7 @@ from hypothesis import strategies as st
 
 from jobsd import errors
 from jobsd.api import jsonapi, streaming
+from jobsd.api.auth import Caller
 from tests.conftest import TOKEN_B, make_harness
 
 resources = st.lists(
@@ -132,3 +134,21 @@ async def test_a_list_past_the_accounts_share_is_429_with_retry_after(tmp_path: 
             r = await h.get("/api/v1/jobs", token=TOKEN_B)
             assert r.status_code == 200  # another account's share is its own
         assert (await h.get("/api/v1/jobs")).status_code == 200
+
+
+async def test_a_token_a_reload_moved_to_another_account_is_served_that_accounts_list() -> None:
+    """`held_for`: a reload while the list waited for its snapshot may move the
+    token to another account; the snapshot held is then given back and one of the
+    new account's taken, never the old account's sent to it."""
+    taken: list[str] = []
+
+    @asynccontextmanager
+    async def listing(account: str) -> AsyncIterator[str]:
+        taken.append(account)
+        yield f"{account}'s listing"
+
+    acme, globex = Caller("acme", cast(Any, None)), Caller("globex", cast(Any, None))
+    asked = iter([globex, globex])
+    async with streaming.held_for(acme, listing, lambda: next(asked)) as (held, who):
+        assert (held, who.id) == ("globex's listing", "globex")
+    assert taken == ["acme", "globex"]
