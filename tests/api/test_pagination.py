@@ -115,6 +115,9 @@ async def test_runs_filter_and_bad_cursor(tmp_path: Path) -> None:
             r = await h.get("/api/v1/runs", query_string={name: value})
             assert r.status_code == 400
             assert (await r.get_json())["errors"][0]["source"]["parameter"] == name
+        r = await h.get("/api/v1/jobs", query_string={"page[size]": "1001"})  # the same bound
+        assert r.status_code == 400
+        assert (await r.get_json())["errors"][0]["source"]["parameter"] == "page[size]"
         body = await (await h.get("/api/v1/runs")).get_json()
         assert body["meta"]["page_size"] == 100 and body["links"]["next"] is None
         assert (await h.get("/api/v1/runs/not-a-uuid")).status_code == 404
