@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from jobsd.buckets import MAX_BUCKETS
 from jobsd.config import token_sha256
 from tests.api.conformance import NEW, SEED, Versioned, codes, pointers
 from tests.conftest import Harness, job_doc, make_harness
@@ -237,3 +238,14 @@ async def test_the_bucket_bound_counts_only_runs_the_caller_may_see(h: Harness) 
     assert r.status == 200, r.body
     r = await full.call("GET", "/api/v1/run_stats?bucket=1m", "/api/v1/run_stats")
     assert r.status == 400 and r.body["errors"][0]["source"] == {"parameter": "bucket"}
+    # The bound itself: MAX_BUCKETS minutes are answered, one more is not.
+    for spanned, status in ((MAX_BUCKETS, 200), (MAX_BUCKETS + 1, 400)):
+        await h.store.engine.write(
+            lambda c, back=(spanned - 1) * 60_000_000: c.execute(
+                "UPDATE runs SET created_at_us ="
+                " (SELECT MAX(created_at_us) FROM runs WHERE id != ?) - ? WHERE id = ?",
+                (old, back, old),
+            )
+        )
+        r = await full.call("GET", "/api/v1/run_stats?bucket=1m", "/api/v1/run_stats")
+        assert r.status == status, (spanned, r.body)
