@@ -19,7 +19,7 @@ from jobsd.plans import NO_PLAN
 from jobsd.run_filters import RunFilter
 from jobsd.run_order import DEFAULT_SORT
 from jobsd.runs import FailureReason, RunStatus
-from jobsd.store import open_store
+from jobsd.store import open_store, usage_sql
 from jobsd.store.keyring import UNREADABLE
 from jobsd.store.recovery import recover
 from jobsd.store.run_listing import RunQuery
@@ -157,6 +157,49 @@ async def test_claim_meters_and_refuses_over_quota(tmp_path: Path) -> None:
         done = await store.runs.get_run("acme", first.id)
         assert done.status is RunStatus.SUCCEEDED and done.job_version == 1
         assert done.started_at is not None and done.finished_at is not None
+
+
+async def test_the_usage_meter_counts_each_account_apart_and_gives_back_once(
+    tmp_path: Path,
+) -> None:
+    """usage_sql: a second run of the period counts one more (not the first only);
+    each account and period reads its own count; a run's meter goes back once,
+    from its own account only, and never below zero."""
+    async with open_store(tmp_path / "db", keyring(tmp_path), Clock(T0)) as store:
+        await create_job(store, "acme", spec(), -1)
+        queued = await store.runs.enqueue_manual(
+            "acme", "job", ENV, require_enabled=False, max_pending=100
+        )
+        assert await store.runs.claim(queued.id, lambda _: 10) is not None
+
+        def more(conn: sqlite3.Connection) -> None:
+            usage_sql.meter(conn, "acme", "2026-06")
+            usage_sql.meter(conn, "other", "2026-06")
+            usage_sql.meter(conn, "other", "2026-06")
+            usage_sql.meter(conn, "other", "2026-06")
+
+        def used(conn: sqlite3.Connection) -> tuple[int, int, int]:
+            return (
+                usage_sql.runs_used(conn, "acme", "2026-06"),
+                usage_sql.runs_used(conn, "other", "2026-06"),
+                usage_sql.runs_used(conn, "acme", "2026-05"),
+            )
+
+        def unmeter(conn: sqlite3.Connection) -> None:
+            usage_sql.unmeter_run(conn, queued.id)
+
+        def at_zero(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE usage SET runs_used = 0 WHERE account_id = 'acme'")
+            conn.execute("UPDATE runs SET metered_period = '2026-06' WHERE id = ?", (queued.id,))
+            usage_sql.unmeter_run(conn, queued.id)
+
+        await store.engine.write(more)
+        assert await store.engine.read(used) == (2, 3, 0)
+        await store.engine.write(unmeter)
+        await store.engine.write(unmeter)
+        assert await store.engine.read(used) == (1, 3, 0)
+        await store.engine.write(at_zero)
+        assert await store.engine.read(used) == (0, 3, 0)
 
 
 async def test_a_run_of_an_account_no_longer_configured_is_refused_saying_so(
