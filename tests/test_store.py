@@ -19,7 +19,7 @@ from jobsd.plans import NO_PLAN
 from jobsd.run_filters import RunFilter
 from jobsd.run_order import DEFAULT_SORT
 from jobsd.runs import FailureReason, RunStatus
-from jobsd.store import open_store, usage_sql
+from jobsd.store import open_store, rekey, usage_sql
 from jobsd.store.keyring import UNREADABLE
 from jobsd.store.recovery import recover
 from jobsd.store.run_listing import RunQuery
@@ -200,6 +200,30 @@ async def test_the_usage_meter_counts_each_account_apart_and_gives_back_once(
         assert await store.engine.read(used) == (1, 3, 0)
         await store.engine.write(at_zero)
         assert await store.engine.read(used) == (0, 3, 0)
+
+
+async def test_a_reseal_pass_that_only_raced_is_followed_by_another(tmp_path: Path) -> None:
+    """rekey: a pass whose every update lost to a concurrent write (rowcount 0)
+    re-sealed nothing, yet the rows still need it: another pass follows."""
+    db = tmp_path / "db"
+    old = keyring(tmp_path)
+    async with open_store(db, old, Clock(T0)) as store:
+        await create_job(store, "acme", spec(), -1)
+    new = old.with_new_active_key()
+    conn = rekey.connect(db)
+    try:
+        # The first UPDATE of the job is skipped, as a concurrent write's would be.
+        conn.execute("CREATE TEMP TABLE raced (n INTEGER)")
+        conn.execute(
+            "CREATE TEMP TRIGGER race BEFORE UPDATE OF headers ON main.jobs "
+            "WHEN (SELECT count(*) FROM raced) = 0 "
+            "BEGIN INSERT INTO raced VALUES (1); SELECT RAISE(IGNORE); END"
+        )
+        report = rekey.reseal(conn, new, pause_s=0.0)
+        assert (report.resealed, report.raced) == (1, 1)
+        assert rekey.count_under(conn, new, old.active_id) == (0, 0)
+    finally:
+        conn.close()
 
 
 async def test_a_run_of_an_account_no_longer_configured_is_refused_saying_so(
