@@ -24,7 +24,7 @@ from jobsd.store.keyring import UNREADABLE
 from jobsd.store.recovery import recover
 from jobsd.store.run_listing import RunQuery
 from jobsd.store.schema import LATEST
-from tests.model import ENV, create_job, enabled, next_run, seed_job
+from tests.model import ENV, create_job, enabled, next_run, seed_job, seed_limit
 
 T0 = datetime(2026, 6, 5, 2, 0, tzinfo=UTC)
 SECRET = "Bearer very-secret-value-1234567890"
@@ -451,6 +451,23 @@ async def test_a_run_refused_for_quota_is_told_as_a_failure(tmp_path: Path) -> N
     assert [(e.run_id, e.status, e.failure_reason) for e in heard.ends] == [
         (run.id, RunStatus.FAILED, FailureReason.QUOTA_EXCEEDED)
     ]
+
+
+async def test_a_write_removes_an_environment_it_owns_and_does_not_set(tmp_path: Path) -> None:
+    """job_writes: an entry the write owns but does not set is removed; one it
+    does not own is kept as it was."""
+    async with open_store(tmp_path / "db", keyring(tmp_path), Clock(T0)) as store:
+        envs = {ENV: EnvironmentSpec(True), "staging": EnvironmentSpec(True)}
+        base = spec()
+        both = JobWrite(base.spec, envs, owns=frozenset(envs), keep=base.keep)
+        await create_job(store, "acme", both, configured=(ENV, "staging"))
+        only = {ENV: EnvironmentSpec(True)}
+        for owns, left in (({ENV}, [ENV, "staging"]), (set(envs), [ENV])):
+            write = JobWrite(base.spec, only, owns=frozenset(owns), keep=base.keep)
+            await store.jobs.replace_job(
+                "acme", "job", write, configured=(ENV, "staging"), limit=seed_limit(-1)
+            )
+            assert sorted((await store.jobs.get_job("acme", "job")).environments) == left
 
 
 async def test_a_claim_applies_its_own_environments_overrides_only(tmp_path: Path) -> None:
