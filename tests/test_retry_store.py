@@ -22,6 +22,7 @@ import trio
 
 from jobsd.clock import Clock
 from jobsd.crypto import KeyRing
+from jobsd.errors import ApiError
 from jobsd.job_model import HttpConfig
 from jobsd.messages import Outcome, RetryHeld, RunEnded, SchedulerNews
 from jobsd.plans import NO_PLAN
@@ -295,3 +296,20 @@ async def test_a_run_that_fails_after_its_job_was_deleted_is_not_retried(
         assert await store.runs.finish(run.id, FAILED_500)
         assert told.retries == 0
         assert await store.runs.held_retries_before(T0 + timedelta(days=1), 10) == []
+
+
+async def test_a_policy_replace_changes_its_own_accounts_policy_only(tmp_path: Path) -> None:
+    """policies: another account's policy of the same id is neither changed by a
+    replace nor found by one (404, not a 500)."""
+    keyring = KeyRing.load_or_create(tmp_path / "k")
+    async with open_store(tmp_path / "db", keyring, Clock(T0)) as store:
+        old, new = RetryPolicy(1, Backoff.FIXED, 30), RetryPolicy(3, Backoff.FIXED, 60)
+        await store.policies.create("acme", "p", "P", old)
+        await store.policies.create("other", "p", "P", old)
+        await store.policies.create("other", "q", "Q", old)
+        assert (await store.policies.replace("acme", "p", "P2", new)).rules == new
+        assert (await store.policies.get("other", "p")).rules == old
+        with pytest.raises(ApiError) as refused:
+            await store.policies.replace("acme", "q", "Q2", new)
+        assert refused.value.status == 404
+        assert (await store.policies.get("other", "q")).rules == old
