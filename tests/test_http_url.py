@@ -33,6 +33,8 @@ from jobsd.http_url import InvalidURL, Target, parse
             ),
         ),
         ("http://x.test/%41%zz?%2F", Target(False, "x.test", 80, "x.test", "/%41%zz?%2F")),
+        # `..` above the root stays at the root: the target keeps its leading `/`.
+        ("http://x.test/../a", Target(False, "x.test", 80, "x.test", "/a")),
     ],
 )
 def test_what_is_dialled_and_sent(url: str, target: Target) -> None:
@@ -47,6 +49,7 @@ def test_what_is_dialled_and_sent(url: str, target: Target) -> None:
         ("http:///x", "Request URL is missing a host."),
         ("http://x.test:99999/", "Invalid port: '99999'"),
         ("http://x.test:0/", "Invalid port: '0'"),
+        ("http://x.test:65536/", "Invalid port: '65536'"),
         ("http://x.test:8o/", "Invalid port: '8o'"),
         ("http://256.1.1.1/", "Invalid IPv4 address: '256.1.1.1'"),
         ("http://[::g]/", "Invalid IPv6 address: '[::g]'"),
@@ -54,7 +57,11 @@ def test_what_is_dialled_and_sent(url: str, target: Target) -> None:
             "http://x.test/a\r\nHost: evil",
             "Invalid non-printable ASCII character in URL, '\\r' at position 15.",
         ),
-        ("http://x.test/" + "a" * 65536, "URL too long"),
+        (
+            "http://x.test/a\tb",
+            "Invalid non-printable ASCII character in URL, '\\t' at position 15.",
+        ),
+        ("http://x.test/" + "a" * (65537 - len("http://x.test/")), "URL too long"),
     ],
 )
 def test_what_is_refused_and_why(url: str, reason: str) -> None:
