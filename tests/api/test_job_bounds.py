@@ -192,6 +192,25 @@ def test_full_width_digits_are_refused_as_the_sender_refuses_them() -> None:
     assert url_problem("http://\uff11\uff12\uff17.0.0.1/") is not None  # "127.0.0.1"
 
 
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("https://user:pw@x.test/", "user name or password"),
+        ("https:///path", "absolute http:// or https:// URL with a host"),
+        ("http://x.test:000080/", "port that is not a number 1-65535"),
+        ("http://x.test:65536/", "port that is not a number 1-65535"),
+        ("http://" + ("a" * 63 + ".") * 3 + "a" * 63 + "/", "malformed host name"),  # 255
+        ("http://" + ("a" * 63 + ".") * 3 + "a" * 62 + "/", "malformed host name"),  # 254
+    ],
+)
+def test_a_url_is_refused_for_what_is_wrong_with_it(url: str, words: str) -> None:
+    assert words in (url_problem(url) or "")
+
+
+def test_the_longest_host_name_is_accepted() -> None:
+    assert url_problem("http://" + ("a" * 63 + ".") * 3 + "a" * 61 + "./") is None  # 253
+
+
 def oracle_accepts(host: str) -> bool:
     """Python's strict parser takes only the canonical dotted quad."""
     last = host.removesuffix(".").rsplit(".", 1)[-1]
