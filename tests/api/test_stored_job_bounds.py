@@ -16,7 +16,12 @@ from typing import Any
 import pytest
 
 from jobsd.config import token_sha256
-from jobsd.job_bounds import MAX_CONFIGURATION_BYTES, MAX_STORED_JOB_BYTES, stored_job_problem
+from jobsd.job_bounds import (
+    MAX_CONFIGURATION_BYTES,
+    MAX_STORED_JOB_BYTES,
+    configuration_bytes,
+    stored_job_problem,
+)
 from jobsd.job_model import Header, HttpConfig, Overlay
 from tests.api.conformance import Versioned, codes
 from tests.conftest import Harness, job_doc, make_harness
@@ -96,3 +101,26 @@ def test_the_bound_counts_each_environment_on_its_base() -> None:
     crowded = Overlay(headers=tuple(Header(f"X{i}", "v") for i in range(64)))
     found = stored_job_problem(base, {"e1": crowded})
     assert found is not None and found[0] == "e1" and "65 headers" in found[1]
+
+
+def test_the_stored_bound_counts_the_base_and_every_overridden_part_to_the_byte() -> None:
+    c = MAX_CONFIGURATION_BYTES
+    base = HttpConfig(url="https://x.invalid/", body="b" * (c // 2))
+    overlays = {
+        "e1": Overlay(body="b" * (c - 100)),
+        "e2": Overlay(ca_cert="c" * (c // 2 - 100)),
+        "e3": Overlay(headers=(Header("H", "v" * (c // 2 - 100)),)),
+        "e4": Overlay(url="https://x.invalid/" + "u" * (c // 2 - 200)),
+        "e5": Overlay(body="b" * (c - 100)),
+    }
+    used = len(base.url) + c // 2 + (c - 100) + (c // 2 - 100) + (1 + c // 2 - 100)
+    used += len("https://x.invalid/") + c // 2 - 200 + (c - 100)
+    room = MAX_STORED_JOB_BYTES - used
+    assert 0 < room < c - 100
+    assert stored_job_problem(base, overlays | {"e6": Overlay(body="b" * room)}) is None
+    found = stored_job_problem(base, overlays | {"e6": Overlay(body="b" * (room + 1))})
+    assert found is not None and found[0] == "" and f"{MAX_STORED_JOB_BYTES + 1} bytes" in found[1]
+
+
+def test_a_lone_surrogate_counts_three_bytes_as_utf8_with_surrogatepass() -> None:
+    assert configuration_bytes(HttpConfig(url="https://x.invalid/", body="\ud800"))["body"] == 3
