@@ -58,13 +58,13 @@ def test_text_lines_carry_fields_and_a_timestamp_unless_under_the_journal() -> N
 def test_a_message_cannot_forge_a_text_line() -> None:
     """A path or a remote's text may reach a message; a line break in it would
     start a line that looks like the daemon's. Escaped; a traceback still follows."""
-    forged = "no route for /x\nINFO jobsd.runs: run finished status=SUCCEEDED\r\x1b[2K"
+    forged = "no route for /x\nINFO jobsd.runs: run finished status=SUCCEEDED\r\x1b[2K\x7f"
     for exc in (False, True):
         line = logs.TextFormatter(journal=True).format(record(forged, exc=exc))
         first, _, rest = line.partition("\n")
         assert first == (
             "<4>WARNING jobsd.runs: no route for /x\\x0aINFO jobsd.runs: run finished "
-            "status=SUCCEEDED\\x0d\\x1b[2K"
+            "status=SUCCEEDED\\x0d\\x1b[2K\\x7f"
         ), first
         assert ("ValueError: boom" in rest) is exc
 
@@ -149,9 +149,13 @@ def test_json_mode_turns_a_thread_crash_and_an_unraisable_error_into_json_lines(
     def dies() -> None:
         raise RuntimeError("writer thread died")
 
-    thread = threading.Thread(target=dies, name="jobsd-store-writer")
-    thread.start()
-    thread.join()
+    def exits() -> None:
+        raise SystemExit(3)  # quiet, as the default hook keeps it
+
+    for target, name in ((exits, "exits"), (dies, "jobsd-store-writer")):
+        thread = threading.Thread(target=target, name=name)
+        thread.start()
+        thread.join(timeout=10)
     dying = _DiesInDel()
     del dying
     assert capsys.readouterr().err == ""
@@ -160,6 +164,8 @@ def test_json_mode_turns_a_thread_crash_and_an_unraisable_error_into_json_lines(
     assert "RuntimeError: writer thread died" in docs[0]["exc"]
     assert "jobsd-store-writer" in docs[0]["msg"] and docs[0]["level"] == "critical"
     assert "RuntimeError: ignored in __del__" in docs[1]["exc"]
+    # The object by name, never its repr (which may quote a URL).
+    assert docs[1]["msg"].endswith(": _DiesInDel.__del__"), docs[1]["msg"]
 
 
 def test_text_mode_levels(restored_logging: None) -> None:
