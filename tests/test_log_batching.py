@@ -102,6 +102,14 @@ def test_the_end_of_the_run_writes_what_is_kept(stream: Writes) -> None:
     log.info("after the run")  # no loop: at once
     assert stream.lines() == ["last words", "after the run"]
 
+    async def again() -> None:  # the next run (a test's, a restart's) batches again
+        batch_in_this_run()
+        log.info("kept again")
+        assert stream.lines() == ["last words", "after the run"]
+
+    trio.run(again)
+    assert stream.lines() == ["last words", "after the run", "kept again"]
+
 
 async def test_flush_writes_what_is_kept(stream: Writes) -> None:
     batch_in_this_run()
