@@ -337,19 +337,17 @@ async def test_a_response_that_beat_the_grace_is_recorded_as_it_came(tmp_path: P
     assert (run.status, run.error, run.result) == (RunStatus.SUCCEEDED, None, {"status": 200})
 
 
-class SlowFinish:
-    """The store's run records, each finish taking a moment."""
+class PassThroughRuns:
+    """The store's run records as the executors use them; a test's subclass
+    changes the one call it needs to hold or slow."""
 
     def __init__(self, store: Store) -> None:
         self._runs = store.runs
-        self.finishing = trio.Event()
 
     async def claim(self, run_id: str, runs_included_of: Callable[[str], int]) -> Claim | None:
         return await self._runs.claim(run_id, runs_included_of)
 
     async def finish(self, run_id: str, outcome: Outcome) -> bool:
-        self.finishing.set()
-        await trio.sleep(0.2)
         return await self._runs.finish(run_id, outcome)
 
     async def mark_lost(
@@ -359,6 +357,19 @@ class SlowFinish:
 
     async def record_request(self, run_id: str, request: dict[str, object]) -> bool:
         return await self._runs.record_request(run_id, request)
+
+
+class SlowFinish(PassThroughRuns):
+    """The store's run records, each finish taking a moment."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        self.finishing = trio.Event()
+
+    async def finish(self, run_id: str, outcome: Outcome) -> bool:
+        self.finishing.set()
+        await trio.sleep(0.2)
+        return await super().finish(run_id, outcome)
 
 
 async def test_a_finish_under_way_outlives_the_daemons_cancel(tmp_path: Path) -> None:

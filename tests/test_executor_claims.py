@@ -24,39 +24,28 @@ from jobsd.crypto import KeyRing
 from jobsd.dispatch import Dispatcher
 from jobsd.executor import ExecutorPool
 from jobsd.job_model import EnvironmentSpec, HttpConfig, Overlay
-from jobsd.messages import CancelRun, Outcome, RunOrder
+from jobsd.messages import CancelRun, RunOrder
 from jobsd.runs import FailureReason, RunStatus
 from jobsd.store import Store, open_store, usage_sql
 from jobsd.store.claims import Claim
 from tests.model import ENV, create_job, seed_job
-from tests.test_executor import SPEC, T0, GatedPerformer, enqueue
+from tests.test_executor import SPEC, T0, GatedPerformer, PassThroughRuns, enqueue
 
 
-class HeldClaims:
+class HeldClaims(PassThroughRuns):
     """The store's run records, each claim held after it committed until `go` is set."""
 
     def __init__(self, store: Store) -> None:
-        self._runs = store.runs
+        super().__init__(store)
         self.claimed = trio.Event()
         self.go = trio.Event()
 
     async def claim(self, run_id: str, runs_included_of: Callable[[str], int]) -> Claim | None:
-        claim = await self._runs.claim(run_id, runs_included_of)
+        claim = await super().claim(run_id, runs_included_of)
         self.claimed.set()
         with trio.CancelScope(shield=True):  # as the store's writer waits
             await self.go.wait()
         return claim
-
-    async def finish(self, run_id: str, outcome: Outcome) -> bool:
-        return await self._runs.finish(run_id, outcome)
-
-    async def mark_lost(
-        self, run_ids: list[str], error: str, *, request: dict[str, object] | None = None
-    ) -> int:
-        return await self._runs.mark_lost(run_ids, error, request=request)
-
-    async def record_request(self, run_id: str, request: dict[str, object]) -> bool:
-        return await self._runs.record_request(run_id, request)
 
 
 @dataclass
