@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
+import logging
 import re
 import signal
 import socket
@@ -10,8 +12,11 @@ import stat
 from pathlib import Path
 
 import httpx2
+import pytest
 
+from jobsd import cli_refusals
 from jobsd.config import builtin_config
+from jobsd.errors import StorageError
 from tests.conftest import example_text
 from tests.daemon_process import DaemonProcess
 from tests.daemon_process import jobsd_command as jobsd
@@ -190,3 +195,20 @@ def test_a_database_another_process_keeps_locked_is_a_message_not_a_traceback(
         assert "Traceback" not in out.stderr and "restore" not in out.stderr, out.stderr
         assert "jobsd: storage error: " in out.stderr
         assert "locked by another process" in out.stderr, out.stderr
+
+
+def test_a_refusal_under_json_logs_is_a_log_record_not_a_bare_line(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """`[log] format = "json"`: every stderr line is one JSON object, the refusal too."""
+    with caplog.at_level(logging.ERROR, logger="jobsd"):
+        code = cli_refusals.refuse(StorageError("x is wrong"), argparse.Namespace(json_logs=True))
+    assert code == 2
+    assert [r.getMessage() for r in caplog.records] == ["jobsd: storage error: x is wrong"]
+    assert capsys.readouterr().err == ""
+
+
+def test_of_several_refusals_in_a_group_the_first_is_told() -> None:
+    first, second = StorageError("first"), StorageError("second")
+    group = ExceptionGroup("daemon", [ExceptionGroup("start", [first]), second])
+    assert cli_refusals.first_leaf(group) is first

@@ -7,6 +7,7 @@ integrity check (`PRAGMA quick_check`) runs once the daemon serves
 
 from __future__ import annotations
 
+import argparse
 import sqlite3
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from jobsd import cli_refusals
 from jobsd.clock import Clock
 from jobsd.crypto import KeyRing
 from jobsd.errors import StorageError
@@ -185,3 +187,28 @@ async def test_cli_refuses_a_newer_schema(tmp_path: Path) -> None:
     out = _serve(tmp_path)
     assert out.returncode == 2
     assert "upgrade jobsd" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_sqlites_own_word_of_damage_is_a_refusal_with_the_guidance(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SQLITE_NOTADB raised by a statement before the check has run (not a
+    StorageError of jobsd's): exit 2 naming the damage and the remedy, no traceback."""
+    bad = tmp_path / "bad.sqlite3"
+    bad.write_bytes(b"not a database at all " * 500)
+    conn = sqlite3.connect(bad)
+    try:
+        with pytest.raises(sqlite3.DatabaseError) as caught:
+            conn.execute("SELECT 1 FROM sqlite_master")
+    finally:
+        conn.close()
+    assert cli_refusals.refused(caught.value)
+    # SQLite's extended codes of damage (SQLITE_CORRUPT_INDEX) are damage too.
+    extended = sqlite3.DatabaseError("database disk image is malformed")
+    extended.sqlite_errorcode = sqlite3.SQLITE_CORRUPT_INDEX
+    assert integrity.damaged(extended)
+    assert cli_refusals.refuse(caught.value, argparse.Namespace()) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("jobsd: storage error: the database is damaged (") and (
+        integrity.GUIDANCE in err
+    ), err
