@@ -3,13 +3,18 @@ touches it (`jobsd.store.exclusive`). Real processes, a real target on 127.0.0.1
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx2
+import pytest
 
+from jobsd.errors import StorageError
+from jobsd.store import exclusive
 from tests.conftest import auth, config_text
 from tests.daemon_process import DaemonProcess
 from tests.daemon_process import jobsd_command as jobsd
@@ -79,3 +84,26 @@ def test_a_second_serve_on_a_database_in_use_is_refused_before_it_touches_it(
         assert target.stdin is not None
         target.stdin.close()
         target.wait(timeout=10)
+
+
+def test_the_lock_has_one_holder_is_readable_by_all_and_goes_with_its_holder(
+    tmp_path: Path,
+) -> None:
+    """In-process: a second holder is refused; the lock file is 0644 whatever the
+    umask (a daemon once started as root does not lock the service's user out); the
+    lock is released when its holder ends, so the next start is not refused."""
+    db = tmp_path / "jobsd.sqlite3"
+    lock = exclusive.lock_path(db)
+    old = os.umask(0o077)
+    try:
+        with exclusive.serving(db):
+            assert stat.S_IMODE(lock.stat().st_mode) == 0o644
+            with (
+                pytest.raises(StorageError, match="another jobsd is serving"),
+                exclusive.serving(db),
+            ):
+                pass
+    finally:
+        os.umask(old)
+    with exclusive.serving(db):  # the first holder's lock went with it
+        pass
