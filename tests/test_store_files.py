@@ -49,12 +49,26 @@ def loose_umask() -> Iterator[None]:
         os.umask(old)
 
 
-async def test_a_new_database_and_its_wal_are_private(tmp_path: Path) -> None:
+async def test_a_new_database_and_its_wal_are_private(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     db = tmp_path / "fresh" / "state" / "jobsd.sqlite3"
-    async with open_store(db, KeyRing.load_or_create(tmp_path / "k"), Clock(T0)) as store:
-        await create_job(store, "acme", spec(), -1)
-        assert wal_files(db) == {"": 0o600, "-wal": 0o600, "-shm": 0o600}
+    with caplog.at_level(logging.WARNING, logger="jobsd.store"):
+        async with open_store(db, KeyRing.load_or_create(tmp_path / "k"), Clock(T0)) as store:
+            await create_job(store, "acme", spec(), -1)
+            assert wal_files(db) == {"": 0o600, "-wal": 0o600, "-shm": 0o600}
     assert mode(db.parent) == 0o700 and mode(db.parent.parent) == 0o700
+    # Made 0600, not made 0644 and then tightened: nothing to warn about.
+    assert not [r for r in caplog.records if "had mode" in r.getMessage()]
+
+
+def test_a_directory_at_the_database_path_is_refused_naming_it(tmp_path: Path) -> None:
+    db = tmp_path / "jobsd.sqlite3"
+    db.mkdir(mode=0o700)
+    with pytest.raises(
+        StorageError, match=r"jobsd.sqlite3 is not a regular file: fix storage.path"
+    ):
+        files.make_private(db)
 
 
 async def test_a_new_data_directory_is_private_whichever_file_makes_it(tmp_path: Path) -> None:
