@@ -156,23 +156,33 @@ async def test_the_outbox_of_an_account_holds_at_most_its_cap(
         now = to_us(T0)
 
         def fill(conn: sqlite3.Connection) -> None:
+            conn.execute(  # another account's alert, older than all of acme's
+                "INSERT INTO alert_outbox (id, account_id, job_id, environment, type, body, "
+                "created_at_us, due_us, expires_at_us) VALUES ('theirs', 'globex', 0, ?, "
+                "'job.failed', '{}', ?, ?, ?)",
+                (ENV, now, now, now + GIVE_UP_AFTER_US),
+            )
             conn.executemany(
                 "INSERT INTO alert_outbox (id, account_id, job_id, environment, type, body, "
                 "created_at_us, due_us, expires_at_us) VALUES (?, 'acme', 0, ?, "
                 "'job.recovered', '{}', ?, ?, ?)",
                 [(f"old-{n}", ENV, now, now, now + GIVE_UP_AFTER_US) for n in range(OUTBOX_CAP)],
             )
+            # The oldest is being sent: it is not the one dropped.
+            conn.execute("UPDATE alert_outbox SET sending = 1, attempts = 1 WHERE id = 'old-0'")
 
         await store.engine.write(fill)
         with caplog.at_level(logging.WARNING, logger="jobsd.alerts"):
             await ended(store, "j", FAILED_500)
-        rows = outbox(tmp_path / "db")
+        rows = [r for r in outbox(tmp_path / "db") if r["account_id"] == "acme"]
         assert len(rows) == OUTBOX_CAP
-        assert rows[0]["id"] == "old-1" and rows[-1]["type"] == "job.failed"  # the oldest went
+        # The oldest not in flight went.
+        assert [r["id"] for r in rows[:2]] == ["old-0", "old-2"]
+        assert rows[-1]["type"] == "job.failed"
         assert told.dropped == [("acme", "job.recovered", "overflow")]
         assert "outbox is full" in caplog.text
         # The other account's outbox is its own.
-        assert await store.outbox.held() == {"acme": OUTBOX_CAP}
+        assert await store.outbox.held() == {"acme": OUTBOX_CAP, "globex": 1}
 
 
 async def test_a_taken_alert_never_changes_and_a_deferred_one_folds_until_taken(
@@ -188,6 +198,8 @@ async def test_a_taken_alert_never_changes_and_a_deferred_one_folds_until_taken(
         assert [r["type"] for r in rows] == ["job.failed", "job.recovered", "job.failed"]
         deferred = rows[2]
         assert deferred["due_us"] == int(rows[0]["created_at_us"]) + FAILED_WINDOW_US  # type: ignore[call-overload]
+        # Its 24 hours count from when it comes due, not from the run's end.
+        assert deferred["expires_at_us"] == deferred["due_us"] + GIVE_UP_AFTER_US  # type: ignore[operator]
         third = await ended(store, "j", FAILED_500)  # folded: it names the newest failure
         folded = outbox(tmp_path / "db")[2]
         assert folded["id"] == deferred["id"]

@@ -52,3 +52,51 @@ async def test_a_freed_place_goes_to_the_account_with_the_fewest_in_flight(
         busy = {"c0": 2, "c1": 2, "c2": 1, "c3": 1, "fifth": 1}
         (taken,) = (await store.outbox.take(now, 1, busy, 2)).alerts
         assert taken.account_id == "c2"
+
+
+async def test_an_account_gets_no_more_than_its_share_counting_those_in_flight(
+    tmp_path: Path,
+) -> None:
+    async with opened(tmp_path, Told()) as store:
+
+        def fill(conn: sqlite3.Connection) -> None:
+            for j in range(4):
+                _alert(conn, "acme", j, T0_US + j)
+
+        await store.engine.write(fill)
+        # One of acme's already in flight, 2 per account: room for one more, not two.
+        taken = (await store.outbox.take(T0_US + 10, 8, {"acme": 1}, 2)).alerts
+        assert [a.id for a in taken] == ["alert-acme-0"]
+
+
+async def test_an_older_alert_holds_back_only_its_own_environment(tmp_path: Path) -> None:
+    """Oldest first per job and environment: staging's alert of a job does not wait
+    for production's of the same job, still in flight."""
+    async with opened(tmp_path, Told()) as store:
+
+        def fill(conn: sqlite3.Connection) -> None:
+            _alert(conn, "acme", 7, T0_US)
+            conn.execute(
+                "INSERT INTO alert_outbox (id, account_id, job_id, environment, type, body,"
+                " created_at_us, due_us, expires_at_us) VALUES ('staging-7', 'acme', 7,"
+                " 'staging', 'job.failed', '{}', ?, ?, ?)",
+                (T0_US + 1, T0_US + 1, T0_US + 10**12),
+            )
+
+        await store.engine.write(fill)
+        (first,) = (await store.outbox.take(T0_US + 10, 1, {}, 2)).alerts
+        assert first.id == "alert-acme-7"
+        (second,) = (await store.outbox.take(T0_US + 10, 1, {"acme": 1}, 2)).alerts
+        assert second.id == "staging-7"
+
+
+async def test_an_alert_not_yet_due_is_not_taken_beside_a_due_one(tmp_path: Path) -> None:
+    async with opened(tmp_path, Told()) as store:
+
+        def fill(conn: sqlite3.Connection) -> None:
+            _alert(conn, "acme", 1, T0_US)
+            _alert(conn, "acme", 2, T0_US + 500_000)  # due half a second later
+
+        await store.engine.write(fill)
+        taken = (await store.outbox.take(T0_US, 8, {}, 2)).alerts
+        assert [a.id for a in taken] == ["alert-acme-1"]
