@@ -9,6 +9,7 @@ rewrites must keep the other's lines.
 
 from __future__ import annotations
 
+import argparse
 import base64
 import logging
 import os
@@ -21,7 +22,7 @@ import pytest
 import trio
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from jobsd import keyfile, rotation, signing, signing_secrets
+from jobsd import cli_signing, keyfile, rotation, signing, signing_secrets
 from jobsd.clock import system_utc_now
 from jobsd.config import Config, load_config, parse_config
 from jobsd.crypto import KeyRing
@@ -454,3 +455,27 @@ def test_the_signing_commands_refuse_while_another_holds_the_key_file(tmp_path: 
         with pytest.raises(ConfigError, match="another jobsd command"):
             signing_secrets.rotate(config, "acme", system_utc_now(), timedelta(hours=1))
     assert keyfile.read_text(config.secrets.key_file) == before  # nothing written meanwhile
+
+
+def test_the_overlap_is_a_whole_number_of_hours_from_0_to_30_days() -> None:
+    top = 24 * 30  # 30 days, as `--help` says
+    assert [cli_signing._hours(h) for h in ("0", "1", str(top))] == [0, 1, top]
+    for bad in ("-1", str(top + 1), "1.5"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            cli_signing._hours(bad)
+
+
+def test_rotate_signing_secret_prints_the_new_secret_alone_on_stdout(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = make_config(tmp_path)
+    KeyRing.load_or_create(config.secrets.key_file)
+    old = signing_secrets.active_secret(config, "acme")
+    assert cli_signing.rotate_signing_secret(config, "acme", 24) == 0
+    out, err = capsys.readouterr()
+    new = signing_secrets.active_secret(config, "acme")
+    assert new != old and out == f"{new}\n" and "the previous secret also signs until" in err
+    assert cli_signing.rotate_signing_secret(config, "acme", 0) == 0
+    out, err = capsys.readouterr()
+    assert out == f"{signing_secrets.active_secret(config, 'acme')}\n"
+    assert "no previous secret signs any more" in err

@@ -193,3 +193,29 @@ async def test_a_keyset_page_of_runs_knows_its_next_cursor(
             if after is None:
                 break
         assert walked == made[::-1]
+
+
+async def test_a_connection_is_used_again_and_closed_with_the_pool(tmp_path: Path) -> None:
+    """Snapshots one after another share one connection; one in use when the pool
+    closes is closed as its snapshot ends (neither is left open)."""
+    db = tmp_path / "plain.sqlite3"
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")
+    conns: list[sqlite3.Connection] = []
+
+    def open_conn() -> sqlite3.Connection:
+        conns.append(sqlite3.connect(db, check_same_thread=False))
+        return conns[-1]
+
+    p = SnapshotPool(open_conn)
+    for _ in range(2):
+        async with p.snapshot("acme"):
+            pass
+    assert len(conns) == 1
+    release = trio.Event()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hold, p, "acme", release)
+        p.close()
+        release.set()
+    with pytest.raises(sqlite3.ProgrammingError):
+        conns[0].execute("SELECT 1")
