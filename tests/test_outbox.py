@@ -77,14 +77,20 @@ async def make_job(store: Store, slug: str, policy: str | None = None) -> None:
     await create_job(store, "acme", write)
 
 
-async def ended(store: Store, slug: str, outcome: Outcome) -> str:
+async def claimed(store: Store, slug: str) -> str:
+    """A run-now of the job, claimed: RUNNING, as an executor holds it."""
     run = await store.runs.enqueue_manual(
         "acme", slug, ENV, require_enabled=False, max_pending=10_000
     )
     claim = await store.runs.claim(run.id, lambda _: -1)
     assert claim is not None and claim.config is not None
-    assert await store.runs.finish(run.id, outcome)
     return run.id
+
+
+async def ended(store: Store, slug: str, outcome: Outcome) -> str:
+    run_id = await claimed(store, slug)
+    assert await store.runs.finish(run_id, outcome)
+    return run_id
 
 
 def outbox(db: Path) -> list[dict[str, object]]:
@@ -267,11 +273,7 @@ async def test_runs_of_one_job_ended_in_one_transaction_count_as_ended_one_by_on
         await make_job(store, "j")
         running = []
         for _ in range(4):
-            run = await store.runs.enqueue_manual(
-                "acme", "j", ENV, require_enabled=False, max_pending=10_000
-            )
-            assert await store.runs.claim(run.id, lambda _: -1) is not None
-            running.append(run.id)
+            running.append(await claimed(store, "j"))
         assert await store.runs.mark_lost(running, "stopped") == 4
         assert streak_of(tmp_path / "db") == 2  # was 0: the fourth saw it enabled still
         assert [r["type"] for r in outbox(tmp_path / "db")] == ["job.failed", "job.paused"]
@@ -310,11 +312,7 @@ async def test_more_runs_than_a_statement_holds_ended_together_all_count(
         await make_job(store, "j")
         running = []
         for _ in range(501):
-            run = await store.runs.enqueue_manual(
-                "acme", "j", ENV, require_enabled=False, max_pending=10_000
-            )
-            assert await store.runs.claim(run.id, lambda _: -1) is not None
-            running.append(run.id)
+            running.append(await claimed(store, "j"))
         assert await store.runs.mark_lost(running, "stopped") == 501
     (row,) = outbox(tmp_path / "db")
     assert row["type"] == "job.failed"
@@ -363,12 +361,9 @@ def test_nothing_is_read_for_ends_that_cannot_alert_and_everything_else_is() -> 
 async def test_a_run_that_fails_after_its_job_was_deleted_alerts_no_one(tmp_path: Path) -> None:
     async with opened(tmp_path, Told()) as store:
         await make_job(store, "j")
-        run = await store.runs.enqueue_manual(
-            "acme", "j", ENV, require_enabled=False, max_pending=10
-        )
-        assert await store.runs.claim(run.id, lambda _: -1) is not None
+        run_id = await claimed(store, "j")
         await store.jobs.delete_job("acme", "j")  # while the run is in flight
-        assert await store.runs.finish(run.id, FAILED_500)
+        assert await store.runs.finish(run_id, FAILED_500)
     assert outbox(tmp_path / "db") == []
 
 
@@ -379,11 +374,7 @@ async def test_runs_ended_together_are_judged_in_the_order_they_ended(tmp_path: 
         await make_job(store, "j")
         made = []
         for _ in range(3):
-            run = await store.runs.enqueue_manual(
-                "acme", "j", ENV, require_enabled=False, max_pending=10_000
-            )
-            assert await store.runs.claim(run.id, lambda _: -1) is not None
-            made.append(run.id)
+            made.append(await claimed(store, "j"))
         # First to end: neither the first made nor the first by id.
         (first,) = [r for r in made if r not in (made[0], min(made))][:1]
         order = [first, *(r for r in made if r != first)]
@@ -398,13 +389,10 @@ async def test_a_failure_in_an_environment_disabled_meanwhile_counts_on(tmp_path
     async with opened(tmp_path, Told(), Policies(auto_pause_after=2)) as store:
         await make_job(store, "j")
         await ended(store, "j", FAILED_500)
-        run = await store.runs.enqueue_manual(
-            "acme", "j", ENV, require_enabled=False, max_pending=10
-        )
-        assert await store.runs.claim(run.id, lambda _: -1) is not None
+        run_id = await claimed(store, "j")
         await store.engine.write(  # disabled by hand while the run was going
             lambda c: c.execute("UPDATE job_environments SET enabled = 0, next_run_at_us = NULL")
         )
-        assert await store.runs.finish(run.id, FAILED_500)
+        assert await store.runs.finish(run_id, FAILED_500)
     assert streak_of(tmp_path / "db") == 2
     assert [r["type"] for r in outbox(tmp_path / "db")] == ["job.failed"]

@@ -36,29 +36,32 @@ from jobsd.store import environments_sql, jobs_sql
 from jobsd.store.engine import Engine
 from tests.api.test_documents import valid_documents
 from tests.api.test_scoped_tokens import ACME, STAGING_TOKEN
-from tests.conftest import TOKEN_A, TOKEN_B, config_text, job_doc, make_harness
+from tests.conftest import TOKEN_A, TOKEN_B, Harness, config_text, job_doc, make_harness
 
 NEW_TOKEN = "jobsd_test-token-added-by-a-reload"
 NEW = {"Jobsd-Version": "2026-08-07"}
+
+
+async def reloadable_with_warm(h: Harness, path: Path) -> Reloader:
+    """`h` serving the config written at `path`, which a reload reads again, and a
+    job `warm` enabled in production and staging."""
+    path.write_text(config_text(path.parent, acme=ACME))
+    started = load_config(path)
+    h.ctx.settings.config = started
+    reloader = Reloader(h.ctx.settings, path, Notifier(None), started)
+    envs = {"production": {"enabled": True}, "staging": {"enabled": True}}
+    assert (
+        await h.post("/api/v1/jobs", job_doc("warm", environments=envs), headers=NEW)
+    ).status_code == 201
+    return reloader
 
 
 async def test_a_reload_refuses_a_removed_token_at_once_and_admits_an_added_one(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "jobsd.toml"
-    path.write_text(config_text(tmp_path, acme=ACME))
     async with make_harness(tmp_path, acme=ACME) as h:
-        started = load_config(path)
-        h.ctx.settings.config = started
-        reloader = Reloader(h.ctx.settings, path, Notifier(None), started)
-        envs = {"production": {"enabled": True}, "staging": {"enabled": True}}
-        assert (
-            await h.post(
-                "/api/v1/jobs",
-                job_doc("warm", environments=envs),
-                headers={"Jobsd-Version": "2026-08-07"},
-            )
-        ).status_code == 201
+        reloader = await reloadable_with_warm(h, path)
         for token in (TOKEN_A, TOKEN_B, STAGING_TOKEN):
             assert (await h.get("/api/v1/usage", token=token)).status_code == 200
         assert (await h.get("/api/v1/usage", token=NEW_TOKEN)).status_code == 401
@@ -208,15 +211,8 @@ async def test_a_list_that_waited_for_a_snapshot_is_rendered_in_the_scope_a_relo
     a token narrowed by a reload while the list waited sees the job as it now may,
     never with the entries of the environment it no longer reaches."""
     path = tmp_path / "jobsd.toml"
-    path.write_text(config_text(tmp_path, acme=ACME))
     async with make_harness(tmp_path, acme=ACME) as h:
-        started = load_config(path)
-        h.ctx.settings.config = started
-        reloader = Reloader(h.ctx.settings, path, Notifier(None), started)
-        envs = {"production": {"enabled": True}, "staging": {"enabled": True}}
-        assert (
-            await h.post("/api/v1/jobs", job_doc("warm", environments=envs), headers=NEW)
-        ).status_code == 201
+        reloader = await reloadable_with_warm(h, path)
         pool = h.store.engine.snapshots
         answers: list[Any] = []
 
