@@ -72,9 +72,6 @@ class TokenMatch:
     scope: frozenset[str] | None
 
 
-# Stands in for the account while a lookup that found none builds its answer.
-
-
 class Config(Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
