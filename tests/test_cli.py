@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from jobsd import cli_refusals
+from jobsd import cli, cli_refusals
 from jobsd.config import builtin_config
 from jobsd.errors import StorageError
 from tests.conftest import example_text
@@ -212,3 +212,22 @@ def test_of_several_refusals_in_a_group_the_first_is_told() -> None:
     first, second = StorageError("first"), StorageError("second")
     group = ExceptionGroup("daemon", [ExceptionGroup("start", [first]), second])
     assert cli_refusals.first_leaf(group) is first
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_a_bug_in_a_command_is_raised_not_told_as_a_refusal(
+    monkeypatch: pytest.MonkeyPatch, grouped: bool
+) -> None:
+    """Only a bad config or database is a message and exit 2: any other exception
+    (a bug, alone or grouped as the daemon's nurseries raise it) goes up with its
+    traceback, never dressed as a "storage error"."""
+    bug = RuntimeError("a bug")
+
+    def broken(args: argparse.Namespace) -> int:
+        raise BaseExceptionGroup("nursery", [bug]) if grouped else bug
+
+    monkeypatch.setattr(cli, "_dispatch", broken)
+    with pytest.raises(BaseException) as raised:
+        cli.main(["token"])
+    got = raised.value
+    assert (got.exceptions[0] if grouped else got) is bug  # type: ignore[attr-defined]
