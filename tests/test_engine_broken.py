@@ -26,6 +26,20 @@ from jobsd.errors import StorageError
 from jobsd.store.engine import Engine
 
 
+async def answer(
+    engine: Engine, fn: Callable[[sqlite3.Connection], object], answers: list[str]
+) -> None:
+    """Writes `fn`; what the engine answered it, appended to `answers`."""
+    try:
+        await engine.write(fn)
+    except StorageError:
+        answers.append("refused")
+    except sqlite3.Error as exc:
+        answers.append(f"error: {exc}")
+    else:
+        answers.append("done")
+
+
 def _prepare(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
 
@@ -95,20 +109,12 @@ async def _the_batch_told(tmp_path: Path) -> None:
 
     answers: list[str] = []
 
-    async def one(fn) -> None:  # type: ignore[no-untyped-def]
-        try:
-            await engine.write(fn)
-        except StorageError:
-            answers.append("refused")
-        else:
-            answers.append("done")
-
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(engine.write, wedge)
             await entered.wait()
             for fn in (_insert(2), _ruin, _insert(3)):
-                nursery.start_soon(one, fn)
+                nursery.start_soon(answer, engine, fn, answers)
             await trio.testing.wait_all_tasks_blocked()
             release.set()
         assert answers == ["refused"] * 3
@@ -188,23 +194,13 @@ async def _refused_after_recovery(tmp_path: Path) -> None:
 
     answers: list[str] = []
 
-    async def one(fn: Callable[[sqlite3.Connection], object]) -> None:
-        try:
-            await engine.write(fn)
-        except StorageError:
-            answers.append("refused")
-        except sqlite3.Error as exc:
-            answers.append(f"error: {exc}")
-        else:
-            answers.append("done")
-
     try:
         assert await engine.write(_insert(1)) == 1
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(one, ruin_when_released)
+            nursery.start_soon(answer, engine, ruin_when_released, answers)
             assert await trio.to_thread.run_sync(entered.wait, 10)
             for i in (2, 3):  # queued behind it, into the writer's next batch
-                nursery.start_soon(one, _insert(i))
+                nursery.start_soon(answer, engine, _insert(i), answers)
             await trio.testing.wait_all_tasks_blocked()
             release.set()
         assert answers == ["refused"] * 3
